@@ -1,0 +1,6 @@
+//! The pure domain of handoff: the relay plan (model, parsing, validation, schedule) and route
+//! geometry. No I/O, no async, no clock: files are handed in as text and "now" is an argument,
+//! so everything here is deterministic and testable.
+
+pub mod geodesic;
+pub mod route;
