@@ -3,4 +3,5 @@
 //! so everything here is deterministic and testable.
 
 pub mod geodesic;
+pub mod ping;
 pub mod route;
