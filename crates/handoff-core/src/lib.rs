@@ -4,4 +4,6 @@
 
 pub mod geodesic;
 pub mod ping;
+pub mod plan;
 pub mod route;
+pub mod schedule;

@@ -1,0 +1,256 @@
+//! The relay plan: what an event is (places, milestones, relays of legs, courses for race mode)
+//! once it has been read and checked. [`parse`] is the only way in: it reads the TOML (keeping
+//! every value's position), resolves route files through [`RouteFiles`], and either returns a
+//! `Plan` in which every invariant holds, or every problem it found, each with its position.
+
+mod build;
+pub mod mode;
+pub mod problem;
+mod raw;
+pub mod routefile;
+
+use crate::geodesic::Coord;
+use crate::route::Route;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Serialize, Serializer};
+use std::sync::Arc;
+
+pub use mode::Mode;
+pub use problem::{Problem, Problems};
+pub use routefile::{NoFiles, RouteFiles};
+
+/// A validated plan. Times are UTC instants; zones are kept as IANA names for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub event: Event,
+    pub places: Vec<Place>,
+    pub milestones: Vec<Milestone>,
+    pub courses: Vec<Course>,
+    pub relays: Vec<Relay>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// IANA zone for times that belong to no place.
+    pub timezone: String,
+    /// Spectators see positions this many milliseconds late.
+    pub public_delay_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Place {
+    pub id: String,
+    pub name: String,
+    pub at: Coord,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Milestone {
+    pub name: String,
+    /// The instant counted down to (start of the day in the place's zone for a date-only one).
+    pub at: Timestamp,
+    /// Set when the plan gave only a date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<jiff::civil::Date>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    pub timezone: String,
+}
+
+/// Legs shared by many relays (race mode): geometry and expected durations, no carriers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Course {
+    pub id: String,
+    pub name: String,
+    pub legs: Vec<CourseLeg>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CourseLeg {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub mode: Mode,
+    pub geometry: Geometry,
+    pub duration_ms: i64,
+    pub exchange_radius_m: f64,
+}
+
+/// One chain of custody of one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Relay {
+    pub id: String,
+    pub name: String,
+    pub object: String,
+    /// Race mode: the course whose legs this relay runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course: Option<String>,
+    pub legs: Vec<Leg>,
+}
+
+impl Relay {
+    #[must_use]
+    pub fn start(&self) -> Option<Timestamp> {
+        self.legs.first().map(|l| l.start)
+    }
+
+    #[must_use]
+    pub fn end(&self) -> Option<Timestamp> {
+        self.legs.last().map(|l| l.end)
+    }
+}
+
+/// One carrier group holding the object, with where and when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leg {
+    /// 0-based position in the relay.
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub carriers: Vec<String>,
+    pub mode: Mode,
+    /// Devices named in the plan for this leg (more can be bound to carriers at run time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Race mode: the index of the course leg this is (the geometry is the course's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_leg: Option<usize>,
+    #[serde(skip_serializing_if = "Geometry::is_from_course")]
+    pub geometry: Geometry,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub exchange_radius_m: f64,
+    /// IANA zone where the leg starts, and where it ends (they differ for a flight).
+    pub start_zone: String,
+    pub end_zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Leg {
+    #[must_use]
+    pub fn duration_ms(&self) -> i64 {
+        self.end.duration_since(self.start).as_millis().try_into().unwrap_or(i64::MAX)
+    }
+
+    /// Where the object is handed on: the end of the route, or the stage's place.
+    #[must_use]
+    pub fn exchange_point(&self) -> Coord {
+        self.geometry.end()
+    }
+
+    #[must_use]
+    pub fn length_m(&self) -> f64 {
+        self.geometry.length_m()
+    }
+}
+
+/// Where a leg happens: along a route or at one place.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Geometry {
+    Route {
+        #[serde(serialize_with = "serialize_route")]
+        route: Arc<Route>,
+        /// Shared with a course (race mode): the JSON gives it once, under `courses`.
+        #[serde(skip)]
+        from_course: bool,
+    },
+    Place {
+        place: String,
+        at: Coord,
+    },
+}
+
+impl Geometry {
+    #[must_use]
+    pub const fn is_from_course(&self) -> bool {
+        matches!(self, Self::Route { from_course: true, .. })
+    }
+
+    #[must_use]
+    pub fn start(&self) -> Coord {
+        match self {
+            Self::Route { route, .. } => route.start(),
+            Self::Place { at, .. } => *at,
+        }
+    }
+
+    #[must_use]
+    pub fn end(&self) -> Coord {
+        match self {
+            Self::Route { route, .. } => route.end(),
+            Self::Place { at, .. } => *at,
+        }
+    }
+
+    #[must_use]
+    pub fn length_m(&self) -> f64 {
+        match self {
+            Self::Route { route, .. } => route.length_m(),
+            Self::Place { .. } => 0.0,
+        }
+    }
+
+    #[must_use]
+    pub fn route(&self) -> Option<&Arc<Route>> {
+        match self {
+            Self::Route { route, .. } => Some(route),
+            Self::Place { .. } => None,
+        }
+    }
+}
+
+fn serialize_route<S: Serializer>(route: &Arc<Route>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Route", 2)?;
+    st.serialize_field("length_m", &route.length_m())?;
+    let pts: Vec<[f64; 2]> = route.points().iter().map(|c| [c.lon, c.lat]).collect();
+    st.serialize_field("points", &pts)?;
+    st.end()
+}
+
+impl Plan {
+    #[must_use]
+    pub fn relay(&self, id: &str) -> Option<&Relay> {
+        self.relays.iter().find(|r| r.id == id)
+    }
+
+    #[must_use]
+    pub fn place(&self, id: &str) -> Option<&Place> {
+        self.places.iter().find(|p| p.id == id)
+    }
+
+    /// Earliest planned start over all relays.
+    #[must_use]
+    pub fn start(&self) -> Option<Timestamp> {
+        self.relays.iter().filter_map(Relay::start).min()
+    }
+
+    /// Latest planned end over all relays.
+    #[must_use]
+    pub fn end(&self) -> Option<Timestamp> {
+        self.relays.iter().filter_map(Relay::end).max()
+    }
+}
+
+/// The zone for an IANA name known to be valid (checked by `parse`); UTC otherwise.
+#[must_use]
+pub fn zone(name: &str) -> TimeZone {
+    TimeZone::get(name).unwrap_or(TimeZone::UTC)
+}
+
+/// Reads and checks a plan.
+///
+/// `files` resolves `route = { file = … }` references relative to the plan's folder.
+///
+/// # Errors
+/// Every problem found, in source order, each with the span of the offending value.
+pub fn parse(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems> {
+    build::build(src, files)
+}

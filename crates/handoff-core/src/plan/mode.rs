@@ -1,0 +1,141 @@
+//! Transport modes and what is plausible for each: the prior speed used before any ping
+//! arrives, the speed range `plan check` accepts, and the default exchange radius.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Stage,
+    Walk,
+    Run,
+    Bike,
+    Skateboard,
+    Motorcycle,
+    Car,
+    Flight,
+    Parachute,
+    Rappel,
+    Boat,
+    Other,
+}
+
+pub const ALL_MODES: [Mode; 12] = [
+    Mode::Stage,
+    Mode::Walk,
+    Mode::Run,
+    Mode::Bike,
+    Mode::Skateboard,
+    Mode::Motorcycle,
+    Mode::Car,
+    Mode::Flight,
+    Mode::Parachute,
+    Mode::Rappel,
+    Mode::Boat,
+    Mode::Other,
+];
+
+impl Mode {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stage => "stage",
+            Self::Walk => "walk",
+            Self::Run => "run",
+            Self::Bike => "bike",
+            Self::Skateboard => "skateboard",
+            Self::Motorcycle => "motorcycle",
+            Self::Car => "car",
+            Self::Flight => "flight",
+            Self::Parachute => "parachute",
+            Self::Rappel => "rappel",
+            Self::Boat => "boat",
+            Self::Other => "other",
+        }
+    }
+
+    /// Average speeds (km/h) a planned leg may have in this mode; outside is a typo in a
+    /// duration or a wrong route. Generous on purpose: slow walkers, fast cyclists downhill.
+    #[must_use]
+    pub const fn plausible_kmh(self) -> (f64, f64) {
+        match self {
+            Self::Stage => (0.0, 0.0),
+            Self::Walk => (0.5, 9.0),
+            Self::Run => (2.0, 26.0),
+            Self::Bike => (3.0, 70.0),
+            Self::Skateboard => (2.0, 40.0),
+            Self::Motorcycle => (3.0, 250.0),
+            Self::Car => (3.0, 250.0),
+            Self::Flight => (100.0, 1200.0),
+            Self::Parachute => (2.0, 300.0),
+            Self::Rappel => (0.05, 30.0),
+            Self::Boat => (1.0, 120.0),
+            Self::Other => (0.0, 1200.0),
+        }
+    }
+
+    /// The speed assumed before a carrier has reported any (m/s).
+    #[must_use]
+    pub const fn prior_speed_mps(self) -> f64 {
+        match self {
+            Self::Stage => 0.0,
+            Self::Walk => 1.4,
+            Self::Run => 3.0,
+            Self::Bike => 5.5,
+            Self::Skateboard => 3.5,
+            Self::Motorcycle => 11.0,
+            Self::Car => 12.0,
+            Self::Flight => 230.0,
+            Self::Parachute => 8.0,
+            Self::Rappel => 1.0,
+            Self::Boat => 6.0,
+            Self::Other => 5.0,
+        }
+    }
+
+    /// How far from the exchange point a handoff may happen (metres) unless the plan says.
+    #[must_use]
+    pub const fn default_exchange_radius_m(self) -> f64 {
+        match self {
+            Self::Stage | Self::Walk | Self::Run | Self::Rappel => 50.0,
+            Self::Bike | Self::Skateboard => 75.0,
+            Self::Motorcycle | Self::Car | Self::Boat | Self::Other => 150.0,
+            Self::Parachute => 300.0,
+            Self::Flight => 5_000.0,
+        }
+    }
+
+    /// Legs on foot or by bike, whose pace depends on the slope.
+    #[must_use]
+    pub const fn is_muscle_powered(self) -> bool {
+        matches!(self, Self::Walk | Self::Run | Self::Bike | Self::Skateboard)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        ALL_MODES.iter().copied().find(|m| m.as_str() == s).ok_or(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_round_trips() {
+        for m in ALL_MODES {
+            assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
+        }
+        assert!("hovercraft".parse::<Mode>().is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The schedule as people read it: per leg, who carries, how, from where to where, how far, and
+//! when (in the local zone at each end and in UTC); and countdowns to the milestones. "Now" is
+//! an argument, never read from a clock.
+
+use crate::geodesic::{Coord, distance_m};
+use crate::plan::{Leg, Mode, Plan, zone};
+use jiff::{SignedDuration, Timestamp};
+
+/// A place counts as a leg's "from" or "to" when the leg starts or ends this close to it.
+const PLACE_NAME_RADIUS_M: f64 = 2_000.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    pub relay: String,
+    /// 1-based, as people count legs.
+    pub leg: usize,
+    pub carriers: Vec<String>,
+    pub mode: Mode,
+    pub from: String,
+    pub to: String,
+    pub distance_m: f64,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub start_zone: String,
+    pub end_zone: String,
+}
+
+impl ScheduleRow {
+    /// `2024-08-11 23:05 CEST`
+    #[must_use]
+    pub fn start_local(&self) -> String {
+        local(self.start, &self.start_zone)
+    }
+
+    #[must_use]
+    pub fn end_local(&self) -> String {
+        local(self.end, &self.end_zone)
+    }
+}
+
+/// An instant as `YYYY-MM-DD HH:MM ABBR` in the named zone.
+#[must_use]
+pub fn local(t: Timestamp, zone_name: &str) -> String {
+    t.to_zoned_datetime(zone(zone_name)).strftime("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// An instant as `YYYY-MM-DD HH:MM UTC`.
+#[must_use]
+pub fn utc(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Every leg of every relay, in plan order.
+#[must_use]
+pub fn rows(plan: &Plan) -> Vec<ScheduleRow> {
+    plan.relays
+        .iter()
+        .flat_map(|r| {
+            r.legs.iter().map(move |l| ScheduleRow {
+                relay: r.id.clone(),
+                leg: l.index + 1,
+                carriers: l.carriers.clone(),
+                mode: l.mode,
+                from: place_name(plan, l.geometry.start()),
+                to: place_name(plan, l.geometry.end()),
+                distance_m: l.length_m(),
+                start: l.start,
+                end: l.end,
+                start_zone: l.start_zone.clone(),
+                end_zone: l.end_zone.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The name of the place at `at` (nearest within 2 km), else the coordinate.
+#[must_use]
+pub fn place_name(plan: &Plan, at: Coord) -> String {
+    plan.places
+        .iter()
+        .map(|p| (distance_m(p.at, at), p))
+        .filter(|(d, _)| *d <= PLACE_NAME_RADIUS_M)
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or_else(|| format!("{:.4}, {:.4}", at.lon, at.lat), |(_, p)| p.name.clone())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Countdown {
+    pub name: String,
+    pub at: Timestamp,
+    pub timezone: String,
+    /// Negative once the moment has passed.
+    pub remaining: SignedDuration,
+}
+
+/// Countdowns from `now` to each milestone.
+#[must_use]
+pub fn countdowns(plan: &Plan, now: Timestamp) -> Vec<Countdown> {
+    plan.milestones
+        .iter()
+        .map(|m| Countdown { name: m.name.clone(), at: m.at, timezone: m.timezone.clone(), remaining: m.at.duration_since(now) })
+        .collect()
+}
+
+/// "592d 4h 10m", "3h 05m", "45s"; "passed" signs are the caller's.
+#[must_use]
+pub fn fmt_countdown(d: SignedDuration) -> String {
+    let s = d.as_secs().unsigned_abs();
+    let (days, h, m, sec) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60, s % 60);
+    if days > 0 {
+        format!("{days}d {h}h {m:02}m")
+    } else if h > 0 {
+        format!("{h}h {m:02}m {sec:02}s")
+    } else if m > 0 {
+        format!("{m}m {sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// The leg a relay is in at instant `t` according to the plan (before the start: the first).
+#[must_use]
+pub fn planned_leg_at(legs: &[Leg], t: Timestamp) -> Option<&Leg> {
+    legs.iter().find(|l| t < l.end).or_else(|| legs.last())
+}

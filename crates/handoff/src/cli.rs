@@ -1,0 +1,44 @@
+//! The command line, defined once: clap derives parsing and `--help` from these types.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "handoff", version, about = "Plan, live-track and verify relays.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with plan files: check them, show the schedule.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Run the built-in Olympic flag handover.
+    Demo {
+        /// Address to serve the live page on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data folder for the embedded database.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Run this many times faster than the default (about 3 minutes).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check plan files: exit 0 when valid, else one `FILE:LINE:COL: message` line per problem.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the schedule: each leg's start and end in its local zone and in UTC, and the
+    /// countdowns to the milestones.
+    Show { file: PathBuf },
+}

@@ -1,0 +1,15 @@
+//! One module per subcommand.
+
+mod demo;
+mod plan;
+
+use crate::cli::{Cli, Command, PlanCommand};
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plan { command: PlanCommand::Check { files } } => Ok(plan::check(&files)),
+        Command::Plan { command: PlanCommand::Show { file } } => plan::show(&file),
+        Command::Demo { .. } => demo::run(),
+    }
+}
