@@ -7,3 +7,6 @@ pub mod ping;
 pub mod plan;
 pub mod route;
 pub mod schedule;
+pub mod eta;
+pub mod live;
+pub mod track;
