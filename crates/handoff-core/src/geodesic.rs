@@ -62,6 +62,14 @@ pub fn along(a: Coord, b: Coord, distance_m: f64) -> Coord {
     Coord::new(normalize_lon(lon), lat)
 }
 
+/// The point reached by following the geodesic from `from` with initial bearing `azimuth_deg`
+/// (degrees clockwise from north) for `distance_m` metres. Elevation is not carried over.
+#[must_use]
+pub fn destination(from: Coord, azimuth_deg: f64, distance_m: f64) -> Coord {
+    let (lat, lon): (f64, f64) = wgs84().direct(from.lat, from.lon, azimuth_deg, distance_m);
+    Coord::new(normalize_lon(lon), lat)
+}
+
 /// The geodesic from `a` to `b` as a polyline whose vertices are at most `max_step_m` apart
 /// (both ends included), so a flight from Paris to Los Angeles draws and measures as the great
 /// circle it is rather than a straight line on a Mercator map.
@@ -143,6 +151,35 @@ mod tests {
         );
         // A great circle from Paris to LA goes far north of both ends (over Greenland-ish).
         assert!(line.iter().any(|c| c.lat > 60.0));
+    }
+
+    #[test]
+    fn distance_matches_geographiclib_stade_de_france_to_hollywood_sign() {
+        // Reference from the real GeographicLib (Python package `geographiclib` 2.1, installed
+        // with `pip install geographiclib`), obtained by running:
+        //   python3 -c "from geographiclib.geodesic import Geodesic; \
+        //     print(Geodesic.WGS84.Inverse(48.92446, 2.36015, 34.13412, -118.32181)['s12'])"
+        // which printed 9098937.028153783.
+        const GEOGRAPHICLIB_S12_M: f64 = 9_098_937.028_153_783;
+        let stade_de_france = Coord::new(2.36015, 48.92446);
+        let hollywood_sign = Coord::new(-118.32181, 34.13412);
+        let d = distance_m(stade_de_france, hollywood_sign);
+        assert!(
+            (d - GEOGRAPHICLIB_S12_M).abs() < 1.0,
+            "{d} vs {GEOGRAPHICLIB_S12_M}"
+        );
+        // Symmetric, too.
+        let back = distance_m(hollywood_sign, stade_de_france);
+        assert!((back - GEOGRAPHICLIB_S12_M).abs() < 1.0, "{back}");
+    }
+
+    #[test]
+    fn destination_inverts_distance_and_bearing() {
+        let a = Coord::new(179.999, -16.5);
+        let b = destination(a, 80.0, 1_234.5);
+        assert!((distance_m(a, b) - 1_234.5).abs() < 1e-6);
+        assert!((bearing_deg(a, b) - 80.0).abs() < 1e-6);
+        assert!(b.lon < -179.0, "crossed the antimeridian: {b:?}");
     }
 
     #[test]

@@ -1,13 +1,42 @@
-//! A leg's route: its vertices, cumulative geodesic distance per vertex, and (to come) the
-//! spatial index used to project pings onto it.
+//! A leg's route: its vertices, the cumulative geodesic distance at each vertex, and the spatial
+//! index that projects a ping onto the route in O(log n).
+//!
+//! The one idea: *search on the sphere in 3-D, measure on the ellipsoid*. Each segment is a
+//! great-circle arc between unit vectors, indexed in an R-tree by a 3-D box that contains the
+//! whole arc, so the nearest segments come out in true distance order at any latitude, over the
+//! poles and across the antimeridian (degrees are not metric). The foot of the perpendicular on an
+//! arc is exact on the sphere; what we report (distance along, cross-track) is WGS 84 geodesic
+//! metres. Where the route passes near itself, the carrier's last along-distance (the hint)
+//! picks the branch, and going backwards costs more than going forwards.
 
-use crate::geodesic::{Coord, distance_m};
+use crate::geodesic::{Coord, along, distance_m};
+use rstar::{AABB, PointDistance, RTree, RTreeObject};
 
-/// A polyline with at least two vertices and its cumulative length in metres.
+/// Candidates whose cross-track distance is within `max(nearest + this, 2 × nearest)` metres
+/// compete on their along-distance when a hint is given.
+pub const HINT_WINDOW_M: f64 = 25.0;
+
+/// With a hint, a candidate `d` metres *behind* the hint costs as much as one `d × this` metres
+/// ahead of it: carriers move forwards, GPS noise moves them back only a little. This keeps a
+/// walk round a hairpin or along a switchback from snapping to the branch already travelled,
+/// while a small backward jitter at a place the route passes again later does not jump a lap.
+pub const BACKWARD_COST_FACTOR: f64 = 10.0;
+
+/// A lower bound of the WGS 84 geodesic distance per radian of the sphere on which (lat, lon)
+/// are drawn as spherical coordinates: the smallest radius of curvature of the ellipsoid,
+/// `a (1 − e²)` (meridional, at the equator), rounded down.
+const MIN_RADIUS_M: f64 = 6_335_400.0;
+
+/// A polyline with at least two vertices, its cumulative length in metres and a spatial index
+/// over its segments.
 #[derive(Debug, Clone)]
 pub struct Route {
     points: Vec<Coord>,
     cum_m: Vec<f64>,
+    /// Vertices as unit vectors (x towards lon 0 on the equator, z towards the north pole).
+    units: Vec<[f64; 3]>,
+    has_elevation: bool,
+    index: RTree<ArcSegment>,
 }
 
 /// Why a list of points cannot be a route.
@@ -19,8 +48,21 @@ pub enum RouteError {
     BadCoord { index: usize, lon: f64, lat: f64 },
 }
 
+/// Where a position falls on a route.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Projection {
+    /// Geodesic distance from the route's start to `point`, in [0, `length_m`].
+    pub along_m: f64,
+    /// Geodesic distance from the projected position to `point`.
+    pub cross_track_m: f64,
+    /// The segment holding `point`: from vertex `segment` to vertex `segment + 1`.
+    pub segment: usize,
+    /// The foot on the route (elevation interpolated when both ends of the segment have one).
+    pub point: Coord,
+}
+
 impl Route {
-    /// Builds a route from its vertices.
+    /// Builds a route from its vertices, with its spatial index.
     ///
     /// # Errors
     /// Fewer than two points, or a coordinate out of range or not finite.
@@ -48,7 +90,24 @@ impl Route {
             acc += distance_m(w[0], w[1]);
             cum_m.push(acc);
         }
-        Ok(Self { points, cum_m })
+        let units: Vec<[f64; 3]> = points.iter().map(|&c| unit_vector(c)).collect();
+        let arcs = units
+            .windows(2)
+            .enumerate()
+            .map(|(index, w)| ArcSegment {
+                a: w[0],
+                b: w[1],
+                index,
+            })
+            .collect();
+        let has_elevation = points.iter().all(|c| c.ele_m.is_some_and(f64::is_finite));
+        Ok(Self {
+            points,
+            cum_m,
+            units,
+            has_elevation,
+            index: RTree::bulk_load(arcs),
+        })
     }
 
     #[must_use]
@@ -75,5 +134,572 @@ impl Route {
     #[must_use]
     pub fn end(&self) -> Coord {
         self.points[self.points.len() - 1]
+    }
+
+    /// Whether every vertex has an elevation (then `point_at`, `elevation_at` and
+    /// `grade_between` carry it).
+    #[must_use]
+    pub fn has_elevation(&self) -> bool {
+        self.has_elevation
+    }
+
+    /// Projects a position onto the route.
+    ///
+    /// Without a hint, the nearest point of the route wins. With `hint_along_m` (the carrier's
+    /// last known along-distance), every local nearest point whose cross-track distance is within
+    /// `max(nearest + HINT_WINDOW_M, 2 × nearest)` competes, and the one closest to the hint
+    /// wins, distance behind the hint counting `BACKWARD_COST_FACTOR` times: that is how a
+    /// route that loops back or passes near itself is told apart.
+    ///
+    /// A position with a non-finite coordinate projects to the start with an infinite
+    /// cross-track distance.
+    #[must_use]
+    pub fn project(&self, p: Coord, hint_along_m: Option<f64>) -> Projection {
+        if !(p.lon.is_finite() && p.lat.is_finite()) {
+            return Projection {
+                along_m: 0.0,
+                cross_track_m: f64::INFINITY,
+                segment: 0,
+                point: self.start(),
+            };
+        }
+        let p = Coord::new(p.lon, p.lat.clamp(-90.0, 90.0));
+        let pv = unit_vector(p);
+        let hint_m = hint_along_m.filter(|h| h.is_finite());
+
+        // Visit arcs in increasing spherical distance until none left can be close enough.
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(4);
+        let mut nearest_m = f64::INFINITY;
+        for (arc, chord2) in self.index.nearest_neighbor_iter_with_distance_2(pv) {
+            let reach_m = if hint_m.is_some() {
+                hint_window_m(nearest_m)
+            } else {
+                nearest_m
+            };
+            if chord_to_angle(chord2) * MIN_RADIUS_M > reach_m {
+                break;
+            }
+            let foot = arc_foot(arc.a, arc.b, pv);
+            let point = self.foot_coord(arc.index, &foot);
+            let cross_track_m = distance_m(p, point);
+            nearest_m = nearest_m.min(cross_track_m);
+            candidates.push(Candidate {
+                segment: arc.index,
+                foot,
+                point,
+                cross_track_m,
+            });
+        }
+
+        let nearest = candidates
+            .iter()
+            .min_by(|x, y| x.cross_track_m.total_cmp(&y.cross_track_m));
+        let Some(nearest) = nearest else {
+            // Unreachable (a route has at least one segment); answer something sensible.
+            return self.projection(&self.candidate_on(0, pv, p));
+        };
+        let Some(hint_m) = hint_m else {
+            return self.projection(nearest);
+        };
+        let window_m = hint_window_m(nearest.cross_track_m);
+        candidates
+            .iter()
+            .filter(|c| c.cross_track_m <= window_m && self.is_local_nearest(c, pv))
+            .map(|c| self.projection(c))
+            .min_by(|x, y| {
+                hint_cost_m(x.along_m, hint_m)
+                    .total_cmp(&hint_cost_m(y.along_m, hint_m))
+                    .then(x.cross_track_m.total_cmp(&y.cross_track_m))
+            })
+            .unwrap_or_else(|| self.projection(nearest))
+    }
+
+    /// The point `along_m` metres from the start, following the geodesic of its segment
+    /// (clamped to the route; elevation interpolated linearly when the segment has it).
+    #[must_use]
+    pub fn point_at(&self, along_m: f64) -> Coord {
+        let along_m = self.clamp_along(along_m);
+        let i = self.segment_at(along_m);
+        let (a, b) = (self.points[i], self.points[i + 1]);
+        let seg_m = self.cum_m[i + 1] - self.cum_m[i];
+        let d_m = along_m - self.cum_m[i];
+        if d_m <= 0.0 || seg_m <= 0.0 {
+            return a;
+        }
+        if d_m >= seg_m {
+            return b;
+        }
+        let mut c = along(a, b, d_m);
+        c.ele_m = lerp_ele(a, b, d_m / seg_m);
+        c
+    }
+
+    /// Elevation in metres `along_m` from the start (clamped), when the route has elevation.
+    #[must_use]
+    pub fn elevation_at(&self, along_m: f64) -> Option<f64> {
+        if !self.has_elevation {
+            return None;
+        }
+        let along_m = self.clamp_along(along_m);
+        let i = self.segment_at(along_m);
+        let seg_m = self.cum_m[i + 1] - self.cum_m[i];
+        let t = if seg_m > 0.0 {
+            ((along_m - self.cum_m[i]) / seg_m).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        lerp_ele(self.points[i], self.points[i + 1], t)
+    }
+
+    /// Mean grade (rise over run, e.g. 0.05 for 5 % uphill) of the route in its own direction
+    /// between two along-distances (clamped to the route; their order does not matter). `None`
+    /// when the route has no elevation or the span is shorter than a millimetre.
+    #[must_use]
+    pub fn grade_between(&self, from_m: f64, to_m: f64) -> Option<f64> {
+        let (from_m, to_m) = (self.clamp_along(from_m), self.clamp_along(to_m));
+        let run_m = to_m - from_m;
+        if run_m.abs() < 1e-3 {
+            return None;
+        }
+        let rise_m = self.elevation_at(to_m)? - self.elevation_at(from_m)?;
+        Some(rise_m / run_m)
+    }
+
+    fn clamp_along(&self, along_m: f64) -> f64 {
+        if along_m.is_nan() {
+            0.0
+        } else {
+            along_m.clamp(0.0, self.length_m())
+        }
+    }
+
+    /// The segment holding `along_m` (already clamped): the last whose start is at or before it.
+    fn segment_at(&self, along_m: f64) -> usize {
+        let after = self.cum_m.partition_point(|&c| c <= along_m);
+        after.saturating_sub(1).min(self.points.len() - 2)
+    }
+
+    fn foot_coord(&self, segment: usize, foot: &ArcFoot) -> Coord {
+        let (a, b) = (self.points[segment], self.points[segment + 1]);
+        match foot.clamped {
+            Some(End::Start) => a,
+            Some(End::End) => b,
+            None => {
+                let (lon, lat) = lon_lat_deg(foot.foot);
+                Coord::with_ele(lon, lat, lerp_ele(a, b, foot.t))
+            }
+        }
+    }
+
+    fn candidate_on(&self, segment: usize, pv: [f64; 3], p: Coord) -> Candidate {
+        let foot = arc_foot(self.units[segment], self.units[segment + 1], pv);
+        let point = self.foot_coord(segment, &foot);
+        Candidate {
+            segment,
+            foot,
+            cross_track_m: distance_m(p, point),
+            point,
+        }
+    }
+
+    fn projection(&self, c: &Candidate) -> Projection {
+        let i = c.segment;
+        let along_m = match c.foot.clamped {
+            Some(End::Start) => self.cum_m[i],
+            Some(End::End) => self.cum_m[i + 1],
+            None => (self.cum_m[i] + distance_m(self.points[i], c.point))
+                .clamp(self.cum_m[i], self.cum_m[i + 1]),
+        };
+        Projection {
+            along_m,
+            cross_track_m: c.cross_track_m,
+            segment: i,
+            point: c.point,
+        }
+    }
+
+    /// A foot clamped to a vertex is a genuine alternative (a local minimum of the distance
+    /// along the route) only when the other segment at that vertex has no closer point;
+    /// otherwise it is just the corner next to the real foot, and letting it compete with the
+    /// hint would drag projections towards the hint.
+    fn is_local_nearest(&self, c: &Candidate, pv: [f64; 3]) -> bool {
+        // A perpendicular foot within a millimetre of a vertex is at the vertex.
+        const AT_VERTEX_CHORD2: f64 = 1e-3 / 6.371e6 * (1e-3 / 6.371e6);
+        let (a, b) = (self.units[c.segment], self.units[c.segment + 1]);
+        let end = c.foot.clamped.or_else(|| {
+            if dist2(c.foot.foot, a) < AT_VERTEX_CHORD2 {
+                Some(End::Start)
+            } else if dist2(c.foot.foot, b) < AT_VERTEX_CHORD2 {
+                Some(End::End)
+            } else {
+                None
+            }
+        });
+        let neighbour = match end {
+            None => return true,
+            Some(End::Start) if c.segment > 0 => c.segment - 1,
+            Some(End::End) if c.segment + 2 < self.points.len() => c.segment + 1,
+            Some(_) => return true,
+        };
+        let other = arc_foot(self.units[neighbour], self.units[neighbour + 1], pv);
+        other.chord2 >= c.foot.chord2
+    }
+}
+
+/// One arc the index returned, with its foot and geodesic cross-track distance.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    segment: usize,
+    foot: ArcFoot,
+    point: Coord,
+    cross_track_m: f64,
+}
+
+fn hint_window_m(nearest_m: f64) -> f64 {
+    (nearest_m + HINT_WINDOW_M).max(2.0 * nearest_m)
+}
+
+fn hint_cost_m(along_m: f64, hint_m: f64) -> f64 {
+    let ahead_m = along_m - hint_m;
+    if ahead_m >= 0.0 {
+        ahead_m
+    } else {
+        -ahead_m * BACKWARD_COST_FACTOR
+    }
+}
+
+fn lerp_ele(a: Coord, b: Coord, t: f64) -> Option<f64> {
+    Some(a.ele_m? + (b.ele_m? - a.ele_m?) * t)
+}
+
+/// A segment in the index: a minor great-circle arc between two unit vectors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ArcSegment {
+    a: [f64; 3],
+    b: [f64; 3],
+    index: usize,
+}
+
+impl RTreeObject for ArcSegment {
+    type Envelope = AABB<[f64; 3]>;
+
+    /// The chord's box grown by the arc's sagitta (how far the arc bulges outside its chord),
+    /// so the box holds the whole arc and box distances stay lower bounds.
+    fn envelope(&self) -> Self::Envelope {
+        let half_chord2 = dist2(self.a, self.b) / 4.0;
+        let sagitta = half_chord2 / (1.0 + (1.0 - half_chord2.min(1.0)).sqrt());
+        let pad = sagitta + 1e-12;
+        let lo = std::array::from_fn(|k| self.a[k].min(self.b[k]) - pad);
+        let hi = std::array::from_fn(|k| self.a[k].max(self.b[k]) + pad);
+        AABB::from_corners(lo, hi)
+    }
+}
+
+impl PointDistance for ArcSegment {
+    /// Squared chord length from the point to the nearest point of the arc: monotone in the
+    /// great-circle distance, and consistent with the box distance.
+    fn distance_2(&self, point: &[f64; 3]) -> f64 {
+        arc_foot(self.a, self.b, *point).chord2
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Start,
+    End,
+}
+
+/// The nearest point of an arc to a point, all on the unit sphere.
+#[derive(Debug, Clone, Copy)]
+struct ArcFoot {
+    foot: [f64; 3],
+    /// Fraction of the arc's angle from `a` to the foot.
+    t: f64,
+    /// `Some` when the nearest point is an end of the arc.
+    clamped: Option<End>,
+    /// Squared chord from the point to the foot.
+    chord2: f64,
+}
+
+fn arc_foot(a: [f64; 3], b: [f64; 3], p: [f64; 3]) -> ArcFoot {
+    // a × (b − a) = a × b, computed from the small difference for precision on short arcs.
+    let n = cross(a, sub(b, a));
+    let n_len = norm(n);
+    // Below ~6 nm on Earth the arc is a point (or its ends are antipodal: no unique arc).
+    if n_len > 1e-15 {
+        let n_hat = scale(n, 1.0 / n_len);
+        let s = dot(p, n_hat); // sine of the angular distance to the great circle
+        let q = sub(p, scale(n_hat, s));
+        let q_len = norm(q);
+        if q_len > 1e-12 {
+            let f = scale(q, 1.0 / q_len);
+            let after_a = dot(cross(a, f), n) >= 0.0;
+            let before_b = dot(cross(f, b), n) >= 0.0;
+            if after_a && before_b {
+                let theta = n_len.atan2(dot(a, b));
+                let t = if theta > 0.0 {
+                    (norm(cross(a, f)).atan2(dot(a, f)) / theta).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let s2 = (s * s).min(1.0);
+                // |p − f|² = 2 − 2 √(1 − s²), written without cancellation.
+                let chord2 = 2.0 * s2 / (1.0 + (1.0 - s2).sqrt());
+                return ArcFoot {
+                    foot: f,
+                    t,
+                    clamped: None,
+                    chord2,
+                };
+            }
+        }
+    }
+    let (da, db) = (dist2(p, a), dist2(p, b));
+    if db < da {
+        ArcFoot {
+            foot: b,
+            t: 1.0,
+            clamped: Some(End::End),
+            chord2: db,
+        }
+    } else {
+        ArcFoot {
+            foot: a,
+            t: 0.0,
+            clamped: Some(End::Start),
+            chord2: da,
+        }
+    }
+}
+
+/// Angle in radians subtended by a chord of the unit sphere, from its squared length.
+fn chord_to_angle(chord2: f64) -> f64 {
+    2.0 * (chord2.max(0.0).sqrt() / 2.0).min(1.0).asin()
+}
+
+fn unit_vector(c: Coord) -> [f64; 3] {
+    let (lat, lon) = (c.lat.to_radians(), c.lon.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+fn lon_lat_deg(v: [f64; 3]) -> (f64, f64) {
+    let lat = v[2].atan2(v[0].hypot(v[1])).to_degrees();
+    let lon = v[1].atan2(v[0]).to_degrees();
+    (lon, lat)
+}
+
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+fn scale(a: [f64; 3], k: f64) -> [f64; 3] {
+    [a[0] * k, a[1] * k, a[2] * k]
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn norm(a: [f64; 3]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+fn dist2(a: [f64; 3], b: [f64; 3]) -> f64 {
+    let d = sub(a, b);
+    dot(d, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geodesic::destination;
+
+    fn route(points: &[(f64, f64)]) -> Route {
+        Route::new(
+            points
+                .iter()
+                .map(|&(lon, lat)| Coord::new(lon, lat))
+                .collect(),
+        )
+        .expect("valid route")
+    }
+
+    #[test]
+    fn projects_onto_a_simple_line() {
+        let r = route(&[(0.0, 0.0), (0.01, 0.0)]);
+        let p = Coord::new(0.005, 0.001);
+        let pr = r.project(p, None);
+        let foot = Coord::new(0.005, 0.0);
+        assert_eq!(pr.segment, 0);
+        assert!(
+            (pr.along_m - distance_m(r.start(), foot)).abs() < 0.01,
+            "{pr:?}"
+        );
+        assert!(
+            (pr.cross_track_m - distance_m(p, foot)).abs() < 0.01,
+            "{pr:?}"
+        );
+        assert!((pr.point.lon - 0.005).abs() < 1e-9 && pr.point.lat.abs() < 1e-9);
+        // On the line itself: no cross-track, and the same along-distance.
+        let on = r.project(foot, None);
+        assert!(on.cross_track_m < 1e-3 && (on.along_m - pr.along_m).abs() < 1e-3);
+    }
+
+    #[test]
+    fn points_past_the_ends_clamp_to_zero_and_length() {
+        let r = route(&[(0.0, 0.0), (0.01, 0.0), (0.02, 0.005)]);
+        let before = r.project(Coord::new(-0.01, 0.0), None);
+        assert!(before.along_m.abs() < f64::EPSILON, "{before:?}");
+        assert_eq!(before.segment, 0);
+        assert_eq!(before.point, r.start());
+        let after = r.project(Coord::new(0.04, 0.015), Some(0.0));
+        assert!(
+            (after.along_m - r.length_m()).abs() < f64::EPSILON,
+            "{after:?}"
+        );
+        assert_eq!(after.segment, 1);
+        assert_eq!(after.point, r.end());
+        assert!((after.cross_track_m - distance_m(Coord::new(0.04, 0.015), r.end())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn projects_across_the_antimeridian() {
+        // Two vertices 0.02° of longitude apart on either side of ±180, at 10° N.
+        let r = route(&[(179.99, 10.0), (-179.99, 10.0)]);
+        assert!(r.length_m() < 2_500.0, "{}", r.length_m());
+        let p = Coord::new(180.0, 10.001);
+        let pr = r.project(p, None);
+        assert!((pr.along_m - r.length_m() / 2.0).abs() < 0.5, "{pr:?}");
+        assert!((pr.cross_track_m - 110.6).abs() < 1.0, "{pr:?}");
+        assert!((pr.point.lon.abs() - 180.0).abs() < 1e-6, "{pr:?}");
+        // From the other side of the seam too.
+        let q = r.project(Coord::new(-179.995, 9.999), None);
+        assert!((q.along_m - 0.75 * r.length_m()).abs() < 0.5, "{q:?}");
+        let mid = r.point_at(r.length_m() / 2.0);
+        assert!((mid.lon.abs() - 180.0).abs() < 1e-6, "{mid:?}");
+    }
+
+    #[test]
+    fn projects_near_the_pole() {
+        // A route over the north pole: lon means little here, metres still do.
+        let r = route(&[(0.0, 89.99), (180.0, 89.99)]);
+        let pole = Coord::new(0.0, 90.0);
+        let pr = r.project(pole, None);
+        assert!(pr.cross_track_m < 0.5, "{pr:?}");
+        assert!((pr.along_m - r.length_m() / 2.0).abs() < 0.5, "{pr:?}");
+        let side = destination(pole, 90.0, 100.0);
+        assert!((r.project(side, None).cross_track_m - 100.0).abs() < 0.5);
+    }
+
+    /// Out along the equator for ~1.1 km, a 11 m step north, and back.
+    fn out_and_back() -> Route {
+        route(&[(0.0, 0.0), (0.01, 0.0), (0.01, 0.0001), (0.0, 0.0001)])
+    }
+
+    #[test]
+    fn hint_picks_the_branch_of_a_loop_back() {
+        let r = out_and_back();
+        let out_m = r.cumulative_m()[1];
+        let p = Coord::new(0.003, 0.00005);
+        let on_way_out = r.project(p, Some(300.0));
+        assert_eq!(on_way_out.segment, 0, "{on_way_out:?}");
+        assert!(
+            (on_way_out.along_m - 0.3 * out_m).abs() < 1.0,
+            "{on_way_out:?}"
+        );
+        let on_way_back = r.project(p, Some(r.length_m() - 800.0));
+        assert_eq!(on_way_back.segment, 2, "{on_way_back:?}");
+        assert!(
+            (on_way_back.along_m - (r.length_m() - 0.3 * out_m)).abs() < 1.0,
+            "{on_way_back:?}"
+        );
+        // Without a hint, the nearest wins (both are about 5.5 m away here).
+        let nearest = r.project(p, None);
+        assert!((nearest.cross_track_m - on_way_out.cross_track_m).abs() < 0.1);
+    }
+
+    #[test]
+    fn walking_round_a_hairpin_does_not_snap_back() {
+        let r = out_and_back();
+        let mut hint = 0.0;
+        let mut s = 0.0;
+        while s < r.length_m() {
+            let pr = r.project(r.point_at(s), Some(hint));
+            assert!(pr.along_m >= hint - 1.0, "at {s}: {pr:?} after {hint}");
+            assert!((pr.along_m - s).abs() < 1.0, "at {s}: {pr:?}");
+            hint = pr.along_m;
+            s += 7.0;
+        }
+    }
+
+    #[test]
+    fn corner_next_to_the_foot_does_not_compete_with_the_hint() {
+        // Straight north-east line; a ping 20 m off it just past a vertex, hinted 100 m behind:
+        // the vertex (closer to the hint) is not a real alternative.
+        let a = Coord::new(10.0, 50.0);
+        let v = destination(a, 45.0, 500.0);
+        let b = destination(v, 45.0, 500.0);
+        let r = Route::new(vec![a, v, b]).expect("route");
+        let foot = destination(v, 45.0, 5.0);
+        let p = destination(foot, 135.0, 20.0);
+        let pr = r.project(p, Some(405.0));
+        assert!((pr.along_m - 505.0).abs() < 0.5, "{pr:?}");
+    }
+
+    #[test]
+    fn point_at_interpolates_and_clamps() {
+        let pts = vec![
+            Coord::with_ele(0.0, 0.0, Some(100.0)),
+            Coord::with_ele(0.01, 0.0, Some(200.0)),
+        ];
+        let r = Route::new(pts).expect("route");
+        assert!(r.has_elevation());
+        let mid = r.point_at(r.length_m() / 2.0);
+        assert!(
+            (mid.lon - 0.005).abs() < 1e-9 && mid.lat.abs() < 1e-9,
+            "{mid:?}"
+        );
+        assert!((mid.ele_m.unwrap_or(0.0) - 150.0).abs() < 1e-9);
+        assert_eq!(r.point_at(-5.0), r.start());
+        assert_eq!(r.point_at(1e9), r.end());
+        assert_eq!(r.point_at(f64::NAN), r.start());
+        let grade = r.grade_between(0.0, r.length_m()).unwrap_or(0.0);
+        assert!((grade - 100.0 / r.length_m()).abs() < 1e-12);
+        assert!(r.grade_between(10.0, 10.0).is_none());
+        let down = r.grade_between(r.length_m(), 0.0).unwrap_or(0.0);
+        assert!((down - grade).abs() < 1e-12, "same direction of the route");
+    }
+
+    #[test]
+    fn no_elevation_means_none() {
+        let r = route(&[(0.0, 0.0), (0.01, 0.0)]);
+        assert!(!r.has_elevation());
+        assert!(r.point_at(100.0).ele_m.is_none());
+        assert!(r.elevation_at(100.0).is_none());
+        assert!(r.grade_between(0.0, 100.0).is_none());
+    }
+
+    #[test]
+    fn non_finite_ping_is_infinitely_off_route() {
+        let r = route(&[(0.0, 0.0), (0.01, 0.0)]);
+        let pr = r.project(Coord::new(f64::NAN, 0.0), Some(10.0));
+        assert!(pr.cross_track_m.is_infinite());
+        assert!(pr.along_m.abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn duplicate_vertices_are_harmless() {
+        let r = route(&[(0.0, 0.0), (0.0, 0.0), (0.01, 0.0), (0.01, 0.0)]);
+        let pr = r.project(Coord::new(0.005, 0.0005), None);
+        assert_eq!(pr.segment, 1);
+        assert!((pr.along_m - r.length_m() / 2.0).abs() < 0.01, "{pr:?}");
     }
 }
