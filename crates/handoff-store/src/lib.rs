@@ -1,0 +1,185 @@
+//! Persistence for handoff behind one trait, [`Store`]: append-only plans (versioned), devices,
+//! pings and custody-log entries. Live state is never stored; the server derives it from these
+//! rows and rebuilds it at start-up.
+//!
+//! One idea runs through the API: **an answered write is durable**. Every write method returns
+//! only after its transaction has committed, so the server may answer 2xx as soon as the call
+//! returns. Uniqueness rules live in the schema (not in a check-then-write in the caller), so a
+//! duplicate ping is idempotent and a handoff wins exactly once even with several writers.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default; a PostgreSQL backend is a second module
+//! implementing the same trait. The trait is object-safe (`Arc<dyn Store>`).
+
+pub mod error;
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use handoff_core::ping::Ping;
+use jiff::Timestamp;
+
+pub use error::{Result, StoreError};
+pub use sqlite::SqliteStore;
+
+/// The persistence capability the server needs. All methods are async and never block the
+/// runtime; writes return after commit.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Appends a new version of `event_id`'s plan and returns its version number (1, 2, …).
+    async fn put_plan(&self, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64>;
+
+    /// The latest version of every event's plan, ordered by event id.
+    async fn latest_plans(&self) -> Result<Vec<StoredPlan>>;
+
+    /// The latest version of one event's plan, if it has any.
+    async fn plan(&self, event_id: &str) -> Result<Option<StoredPlan>>;
+
+    /// Registers a device. [`StoreError::Conflict`] when `(event_id, device_id)` is already
+    /// registered, or (vanishingly unlikely) when the token hash is already in use.
+    async fn add_device(&self, device: NewDevice) -> Result<()>;
+
+    /// The device whose token hashes to `token_hash` (SHA-256 hex, computed by the caller).
+    async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>>;
+
+    /// The devices of one event, ordered by device id.
+    async fn devices(&self, event_id: &str) -> Result<Vec<Device>>;
+
+    /// Stores a batch of pings, one outcome per item in the same order. A ping with the same
+    /// event, device and device time `t` as a stored one (or an earlier one in the batch) is a
+    /// [`Inserted::Duplicate`], not an error: phones resend. Returns after commit.
+    async fn insert_pings(&self, batch: Vec<NewPing>) -> Result<Vec<Inserted>>;
+
+    /// All pings of an event ordered by device time, then arrival (`seq`): the input for
+    /// rebuilding live state.
+    async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>>;
+
+    /// One device's pings with `from <= t < to` (each bound optional), ordered like
+    /// [`Store::pings`].
+    async fn pings_for_device(
+        &self,
+        event_id: &str,
+        device_id: &str,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredPing>>;
+
+    /// Appends an entry to the custody log of `(event_id, relay_id)` and returns its `seq`.
+    /// `prev_hash` must be the `hash` of the chain's current head ([`StoreError::Conflict`]
+    /// otherwise); the first entry of a chain may commit to anything (the plan's hash).
+    async fn append_custody(
+        &self,
+        event_id: &str,
+        relay_id: &str,
+        entry_json: &str,
+        hash: &str,
+        prev_hash: &str,
+    ) -> Result<i64>;
+
+    /// The custody log of one relay, in chain order.
+    async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>>;
+
+    /// How many pings are stored in all (for metrics and tests).
+    async fn ping_count(&self) -> Result<i64>;
+}
+
+/// One version of an event's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub event_id: String,
+    /// 1 for the first plan of an event, then one more per [`Store::put_plan`].
+    pub version: i64,
+    pub plan_json: String,
+    pub plan_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// A device to register. The token itself never reaches the store, only its hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub event_id: String,
+    pub device_id: String,
+    pub carrier: String,
+    /// SHA-256 of the device token, lowercase hex.
+    pub token_hash: String,
+}
+
+/// A registered device.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Device {
+    pub event_id: String,
+    pub device_id: String,
+    pub carrier: String,
+    /// SHA-256 of the device token, lowercase hex. Redacted in `Debug`.
+    pub token_hash: String,
+    pub created_at: Timestamp,
+}
+
+// A token hash is not the token, but it is a lookup key for one: keep it out of logs.
+impl fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDevice")
+            .field("event_id", &self.event_id)
+            .field("device_id", &self.device_id)
+            .field("carrier", &self.carrier)
+            .field("token_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("event_id", &self.event_id)
+            .field("device_id", &self.device_id)
+            .field("carrier", &self.carrier)
+            .field("token_hash", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A ping to store, with who sent it and when the server received it.
+///
+/// Times are kept to the microsecond: two pings of one device less than 1 µs apart are the
+/// same ping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPing {
+    pub event_id: String,
+    pub device_id: String,
+    pub ping: Ping,
+    pub received_at: Timestamp,
+}
+
+/// What became of one ping of an [`Store::insert_pings`] batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now, under this sequence number (increasing in arrival order).
+    New { seq: i64 },
+    /// Already stored (same event, device and device time): nothing written.
+    Duplicate,
+}
+
+/// A stored ping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPing {
+    /// Arrival order across the whole store.
+    pub seq: i64,
+    pub event_id: String,
+    pub device_id: String,
+    pub ping: Ping,
+    pub received_at: Timestamp,
+}
+
+/// One entry of a relay's custody log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCustody {
+    /// Append order across the whole store (so also the chain order within one relay).
+    pub seq: i64,
+    pub event_id: String,
+    pub relay_id: String,
+    pub entry_json: String,
+    pub hash: String,
+    pub prev_hash: String,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,548 @@
+//! The embedded SQLite backend: one file in WAL mode, one writer thread with group commit
+//! ([`writer`]), and a small pool of read-only connections used from `spawn_blocking`, so that
+//! no SQLite call ever runs on a tokio worker.
+//!
+//! Durability: in WAL mode `synchronous=NORMAL` fsyncs only at checkpoints, so a power loss can
+//! drop the last committed transactions — not acceptable when a 2xx promises a ping is stored.
+//! `synchronous=FULL` fsyncs the WAL at every commit; group commit amortises that fsync over all
+//! the requests waiting at the time, which is what keeps ingest fast.
+
+mod migrations;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use handoff_core::ping::Ping;
+use jiff::Timestamp;
+use rusqlite::types::Type;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
+
+use crate::error::{Result, StoreError};
+use crate::{Device, Inserted, NewDevice, NewPing, Store, StoredCustody, StoredPing, StoredPlan};
+use writer::Writer;
+
+/// How long a connection waits for a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections kept open between queries (more are opened under load, then closed).
+const MAX_IDLE_READERS: usize = 4;
+
+/// The SQLite store. Open it once and share it (`Arc<dyn Store>`); dropping it (or
+/// [`SqliteStore::close`]) stops the writer after it has committed everything queued.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Arc<ReadPool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
+    /// the writer thread. Blocking (file I/O, migrations): call it at start-up, or from
+    /// `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the file cannot be opened, [`StoreError::Invalid`] when it
+    /// cannot be put in WAL mode, [`StoreError::SchemaTooNew`] when a newer build wrote it.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let open_error = |source: rusqlite::Error| StoreError::Open {
+            path: path.to_owned(),
+            source: Arc::new(source),
+        };
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        // WAL: readers never block the writer nor the writer them. The mode is stored in the
+        // file; the pragma answers with the mode in force, which must be "wal" (an in-memory or
+        // otherwise unsupported database would stay in another mode).
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(open_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid(format!(
+                "{} cannot be put in WAL mode (it stayed in {mode} mode)",
+                path.display()
+            )));
+        }
+        // FULL, not NORMAL: see the module note on durability.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        migrations::migrate(&mut conn)?;
+
+        let readers = Arc::new(ReadPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        });
+        // Open one reader now, so that a file readers cannot use fails at open, not later.
+        readers.with(|_| Ok(()))?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer: Writer::spawn(conn)?,
+            readers,
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write transactions committed since open: fewer than write requests when group commit
+    /// merged them.
+    #[must_use]
+    pub fn transactions_committed(&self) -> u64 {
+        self.writer.commits()
+    }
+
+    /// Stops the writer after it has committed everything queued, and reports whether it
+    /// stopped cleanly. Dropping the store does the same, without the report.
+    ///
+    /// # Errors
+    /// [`StoreError::Task`] when the writer thread had panicked.
+    pub async fn close(self) -> Result<()> {
+        let SqliteStore {
+            mut writer,
+            readers,
+            ..
+        } = self;
+        drop(readers);
+        tokio::task::spawn_blocking(move || writer.stop())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async runtime.
+    async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.with(query))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Read-only connections reused between queries. A connection is `Send` but not `Sync`, so
+/// each query takes one out of the pool for its duration.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(&self, query: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        // The pool holds no invariant a panic could break: a poisoned lock is still usable.
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = query(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn open(&self) -> Result<Connection> {
+        let open_error = |source: rusqlite::Error| StoreError::Open {
+            path: self.path.clone(),
+            source: Arc::new(source),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        Ok(conn)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_plan(&self, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
+        let (event_id, plan_json, plan_hash) = (
+            event_id.to_owned(),
+            plan_json.to_owned(),
+            plan_hash.to_owned(),
+        );
+        self.writer
+            .submit(1, move |conn| {
+                put_plan(conn, &event_id, &plan_json, &plan_hash)
+            })
+            .await
+    }
+
+    async fn latest_plans(&self) -> Result<Vec<StoredPlan>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, version, plan_json, plan_hash, created_us FROM plans AS p
+                 WHERE version = (SELECT MAX(version) FROM plans WHERE event_id = p.event_id)
+                 ORDER BY event_id",
+            )?;
+            let plans = stmt.query_map([], plan_from_row)?;
+            Ok(plans.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn plan(&self, event_id: &str) -> Result<Option<StoredPlan>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, version, plan_json, plan_hash, created_us FROM plans
+                 WHERE event_id = ?1 ORDER BY version DESC LIMIT 1",
+            )?;
+            Ok(stmt.query_row([&event_id], plan_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn add_device(&self, device: NewDevice) -> Result<()> {
+        self.writer
+            .submit(1, move |conn| add_device(conn, &device))
+            .await
+    }
+
+    async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, device_id, carrier, token_hash, created_us FROM devices
+                 WHERE token_hash = ?1",
+            )?;
+            Ok(stmt.query_row([&token_hash], device_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn devices(&self, event_id: &str) -> Result<Vec<Device>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, device_id, carrier, token_hash, created_us FROM devices
+                 WHERE event_id = ?1 ORDER BY device_id",
+            )?;
+            let devices = stmt.query_map([&event_id], device_from_row)?;
+            Ok(devices.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn insert_pings(&self, batch: Vec<NewPing>) -> Result<Vec<Inserted>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // SQLite stores NaN as NULL: refuse it here rather than fail a NOT NULL in the writer.
+        if let Some((index, _)) = batch
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !p.ping.lon.is_finite() || !p.ping.lat.is_finite())
+        {
+            return Err(StoreError::Invalid(format!(
+                "ping {index} has a non-finite longitude or latitude"
+            )));
+        }
+        self.writer
+            .submit(batch.len(), move |conn| insert_pings(conn, &batch))
+            .await
+    }
+
+    async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PING_COLUMNS} FROM pings WHERE event_id = ?1 ORDER BY t_us, seq"
+            ))?;
+            let pings = stmt.query_map([&event_id], ping_from_row)?;
+            Ok(pings.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn pings_for_device(
+        &self,
+        event_id: &str,
+        device_id: &str,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredPing>> {
+        let (event_id, device_id) = (event_id.to_owned(), device_id.to_owned());
+        let from_us = from.map_or(i64::MIN, Timestamp::as_microsecond);
+        let to_us = to.map_or(i64::MAX, Timestamp::as_microsecond);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PING_COLUMNS} FROM pings
+                 WHERE event_id = ?1 AND device_id = ?2 AND t_us >= ?3 AND t_us < ?4
+                 ORDER BY t_us, seq"
+            ))?;
+            let pings =
+                stmt.query_map(params![event_id, device_id, from_us, to_us], ping_from_row)?;
+            Ok(pings.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn append_custody(
+        &self,
+        event_id: &str,
+        relay_id: &str,
+        entry_json: &str,
+        hash: &str,
+        prev_hash: &str,
+    ) -> Result<i64> {
+        let entry = CustodyEntry {
+            event_id: event_id.to_owned(),
+            relay_id: relay_id.to_owned(),
+            entry_json: entry_json.to_owned(),
+            hash: hash.to_owned(),
+            prev_hash: prev_hash.to_owned(),
+        };
+        self.writer
+            .submit(1, move |conn| append_custody(conn, &entry))
+            .await
+    }
+
+    async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>> {
+        let (event_id, relay_id) = (event_id.to_owned(), relay_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, event_id, relay_id, entry_json, hash, prev_hash, created_us
+                 FROM custody WHERE event_id = ?1 AND relay_id = ?2 ORDER BY seq",
+            )?;
+            let entries = stmt.query_map([&event_id, &relay_id], |row| {
+                Ok(StoredCustody {
+                    seq: row.get(0)?,
+                    event_id: row.get(1)?,
+                    relay_id: row.get(2)?,
+                    entry_json: row.get(3)?,
+                    hash: row.get(4)?,
+                    prev_hash: row.get(5)?,
+                    created_at: timestamp(row, 6)?,
+                })
+            })?;
+            Ok(entries.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn ping_count(&self) -> Result<i64> {
+        self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM pings", [], |row| row.get(0))?))
+            .await
+    }
+}
+
+// ---- writes: each runs on the writer thread, inside the request's savepoint ----
+
+fn put_plan(conn: &Connection, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
+    // The single writer makes MAX + 1 race-free here; the primary key would catch it otherwise.
+    let version: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE event_id = ?1")?
+        .query_row([event_id], |row| row.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO plans (event_id, version, plan_json, plan_hash, created_us)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        event_id,
+        version,
+        plan_json,
+        plan_hash,
+        Timestamp::now().as_microsecond()
+    ])?;
+    Ok(version)
+}
+
+fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            device.event_id,
+            device.device_id,
+            device.carrier,
+            device.token_hash,
+            Timestamp::now().as_microsecond()
+        ]);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            let taken: bool = conn
+                .prepare_cached("SELECT 1 FROM devices WHERE event_id = ?1 AND device_id = ?2")?
+                .exists([&device.event_id, &device.device_id])?;
+            Err(StoreError::Conflict(if taken {
+                format!(
+                    "device '{}' is already registered for event '{}'",
+                    device.device_id, device.event_id
+                )
+            } else {
+                "the token hash is already in use by another device".to_owned()
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO pings (event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg,
+                            alt_m, batt_pct, received_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (event_id, device_id, t_us) DO NOTHING",
+    )?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        let p = &item.ping;
+        let changed = stmt.execute(params![
+            item.event_id,
+            item.device_id,
+            p.t.as_microsecond(),
+            p.lon,
+            p.lat,
+            p.acc_m,
+            p.speed_mps,
+            p.heading_deg,
+            p.alt_m,
+            p.batt_pct,
+            item.received_at.as_microsecond(),
+        ])?;
+        outcomes.push(if changed == 0 {
+            Inserted::Duplicate
+        } else {
+            Inserted::New {
+                seq: conn.last_insert_rowid(),
+            }
+        });
+    }
+    Ok(outcomes)
+}
+
+struct CustodyEntry {
+    event_id: String,
+    relay_id: String,
+    entry_json: String,
+    hash: String,
+    prev_hash: String,
+}
+
+fn append_custody(conn: &Connection, entry: &CustodyEntry) -> Result<i64> {
+    let chain = format!(
+        "the custody log of relay '{}' in event '{}'",
+        entry.relay_id, entry.event_id
+    );
+    // The UNIQUE (event, relay, prev_hash) constraint stops two entries following one head;
+    // this check also stops an entry following an old, or unknown, hash.
+    let head: Option<String> = conn
+        .prepare_cached(
+            "SELECT hash FROM custody WHERE event_id = ?1 AND relay_id = ?2
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([&entry.event_id, &entry.relay_id], |row| row.get(0))
+        .optional()?;
+    if let Some(head) = head
+        && head != entry.prev_hash
+    {
+        return Err(StoreError::Conflict(format!(
+            "{chain} has moved on: prev_hash {} is not its head {head}",
+            entry.prev_hash
+        )));
+    }
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO custody (event_id, relay_id, entry_json, hash, prev_hash, created_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            entry.event_id,
+            entry.relay_id,
+            entry.entry_json,
+            entry.hash,
+            entry.prev_hash,
+            Timestamp::now().as_microsecond()
+        ]);
+    match inserted {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "{chain} already has an entry with hash {} or after prev_hash {}",
+            entry.hash, entry.prev_hash
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    error.sqlite_error().is_some_and(|e| {
+        e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+            || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    })
+}
+
+// ---- row decoding ----
+
+const PING_COLUMNS: &str = "seq, event_id, device_id, t_us, lon, lat, acc_m, speed_mps, \
+                            heading_deg, alt_m, batt_pct, received_us";
+
+fn ping_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPing> {
+    Ok(StoredPing {
+        seq: row.get(0)?,
+        event_id: row.get(1)?,
+        device_id: row.get(2)?,
+        ping: Ping {
+            t: timestamp(row, 3)?,
+            lon: row.get(4)?,
+            lat: row.get(5)?,
+            acc_m: row.get(6)?,
+            speed_mps: row.get(7)?,
+            heading_deg: row.get(8)?,
+            alt_m: row.get(9)?,
+            batt_pct: row.get(10)?,
+        },
+        received_at: timestamp(row, 11)?,
+    })
+}
+
+fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPlan> {
+    Ok(StoredPlan {
+        event_id: row.get(0)?,
+        version: row.get(1)?,
+        plan_json: row.get(2)?,
+        plan_hash: row.get(3)?,
+        created_at: timestamp(row, 4)?,
+    })
+}
+
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        event_id: row.get(0)?,
+        device_id: row.get(1)?,
+        carrier: row.get(2)?,
+        token_hash: row.get(3)?,
+        created_at: timestamp(row, 4)?,
+    })
+}
+
+/// Reads an INTEGER microseconds column back into an instant.
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    let us: i64 = row.get(index)?;
+    Timestamp::from_microsecond(us)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The SQLite schema as a list of migrations, applied in order at open. `PRAGMA user_version`
+//! records how many have run, so a file is upgraded in place and a file from a newer build is
+//! refused rather than misread. Never edit a released migration: append a new one.
+//!
+//! Conventions: instants are INTEGER microseconds since the Unix epoch, UTC (`*_us`); floats are
+//! REAL; tables are STRICT (SQLite checks column types) and append-only (triggers refuse UPDATE
+//! and DELETE, which is what lets the custody log and the ping history be trusted).
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+
+/// Each entry takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: plans, devices, pings, custody.
+    r"
+    CREATE TABLE plans (
+        event_id   TEXT    NOT NULL,
+        version    INTEGER NOT NULL CHECK (version >= 1),
+        plan_json  TEXT    NOT NULL,
+        plan_hash  TEXT    NOT NULL,
+        created_us INTEGER NOT NULL,
+        PRIMARY KEY (event_id, version)
+    ) STRICT;
+
+    CREATE TABLE devices (
+        event_id   TEXT    NOT NULL,
+        device_id  TEXT    NOT NULL,
+        carrier    TEXT    NOT NULL,
+        token_hash TEXT    NOT NULL UNIQUE,
+        created_us INTEGER NOT NULL,
+        PRIMARY KEY (event_id, device_id)
+    ) STRICT;
+
+    -- seq is the rowid: rows are never deleted, so it only grows, in arrival order.
+    CREATE TABLE pings (
+        seq         INTEGER PRIMARY KEY,
+        event_id    TEXT    NOT NULL,
+        device_id   TEXT    NOT NULL,
+        t_us        INTEGER NOT NULL,
+        lon         REAL    NOT NULL,
+        lat         REAL    NOT NULL,
+        acc_m       REAL,
+        speed_mps   REAL,
+        heading_deg REAL,
+        alt_m       REAL,
+        batt_pct    REAL,
+        received_us INTEGER NOT NULL,
+        -- A resent ping (same device time) is a duplicate: ingest is idempotent.
+        UNIQUE (event_id, device_id, t_us)
+    ) STRICT;
+    -- Rebuilding an event's live state reads its pings in device-time order.
+    CREATE INDEX pings_by_event_time ON pings (event_id, t_us);
+
+    CREATE TABLE custody (
+        seq        INTEGER PRIMARY KEY,
+        event_id   TEXT    NOT NULL,
+        relay_id   TEXT    NOT NULL,
+        entry_json TEXT    NOT NULL,
+        hash       TEXT    NOT NULL,
+        prev_hash  TEXT    NOT NULL,
+        created_us INTEGER NOT NULL,
+        -- Two entries can never follow the same one: a handoff wins exactly once.
+        UNIQUE (event_id, relay_id, prev_hash),
+        UNIQUE (event_id, relay_id, hash)
+    ) STRICT;
+
+    CREATE TRIGGER plans_append_only_update BEFORE UPDATE ON plans
+        BEGIN SELECT RAISE(ABORT, 'plans are append-only'); END;
+    CREATE TRIGGER plans_append_only_delete BEFORE DELETE ON plans
+        BEGIN SELECT RAISE(ABORT, 'plans are append-only'); END;
+    CREATE TRIGGER devices_append_only_update BEFORE UPDATE ON devices
+        BEGIN SELECT RAISE(ABORT, 'devices are append-only'); END;
+    CREATE TRIGGER devices_append_only_delete BEFORE DELETE ON devices
+        BEGIN SELECT RAISE(ABORT, 'devices are append-only'); END;
+    CREATE TRIGGER pings_append_only_update BEFORE UPDATE ON pings
+        BEGIN SELECT RAISE(ABORT, 'pings are append-only'); END;
+    CREATE TRIGGER pings_append_only_delete BEFORE DELETE ON pings
+        BEGIN SELECT RAISE(ABORT, 'pings are append-only'); END;
+    CREATE TRIGGER custody_append_only_update BEFORE UPDATE ON custody
+        BEGIN SELECT RAISE(ABORT, 'the custody log is append-only'); END;
+    CREATE TRIGGER custody_append_only_delete BEFORE DELETE ON custody
+        BEGIN SELECT RAISE(ABORT, 'the custody log is append-only'); END;
+    ",
+];
+
+/// The schema version this build writes.
+pub(super) fn latest_version() -> i64 {
+    // A handful of migrations: the count always fits.
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
+/// Brings the schema up to [`latest_version`], one transaction per migration.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    let known = latest_version();
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        // IMMEDIATE, and the version re-read inside: two processes opening one file at once
+        // apply each migration exactly once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = user_version(&tx)?;
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found >= target {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+    }
+    let found = user_version(conn)?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    Ok(())
+}
