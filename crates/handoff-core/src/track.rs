@@ -184,6 +184,15 @@ impl Tracker {
         crate::live::Snapshot::new(&self.plan, now, relays)
     }
 
+    /// The live view of one relay at `now` (what an `eta` update carries).
+    #[must_use]
+    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<crate::live::RelayView> {
+        let ri = self.plan.relays.iter().position(|r| r.id == relay)?;
+        let delay = if public { SignedDuration::from_millis(self.plan.event.public_delay_ms) } else { SignedDuration::ZERO };
+        let as_of = now.checked_sub(delay).unwrap_or(now);
+        Some(relay_view(&self.plan.relays[ri], &self.relays[ri], now, as_of))
+    }
+
     /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).
     #[must_use]
     pub fn current_leg(&self, relay: &str) -> Option<usize> {

@@ -1,5 +1,13 @@
-//! The server side of handoff: everything that speaks to the network. So far, the ingest
-//! decoders that turn the phone protocols and the batch API into [`handoff_core::ping::Ping`]s;
-//! they are pure functions of already-extracted request pieces, so the HTTP layer stays thin.
+//! The server side of handoff: the ingest protocols phones speak, the JSON API, the live
+//! stream, auth and metrics, as a library ([`app::launch`]) so tests run it in-process on
+//! `127.0.0.1:0` and the binary stays thin.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod error;
 pub mod ingest;
+pub mod live;
+pub mod metrics;
+
+pub use app::{AppState, Clock, Config, launch};

@@ -17,6 +17,18 @@ pub enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// The server: ingest, API, live stream.
+    Serve {
+        /// Address for the API, the pages and the phone protocols.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Database: sqlite://FILE (PostgreSQL is planned).
+        #[arg(long, default_value = "sqlite://handoff.db")]
+        db: String,
+        /// Also serve the OsmAnd protocol alone on this address (Traccar's default is port 5055).
+        #[arg(long)]
+        osmand_listen: Option<String>,
+    },
     /// Run the built-in Olympic flag handover.
     Demo {
         /// Address to serve the live page on.

@@ -2,6 +2,7 @@
 
 mod demo;
 mod plan;
+mod serve;
 
 use crate::cli::{Cli, Command, PlanCommand};
 use std::process::ExitCode;
@@ -11,5 +12,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan { command: PlanCommand::Check { files } } => Ok(plan::check(&files)),
         Command::Plan { command: PlanCommand::Show { file } } => plan::show(&file),
         Command::Demo { .. } => demo::run(),
+        Command::Serve { listen, db, osmand_listen } => serve::run(&listen, &db, osmand_listen.as_deref()),
     }
 }

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per area of the contract in DESIGN.md.
+
+pub mod events;
+pub mod ingest;
+pub mod live;
+pub mod meta;

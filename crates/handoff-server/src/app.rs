@@ -1,0 +1,231 @@
+//! The server as a library: [`AppState::open`] rebuilds every event's live state from the
+//! store, and [`launch`] serves it on a listener until `shutdown` resolves, so tests start it on
+//! `127.0.0.1:0` and the binary on the address it was given.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use handoff_core::plan::{self, NoFiles};
+use handoff_store::{Device, Store, StoredPlan};
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::auth::AdminToken;
+use crate::error::{ApiError, Result};
+use crate::live::EventLive;
+use crate::metrics::Metrics;
+
+/// Where "now" comes from: the system clock, or a fixed one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub struct Config {
+    pub admin: AdminToken,
+    /// `None`: the system clock.
+    pub clock: Option<Clock>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config").field("admin", &self.admin).finish_non_exhaustive()
+    }
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub admin: AdminToken,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    /// Set when the server is shutting down, so live streams end and shutdown can finish.
+    pub closing: tokio::sync::watch::Sender<bool>,
+    events: RwLock<HashMap<String, Arc<EventLive>>>,
+    /// Registered devices by token hash (a cache of the store's table).
+    devices: RwLock<HashMap<String, Device>>,
+}
+
+/// The stored form of a plan: its TOML source, self-contained (routes inline).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PlanEnvelope {
+    format: String,
+    source: String,
+}
+
+impl AppState {
+    /// Opens the server's state over `store`, rebuilding live state from what is stored.
+    ///
+    /// # Errors
+    /// When the store cannot be read or a stored plan no longer parses.
+    pub async fn open(store: Arc<dyn Store>, config: Config) -> Result<Arc<Self>> {
+        let clock = config.clock.unwrap_or_else(|| Arc::new(Timestamp::now));
+        let state = Arc::new(Self {
+            store,
+            admin: config.admin,
+            clock,
+            metrics: Metrics::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+            events: RwLock::new(HashMap::new()),
+            devices: RwLock::new(HashMap::new()),
+        });
+        for stored in state.store.latest_plans().await? {
+            state.install(&stored).await?;
+        }
+        Ok(state)
+    }
+
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    #[must_use]
+    pub fn event(&self, id: &str) -> Option<Arc<EventLive>> {
+        self.events.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+    }
+
+    #[must_use]
+    pub fn events(&self) -> Vec<Arc<EventLive>> {
+        let mut v: Vec<_> = self.events.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        v.sort_by(|a, b| a.plan.event.id.cmp(&b.plan.event.id));
+        v
+    }
+
+    /// Parses a stored plan, replays the event's stored pings into a fresh tracker, and makes
+    /// it the live one (replacing an older version's).
+    async fn install(&self, stored: &StoredPlan) -> Result<Arc<EventLive>> {
+        let env: PlanEnvelope = serde_json::from_str(&stored.plan_json)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "stored_plan", format!("stored plan of {} is unreadable: {e}", stored.event_id)))?;
+        let plan = plan::parse(&env.source, &NoFiles)
+            .map_err(|p| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "stored_plan", format!("stored plan of {} no longer parses: {p}", stored.event_id)))?;
+        let live = Arc::new(EventLive::new(Arc::new(plan), stored.version, stored.plan_hash.clone(), env.source));
+        let devices = self.store.devices(&stored.event_id).await?;
+        let carrier_of: HashMap<&str, &str> = devices.iter().map(|d| (d.device_id.as_str(), d.carrier.as_str())).collect();
+        let pings: Vec<(String, handoff_core::ping::Ping)> = self
+            .store
+            .pings(&stored.event_id)
+            .await?
+            .into_iter()
+            .filter_map(|p| carrier_of.get(p.device_id.as_str()).map(|c| ((*c).to_string(), p.ping)))
+            .collect();
+        live.apply(&pings, self.now());
+        live.tick(self.now());
+        {
+            let mut cache = self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for d in devices {
+                cache.insert(d.token_hash.clone(), d);
+            }
+        }
+        let old = self.events.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stored.event_id.clone(), Arc::clone(&live));
+        if let Some(old) = old {
+            let _ = old.tx.send(Arc::new(crate::live::StreamMsg { event: "plan", data: serde_json::json!({ "event": stored.event_id, "version": stored.version }) }));
+        }
+        Ok(live)
+    }
+
+    /// Stores a new version of an event's plan (TOML source, already checked) and installs it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn put_plan(&self, event_id: &str, source: String) -> Result<Arc<EventLive>> {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(source.as_bytes()));
+        let json = serde_json::to_string(&PlanEnvelope { format: "toml".into(), source }).map_err(|e| ApiError::bad_request("plan", e.to_string()))?;
+        let version = self.store.put_plan(event_id, &json, &hash).await?;
+        let stored = StoredPlan { event_id: event_id.to_string(), version, plan_json: json, plan_hash: hash, created_at: self.now() };
+        self.install(&stored).await
+    }
+
+    /// The device a token belongs to.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn device_by_token(&self, token: &str) -> Result<Option<Device>> {
+        let hash = crate::auth::token_hash(token);
+        if let Some(d) = self.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&hash) {
+            return Ok(Some(d.clone()));
+        }
+        // Another node may have registered it.
+        let found = self.store.device_by_token_hash(&hash).await?;
+        if let Some(d) = &found {
+            self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(hash, d.clone());
+        }
+        Ok(found)
+    }
+
+    pub fn remember_device(&self, d: Device) {
+        self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(d.token_hash.clone(), d);
+    }
+
+    /// Lets time pass on every event (stage legs end on time, overdue flags rise).
+    pub fn tick(&self) {
+        let now = self.now();
+        for e in self.events() {
+            e.tick(now);
+        }
+    }
+}
+
+/// The routes of the API and the ingest protocols.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::meta::healthz))
+        .route("/metrics", get(api::meta::metrics))
+        .route("/api/v1/events", get(api::events::list))
+        .route("/api/v1/events/{event}", put(api::events::put).get(api::events::get))
+        .route("/api/v1/events/{event}/live", get(api::live::live))
+        .route("/api/v1/events/{event}/stream", get(api::live::stream))
+        .route("/api/v1/events/{event}/devices", post(api::events::add_device))
+        .route("/api/v1/pings", post(api::ingest::pings))
+        .route("/osmand", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
+        .route("/owntracks", post(api::ingest::owntracks))
+        .with_state(state)
+}
+
+/// Only the OsmAnd protocol, at `/` as Traccar Client expects on its own port (5055).
+pub fn osmand_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
+        .route("/osmand", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, ticking live state every second.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn launch(state: Arc<AppState>, listener: TcpListener, osmand: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let ticker = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                state.tick();
+            }
+        })
+    };
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let osmand_task = osmand.map(|l| {
+        let app = osmand_router(Arc::clone(&state));
+        let mut rx = stop_tx.subscribe();
+        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(async move { let _ = rx.recv().await; }).await })
+    });
+    let app = router(Arc::clone(&state));
+    let stop = stop_tx.clone();
+    let closing = state.closing.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.send_replace(true);
+            let _ = stop.send(());
+        })
+        .await;
+    ticker.abort();
+    if let Some(t) = osmand_task {
+        let _ = t.await;
+    }
+    result
+}

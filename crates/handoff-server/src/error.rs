@@ -1,0 +1,86 @@
+//! Every failure the HTTP API can answer with, mapped to a status and the contract's body
+//! `{"error":{"code","message","field"?}}` in one `IntoResponse` impl.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use handoff_store::StoreError;
+use serde_json::json;
+
+use crate::ingest::IngestError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    /// Extra details (e.g. every problem of a plan).
+    pub details: Option<serde_json::Value>,
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, details: None }
+    }
+
+    #[must_use]
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = json!({ "code": self.code, "message": self.message });
+        if let Some(f) = &self.field {
+            err["field"] = json!(f);
+        }
+        if let Some(d) = self.details {
+            err["details"] = d;
+        }
+        (self.status, Json(json!({ "error": err }))).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Self { status, code: e.code, message: e.message, field: e.field, details: None }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::conflict(m),
+            StoreError::Invalid(m) => Self::bad_request("invalid", m),
+            // 503, not 500: phone apps retry on 5xx, and nothing was acknowledged.
+            other => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("storage is unavailable: {other}")),
+        }
+    }
+}

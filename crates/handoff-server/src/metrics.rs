@@ -1,0 +1,64 @@
+//! Prometheus metrics (`GET /metrics`): pings accepted per wire format, rejected per reason,
+//! ingest latency per wire format, live SSE clients.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormatLabel {
+    pub format: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: Family<FormatLabel, Counter>,
+    pub duplicates: Family<FormatLabel, Counter>,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub latency: Family<FormatLabel, Histogram, fn() -> Histogram>,
+    pub sse_clients: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let accepted = Family::<FormatLabel, Counter>::default();
+        let duplicates = Family::<FormatLabel, Counter>::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let latency = Family::<FormatLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let sse_clients = Gauge::default();
+        registry.register("handoff_pings_accepted", "Pings stored, by wire format", accepted.clone());
+        registry.register("handoff_pings_duplicate", "Pings already stored (resent), by wire format", duplicates.clone());
+        registry.register("handoff_pings_rejected", "Pings or requests refused, by reason", rejected.clone());
+        registry.register("handoff_ingest_latency_seconds", "Time to answer an ingest request, by wire format", latency.clone());
+        registry.register("handoff_sse_clients", "Open live streams", sse_clients.clone());
+        Self { registry, accepted, duplicates, rejected, latency, sse_clients }
+    }
+}
+
+impl Metrics {
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
