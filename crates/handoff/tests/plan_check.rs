@@ -294,7 +294,6 @@ fn a_missing_file_is_a_clear_error() {
 // (`cargo test -p handoff --test plan_check -- --ignored` shows them).
 
 #[test]
-#[ignore = "validator bug: a place with bad coordinates is dropped, so each use of it is also reported as `unknown place`"]
 fn a_bad_place_is_reported_once_not_at_each_use() {
     assert_no_mismatches(&mismatches(
         "60-bad-place-cascades",
@@ -304,7 +303,6 @@ fn a_bad_place_is_reported_once_not_at_each_use() {
 }
 
 #[test]
-#[ignore = "validator bug: an inline route point out of range is reported at the route's `{` (as `point 1`, 0-based), not at the point"]
 fn an_inline_route_point_out_of_range_is_reported_at_the_point() {
     assert_no_mismatches(&mismatches(
         "61-route-point-latitude-91",
@@ -314,7 +312,6 @@ fn an_inline_route_point_out_of_range_is_reported_at_the_point() {
 }
 
 #[test]
-#[ignore = "validator bug: a negative public_delay is explained as `a leg cannot end before it starts`"]
 fn a_negative_public_delay_is_not_explained_as_a_leg() {
     assert_no_mismatches(&mismatches(
         "62-negative-public-delay",
@@ -324,7 +321,6 @@ fn a_negative_public_delay_is_not_explained_as_a_leg() {
 }
 
 #[test]
-#[ignore = "validator bug: a zero duration on a moving leg is reported as `inf km/h is implausible`"]
 fn zero_duration_is_not_an_infinite_speed() {
     assert_no_mismatches(&mismatches(
         "26-zero-duration-moving-leg",
@@ -334,7 +330,6 @@ fn zero_duration_is_not_an_infinite_speed() {
 }
 
 #[test]
-#[ignore = "validator bug: `start` on a course leg is silently ignored, while `end` there is rejected"]
 fn a_course_leg_with_start_is_rejected() {
     assert_no_mismatches(&mismatches(
         "63-course-leg-with-start",

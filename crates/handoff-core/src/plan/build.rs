@@ -5,7 +5,7 @@ use super::raw::{RawLeg, RawPlan, RawRoute, Sp};
 use super::routefile::{RouteFiles, parse_route_file, safe_relative};
 use super::{Course, CourseLeg, Event, Geometry, Leg, Milestone, Mode, Place, Plan, Problem, Problems, Relay};
 use crate::geodesic::{Coord, densify, distance_m};
-use crate::route::Route;
+use crate::route::{Route, RouteError};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 use std::collections::{HashMap, HashSet};
@@ -59,6 +59,10 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
             let lf = format!("{field}.legs[{li}]");
             let Some((mode, geometry)) = build_geometry(&mut cx, l, &lf) else { continue };
             let rl = l.get_ref();
+            if let Some(st) = &rl.start {
+                cx.err(st.span(), &format!("{lf}.start"), "a course leg has no fixed time (each team starts at its own `start`); remove `start`");
+            }
+            let carriers = rl.carriers.as_ref().map(|c| check_carriers(&mut cx, c, &format!("{lf}.carriers")));
             let duration = match (&rl.duration, &rl.end) {
                 (Some(d), None) => parse_duration(&mut cx, d, &format!("{lf}.duration")),
                 (None, None) => default_duration(&mut cx, mode, &geometry, l.span(), &lf),
@@ -75,6 +79,7 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
             }
             legs.push(CourseLeg {
                 name: rl.name.as_ref().map(|n| n.get_ref().clone()),
+                carriers,
                 mode,
                 geometry,
                 duration_ms: duration.as_millis().try_into().unwrap_or(i64::MAX),
@@ -99,7 +104,12 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
         }
         let legs = match (&rr.course, &rr.legs) {
             (Some(course), None) => race_legs(&mut cx, r, course, &courses, raw.courses.iter().map(|c| c.get_ref().id.get_ref().as_str()).collect(), &field),
-            (None, Some(legs)) => relay_legs(&mut cx, r, legs, &field),
+            (None, Some(legs)) => {
+                if let Some(c) = &rr.carriers {
+                    cx.err(c.span(), &format!("{field}.carriers"), "relay-level `carriers` are for race relays (`course = \"…\"`); name the carriers on each leg");
+                }
+                relay_legs(&mut cx, r, legs, &field)
+            }
             (Some(course), Some(_)) => {
                 cx.err(course.span(), &format!("{field}.course"), "a relay runs either a `course` or its own `legs`, not both");
                 Vec::new()
@@ -171,7 +181,8 @@ fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Pl
         cx.err(rp.id.span(), &format!("{field}.id"), format!("duplicate place id `{}`; each place needs its own id", rp.id.get_ref()));
         return None;
     }
-    let at = coord_from(cx, &rp.at, &format!("{field}.at"))?;
+    // A bad coordinate is reported once; the place still exists for the legs that use it.
+    let at = coord_from(cx, &rp.at, &format!("{field}.at")).unwrap_or(Coord::new(0.0, 0.0));
     let zone_ok = check_zone(cx, &rp.timezone, &format!("{field}.timezone"));
     let place = Place {
         id: rp.id.get_ref().clone(),
@@ -187,7 +198,7 @@ fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Pl
 fn coord_from(cx: &mut Cx, at: &Sp<Vec<Sp<f64>>>, field: &str) -> Option<Coord> {
     let v = at.get_ref();
     if !(2..=3).contains(&v.len()) {
-        cx.err(at.span(), field, format!("expected [lon, lat] (2 numbers), found {} numbers", v.len()));
+        cx.err(at.span(), field, format!("expected [lon, lat] (2 numbers), found {} number{}", v.len(), if v.len() == 1 { "" } else { "s" }));
         return None;
     }
     let (lon, lat) = (*v[0].get_ref(), *v[1].get_ref());
@@ -277,7 +288,8 @@ fn parse_instant(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<(Timestamp,
 fn parse_duration(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<SignedDuration> {
     match s.get_ref().parse::<SignedDuration>() {
         Ok(d) if d.is_negative() => {
-            cx.err(s.span(), field, format!("duration `{}` is negative; a leg cannot end before it starts", s.get_ref()));
+            let why = if field.ends_with("public_delay") { "a delay cannot be negative" } else { "a leg cannot end before it starts" };
+            cx.err(s.span(), field, format!("duration `{}` is negative; {why}", s.get_ref()));
             None
         }
         Ok(d) => Some(d),
@@ -382,7 +394,12 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
                 cx.err(p.span(), &pf, format!("expected [lon, lat], found {} numbers", v.len()));
                 return None;
             }
-            out.push(Coord::with_ele(v[0], v[1], v.get(2).copied()));
+            let (lon, lat) = (v[0], v[1]);
+            if !(lon.is_finite() && (-180.0..=180.0).contains(&lon) && lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+                cx.err(p.span(), &pf, format!("point {} [{lon}, {lat}] is out of range; points are [lon, lat] with lon in [-180, 180] and lat in [-90, 90]", i + 1));
+                return None;
+            }
+            out.push(Coord::with_ele(lon, lat, v.get(2).copied()));
         }
         out
     } else {
@@ -404,8 +421,14 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
     };
     match Route::new(points) {
         Ok(route) => Some(route),
+        Err(RouteError::BadCoord { index, lon, lat }) => {
+            let span = rr.file.as_ref().map_or(r.span(), Sp::span);
+            cx.err(span, field, format!("point {} of the route [{lon}, {lat}] is out of range; points are [lon, lat] with lon in [-180, 180] and lat in [-90, 90]", index + 1));
+            None
+        }
         Err(e) => {
-            cx.err(r.span(), field, format!("{e}; fix the route"));
+            let span = rr.file.as_ref().map_or(r.span(), Sp::span);
+            cx.err(span, field, format!("{e}; fix the route"));
             None
         }
     }
@@ -419,7 +442,11 @@ fn check_speed(cx: &mut Cx, mode: Mode, length_m: f64, duration: SignedDuration,
     let (lo, hi) = mode.plausible_kmh();
     let secs = duration.as_secs_f64();
     let span = rl.duration.as_ref().or(rl.end.as_ref()).map_or(leg_span, Sp::span);
-    let kmh = if secs > 0.0 { length_m / secs * 3.6 } else { f64::INFINITY };
+    if secs <= 0.0 {
+        cx.err(span, field, format!("leg {} covers {} in 0s; a moving leg needs a positive duration", index + 1, fmt_distance(length_m)));
+        return;
+    }
+    let kmh = length_m / secs * 3.6;
     if kmh < lo || kmh > hi {
         cx.err(
             span,
@@ -630,7 +657,7 @@ fn race_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, course: &Sp<String>, cou
         out.push(Leg {
             index: i,
             name: cl.name.clone(),
-            carriers: vec![carriers[i % carriers.len()].clone()],
+            carriers: cl.carriers.clone().unwrap_or_else(|| vec![carriers[i % carriers.len()].clone()]),
             mode: cl.mode,
             devices: Vec::new(),
             course_leg: Some(i),

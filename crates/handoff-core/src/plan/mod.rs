@@ -75,6 +75,9 @@ pub struct Course {
 pub struct CourseLeg {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Carriers for this leg in every team (else the team's carriers in rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carriers: Option<Vec<String>>,
     pub mode: Mode,
     pub geometry: Geometry,
     pub duration_ms: i64,
