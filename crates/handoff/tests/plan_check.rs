@@ -94,7 +94,8 @@ const BROKEN: &[Case] = &[
     ("59-course-gap-beyond-exchange-radius", 27, 9, "leg 1 ends 1.1 km from where leg 2 starts; exchange radius is 30 m"),
 ];
 
-/// Fixtures whose correct report the validator does not give yet; each has an ignored test.
+/// Fixtures with a test of their own below (they were validator bugs once: a cascade, a wrong
+/// position, a misleading message).
 const KNOWN_VALIDATOR_BUGS: &[&str] = &[
     "60-bad-place-cascades",
     "61-route-point-latitude-91",
@@ -290,8 +291,7 @@ fn a_missing_file_is_a_clear_error() {
     );
 }
 
-// Validator bugs: the correct report, ignored until the validator is fixed
-// (`cargo test -p handoff --test plan_check -- --ignored` shows them).
+// Former validator bugs, each pinned by its own test.
 
 #[test]
 fn a_bad_place_is_reported_once_not_at_each_use() {
