@@ -63,7 +63,7 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
                 r.leg.to_string(),
                 r.carriers.join(", "),
                 r.mode.to_string(),
-                format!("{} → {}", r.from, r.to),
+                if r.from == r.to { r.from.clone() } else { format!("{} → {}", r.from, r.to) },
                 if r.distance_m > 0.0 { fmt_km(r.distance_m) } else { "—".into() },
                 r.start_local(),
                 r.end_local(),
