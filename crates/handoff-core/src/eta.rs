@@ -23,7 +23,11 @@ pub fn planned_speed_mps(leg: &Leg) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let secs = leg.duration_ms() as f64 / 1000.0;
     let len = leg.length_m();
-    if len > 0.0 && secs > 0.0 { len / secs } else { leg.mode.prior_speed_mps() }
+    if len > 0.0 && secs > 0.0 {
+        len / secs
+    } else {
+        leg.mode.prior_speed_mps()
+    }
 }
 
 /// The planned speed for what is left of a leg from `along_m`: on foot or by bike with an
@@ -34,8 +38,13 @@ pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
     if !leg.mode.is_muscle_powered() {
         return base;
     }
-    let Some(route) = leg.geometry.route() else { return base };
-    let (Some(whole), Some(rest)) = (route.grade_between(0.0, route.length_m()), route.grade_between(along_m, route.length_m())) else {
+    let Some(route) = leg.geometry.route() else {
+        return base;
+    };
+    let (Some(whole), Some(rest)) = (
+        route.grade_between(0.0, route.length_m()),
+        route.grade_between(along_m, route.length_m()),
+    ) else {
         return base;
     };
     base * tobler_kmh(rest) / tobler_kmh(whole)

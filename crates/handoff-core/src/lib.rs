@@ -2,11 +2,11 @@
 //! geometry. No I/O, no async, no clock: files are handed in as text and "now" is an argument,
 //! so everything here is deterministic and testable.
 
+pub mod eta;
 pub mod geodesic;
+pub mod live;
 pub mod ping;
 pub mod plan;
 pub mod route;
 pub mod schedule;
-pub mod eta;
-pub mod live;
 pub mod track;

@@ -21,9 +21,20 @@ impl Snapshot {
     pub fn new(plan: &Plan, now: Timestamp, relays: Vec<RelayView>) -> Self {
         let countdowns = crate::schedule::countdowns(plan, now)
             .into_iter()
-            .map(|c| CountdownView { name: c.name, at: c.at, timezone: c.timezone, remaining_s: c.remaining.as_secs() })
+            .map(|c| CountdownView {
+                name: c.name,
+                at: c.at,
+                timezone: c.timezone,
+                remaining_s: c.remaining.as_secs(),
+            })
             .collect();
-        Self { event: plan.event.id.clone(), name: plan.event.name.clone(), now, relays, countdowns }
+        Self {
+            event: plan.event.id.clone(),
+            name: plan.event.name.clone(),
+            now,
+            relays,
+            countdowns,
+        }
     }
 
     #[must_use]
@@ -74,7 +85,13 @@ pub struct RelayView {
 
 impl RelayView {
     #[must_use]
-    pub fn new(relay: &Relay, current: usize, legs: Vec<LegView>, position: Option<Position>, now: Timestamp) -> Self {
+    pub fn new(
+        relay: &Relay,
+        current: usize,
+        legs: Vec<LegView>,
+        position: Option<Position>,
+        now: Timestamp,
+    ) -> Self {
         let cur = legs.get(current).filter(|l| l.status == LegStatus::Current);
         let status = if current >= relay.legs.len() {
             RelayStatus::Finished
@@ -94,7 +111,11 @@ impl RelayView {
             holders: cur.map(|l| l.carriers.clone()).unwrap_or_default(),
             mode: cur.map(|l| l.mode),
             position: if cur.is_some() { position } else { None },
-            progress: cur.map(|l| Progress { along_m: l.along_m, length_m: l.length_m, fraction: l.fraction() }),
+            progress: cur.map(|l| Progress {
+                along_m: l.along_m,
+                length_m: l.length_m,
+                fraction: l.fraction(),
+            }),
             off_route: cur.is_some_and(|l| l.off_route),
             overdue: cur.is_some_and(|l| l.overdue(now)),
             eta_finish,
@@ -126,7 +147,14 @@ impl Position {
     #[must_use]
     pub fn new(fix: Fix, _leg: &Leg, now: Timestamp, stale_ms: i64) -> Self {
         let age_ms = (now.as_millisecond() - fix.t.as_millisecond()).max(0);
-        Self { t: fix.t, lon: fix.lon, lat: fix.lat, acc_m: fix.acc_m, age_s: age_ms / 1000, stale: age_ms > stale_ms }
+        Self {
+            t: fix.t,
+            lon: fix.lon,
+            lat: fix.lat,
+            acc_m: fix.acc_m,
+            age_s: age_ms / 1000,
+            stale: age_ms > stale_ms,
+        }
     }
 }
 
@@ -185,7 +213,11 @@ impl LegView {
             eta_start,
             eta_end,
             delta_s: eta_end.duration_since(leg.end).as_secs(),
-            along_m: if status == LegStatus::Done { leg.length_m() } else { along_m },
+            along_m: if status == LegStatus::Done {
+                leg.length_m()
+            } else {
+                along_m
+            },
             length_m: leg.length_m(),
             off_route: status == LegStatus::Current && off_route,
         }
@@ -193,13 +225,20 @@ impl LegView {
 
     #[must_use]
     pub fn fraction(&self) -> f64 {
-        if self.length_m > 0.0 { (self.along_m / self.length_m).clamp(0.0, 1.0) } else { 0.0 }
+        if self.length_m > 0.0 {
+            (self.along_m / self.length_m).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
     }
 
     /// Running past its planned end by more than the slack (a fifth of the leg, 2 to 15 min).
     #[must_use]
     pub fn overdue(&self, now: Timestamp) -> bool {
-        let planned_ms = self.planned_end.duration_since(self.planned_start).as_millis();
+        let planned_ms = self
+            .planned_end
+            .duration_since(self.planned_start)
+            .as_millis();
         let slack_ms = (planned_ms / 5).clamp(120_000, 900_000);
         let start = self.actual_start.unwrap_or(self.planned_start);
         let due_ms = start.as_millisecond() as i128 + planned_ms + slack_ms;

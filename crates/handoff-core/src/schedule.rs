@@ -41,7 +41,9 @@ impl ScheduleRow {
 /// An instant as `YYYY-MM-DD HH:MM ABBR` in the named zone.
 #[must_use]
 pub fn local(t: Timestamp, zone_name: &str) -> String {
-    t.to_zoned_datetime(zone(zone_name)).strftime("%Y-%m-%d %H:%M %Z").to_string()
+    t.to_zoned_datetime(zone(zone_name))
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 /// An instant as `YYYY-MM-DD HH:MM UTC`.
@@ -81,7 +83,10 @@ pub fn place_name(plan: &Plan, at: Coord) -> String {
         .map(|p| (distance_m(p.at, at), p))
         .filter(|(d, _)| *d <= PLACE_NAME_RADIUS_M)
         .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or_else(|| format!("{:.4}, {:.4}", at.lon, at.lat), |(_, p)| p.name.clone())
+        .map_or_else(
+            || format!("{:.4}, {:.4}", at.lon, at.lat),
+            |(_, p)| p.name.clone(),
+        )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +103,12 @@ pub struct Countdown {
 pub fn countdowns(plan: &Plan, now: Timestamp) -> Vec<Countdown> {
     plan.milestones
         .iter()
-        .map(|m| Countdown { name: m.name.clone(), at: m.at, timezone: m.timezone.clone(), remaining: m.at.duration_since(now) })
+        .map(|m| Countdown {
+            name: m.name.clone(),
+            at: m.at,
+            timezone: m.timezone.clone(),
+            remaining: m.at.duration_since(now),
+        })
         .collect()
 }
 

@@ -60,7 +60,12 @@ struct RelayTrack {
 
 impl RelayTrack {
     fn new(n_legs: usize) -> Self {
-        Self { pings: Vec::new(), applied: 0, current: 0, legs: vec![LegTrack::default(); n_legs] }
+        Self {
+            pings: Vec::new(),
+            applied: 0,
+            current: 0,
+            legs: vec![LegTrack::default(); n_legs],
+        }
     }
 
     fn reset(&mut self) {
@@ -78,7 +83,12 @@ pub enum Change {
     /// A carrier's position on their current leg moved.
     Position { relay: String, leg: usize, fix: Fix },
     /// A leg ended and the next one (if any) began.
-    Handoff { relay: String, from_leg: usize, to_leg: Option<usize>, at: Timestamp },
+    Handoff {
+        relay: String,
+        from_leg: usize,
+        to_leg: Option<usize>,
+        at: Timestamp,
+    },
 }
 
 /// The live state of one event.
@@ -97,12 +107,23 @@ impl Tracker {
         for (ri, r) in plan.relays.iter().enumerate() {
             for l in &r.legs {
                 for c in &l.carriers {
-                    carrier_legs.entry(c.clone()).or_default().push((ri, l.index));
+                    carrier_legs
+                        .entry(c.clone())
+                        .or_default()
+                        .push((ri, l.index));
                 }
             }
         }
-        let relays = plan.relays.iter().map(|r| RelayTrack::new(r.legs.len())).collect();
-        Self { plan, relays, carrier_legs }
+        let relays = plan
+            .relays
+            .iter()
+            .map(|r| RelayTrack::new(r.legs.len()))
+            .collect();
+        Self {
+            plan,
+            relays,
+            carrier_legs,
+        }
     }
 
     #[must_use]
@@ -123,10 +144,15 @@ impl Tracker {
     }
 
     /// Applies many pings at once (a phone's buffered batch): each relay replays at most once.
-    pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = (&'a str, &'a Ping)>) -> Vec<Change> {
+    pub fn apply_batch<'a>(
+        &mut self,
+        pings: impl IntoIterator<Item = (&'a str, &'a Ping)>,
+    ) -> Vec<Change> {
         let mut touched: Vec<usize> = Vec::new();
         for (carrier, ping) in pings {
-            let Some(legs) = self.carrier_legs.get(carrier) else { continue };
+            let Some(legs) = self.carrier_legs.get(carrier) else {
+                continue;
+            };
             let carrier: Arc<str> = Arc::from(carrier);
             let mut relays: Vec<usize> = legs.iter().map(|(r, _)| *r).collect();
             relays.dedup();
@@ -178,19 +204,43 @@ impl Tracker {
     /// The live view at `now`. `public` hides positions newer than the event's public delay.
     #[must_use]
     pub fn snapshot(&self, now: Timestamp, public: bool) -> crate::live::Snapshot {
-        let delay = if public { SignedDuration::from_millis(self.plan.event.public_delay_ms) } else { SignedDuration::ZERO };
+        let delay = if public {
+            SignedDuration::from_millis(self.plan.event.public_delay_ms)
+        } else {
+            SignedDuration::ZERO
+        };
         let as_of = now.checked_sub(delay).unwrap_or(now);
-        let relays = self.plan.relays.iter().zip(&self.relays).map(|(r, rt)| relay_view(r, rt, now, as_of)).collect();
+        let relays = self
+            .plan
+            .relays
+            .iter()
+            .zip(&self.relays)
+            .map(|(r, rt)| relay_view(r, rt, now, as_of))
+            .collect();
         crate::live::Snapshot::new(&self.plan, now, relays)
     }
 
     /// The live view of one relay at `now` (what an `eta` update carries).
     #[must_use]
-    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<crate::live::RelayView> {
+    pub fn relay_view(
+        &self,
+        relay: &str,
+        now: Timestamp,
+        public: bool,
+    ) -> Option<crate::live::RelayView> {
         let ri = self.plan.relays.iter().position(|r| r.id == relay)?;
-        let delay = if public { SignedDuration::from_millis(self.plan.event.public_delay_ms) } else { SignedDuration::ZERO };
+        let delay = if public {
+            SignedDuration::from_millis(self.plan.event.public_delay_ms)
+        } else {
+            SignedDuration::ZERO
+        };
         let as_of = now.checked_sub(delay).unwrap_or(now);
-        Some(relay_view(&self.plan.relays[ri], &self.relays[ri], now, as_of))
+        Some(relay_view(
+            &self.plan.relays[ri],
+            &self.relays[ri],
+            now,
+            as_of,
+        ))
     }
 
     /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).
@@ -202,7 +252,12 @@ impl Tracker {
 }
 
 /// Starts the first leg at its planned start, and ends legs nobody tracks when their time is up.
-fn advance_time(relay: &crate::plan::Relay, rt: &mut RelayTrack, now: Timestamp, changes: &mut Vec<Change>) {
+fn advance_time(
+    relay: &crate::plan::Relay,
+    rt: &mut RelayTrack,
+    now: Timestamp,
+    changes: &mut Vec<Change>,
+) {
     loop {
         let i = rt.current;
         let Some(leg) = relay.legs.get(i) else { return };
@@ -213,9 +268,13 @@ fn advance_time(relay: &crate::plan::Relay, rt: &mut RelayTrack, now: Timestamp,
                 return;
             }
         }
-        let Some(start) = rt.legs[i].actual_start else { return };
+        let Some(start) = rt.legs[i].actual_start else {
+            return;
+        };
         let untracked = leg.geometry.route().is_none() && rt.legs[i].last_fix.is_none();
-        let due = start.checked_add(SignedDuration::from_millis(leg.duration_ms())).unwrap_or(start);
+        let due = start
+            .checked_add(SignedDuration::from_millis(leg.duration_ms()))
+            .unwrap_or(start);
         if untracked && now >= due {
             end_leg(relay, rt, i, due, changes);
         } else {
@@ -224,40 +283,72 @@ fn advance_time(relay: &crate::plan::Relay, rt: &mut RelayTrack, now: Timestamp,
     }
 }
 
-fn end_leg(relay: &crate::plan::Relay, rt: &mut RelayTrack, i: usize, at: Timestamp, changes: &mut Vec<Change>) {
+fn end_leg(
+    relay: &crate::plan::Relay,
+    rt: &mut RelayTrack,
+    i: usize,
+    at: Timestamp,
+    changes: &mut Vec<Change>,
+) {
     rt.legs[i].actual_end = Some(at);
-    if let Some(l) = relay.legs.get(i) {
-        if l.geometry.route().is_some() {
-            rt.legs[i].along_m = l.length_m();
-        }
+    if let Some(l) = relay.legs.get(i)
+        && l.geometry.route().is_some()
+    {
+        rt.legs[i].along_m = l.length_m();
     }
     rt.current = i + 1;
     let to_leg = (i + 1 < relay.legs.len()).then_some(i + 1);
     if let Some(n) = to_leg {
         rt.legs[n].actual_start = Some(at);
     }
-    changes.push(Change::Handoff { relay: relay.id.clone(), from_leg: i, to_leg, at });
+    changes.push(Change::Handoff {
+        relay: relay.id.clone(),
+        from_leg: i,
+        to_leg,
+        at,
+    });
 }
 
 fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
     (2.0 * acc_m.unwrap_or(0.0)).max(50.0)
 }
 
-fn apply_ping(relay: &crate::plan::Relay, rt: &mut RelayTrack, carrier: &str, ping: &Ping, changes: &mut Vec<Change>) {
-    let Some(first) = relay.legs.first() else { return };
-    if ping.t < first.start.checked_sub(SignedDuration::from_millis(EARLY_MS)).unwrap_or(first.start) {
+fn apply_ping(
+    relay: &crate::plan::Relay,
+    rt: &mut RelayTrack,
+    carrier: &str,
+    ping: &Ping,
+    changes: &mut Vec<Change>,
+) {
+    let Some(first) = relay.legs.first() else {
+        return;
+    };
+    if ping.t
+        < first
+            .start
+            .checked_sub(SignedDuration::from_millis(EARLY_MS))
+            .unwrap_or(first.start)
+    {
         return; // before the event: kept in the store, never shown
     }
     // The carrier's legs from the current one on; a later one means the object moved on.
     let cur = rt.current;
-    let Some(li) = relay.legs.iter().skip(cur).position(|l| l.carriers.iter().any(|c| c == carrier)).map(|k| k + cur) else {
+    let Some(li) = relay
+        .legs
+        .iter()
+        .skip(cur)
+        .position(|l| l.carriers.iter().any(|c| c == carrier))
+        .map(|k| k + cur)
+    else {
         return; // after their last leg, or they hold nothing in this relay now
     };
     let leg = &relay.legs[li];
     let here = Coord::new(ping.lon, ping.lat);
     if li > cur {
         // A later carrier moving along their own leg, clear of its start: earlier legs are over.
-        let Some(route) = leg.geometry.route() else { return };
+        let Some(route) = leg.geometry.route() else {
+            return;
+        };
         let p = route.project(here, Some(0.0));
         let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
         if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
@@ -291,18 +382,31 @@ fn apply_ping(relay: &crate::plan::Relay, rt: &mut RelayTrack, carrier: &str, pi
             lt.along_m = along_m;
         }
     }
-    let fix = Fix { t: ping.t, lon: ping.lon, lat: ping.lat, acc_m: ping.acc_m, along_m: lt.along_m, cross_track_m: cross_m };
+    let fix = Fix {
+        t: ping.t,
+        lon: ping.lon,
+        lat: ping.lat,
+        acc_m: ping.acc_m,
+        along_m: lt.along_m,
+        cross_track_m: cross_m,
+    };
     lt.last_fix = Some(fix);
     lt.recent.push(fix);
     if lt.recent.len() > 64 {
         lt.recent.drain(..32);
     }
     lt.pace.push(ping.t.as_millisecond(), lt.along_m);
-    changes.push(Change::Position { relay: relay.id.clone(), leg: li, fix });
+    changes.push(Change::Position {
+        relay: relay.id.clone(),
+        leg: li,
+        fix,
+    });
     // Reaching the exchange point ends the leg.
     if let Some(route) = leg.geometry.route() {
         let to_end = distance_m(route.end(), here);
-        if lt.along_m >= route.length_m() - leg.exchange_radius_m && to_end <= leg.exchange_radius_m.max(limit) {
+        if lt.along_m >= route.length_m() - leg.exchange_radius_m
+            && to_end <= leg.exchange_radius_m.max(limit)
+        {
             end_leg(relay, rt, li, ping.t, changes);
         }
     }
@@ -319,7 +423,12 @@ fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> boo
     along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
 }
 
-fn relay_view(relay: &crate::plan::Relay, rt: &RelayTrack, now: Timestamp, as_of: Timestamp) -> crate::live::RelayView {
+fn relay_view(
+    relay: &crate::plan::Relay,
+    rt: &RelayTrack,
+    now: Timestamp,
+    as_of: Timestamp,
+) -> crate::live::RelayView {
     use crate::live::{LegStatus, LegView, Position, RelayView};
     let cur = rt.current;
     let mut legs = Vec::with_capacity(relay.legs.len());
@@ -334,18 +443,35 @@ fn relay_view(relay: &crate::plan::Relay, rt: &RelayTrack, now: Timestamp, as_of
             LegStatus::Upcoming
         };
         let (eta_start, eta_end) = match status {
-            LegStatus::Done => (lt.actual_start.unwrap_or(leg.start), lt.actual_end.unwrap_or(leg.end)),
+            LegStatus::Done => (
+                lt.actual_start.unwrap_or(leg.start),
+                lt.actual_end.unwrap_or(leg.end),
+            ),
             LegStatus::Current => {
                 let start = lt.actual_start.unwrap_or(leg.start);
                 (start, current_eta(leg, lt, start, now))
             }
             LegStatus::Upcoming => {
                 let start = next_start.unwrap_or(leg.start);
-                (start, start.checked_add(SignedDuration::from_millis(leg.duration_ms())).unwrap_or(start))
+                (
+                    start,
+                    start
+                        .checked_add(SignedDuration::from_millis(leg.duration_ms()))
+                        .unwrap_or(start),
+                )
             }
         };
         next_start = Some(eta_end);
-        legs.push(LegView::new(leg, lt.actual_start, lt.actual_end, eta_start, eta_end, status, lt.along_m, lt.off_route_run >= OFF_ROUTE_PINGS));
+        legs.push(LegView::new(
+            leg,
+            lt.actual_start,
+            lt.actual_end,
+            eta_start,
+            eta_end,
+            status,
+            lt.along_m,
+            lt.off_route_run >= OFF_ROUTE_PINGS,
+        ));
     }
     let position = rt.legs.get(cur).and_then(|lt| {
         let fix = lt.recent.iter().rev().find(|f| f.t <= as_of).copied()?;
@@ -356,14 +482,20 @@ fn relay_view(relay: &crate::plan::Relay, rt: &RelayTrack, now: Timestamp, as_of
 }
 
 fn current_eta(leg: &Leg, lt: &LegTrack, start: Timestamp, now: Timestamp) -> Timestamp {
-    let planned_end = start.checked_add(SignedDuration::from_millis(leg.duration_ms())).unwrap_or(start);
+    let planned_end = start
+        .checked_add(SignedDuration::from_millis(leg.duration_ms()))
+        .unwrap_or(start);
     let Some(route) = leg.geometry.route() else {
         return planned_end.max(now);
     };
     let remaining_m = (route.length_m() - lt.along_m).max(0.0);
-    let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
+    let speed = lt
+        .pace
+        .blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
     let from = lt.last_fix.map_or(start, |f| f.t);
-    let eta = from.checked_add(SignedDuration::from_secs_f64(remaining_m / speed)).unwrap_or(planned_end);
+    let eta = from
+        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
+        .unwrap_or(planned_end);
     eta.max(now)
 }
 
@@ -411,7 +543,16 @@ duration = "6m"
     }
 
     fn ping(s: i64, lon: f64, lat: f64) -> Ping {
-        Ping { t: t(s), lon, lat, acc_m: Some(8.0), speed_mps: None, heading_deg: None, alt_m: None, batt_pct: None }
+        Ping {
+            t: t(s),
+            lon,
+            lat,
+            acc_m: Some(8.0),
+            speed_mps: None,
+            heading_deg: None,
+            alt_m: None,
+            batt_pct: None,
+        }
     }
 
     /// Ann runs leg 2 from 240 s to 600 s, Bob leg 3 from 600 s; one ping every 10 s.
@@ -419,11 +560,21 @@ duration = "6m"
         let mut out = Vec::new();
         for k in 0..=36 {
             let f = f64::from(k) / 36.0;
-            out.push(("Ann", ping(240 + i64::from(k) * 10, 2.35 + 0.015 * f, 48.85 + if k % 2 == 0 { 0.00005 } else { -0.00005 })));
+            out.push((
+                "Ann",
+                ping(
+                    240 + i64::from(k) * 10,
+                    2.35 + 0.015 * f,
+                    48.85 + if k % 2 == 0 { 0.00005 } else { -0.00005 },
+                ),
+            ));
         }
         for k in 1..=18 {
             let f = f64::from(k) / 36.0;
-            out.push(("Bob", ping(600 + i64::from(k) * 10, 2.365 + 0.015 * f, 48.85)));
+            out.push((
+                "Bob",
+                ping(600 + i64::from(k) * 10, 2.365 + 0.015 * f, 48.85),
+            ));
         }
         out
     }
@@ -433,7 +584,17 @@ duration = "6m"
         let mut tr = tracker();
         assert_eq!(tr.tick(t(-10)), vec![]);
         let ch = tr.tick(t(241));
-        assert!(matches!(ch.as_slice(), [Change::Handoff { from_leg: 0, to_leg: Some(1), .. }]), "{ch:?}");
+        assert!(
+            matches!(
+                ch.as_slice(),
+                [Change::Handoff {
+                    from_leg: 0,
+                    to_leg: Some(1),
+                    ..
+                }]
+            ),
+            "{ch:?}"
+        );
         let mut handoffs = 0;
         let mut last_along = 0.0;
         for (c, p) in walk() {
@@ -492,7 +653,17 @@ duration = "6m"
         tr.apply("Ann", &ping(250, 2.3510, 48.85));
         // Ann's phone dies; Bob is seen 300 m into leg 3.
         let ch = tr.apply("Bob", &ping(700, 2.3691, 48.85));
-        assert!(ch.iter().any(|c| matches!(c, Change::Handoff { from_leg: 1, to_leg: Some(2), .. })), "{ch:?}");
+        assert!(
+            ch.iter().any(|c| matches!(
+                c,
+                Change::Handoff {
+                    from_leg: 1,
+                    to_leg: Some(2),
+                    ..
+                }
+            )),
+            "{ch:?}"
+        );
         assert_eq!(tr.current_leg("r"), Some(2));
     }
 
@@ -524,6 +695,12 @@ duration = "6m"
         assert_eq!(private.relay("r").unwrap().position.unwrap().t, t(270));
         // 285 s - 30 s = 255 s: the fix at 270 s is not public yet, the one at 250 s is.
         assert_eq!(public.relay("r").unwrap().position.unwrap().t, t(250));
-        assert!(tr.snapshot(t(255), true).relay("r").unwrap().position.is_none());
+        assert!(
+            tr.snapshot(t(255), true)
+                .relay("r")
+                .unwrap()
+                .position
+                .is_none()
+        );
     }
 }

@@ -30,7 +30,9 @@ pub struct Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config").field("admin", &self.admin).finish_non_exhaustive()
+        f.debug_struct("Config")
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,12 +84,22 @@ impl AppState {
 
     #[must_use]
     pub fn event(&self, id: &str) -> Option<Arc<EventLive>> {
-        self.events.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+        self.events
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     #[must_use]
     pub fn events(&self) -> Vec<Arc<EventLive>> {
-        let mut v: Vec<_> = self.events.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        let mut v: Vec<_> = self
+            .events
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.plan.event.id.cmp(&b.plan.event.id));
         v
     }
@@ -95,31 +107,63 @@ impl AppState {
     /// Parses a stored plan, replays the event's stored pings into a fresh tracker, and makes
     /// it the live one (replacing an older version's).
     async fn install(&self, stored: &StoredPlan) -> Result<Arc<EventLive>> {
-        let env: PlanEnvelope = serde_json::from_str(&stored.plan_json)
-            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "stored_plan", format!("stored plan of {} is unreadable: {e}", stored.event_id)))?;
-        let plan = plan::parse(&env.source, &NoFiles)
-            .map_err(|p| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "stored_plan", format!("stored plan of {} no longer parses: {p}", stored.event_id)))?;
-        let live = Arc::new(EventLive::new(Arc::new(plan), stored.version, stored.plan_hash.clone(), env.source));
+        let env: PlanEnvelope = serde_json::from_str(&stored.plan_json).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "stored_plan",
+                format!("stored plan of {} is unreadable: {e}", stored.event_id),
+            )
+        })?;
+        let plan = plan::parse(&env.source, &NoFiles).map_err(|p| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "stored_plan",
+                format!("stored plan of {} no longer parses: {p}", stored.event_id),
+            )
+        })?;
+        let live = Arc::new(EventLive::new(
+            Arc::new(plan),
+            stored.version,
+            stored.plan_hash.clone(),
+            env.source,
+        ));
         let devices = self.store.devices(&stored.event_id).await?;
-        let carrier_of: HashMap<&str, &str> = devices.iter().map(|d| (d.device_id.as_str(), d.carrier.as_str())).collect();
+        let carrier_of: HashMap<&str, &str> = devices
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
+            .collect();
         let pings: Vec<(String, handoff_core::ping::Ping)> = self
             .store
             .pings(&stored.event_id)
             .await?
             .into_iter()
-            .filter_map(|p| carrier_of.get(p.device_id.as_str()).map(|c| ((*c).to_string(), p.ping)))
+            .filter_map(|p| {
+                carrier_of
+                    .get(p.device_id.as_str())
+                    .map(|c| ((*c).to_string(), p.ping))
+            })
             .collect();
         live.apply(&pings, self.now());
         live.tick(self.now());
         {
-            let mut cache = self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = self
+                .devices
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for d in devices {
                 cache.insert(d.token_hash.clone(), d);
             }
         }
-        let old = self.events.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stored.event_id.clone(), Arc::clone(&live));
+        let old = self
+            .events
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stored.event_id.clone(), Arc::clone(&live));
         if let Some(old) = old {
-            let _ = old.tx.send(Arc::new(crate::live::StreamMsg { event: "plan", data: serde_json::json!({ "event": stored.event_id, "version": stored.version }) }));
+            let _ = old.tx.send(Arc::new(crate::live::StreamMsg {
+                event: "plan",
+                data: serde_json::json!({ "event": stored.event_id, "version": stored.version }),
+            }));
         }
         Ok(live)
     }
@@ -131,9 +175,19 @@ impl AppState {
     pub async fn put_plan(&self, event_id: &str, source: String) -> Result<Arc<EventLive>> {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(source.as_bytes()));
-        let json = serde_json::to_string(&PlanEnvelope { format: "toml".into(), source }).map_err(|e| ApiError::bad_request("plan", e.to_string()))?;
+        let json = serde_json::to_string(&PlanEnvelope {
+            format: "toml".into(),
+            source,
+        })
+        .map_err(|e| ApiError::bad_request("plan", e.to_string()))?;
         let version = self.store.put_plan(event_id, &json, &hash).await?;
-        let stored = StoredPlan { event_id: event_id.to_string(), version, plan_json: json, plan_hash: hash, created_at: self.now() };
+        let stored = StoredPlan {
+            event_id: event_id.to_string(),
+            version,
+            plan_json: json,
+            plan_hash: hash,
+            created_at: self.now(),
+        };
         self.install(&stored).await
     }
 
@@ -143,19 +197,30 @@ impl AppState {
     /// Storage failures.
     pub async fn device_by_token(&self, token: &str) -> Result<Option<Device>> {
         let hash = crate::auth::token_hash(token);
-        if let Some(d) = self.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&hash) {
+        if let Some(d) = self
+            .devices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&hash)
+        {
             return Ok(Some(d.clone()));
         }
         // Another node may have registered it.
         let found = self.store.device_by_token_hash(&hash).await?;
         if let Some(d) = &found {
-            self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(hash, d.clone());
+            self.devices
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(hash, d.clone());
         }
         Ok(found)
     }
 
     pub fn remember_device(&self, d: Device) {
-        self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(d.token_hash.clone(), d);
+        self.devices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(d.token_hash.clone(), d);
     }
 
     /// Lets time pass on every event (stage legs end on time, overdue flags rise).
@@ -173,12 +238,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(api::meta::healthz))
         .route("/metrics", get(api::meta::metrics))
         .route("/api/v1/events", get(api::events::list))
-        .route("/api/v1/events/{event}", put(api::events::put).get(api::events::get))
+        .route(
+            "/api/v1/events/{event}",
+            put(api::events::put).get(api::events::get),
+        )
         .route("/api/v1/events/{event}/live", get(api::live::live))
         .route("/api/v1/events/{event}/stream", get(api::live::stream))
-        .route("/api/v1/events/{event}/devices", post(api::events::add_device))
+        .route(
+            "/api/v1/events/{event}/devices",
+            post(api::events::add_device),
+        )
         .route("/api/v1/pings", post(api::ingest::pings))
-        .route("/osmand", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
+        .route(
+            "/osmand",
+            get(api::ingest::osmand_get).post(api::ingest::osmand_post),
+        )
         .route("/owntracks", post(api::ingest::owntracks))
         .with_state(state)
 }
@@ -186,8 +260,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Only the OsmAnd protocol, at `/` as Traccar Client expects on its own port (5055).
 pub fn osmand_router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
-        .route("/osmand", get(api::ingest::osmand_get).post(api::ingest::osmand_post))
+        .route(
+            "/",
+            get(api::ingest::osmand_get).post(api::ingest::osmand_post),
+        )
+        .route(
+            "/osmand",
+            get(api::ingest::osmand_get).post(api::ingest::osmand_post),
+        )
         .with_state(state)
 }
 
@@ -195,7 +275,12 @@ pub fn osmand_router(state: Arc<AppState>) -> Router {
 ///
 /// # Errors
 /// I/O errors of the listener.
-pub async fn launch(state: Arc<AppState>, listener: TcpListener, osmand: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn launch(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    osmand: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let ticker = {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
@@ -211,7 +296,13 @@ pub async fn launch(state: Arc<AppState>, listener: TcpListener, osmand: Option<
     let osmand_task = osmand.map(|l| {
         let app = osmand_router(Arc::clone(&state));
         let mut rx = stop_tx.subscribe();
-        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(async move { let _ = rx.recv().await; }).await })
+        tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+        })
     });
     let app = router(Arc::clone(&state));
     let stop = stop_tx.clone();

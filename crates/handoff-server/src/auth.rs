@@ -18,14 +18,23 @@ pub fn token_hash(token: &str) -> String {
 /// When the operating system's random source fails.
 pub fn new_token() -> Result<String, ApiError> {
     let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "random", format!("no randomness: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "random",
+            format!("no randomness: {e}"),
+        )
+    })?;
     Ok(hex::encode(buf))
 }
 
 /// The `Authorization: Bearer …` token, if any.
 #[must_use]
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -45,13 +54,17 @@ impl std::fmt::Debug for AdminToken {
 impl AdminToken {
     #[must_use]
     pub fn new(token: &str) -> Self {
-        Self { hash: token_hash(token) }
+        Self {
+            hash: token_hash(token),
+        }
     }
 
     /// From a stored SHA-256 hex hash (the token itself was shown once and not kept).
     #[must_use]
     pub fn from_hash(hash: &str) -> Self {
-        Self { hash: hash.trim().to_ascii_lowercase() }
+        Self {
+            hash: hash.trim().to_ascii_lowercase(),
+        }
     }
 
     #[must_use]
@@ -67,6 +80,12 @@ impl AdminToken {
     /// # Errors
     /// 401 unless the request carries the admin token.
     pub fn require(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.matches(headers) { Ok(()) } else { Err(ApiError::unauthorized("this needs the admin token: Authorization: Bearer <token>")) }
+        if self.matches(headers) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "this needs the admin token: Authorization: Bearer <token>",
+            ))
+        }
     }
 }

@@ -24,7 +24,13 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            details: None,
+        }
     }
 
     #[must_use]
@@ -70,7 +76,13 @@ impl IntoResponse for ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        Self { status, code: e.code, message: e.message, field: e.field, details: None }
+        Self {
+            status,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+            details: None,
+        }
     }
 }
 
@@ -80,7 +92,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => Self::conflict(m),
             StoreError::Invalid(m) => Self::bad_request("invalid", m),
             // 503, not 500: phone apps retry on 5xx, and nothing was acknowledged.
-            other => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("storage is unavailable: {other}")),
+            other => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+                format!("storage is unavailable: {other}"),
+            ),
         }
     }
 }

@@ -36,13 +36,23 @@ impl EventLive {
     #[must_use]
     pub fn new(plan: Arc<Plan>, version: i64, plan_hash: String, source: String) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { tracker: Mutex::new(Tracker::new(Arc::clone(&plan))), plan, version, plan_hash, source, tx, seq: 0.into() }
+        Self {
+            tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
+            plan,
+            version,
+            plan_hash,
+            source,
+            tx,
+            seq: 0.into(),
+        }
     }
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
         // A panic while holding the lock leaves a consistent tracker (every method finishes
         // its update before returning), so recover the guard rather than poison the server.
-        self.tracker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tracker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[must_use]
@@ -81,18 +91,38 @@ impl EventLive {
         for c in changes {
             let msg = match c {
                 Change::Position { relay, leg, fix } => {
-                    let len = self.plan.relay(relay).and_then(|r| r.legs.get(*leg)).map_or(0.0, handoff_core::plan::Leg::length_m);
-                    let fraction = if len > 0.0 { (fix.along_m / len).clamp(0.0, 1.0) } else { 0.0 };
-                    StreamMsg { event: "position", data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction }) }
+                    let len = self
+                        .plan
+                        .relay(relay)
+                        .and_then(|r| r.legs.get(*leg))
+                        .map_or(0.0, handoff_core::plan::Leg::length_m);
+                    let fraction = if len > 0.0 {
+                        (fix.along_m / len).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    StreamMsg {
+                        event: "position",
+                        data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction }),
+                    }
                 }
-                Change::Handoff { relay, from_leg, to_leg, at } => StreamMsg { event: "handoff", data: json!({ "relay": relay, "from_leg": from_leg, "to_leg": to_leg, "at": at }) },
+                Change::Handoff {
+                    relay,
+                    from_leg,
+                    to_leg,
+                    at,
+                } => StreamMsg {
+                    event: "handoff",
+                    data: json!({ "relay": relay, "from_leg": from_leg, "to_leg": to_leg, "at": at }),
+                },
             };
             let msg = Arc::new(msg);
             if delay_ms > 0 && msg.event == "position" {
                 // Spectators see positions only after the event's public delay.
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs())).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs()))
+                        .await;
                     let _ = tx.send(msg);
                 });
             } else {
@@ -129,5 +159,7 @@ fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayVie
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    ids.into_iter().filter_map(|id| tr.relay_view(id, now, true)).collect()
+    ids.into_iter()
+        .filter_map(|id| tr.relay_view(id, now, true))
+        .collect()
 }

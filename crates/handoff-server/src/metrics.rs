@@ -38,14 +38,43 @@ impl Default for Metrics {
         let accepted = Family::<FormatLabel, Counter>::default();
         let duplicates = Family::<FormatLabel, Counter>::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
-        let latency = Family::<FormatLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<FormatLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let sse_clients = Gauge::default();
-        registry.register("handoff_pings_accepted", "Pings stored, by wire format", accepted.clone());
-        registry.register("handoff_pings_duplicate", "Pings already stored (resent), by wire format", duplicates.clone());
-        registry.register("handoff_pings_rejected", "Pings or requests refused, by reason", rejected.clone());
-        registry.register("handoff_ingest_latency_seconds", "Time to answer an ingest request, by wire format", latency.clone());
-        registry.register("handoff_sse_clients", "Open live streams", sse_clients.clone());
-        Self { registry, accepted, duplicates, rejected, latency, sse_clients }
+        registry.register(
+            "handoff_pings_accepted",
+            "Pings stored, by wire format",
+            accepted.clone(),
+        );
+        registry.register(
+            "handoff_pings_duplicate",
+            "Pings already stored (resent), by wire format",
+            duplicates.clone(),
+        );
+        registry.register(
+            "handoff_pings_rejected",
+            "Pings or requests refused, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "handoff_ingest_latency_seconds",
+            "Time to answer an ingest request, by wire format",
+            latency.clone(),
+        );
+        registry.register(
+            "handoff_sse_clients",
+            "Open live streams",
+            sse_clients.clone(),
+        );
+        Self {
+            registry,
+            accepted,
+            duplicates,
+            rejected,
+            latency,
+            sse_clients,
+        }
     }
 }
 

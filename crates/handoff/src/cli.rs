@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "handoff", version, about = "Plan, live-track and verify relays.")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Plan, live-track and verify relays."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

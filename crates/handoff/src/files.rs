@@ -11,8 +11,14 @@ pub struct DirFiles {
 impl DirFiles {
     /// Route files relative to the folder holding `plan`.
     pub fn beside(plan: &Path) -> Self {
-        let root = plan.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let root = plan
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
         Self { root }
     }
 }
@@ -21,10 +27,17 @@ impl RouteFiles for DirFiles {
     fn read(&self, relative: &Path) -> Result<String, String> {
         let path = self.root.join(relative);
         let shown = relative.display();
-        let real = path.canonicalize().map_err(|e| format!("cannot read route file `{shown}`: {e}"))?;
-        let root = self.root.canonicalize().map_err(|e| format!("cannot read the plan's folder: {e}"))?;
+        let real = path
+            .canonicalize()
+            .map_err(|e| format!("cannot read route file `{shown}`: {e}"))?;
+        let root = self
+            .root
+            .canonicalize()
+            .map_err(|e| format!("cannot read the plan's folder: {e}"))?;
         if !real.starts_with(&root) {
-            return Err(format!("route file `{shown}` leads outside the plan's folder; keep route files beside the plan"));
+            return Err(format!(
+                "route file `{shown}` leads outside the plan's folder; keep route files beside the plan"
+            ));
         }
         std::fs::read_to_string(&real).map_err(|e| format!("cannot read route file `{shown}`: {e}"))
     }

@@ -3,7 +3,9 @@
 
 use super::raw::{RawLeg, RawPlan, RawRoute, Sp};
 use super::routefile::{RouteFiles, parse_route_file, safe_relative};
-use super::{Course, CourseLeg, Event, Geometry, Leg, Milestone, Mode, Place, Plan, Problem, Problems, Relay};
+use super::{
+    Course, CourseLeg, Event, Geometry, Leg, Milestone, Mode, Place, Plan, Problem, Problems, Relay,
+};
 use crate::geodesic::{Coord, densify, distance_m};
 use crate::route::{Route, RouteError};
 use jiff::tz::TimeZone;
@@ -31,8 +33,14 @@ impl Cx<'_> {
 }
 
 pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems> {
-    let raw: RawPlan = toml::from_str(src).map_err(|e| Problems(vec![Problem::new(e.span(), "", toml_message(e.message()))]))?;
-    let mut cx = Cx { problems: Vec::new(), files, places: HashMap::new(), event_zone: "UTC".into() };
+    let raw: RawPlan = toml::from_str(src)
+        .map_err(|e| Problems(vec![Problem::new(e.span(), "", toml_message(e.message()))]))?;
+    let mut cx = Cx {
+        problems: Vec::new(),
+        files,
+        places: HashMap::new(),
+        event_zone: "UTC".into(),
+    };
 
     let event = build_event(&mut cx, &raw);
     let mut places = Vec::new();
@@ -41,7 +49,12 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
             places.push(place);
         }
     }
-    let milestones = raw.milestones.iter().enumerate().filter_map(|(i, m)| build_milestone(&mut cx, m, i)).collect();
+    let milestones = raw
+        .milestones
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| build_milestone(&mut cx, m, i))
+        .collect();
 
     let mut courses: Vec<Course> = Vec::new();
     let mut course_ids = HashSet::new();
@@ -49,20 +62,39 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
         let field = format!("courses[{ci}]");
         check_id(&mut cx, &c.get_ref().id, &format!("{field}.id"), "course");
         if !course_ids.insert(c.get_ref().id.get_ref().clone()) {
-            cx.err(c.get_ref().id.span(), &format!("{field}.id"), format!("duplicate course id `{}`; each course needs its own id", c.get_ref().id.get_ref()));
+            cx.err(
+                c.get_ref().id.span(),
+                &format!("{field}.id"),
+                format!(
+                    "duplicate course id `{}`; each course needs its own id",
+                    c.get_ref().id.get_ref()
+                ),
+            );
         }
         if c.get_ref().legs.is_empty() {
-            cx.err(c.span(), &field, format!("course `{}` has no legs; add [[courses.legs]] tables", c.get_ref().id.get_ref()));
+            cx.err(
+                c.span(),
+                &field,
+                format!(
+                    "course `{}` has no legs; add [[courses.legs]] tables",
+                    c.get_ref().id.get_ref()
+                ),
+            );
         }
         let mut legs: Vec<CourseLeg> = Vec::new();
         for (li, l) in c.get_ref().legs.iter().enumerate() {
             let lf = format!("{field}.legs[{li}]");
-            let Some((mode, geometry)) = build_geometry(&mut cx, l, &lf) else { continue };
+            let Some((mode, geometry)) = build_geometry(&mut cx, l, &lf) else {
+                continue;
+            };
             let rl = l.get_ref();
             if let Some(st) = &rl.start {
                 cx.err(st.span(), &format!("{lf}.start"), "a course leg has no fixed time (each team starts at its own `start`); remove `start`");
             }
-            let carriers = rl.carriers.as_ref().map(|c| check_carriers(&mut cx, c, &format!("{lf}.carriers")));
+            let carriers = rl
+                .carriers
+                .as_ref()
+                .map(|c| check_carriers(&mut cx, c, &format!("{lf}.carriers")));
             let duration = match (&rl.duration, &rl.end) {
                 (Some(d), None) => parse_duration(&mut cx, d, &format!("{lf}.duration")),
                 (None, None) => default_duration(&mut cx, mode, &geometry, l.span(), &lf),
@@ -73,9 +105,27 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
             };
             let Some(duration) = duration else { continue };
             let radius = exchange_radius(&mut cx, rl, mode, &lf);
-            check_speed(&mut cx, mode, geometry.length_m(), duration, rl, l.span(), &lf, li);
+            check_speed(
+                &mut cx,
+                mode,
+                geometry.length_m(),
+                duration,
+                rl,
+                l.span(),
+                &lf,
+                li,
+            );
             if let Some(prev) = legs.last() {
-                check_gap(&mut cx, prev.geometry.end(), prev.exchange_radius_m, li, &geometry, rl, l.span(), &lf);
+                check_gap(
+                    &mut cx,
+                    prev.geometry.end(),
+                    prev.exchange_radius_m,
+                    li,
+                    &geometry,
+                    rl,
+                    l.span(),
+                    &lf,
+                );
             }
             legs.push(CourseLeg {
                 name: rl.name.as_ref().map(|n| n.get_ref().clone()),
@@ -88,7 +138,11 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
         }
         courses.push(Course {
             id: c.get_ref().id.get_ref().clone(),
-            name: c.get_ref().name.as_ref().map_or_else(|| c.get_ref().id.get_ref().clone(), |n| n.get_ref().clone()),
+            name: c
+                .get_ref()
+                .name
+                .as_ref()
+                .map_or_else(|| c.get_ref().id.get_ref().clone(), |n| n.get_ref().clone()),
             legs,
         });
     }
@@ -100,10 +154,27 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
         let rr = r.get_ref();
         check_id(&mut cx, &rr.id, &format!("{field}.id"), "relay");
         if !relay_ids.insert(rr.id.get_ref().clone()) {
-            cx.err(rr.id.span(), &format!("{field}.id"), format!("duplicate relay id `{}`; each relay needs its own id", rr.id.get_ref()));
+            cx.err(
+                rr.id.span(),
+                &format!("{field}.id"),
+                format!(
+                    "duplicate relay id `{}`; each relay needs its own id",
+                    rr.id.get_ref()
+                ),
+            );
         }
         let legs = match (&rr.course, &rr.legs) {
-            (Some(course), None) => race_legs(&mut cx, r, course, &courses, raw.courses.iter().map(|c| c.get_ref().id.get_ref().as_str()).collect(), &field),
+            (Some(course), None) => race_legs(
+                &mut cx,
+                r,
+                course,
+                &courses,
+                raw.courses
+                    .iter()
+                    .map(|c| c.get_ref().id.get_ref().as_str())
+                    .collect(),
+                &field,
+            ),
             (None, Some(legs)) => {
                 if let Some(c) = &rr.carriers {
                     cx.err(c.span(), &format!("{field}.carriers"), "relay-level `carriers` are for race relays (`course = \"…\"`); name the carriers on each leg");
@@ -111,27 +182,51 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
                 relay_legs(&mut cx, r, legs, &field)
             }
             (Some(course), Some(_)) => {
-                cx.err(course.span(), &format!("{field}.course"), "a relay runs either a `course` or its own `legs`, not both");
+                cx.err(
+                    course.span(),
+                    &format!("{field}.course"),
+                    "a relay runs either a `course` or its own `legs`, not both",
+                );
                 Vec::new()
             }
             (None, None) => {
-                cx.err(rr.id.span(), &field, format!("relay `{}` has no legs; add [[relays.legs]] tables or `course = \"…\"`", rr.id.get_ref()));
+                cx.err(
+                    rr.id.span(),
+                    &field,
+                    format!(
+                        "relay `{}` has no legs; add [[relays.legs]] tables or `course = \"…\"`",
+                        rr.id.get_ref()
+                    ),
+                );
                 Vec::new()
             }
         };
         relays.push(Relay {
             id: rr.id.get_ref().clone(),
-            name: rr.name.as_ref().map_or_else(|| rr.id.get_ref().clone(), |n| n.get_ref().clone()),
-            object: rr.object.as_ref().map_or_else(String::new, |o| o.get_ref().clone()),
+            name: rr
+                .name
+                .as_ref()
+                .map_or_else(|| rr.id.get_ref().clone(), |n| n.get_ref().clone()),
+            object: rr
+                .object
+                .as_ref()
+                .map_or_else(String::new, |o| o.get_ref().clone()),
             course: rr.course.as_ref().map(|c| c.get_ref().clone()),
             legs,
         });
     }
 
     if cx.problems.is_empty() {
-        Ok(Plan { event, places, milestones, courses, relays })
+        Ok(Plan {
+            event,
+            places,
+            milestones,
+            courses,
+            relays,
+        })
     } else {
-        cx.problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+        cx.problems
+            .sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
         Err(Problems(cx.problems))
     }
 }
@@ -143,9 +238,15 @@ fn toml_message(m: &str) -> String {
 
 fn check_id(cx: &mut Cx, id: &Sp<String>, field: &str, what: &str) {
     let s = id.get_ref();
-    let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !ok {
-        cx.err(id.span(), field, format!("{what} id `{s}` must be 1 to 64 characters of a-z, 0-9 and -"));
+        cx.err(
+            id.span(),
+            field,
+            format!("{what} id `{s}` must be 1 to 64 characters of a-z, 0-9 and -"),
+        );
     }
 }
 
@@ -162,15 +263,29 @@ fn build_event(cx: &mut Cx, raw: &RawPlan) -> Event {
     let e = raw.event.get_ref();
     check_id(cx, &e.id, "event.id", "event");
     if e.name.get_ref().trim().is_empty() {
-        cx.err(e.name.span(), "event.name", "event name is empty; give the name spectators will see");
+        cx.err(
+            e.name.span(),
+            "event.name",
+            "event name is empty; give the name spectators will see",
+        );
     }
     let timezone = match &e.timezone {
         Some(z) if check_zone(cx, z, "event.timezone") => z.get_ref().clone(),
         _ => "UTC".to_string(),
     };
     cx.event_zone.clone_from(&timezone);
-    let public_delay_ms = e.public_delay.as_ref().and_then(|d| parse_duration(cx, d, "event.public_delay")).map_or(0, |d| d.as_millis().try_into().unwrap_or(i64::MAX));
-    Event { id: e.id.get_ref().clone(), name: e.name.get_ref().clone(), description: e.description.clone(), timezone, public_delay_ms }
+    let public_delay_ms = e
+        .public_delay
+        .as_ref()
+        .and_then(|d| parse_duration(cx, d, "event.public_delay"))
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(i64::MAX));
+    Event {
+        id: e.id.get_ref().clone(),
+        name: e.name.get_ref().clone(),
+        description: e.description.clone(),
+        timezone,
+        public_delay_ms,
+    }
 }
 
 fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Place> {
@@ -178,7 +293,14 @@ fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Pl
     let rp = p.get_ref();
     check_id(cx, &rp.id, &format!("{field}.id"), "place");
     if cx.places.contains_key(rp.id.get_ref()) {
-        cx.err(rp.id.span(), &format!("{field}.id"), format!("duplicate place id `{}`; each place needs its own id", rp.id.get_ref()));
+        cx.err(
+            rp.id.span(),
+            &format!("{field}.id"),
+            format!(
+                "duplicate place id `{}`; each place needs its own id",
+                rp.id.get_ref()
+            ),
+        );
         return None;
     }
     // A bad coordinate is reported once; the place still exists for the legs that use it.
@@ -186,9 +308,16 @@ fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Pl
     let zone_ok = check_zone(cx, &rp.timezone, &format!("{field}.timezone"));
     let place = Place {
         id: rp.id.get_ref().clone(),
-        name: rp.name.as_ref().map_or_else(|| rp.id.get_ref().clone(), |n| n.get_ref().clone()),
+        name: rp
+            .name
+            .as_ref()
+            .map_or_else(|| rp.id.get_ref().clone(), |n| n.get_ref().clone()),
         at,
-        timezone: if zone_ok { rp.timezone.get_ref().clone() } else { "UTC".into() },
+        timezone: if zone_ok {
+            rp.timezone.get_ref().clone()
+        } else {
+            "UTC".into()
+        },
     };
     cx.places.insert(place.id.clone(), place.clone());
     Some(place)
@@ -198,7 +327,15 @@ fn build_place(cx: &mut Cx, p: &Sp<super::raw::RawPlace>, i: usize) -> Option<Pl
 fn coord_from(cx: &mut Cx, at: &Sp<Vec<Sp<f64>>>, field: &str) -> Option<Coord> {
     let v = at.get_ref();
     if !(2..=3).contains(&v.len()) {
-        cx.err(at.span(), field, format!("expected [lon, lat] (2 numbers), found {} number{}", v.len(), if v.len() == 1 { "" } else { "s" }));
+        cx.err(
+            at.span(),
+            field,
+            format!(
+                "expected [lon, lat] (2 numbers), found {} number{}",
+                v.len(),
+                if v.len() == 1 { "" } else { "s" }
+            ),
+        );
         return None;
     }
     let (lon, lat) = (*v[0].get_ref(), *v[1].get_ref());
@@ -222,34 +359,61 @@ fn build_milestone(cx: &mut Cx, m: &Sp<super::raw::RawMilestone>, i: usize) -> O
             if let Some(pl) = cx.places.get(p.get_ref()) {
                 Some(pl.clone())
             } else {
-                cx.err(p.span(), &format!("{field}.place"), unknown_place_msg(cx, p.get_ref()));
+                cx.err(
+                    p.span(),
+                    &format!("{field}.place"),
+                    unknown_place_msg(cx, p.get_ref()),
+                );
                 return None;
             }
         }
         None => None,
     };
-    let zone_name = place.as_ref().map_or_else(|| cx.event_zone.clone(), |p| p.timezone.clone());
+    let zone_name = place
+        .as_ref()
+        .map_or_else(|| cx.event_zone.clone(), |p| p.timezone.clone());
     let (at, date) = match (&rm.date, &rm.at) {
         (Some(d), None) => match d.get_ref().parse::<jiff::civil::Date>() {
             Ok(date) => match date.to_zoned_datetime(super::zone(&zone_name)) {
                 Ok(z) => (z.timestamp(), Some(date)),
                 Err(e) => {
-                    cx.err(d.span(), &format!("{field}.date"), format!("date `{}` does not exist in {zone_name}: {e}", d.get_ref()));
+                    cx.err(
+                        d.span(),
+                        &format!("{field}.date"),
+                        format!("date `{}` does not exist in {zone_name}: {e}", d.get_ref()),
+                    );
                     return None;
                 }
             },
             Err(e) => {
-                cx.err(d.span(), &format!("{field}.date"), format!("`{}` is not a date like 2028-07-14 ({e})", d.get_ref()));
+                cx.err(
+                    d.span(),
+                    &format!("{field}.date"),
+                    format!("`{}` is not a date like 2028-07-14 ({e})", d.get_ref()),
+                );
                 return None;
             }
         },
         (None, Some(a)) => (parse_instant(cx, a, &format!("{field}.at"))?.0, None),
         _ => {
-            cx.err(m.span(), &field, format!("milestone `{}` needs exactly one of `date` or `at`", rm.name.get_ref()));
+            cx.err(
+                m.span(),
+                &field,
+                format!(
+                    "milestone `{}` needs exactly one of `date` or `at`",
+                    rm.name.get_ref()
+                ),
+            );
             return None;
         }
     };
-    Some(Milestone { name: rm.name.get_ref().clone(), at, date, place: place.map(|p| p.id), timezone: zone_name })
+    Some(Milestone {
+        name: rm.name.get_ref().clone(),
+        at,
+        date,
+        place: place.map(|p| p.id),
+        timezone: zone_name,
+    })
 }
 
 fn unknown_place_msg(cx: &Cx, id: &str) -> String {
@@ -270,7 +434,11 @@ fn parse_instant(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<(Timestamp,
         match text.parse::<ZonedDateTime>() {
             Ok(z) => Some((z.timestamp(), z.time_zone().iana_name().map(str::to_string))),
             Err(e) => {
-                cx.err(s.span(), field, format!("`{text}` is not a valid RFC 9557 timestamp: {e}"));
+                cx.err(
+                    s.span(),
+                    field,
+                    format!("`{text}` is not a valid RFC 9557 timestamp: {e}"),
+                );
                 None
             }
         }
@@ -288,31 +456,65 @@ fn parse_instant(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<(Timestamp,
 fn parse_duration(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<SignedDuration> {
     match s.get_ref().parse::<SignedDuration>() {
         Ok(d) if d.is_negative() => {
-            let why = if field.ends_with("public_delay") { "a delay cannot be negative" } else { "a leg cannot end before it starts" };
-            cx.err(s.span(), field, format!("duration `{}` is negative; {why}", s.get_ref()));
+            let why = if field.ends_with("public_delay") {
+                "a delay cannot be negative"
+            } else {
+                "a leg cannot end before it starts"
+            };
+            cx.err(
+                s.span(),
+                field,
+                format!("duration `{}` is negative; {why}", s.get_ref()),
+            );
             None
         }
         Ok(d) => Some(d),
         Err(e) => {
-            cx.err(s.span(), field, format!("`{}` is not a duration like 4m, 25m or 11h30m ({e})", s.get_ref()));
+            cx.err(
+                s.span(),
+                field,
+                format!(
+                    "`{}` is not a duration like 4m, 25m or 11h30m ({e})",
+                    s.get_ref()
+                ),
+            );
             None
         }
     }
 }
 
-fn default_duration(cx: &mut Cx, mode: Mode, geometry: &Geometry, span: Range<usize>, field: &str) -> Option<SignedDuration> {
+fn default_duration(
+    cx: &mut Cx,
+    mode: Mode,
+    geometry: &Geometry,
+    span: Range<usize>,
+    field: &str,
+) -> Option<SignedDuration> {
     if matches!(geometry, Geometry::Place { .. }) || mode == Mode::Stage {
-        cx.err(span, field, "a leg at a place needs `duration` (or `end`); there is no distance to derive it from");
+        cx.err(
+            span,
+            field,
+            "a leg at a place needs `duration` (or `end`); there is no distance to derive it from",
+        );
         return None;
     }
-    Some(SignedDuration::from_secs_f64(geometry.length_m() / mode.prior_speed_mps()))
+    Some(SignedDuration::from_secs_f64(
+        geometry.length_m() / mode.prior_speed_mps(),
+    ))
 }
 
 fn exchange_radius(cx: &mut Cx, l: &RawLeg, mode: Mode, field: &str) -> f64 {
     match &l.exchange_radius_m {
         Some(r) if r.get_ref().is_finite() && *r.get_ref() >= 0.0 => *r.get_ref(),
         Some(r) => {
-            cx.err(r.span(), &format!("{field}.exchange_radius_m"), format!("exchange radius {} m must be a non-negative number of metres", r.get_ref()));
+            cx.err(
+                r.span(),
+                &format!("{field}.exchange_radius_m"),
+                format!(
+                    "exchange radius {} m must be a non-negative number of metres",
+                    r.get_ref()
+                ),
+            );
             mode.default_exchange_radius_m()
         }
         None => mode.default_exchange_radius_m(),
@@ -326,31 +528,59 @@ fn build_geometry(cx: &mut Cx, l: &Sp<RawLeg>, field: &str) -> Option<(Mode, Geo
         Some(m)
     } else {
         let all: Vec<&str> = super::mode::ALL_MODES.iter().map(|m| m.as_str()).collect();
-        cx.err(rl.mode.span(), &format!("{field}.mode"), format!("unknown mode `{}`; use one of {}", rl.mode.get_ref(), all.join("|")));
+        cx.err(
+            rl.mode.span(),
+            &format!("{field}.mode"),
+            format!(
+                "unknown mode `{}`; use one of {}",
+                rl.mode.get_ref(),
+                all.join("|")
+            ),
+        );
         None
     };
     let geometry = match (&rl.place, &rl.route) {
         (Some(p), None) => {
             if let Some(pl) = cx.places.get(p.get_ref()) {
-                Some(Geometry::Place { place: pl.id.clone(), at: pl.at })
+                Some(Geometry::Place {
+                    place: pl.id.clone(),
+                    at: pl.at,
+                })
             } else {
                 let msg = unknown_place_msg(cx, p.get_ref());
                 cx.err(p.span(), &format!("{field}.place"), msg);
                 None
             }
         }
-        (None, Some(r)) => build_route(cx, r, &format!("{field}.route")).map(|route| Geometry::Route { route: Arc::new(route), from_course: false }),
+        (None, Some(r)) => {
+            build_route(cx, r, &format!("{field}.route")).map(|route| Geometry::Route {
+                route: Arc::new(route),
+                from_course: false,
+            })
+        }
         (Some(p), Some(_)) => {
-            cx.err(p.span(), &format!("{field}.place"), "a leg has either a `route` (a line) or a `place` (a point), not both");
+            cx.err(
+                p.span(),
+                &format!("{field}.place"),
+                "a leg has either a `route` (a line) or a `place` (a point), not both",
+            );
             None
         }
         (None, None) => {
-            cx.err(rl.mode.span(), field, "this leg has neither a `route` nor a `place`; say where it happens");
+            cx.err(
+                rl.mode.span(),
+                field,
+                "this leg has neither a `route` nor a `place`; say where it happens",
+            );
             None
         }
     };
     if let (Some(Mode::Stage), Some(Geometry::Route { .. })) = (mode, &geometry) {
-        cx.err(rl.mode.span(), &format!("{field}.mode"), "a stage leg happens at one place: give `place = \"…\"` instead of a route");
+        cx.err(
+            rl.mode.span(),
+            &format!("{field}.mode"),
+            "a stage leg happens at one place: give `place = \"…\"` instead of a route",
+        );
         return None;
     }
     Some((mode?, geometry?))
@@ -358,7 +588,9 @@ fn build_geometry(cx: &mut Cx, l: &Sp<RawLeg>, field: &str) -> Option<(Mode, Geo
 
 fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
     let rr = r.get_ref();
-    let forms = usize::from(rr.file.is_some()) + usize::from(rr.points.is_some()) + usize::from(rr.from.is_some() || rr.to.is_some());
+    let forms = usize::from(rr.file.is_some())
+        + usize::from(rr.points.is_some())
+        + usize::from(rr.from.is_some() || rr.to.is_some());
     if forms != 1 {
         cx.err(r.span(), field, "give the route as exactly one of { file = \"…\" }, { points = [[lon, lat], …] } or { from = \"place\", to = \"place\" }");
         return None;
@@ -381,7 +613,11 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
         match parse_route_file(f.get_ref(), &text) {
             Ok(p) => p,
             Err(m) => {
-                cx.err(f.span(), &format!("{field}.file"), format!("{}: {m}", f.get_ref()));
+                cx.err(
+                    f.span(),
+                    &format!("{field}.file"),
+                    format!("{}: {m}", f.get_ref()),
+                );
                 return None;
             }
         }
@@ -391,11 +627,19 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
             let v = p.get_ref();
             let pf = format!("{field}.points[{i}]");
             if !(2..=3).contains(&v.len()) {
-                cx.err(p.span(), &pf, format!("expected [lon, lat], found {} numbers", v.len()));
+                cx.err(
+                    p.span(),
+                    &pf,
+                    format!("expected [lon, lat], found {} numbers", v.len()),
+                );
                 return None;
             }
             let (lon, lat) = (v[0], v[1]);
-            if !(lon.is_finite() && (-180.0..=180.0).contains(&lon) && lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+            if !(lon.is_finite()
+                && (-180.0..=180.0).contains(&lon)
+                && lat.is_finite()
+                && (-90.0..=90.0).contains(&lat))
+            {
                 cx.err(p.span(), &pf, format!("point {} [{lon}, {lat}] is out of range; points are [lon, lat] with lon in [-180, 180] and lat in [-90, 90]", i + 1));
                 return None;
             }
@@ -404,7 +648,11 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
         out
     } else {
         let (Some(from), Some(to)) = (&rr.from, &rr.to) else {
-            cx.err(r.span(), field, "a geodesic route needs both `from` and `to` place ids");
+            cx.err(
+                r.span(),
+                field,
+                "a geodesic route needs both `from` and `to` place ids",
+            );
             return None;
         };
         let mut ends = Vec::new();
@@ -435,15 +683,36 @@ fn build_route(cx: &mut Cx, r: &Sp<RawRoute>, field: &str) -> Option<Route> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_speed(cx: &mut Cx, mode: Mode, length_m: f64, duration: SignedDuration, rl: &RawLeg, leg_span: Range<usize>, field: &str, index: usize) {
+fn check_speed(
+    cx: &mut Cx,
+    mode: Mode,
+    length_m: f64,
+    duration: SignedDuration,
+    rl: &RawLeg,
+    leg_span: Range<usize>,
+    field: &str,
+    index: usize,
+) {
     if length_m <= 0.0 || mode == Mode::Stage {
         return;
     }
     let (lo, hi) = mode.plausible_kmh();
     let secs = duration.as_secs_f64();
-    let span = rl.duration.as_ref().or(rl.end.as_ref()).map_or(leg_span, Sp::span);
+    let span = rl
+        .duration
+        .as_ref()
+        .or(rl.end.as_ref())
+        .map_or(leg_span, Sp::span);
     if secs <= 0.0 {
-        cx.err(span, field, format!("leg {} covers {} in 0s; a moving leg needs a positive duration", index + 1, fmt_distance(length_m)));
+        cx.err(
+            span,
+            field,
+            format!(
+                "leg {} covers {} in 0s; a moving leg needs a positive duration",
+                index + 1,
+                fmt_distance(length_m)
+            ),
+        );
         return;
     }
     let kmh = length_m / secs * 3.6;
@@ -463,10 +732,24 @@ fn check_speed(cx: &mut Cx, mode: Mode, length_m: f64, duration: SignedDuration,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_gap(cx: &mut Cx, prev_end: Coord, prev_radius_m: f64, index: usize, geometry: &Geometry, rl: &RawLeg, leg_span: Range<usize>, field: &str) {
+fn check_gap(
+    cx: &mut Cx,
+    prev_end: Coord,
+    prev_radius_m: f64,
+    index: usize,
+    geometry: &Geometry,
+    rl: &RawLeg,
+    leg_span: Range<usize>,
+    field: &str,
+) {
     let gap = distance_m(prev_end, geometry.start());
     if gap > prev_radius_m {
-        let span = rl.route.as_ref().map(Sp::span).or_else(|| rl.place.as_ref().map(Sp::span)).unwrap_or(leg_span);
+        let span = rl
+            .route
+            .as_ref()
+            .map(Sp::span)
+            .or_else(|| rl.place.as_ref().map(Sp::span))
+            .unwrap_or(leg_span);
         cx.err(
             span,
             field,
@@ -494,22 +777,45 @@ fn zone_near(cx: &Cx, at: Coord, fallback: &str) -> String {
 
 fn check_carriers(cx: &mut Cx, c: &Sp<Vec<Sp<String>>>, field: &str) -> Vec<String> {
     if c.get_ref().is_empty() {
-        cx.err(c.span(), field, "carriers is empty; name who holds the object on this leg");
+        cx.err(
+            c.span(),
+            field,
+            "carriers is empty; name who holds the object on this leg",
+        );
     }
     for (i, name) in c.get_ref().iter().enumerate() {
         if name.get_ref().trim().is_empty() {
-            cx.err(name.span(), &format!("{field}[{i}]"), "a carrier's name is empty");
+            cx.err(
+                name.span(),
+                &format!("{field}[{i}]"),
+                "a carrier's name is empty",
+            );
         }
     }
-    c.get_ref().iter().map(|s| s.get_ref().trim().to_string()).collect()
+    c.get_ref()
+        .iter()
+        .map(|s| s.get_ref().trim().to_string())
+        .collect()
 }
 
-fn relay_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, legs: &Sp<Vec<Sp<RawLeg>>>, field: &str) -> Vec<Leg> {
+fn relay_legs(
+    cx: &mut Cx,
+    r: &Sp<super::raw::RawRelay>,
+    legs: &Sp<Vec<Sp<RawLeg>>>,
+    field: &str,
+) -> Vec<Leg> {
     let rr = r.get_ref();
     if legs.get_ref().is_empty() {
-        cx.err(legs.span(), &format!("{field}.legs"), format!("relay `{}` has no legs", rr.id.get_ref()));
+        cx.err(
+            legs.span(),
+            &format!("{field}.legs"),
+            format!("relay `{}` has no legs", rr.id.get_ref()),
+        );
     }
-    let relay_start = rr.start.as_ref().and_then(|s| parse_instant(cx, s, &format!("{field}.start")));
+    let relay_start = rr
+        .start
+        .as_ref()
+        .and_then(|s| parse_instant(cx, s, &format!("{field}.start")));
     let mut out: Vec<Leg> = Vec::new();
     let mut prev_end: Option<Timestamp> = relay_start.as_ref().map(|s| s.0);
     let mut prev_ok = true;
@@ -519,7 +825,11 @@ fn relay_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, legs: &Sp<Vec<Sp<RawLeg
         let carriers = match &rl.carriers {
             Some(c) => check_carriers(cx, c, &format!("{lf}.carriers")),
             None => {
-                cx.err(rl.mode.span(), &format!("{lf}.carriers"), "this leg has no carriers; say who holds the object (carriers = [\"…\"])");
+                cx.err(
+                    rl.mode.span(),
+                    &format!("{lf}.carriers"),
+                    "this leg has no carriers; say who holds the object (carriers = [\"…\"])",
+                );
                 Vec::new()
             }
         };
@@ -543,46 +853,98 @@ fn relay_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, legs: &Sp<Vec<Sp<RawLeg
             prev_end = None;
             continue;
         };
-        if let (Some(s), Some(pe)) = (&rl.start, prev_end) {
-            if start < pe && li > 0 {
-                cx.err(s.span(), &format!("{lf}.start"), format!("leg {} starts {} before leg {} ends; legs of a relay cannot overlap", li + 1, fmt_duration(pe.duration_since(start)), li));
-            }
+        if let (Some(s), Some(pe)) = (&rl.start, prev_end)
+            && start < pe
+            && li > 0
+        {
+            cx.err(
+                s.span(),
+                &format!("{lf}.start"),
+                format!(
+                    "leg {} starts {} before leg {} ends; legs of a relay cannot overlap",
+                    li + 1,
+                    fmt_duration(pe.duration_since(start)),
+                    li
+                ),
+            );
         }
         let end = match (&rl.duration, &rl.end) {
-            (Some(d), None) => parse_duration(cx, d, &format!("{lf}.duration")).and_then(|d| start.checked_add(d).ok()),
+            (Some(d), None) => parse_duration(cx, d, &format!("{lf}.duration"))
+                .and_then(|d| start.checked_add(d).ok()),
             (None, Some(e)) => parse_instant(cx, e, &format!("{lf}.end")).and_then(|(e_ts, _)| {
                 if e_ts < start {
-                    cx.err(e.span(), &format!("{lf}.end"), format!("leg {} ends {} before it starts", li + 1, fmt_duration(start.duration_since(e_ts))));
+                    cx.err(
+                        e.span(),
+                        &format!("{lf}.end"),
+                        format!(
+                            "leg {} ends {} before it starts",
+                            li + 1,
+                            fmt_duration(start.duration_since(e_ts))
+                        ),
+                    );
                     None
                 } else {
                     Some(e_ts)
                 }
             }),
             (Some(d), Some(_)) => {
-                cx.err(d.span(), &format!("{lf}.duration"), "give `duration` or `end`, not both");
+                cx.err(
+                    d.span(),
+                    &format!("{lf}.duration"),
+                    "give `duration` or `end`, not both",
+                );
                 None
             }
-            (None, None) => default_duration(cx, mode, &geometry, l.span(), &lf).and_then(|d| start.checked_add(d).ok()),
+            (None, None) => default_duration(cx, mode, &geometry, l.span(), &lf)
+                .and_then(|d| start.checked_add(d).ok()),
         };
         let Some(end) = end else {
             prev_ok = false;
             prev_end = None;
             continue;
         };
-        check_speed(cx, mode, geometry.length_m(), end.duration_since(start), rl, l.span(), &lf, li);
+        check_speed(
+            cx,
+            mode,
+            geometry.length_m(),
+            end.duration_since(start),
+            rl,
+            l.span(),
+            &lf,
+            li,
+        );
         let radius = exchange_radius(cx, rl, mode, &lf);
-        if let Some(prev) = out.last() {
-            if prev.index + 1 == li {
-                check_gap(cx, prev.exchange_point(), prev.exchange_radius_m, li, &geometry, rl, l.span(), &lf);
-            }
+        if let Some(prev) = out.last()
+            && prev.index + 1 == li
+        {
+            check_gap(
+                cx,
+                prev.exchange_point(),
+                prev.exchange_radius_m,
+                li,
+                &geometry,
+                rl,
+                l.span(),
+                &lf,
+            );
         }
-        let (start_zone, end_zone) = leg_zones(cx, &geometry, rl, start_zone_given, out.last().map(|p| p.end_zone.as_str()));
+        let (start_zone, end_zone) = leg_zones(
+            cx,
+            &geometry,
+            rl,
+            start_zone_given,
+            out.last().map(|p| p.end_zone.as_str()),
+        );
         out.push(Leg {
             index: li,
             name: rl.name.as_ref().map(|n| n.get_ref().clone()),
             carriers,
             mode,
-            devices: rl.devices.as_ref().map(|d| d.get_ref().iter().map(|s| s.get_ref().clone()).collect()).unwrap_or_default(),
+            devices: rl
+                .devices
+                .as_ref()
+                .map(|d| d.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+                .unwrap_or_default(),
             course_leg: None,
             geometry,
             start,
@@ -598,26 +960,51 @@ fn relay_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, legs: &Sp<Vec<Sp<RawLeg
     out
 }
 
-fn leg_zones(cx: &Cx, geometry: &Geometry, rl: &RawLeg, given: Option<String>, prev_zone: Option<&str>) -> (String, String) {
+fn leg_zones(
+    cx: &Cx,
+    geometry: &Geometry,
+    rl: &RawLeg,
+    given: Option<String>,
+    prev_zone: Option<&str>,
+) -> (String, String) {
     let fallback = prev_zone.unwrap_or(&cx.event_zone).to_string();
-    let place_zone = |id: Option<&Sp<String>>| id.and_then(|p| cx.places.get(p.get_ref())).map(|p| p.timezone.clone());
+    let place_zone = |id: Option<&Sp<String>>| {
+        id.and_then(|p| cx.places.get(p.get_ref()))
+            .map(|p| p.timezone.clone())
+    };
     let route = rl.route.as_ref().map(Sp::get_ref);
     let start_zone = given
         .or_else(|| place_zone(rl.place.as_ref()))
         .or_else(|| place_zone(route.and_then(|r| r.from.as_ref())))
         .unwrap_or_else(|| zone_near(cx, geometry.start(), &fallback));
-    let end_zone = place_zone(rl.place.as_ref()).or_else(|| place_zone(route.and_then(|r| r.to.as_ref()))).unwrap_or_else(|| zone_near(cx, geometry.end(), &start_zone));
+    let end_zone = place_zone(rl.place.as_ref())
+        .or_else(|| place_zone(route.and_then(|r| r.to.as_ref())))
+        .unwrap_or_else(|| zone_near(cx, geometry.end(), &start_zone));
     (start_zone, end_zone)
 }
 
-fn race_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, course: &Sp<String>, courses: &[Course], course_ids: Vec<&str>, field: &str) -> Vec<Leg> {
+fn race_legs(
+    cx: &mut Cx,
+    r: &Sp<super::raw::RawRelay>,
+    course: &Sp<String>,
+    courses: &[Course],
+    course_ids: Vec<&str>,
+    field: &str,
+) -> Vec<Leg> {
     let rr = r.get_ref();
     let Some(c) = courses.iter().find(|c| &c.id == course.get_ref()) else {
         if !course_ids.contains(&course.get_ref().as_str()) {
             let msg = if course_ids.is_empty() {
-                format!("unknown course `{}`; declare it in a [[courses]] table", course.get_ref())
+                format!(
+                    "unknown course `{}`; declare it in a [[courses]] table",
+                    course.get_ref()
+                )
             } else {
-                format!("unknown course `{}`; known courses: {}", course.get_ref(), course_ids.join(", "))
+                format!(
+                    "unknown course `{}`; known courses: {}",
+                    course.get_ref(),
+                    course_ids.join(", ")
+                )
             };
             cx.err(course.span(), &format!("{field}.course"), msg);
         }
@@ -626,14 +1013,22 @@ fn race_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, course: &Sp<String>, cou
     let carriers = match &rr.carriers {
         Some(cs) => check_carriers(cx, cs, &format!("{field}.carriers")),
         None => {
-            cx.err(rr.id.span(), &format!("{field}.carriers"), "a race relay needs its team's `carriers`; leg i is run by carriers[i mod n]");
+            cx.err(
+                rr.id.span(),
+                &format!("{field}.carriers"),
+                "a race relay needs its team's `carriers`; leg i is run by carriers[i mod n]",
+            );
             return Vec::new();
         }
     };
     let start = if let Some(s) = &rr.start {
         parse_instant(cx, s, &format!("{field}.start"))
     } else {
-        cx.err(rr.id.span(), &format!("{field}.start"), "a race relay needs its team's `start`");
+        cx.err(
+            rr.id.span(),
+            &format!("{field}.start"),
+            "a race relay needs its team's `start`",
+        );
         None
     };
     let Some(start) = start else {
@@ -646,18 +1041,26 @@ fn race_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, course: &Sp<String>, cou
     let mut prev_zone: Option<String> = start.1;
     let mut out = Vec::with_capacity(c.legs.len());
     for (i, cl) in c.legs.iter().enumerate() {
-        let end = t.checked_add(SignedDuration::from_millis(cl.duration_ms)).unwrap_or(t);
+        let end = t
+            .checked_add(SignedDuration::from_millis(cl.duration_ms))
+            .unwrap_or(t);
         let fallback = prev_zone.clone().unwrap_or_else(|| cx.event_zone.clone());
         let start_zone = zone_near(cx, cl.geometry.start(), &fallback);
         let end_zone = zone_near(cx, cl.geometry.end(), &start_zone);
         let geometry = match &cl.geometry {
-            Geometry::Route { route, .. } => Geometry::Route { route: Arc::clone(route), from_course: true },
+            Geometry::Route { route, .. } => Geometry::Route {
+                route: Arc::clone(route),
+                from_course: true,
+            },
             g @ Geometry::Place { .. } => g.clone(),
         };
         out.push(Leg {
             index: i,
             name: cl.name.clone(),
-            carriers: cl.carriers.clone().unwrap_or_else(|| vec![carriers[i % carriers.len()].clone()]),
+            carriers: cl
+                .carriers
+                .clone()
+                .unwrap_or_else(|| vec![carriers[i % carriers.len()].clone()]),
             mode: cl.mode,
             devices: Vec::new(),
             course_leg: Some(i),
@@ -678,7 +1081,11 @@ fn race_legs(cx: &mut Cx, r: &Sp<super::raw::RawRelay>, course: &Sp<String>, cou
 /// "850 m", "2.4 km".
 #[must_use]
 pub fn fmt_distance(m: f64) -> String {
-    if m < 1000.0 { format!("{m:.0} m") } else { format!("{:.1} km", m / 1000.0) }
+    if m < 1000.0 {
+        format!("{m:.0} m")
+    } else {
+        format!("{:.1} km", m / 1000.0)
+    }
 }
 
 /// "4m", "11h 30m", "45s".

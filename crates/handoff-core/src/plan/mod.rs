@@ -138,7 +138,11 @@ pub struct Leg {
 impl Leg {
     #[must_use]
     pub fn duration_ms(&self) -> i64 {
-        self.end.duration_since(self.start).as_millis().try_into().unwrap_or(i64::MAX)
+        self.end
+            .duration_since(self.start)
+            .as_millis()
+            .try_into()
+            .unwrap_or(i64::MAX)
     }
 
     /// Where the object is handed on: the end of the route, or the stage's place.
@@ -173,7 +177,13 @@ pub enum Geometry {
 impl Geometry {
     #[must_use]
     pub const fn is_from_course(&self) -> bool {
-        matches!(self, Self::Route { from_course: true, .. })
+        matches!(
+            self,
+            Self::Route {
+                from_course: true,
+                ..
+            }
+        )
     }
 
     #[must_use]

@@ -123,7 +123,11 @@ impl fmt::Display for Mode {
 impl FromStr for Mode {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        ALL_MODES.iter().copied().find(|m| m.as_str() == s).ok_or(())
+        ALL_MODES
+            .iter()
+            .copied()
+            .find(|m| m.as_str() == s)
+            .ok_or(())
     }
 }
 

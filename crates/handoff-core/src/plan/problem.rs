@@ -16,8 +16,16 @@ pub struct Problem {
 
 impl Problem {
     #[must_use]
-    pub fn new(span: Option<Range<usize>>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { span, field: field.into(), message: message.into() }
+    pub fn new(
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            span,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// 1-based line and column (in characters) of the start of the span in `src`.

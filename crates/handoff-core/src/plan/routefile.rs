@@ -36,11 +36,15 @@ pub fn safe_relative(path: &str) -> Result<PathBuf, String> {
             Component::CurDir => {}
             Component::ParentDir => {
                 if !out.pop() {
-                    return Err(format!("route file `{path}` is outside the plan's folder; keep route files beside the plan"));
+                    return Err(format!(
+                        "route file `{path}` is outside the plan's folder; keep route files beside the plan"
+                    ));
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("route file `{path}` is an absolute path; give it relative to the plan's folder"));
+                return Err(format!(
+                    "route file `{path}` is an absolute path; give it relative to the plan's folder"
+                ));
             }
         }
     }
@@ -75,9 +79,20 @@ pub fn parse_gpx(text: &str) -> Result<Vec<Coord>, String> {
         let p = w.point();
         Coord::with_ele(p.x(), p.y(), w.elevation)
     };
-    let mut pts: Vec<Coord> = gpx.tracks.iter().flat_map(|t| t.segments.iter()).flat_map(|s| s.points.iter()).map(to_coord).collect();
+    let mut pts: Vec<Coord> = gpx
+        .tracks
+        .iter()
+        .flat_map(|t| t.segments.iter())
+        .flat_map(|s| s.points.iter())
+        .map(to_coord)
+        .collect();
     if pts.is_empty() {
-        pts = gpx.routes.iter().flat_map(|r| r.points.iter()).map(to_coord).collect();
+        pts = gpx
+            .routes
+            .iter()
+            .flat_map(|r| r.points.iter())
+            .map(to_coord)
+            .collect();
     }
     if pts.is_empty() {
         return Err("GPX file has no track or route points; a route needs at least 2".into());
@@ -92,11 +107,15 @@ pub fn parse_gpx(text: &str) -> Result<Vec<Coord>, String> {
 /// Unreadable GeoJSON, or a geometry that is not a line.
 pub fn parse_geojson(text: &str) -> Result<Vec<Coord>, String> {
     use geojson::{GeoJson, GeometryValue};
-    let gj: GeoJson = text.parse().map_err(|e| format!("not valid GeoJSON: {e}"))?;
+    let gj: GeoJson = text
+        .parse()
+        .map_err(|e| format!("not valid GeoJSON: {e}"))?;
     let geometries: Vec<geojson::Geometry> = match gj {
         GeoJson::Geometry(g) => vec![g],
         GeoJson::Feature(f) => f.geometry.into_iter().collect(),
-        GeoJson::FeatureCollection(fc) => fc.features.into_iter().filter_map(|f| f.geometry).collect(),
+        GeoJson::FeatureCollection(fc) => {
+            fc.features.into_iter().filter_map(|f| f.geometry).collect()
+        }
     };
     let mut pts = Vec::new();
     for g in geometries {
@@ -104,7 +123,10 @@ pub fn parse_geojson(text: &str) -> Result<Vec<Coord>, String> {
             GeometryValue::LineString { coordinates } => vec![coordinates],
             GeometryValue::MultiLineString { coordinates } => coordinates,
             other => {
-                return Err(format!("GeoJSON geometry is a {}; a route must be a LineString or MultiLineString", other.type_name()));
+                return Err(format!(
+                    "GeoJSON geometry is a {}; a route must be a LineString or MultiLineString",
+                    other.type_name()
+                ));
             }
         };
         for line in lines {
@@ -130,7 +152,10 @@ mod tests {
     #[test]
     fn paths_may_not_escape() {
         assert!(safe_relative("routes/a.gpx").is_ok());
-        assert_eq!(safe_relative("routes/../a.gpx").ok(), Some(PathBuf::from("a.gpx")));
+        assert_eq!(
+            safe_relative("routes/../a.gpx").ok(),
+            Some(PathBuf::from("a.gpx"))
+        );
         assert!(safe_relative("../secret.gpx").is_err());
         assert!(safe_relative("routes/../../x.gpx").is_err());
         assert!(safe_relative("/etc/passwd").is_err());
@@ -147,13 +172,20 @@ mod tests {
 <rte><rtept lat="1" lon="2"/><rtept lat="1.5" lon="2.5"/></rte></gpx>"#;
         assert_eq!(parse_gpx(rte).unwrap().len(), 2);
         let empty = r#"<?xml version="1.0"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1"></gpx>"#;
-        assert!(parse_gpx(empty).unwrap_err().contains("no track or route points"));
+        assert!(
+            parse_gpx(empty)
+                .unwrap_err()
+                .contains("no track or route points")
+        );
     }
 
     #[test]
     fn geojson_forms() {
         let ls = r#"{"type":"LineString","coordinates":[[2,48],[2.1,48.1,35]]}"#;
-        assert_eq!(parse_geojson(ls).unwrap()[1], Coord::with_ele(2.1, 48.1, Some(35.0)));
+        assert_eq!(
+            parse_geojson(ls).unwrap()[1],
+            Coord::with_ele(2.1, 48.1, Some(35.0))
+        );
         let fc = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"MultiLineString","coordinates":[[[0,0],[1,1]],[[1,1],[2,2]]]}}]}"#;
         assert_eq!(parse_geojson(fc).unwrap().len(), 4);
         let poly = r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}"#;

@@ -23,26 +23,53 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Reads a request body up to `limit` bytes; larger is a 413 with the contract's JSON body.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(format!("the body is larger than {limit} bytes")))
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(format!("the body is larger than {limit} bytes")))
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// `PUT /api/v1/events/{event}`: a self-contained plan as TOML or JSON.
-pub async fn put(State(state): State<Arc<AppState>>, Path(event): Path<String>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse> {
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
     let bytes = read_body(body, MAX_PLAN_BYTES).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("invalid_utf8", "the plan is not UTF-8"))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("invalid_utf8", "the plan is not UTF-8"))?;
     let source = match content_type(&headers).as_str() {
         "application/toml" | "text/toml" | "text/plain" | "" => text.to_string(),
         "application/json" => {
-            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::bad_request("malformed_json", format!("the plan is not valid JSON: {e}")))?;
-            toml::to_string(&v).map_err(|e| ApiError::bad_request("invalid_plan", format!("the JSON plan has no TOML equivalent (null values?): {e}")))?
+            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                ApiError::bad_request("malformed_json", format!("the plan is not valid JSON: {e}"))
+            })?;
+            toml::to_string(&v).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_plan",
+                    format!("the JSON plan has no TOML equivalent (null values?): {e}"),
+                )
+            })?
         }
         other => {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("a plan is application/toml or application/json, not {other}")));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("a plan is application/toml or application/json, not {other}"),
+            ));
         }
     };
     let parsed = plan::parse(&source, &NoFiles).map_err(|problems| {
@@ -63,10 +90,20 @@ pub async fn put(State(state): State<Arc<AppState>>, Path(event): Path<String>, 
         e
     })?;
     if parsed.event.id != event {
-        return Err(ApiError::bad_request("invalid_plan", format!("the plan's event.id is `{}` but the URL names `{event}`", parsed.event.id)).field("event.id"));
+        return Err(ApiError::bad_request(
+            "invalid_plan",
+            format!(
+                "the plan's event.id is `{}` but the URL names `{event}`",
+                parsed.event.id
+            ),
+        )
+        .field("event.id"));
     }
     let live = state.put_plan(&event, source).await?;
-    Ok((StatusCode::OK, Json(json!({ "event": event, "version": live.version, "plan_hash": live.plan_hash }))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "event": event, "version": live.version, "plan_hash": live.plan_hash })),
+    ))
 }
 
 /// `GET /api/v1/events`.
@@ -80,9 +117,16 @@ pub async fn list(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// `GET /api/v1/events/{event}`: the plan as JSON.
-pub async fn get(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Result<impl IntoResponse> {
-    let e = state.event(&event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
-    Ok(Json(json!({ "version": e.version, "plan_hash": e.plan_hash, "plan": &*e.plan })))
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+) -> Result<impl IntoResponse> {
+    let e = state
+        .event(&event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    Ok(Json(
+        json!({ "version": e.version, "plan_hash": e.plan_hash, "plan": &*e.plan }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -93,29 +137,83 @@ pub struct NewDeviceBody {
 
 /// `POST /api/v1/events/{event}/devices` (admin): binds a device to a carrier; the token is
 /// shown once and stored hashed.
-pub async fn add_device(State(state): State<Arc<AppState>>, Path(event): Path<String>, headers: HeaderMap, body: Body) -> Result<impl IntoResponse> {
+pub async fn add_device(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
-    let b: NewDeviceBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("expected {{\"device\":\"…\",\"carrier\":\"…\"}}: {e}")))?;
-    let live = state.event(&event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
-    let device = b.device.filter(|d| !d.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing_field", "give the device's id").field("device"))?;
+    let b: NewDeviceBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("expected {{\"device\":\"…\",\"carrier\":\"…\"}}: {e}"),
+        )
+    })?;
+    let live = state
+        .event(&event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let device = b.device.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request("missing_field", "give the device's id").field("device")
+    })?;
     if device.len() > 128 || device.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_value", "a device id is at most 128 printable characters").field("device"));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "a device id is at most 128 printable characters",
+        )
+        .field("device"));
     }
-    let carrier = b.carrier.filter(|c| !c.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing_field", "give the carrier's name as in the plan").field("carrier"))?;
+    let carrier = b.carrier.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request("missing_field", "give the carrier's name as in the plan")
+            .field("carrier")
+    })?;
     if !live.knows_carrier(&carrier) {
-        let mut names: Vec<&str> = live.plan.relays.iter().flat_map(|r| r.legs.iter().flat_map(|l| l.carriers.iter().map(String::as_str))).collect();
+        let mut names: Vec<&str> = live
+            .plan
+            .relays
+            .iter()
+            .flat_map(|r| {
+                r.legs
+                    .iter()
+                    .flat_map(|l| l.carriers.iter().map(String::as_str))
+            })
+            .collect();
         names.sort_unstable();
         names.dedup();
         let shown: Vec<&str> = names.iter().take(20).copied().collect();
-        return Err(ApiError::bad_request("unknown_carrier", format!("`{carrier}` carries nothing in this plan; carriers include: {}", shown.join(", "))).field("carrier"));
+        return Err(ApiError::bad_request(
+            "unknown_carrier",
+            format!(
+                "`{carrier}` carries nothing in this plan; carriers include: {}",
+                shown.join(", ")
+            ),
+        )
+        .field("carrier"));
     }
     let token = new_token()?;
-    let nd = NewDevice { event_id: event.clone(), device_id: device.clone(), carrier: carrier.clone(), token_hash: token_hash(&token) };
+    let nd = NewDevice {
+        event_id: event.clone(),
+        device_id: device.clone(),
+        carrier: carrier.clone(),
+        token_hash: token_hash(&token),
+    };
     state.store.add_device(nd).await.map_err(|e| match e {
-        handoff_store::StoreError::Conflict(_) => ApiError::conflict(format!("device `{device}` is already registered for this event")).field("device"),
+        handoff_store::StoreError::Conflict(_) => ApiError::conflict(format!(
+            "device `{device}` is already registered for this event"
+        ))
+        .field("device"),
         other => other.into(),
     })?;
-    state.remember_device(handoff_store::Device { event_id: event, device_id: device.clone(), carrier: carrier.clone(), token_hash: token_hash(&token), created_at: state.now() });
-    Ok((StatusCode::CREATED, Json(json!({ "device": device, "carrier": carrier, "token": token }))))
+    state.remember_device(handoff_store::Device {
+        event_id: event,
+        device_id: device.clone(),
+        carrier: carrier.clone(),
+        token_hash: token_hash(&token),
+        created_at: state.now(),
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "device": device, "carrier": carrier, "token": token })),
+    ))
 }

@@ -23,31 +23,67 @@ use crate::ingest::{IngestError, batch, osmand, owntracks};
 use crate::metrics::FormatLabel;
 
 /// Stores pings of one device and applies the new ones. Returns (accepted, duplicates).
-async fn store_and_apply(state: &AppState, device: &Device, pings: Vec<Ping>, format: &'static str) -> Result<(usize, usize)> {
+async fn store_and_apply(
+    state: &AppState,
+    device: &Device,
+    pings: Vec<Ping>,
+    format: &'static str,
+) -> Result<(usize, usize)> {
     if pings.is_empty() {
         return Ok((0, 0));
     }
     let received_at = state.now();
-    let batch: Vec<NewPing> = pings.iter().map(|p| NewPing { event_id: device.event_id.clone(), device_id: device.device_id.clone(), ping: *p, received_at }).collect();
+    let batch: Vec<NewPing> = pings
+        .iter()
+        .map(|p| NewPing {
+            event_id: device.event_id.clone(),
+            device_id: device.device_id.clone(),
+            ping: *p,
+            received_at,
+        })
+        .collect();
     let outcomes = state.store.insert_pings(batch).await?;
-    let fresh: Vec<(String, Ping)> = outcomes.iter().zip(&pings).filter(|(o, _)| matches!(o, Inserted::New { .. })).map(|(_, p)| (device.carrier.clone(), *p)).collect();
+    let fresh: Vec<(String, Ping)> = outcomes
+        .iter()
+        .zip(&pings)
+        .filter(|(o, _)| matches!(o, Inserted::New { .. }))
+        .map(|(_, p)| (device.carrier.clone(), *p))
+        .collect();
     let (accepted, duplicates) = (fresh.len(), pings.len() - fresh.len());
     if let Some(live) = state.event(&device.event_id) {
         live.apply(&fresh, state.now());
     }
     let label = FormatLabel { format };
-    state.metrics.accepted.get_or_create(&label).inc_by(accepted as u64);
-    state.metrics.duplicates.get_or_create(&label).inc_by(duplicates as u64);
+    state
+        .metrics
+        .accepted
+        .get_or_create(&label)
+        .inc_by(accepted as u64);
+    state
+        .metrics
+        .duplicates
+        .get_or_create(&label)
+        .inc_by(duplicates as u64);
     Ok((accepted, duplicates))
 }
 
 async fn device_for(state: &AppState, token: Option<&str>) -> Result<Device> {
-    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::unauthorized("send the device token: Authorization: Bearer <token>"))?;
-    state.device_by_token(token).await?.ok_or_else(|| ApiError::unauthorized("unknown device token; register the device with POST /api/v1/events/{event}/devices"))
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::unauthorized("send the device token: Authorization: Bearer <token>")
+    })?;
+    state.device_by_token(token).await?.ok_or_else(|| {
+        ApiError::unauthorized(
+            "unknown device token; register the device with POST /api/v1/events/{event}/devices",
+        )
+    })
 }
 
 fn observe(state: &AppState, format: &'static str, started: Instant, r: &Result<Response>) {
-    state.metrics.latency.get_or_create(&FormatLabel { format }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .latency
+        .get_or_create(&FormatLabel { format })
+        .observe(started.elapsed().as_secs_f64());
     if let Err(e) = r {
         state.metrics.reject(e.code);
     }
@@ -64,7 +100,9 @@ pub async fn pings(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
 async fn pings_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response> {
     let device = device_for(state, bearer(headers)).await?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let items = batch::decode_batch(&bytes, ct, state.now())?;
     let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -78,11 +116,16 @@ async fn pings_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         }
     }
     let (accepted, duplicates) = store_and_apply(state, &device, good, "batch").await?;
-    Ok(Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected })).into_response())
+    Ok(
+        Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected }))
+            .into_response(),
+    )
 }
 
 fn query_pairs(q: Option<&str>) -> Result<Vec<(String, String)>> {
-    serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_query", format!("unreadable query string: {e}")))
+    serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("unreadable query string: {e}"))
+    })
 }
 
 /// `GET /osmand?id=…&lat=…&lon=…&timestamp=…`.
@@ -98,11 +141,20 @@ pub async fn osmand_get(State(state): State<Arc<AppState>>, RawQuery(q): RawQuer
 }
 
 /// `POST /osmand`: the query form, a form body, or Traccar Client's JSON body.
-pub async fn osmand_post(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+pub async fn osmand_post(
+    State(state): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let r = async {
         let bytes = read_body(body, MAX_BODY_BYTES).await?;
-        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if ct.starts_with("application/json") {
             let (id, ping) = osmand::decode_json(&bytes, state.now())?;
             let device = device_for(&state, Some(&id)).await?;
@@ -111,7 +163,10 @@ pub async fn osmand_post(State(state): State<Arc<AppState>>, RawQuery(q): RawQue
         }
         let mut pairs = query_pairs(q.as_deref())?;
         if !bytes.is_empty() {
-            let body_pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::bad_request("invalid_form", format!("unreadable form body: {e}")))?;
+            let body_pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+                    ApiError::bad_request("invalid_form", format!("unreadable form body: {e}"))
+                })?;
             pairs.extend(body_pairs);
         }
         osmand_pairs(&state, &pairs).await
@@ -129,14 +184,29 @@ async fn osmand_pairs(state: &AppState, pairs: &[(String, String)]) -> Result<Re
 }
 
 /// `POST /owntracks`: Basic auth (user = device id, password = token); replies `[]`.
-pub async fn owntracks(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn owntracks(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let r = async {
-        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| ApiError::from(IngestError::new(IngestError::UNAUTHORIZED, "OwnTracks needs Basic auth: user = device id, password = token", None)))?;
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::from(IngestError::new(
+                    IngestError::UNAUTHORIZED,
+                    "OwnTracks needs Basic auth: user = device id, password = token",
+                    None,
+                ))
+            })?;
         let (user, token) = owntracks::basic_auth(auth)?;
         let device = device_for(&state, Some(&token)).await?;
         if device.device_id != user {
-            return Err(ApiError::unauthorized("the user name is not the device id this token belongs to"));
+            return Err(ApiError::unauthorized(
+                "the user name is not the device id this token belongs to",
+            ));
         }
         let bytes = read_body(body, MAX_BODY_BYTES).await?;
         if let Some(ping) = owntracks::decode(&bytes, state.now())? {

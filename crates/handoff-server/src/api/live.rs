@@ -16,23 +16,51 @@ use crate::app::AppState;
 use crate::error::{ApiError, Result};
 
 /// `GET /api/v1/events/{event}/live`. The admin token gets the undelayed view.
-pub async fn live(State(state): State<Arc<AppState>>, Path(event): Path<String>, headers: HeaderMap) -> Result<Response> {
-    let e = state.event(&event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let e = state
+        .event(&event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
     let public = !state.admin.matches(&headers);
     let now = state.now();
     // The view changes with every change (seq) and every second (countdowns, ages).
-    let etag = format!("\"{}-{}-{}-{}\"", e.version, e.seq(), now.as_second(), if public { "p" } else { "a" });
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    let etag = format!(
+        "\"{}-{}-{}-{}\"",
+        e.version,
+        e.seq(),
+        now.as_second(),
+        if public { "p" } else { "a" }
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let snap = e.snapshot(now, public);
-    let body = serde_json::to_vec(&snap).map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode", err.to_string()))?;
-    let cache = if public { "public, max-age=1" } else { "private, no-store" };
+    let body = serde_json::to_vec(&snap).map_err(|err| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode", err.to_string())
+    })?;
+    let cache = if public {
+        "public, max-age=1"
+    } else {
+        "private, no-store"
+    };
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-            (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""))),
+            (
+                header::ETAG,
+                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+            ),
         ],
         body,
     )
@@ -49,8 +77,13 @@ impl Drop for ClientGuard {
 }
 
 /// `GET /api/v1/events/{event}/stream`.
-pub async fn stream(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let e = state.event(&event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let e = state
+        .event(&event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
     let rx = e.tx.subscribe();
     let first = snapshot_event(&e, state.now());
     state.metrics.sse_clients.inc();
@@ -69,11 +102,15 @@ pub async fn stream(State(state): State<Arc<AppState>>, Path(event): Path<String
             Err(BroadcastStreamRecvError::Lagged(_)) => snapshot_event(&live, st.now()),
         })
     });
-    let all = futures_util::stream::once(async move { Ok(first) }).chain(updates).take_until(closed);
+    let all = futures_util::stream::once(async move { Ok(first) })
+        .chain(updates)
+        .take_until(closed);
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
 fn snapshot_event(e: &crate::live::EventLive, now: jiff::Timestamp) -> Event {
     let snap = e.snapshot(now, true);
-    Event::default().event("snapshot").data(serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into()))
+    Event::default()
+        .event("snapshot")
+        .data(serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into()))
 }

@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flag-handover/plan.toml");
-    println!("handoff demo: live tracking (the server, the simulator and the live page) is not built yet.");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/flag-handover/plan.toml");
+    println!(
+        "handoff demo: live tracking (the server, the simulator and the live page) is not built yet."
+    );
     println!("What works today is the plan: here is the flag handover's schedule.\n");
     super::plan::show(&example)
 }

@@ -9,9 +9,17 @@ use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plan { command: PlanCommand::Check { files } } => Ok(plan::check(&files)),
-        Command::Plan { command: PlanCommand::Show { file } } => plan::show(&file),
+        Command::Plan {
+            command: PlanCommand::Check { files },
+        } => Ok(plan::check(&files)),
+        Command::Plan {
+            command: PlanCommand::Show { file },
+        } => plan::show(&file),
         Command::Demo { .. } => demo::run(),
-        Command::Serve { listen, db, osmand_listen } => serve::run(&listen, &db, osmand_listen.as_deref()),
+        Command::Serve {
+            listen,
+            db,
+            osmand_listen,
+        } => serve::run(&listen, &db, osmand_listen.as_deref()),
     }
 }

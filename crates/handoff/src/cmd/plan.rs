@@ -10,8 +10,10 @@ use std::process::ExitCode;
 /// Reads and checks one plan; on failure the problems are already rendered, one per line.
 pub fn load(path: &Path) -> Result<Plan, Vec<String>> {
     let shown = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: cannot read: {e}")])?;
-    plan::parse(&src, &DirFiles::beside(path)).map_err(|ps| ps.0.iter().map(|p| p.render(&shown, &src)).collect())
+    let src =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: cannot read: {e}")])?;
+    plan::parse(&src, &DirFiles::beside(path))
+        .map_err(|ps| ps.0.iter().map(|p| p.render(&shown, &src)).collect())
 }
 
 pub fn check(files: &[PathBuf]) -> ExitCode {
@@ -20,7 +22,11 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
         match load(f) {
             Ok(p) => {
                 let legs: usize = p.relays.iter().map(|r| r.legs.len()).sum();
-                eprintln!("{}: ok ({} relays, {legs} legs)", f.display(), p.relays.len());
+                eprintln!(
+                    "{}: ok ({} relays, {legs} legs)",
+                    f.display(),
+                    p.relays.len()
+                );
             }
             Err(lines) => {
                 ok = false;
@@ -30,7 +36,11 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 pub fn show(file: &Path) -> anyhow::Result<ExitCode> {
@@ -54,17 +64,44 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
     let _ = writeln!(out, "{} ({})", plan.event.name, plan.event.id);
     let rows = schedule::rows(plan);
     for relay in &plan.relays {
-        let _ = writeln!(out, "\nRelay {}{}", relay.name, if relay.object.is_empty() { String::new() } else { format!(" — {}", relay.object) });
+        let _ = writeln!(
+            out,
+            "\nRelay {}{}",
+            relay.name,
+            if relay.object.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", relay.object)
+            }
+        );
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header(["leg", "carriers", "mode", "from → to", "distance", "start (local)", "end (local)", "start (UTC)", "end (UTC)"]);
+        t.set_header([
+            "leg",
+            "carriers",
+            "mode",
+            "from → to",
+            "distance",
+            "start (local)",
+            "end (local)",
+            "start (UTC)",
+            "end (UTC)",
+        ]);
         for r in rows.iter().filter(|r| r.relay == relay.id) {
             t.add_row([
                 r.leg.to_string(),
                 r.carriers.join(", "),
                 r.mode.to_string(),
-                if r.from == r.to { r.from.clone() } else { format!("{} → {}", r.from, r.to) },
-                if r.distance_m > 0.0 { fmt_km(r.distance_m) } else { "—".into() },
+                if r.from == r.to {
+                    r.from.clone()
+                } else {
+                    format!("{} → {}", r.from, r.to)
+                },
+                if r.distance_m > 0.0 {
+                    fmt_km(r.distance_m)
+                } else {
+                    "—".into()
+                },
                 r.start_local(),
                 r.end_local(),
                 utc(r.start),
@@ -79,9 +116,19 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
         for c in cds {
             let when = local(c.at, &c.timezone);
             if c.remaining.is_negative() {
-                let _ = writeln!(out, "  {:<32} {when}   passed {} ago", c.name, fmt_countdown(c.remaining));
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {when}   passed {} ago",
+                    c.name,
+                    fmt_countdown(c.remaining)
+                );
             } else {
-                let _ = writeln!(out, "  {:<32} {when}   in {}", c.name, fmt_countdown(c.remaining));
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {when}   in {}",
+                    c.name,
+                    fmt_countdown(c.remaining)
+                );
             }
         }
     }
@@ -89,6 +136,9 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
 }
 
 fn fmt_km(m: f64) -> String {
-    if m < 1000.0 { format!("{m:.0} m") } else { format!("{:.1} km", m / 1000.0) }
+    if m < 1000.0 {
+        format!("{m:.0} m")
+    } else {
+        format!("{:.1} km", m / 1000.0)
+    }
 }
-

@@ -38,23 +38,39 @@ pub fn admin_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>
     }
     let token = new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     let admin = AdminToken::new(&token);
-    std::fs::write(&hash_file, admin.hash()).with_context(|| format!("cannot write {}", hash_file.display()))?;
+    std::fs::write(&hash_file, admin.hash())
+        .with_context(|| format!("cannot write {}", hash_file.display()))?;
     Ok((admin, Some(token)))
 }
 
 pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
     let (admin, fresh) = admin_token(&path)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let state = AppState::open(Arc::new(store), Config { admin, clock: None }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let store =
+            SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let state = AppState::open(Arc::new(store), Config { admin, clock: None })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let osmand = match osmand_listen {
-            Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?),
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a}"))?,
+            ),
             None => None,
         };
-        println!("handoff serving on http://{} (database {})", listener.local_addr()?, path.display());
+        println!(
+            "handoff serving on http://{} (database {})",
+            listener.local_addr()?,
+            path.display()
+        );
         if let Some(o) = &osmand {
             println!("OsmAnd protocol on http://{}", o.local_addr()?);
         }

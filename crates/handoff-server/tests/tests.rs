@@ -1,0 +1,11 @@
+//! The integration tests of the server, as one binary split into areas (ripgrep style): each
+//! test starts the real server in-process on `127.0.0.1:0`, over a real SQLite file in a
+//! temporary folder, with a clock the test moves by hand, and talks to it over HTTP only.
+
+mod common;
+
+mod bad_input;
+mod ingest;
+mod restart;
+mod stream;
+mod tracking;
