@@ -57,4 +57,14 @@ pub enum PlanCommand {
     /// Print the schedule: each leg's start and end in its local zone and in UTC, and the
     /// countdowns to the milestones.
     Show { file: PathBuf },
+    /// Upload a plan to a server, with its route files inlined (admin token from
+    /// HANDOFF_ADMIN_TOKEN).
+    Push {
+        file: PathBuf,
+        /// The server, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        server: String,
+        #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }

@@ -15,6 +15,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan {
             command: PlanCommand::Show { file },
         } => plan::show(&file),
+        Command::Plan {
+            command:
+                PlanCommand::Push {
+                    file,
+                    server,
+                    token,
+                },
+        } => plan::push(&file, &server, &token),
         Command::Demo { .. } => demo::run(),
         Command::Serve {
             listen,

@@ -1,6 +1,7 @@
 //! `handoff plan check` and `handoff plan show`.
 
 use crate::files::DirFiles;
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use handoff_core::plan::{self, Plan};
 use handoff_core::schedule::{self, fmt_countdown, local, utc};
@@ -140,5 +141,96 @@ fn fmt_km(m: f64) -> String {
         format!("{m:.0} m")
     } else {
         format!("{:.1} km", m / 1000.0)
+    }
+}
+
+/// The plan's TOML with every `route = { file = … }` replaced by its points, so the server
+/// gets a self-contained plan and never reads a path.
+pub fn inline_routes(path: &Path) -> anyhow::Result<String> {
+    use handoff_core::plan::RouteFiles;
+    use handoff_core::plan::routefile::{parse_route_file, safe_relative};
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut doc: toml::Table =
+        toml::from_str(&src).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let files = DirFiles::beside(path);
+    for section in ["relays", "courses"] {
+        let Some(toml::Value::Array(items)) = doc.get_mut(section) else {
+            continue;
+        };
+        for item in items {
+            let Some(toml::Value::Array(legs)) = item.get_mut("legs") else {
+                continue;
+            };
+            for leg in legs {
+                let Some(route) = leg.get_mut("route").and_then(toml::Value::as_table_mut) else {
+                    continue;
+                };
+                let Some(file) = route
+                    .get("file")
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                let rel = safe_relative(&file).map_err(|m| anyhow::anyhow!(m))?;
+                let text = files.read(&rel).map_err(|m| anyhow::anyhow!(m))?;
+                let pts =
+                    parse_route_file(&file, &text).map_err(|m| anyhow::anyhow!("{file}: {m}"))?;
+                let points: Vec<toml::Value> = pts
+                    .iter()
+                    .map(|c| {
+                        let mut v = vec![toml::Value::Float(c.lon), toml::Value::Float(c.lat)];
+                        if let Some(e) = c.ele_m {
+                            v.push(toml::Value::Float(e));
+                        }
+                        toml::Value::Array(v)
+                    })
+                    .collect();
+                route.remove("file");
+                route.insert("points".into(), toml::Value::Array(points));
+            }
+        }
+    }
+    Ok(toml::to_string(&doc)?)
+}
+
+pub fn push(file: &Path, server: &str, token: &str) -> anyhow::Result<ExitCode> {
+    let plan = match load(file) {
+        Ok(p) => p,
+        Err(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let body = inline_routes(file)?;
+    let url = format!(
+        "{}/api/v1/events/{}",
+        server.trim_end_matches('/'),
+        plan.event.id
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, text) = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .put(&url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        anyhow::Ok((status, resp.text().await.unwrap_or_default()))
+    })?;
+    if status.is_success() {
+        println!("pushed {} to {url}: {text}", plan.event.id);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{url} answered {status}: {text}");
+        Ok(ExitCode::FAILURE)
     }
 }
