@@ -87,6 +87,22 @@ fn projection(c: &mut Criterion) {
                 black_box(route.project(black_box(p), None))
             });
         });
+        // The same pings in order along the route, as one carrier sends them: the tree's
+        // path stays in cache, which separates the index's own growth from memory latency.
+        let mut in_order = pings.clone();
+        in_order.sort_by(|x, y| x.1.total_cmp(&y.1));
+        group.bench_with_input(
+            BenchmarkId::new("nearest-in-order", n),
+            &route,
+            |b, route| {
+                let mut i = 0;
+                b.iter(|| {
+                    let (p, _) = in_order[i % in_order.len()];
+                    i += 1;
+                    black_box(route.project(black_box(p), None))
+                });
+            },
+        );
         group.bench_with_input(BenchmarkId::new("hinted", n), &route, |b, route| {
             let mut i = 0;
             b.iter(|| {

@@ -2,6 +2,7 @@
 //! geometry. No I/O, no async, no clock: files are handed in as text and "now" is an argument,
 //! so everything here is deterministic and testable.
 
+pub mod custody;
 pub mod eta;
 pub mod geodesic;
 pub mod live;

@@ -724,6 +724,27 @@ mod tests {
     }
 
     #[test]
+    fn index_distance_agrees_with_the_foot() {
+        let a = unit_vector(Coord::new(179.9995, 45.0));
+        let b = unit_vector(Coord::new(-179.9995, 45.0005));
+        for (lon, lat) in [
+            (180.0, 45.0),
+            (179.99, 45.0),
+            (-179.99, 45.001),
+            (0.0, -45.0),
+        ] {
+            let p = unit_vector(Coord::new(lon, lat));
+            let full = arc_foot(a, b, p);
+            let fast = arc_chord2(a, b, p);
+            assert!(
+                (full.chord2 - fast).abs() <= 1e-15 * fast.max(1e-12),
+                "{lon} {lat}"
+            );
+            assert!((dist2(full.foot, p) - fast).abs() <= 1e-12, "{lon} {lat}");
+        }
+    }
+
+    #[test]
     fn duplicate_vertices_are_harmless() {
         let r = route(&[(0.0, 0.0), (0.0, 0.0), (0.01, 0.0), (0.01, 0.0)]);
         let pr = r.project(Coord::new(0.005, 0.0005), None);
