@@ -150,6 +150,33 @@ pub fn hash_value(v: &Value) -> String {
 }
 
 impl Entry {
+    /// An entry of `kind` with every optional part empty, to be filled in, linked
+    /// (`seq`, `prev_hash`) and [`sealed`](Self::sealed).
+    #[must_use]
+    pub fn draft(kind: Kind, event: &str, relay: &str, at: Timestamp, recorded_at: Timestamp) -> Self {
+        Self {
+            v: VERSION,
+            seq: 0,
+            kind,
+            event: event.to_string(),
+            relay: relay.to_string(),
+            at,
+            recorded_at,
+            from: None,
+            to: None,
+            position: None,
+            evidence: None,
+            corrects: None,
+            void: false,
+            shift_s: None,
+            plan_hash: None,
+            plan_version: None,
+            note: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
     /// Fills in `v`, `hash` from the rest.
     #[must_use]
     pub fn sealed(mut self) -> Self {

@@ -77,6 +77,8 @@ pub struct RelayView {
     pub progress: Option<Progress>,
     pub off_route: bool,
     pub overdue: bool,
+    /// The holder of a tracked leg has not reported for the event's `silent_after`.
+    pub silent: bool,
     /// The ETA of the finish (the last leg's end).
     pub eta_finish: Timestamp,
     pub planned_finish: Timestamp,
@@ -90,6 +92,7 @@ impl RelayView {
         current: usize,
         legs: Vec<LegView>,
         position: Option<Position>,
+        silent: bool,
         now: Timestamp,
     ) -> Self {
         let cur = legs.get(current).filter(|l| l.status == LegStatus::Current);
@@ -101,7 +104,7 @@ impl RelayView {
             RelayStatus::Planned
         };
         let eta_finish = legs.last().map_or(now, |l| l.eta_end);
-        let planned_finish = relay.end().unwrap_or(now);
+        let planned_finish = legs.last().map_or(now, |l| l.planned_end);
         Self {
             id: relay.id.clone(),
             name: relay.name.clone(),
@@ -118,6 +121,7 @@ impl RelayView {
             }),
             off_route: cur.is_some_and(|l| l.off_route),
             overdue: cur.is_some_and(|l| l.overdue(now)),
+            silent: cur.is_some() && silent,
             eta_finish,
             planned_finish,
             legs,
@@ -145,7 +149,7 @@ pub struct Position {
 
 impl Position {
     #[must_use]
-    pub fn new(fix: Fix, _leg: &Leg, now: Timestamp, stale_ms: i64) -> Self {
+    pub fn new(fix: Fix, now: Timestamp, stale_ms: i64) -> Self {
         let age_ms = (now.as_millisecond() - fix.t.as_millisecond()).max(0);
         Self {
             t: fix.t,
@@ -186,6 +190,8 @@ pub struct LegView {
     pub along_m: f64,
     pub length_m: f64,
     pub off_route: bool,
+    /// Done, and its end is a verified handoff in the custody log (not only inferred).
+    pub verified: bool,
 }
 
 impl LegView {
@@ -193,6 +199,8 @@ impl LegView {
     #[must_use]
     pub fn new(
         leg: &Leg,
+        planned_start: Timestamp,
+        planned_end: Timestamp,
         actual_start: Option<Timestamp>,
         actual_end: Option<Timestamp>,
         eta_start: Timestamp,
@@ -200,26 +208,24 @@ impl LegView {
         status: LegStatus,
         along_m: f64,
         off_route: bool,
+        verified: bool,
     ) -> Self {
         Self {
             index: leg.index,
             carriers: leg.carriers.clone(),
             mode: leg.mode,
             status,
-            planned_start: leg.start,
-            planned_end: leg.end,
+            planned_start,
+            planned_end,
             actual_start,
             actual_end,
             eta_start,
             eta_end,
-            delta_s: eta_end.duration_since(leg.end).as_secs(),
-            along_m: if status == LegStatus::Done {
-                leg.length_m()
-            } else {
-                along_m
-            },
+            delta_s: eta_end.duration_since(planned_end).as_secs(),
+            along_m: if status == LegStatus::Done { leg.length_m() } else { along_m },
             length_m: leg.length_m(),
             off_route: status == LegStatus::Current && off_route,
+            verified: status == LegStatus::Done && verified,
         }
     }
 

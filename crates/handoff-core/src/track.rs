@@ -1,17 +1,22 @@
-//! Live state of every relay, derived only from the plan and the pings (and, later, recorded
-//! handoffs): which leg holds the object, how far along it is, whether it is off route, and
-//! when every remaining handoff will happen. Deterministic: the state is a function of the set
-//! of pings (applied in device-time order) and of `now`, so a late or out-of-order ping gives
-//! the same result as if it had come in order, and a restart rebuilds the same state.
+//! Live state of every relay, derived only from its inputs: the plan, the pings, the handoffs
+//! recorded in the custody log and the operator's plan shifts. It knows which leg holds the
+//! object, how far along it is, whether it is off route or silent, when every remaining handoff
+//! will happen, and how good its earlier predictions were. Deterministic: the state is a
+//! function of the inputs (pings applied in device-time order) and of `now`, so a late or
+//! out-of-order ping gives the same result as if it had come in order, and a restart rebuilds
+//! the same state.
 //!
-//! A leg ends (an inferred handoff) when its holder reaches the exchange point, when a later
-//! leg's carrier is seen moving along their own leg (the object has evidently moved on), or,
-//! for a leg at a place that nobody tracks (a stage), when its planned duration has run out.
+//! A leg ends (the live view moves on) when a handoff is recorded, when the giver's and the
+//! receiver's devices meet at the exchange point (proximity, a verified handoff), when its
+//! holder reaches the exchange point, when a later leg's carrier is seen moving along their own
+//! leg (the object has evidently moved on), or, for a leg at a place that nobody tracks (a
+//! stage), when its planned duration has run out. Only recorded and proximity handoffs are
+//! verified; the others move the live view but write nothing to the custody log.
 
 use crate::eta::{PaceWindow, planned_speed_ahead_mps};
 use crate::geodesic::{Coord, distance_m};
 use crate::ping::Ping;
-use crate::plan::{Leg, Plan};
+use crate::plan::{Leg, Plan, Relay};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -23,6 +28,12 @@ pub const OFF_ROUTE_PINGS: u32 = 3;
 pub const STALE_MS: i64 = 60_000;
 /// Pings this long before a relay's planned start are of no use (warming up, travelling there).
 const EARLY_MS: i64 = 10 * 60_000;
+/// Giver and receiver at the exchange point within this long of each other: a proximity handoff.
+pub const PROXIMITY_WINDOW_MS: i64 = 120_000;
+/// ETA predictions are sampled at most this often (device time).
+const PREDICTION_EVERY_MS: i64 = 20_000;
+/// Predictions are kept for the current leg's end and this many handoffs after it.
+const PREDICTION_LEGS: usize = 4;
 
 /// Where a carrier was, as matched to their leg.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -46,15 +57,35 @@ struct LegTrack {
     recent: Vec<Fix>,
     off_route_run: u32,
     pace: PaceWindow,
+    /// (when predicted, predicted end) in milliseconds, for ETA accuracy.
+    predictions: Vec<(i64, i64)>,
+}
+
+/// A device seen inside an exchange radius.
+#[derive(Debug, Clone)]
+struct Near {
+    t: Timestamp,
+    device: Arc<str>,
+    distance_m: f64,
 }
 
 #[derive(Debug, Clone)]
 struct RelayTrack {
-    /// Every ping of every carrier of this relay, sorted by (t, carrier): the input.
-    pings: Vec<(Timestamp, Arc<str>, Ping)>,
-    /// How many of `pings` have been applied to `legs`.
+    /// Every ping of every carrier of this relay, sorted by (t, carrier, device): the input.
+    pings: Vec<(Timestamp, Arc<str>, Arc<str>, Ping)>,
+    /// Recorded handoffs (from leg, at), sorted by time: the input from the custody log.
+    recorded: Vec<(usize, Timestamp)>,
+    /// Plan shifts (from leg, milliseconds): the input from the operator.
+    shifts: Vec<(usize, i64)>,
+    /// How many of `pings` and `recorded` have been applied.
     applied: usize,
+    recorded_applied: usize,
     current: usize,
+    /// Legs below this have a verified end (recorded or proximity).
+    verified: usize,
+    giver_near: Option<Near>,
+    receiver_near: Option<Near>,
+    last_prediction_ms: Option<i64>,
     legs: Vec<LegTrack>,
 }
 
@@ -62,33 +93,79 @@ impl RelayTrack {
     fn new(n_legs: usize) -> Self {
         Self {
             pings: Vec::new(),
+            recorded: Vec::new(),
+            shifts: Vec::new(),
             applied: 0,
+            recorded_applied: 0,
             current: 0,
+            verified: 0,
+            giver_near: None,
+            receiver_near: None,
+            last_prediction_ms: None,
             legs: vec![LegTrack::default(); n_legs],
         }
     }
 
+    /// Forgets the derived state (keeps the inputs) so they can be replayed in order.
     fn reset(&mut self) {
         let n = self.legs.len();
         self.applied = 0;
+        self.recorded_applied = 0;
         self.current = 0;
+        self.verified = 0;
+        self.giver_near = None;
+        self.receiver_near = None;
+        self.last_prediction_ms = None;
         self.legs = vec![LegTrack::default(); n];
+    }
+
+    /// Milliseconds the operator shifted leg `i`'s plan by.
+    fn shift_ms(&self, i: usize) -> i64 {
+        self.shifts.iter().filter(|(from, _)| i >= *from).map(|(_, ms)| ms).sum()
     }
 }
 
-/// What a ping did.
+/// What an input did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
     /// A carrier's position on their current leg moved.
     Position { relay: String, leg: usize, fix: Fix },
-    /// A leg ended and the next one (if any) began.
+    /// The live view moved on: a leg ended and the next one (if any) began.
     Handoff {
         relay: String,
         from_leg: usize,
         to_leg: Option<usize>,
         at: Timestamp,
     },
+    /// The giver's and the receiver's devices met at the exchange point: a verified handoff
+    /// for the custody log.
+    Proximity {
+        relay: String,
+        from_leg: usize,
+        at: Timestamp,
+        giver_device: String,
+        receiver_device: String,
+        distance_m: f64,
+        position: Coord,
+    },
+}
+
+/// How good the ETA predictions of one leg's end were, once it really ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegAccuracy {
+    pub leg: usize,
+    pub actual_end: Timestamp,
+    pub predictions: usize,
+    /// Mean of |predicted − actual| over all predictions, seconds.
+    pub mean_abs_error_s: f64,
+    pub max_abs_error_s: i64,
+    /// The earliest prediction's error and how long before the end it was made (seconds).
+    pub first_error_s: i64,
+    pub first_lead_s: i64,
+    /// The last prediction before the end.
+    pub last_error_s: i64,
+    pub last_lead_s: i64,
 }
 
 /// The live state of one event.
@@ -107,23 +184,12 @@ impl Tracker {
         for (ri, r) in plan.relays.iter().enumerate() {
             for l in &r.legs {
                 for c in &l.carriers {
-                    carrier_legs
-                        .entry(c.clone())
-                        .or_default()
-                        .push((ri, l.index));
+                    carrier_legs.entry(c.clone()).or_default().push((ri, l.index));
                 }
             }
         }
-        let relays = plan
-            .relays
-            .iter()
-            .map(|r| RelayTrack::new(r.legs.len()))
-            .collect();
-        Self {
-            plan,
-            relays,
-            carrier_legs,
-        }
+        let relays = plan.relays.iter().map(|r| RelayTrack::new(r.legs.len())).collect();
+        Self { plan, relays, carrier_legs }
     }
 
     #[must_use]
@@ -137,34 +203,44 @@ impl Tracker {
         self.carrier_legs.contains_key(carrier)
     }
 
-    /// Applies one ping from a device bound to `carrier`. Pings may come in any order; one that
-    /// is older than what its relay has already applied makes that relay replay in order.
-    pub fn apply(&mut self, carrier: &str, ping: &Ping) -> Vec<Change> {
-        self.apply_batch(std::iter::once((carrier, ping)))
+    fn relay_index(&self, relay: &str) -> Option<usize> {
+        self.plan.relays.iter().position(|r| r.id == relay)
     }
 
-    /// Applies many pings at once (a phone's buffered batch): each relay replays at most once.
-    pub fn apply_batch<'a>(
-        &mut self,
-        pings: impl IntoIterator<Item = (&'a str, &'a Ping)>,
-    ) -> Vec<Change> {
+    /// Applies one ping from `device`, bound to `carrier`. Pings may come in any order; one
+    /// older than what its relay has already applied makes that relay replay in order.
+    pub fn apply(&mut self, device: &str, carrier: &str, ping: &Ping) -> Vec<Change> {
+        self.apply_batch(std::iter::once((device, carrier, ping)))
+    }
+
+    /// Applies many pings (device, carrier, ping) at once, such as a phone's buffered batch:
+    /// each relay replays at most once.
+    pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = (&'a str, &'a str, &'a Ping)>) -> Vec<Change> {
         let mut touched: Vec<usize> = Vec::new();
-        for (carrier, ping) in pings {
+        let mut replayed: Vec<(usize, usize)> = Vec::new();
+        for (device, carrier, ping) in pings {
             let Some(legs) = self.carrier_legs.get(carrier) else {
                 continue;
             };
             let carrier: Arc<str> = Arc::from(carrier);
+            let device: Arc<str> = Arc::from(device);
             let mut relays: Vec<usize> = legs.iter().map(|(r, _)| *r).collect();
             relays.dedup();
             for ri in relays {
                 let rt = &mut self.relays[ri];
-                let key = (ping.t, &carrier);
-                let pos = rt.pings.partition_point(|(t, c, _)| (*t, c) <= key);
-                if pos > 0 && rt.pings[pos - 1].0 == ping.t && rt.pings[pos - 1].1 == carrier {
-                    continue; // same device time twice: idempotent
+                let key = (ping.t, &carrier, &device);
+                let pos = rt.pings.partition_point(|(t, c, d, _)| (*t, c, d) <= key);
+                if pos > 0 {
+                    let (t, c, d, _) = &rt.pings[pos - 1];
+                    if *t == ping.t && *c == carrier && *d == device {
+                        continue; // same device time twice: idempotent
+                    }
                 }
-                rt.pings.insert(pos, (ping.t, Arc::clone(&carrier), *ping));
+                rt.pings.insert(pos, (ping.t, Arc::clone(&carrier), Arc::clone(&device), *ping));
                 if pos < rt.applied {
+                    if !replayed.iter().any(|(r, _)| *r == ri) {
+                        replayed.push((ri, rt.current));
+                    }
                     rt.reset();
                 }
                 if !touched.contains(&ri) {
@@ -174,24 +250,66 @@ impl Tracker {
         }
         let mut changes = Vec::new();
         for ri in touched {
-            self.catch_up(ri, &mut changes);
+            let mut these = Vec::new();
+            self.catch_up(ri, None, &mut these);
+            match replayed.iter().find(|(r, _)| *r == ri) {
+                Some(&(_, before)) => changes.extend(news_of_replay(these, before)),
+                None => changes.extend(these),
+            }
         }
         changes
     }
 
-    fn catch_up(&mut self, ri: usize, changes: &mut Vec<Change>) {
+    /// Sets the handoffs recorded in a relay's custody log (from leg, at), corrections applied,
+    /// and replays the relay so the live view agrees with the log.
+    pub fn set_recorded(&mut self, relay: &str, mut recorded: Vec<(usize, Timestamp)>, now: Timestamp) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else { return Vec::new() };
+        recorded.sort_by_key(|(leg, at)| (*at, *leg));
+        let rt = &mut self.relays[ri];
+        if rt.recorded == recorded {
+            return Vec::new();
+        }
+        rt.recorded = recorded;
+        let before = rt.current;
+        rt.reset();
+        let mut changes = Vec::new();
+        self.catch_up(ri, Some(now), &mut changes);
+        news_of_replay(changes, before)
+    }
+
+    /// Sets the operator's plan shifts (from leg, milliseconds) of a relay.
+    pub fn set_shifts(&mut self, relay: &str, shifts: Vec<(usize, i64)>, now: Timestamp) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else { return Vec::new() };
+        let rt = &mut self.relays[ri];
+        if rt.shifts == shifts {
+            return Vec::new();
+        }
+        rt.shifts = shifts;
+        let before = rt.current;
+        rt.reset();
+        let mut changes = Vec::new();
+        self.catch_up(ri, Some(now), &mut changes);
+        news_of_replay(changes, before)
+    }
+
+    /// Applies the inputs not yet applied, in time order; then lets time pass up to `now`.
+    fn catch_up(&mut self, ri: usize, now: Option<Timestamp>, changes: &mut Vec<Change>) {
         let plan = Arc::clone(&self.plan);
         let relay = &plan.relays[ri];
         let rt = &mut self.relays[ri];
         while rt.applied < rt.pings.len() {
-            let (t, carrier, ping) = rt.pings[rt.applied].clone();
+            let (t, carrier, device, ping) = rt.pings[rt.applied].clone();
             rt.applied += 1;
             advance_time(relay, rt, t, changes);
-            apply_ping(relay, rt, &carrier, &ping, changes);
+            apply_ping(relay, rt, &carrier, &device, &ping, changes);
+        }
+        if let Some(now) = now {
+            advance_time(relay, rt, now, changes);
         }
     }
 
-    /// Lets time pass with no ping: legs at a place end when their duration runs out.
+    /// Lets time pass with no ping: recorded handoffs take effect, legs at a place end when
+    /// their duration runs out.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
         let mut changes = Vec::new();
         let plan = Arc::clone(&self.plan);
@@ -204,77 +322,101 @@ impl Tracker {
     /// The live view at `now`. `public` hides positions newer than the event's public delay.
     #[must_use]
     pub fn snapshot(&self, now: Timestamp, public: bool) -> crate::live::Snapshot {
-        let delay = if public {
-            SignedDuration::from_millis(self.plan.event.public_delay_ms)
-        } else {
-            SignedDuration::ZERO
-        };
-        let as_of = now.checked_sub(delay).unwrap_or(now);
-        let relays = self
-            .plan
-            .relays
-            .iter()
-            .zip(&self.relays)
-            .map(|(r, rt)| relay_view(r, rt, now, as_of))
-            .collect();
+        let as_of = self.as_of(now, public);
+        let relays = self.plan.relays.iter().zip(&self.relays).map(|(r, rt)| relay_view(r, rt, &self.plan, now, as_of)).collect();
         crate::live::Snapshot::new(&self.plan, now, relays)
+    }
+
+    fn as_of(&self, now: Timestamp, public: bool) -> Timestamp {
+        if public { now.checked_sub(SignedDuration::from_millis(self.plan.event.public_delay_ms)).unwrap_or(now) } else { now }
     }
 
     /// The live view of one relay at `now` (what an `eta` update carries).
     #[must_use]
-    pub fn relay_view(
-        &self,
-        relay: &str,
-        now: Timestamp,
-        public: bool,
-    ) -> Option<crate::live::RelayView> {
-        let ri = self.plan.relays.iter().position(|r| r.id == relay)?;
-        let delay = if public {
-            SignedDuration::from_millis(self.plan.event.public_delay_ms)
-        } else {
-            SignedDuration::ZERO
-        };
-        let as_of = now.checked_sub(delay).unwrap_or(now);
-        Some(relay_view(
-            &self.plan.relays[ri],
-            &self.relays[ri],
-            now,
-            as_of,
-        ))
+    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<crate::live::RelayView> {
+        let ri = self.relay_index(relay)?;
+        Some(relay_view(&self.plan.relays[ri], &self.relays[ri], &self.plan, now, self.as_of(now, public)))
     }
 
     /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).
     #[must_use]
     pub fn current_leg(&self, relay: &str) -> Option<usize> {
-        let ri = self.plan.relays.iter().position(|r| r.id == relay)?;
-        Some(self.relays[ri].current)
+        Some(self.relays[self.relay_index(relay)?].current)
+    }
+
+    /// ETA accuracy of every leg that has ended.
+    #[must_use]
+    pub fn accuracy(&self, relay: &str) -> Option<Vec<LegAccuracy>> {
+        let rt = &self.relays[self.relay_index(relay)?];
+        Some(
+            rt.legs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, lt)| {
+                    let end = lt.actual_end?;
+                    let end_ms = end.as_millisecond();
+                    let preds: Vec<(i64, i64)> = lt.predictions.iter().copied().filter(|(t, _)| *t <= end_ms).collect();
+                    let (first, last) = (preds.first()?, preds.last()?);
+                    let errs: Vec<i64> = preds.iter().map(|(_, eta)| (eta - end_ms) / 1000).collect();
+                    #[allow(clippy::cast_precision_loss)]
+                    let mean = errs.iter().map(|e| e.abs() as f64).sum::<f64>() / errs.len() as f64;
+                    Some(LegAccuracy {
+                        leg: i,
+                        actual_end: end,
+                        predictions: preds.len(),
+                        mean_abs_error_s: (mean * 10.0).round() / 10.0,
+                        max_abs_error_s: errs.iter().map(|e| e.abs()).max().unwrap_or(0),
+                        first_error_s: (first.1 - end_ms) / 1000,
+                        first_lead_s: (end_ms - first.0) / 1000,
+                        last_error_s: (last.1 - end_ms) / 1000,
+                        last_lead_s: (end_ms - last.0) / 1000,
+                    })
+                })
+                .collect(),
+        )
     }
 }
 
-/// Starts the first leg at its planned start, and ends legs nobody tracks when their time is up.
-fn advance_time(
-    relay: &crate::plan::Relay,
-    rt: &mut RelayTrack,
-    now: Timestamp,
-    changes: &mut Vec<Change>,
-) {
+/// What a replay changed for those watching: handoffs beyond the leg that held the object
+/// before, proximity findings (the custody log ignores those it has), and the last position.
+fn news_of_replay(changes: Vec<Change>, before: usize) -> Vec<Change> {
+    let last_position = changes.iter().rposition(|c| matches!(c, Change::Position { .. }));
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| match c {
+            Change::Position { .. } => Some(*i) == last_position,
+            Change::Handoff { from_leg, .. } => *from_leg >= before,
+            Change::Proximity { .. } => true,
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// Lets time pass: the first leg starts at its (shifted) planned start, recorded handoffs up
+/// to `now` take effect, legs nobody tracks end when their time is up.
+fn advance_time(relay: &Relay, rt: &mut RelayTrack, now: Timestamp, changes: &mut Vec<Change>) {
     loop {
+        if let Some(&(leg, at)) = rt.recorded.get(rt.recorded_applied)
+            && at <= now
+        {
+            rt.recorded_applied += 1;
+            verified_end(relay, rt, leg, at, changes);
+            continue;
+        }
         let i = rt.current;
         let Some(leg) = relay.legs.get(i) else { return };
         if rt.legs[i].actual_start.is_none() {
-            if i == 0 && now >= leg.start {
-                rt.legs[0].actual_start = Some(leg.start);
+            let start = shifted(leg.start, rt.shift_ms(i));
+            if i == 0 && now >= start {
+                rt.legs[0].actual_start = Some(start);
             } else {
                 return;
             }
         }
-        let Some(start) = rt.legs[i].actual_start else {
-            return;
-        };
+        let Some(start) = rt.legs[i].actual_start else { return };
         let untracked = leg.geometry.route().is_none() && rt.legs[i].last_fix.is_none();
-        let due = start
-            .checked_add(SignedDuration::from_millis(leg.duration_ms()))
-            .unwrap_or(start);
+        let due = shifted(start, leg.duration_ms());
         if untracked && now >= due {
             end_leg(relay, rt, i, due, changes);
         } else {
@@ -283,13 +425,35 @@ fn advance_time(
     }
 }
 
-fn end_leg(
-    relay: &crate::plan::Relay,
-    rt: &mut RelayTrack,
-    i: usize,
-    at: Timestamp,
-    changes: &mut Vec<Change>,
-) {
+fn shifted(t: Timestamp, ms: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_millis(ms)).unwrap_or(t)
+}
+
+/// A verified handoff from leg `from` at `at`: the live view catches up if it was behind, or
+/// takes the verified time if it had already moved on by inference.
+fn verified_end(relay: &Relay, rt: &mut RelayTrack, from: usize, at: Timestamp, changes: &mut Vec<Change>) {
+    if from >= relay.legs.len() {
+        return;
+    }
+    if rt.current <= from {
+        if rt.legs[rt.current].actual_start.is_none() {
+            rt.legs[rt.current].actual_start = Some(at.min(shifted(relay.legs[rt.current].start, rt.shift_ms(rt.current))));
+        }
+        for k in rt.current..=from {
+            end_leg(relay, rt, k, at, changes);
+        }
+    } else {
+        rt.legs[from].actual_end = Some(at);
+        if let Some(next) = rt.legs.get_mut(from + 1) {
+            next.actual_start = Some(at);
+        }
+    }
+    rt.verified = rt.verified.max(from + 1);
+    rt.giver_near = None;
+    rt.receiver_near = None;
+}
+
+fn end_leg(relay: &Relay, rt: &mut RelayTrack, i: usize, at: Timestamp, changes: &mut Vec<Change>) {
     rt.legs[i].actual_end = Some(at);
     if let Some(l) = relay.legs.get(i)
         && l.geometry.route().is_some()
@@ -301,54 +465,64 @@ fn end_leg(
     if let Some(n) = to_leg {
         rt.legs[n].actual_start = Some(at);
     }
-    changes.push(Change::Handoff {
-        relay: relay.id.clone(),
-        from_leg: i,
-        to_leg,
-        at,
-    });
+    changes.push(Change::Handoff { relay: relay.id.clone(), from_leg: i, to_leg, at });
 }
 
 fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
     (2.0 * acc_m.unwrap_or(0.0)).max(50.0)
 }
 
-fn apply_ping(
-    relay: &crate::plan::Relay,
-    rt: &mut RelayTrack,
-    carrier: &str,
-    ping: &Ping,
-    changes: &mut Vec<Change>,
-) {
-    let Some(first) = relay.legs.first() else {
+/// Proximity: the giver's and the receiver's devices inside the exchange radius of the first
+/// unverified exchange point, within two minutes of each other.
+fn proximity(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<str>, ping: &Ping, changes: &mut Vec<Change>) {
+    let p = rt.verified;
+    let (Some(giver), Some(receiver)) = (relay.legs.get(p), relay.legs.get(p + 1)) else { return };
+    let exchange = giver.exchange_point();
+    let d = distance_m(exchange, Coord::new(ping.lon, ping.lat));
+    if d > giver.exchange_radius_m {
         return;
+    }
+    let near = Near { t: ping.t, device: Arc::clone(device), distance_m: d };
+    if giver.carriers.iter().any(|c| c == carrier) {
+        rt.giver_near = Some(near.clone());
+    }
+    if receiver.carriers.iter().any(|c| c == carrier) {
+        rt.receiver_near = Some(near);
+    }
+    let (Some(g), Some(r)) = (&rt.giver_near, &rt.receiver_near) else { return };
+    if (g.t.as_millisecond() - r.t.as_millisecond()).abs() > PROXIMITY_WINDOW_MS {
+        return;
+    }
+    let at = g.t.max(r.t);
+    let change = Change::Proximity {
+        relay: relay.id.clone(),
+        from_leg: p,
+        at,
+        giver_device: g.device.to_string(),
+        receiver_device: r.device.to_string(),
+        distance_m: g.distance_m.max(r.distance_m),
+        position: exchange,
     };
-    if ping.t
-        < first
-            .start
-            .checked_sub(SignedDuration::from_millis(EARLY_MS))
-            .unwrap_or(first.start)
-    {
+    verified_end(relay, rt, p, at, changes);
+    changes.push(change);
+}
+
+fn apply_ping(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<str>, ping: &Ping, changes: &mut Vec<Change>) {
+    let Some(first) = relay.legs.first() else { return };
+    if ping.t < shifted(first.start, rt.shift_ms(0) - EARLY_MS) {
         return; // before the event: kept in the store, never shown
     }
+    proximity(relay, rt, carrier, device, ping, changes);
     // The carrier's legs from the current one on; a later one means the object moved on.
     let cur = rt.current;
-    let Some(li) = relay
-        .legs
-        .iter()
-        .skip(cur)
-        .position(|l| l.carriers.iter().any(|c| c == carrier))
-        .map(|k| k + cur)
-    else {
+    let Some(li) = relay.legs.iter().skip(cur).position(|l| l.carriers.iter().any(|c| c == carrier)).map(|k| k + cur) else {
         return; // after their last leg, or they hold nothing in this relay now
     };
     let leg = &relay.legs[li];
     let here = Coord::new(ping.lon, ping.lat);
     if li > cur {
         // A later carrier moving along their own leg, clear of its start: earlier legs are over.
-        let Some(route) = leg.geometry.route() else {
-            return;
-        };
+        let Some(route) = leg.geometry.route() else { return };
         let p = route.project(here, Some(0.0));
         let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
         if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
@@ -382,34 +556,71 @@ fn apply_ping(
             lt.along_m = along_m;
         }
     }
-    let fix = Fix {
-        t: ping.t,
-        lon: ping.lon,
-        lat: ping.lat,
-        acc_m: ping.acc_m,
-        along_m: lt.along_m,
-        cross_track_m: cross_m,
-    };
+    let fix = Fix { t: ping.t, lon: ping.lon, lat: ping.lat, acc_m: ping.acc_m, along_m: lt.along_m, cross_track_m: cross_m };
     lt.last_fix = Some(fix);
     lt.recent.push(fix);
     if lt.recent.len() > 64 {
         lt.recent.drain(..32);
     }
     lt.pace.push(ping.t.as_millisecond(), lt.along_m);
-    changes.push(Change::Position {
-        relay: relay.id.clone(),
-        leg: li,
-        fix,
-    });
+    changes.push(Change::Position { relay: relay.id.clone(), leg: li, fix });
+    record_predictions(relay, rt, ping.t);
     // Reaching the exchange point ends the leg.
+    let lt = &rt.legs[li];
     if let Some(route) = leg.geometry.route() {
         let to_end = distance_m(route.end(), here);
-        if lt.along_m >= route.length_m() - leg.exchange_radius_m
-            && to_end <= leg.exchange_radius_m.max(limit)
-        {
+        if lt.along_m >= route.length_m() - leg.exchange_radius_m && to_end <= leg.exchange_radius_m.max(limit) {
             end_leg(relay, rt, li, ping.t, changes);
         }
     }
+}
+
+/// Samples the ETAs of the next few handoffs, to measure them when they really happen.
+fn record_predictions(relay: &Relay, rt: &mut RelayTrack, t: Timestamp) {
+    let t_ms = t.as_millisecond();
+    if rt.last_prediction_ms.is_some_and(|last| t_ms - last < PREDICTION_EVERY_MS) {
+        return;
+    }
+    rt.last_prediction_ms = Some(t_ms);
+    let etas = eta_ends(relay, rt, t);
+    let cur = rt.current;
+    for (i, eta) in etas.into_iter().enumerate().skip(cur).take(PREDICTION_LEGS) {
+        let preds = &mut rt.legs[i].predictions;
+        preds.push((t_ms, eta.as_millisecond()));
+        if preds.len() > 512 {
+            // Keep every other one: the record thins out evenly rather than forgetting the start.
+            let kept: Vec<(i64, i64)> = preds.iter().copied().step_by(2).collect();
+            *preds = kept;
+        }
+    }
+}
+
+/// The predicted (or, once done, actual) start and end of every leg at `now`: the current
+/// leg's end from its pace, each later leg its planned duration after the one before it.
+fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+    let cur = rt.current;
+    let mut out = Vec::with_capacity(relay.legs.len());
+    let mut next_start: Option<Timestamp> = None;
+    for (i, (leg, lt)) in relay.legs.iter().zip(&rt.legs).enumerate() {
+        let planned_start = shifted(leg.start, rt.shift_ms(i));
+        let (s, e) = if i < cur {
+            (lt.actual_start.unwrap_or(planned_start), lt.actual_end.unwrap_or(shifted(leg.end, rt.shift_ms(i))))
+        } else if i == cur && lt.actual_start.is_some() {
+            let start = lt.actual_start.unwrap_or(planned_start);
+            (start, current_eta(leg, lt, start, now))
+        } else {
+            // An upcoming leg starts when the one before it ends.
+            let start = next_start.unwrap_or(planned_start);
+            (start, shifted(start, leg.duration_ms()))
+        };
+        next_start = Some(e);
+        out.push((s, e));
+    }
+    out
+}
+
+fn eta_ends(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<Timestamp> {
+    eta_times(relay, rt, now).into_iter().map(|(_, e)| e).collect()
 }
 
 /// A forward jump faster than the mode allows (plus the fix's uncertainty) is a mismatch
@@ -423,79 +634,51 @@ fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> boo
     along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
 }
 
-fn relay_view(
-    relay: &crate::plan::Relay,
-    rt: &RelayTrack,
-    now: Timestamp,
-    as_of: Timestamp,
-) -> crate::live::RelayView {
+fn relay_view(relay: &Relay, rt: &RelayTrack, plan: &Plan, now: Timestamp, as_of: Timestamp) -> crate::live::RelayView {
     use crate::live::{LegStatus, LegView, Position, RelayView};
     let cur = rt.current;
-    let mut legs = Vec::with_capacity(relay.legs.len());
-    // ETA propagation: the current leg's end from pace, each later leg its planned duration on.
-    let mut next_start: Option<Timestamp> = None;
-    for (i, (leg, lt)) in relay.legs.iter().zip(&rt.legs).enumerate() {
-        let status = if i < cur {
-            LegStatus::Done
-        } else if i == cur && lt.actual_start.is_some() {
-            LegStatus::Current
-        } else {
-            LegStatus::Upcoming
-        };
-        let (eta_start, eta_end) = match status {
-            LegStatus::Done => (
-                lt.actual_start.unwrap_or(leg.start),
-                lt.actual_end.unwrap_or(leg.end),
-            ),
-            LegStatus::Current => {
-                let start = lt.actual_start.unwrap_or(leg.start);
-                (start, current_eta(leg, lt, start, now))
-            }
-            LegStatus::Upcoming => {
-                let start = next_start.unwrap_or(leg.start);
-                (
-                    start,
-                    start
-                        .checked_add(SignedDuration::from_millis(leg.duration_ms()))
-                        .unwrap_or(start),
-                )
-            }
-        };
-        next_start = Some(eta_end);
-        legs.push(LegView::new(
-            leg,
-            lt.actual_start,
-            lt.actual_end,
-            eta_start,
-            eta_end,
-            status,
-            lt.along_m,
-            lt.off_route_run >= OFF_ROUTE_PINGS,
-        ));
-    }
+    let times = eta_times(relay, rt, now);
+    let legs = relay
+        .legs
+        .iter()
+        .zip(&rt.legs)
+        .zip(times)
+        .enumerate()
+        .map(|(i, ((leg, lt), (eta_start, eta_end)))| {
+            let status = if i < cur {
+                LegStatus::Done
+            } else if i == cur && lt.actual_start.is_some() {
+                LegStatus::Current
+            } else {
+                LegStatus::Upcoming
+            };
+            let shift = rt.shift_ms(i);
+            LegView::new(leg, shifted(leg.start, shift), shifted(leg.end, shift), lt.actual_start, lt.actual_end, eta_start, eta_end, status, lt.along_m, lt.off_route_run >= OFF_ROUTE_PINGS, i < rt.verified)
+        })
+        .collect();
     let position = rt.legs.get(cur).and_then(|lt| {
         let fix = lt.recent.iter().rev().find(|f| f.t <= as_of).copied()?;
-        let leg = &relay.legs[cur];
-        Some(Position::new(fix, leg, now, STALE_MS))
+        Some(Position::new(fix, now, STALE_MS))
     });
-    RelayView::new(relay, cur, legs, position, now)
+    // Silent: a tracked leg whose holder has not reported for a while (or ever, since it began).
+    let silent = rt.legs.get(cur).is_some_and(|lt| {
+        let leg = &relay.legs[cur];
+        let tracked = leg.geometry.route().is_some() || lt.last_fix.is_some();
+        let since = lt.last_fix.map(|f| f.t).or(lt.actual_start);
+        tracked && since.is_some_and(|s| now.as_millisecond() - s.as_millisecond() > plan.event.silent_after_ms)
+    });
+    RelayView::new(relay, cur, legs, position, silent, now)
 }
 
 fn current_eta(leg: &Leg, lt: &LegTrack, start: Timestamp, now: Timestamp) -> Timestamp {
-    let planned_end = start
-        .checked_add(SignedDuration::from_millis(leg.duration_ms()))
-        .unwrap_or(start);
+    let planned_end = shifted(start, leg.duration_ms());
     let Some(route) = leg.geometry.route() else {
         return planned_end.max(now);
     };
     let remaining_m = (route.length_m() - lt.along_m).max(0.0);
-    let speed = lt
-        .pace
-        .blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
+    let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
     let from = lt.last_fix.map_or(start, |f| f.t);
-    let eta = from
-        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
-        .unwrap_or(planned_end);
+    let eta = from.checked_add(SignedDuration::from_secs_f64(remaining_m / speed)).unwrap_or(planned_end);
     eta.max(now)
 }
 
@@ -598,7 +781,7 @@ duration = "6m"
         let mut handoffs = 0;
         let mut last_along = 0.0;
         for (c, p) in walk() {
-            for ch in tr.apply(c, &p) {
+            for ch in tr.apply(c, c, &p) {
                 match ch {
                     Change::Handoff { from_leg, .. } => {
                         handoffs += 1;
@@ -608,7 +791,7 @@ duration = "6m"
                         assert!(fix.along_m >= last_along, "progress ran backwards");
                         last_along = fix.along_m;
                     }
-                    Change::Position { .. } => {}
+                    Change::Position { .. } | Change::Proximity { .. } => {}
                 }
             }
         }
@@ -630,7 +813,7 @@ duration = "6m"
     fn out_of_order_and_late_pings_give_the_same_state() {
         let mut in_order = tracker();
         for (c, p) in walk() {
-            in_order.apply(c, &p);
+            in_order.apply(c, c, &p);
         }
         let mut shuffled = tracker();
         let mut pings = walk();
@@ -638,10 +821,10 @@ duration = "6m"
         let late: Vec<_> = pings.drain(5..15).collect();
         for chunk in pings.chunks(7).rev() {
             for (c, p) in chunk {
-                shuffled.apply(c, p);
+                shuffled.apply(c, c, p);
             }
         }
-        shuffled.apply_batch(late.iter().map(|(c, p)| (*c, p)));
+        shuffled.apply_batch(late.iter().map(|(c, p)| (*c, *c, p)));
         let now = t(800);
         assert_eq!(in_order.snapshot(now, false), shuffled.snapshot(now, false));
     }
@@ -650,9 +833,9 @@ duration = "6m"
     fn a_later_carrier_moving_on_ends_the_missed_handoff() {
         let mut tr = tracker();
         tr.tick(t(241));
-        tr.apply("Ann", &ping(250, 2.3510, 48.85));
+        tr.apply("Ann", "Ann", &ping(250, 2.3510, 48.85));
         // Ann's phone dies; Bob is seen 300 m into leg 3.
-        let ch = tr.apply("Bob", &ping(700, 2.3691, 48.85));
+        let ch = tr.apply("Bob", "Bob", &ping(700, 2.3691, 48.85));
         assert!(
             ch.iter().any(|c| matches!(
                 c,
@@ -672,14 +855,14 @@ duration = "6m"
         let mut tr = tracker();
         tr.tick(t(241));
         // Before the event and from somebody with no leg: nothing changes.
-        assert!(tr.apply("Ann", &ping(-3600, 2.35, 48.85)).is_empty());
-        assert!(tr.apply("Zed", &ping(300, 2.35, 48.85)).is_empty());
+        assert!(tr.apply("Ann", "Ann", &ping(-3600, 2.35, 48.85)).is_empty());
+        assert!(tr.apply("Zed", "Zed", &ping(300, 2.35, 48.85)).is_empty());
         for k in 0..3 {
-            tr.apply("Ann", &ping(300 + k * 10, 2.355, 48.853)); // ~330 m north of the street
+            tr.apply("Ann", "Ann", &ping(300 + k * 10, 2.355, 48.853)); // ~330 m north of the street
         }
         let snap = tr.snapshot(t(330), false);
         assert!(snap.relay("r").unwrap().off_route);
-        tr.apply("Ann", &ping(340, 2.356, 48.8500));
+        tr.apply("Ann", "Ann", &ping(340, 2.356, 48.8500));
         assert!(!tr.snapshot(t(345), false).relay("r").unwrap().off_route);
     }
 
@@ -688,8 +871,8 @@ duration = "6m"
         let plan = PLAN.replace("name = \"T\"", "name = \"T\"\npublic_delay = \"30s\"");
         let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
         tr.tick(t(241));
-        tr.apply("Ann", &ping(250, 2.3510, 48.85));
-        tr.apply("Ann", &ping(270, 2.3530, 48.85));
+        tr.apply("Ann", "Ann", &ping(250, 2.3510, 48.85));
+        tr.apply("Ann", "Ann", &ping(270, 2.3530, 48.85));
         let public = tr.snapshot(t(285), true);
         let private = tr.snapshot(t(285), false);
         assert_eq!(private.relay("r").unwrap().position.unwrap().t, t(270));

@@ -132,18 +132,18 @@ impl AppState {
             .iter()
             .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
             .collect();
-        let pings: Vec<(String, handoff_core::ping::Ping)> = self
+        let pings: Vec<(String, String, handoff_core::ping::Ping)> = self
             .store
             .pings(&stored.event_id)
             .await?
             .into_iter()
-            .filter_map(|p| {
-                carrier_of
-                    .get(p.device_id.as_str())
-                    .map(|c| ((*c).to_string(), p.ping))
-            })
+            .filter_map(|p| carrier_of.get(p.device_id.as_str()).map(|c| (p.device_id.clone(), (*c).to_string(), p.ping)))
             .collect();
-        live.apply(&pings, self.now());
+        crate::custody::open_chains(self, &live).await?;
+        let found = live.apply(&pings, self.now());
+        // Proximity handoffs the log does not have yet (the server stopped before storing
+        // them) are recorded now; those it has are skipped.
+        crate::custody::record_proximity(self, &live, found).await;
         live.tick(self.now());
         {
             let mut cache = self

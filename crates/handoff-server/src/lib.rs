@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod custody;
 pub mod error;
 pub mod ingest;
 pub mod live;

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// A tracked carrier silent this long is flagged, unless the plan says otherwise.
+const DEFAULT_SILENT_AFTER_MS: i64 = 5 * 60_000;
 /// Great-circle legs (`route = { from, to }`) get a vertex at least this often.
 const GEODESIC_STEP_M: f64 = 20_000.0;
 /// A place counts as "where a route starts" for its zone within this distance.
@@ -279,12 +281,18 @@ fn build_event(cx: &mut Cx, raw: &RawPlan) -> Event {
         .as_ref()
         .and_then(|d| parse_duration(cx, d, "event.public_delay"))
         .map_or(0, |d| d.as_millis().try_into().unwrap_or(i64::MAX));
+    let silent_after_ms = e
+        .silent_after
+        .as_ref()
+        .and_then(|d| parse_duration(cx, d, "event.silent_after"))
+        .map_or(DEFAULT_SILENT_AFTER_MS, |d| d.as_millis().try_into().unwrap_or(i64::MAX));
     Event {
         id: e.id.get_ref().clone(),
         name: e.name.get_ref().clone(),
         description: e.description.clone(),
         timezone,
         public_delay_ms,
+        silent_after_ms,
     }
 }
 
@@ -456,7 +464,7 @@ fn parse_instant(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<(Timestamp,
 fn parse_duration(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<SignedDuration> {
     match s.get_ref().parse::<SignedDuration>() {
         Ok(d) if d.is_negative() => {
-            let why = if field.ends_with("public_delay") {
+            let why = if field.starts_with("event.") {
                 "a delay cannot be negative"
             } else {
                 "a leg cannot end before it starts"

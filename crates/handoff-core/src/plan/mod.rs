@@ -40,6 +40,8 @@ pub struct Event {
     pub timezone: String,
     /// Spectators see positions this many milliseconds late.
     pub public_delay_ms: i64,
+    /// A tracked carrier silent this long raises an alert.
+    pub silent_after_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -30,6 +30,8 @@ pub struct RawEvent {
     pub timezone: Option<Sp<String>>,
     /// Spectators see positions this much later (e.g. "30s"); organisers see them live.
     pub public_delay: Option<Sp<String>>,
+    /// A carrier who has not reported for this long is flagged silent (default 5m).
+    pub silent_after: Option<Sp<String>>,
     pub description: Option<String>,
 }
 

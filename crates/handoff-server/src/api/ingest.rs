@@ -43,15 +43,16 @@ async fn store_and_apply(
         })
         .collect();
     let outcomes = state.store.insert_pings(batch).await?;
-    let fresh: Vec<(String, Ping)> = outcomes
+    let fresh: Vec<(String, String, Ping)> = outcomes
         .iter()
         .zip(&pings)
         .filter(|(o, _)| matches!(o, Inserted::New { .. }))
-        .map(|(_, p)| (device.carrier.clone(), *p))
+        .map(|(_, p)| (device.device_id.clone(), device.carrier.clone(), *p))
         .collect();
     let (accepted, duplicates) = (fresh.len(), pings.len() - fresh.len());
     if let Some(live) = state.event(&device.event_id) {
-        live.apply(&fresh, state.now());
+        let found = live.apply(&fresh, state.now());
+        crate::custody::record_proximity(state, &live, found).await;
     }
     let label = FormatLabel { format };
     state

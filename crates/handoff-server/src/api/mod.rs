@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area of the contract in DESIGN.md.
 
 pub mod events;
+pub mod handoffs;
 pub mod ingest;
 pub mod live;
 pub mod meta;
