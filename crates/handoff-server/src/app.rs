@@ -248,6 +248,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/events/{event}/devices",
             post(api::events::add_device),
         )
+        .route("/api/v1/events/{event}/shift", post(api::handoffs::shift))
+        .route("/api/v1/events/{event}/relays/{relay}/handoffs", post(api::handoffs::record))
+        .route("/api/v1/events/{event}/relays/{relay}/handoffs/code", post(api::handoffs::code))
+        .route("/api/v1/events/{event}/relays/{relay}/custody", get(api::handoffs::custody))
+        .route("/api/v1/events/{event}/relays/{relay}/accuracy", get(api::handoffs::accuracy))
         .route("/api/v1/pings", post(api::ingest::pings))
         .route(
             "/osmand",

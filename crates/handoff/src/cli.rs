@@ -21,6 +21,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// Custody logs: verify a hash chain.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// The server: ingest, API, live stream.
     Serve {
         /// Address for the API, the pages and the phone protocols.
@@ -66,5 +71,22 @@ pub enum PlanCommand {
         server: String,
         #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
         token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Re-check a custody log's hash chain: exit 0 when it holds, else exit 1 naming the first
+    /// bad entry. Give an NDJSON file, or --server, --event and --relay.
+    Verify {
+        /// A custody log as NDJSON (as `GET …/custody` returns it).
+        #[arg(required_unless_present = "server", conflicts_with = "server")]
+        file: Option<PathBuf>,
+        #[arg(long, requires_all = ["event", "relay"])]
+        server: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        relay: Option<String>,
     },
 }

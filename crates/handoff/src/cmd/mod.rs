@@ -1,10 +1,11 @@
 //! One module per subcommand.
 
 mod demo;
+mod log;
 mod plan;
 mod serve;
 
-use crate::cli::{Cli, Command, PlanCommand};
+use crate::cli::{Cli, Command, LogCommand, PlanCommand};
 use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -24,6 +25,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => plan::push(&file, &server, &token),
         Command::Demo { .. } => demo::run(),
+        Command::Log {
+            command: LogCommand::Verify { file, server, event, relay },
+        } => log::verify(file.as_deref(), server.as_deref(), event.as_deref(), relay.as_deref()),
         Command::Serve {
             listen,
             db,
