@@ -59,7 +59,10 @@ impl Point {
     #[must_use]
     pub fn from_deg(lon: f64, lat: f64) -> Self {
         #[allow(clippy::cast_possible_truncation)]
-        Self { lon_e7: (lon * 1e7).round() as i64, lat_e7: (lat * 1e7).round() as i64 }
+        Self {
+            lon_e7: (lon * 1e7).round() as i64,
+            lat_e7: (lat * 1e7).round() as i64,
+        }
     }
 }
 
@@ -153,7 +156,13 @@ impl Entry {
     /// An entry of `kind` with every optional part empty, to be filled in, linked
     /// (`seq`, `prev_hash`) and [`sealed`](Self::sealed).
     #[must_use]
-    pub fn draft(kind: Kind, event: &str, relay: &str, at: Timestamp, recorded_at: Timestamp) -> Self {
+    pub fn draft(
+        kind: Kind,
+        event: &str,
+        relay: &str,
+        at: Timestamp,
+        recorded_at: Timestamp,
+    ) -> Self {
         Self {
             v: VERSION,
             seq: 0,
@@ -190,7 +199,9 @@ impl Entry {
     /// The entry as one line of NDJSON (the form stored and exported).
     #[must_use]
     pub fn to_line(&self) -> String {
-        serde_json::to_value(self).map(|v| canonical_json(&v)).unwrap_or_default()
+        serde_json::to_value(self)
+            .map(|v| canonical_json(&v))
+            .unwrap_or_default()
     }
 }
 
@@ -216,32 +227,57 @@ pub fn verify(ndjson: &str) -> Result<usize, VerifyError> {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |reason: String| VerifyError { index, line: i + 1, reason };
+        let err = |reason: String| VerifyError {
+            index,
+            line: i + 1,
+            reason,
+        };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
-        let stated = v.get("hash").and_then(Value::as_str).ok_or_else(|| err("no `hash`".into()))?;
+        let stated = v
+            .get("hash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("no `hash`".into()))?;
         let actual = hash_value(&v);
         if stated != actual {
-            return Err(err(format!("hash mismatch: the entry hashes to {actual} but says {stated}; its content was changed")));
+            return Err(err(format!(
+                "hash mismatch: the entry hashes to {actual} but says {stated}; its content was changed"
+            )));
         }
-        let entry: Entry = serde_json::from_value(v).map_err(|e| err(format!("not a custody entry: {e}")))?;
+        let entry: Entry =
+            serde_json::from_value(v).map_err(|e| err(format!("not a custody entry: {e}")))?;
         match &prev {
             None => {
                 if entry.kind != Kind::Genesis {
-                    return Err(err(format!("the chain must open with a genesis entry, found {:?}; entries before it were removed", entry.kind)));
+                    return Err(err(format!(
+                        "the chain must open with a genesis entry, found {:?}; entries before it were removed",
+                        entry.kind
+                    )));
                 }
                 if entry.plan_hash.as_deref() != Some(entry.prev_hash.as_str()) {
-                    return Err(err("the genesis entry must commit to the plan hash (prev_hash = plan_hash)".into()));
+                    return Err(err(
+                        "the genesis entry must commit to the plan hash (prev_hash = plan_hash)"
+                            .into(),
+                    ));
                 }
                 if entry.seq != 0 {
-                    return Err(err(format!("the genesis entry has seq {}, expected 0", entry.seq)));
+                    return Err(err(format!(
+                        "the genesis entry has seq {}, expected 0",
+                        entry.seq
+                    )));
                 }
             }
             Some((prev_hash, prev_seq)) => {
                 if &entry.prev_hash != prev_hash {
-                    return Err(err(format!("prev_hash {} does not match the previous entry's hash {prev_hash}: an entry was removed, inserted or reordered", entry.prev_hash)));
+                    return Err(err(format!(
+                        "prev_hash {} does not match the previous entry's hash {prev_hash}: an entry was removed, inserted or reordered",
+                        entry.prev_hash
+                    )));
                 }
                 if entry.seq != prev_seq + 1 {
-                    return Err(err(format!("seq {} follows seq {prev_seq}: entries were removed or reordered", entry.seq)));
+                    return Err(err(format!(
+                        "seq {} follows seq {prev_seq}: entries were removed or reordered",
+                        entry.seq
+                    )));
                 }
             }
         }
@@ -249,7 +285,11 @@ pub fn verify(ndjson: &str) -> Result<usize, VerifyError> {
         index += 1;
     }
     if prev.is_none() {
-        return Err(VerifyError { index: 0, line: 0, reason: "the log is empty".into() });
+        return Err(VerifyError {
+            index: 0,
+            line: 0,
+            reason: "the log is empty".into(),
+        });
     }
     Ok(index)
 }
@@ -259,8 +299,14 @@ pub fn verify(ndjson: &str) -> Result<usize, VerifyError> {
 pub enum HandoffError {
     #[error("the relay has finished: leg {0} was the last")]
     Finished(usize),
-    #[error("not the next handoff: custody is with leg {current} ({holders}), so the next handoff is from leg {current} to leg {next}")]
-    NotNext { current: usize, next: usize, holders: String },
+    #[error(
+        "not the next handoff: custody is with leg {current} ({holders}), so the next handoff is from leg {current} (to leg {next}, or the finish after the last leg)"
+    )]
+    NotNext {
+        current: usize,
+        next: usize,
+        holders: String,
+    },
     #[error("entry {0} does not exist or is not a handoff that can be corrected")]
     NoSuchEntry(u64),
     #[error("entry {0} was already voided")]
@@ -291,7 +337,11 @@ impl Custody {
     /// Folds entries (already verified) into the state.
     #[must_use]
     pub fn from_entries(n_legs: usize, entries: &[Entry]) -> Self {
-        let mut c = Self { ends: vec![None; n_legs], handoff_seq: vec![None; n_legs], ..Self::default() };
+        let mut c = Self {
+            ends: vec![None; n_legs],
+            handoff_seq: vec![None; n_legs],
+            ..Self::default()
+        };
         for e in entries {
             c.apply(e);
         }
@@ -335,12 +385,23 @@ impl Custody {
     ///
     /// # Errors
     /// Why it is not.
-    pub fn check_next(&self, from_leg: usize, at: Timestamp, n_legs: usize, holders: &str) -> Result<(), HandoffError> {
-        if self.current + 1 >= n_legs && from_leg + 1 >= n_legs {
+    pub fn check_next(
+        &self,
+        from_leg: usize,
+        at: Timestamp,
+        n_legs: usize,
+        holders: &str,
+    ) -> Result<(), HandoffError> {
+        // The last leg's "handoff" is the arrival: after it, nothing is next.
+        if self.current >= n_legs {
             return Err(HandoffError::Finished(n_legs.saturating_sub(1)));
         }
         if from_leg != self.current {
-            return Err(HandoffError::NotNext { current: self.current, next: self.current + 1, holders: holders.to_string() });
+            return Err(HandoffError::NotNext {
+                current: self.current,
+                next: self.current + 1,
+                holders: holders.to_string(),
+            });
         }
         if let Some(prev) = self.current.checked_sub(1).and_then(|p| self.ends[p])
             && at < prev
@@ -355,7 +416,11 @@ impl Custody {
     /// # Errors
     /// Why it may not.
     pub fn check_correction(&self, seq: u64, void: bool) -> Result<usize, HandoffError> {
-        let leg = self.handoff_seq.iter().position(|s| *s == Some(seq)).ok_or(HandoffError::NoSuchEntry(seq))?;
+        let leg = self
+            .handoff_seq
+            .iter()
+            .position(|s| *s == Some(seq))
+            .ok_or(HandoffError::NoSuchEntry(seq))?;
         if void && leg + 1 != self.current {
             return Err(HandoffError::NotLast(seq));
         }
@@ -365,7 +430,9 @@ impl Custody {
     /// The next entry's seq and prev_hash.
     #[must_use]
     pub fn next_link(&self) -> (u64, String) {
-        self.head.as_ref().map_or((0, String::new()), |(s, h)| (s + 1, h.clone()))
+        self.head
+            .as_ref()
+            .map_or((0, String::new()), |(s, h)| (s + 1, h.clone()))
     }
 }
 
@@ -406,10 +473,21 @@ mod tests {
             kind: Kind::Handoff,
             at: ts("2024-08-11T21:09:12Z"),
             recorded_at: ts("2024-08-11T21:09:13Z"),
-            from: Some(Holder { leg: 0, carriers: vec!["Karen Bass".into(), "Simone Biles".into()] }),
-            to: Some(Holder { leg: 1, carriers: vec!["Tom Cruise".into()] }),
+            from: Some(Holder {
+                leg: 0,
+                carriers: vec!["Karen Bass".into(), "Simone Biles".into()],
+            }),
+            to: Some(Holder {
+                leg: 1,
+                carriers: vec!["Tom Cruise".into()],
+            }),
             position: Some(Point::from_deg(2.36015, 48.92446)),
-            evidence: Some(Evidence { method: Method::Operator, giver_device: None, receiver_device: None, distance_m: None }),
+            evidence: Some(Evidence {
+                method: Method::Operator,
+                giver_device: None,
+                receiver_device: None,
+                distance_m: None,
+            }),
             plan_hash: None,
             plan_version: None,
             prev_hash: g.hash.clone(),
@@ -448,17 +526,34 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"é"}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":"é","d":[{"y":2,"z":1}]},"b":1}"#);
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"é"}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"é","d":[{"y":2,"z":1}]},"b":1}"#
+        );
     }
 
     #[test]
     fn only_the_next_handoff_is_accepted() {
         let state = Custody::from_entries(3, &chain());
-        assert!(state.check_next(1, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise").is_ok());
-        assert!(matches!(state.check_next(0, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise"), Err(HandoffError::NotNext { current: 1, .. })));
-        assert!(matches!(state.check_next(1, ts("2024-08-11T21:00:00Z"), 3, "Tom Cruise"), Err(HandoffError::BeforePrevious { .. })));
+        assert!(
+            state
+                .check_next(1, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise")
+                .is_ok()
+        );
+        assert!(matches!(
+            state.check_next(0, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise"),
+            Err(HandoffError::NotNext { current: 1, .. })
+        ));
+        assert!(matches!(
+            state.check_next(1, ts("2024-08-11T21:00:00Z"), 3, "Tom Cruise"),
+            Err(HandoffError::BeforePrevious { .. })
+        ));
         assert_eq!(state.check_correction(1, true), Ok(0));
-        assert_eq!(state.check_correction(7, false), Err(HandoffError::NoSuchEntry(7)));
+        assert_eq!(
+            state.check_correction(7, false),
+            Err(HandoffError::NoSuchEntry(7))
+        );
     }
 }

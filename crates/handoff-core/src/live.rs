@@ -222,7 +222,11 @@ impl LegView {
             eta_start,
             eta_end,
             delta_s: eta_end.duration_since(planned_end).as_secs(),
-            along_m: if status == LegStatus::Done { leg.length_m() } else { along_m },
+            along_m: if status == LegStatus::Done {
+                leg.length_m()
+            } else {
+                along_m
+            },
             length_m: leg.length_m(),
             off_route: status == LegStatus::Current && off_route,
             verified: status == LegStatus::Done && verified,

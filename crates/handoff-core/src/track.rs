@@ -121,7 +121,11 @@ impl RelayTrack {
 
     /// Milliseconds the operator shifted leg `i`'s plan by.
     fn shift_ms(&self, i: usize) -> i64 {
-        self.shifts.iter().filter(|(from, _)| i >= *from).map(|(_, ms)| ms).sum()
+        self.shifts
+            .iter()
+            .filter(|(from, _)| i >= *from)
+            .map(|(_, ms)| ms)
+            .sum()
     }
 }
 
@@ -184,12 +188,23 @@ impl Tracker {
         for (ri, r) in plan.relays.iter().enumerate() {
             for l in &r.legs {
                 for c in &l.carriers {
-                    carrier_legs.entry(c.clone()).or_default().push((ri, l.index));
+                    carrier_legs
+                        .entry(c.clone())
+                        .or_default()
+                        .push((ri, l.index));
                 }
             }
         }
-        let relays = plan.relays.iter().map(|r| RelayTrack::new(r.legs.len())).collect();
-        Self { plan, relays, carrier_legs }
+        let relays = plan
+            .relays
+            .iter()
+            .map(|r| RelayTrack::new(r.legs.len()))
+            .collect();
+        Self {
+            plan,
+            relays,
+            carrier_legs,
+        }
     }
 
     #[must_use]
@@ -215,7 +230,10 @@ impl Tracker {
 
     /// Applies many pings (device, carrier, ping) at once, such as a phone's buffered batch:
     /// each relay replays at most once.
-    pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = (&'a str, &'a str, &'a Ping)>) -> Vec<Change> {
+    pub fn apply_batch<'a>(
+        &mut self,
+        pings: impl IntoIterator<Item = (&'a str, &'a str, &'a Ping)>,
+    ) -> Vec<Change> {
         let mut touched: Vec<usize> = Vec::new();
         let mut replayed: Vec<(usize, usize)> = Vec::new();
         for (device, carrier, ping) in pings {
@@ -236,7 +254,10 @@ impl Tracker {
                         continue; // same device time twice: idempotent
                     }
                 }
-                rt.pings.insert(pos, (ping.t, Arc::clone(&carrier), Arc::clone(&device), *ping));
+                rt.pings.insert(
+                    pos,
+                    (ping.t, Arc::clone(&carrier), Arc::clone(&device), *ping),
+                );
                 if pos < rt.applied {
                     if !replayed.iter().any(|(r, _)| *r == ri) {
                         replayed.push((ri, rt.current));
@@ -262,8 +283,15 @@ impl Tracker {
 
     /// Sets the handoffs recorded in a relay's custody log (from leg, at), corrections applied,
     /// and replays the relay so the live view agrees with the log.
-    pub fn set_recorded(&mut self, relay: &str, mut recorded: Vec<(usize, Timestamp)>, now: Timestamp) -> Vec<Change> {
-        let Some(ri) = self.relay_index(relay) else { return Vec::new() };
+    pub fn set_recorded(
+        &mut self,
+        relay: &str,
+        mut recorded: Vec<(usize, Timestamp)>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else {
+            return Vec::new();
+        };
         recorded.sort_by_key(|(leg, at)| (*at, *leg));
         let rt = &mut self.relays[ri];
         if rt.recorded == recorded {
@@ -278,8 +306,15 @@ impl Tracker {
     }
 
     /// Sets the operator's plan shifts (from leg, milliseconds) of a relay.
-    pub fn set_shifts(&mut self, relay: &str, shifts: Vec<(usize, i64)>, now: Timestamp) -> Vec<Change> {
-        let Some(ri) = self.relay_index(relay) else { return Vec::new() };
+    pub fn set_shifts(
+        &mut self,
+        relay: &str,
+        shifts: Vec<(usize, i64)>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else {
+            return Vec::new();
+        };
         let rt = &mut self.relays[ri];
         if rt.shifts == shifts {
             return Vec::new();
@@ -323,19 +358,41 @@ impl Tracker {
     #[must_use]
     pub fn snapshot(&self, now: Timestamp, public: bool) -> crate::live::Snapshot {
         let as_of = self.as_of(now, public);
-        let relays = self.plan.relays.iter().zip(&self.relays).map(|(r, rt)| relay_view(r, rt, &self.plan, now, as_of)).collect();
+        let relays = self
+            .plan
+            .relays
+            .iter()
+            .zip(&self.relays)
+            .map(|(r, rt)| relay_view(r, rt, &self.plan, now, as_of))
+            .collect();
         crate::live::Snapshot::new(&self.plan, now, relays)
     }
 
     fn as_of(&self, now: Timestamp, public: bool) -> Timestamp {
-        if public { now.checked_sub(SignedDuration::from_millis(self.plan.event.public_delay_ms)).unwrap_or(now) } else { now }
+        if public {
+            now.checked_sub(SignedDuration::from_millis(self.plan.event.public_delay_ms))
+                .unwrap_or(now)
+        } else {
+            now
+        }
     }
 
     /// The live view of one relay at `now` (what an `eta` update carries).
     #[must_use]
-    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<crate::live::RelayView> {
+    pub fn relay_view(
+        &self,
+        relay: &str,
+        now: Timestamp,
+        public: bool,
+    ) -> Option<crate::live::RelayView> {
         let ri = self.relay_index(relay)?;
-        Some(relay_view(&self.plan.relays[ri], &self.relays[ri], &self.plan, now, self.as_of(now, public)))
+        Some(relay_view(
+            &self.plan.relays[ri],
+            &self.relays[ri],
+            &self.plan,
+            now,
+            self.as_of(now, public),
+        ))
     }
 
     /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).
@@ -355,9 +412,15 @@ impl Tracker {
                 .filter_map(|(i, lt)| {
                     let end = lt.actual_end?;
                     let end_ms = end.as_millisecond();
-                    let preds: Vec<(i64, i64)> = lt.predictions.iter().copied().filter(|(t, _)| *t <= end_ms).collect();
+                    let preds: Vec<(i64, i64)> = lt
+                        .predictions
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| *t <= end_ms)
+                        .collect();
                     let (first, last) = (preds.first()?, preds.last()?);
-                    let errs: Vec<i64> = preds.iter().map(|(_, eta)| (eta - end_ms) / 1000).collect();
+                    let errs: Vec<i64> =
+                        preds.iter().map(|(_, eta)| (eta - end_ms) / 1000).collect();
                     #[allow(clippy::cast_precision_loss)]
                     let mean = errs.iter().map(|e| e.abs() as f64).sum::<f64>() / errs.len() as f64;
                     Some(LegAccuracy {
@@ -380,7 +443,9 @@ impl Tracker {
 /// What a replay changed for those watching: handoffs beyond the leg that held the object
 /// before, proximity findings (the custody log ignores those it has), and the last position.
 fn news_of_replay(changes: Vec<Change>, before: usize) -> Vec<Change> {
-    let last_position = changes.iter().rposition(|c| matches!(c, Change::Position { .. }));
+    let last_position = changes
+        .iter()
+        .rposition(|c| matches!(c, Change::Position { .. }));
     changes
         .into_iter()
         .enumerate()
@@ -414,7 +479,9 @@ fn advance_time(relay: &Relay, rt: &mut RelayTrack, now: Timestamp, changes: &mu
                 return;
             }
         }
-        let Some(start) = rt.legs[i].actual_start else { return };
+        let Some(start) = rt.legs[i].actual_start else {
+            return;
+        };
         let untracked = leg.geometry.route().is_none() && rt.legs[i].last_fix.is_none();
         let due = shifted(start, leg.duration_ms());
         if untracked && now >= due {
@@ -431,13 +498,22 @@ fn shifted(t: Timestamp, ms: i64) -> Timestamp {
 
 /// A verified handoff from leg `from` at `at`: the live view catches up if it was behind, or
 /// takes the verified time if it had already moved on by inference.
-fn verified_end(relay: &Relay, rt: &mut RelayTrack, from: usize, at: Timestamp, changes: &mut Vec<Change>) {
+fn verified_end(
+    relay: &Relay,
+    rt: &mut RelayTrack,
+    from: usize,
+    at: Timestamp,
+    changes: &mut Vec<Change>,
+) {
     if from >= relay.legs.len() {
         return;
     }
     if rt.current <= from {
         if rt.legs[rt.current].actual_start.is_none() {
-            rt.legs[rt.current].actual_start = Some(at.min(shifted(relay.legs[rt.current].start, rt.shift_ms(rt.current))));
+            rt.legs[rt.current].actual_start = Some(at.min(shifted(
+                relay.legs[rt.current].start,
+                rt.shift_ms(rt.current),
+            )));
         }
         for k in rt.current..=from {
             end_leg(relay, rt, k, at, changes);
@@ -465,7 +541,12 @@ fn end_leg(relay: &Relay, rt: &mut RelayTrack, i: usize, at: Timestamp, changes:
     if let Some(n) = to_leg {
         rt.legs[n].actual_start = Some(at);
     }
-    changes.push(Change::Handoff { relay: relay.id.clone(), from_leg: i, to_leg, at });
+    changes.push(Change::Handoff {
+        relay: relay.id.clone(),
+        from_leg: i,
+        to_leg,
+        at,
+    });
 }
 
 fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
@@ -474,22 +555,37 @@ fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
 
 /// Proximity: the giver's and the receiver's devices inside the exchange radius of the first
 /// unverified exchange point, within two minutes of each other.
-fn proximity(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<str>, ping: &Ping, changes: &mut Vec<Change>) {
+fn proximity(
+    relay: &Relay,
+    rt: &mut RelayTrack,
+    carrier: &str,
+    device: &Arc<str>,
+    ping: &Ping,
+    changes: &mut Vec<Change>,
+) {
     let p = rt.verified;
-    let (Some(giver), Some(receiver)) = (relay.legs.get(p), relay.legs.get(p + 1)) else { return };
+    let (Some(giver), Some(receiver)) = (relay.legs.get(p), relay.legs.get(p + 1)) else {
+        return;
+    };
     let exchange = giver.exchange_point();
     let d = distance_m(exchange, Coord::new(ping.lon, ping.lat));
     if d > giver.exchange_radius_m {
         return;
     }
-    let near = Near { t: ping.t, device: Arc::clone(device), distance_m: d };
+    let near = Near {
+        t: ping.t,
+        device: Arc::clone(device),
+        distance_m: d,
+    };
     if giver.carriers.iter().any(|c| c == carrier) {
         rt.giver_near = Some(near.clone());
     }
     if receiver.carriers.iter().any(|c| c == carrier) {
         rt.receiver_near = Some(near);
     }
-    let (Some(g), Some(r)) = (&rt.giver_near, &rt.receiver_near) else { return };
+    let (Some(g), Some(r)) = (&rt.giver_near, &rt.receiver_near) else {
+        return;
+    };
     if (g.t.as_millisecond() - r.t.as_millisecond()).abs() > PROXIMITY_WINDOW_MS {
         return;
     }
@@ -507,22 +603,39 @@ fn proximity(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<str
     changes.push(change);
 }
 
-fn apply_ping(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<str>, ping: &Ping, changes: &mut Vec<Change>) {
-    let Some(first) = relay.legs.first() else { return };
+fn apply_ping(
+    relay: &Relay,
+    rt: &mut RelayTrack,
+    carrier: &str,
+    device: &Arc<str>,
+    ping: &Ping,
+    changes: &mut Vec<Change>,
+) {
+    let Some(first) = relay.legs.first() else {
+        return;
+    };
     if ping.t < shifted(first.start, rt.shift_ms(0) - EARLY_MS) {
         return; // before the event: kept in the store, never shown
     }
     proximity(relay, rt, carrier, device, ping, changes);
     // The carrier's legs from the current one on; a later one means the object moved on.
     let cur = rt.current;
-    let Some(li) = relay.legs.iter().skip(cur).position(|l| l.carriers.iter().any(|c| c == carrier)).map(|k| k + cur) else {
+    let Some(li) = relay
+        .legs
+        .iter()
+        .skip(cur)
+        .position(|l| l.carriers.iter().any(|c| c == carrier))
+        .map(|k| k + cur)
+    else {
         return; // after their last leg, or they hold nothing in this relay now
     };
     let leg = &relay.legs[li];
     let here = Coord::new(ping.lon, ping.lat);
     if li > cur {
         // A later carrier moving along their own leg, clear of its start: earlier legs are over.
-        let Some(route) = leg.geometry.route() else { return };
+        let Some(route) = leg.geometry.route() else {
+            return;
+        };
         let p = route.project(here, Some(0.0));
         let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
         if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
@@ -556,20 +669,33 @@ fn apply_ping(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<st
             lt.along_m = along_m;
         }
     }
-    let fix = Fix { t: ping.t, lon: ping.lon, lat: ping.lat, acc_m: ping.acc_m, along_m: lt.along_m, cross_track_m: cross_m };
+    let fix = Fix {
+        t: ping.t,
+        lon: ping.lon,
+        lat: ping.lat,
+        acc_m: ping.acc_m,
+        along_m: lt.along_m,
+        cross_track_m: cross_m,
+    };
     lt.last_fix = Some(fix);
     lt.recent.push(fix);
     if lt.recent.len() > 64 {
         lt.recent.drain(..32);
     }
     lt.pace.push(ping.t.as_millisecond(), lt.along_m);
-    changes.push(Change::Position { relay: relay.id.clone(), leg: li, fix });
+    changes.push(Change::Position {
+        relay: relay.id.clone(),
+        leg: li,
+        fix,
+    });
     record_predictions(relay, rt, ping.t);
     // Reaching the exchange point ends the leg.
     let lt = &rt.legs[li];
     if let Some(route) = leg.geometry.route() {
         let to_end = distance_m(route.end(), here);
-        if lt.along_m >= route.length_m() - leg.exchange_radius_m && to_end <= leg.exchange_radius_m.max(limit) {
+        if lt.along_m >= route.length_m() - leg.exchange_radius_m
+            && to_end <= leg.exchange_radius_m.max(limit)
+        {
             end_leg(relay, rt, li, ping.t, changes);
         }
     }
@@ -578,7 +704,10 @@ fn apply_ping(relay: &Relay, rt: &mut RelayTrack, carrier: &str, device: &Arc<st
 /// Samples the ETAs of the next few handoffs, to measure them when they really happen.
 fn record_predictions(relay: &Relay, rt: &mut RelayTrack, t: Timestamp) {
     let t_ms = t.as_millisecond();
-    if rt.last_prediction_ms.is_some_and(|last| t_ms - last < PREDICTION_EVERY_MS) {
+    if rt
+        .last_prediction_ms
+        .is_some_and(|last| t_ms - last < PREDICTION_EVERY_MS)
+    {
         return;
     }
     rt.last_prediction_ms = Some(t_ms);
@@ -604,7 +733,10 @@ fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, 
     for (i, (leg, lt)) in relay.legs.iter().zip(&rt.legs).enumerate() {
         let planned_start = shifted(leg.start, rt.shift_ms(i));
         let (s, e) = if i < cur {
-            (lt.actual_start.unwrap_or(planned_start), lt.actual_end.unwrap_or(shifted(leg.end, rt.shift_ms(i))))
+            (
+                lt.actual_start.unwrap_or(planned_start),
+                lt.actual_end.unwrap_or(shifted(leg.end, rt.shift_ms(i))),
+            )
         } else if i == cur && lt.actual_start.is_some() {
             let start = lt.actual_start.unwrap_or(planned_start);
             (start, current_eta(leg, lt, start, now))
@@ -620,7 +752,10 @@ fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, 
 }
 
 fn eta_ends(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<Timestamp> {
-    eta_times(relay, rt, now).into_iter().map(|(_, e)| e).collect()
+    eta_times(relay, rt, now)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
 }
 
 /// A forward jump faster than the mode allows (plus the fix's uncertainty) is a mismatch
@@ -634,7 +769,13 @@ fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> boo
     along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
 }
 
-fn relay_view(relay: &Relay, rt: &RelayTrack, plan: &Plan, now: Timestamp, as_of: Timestamp) -> crate::live::RelayView {
+fn relay_view(
+    relay: &Relay,
+    rt: &RelayTrack,
+    plan: &Plan,
+    now: Timestamp,
+    as_of: Timestamp,
+) -> crate::live::RelayView {
     use crate::live::{LegStatus, LegView, Position, RelayView};
     let cur = rt.current;
     let times = eta_times(relay, rt, now);
@@ -653,7 +794,19 @@ fn relay_view(relay: &Relay, rt: &RelayTrack, plan: &Plan, now: Timestamp, as_of
                 LegStatus::Upcoming
             };
             let shift = rt.shift_ms(i);
-            LegView::new(leg, shifted(leg.start, shift), shifted(leg.end, shift), lt.actual_start, lt.actual_end, eta_start, eta_end, status, lt.along_m, lt.off_route_run >= OFF_ROUTE_PINGS, i < rt.verified)
+            LegView::new(
+                leg,
+                shifted(leg.start, shift),
+                shifted(leg.end, shift),
+                lt.actual_start,
+                lt.actual_end,
+                eta_start,
+                eta_end,
+                status,
+                lt.along_m,
+                lt.off_route_run >= OFF_ROUTE_PINGS,
+                i < rt.verified,
+            )
         })
         .collect();
     let position = rt.legs.get(cur).and_then(|lt| {
@@ -665,7 +818,10 @@ fn relay_view(relay: &Relay, rt: &RelayTrack, plan: &Plan, now: Timestamp, as_of
         let leg = &relay.legs[cur];
         let tracked = leg.geometry.route().is_some() || lt.last_fix.is_some();
         let since = lt.last_fix.map(|f| f.t).or(lt.actual_start);
-        tracked && since.is_some_and(|s| now.as_millisecond() - s.as_millisecond() > plan.event.silent_after_ms)
+        tracked
+            && since.is_some_and(|s| {
+                now.as_millisecond() - s.as_millisecond() > plan.event.silent_after_ms
+            })
     });
     RelayView::new(relay, cur, legs, position, silent, now)
 }
@@ -676,9 +832,13 @@ fn current_eta(leg: &Leg, lt: &LegTrack, start: Timestamp, now: Timestamp) -> Ti
         return planned_end.max(now);
     };
     let remaining_m = (route.length_m() - lt.along_m).max(0.0);
-    let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
+    let speed = lt
+        .pace
+        .blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
     let from = lt.last_fix.map_or(start, |f| f.t);
-    let eta = from.checked_add(SignedDuration::from_secs_f64(remaining_m / speed)).unwrap_or(planned_end);
+    let eta = from
+        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
+        .unwrap_or(planned_end);
     eta.max(now)
 }
 

@@ -137,7 +137,11 @@ impl AppState {
             .pings(&stored.event_id)
             .await?
             .into_iter()
-            .filter_map(|p| carrier_of.get(p.device_id.as_str()).map(|c| (p.device_id.clone(), (*c).to_string(), p.ping)))
+            .filter_map(|p| {
+                carrier_of
+                    .get(p.device_id.as_str())
+                    .map(|c| (p.device_id.clone(), (*c).to_string(), p.ping))
+            })
             .collect();
         crate::custody::open_chains(self, &live).await?;
         let found = live.apply(&pings, self.now());
@@ -249,10 +253,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(api::events::add_device),
         )
         .route("/api/v1/events/{event}/shift", post(api::handoffs::shift))
-        .route("/api/v1/events/{event}/relays/{relay}/handoffs", post(api::handoffs::record))
-        .route("/api/v1/events/{event}/relays/{relay}/handoffs/code", post(api::handoffs::code))
-        .route("/api/v1/events/{event}/relays/{relay}/custody", get(api::handoffs::custody))
-        .route("/api/v1/events/{event}/relays/{relay}/accuracy", get(api::handoffs::accuracy))
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/handoffs",
+            post(api::handoffs::record),
+        )
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/handoffs/code",
+            post(api::handoffs::code),
+        )
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/custody",
+            get(api::handoffs::custody),
+        )
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/accuracy",
+            get(api::handoffs::accuracy),
+        )
         .route("/api/v1/pings", post(api::ingest::pings))
         .route(
             "/osmand",

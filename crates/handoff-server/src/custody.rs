@@ -18,8 +18,16 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
         let stored = state.store.custody(&live.plan.event.id, &relay.id).await?;
         let mut entries = Vec::with_capacity(stored.len());
         for s in stored {
-            let e: Entry = serde_json::from_str(&s.entry_json)
-                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "custody", format!("stored custody entry {} of {} is unreadable: {e}", s.seq, relay.id)))?;
+            let e: Entry = serde_json::from_str(&s.entry_json).map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "custody",
+                    format!(
+                        "stored custody entry {} of {} is unreadable: {e}",
+                        s.seq, relay.id
+                    ),
+                )
+            })?;
             entries.push(e);
         }
         let mut chain = Chain::new(relay.legs.len(), entries);
@@ -39,14 +47,20 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
         if let Some(d) = draft {
             store_entry(state, &live.plan.event.id, &mut chain, d).await?;
         }
-        live.sync_custody(&relay.id, &chain, now);
+        // Proximity found here is recorded by the caller after the pings are applied.
+        let _ = live.sync_custody(&relay.id, &chain, now);
         live.chains.lock().await.insert(relay.id.clone(), chain);
     }
     Ok(())
 }
 
 /// Links, seals and stores `draft` at the head of `chain`.
-async fn store_entry(state: &AppState, event: &str, chain: &mut Chain, mut draft: Entry) -> Result<Entry> {
+async fn store_entry(
+    state: &AppState,
+    event: &str,
+    chain: &mut Chain,
+    mut draft: Entry,
+) -> Result<Entry> {
     let (seq, prev) = chain.state.next_link();
     draft.seq = seq;
     if draft.kind != Kind::Genesis {
@@ -67,12 +81,19 @@ async fn store_entry(state: &AppState, event: &str, chain: &mut Chain, mut draft
 ///
 /// # Errors
 /// What `build` refuses (409), or storage failures.
-pub async fn append(state: &AppState, live: &EventLive, relay: &str, build: impl FnOnce(&Chain) -> Result<Entry>) -> Result<Entry> {
+pub async fn append(
+    state: &AppState,
+    live: &EventLive,
+    relay: &str,
+    build: impl FnOnce(&Chain) -> Result<Entry>,
+) -> Result<Entry> {
     let mut chains = live.chains.lock().await;
-    let chain = chains.get_mut(relay).ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
+    let chain = chains
+        .get_mut(relay)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
     let draft = build(chain)?;
     let entry = store_entry(state, &live.plan.event.id, chain, draft).await?;
-    live.sync_custody(relay, chain, state.now());
+    let found = live.sync_custody(relay, chain, state.now());
     drop(chains);
     let data = json!({ "relay": relay, "entry": entry });
     match entry.kind {
@@ -81,26 +102,56 @@ pub async fn append(state: &AppState, live: &EventLive, relay: &str, build: impl
         Kind::Correction | Kind::Genesis => {}
     }
     live.send("custody", data);
+    if !found.is_empty() {
+        // A late-recorded handoff can reveal proximity handoffs after it.
+        Box::pin(record_proximity(state, live, found)).await;
+    }
     Ok(entry)
 }
 
 /// Records the proximity handoffs the tracker found, skipping those the log already has.
 pub async fn record_proximity(state: &AppState, live: &EventLive, found: Vec<Change>) {
     for c in found {
-        let Change::Proximity { relay, from_leg, at, giver_device, receiver_device, distance_m, position } = c else { continue };
-        let Some(r) = live.plan.relay(&relay) else { continue };
-        let (Some(from), Some(to)) = (r.legs.get(from_leg), r.legs.get(from_leg + 1)) else { continue };
+        let Change::Proximity {
+            relay,
+            from_leg,
+            at,
+            giver_device,
+            receiver_device,
+            distance_m,
+            position,
+        } = c
+        else {
+            continue;
+        };
+        let Some(r) = live.plan.relay(&relay) else {
+            continue;
+        };
+        let (Some(from), Some(to)) = (r.legs.get(from_leg), r.legs.get(from_leg + 1)) else {
+            continue;
+        };
         let result = append(state, live, &relay, |chain| {
             if chain.state.current != from_leg {
                 return Err(ApiError::conflict("already recorded"));
             }
             let mut e = Entry::draft(Kind::Handoff, &live.plan.event.id, &relay, at, state.now());
-            e.from = Some(Holder { leg: from_leg, carriers: from.carriers.clone() });
-            e.to = Some(Holder { leg: from_leg + 1, carriers: to.carriers.clone() });
+            e.from = Some(Holder {
+                leg: from_leg,
+                carriers: from.carriers.clone(),
+            });
+            e.to = Some(Holder {
+                leg: from_leg + 1,
+                carriers: to.carriers.clone(),
+            });
             e.position = Some(Point::from_deg(position.lon, position.lat));
             #[allow(clippy::cast_possible_truncation)]
             let d = distance_m.round() as i64;
-            e.evidence = Some(Evidence { method: Method::Proximity, giver_device: Some(giver_device), receiver_device: Some(receiver_device), distance_m: Some(d) });
+            e.evidence = Some(Evidence {
+                method: Method::Proximity,
+                giver_device: Some(giver_device),
+                receiver_device: Some(receiver_device),
+                distance_m: Some(d),
+            });
             Ok(e)
         })
         .await;

@@ -40,7 +40,12 @@ impl Chain {
     /// Handoffs as the log says (corrections applied): (from leg, at).
     #[must_use]
     pub fn recorded(&self) -> Vec<(usize, Timestamp)> {
-        self.state.ends.iter().enumerate().filter_map(|(leg, at)| at.map(|t| (leg, t))).collect()
+        self.state
+            .ends
+            .iter()
+            .enumerate()
+            .filter_map(|(leg, at)| at.map(|t| (leg, t)))
+            .collect()
     }
 
     /// Plan shifts: (from leg, milliseconds).
@@ -49,7 +54,12 @@ impl Chain {
         self.entries
             .iter()
             .filter(|e| e.kind == Kind::Shift)
-            .map(|e| (e.from.as_ref().map_or(0, |h| h.leg), e.shift_s.unwrap_or(0).saturating_mul(1000)))
+            .map(|e| {
+                (
+                    e.from.as_ref().map_or(0, |h| h.leg),
+                    e.shift_s.unwrap_or(0).saturating_mul(1000),
+                )
+            })
             .collect()
     }
 }
@@ -119,7 +129,10 @@ impl EventLive {
             (changes, views)
         };
         self.publish(&changes, views);
-        changes.into_iter().filter(|c| matches!(c, Change::Proximity { .. })).collect()
+        changes
+            .into_iter()
+            .filter(|c| matches!(c, Change::Proximity { .. }))
+            .collect()
     }
 
     /// Lets time pass (stage legs end on time), streams what changed, raises alerts.
@@ -128,15 +141,21 @@ impl EventLive {
             let mut tr = lock(&self.tracker);
             let changes = tr.tick(now);
             let views = relay_views(&tr, &changes, now);
-            let all: Vec<RelayView> = self.plan.relays.iter().filter_map(|r| tr.relay_view(&r.id, now, false)).collect();
+            let all: Vec<RelayView> = self
+                .plan
+                .relays
+                .iter()
+                .filter_map(|r| tr.relay_view(&r.id, now, false))
+                .collect();
             (changes, views, all)
         };
         self.publish(&changes, views);
         self.alerts(&all, now)
     }
 
-    /// Makes the tracker agree with a relay's custody chain, and streams what changed.
-    pub fn sync_custody(&self, relay: &str, chain: &Chain, now: Timestamp) {
+    /// Makes the tracker agree with a relay's custody chain, streams what changed, and returns
+    /// the proximity handoffs the replay found (an earlier gap in the log may have hidden them).
+    pub fn sync_custody(&self, relay: &str, chain: &Chain, now: Timestamp) -> Vec<Change> {
         let (changes, views) = {
             let mut tr = lock(&self.tracker);
             let mut changes = tr.set_shifts(relay, chain.shifts(), now);
@@ -149,6 +168,10 @@ impl EventLive {
         };
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.publish(&changes, views);
+        changes
+            .into_iter()
+            .filter(|c| matches!(c, Change::Proximity { .. }))
+            .collect()
     }
 
     /// Sends one message to every stream.
@@ -162,10 +185,19 @@ impl EventLive {
         let mut flags = lock(&self.flags);
         let mut out = Vec::new();
         for v in views {
-            let now_flags = Flags { leg: v.current_leg, overdue: v.overdue, off_route: v.off_route, silent: v.silent };
+            let now_flags = Flags {
+                leg: v.current_leg,
+                overdue: v.overdue,
+                off_route: v.off_route,
+                silent: v.silent,
+            };
             let before = flags.get(&v.id).copied().unwrap_or_default();
             let same_leg = before.leg == now_flags.leg;
-            for (kind, on, was) in [("overdue", now_flags.overdue, before.overdue), ("off_route", now_flags.off_route, before.off_route), ("silent", now_flags.silent, before.silent)] {
+            for (kind, on, was) in [
+                ("overdue", now_flags.overdue, before.overdue),
+                ("off_route", now_flags.off_route, before.off_route),
+                ("silent", now_flags.silent, before.silent),
+            ] {
                 if on && !(was && same_leg) {
                     let alert = json!({ "kind": kind, "event": self.plan.event.id, "relay": v.id, "leg": v.current_leg, "holders": v.holders, "at": now });
                     out.push(alert);
@@ -189,14 +221,30 @@ impl EventLive {
         for c in changes {
             let msg = match c {
                 Change::Position { relay, leg, fix } => {
-                    let len = self.plan.relay(relay).and_then(|r| r.legs.get(*leg)).map_or(0.0, handoff_core::plan::Leg::length_m);
-                    let fraction = if len > 0.0 { (fix.along_m / len).clamp(0.0, 1.0) } else { 0.0 };
+                    let len = self
+                        .plan
+                        .relay(relay)
+                        .and_then(|r| r.legs.get(*leg))
+                        .map_or(0.0, handoff_core::plan::Leg::length_m);
+                    let fraction = if len > 0.0 {
+                        (fix.along_m / len).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
                     StreamMsg {
                         event: "position",
                         data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction }),
                     }
                 }
-                Change::Handoff { relay, from_leg, to_leg, at } => StreamMsg { event: "handoff", data: json!({ "relay": relay, "from_leg": from_leg, "to_leg": to_leg, "at": at, "verified": false }) },
+                Change::Handoff {
+                    relay,
+                    from_leg,
+                    to_leg,
+                    at,
+                } => StreamMsg {
+                    event: "handoff",
+                    data: json!({ "relay": relay, "from_leg": from_leg, "to_leg": to_leg, "at": at, "verified": false }),
+                },
                 // The verified handoff is announced when its custody entry is stored.
                 Change::Proximity { .. } => continue,
             };
@@ -205,7 +253,8 @@ impl EventLive {
                 // Spectators see positions only after the event's public delay.
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs())).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs()))
+                        .await;
                     let _ = tx.send(msg);
                 });
             } else {
@@ -247,10 +296,14 @@ fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayVie
     let mut ids: Vec<&str> = changes
         .iter()
         .map(|c| match c {
-            Change::Position { relay, .. } | Change::Handoff { relay, .. } | Change::Proximity { relay, .. } => relay.as_str(),
+            Change::Position { relay, .. }
+            | Change::Handoff { relay, .. }
+            | Change::Proximity { relay, .. } => relay.as_str(),
         })
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    ids.into_iter().filter_map(|id| tr.relay_view(id, now, true)).collect()
+    ids.into_iter()
+        .filter_map(|id| tr.relay_view(id, now, true))
+        .collect()
 }

@@ -285,7 +285,9 @@ fn build_event(cx: &mut Cx, raw: &RawPlan) -> Event {
         .silent_after
         .as_ref()
         .and_then(|d| parse_duration(cx, d, "event.silent_after"))
-        .map_or(DEFAULT_SILENT_AFTER_MS, |d| d.as_millis().try_into().unwrap_or(i64::MAX));
+        .map_or(DEFAULT_SILENT_AFTER_MS, |d| {
+            d.as_millis().try_into().unwrap_or(i64::MAX)
+        });
     Event {
         id: e.id.get_ref().clone(),
         name: e.name.get_ref().clone(),

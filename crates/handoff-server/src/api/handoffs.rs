@@ -38,7 +38,11 @@ pub struct Code {
 
 impl std::fmt::Debug for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Code").field("code", &"<redacted>").field("device", &self.device).field("expires_at", &self.expires_at).finish()
+        f.debug_struct("Code")
+            .field("code", &"<redacted>")
+            .field("device", &self.device)
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -50,14 +54,18 @@ fn from_handoff_error(e: &HandoffError) -> ApiError {
     let code = match e {
         HandoffError::Finished(_) => "finished",
         HandoffError::NotNext { .. } => "not_next",
-        HandoffError::NoSuchEntry(_) | HandoffError::AlreadyVoid(_) | HandoffError::NotLast(_) => "bad_correction",
+        HandoffError::NoSuchEntry(_) | HandoffError::AlreadyVoid(_) | HandoffError::NotLast(_) => {
+            "bad_correction"
+        }
         HandoffError::BeforePrevious { .. } => "before_previous",
     };
     conflict(code, e.to_string())
 }
 
 fn event_of(state: &AppState, event: &str) -> Result<Arc<EventLive>> {
-    state.event(event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
+    state
+        .event(event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
 }
 
 /// Admin, or a device of this event (by its bearer token).
@@ -70,10 +78,19 @@ async fn caller(state: &AppState, headers: &HeaderMap, event: &str) -> Result<Ca
     if state.admin.matches(headers) {
         return Ok(Caller::Admin);
     }
-    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("send the admin token or a device token: Authorization: Bearer <token>"))?;
-    let device = state.device_by_token(token).await?.ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "send the admin token or a device token: Authorization: Bearer <token>",
+        )
+    })?;
+    let device = state
+        .device_by_token(token)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     if device.event_id != event {
-        return Err(ApiError::unauthorized("this device belongs to another event"));
+        return Err(ApiError::unauthorized(
+            "this device belongs to another event",
+        ));
     }
     Ok(Caller::Device(device))
 }
@@ -102,29 +119,53 @@ pub struct HandoffBody {
 fn parse_at(state: &AppState, at: Option<&str>) -> Result<Timestamp> {
     let now = state.now();
     let Some(s) = at else { return Ok(now) };
-    let t: Timestamp = s.parse().map_err(|e| ApiError::bad_request("invalid_value", format!("`at` must be an RFC 3339 time such as 2024-08-11T21:09:00Z: {e}")).field("at"))?;
+    let t: Timestamp = s.parse().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_value",
+            format!("`at` must be an RFC 3339 time such as 2024-08-11T21:09:00Z: {e}"),
+        )
+        .field("at")
+    })?;
     if t.as_millisecond() > now.as_millisecond() + 60_000 {
-        return Err(ApiError::bad_request("future_timestamp", "`at` is in the future; a handoff is recorded when it has happened").field("at"));
+        return Err(ApiError::bad_request(
+            "future_timestamp",
+            "`at` is in the future; a handoff is recorded when it has happened",
+        )
+        .field("at"));
     }
     Ok(t)
 }
 
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs`.
-pub async fn record(State(state): State<Arc<AppState>>, Path((event, relay)): Path<(String, String)>, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn record(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let live = event_of(&state, &event)?;
     let who = caller(&state, &headers, &event).await?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let b: HandoffBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         HandoffBody::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("unreadable handoff: {e}")))?
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("unreadable handoff: {e}"))
+        })?
     };
-    let r = live.plan.relay(&relay).ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?.clone();
+    let r = live
+        .plan
+        .relay(&relay)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?
+        .clone();
     let at = parse_at(&state, b.at.as_deref())?;
     if let Some([lon, lat]) = b.position
         && !((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat))
     {
-        return Err(ApiError::bad_request("out_of_range", "position is [lon, lat] in degrees").field("position"));
+        return Err(
+            ApiError::bad_request("out_of_range", "position is [lon, lat] in degrees")
+                .field("position"),
+        );
     }
     let now = state.now();
     let entry = match b.kind.as_deref().unwrap_or("handoff") {
@@ -132,80 +173,172 @@ pub async fn record(State(state): State<Arc<AppState>>, Path((event, relay)): Pa
             let (method, giver_device, receiver_device) = match &who {
                 Caller::Admin => (Method::Operator, None, None),
                 Caller::Device(d) => {
-                    let giver = check_code(&live, &r, d, b.code.as_deref(), b.from_leg, now).await?;
+                    let giver =
+                        check_code(&live, &r, d, b.code.as_deref(), b.from_leg, now).await?;
                     (Method::TwoParty, Some(giver), Some(d.device_id.clone()))
                 }
             };
             let entry = append(&state, &live, &relay, |chain| {
                 let from_leg = b.from_leg.unwrap_or(chain.state.current);
-                let holders = r.legs.get(chain.state.current).map(|l| l.carriers.join(", ")).unwrap_or_default();
-                chain.state.check_next(from_leg, at, r.legs.len(), &holders).map_err(|e| from_handoff_error(&e))?;
-                let (from, to) = (&r.legs[from_leg], &r.legs[from_leg + 1]);
+                let holders = r
+                    .legs
+                    .get(chain.state.current)
+                    .map(|l| l.carriers.join(", "))
+                    .unwrap_or_default();
+                chain
+                    .state
+                    .check_next(from_leg, at, r.legs.len(), &holders)
+                    .map_err(|e| from_handoff_error(&e))?;
+                let from = &r.legs[from_leg];
                 let mut e = Entry::draft(Kind::Handoff, &event, &relay, at, now);
-                e.from = Some(Holder { leg: from_leg, carriers: from.carriers.clone() });
-                e.to = Some(Holder { leg: from_leg + 1, carriers: to.carriers.clone() });
-                let p = b.position.map_or_else(|| from.exchange_point(), |[lon, lat]| handoff_core::geodesic::Coord::new(lon, lat));
+                e.from = Some(Holder {
+                    leg: from_leg,
+                    carriers: from.carriers.clone(),
+                });
+                // After the last leg there is no receiver: the entry records the arrival.
+                e.to = r.legs.get(from_leg + 1).map(|to| Holder {
+                    leg: from_leg + 1,
+                    carriers: to.carriers.clone(),
+                });
+                let p = b.position.map_or_else(
+                    || from.exchange_point(),
+                    |[lon, lat]| handoff_core::geodesic::Coord::new(lon, lat),
+                );
                 e.position = Some(Point::from_deg(p.lon, p.lat));
-                e.evidence = Some(Evidence { method, giver_device: giver_device.clone(), receiver_device: receiver_device.clone(), distance_m: None });
+                e.evidence = Some(Evidence {
+                    method,
+                    giver_device: giver_device.clone(),
+                    receiver_device: receiver_device.clone(),
+                    distance_m: None,
+                });
                 e.note.clone_from(&b.note);
                 Ok(e)
             })
             .await?;
             if let Some(from) = entry.from.as_ref() {
                 // The code is spent.
-                live.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(relay.clone(), from.leg));
+                live.codes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&(relay.clone(), from.leg));
             }
             entry
         }
         "correction" => {
             if !matches!(who, Caller::Admin) {
-                return Err(ApiError::unauthorized("only an operator (admin token) corrects the custody log"));
+                return Err(ApiError::unauthorized(
+                    "only an operator (admin token) corrects the custody log",
+                ));
             }
-            let target = b.corrects.ok_or_else(|| ApiError::bad_request("missing_field", "a correction names the `corrects` entry (its seq)").field("corrects"))?;
+            let target = b.corrects.ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_field",
+                    "a correction names the `corrects` entry (its seq)",
+                )
+                .field("corrects")
+            })?;
             append(&state, &live, &relay, |chain| {
-                let leg = chain.state.check_correction(target, b.void).map_err(|e| from_handoff_error(&e))?;
+                let leg = chain
+                    .state
+                    .check_correction(target, b.void)
+                    .map_err(|e| from_handoff_error(&e))?;
                 let mut e = Entry::draft(Kind::Correction, &event, &relay, at, now);
                 e.corrects = Some(target);
                 e.void = b.void;
-                e.from = Some(Holder { leg, carriers: r.legs[leg].carriers.clone() });
-                e.to = r.legs.get(leg + 1).map(|l| Holder { leg: leg + 1, carriers: l.carriers.clone() });
+                e.from = Some(Holder {
+                    leg,
+                    carriers: r.legs[leg].carriers.clone(),
+                });
+                e.to = r.legs.get(leg + 1).map(|l| Holder {
+                    leg: leg + 1,
+                    carriers: l.carriers.clone(),
+                });
                 e.note.clone_from(&b.note);
                 Ok(e)
             })
             .await?
         }
-        other => return Err(ApiError::bad_request("invalid_value", format!("kind is `handoff` or `correction`, not `{other}`")).field("kind")),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                format!("kind is `handoff` or `correction`, not `{other}`"),
+            )
+            .field("kind"));
+        }
     };
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }
 
 /// Checks a two-party handoff: the receiver's device enters the code the giver's device got.
 /// Returns the giver's device id.
-async fn check_code(live: &EventLive, relay: &handoff_core::plan::Relay, receiver: &Device, code: Option<&str>, from_leg: Option<usize>, now: Timestamp) -> Result<String> {
-    let current = live.chains.lock().await.get(&relay.id).map_or(0, |c| c.state.current);
+async fn check_code(
+    live: &EventLive,
+    relay: &handoff_core::plan::Relay,
+    receiver: &Device,
+    code: Option<&str>,
+    from_leg: Option<usize>,
+    now: Timestamp,
+) -> Result<String> {
+    let current = live
+        .chains
+        .lock()
+        .await
+        .get(&relay.id)
+        .map_or(0, |c| c.state.current);
     let from = from_leg.unwrap_or(current);
     if from != current {
-        return Err(conflict("not_next", format!("not the next handoff: custody is with leg {current}, so the next handoff is from leg {current} to leg {}", current + 1)));
+        return Err(conflict(
+            "not_next",
+            format!(
+                "not the next handoff: custody is with leg {current}, so the next handoff is from leg {current} to leg {}",
+                current + 1
+            ),
+        ));
     }
-    let to = relay.legs.get(from + 1).ok_or_else(|| conflict("finished", "the relay has finished"))?;
+    let to = relay
+        .legs
+        .get(from + 1)
+        .ok_or_else(|| conflict("finished", "the relay has finished"))?;
     if !to.carriers.iter().any(|c| *c == receiver.carrier) {
-        return Err(conflict("wrong_party", format!("{} does not receive the next handoff ({} → {})", receiver.carrier, relay.legs[from].carriers.join(", "), to.carriers.join(", "))));
+        return Err(conflict(
+            "wrong_party",
+            format!(
+                "{} does not receive the next handoff ({} → {})",
+                receiver.carrier,
+                relay.legs[from].carriers.join(", "),
+                to.carriers.join(", ")
+            ),
+        ));
     }
-    let code = code.ok_or_else(|| ApiError::bad_request("missing_field", "enter the giver's one-time code").field("code"))?;
-    let mut codes = live.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let code = code.ok_or_else(|| {
+        ApiError::bad_request("missing_field", "enter the giver's one-time code").field("code")
+    })?;
+    let mut codes = live
+        .codes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let key = (relay.id.clone(), from);
     let Some(issued) = codes.get_mut(&key) else {
-        return Err(conflict("bad_code", "no code was issued for this handoff; the giver asks for one on their device"));
+        return Err(conflict(
+            "bad_code",
+            "no code was issued for this handoff; the giver asks for one on their device",
+        ));
     };
     if issued.expires_at < now {
         codes.remove(&key);
-        return Err(conflict("code_expired", "the code has expired; the giver asks for a new one"));
+        return Err(conflict(
+            "code_expired",
+            "the code has expired; the giver asks for a new one",
+        ));
     }
     if issued.code != code.trim() {
         issued.attempts += 1;
         if issued.attempts >= CODE_ATTEMPTS {
             codes.remove(&key);
-            return Err(conflict("bad_code", "wrong code, and too many attempts: the giver asks for a new one"));
+            return Err(conflict(
+                "bad_code",
+                "wrong code, and too many attempts: the giver asks for a new one",
+            ));
         }
         return Err(conflict("bad_code", "wrong code"));
     }
@@ -214,32 +347,80 @@ async fn check_code(live: &EventLive, relay: &handoff_core::plan::Relay, receive
 
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs/code` (the giver's device): a
 /// one-time code for the next handoff, to show the receiver.
-pub async fn code(State(state): State<Arc<AppState>>, Path((event, relay)): Path<(String, String)>, headers: HeaderMap) -> Result<Response> {
+pub async fn code(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let live = event_of(&state, &event)?;
     let Caller::Device(device) = caller(&state, &headers, &event).await? else {
-        return Err(ApiError::bad_request("not_a_device", "the giver's device asks for the code (device token); an operator records the handoff directly"));
+        return Err(ApiError::bad_request(
+            "not_a_device",
+            "the giver's device asks for the code (device token); an operator records the handoff directly",
+        ));
     };
-    let r = live.plan.relay(&relay).ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
-    let current = live.chains.lock().await.get(&relay).map_or(0, |c| c.state.current);
-    let giver = r.legs.get(current).ok_or_else(|| conflict("finished", "the relay has finished"))?;
+    let r = live
+        .plan
+        .relay(&relay)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
+    let current = live
+        .chains
+        .lock()
+        .await
+        .get(&relay)
+        .map_or(0, |c| c.state.current);
+    let giver = r
+        .legs
+        .get(current)
+        .ok_or_else(|| conflict("finished", "the relay has finished"))?;
     if current + 1 >= r.legs.len() {
-        return Err(conflict("finished", "this is the last leg: there is no handoff after it"));
+        return Err(conflict(
+            "finished",
+            "this is the last leg: there is no handoff after it",
+        ));
     }
     if !giver.carriers.iter().any(|c| *c == device.carrier) {
-        return Err(conflict("wrong_party", format!("{} does not hold the object (leg {current}: {})", device.carrier, giver.carriers.join(", "))));
+        return Err(conflict(
+            "wrong_party",
+            format!(
+                "{} does not hold the object (leg {current}: {})",
+                device.carrier,
+                giver.carriers.join(", ")
+            ),
+        ));
     }
-    let n = getrandom::u64().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "random", e.to_string()))?;
+    let n = getrandom::u64()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "random", e.to_string()))?;
     let code = format!("{:06}", n % 1_000_000);
-    let expires_at = state.now().checked_add(jiff::SignedDuration::from_millis(CODE_TTL_MS)).unwrap_or(state.now());
-    live.codes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((relay.clone(), current), Code { code: code.clone(), device: device.device_id.clone(), expires_at, attempts: 0 });
+    let expires_at = state
+        .now()
+        .checked_add(jiff::SignedDuration::from_millis(CODE_TTL_MS))
+        .unwrap_or(state.now());
+    live.codes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            (relay.clone(), current),
+            Code {
+                code: code.clone(),
+                device: device.device_id.clone(),
+                expires_at,
+                attempts: 0,
+            },
+        );
     Ok(Json(json!({ "code": code, "from_leg": current, "to_leg": current + 1, "expires_at": expires_at })).into_response())
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/custody`: the log as NDJSON.
-pub async fn custody(State(state): State<Arc<AppState>>, Path((event, relay)): Path<(String, String)>) -> Result<Response> {
+pub async fn custody(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+) -> Result<Response> {
     let live = event_of(&state, &event)?;
     if live.plan.relay(&relay).is_none() {
-        return Err(ApiError::not_found(format!("no relay `{relay}` in `{event}`")));
+        return Err(ApiError::not_found(format!(
+            "no relay `{relay}` in `{event}`"
+        )));
     }
     // Straight from the store: what an auditor checks is what was committed.
     let rows = state.store.custody(&event, &relay).await?;
@@ -252,9 +433,14 @@ pub async fn custody(State(state): State<Arc<AppState>>, Path((event, relay)): P
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/accuracy`.
-pub async fn accuracy(State(state): State<Arc<AppState>>, Path((event, relay)): Path<(String, String)>) -> Result<Response> {
+pub async fn accuracy(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+) -> Result<Response> {
     let live = event_of(&state, &event)?;
-    let legs = live.accuracy(&relay).ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
+    let legs = live
+        .accuracy(&relay)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     Ok(Json(json!({ "event": event, "relay": relay, "legs": legs })).into_response())
 }
 
@@ -268,16 +454,34 @@ pub struct ShiftBody {
 
 /// `POST /api/v1/events/{event}/shift` (admin): shift the remaining plan of every relay (or
 /// one) by N minutes, from the leg holding the object on.
-pub async fn shift(State(state): State<Arc<AppState>>, Path(event): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn shift(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     state.admin.require(&headers)?;
     let live = event_of(&state, &event)?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
-    let b: ShiftBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("expected {{\"minutes\": N}}: {e}")))?;
+    let b: ShiftBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("expected {{\"minutes\": N}}: {e}"),
+        )
+    })?;
     if b.minutes == 0 || b.minutes.abs() > 7 * 24 * 60 {
-        return Err(ApiError::bad_request("out_of_range", "minutes must be non-zero and at most a week").field("minutes"));
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "minutes must be non-zero and at most a week",
+        )
+        .field("minutes"));
     }
     let relays: Vec<String> = match &b.relay {
-        Some(r) if live.plan.relay(r).is_none() => return Err(ApiError::bad_request("invalid_value", format!("no relay `{r}`")).field("relay")),
+        Some(r) if live.plan.relay(r).is_none() => {
+            return Err(
+                ApiError::bad_request("invalid_value", format!("no relay `{r}`")).field("relay"),
+            );
+        }
         Some(r) => vec![r.clone()],
         None => live.plan.relays.iter().map(|r| r.id.clone()).collect(),
     };
@@ -285,12 +489,24 @@ pub async fn shift(State(state): State<Arc<AppState>>, Path(event): Path<String>
     let mut entries = Vec::new();
     for relay in relays {
         let r = live.plan.relay(&relay).cloned();
-        let from_leg = live.relay_view(&relay, now, false).and_then(|v| v.current_leg.or(if v.status == handoff_core::live::RelayStatus::Planned { Some(0) } else { None }));
-        let (Some(r), Some(from_leg)) = (r, from_leg) else { continue }; // finished: nothing to shift
+        let from_leg = live.relay_view(&relay, now, false).and_then(|v| {
+            v.current_leg
+                .or(if v.status == handoff_core::live::RelayStatus::Planned {
+                    Some(0)
+                } else {
+                    None
+                })
+        });
+        let (Some(r), Some(from_leg)) = (r, from_leg) else {
+            continue;
+        }; // finished: nothing to shift
         let e = append(&state, &live, &relay, |_| {
             let mut e = Entry::draft(Kind::Shift, &event, &relay, now, now);
             e.shift_s = Some(b.minutes * 60);
-            e.from = Some(Holder { leg: from_leg, carriers: r.legs[from_leg].carriers.clone() });
+            e.from = Some(Holder {
+                leg: from_leg,
+                carriers: r.legs[from_leg].carriers.clone(),
+            });
             e.note.clone_from(&b.note);
             Ok(e)
         })

@@ -26,8 +26,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => plan::push(&file, &server, &token),
         Command::Demo { .. } => demo::run(),
         Command::Log {
-            command: LogCommand::Verify { file, server, event, relay },
-        } => log::verify(file.as_deref(), server.as_deref(), event.as_deref(), relay.as_deref()),
+            command:
+                LogCommand::Verify {
+                    file,
+                    server,
+                    event,
+                    relay,
+                },
+        } => log::verify(
+            file.as_deref(),
+            server.as_deref(),
+            event.as_deref(),
+            relay.as_deref(),
+        ),
         Command::Serve {
             listen,
             db,
