@@ -252,6 +252,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/events/{event}/devices",
             post(api::events::add_device),
         )
+        .route("/api/v1/events/{event}/plan.toml", get(api::events::source))
         .route("/api/v1/events/{event}/shift", post(api::handoffs::shift))
         .route(
             "/api/v1/events/{event}/relays/{relay}/handoffs",
