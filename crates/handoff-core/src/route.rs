@@ -378,9 +378,9 @@ fn lerp_ele(a: Coord, b: Coord, t: f64) -> Option<f64> {
 struct IndexParams;
 
 impl RTreeParams for IndexParams {
-    const MIN_SIZE: usize = 6;
-    const MAX_SIZE: usize = 16;
-    const REINSERTION_COUNT: usize = 4;
+    const MIN_SIZE: usize = 3;
+    const MAX_SIZE: usize = 6;
+    const REINSERTION_COUNT: usize = 2;
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 

@@ -52,6 +52,8 @@ struct LegTrack {
     actual_start: Option<Timestamp>,
     actual_end: Option<Timestamp>,
     along_m: f64,
+    /// When `along_m` last moved forward (or the leg began): the base of the plausibility check.
+    along_t: Option<Timestamp>,
     last_fix: Option<Fix>,
     /// Recent fixes, for the delayed public view.
     recent: Vec<Fix>,
@@ -667,6 +669,7 @@ fn apply_ping(
         lt.off_route_run = 0;
         if along_m > lt.along_m && plausible_advance(leg, lt, along_m, ping) {
             lt.along_m = along_m;
+            lt.along_t = Some(ping.t);
         }
     }
     let fix = Fix {
@@ -726,7 +729,7 @@ fn record_predictions(relay: &Relay, rt: &mut RelayTrack, t: Timestamp) {
 
 /// The predicted (or, once done, actual) start and end of every leg at `now`: the current
 /// leg's end from its pace, each later leg its planned duration after the one before it.
-fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp, public_fix: Option<Fix>) -> Vec<(Timestamp, Timestamp)> {
     let cur = rt.current;
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
@@ -739,7 +742,9 @@ fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, 
             )
         } else if i == cur && lt.actual_start.is_some() {
             let start = lt.actual_start.unwrap_or(planned_start);
-            (start, current_eta(leg, lt, start, now))
+            // With a public delay, spectators get the ETA as of the last public fix.
+            let (along_m, fix) = public_fix.map_or((lt.along_m, lt.last_fix), |f| (f.along_m, Some(f)));
+            (start, current_eta(leg, lt, along_m, fix, start, now))
         } else {
             // An upcoming leg starts when the one before it ends.
             let start = next_start.unwrap_or(planned_start);
@@ -752,18 +757,22 @@ fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<(Timestamp, 
 }
 
 fn eta_ends(relay: &Relay, rt: &RelayTrack, now: Timestamp) -> Vec<Timestamp> {
-    eta_times(relay, rt, now)
+    eta_times(relay, rt, now, None)
         .into_iter()
         .map(|(_, e)| e)
         .collect()
 }
 
-/// A forward jump faster than the mode allows (plus the fix's uncertainty) is a mismatch
-/// (the projection caught another branch of the route), not progress.
+/// A forward jump faster than the mode allows (plus the fix's uncertainty) since progress last
+/// moved is a mismatch (the projection caught another branch of the route), not progress.
+/// Measured from the last accepted progress, not the last fix, so a carrier who was off the
+/// route for a while is picked up again where they rejoin it.
 fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> bool {
-    let Some(prev) = lt.last_fix else { return true };
+    let Some(since) = lt.along_t.or(lt.actual_start) else {
+        return true;
+    };
     #[allow(clippy::cast_precision_loss)]
-    let dt_s = (ping.t.as_millisecond() - prev.t.as_millisecond()).max(0) as f64 / 1000.0;
+    let dt_s = (ping.t.as_millisecond() - since.as_millisecond()).max(0) as f64 / 1000.0;
     let (_, max_kmh) = leg.mode.plausible_kmh();
     let slack_m = 100.0 + 3.0 * ping.acc_m.unwrap_or(10.0);
     along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
@@ -778,7 +787,11 @@ fn relay_view(
 ) -> crate::live::RelayView {
     use crate::live::{LegStatus, LegView, Position, RelayView};
     let cur = rt.current;
-    let times = eta_times(relay, rt, now);
+    // The last fix spectators may see; with a public delay, progress and ETAs are as of it too,
+    // or they would give away where the carrier is now.
+    let public_fix = rt.legs.get(cur).and_then(|lt| lt.recent.iter().rev().find(|f| f.t <= as_of).copied());
+    let delayed = as_of < now;
+    let times = eta_times(relay, rt, now, if delayed { Some(public_fix.unwrap_or_else(|| start_fix(relay, rt))) } else { None });
     let legs = relay
         .legs
         .iter()
@@ -803,16 +816,13 @@ fn relay_view(
                 eta_start,
                 eta_end,
                 status,
-                lt.along_m,
+                if delayed && i == cur { public_fix.map_or(0.0, |f| f.along_m) } else { lt.along_m },
                 lt.off_route_run >= OFF_ROUTE_PINGS,
                 i < rt.verified,
             )
         })
         .collect();
-    let position = rt.legs.get(cur).and_then(|lt| {
-        let fix = lt.recent.iter().rev().find(|f| f.t <= as_of).copied()?;
-        Some(Position::new(fix, now, STALE_MS))
-    });
+    let position = public_fix.map(|fix| Position::new(fix, now, STALE_MS));
     // Silent: a tracked leg whose holder has not reported for a while (or ever, since it began).
     let silent = rt.legs.get(cur).is_some_and(|lt| {
         let leg = &relay.legs[cur];
@@ -826,19 +836,23 @@ fn relay_view(
     RelayView::new(relay, cur, legs, position, silent, now)
 }
 
-fn current_eta(leg: &Leg, lt: &LegTrack, start: Timestamp, now: Timestamp) -> Timestamp {
+/// A stand-in fix at the start of the current leg, for a delayed view before any public fix.
+fn start_fix(relay: &Relay, rt: &RelayTrack) -> Fix {
+    let cur = rt.current.min(relay.legs.len().saturating_sub(1));
+    let at = relay.legs.get(cur).map_or(Coord::new(0.0, 0.0), |l| l.geometry.start());
+    let t = rt.legs.get(cur).and_then(|l| l.actual_start).unwrap_or_else(|| relay.legs.get(cur).map_or(Timestamp::UNIX_EPOCH, |l| l.start));
+    Fix { t, lon: at.lon, lat: at.lat, acc_m: None, along_m: 0.0, cross_track_m: 0.0 }
+}
+
+fn current_eta(leg: &Leg, lt: &LegTrack, along_m: f64, fix: Option<Fix>, start: Timestamp, now: Timestamp) -> Timestamp {
     let planned_end = shifted(start, leg.duration_ms());
     let Some(route) = leg.geometry.route() else {
         return planned_end.max(now);
     };
-    let remaining_m = (route.length_m() - lt.along_m).max(0.0);
-    let speed = lt
-        .pace
-        .blended_mps(planned_speed_ahead_mps(leg, lt.along_m));
-    let from = lt.last_fix.map_or(start, |f| f.t);
-    let eta = from
-        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
-        .unwrap_or(planned_end);
+    let remaining_m = (route.length_m() - along_m).max(0.0);
+    let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, along_m));
+    let from = fix.map_or(start, |f| f.t);
+    let eta = from.checked_add(SignedDuration::from_secs_f64(remaining_m / speed)).unwrap_or(planned_end);
     eta.max(now)
 }
 
@@ -1027,6 +1041,22 @@ duration = "6m"
     }
 
     #[test]
+    fn progress_resumes_where_a_carrier_rejoins_the_route() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        tr.apply("Ann", "Ann", &ping(250, 2.3515, 48.85));
+        // A wrong turn: 330 m off the street for a while…
+        for k in 0..6 {
+            tr.apply("Ann", "Ann", &ping(260 + k * 10, 2.354, 48.853));
+        }
+        // …then back on it, further along.
+        tr.apply("Ann", "Ann", &ping(330, 2.3590, 48.85));
+        tr.apply("Ann", "Ann", &ping(340, 2.3600, 48.85));
+        let frac = tr.snapshot(t(341), false).relay("r").unwrap().progress.unwrap().fraction;
+        assert!(frac > 0.6, "{frac}");
+    }
+
+    #[test]
     fn public_view_lags_by_the_public_delay() {
         let plan = PLAN.replace("name = \"T\"", "name = \"T\"\npublic_delay = \"30s\"");
         let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
@@ -1045,5 +1075,9 @@ duration = "6m"
                 .position
                 .is_none()
         );
+        // Progress and ETA are as of the public fix too: they must not give the carrier away.
+        let (pu, pr) = (public.relay("r").unwrap(), private.relay("r").unwrap());
+        assert!(pu.progress.unwrap().along_m < pr.progress.unwrap().along_m);
+        assert!(pu.legs[1].eta_end != pr.legs[1].eta_end);
     }
 }

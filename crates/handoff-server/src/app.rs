@@ -46,6 +46,8 @@ pub struct AppState {
     events: RwLock<HashMap<String, Arc<EventLive>>>,
     /// Registered devices by token hash (a cache of the store's table).
     devices: RwLock<HashMap<String, Device>>,
+    /// Outgoing webhooks of every event (a cache of the store's table) and their client.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// The stored form of a plan: its TOML source, self-contained (routes inline).
@@ -70,6 +72,7 @@ impl AppState {
             closing: tokio::sync::watch::Sender::new(false),
             events: RwLock::new(HashMap::new()),
             devices: RwLock::new(HashMap::new()),
+            webhooks: crate::webhooks::Webhooks::new(),
         });
         for stored in state.store.latest_plans().await? {
             state.install(&stored).await?;
@@ -128,6 +131,10 @@ impl AppState {
             env.source,
         ));
         let devices = self.store.devices(&stored.event_id).await?;
+        self.webhooks.load(
+            &stored.event_id,
+            self.store.webhooks(&stored.event_id).await?,
+        );
         let carrier_of: HashMap<&str, &str> = devices
             .iter()
             .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
@@ -227,11 +234,16 @@ impl AppState {
             .insert(d.token_hash.clone(), d);
     }
 
-    /// Lets time pass on every event (stage legs end on time, overdue flags rise).
+    /// Lets time pass on every event (stage legs end on time, overdue flags rise), and sends
+    /// each alert that rose to the webhooks subscribed to its kind.
     pub fn tick(&self) {
         let now = self.now();
         for e in self.events() {
-            e.tick(now);
+            for alert in e.tick(now) {
+                if let Some(kind) = alert["kind"].as_str() {
+                    crate::webhooks::notify(self, &e, kind, &alert);
+                }
+            }
         }
     }
 }
@@ -270,12 +282,38 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/events/{event}/relays/{relay}/accuracy",
             get(api::handoffs::accuracy),
         )
+        .route(
+            "/api/v1/events/{event}/webhooks",
+            post(api::webhooks::add).get(api::webhooks::list),
+        )
+        .route(
+            "/api/v1/events/{event}/webhooks/deliveries",
+            get(api::webhooks::deliveries),
+        )
+        .route(
+            "/api/v1/events/{event}/calendar.ics",
+            get(api::exports::calendar),
+        )
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/track.gpx",
+            get(api::exports::track_gpx),
+        )
+        .route(
+            "/api/v1/events/{event}/relays/{relay}/track.geojson",
+            get(api::exports::track_geojson),
+        )
+        .route(
+            "/api/v1/events/{event}/pings.csv",
+            get(api::exports::pings_csv),
+        )
         .route("/api/v1/pings", post(api::ingest::pings))
         .route(
             "/osmand",
             get(api::ingest::osmand_get).post(api::ingest::osmand_post),
         )
         .route("/owntracks", post(api::ingest::owntracks))
+        // The pages (live map, console, carrier) and their embedded assets.
+        .merge(crate::pages::router())
         .with_state(state)
 }
 

@@ -102,6 +102,7 @@ pub async fn append(
         Kind::Correction | Kind::Genesis => {}
     }
     live.send("custody", data);
+    crate::webhooks::notify_custody(state, live, relay, &entry);
     if !found.is_empty() {
         // A late-recorded handoff can reveal proximity handoffs after it.
         Box::pin(record_proximity(state, live, found)).await;

@@ -1,6 +1,6 @@
 //! The server side of handoff: the ingest protocols phones speak, the JSON API, the live
-//! stream, auth and metrics, as a library ([`app::launch`]) so tests run it in-process on
-//! `127.0.0.1:0` and the binary stays thin.
+//! stream, auth, metrics, exports and outgoing webhooks, as a library ([`app::launch`]) so
+//! tests run it in-process on `127.0.0.1:0` and the binary stays thin.
 
 pub mod api;
 pub mod app;
@@ -10,5 +10,7 @@ pub mod error;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod pages;
+pub mod webhooks;
 
 pub use app::{AppState, Clock, Config, launch};

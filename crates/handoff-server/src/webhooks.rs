@@ -101,7 +101,10 @@ impl Webhooks {
         self.by_event
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(event_id.to_owned(), hooks.into_iter().map(Arc::new).collect());
+            .insert(
+                event_id.to_owned(),
+                hooks.into_iter().map(Arc::new).collect(),
+            );
     }
 
     /// Caches a webhook just stored.
@@ -135,7 +138,9 @@ pub fn notify(state: &AppState, live: &EventLive, kind: &str, payload: &Value) {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        eprintln!("handoff: webhooks: no async runtime to deliver a `{kind}` notification of {event}");
+        eprintln!(
+            "handoff: webhooks: no async runtime to deliver a `{kind}` notification of {event}"
+        );
         return;
     };
     for hook in hooks {
@@ -146,7 +151,8 @@ pub fn notify(state: &AppState, live: &EventLive, kind: &str, payload: &Value) {
                 return;
             }
         };
-        let body = json!({ "kind": kind, "event": event, "delivery": delivery_id, "payload": payload });
+        let body =
+            json!({ "kind": kind, "event": event, "delivery": delivery_id, "payload": payload });
         let delivery = Delivery {
             hook,
             kind: kind.to_owned(),
@@ -168,7 +174,12 @@ pub fn notify(state: &AppState, live: &EventLive, kind: &str, payload: &Value) {
 /// one (with the entry, so a receiver sees which). Other entries are not notified.
 pub fn notify_custody(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
     if matches!(entry.kind, Kind::Handoff | Kind::Correction) {
-        notify(state, live, "handoff", &json!({ "relay": relay, "entry": entry }));
+        notify(
+            state,
+            live,
+            "handoff",
+            &json!({ "relay": relay, "entry": entry }),
+        );
     }
 }
 

@@ -33,12 +33,26 @@ fn run_length_m() -> f64 {
 
 /// A ping with only the required values.
 fn bare(t: Timestamp, (lon, lat): (f64, f64)) -> Ping {
-    Ping { t, lon, lat, acc_m: None, speed_mps: None, heading_deg: None, alt_m: None, batt_pct: None }
+    Ping {
+        t,
+        lon,
+        lat,
+        acc_m: None,
+        speed_mps: None,
+        heading_deg: None,
+        alt_m: None,
+        batt_pct: None,
+    }
 }
 
 /// The pings the runner's device has stored.
 async fn runner_pings(s: &Server) -> Result<Vec<Ping>> {
-    Ok(s.stored().await?.into_iter().filter(|p| p.device_id == DEVICES[RUN]).map(|p| p.ping).collect())
+    Ok(s.stored()
+        .await?
+        .into_iter()
+        .filter(|p| p.device_id == DEVICES[RUN])
+        .map(|p| p.ping)
+        .collect())
 }
 
 /// Asserts that `/live` shows the runner holding the flag, `along_m` into her leg, last seen at
@@ -52,9 +66,18 @@ fn assert_runner_at(live: &Value, along_m: f64, seen: Timestamp, pos: (f64, f64)
     assert_eq!(r["mode"], "run");
     let progress = &r["progress"];
     let length = run_length_m();
-    assert!((progress["along_m"].as_f64().unwrap_or(-1.0) - along_m).abs() < 1.0, "progress {progress}, want {along_m} m");
-    assert!((progress["length_m"].as_f64().unwrap_or(-1.0) - length).abs() < 1e-6, "{progress}");
-    assert!((progress["fraction"].as_f64().unwrap_or(-1.0) - along_m / length).abs() < 1e-3, "{progress}");
+    assert!(
+        (progress["along_m"].as_f64().unwrap_or(-1.0) - along_m).abs() < 1.0,
+        "progress {progress}, want {along_m} m"
+    );
+    assert!(
+        (progress["length_m"].as_f64().unwrap_or(-1.0) - length).abs() < 1e-6,
+        "{progress}"
+    );
+    assert!(
+        (progress["fraction"].as_f64().unwrap_or(-1.0) - along_m / length).abs() < 1e-3,
+        "{progress}"
+    );
     assert_eq!(ts(&r["position"]["t"]), seen);
     assert!((r["position"]["lon"].as_f64().unwrap_or(0.0) - pos.0).abs() < 1e-9);
     assert!((r["position"]["lat"].as_f64().unwrap_or(0.0) - pos.1).abs() < 1e-9);
@@ -64,8 +87,16 @@ fn assert_runner_at(live: &Value, along_m: f64, seen: Timestamp, pos: (f64, f64)
     assert_eq!(legs[1]["status"], "current");
     assert!((legs[1]["along_m"].as_f64().unwrap_or(-1.0) - along_m).abs() < 1.0);
     for (i, minutes) in [(BIKE, 5), (LOOP, 7)] {
-        assert_eq!(ts(&legs[i]["eta_start"]), ts(&legs[i - 1]["eta_end"]), "leg {i} starts when leg {} ends", i - 1);
-        assert_eq!(ts(&legs[i]["eta_end"]).duration_since(ts(&legs[i]["eta_start"])), SignedDuration::from_mins(minutes));
+        assert_eq!(
+            ts(&legs[i]["eta_start"]),
+            ts(&legs[i - 1]["eta_end"]),
+            "leg {i} starts when leg {} ends",
+            i - 1
+        );
+        assert_eq!(
+            ts(&legs[i]["eta_end"]).duration_since(ts(&legs[i]["eta_start"])),
+            SignedDuration::from_mins(minutes)
+        );
     }
     assert_eq!(ts(&r["eta_finish"]), ts(&legs[LOOP]["eta_end"]));
 }
@@ -77,7 +108,10 @@ fn run_eta(live: &Value) -> Timestamp {
 
 /// When she would arrive from `along_m` at `t` at `speed_mps`.
 fn arrival(t: Timestamp, along_m: f64, speed_mps: f64) -> Timestamp {
-    t.checked_add(SignedDuration::from_secs_f64((run_length_m() - along_m) / speed_mps)).unwrap_or(t)
+    t.checked_add(SignedDuration::from_secs_f64(
+        (run_length_m() - along_m) / speed_mps,
+    ))
+    .unwrap_or(t)
 }
 
 /// The plan's pace for the run: its length over 7 minutes.
@@ -89,8 +123,14 @@ fn planned_mps() -> f64 {
 /// pace alone would give, earlier than the observed pace alone.
 fn assert_blended(eta: Timestamp, t: Timestamp, along_m: f64, observed_mps: f64) {
     assert!(observed_mps < planned_mps());
-    let (by_plan, by_observation) = (arrival(t, along_m, planned_mps()), arrival(t, along_m, observed_mps));
-    assert!(eta > by_plan && eta < by_observation, "ETA {eta} should lie between {by_plan} (plan) and {by_observation} (observed)");
+    let (by_plan, by_observation) = (
+        arrival(t, along_m, planned_mps()),
+        arrival(t, along_m, observed_mps),
+    );
+    assert!(
+        eta > by_plan && eta < by_observation,
+        "ETA {eta} should lie between {by_plan} (plan) and {by_observation} (observed)"
+    );
 }
 
 #[tokio::test]
@@ -98,16 +138,35 @@ async fn a_json_array_is_stored_in_si_units_and_moves_the_runner() -> Result<()>
     let s = running(200).await?;
     let (p1, p2) = (on_run(100.0), on_run(200.0));
     let body = json!([
-        { "t": "2024-08-11T21:02:40Z", "lon": p1.0, "lat": p1.1, "acc": 4.5, "speed": 2.5, "heading": 291.5, "alt": 35.2, "batt": 87 },
+        {
+            "t": "2024-08-11T21:02:40Z", "lon": p1.0, "lat": p1.1,
+            "acc": 4.5, "speed": 2.5, "heading": 291.5, "alt": 35.2, "batt": 87
+        },
         // The same API with an offset: 23:03:20 in Paris is 21:03:20 UTC.
         { "t": "2024-08-11T23:03:20+02:00", "lon": p2.0, "lat": p2.1, "satellites": 9 }
     ]);
-    let (status, reply) = s.post_pings(Some(&s.tokens[RUN]), Some("application/json"), body.to_string()).await?;
+    let (status, reply) = s
+        .post_pings(
+            Some(&s.tokens[RUN]),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await?;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    assert_eq!(reply, json!({ "accepted": 2, "duplicates": 0, "rejected": [] }));
+    assert_eq!(
+        reply,
+        json!({ "accepted": 2, "duplicates": 0, "rejected": [] })
+    );
 
     let want = [
-        Ping { acc_m: Some(4.5), speed_mps: Some(2.5), heading_deg: Some(291.5), alt_m: Some(35.2), batt_pct: Some(87.0), ..bare(at(160), p1) },
+        Ping {
+            acc_m: Some(4.5),
+            speed_mps: Some(2.5),
+            heading_deg: Some(291.5),
+            alt_m: Some(35.2),
+            batt_pct: Some(87.0),
+            ..bare(at(160), p1)
+        },
         bare(at(200), p2),
     ];
     assert_eq!(runner_pings(&s).await?, want);
@@ -130,12 +189,29 @@ async fn ndjson_is_read_line_by_line() -> Result<()> {
         json!({ "t": at(200).to_string(), "lon": p2.0, "lat": p2.1, "batt": 55.5 }),
         json!({ "t": at(240).to_string(), "lon": p3.0, "lat": p3.1, "speed": 2.5 }),
     );
-    let (status, reply) = s.post_pings(Some(&s.tokens[RUN]), Some("application/x-ndjson"), body).await?;
-    assert_eq!((status, reply), (StatusCode::OK, json!({ "accepted": 3, "duplicates": 0, "rejected": [] })));
+    let (status, reply) = s
+        .post_pings(Some(&s.tokens[RUN]), Some("application/x-ndjson"), body)
+        .await?;
+    assert_eq!(
+        (status, reply),
+        (
+            StatusCode::OK,
+            json!({ "accepted": 3, "duplicates": 0, "rejected": [] })
+        )
+    );
     let want = [
-        Ping { acc_m: Some(6.0), ..bare(at(160), p1) },
-        Ping { batt_pct: Some(55.5), ..bare(at(200), p2) },
-        Ping { speed_mps: Some(2.5), ..bare(at(240), p3) },
+        Ping {
+            acc_m: Some(6.0),
+            ..bare(at(160), p1)
+        },
+        Ping {
+            batt_pct: Some(55.5),
+            ..bare(at(200), p2)
+        },
+        Ping {
+            speed_mps: Some(2.5),
+            ..bare(at(240), p3)
+        },
     ];
     assert_eq!(runner_pings(&s).await?, want);
     let live = s.live(false).await?;
@@ -177,7 +253,11 @@ async fn osmand_query_reads_every_timestamp_form_and_speed_in_knots() -> Result<
         if k == 0 {
             // One fix: no pace observed yet, so the ETA is the plan's pace from where she is.
             let want = arrival(*t, *along, planned_mps());
-            assert!(secs_between(want, run_eta(&live)).abs() < 1.0, "ETA {} want {want}", run_eta(&live));
+            assert!(
+                secs_between(want, run_eta(&live)).abs() < 1.0,
+                "ETA {} want {want}",
+                run_eta(&live)
+            );
         }
     }
     let stored = runner_pings(&s).await?;
@@ -189,7 +269,10 @@ async fn osmand_query_reads_every_timestamp_form_and_speed_in_knots() -> Result<
         // 10 knots is 10 nautical miles (1852 m) an hour.
         let speed = p.speed_mps.unwrap_or(f64::NAN);
         assert!((speed - 5.1444).abs() < 1e-4, "{speed}");
-        assert_eq!((p.heading_deg, p.alt_m, p.acc_m, p.batt_pct), (Some(291.5), Some(35.2), Some(4.5), Some(87.0)));
+        assert_eq!(
+            (p.heading_deg, p.alt_m, p.acc_m, p.batt_pct),
+            (Some(291.5), Some(35.2), Some(4.5), Some(87.0))
+        );
     }
     Ok(())
 }
@@ -200,15 +283,39 @@ async fn osmand_form_body_with_the_location_and_deviceid_aliases() -> Result<()>
     let token = s.tokens[RUN].clone();
     let (p1, p2) = (on_run(100.0), on_run(250.0));
     let forms = [
-        serde_urlencoded::to_string([("id", token.as_str()), ("lat", &p1.1.to_string()), ("lon", &p1.0.to_string()), ("timestamp", "2024-08-11 21:02:40"), ("speed", "5.4")])?,
-        serde_urlencoded::to_string([("deviceid", token.as_str()), ("location", &format!("{},{}", p2.1, p2.0)), ("timestamp", "1723410220"), ("heading", "-90")])?,
+        serde_urlencoded::to_string([
+            ("id", token.as_str()),
+            ("lat", &p1.1.to_string()),
+            ("lon", &p1.0.to_string()),
+            ("timestamp", "2024-08-11 21:02:40"),
+            ("speed", "5.4"),
+        ])?,
+        serde_urlencoded::to_string([
+            ("deviceid", token.as_str()),
+            ("location", &format!("{},{}", p2.1, p2.0)),
+            ("timestamp", "1723410220"),
+            ("heading", "-90"),
+        ])?,
     ];
     for body in forms {
-        let req = s.http.post(s.url("/osmand")).header("content-type", "application/x-www-form-urlencoded").body(body);
+        let req = s
+            .http
+            .post(s.url("/osmand"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
         let (status, reply) = answer(req).await?;
         assert_eq!(status, StatusCode::OK, "{reply}");
     }
-    let want = [Ping { speed_mps: Some(5.4 * 1852.0 / 3600.0), ..bare(at(160), p1) }, Ping { heading_deg: Some(270.0), ..bare(at(220), p2) }];
+    let want = [
+        Ping {
+            speed_mps: Some(5.4 * 1852.0 / 3600.0),
+            ..bare(at(160), p1)
+        },
+        Ping {
+            heading_deg: Some(270.0),
+            ..bare(at(220), p2)
+        },
+    ];
     assert_eq!(runner_pings(&s).await?, want);
     assert_runner_at(&s.live(false).await?, 250.0, at(220), p2);
     Ok(())
@@ -223,7 +330,10 @@ async fn traccar_client_json_body_in_metres_per_second_with_unknowns() -> Result
         json!({
             "location": {
                 "timestamp": "2024-08-11T21:03:00.000Z",
-                "coords": { "latitude": p1.1, "longitude": p1.0, "accuracy": 7.5, "speed": 2.6, "heading": -1, "altitude": -1 },
+                "coords": {
+                    "latitude": p1.1, "longitude": p1.0, "accuracy": 7.5,
+                    "speed": 2.6, "heading": -1, "altitude": -1
+                },
                 "is_moving": true, "odometer": 412.5, "event": "motionchange",
                 "battery": { "level": 0.85, "is_charging": false },
                 "activity": { "type": "running" }
@@ -234,7 +344,10 @@ async fn traccar_client_json_body_in_metres_per_second_with_unknowns() -> Result
         json!({
             "location": {
                 "timestamp": 1_723_410_240_000_i64,
-                "coords": { "latitude": p2.1, "longitude": p2.0, "accuracy": 5, "speed": -1, "heading": 290.0, "altitude": 35 },
+                "coords": {
+                    "latitude": p2.1, "longitude": p2.0, "accuracy": 5,
+                    "speed": -1, "heading": 290.0, "altitude": 35
+                },
                 "battery": { "level": -1, "is_charging": true }
             },
             "device_id": token
@@ -245,8 +358,18 @@ async fn traccar_client_json_body_in_metres_per_second_with_unknowns() -> Result
         assert_eq!(status, StatusCode::OK, "{reply}");
     }
     let want = [
-        Ping { acc_m: Some(7.5), speed_mps: Some(2.6), batt_pct: Some(85.0), ..bare(at(180), p1) },
-        Ping { acc_m: Some(5.0), heading_deg: Some(290.0), alt_m: Some(35.0), ..bare(at(240), p2) },
+        Ping {
+            acc_m: Some(7.5),
+            speed_mps: Some(2.6),
+            batt_pct: Some(85.0),
+            ..bare(at(180), p1)
+        },
+        Ping {
+            acc_m: Some(5.0),
+            heading_deg: Some(290.0),
+            alt_m: Some(35.0),
+            ..bare(at(240), p2)
+        },
     ];
     assert_eq!(runner_pings(&s).await?, want);
     let live = s.live(false).await?;
@@ -261,23 +384,49 @@ async fn owntracks_location_in_kmh_and_percent_other_types_ignored() -> Result<(
     let s = running(240).await?;
     let (device, token) = (DEVICES[RUN], s.tokens[RUN].clone());
     let (p1, p2) = (on_run(100.0), on_run(250.0));
-    let owntracks = |body: Value| s.http.post(s.url("/owntracks")).basic_auth(device, Some(&token)).json(&body);
+    let owntracks = |body: Value| {
+        s.http
+            .post(s.url("/owntracks"))
+            .basic_auth(device, Some(&token))
+            .json(&body)
+    };
     let locations = [
-        json!({ "_type": "location", "lat": p1.1, "lon": p1.0, "tst": 1_723_410_160, "acc": 12, "alt": 35, "vel": 36, "cog": 290, "batt": 64, "tid": "MP", "conn": "m", "created_at": 1_723_410_161 }),
-        json!({ "_type": "location", "lat": p2.1, "lon": p2.0, "tst": 1_723_410_220, "vel": 9, "batt": 63 }),
+        json!({
+            "_type": "location", "lat": p1.1, "lon": p1.0, "tst": 1_723_410_160, "acc": 12,
+            "alt": 35, "vel": 36, "cog": 290, "batt": 64, "tid": "MP", "conn": "m",
+            "created_at": 1_723_410_161
+        }),
+        json!({
+            "_type": "location", "lat": p2.1, "lon": p2.0, "tst": 1_723_410_220, "vel": 9,
+            "batt": 63
+        }),
     ];
     for body in locations {
         let (status, reply) = answer(owntracks(body)).await?;
         assert_eq!((status, reply), (StatusCode::OK, json!([])));
     }
     let want = [
-        Ping { acc_m: Some(12.0), speed_mps: Some(10.0), heading_deg: Some(290.0), alt_m: Some(35.0), batt_pct: Some(64.0), ..bare(at(160), p1) },
-        Ping { speed_mps: Some(2.5), batt_pct: Some(63.0), ..bare(at(220), p2) },
+        Ping {
+            acc_m: Some(12.0),
+            speed_mps: Some(10.0),
+            heading_deg: Some(290.0),
+            alt_m: Some(35.0),
+            batt_pct: Some(64.0),
+            ..bare(at(160), p1)
+        },
+        Ping {
+            speed_mps: Some(2.5),
+            batt_pct: Some(63.0),
+            ..bare(at(220), p2)
+        },
     ];
     assert_eq!(runner_pings(&s).await?, want);
     // Messages that are not locations: accepted (else the app would drop them), not stored.
     for body in [
-        json!({ "_type": "transition", "event": "enter", "desc": "Louvre", "tst": 1_723_410_230, "lat": p2.1, "lon": p2.0, "acc": 10, "t": "c" }),
+        json!({
+            "_type": "transition", "event": "enter", "desc": "Louvre", "tst": 1_723_410_230,
+            "lat": p2.1, "lon": p2.0, "acc": 10, "t": "c"
+        }),
         json!({ "_type": "lwt", "tst": 1_723_410_230 }),
         json!({ "_type": "status", "android": { "hib": 0 } }),
     ] {
@@ -298,23 +447,59 @@ async fn a_resent_ping_is_a_duplicate_stored_once_whatever_the_format() -> Resul
     let (p1, p2) = (on_run(100.0), on_run(150.0));
     let first = json!({ "t": at(160).to_string(), "lon": p1.0, "lat": p1.1, "batt": 80 });
     let second = json!({ "t": at(180).to_string(), "lon": p2.0, "lat": p2.1 });
-    let reply = s.send(&token, &[first.clone()]).await?;
-    assert_eq!(reply, json!({ "accepted": 1, "duplicates": 0, "rejected": [] }));
+    let reply = s.send(&token, &[first]).await?;
+    assert_eq!(
+        reply,
+        json!({ "accepted": 1, "duplicates": 0, "rejected": [] })
+    );
     // The phone resends its buffer: the old ping (with a changed battery), and a new one twice.
     let resent = json!({ "t": at(160).to_string(), "lon": p1.0, "lat": p1.1, "batt": 79 });
     let reply = s.send(&token, &[resent, second.clone(), second]).await?;
-    assert_eq!(reply, json!({ "accepted": 1, "duplicates": 2, "rejected": [] }));
+    assert_eq!(
+        reply,
+        json!({ "accepted": 1, "duplicates": 2, "rejected": [] })
+    );
     // The same instant over OsmAnd.
-    let query = serde_urlencoded::to_string([("id", token.as_str()), ("lat", &p2.1.to_string()), ("lon", &p2.0.to_string()), ("timestamp", "1723410180")])?;
+    let query = serde_urlencoded::to_string([
+        ("id", token.as_str()),
+        ("lat", &p2.1.to_string()),
+        ("lon", &p2.0.to_string()),
+        ("timestamp", "1723410180"),
+    ])?;
     assert_eq!(s.osmand_get(&query).await?.0, StatusCode::OK);
 
     assert_eq!(s.ping_count().await?, 2);
     // The first copy is the one kept.
-    assert_eq!(runner_pings(&s).await?, [Ping { batt_pct: Some(80.0), ..bare(at(160), p1) }, bare(at(180), p2)]);
+    assert_eq!(
+        runner_pings(&s).await?,
+        [
+            Ping {
+                batt_pct: Some(80.0),
+                ..bare(at(160), p1)
+            },
+            bare(at(180), p2)
+        ]
+    );
     assert_runner_at(&s.live(false).await?, 150.0, at(180), p2);
     let metrics = s.metrics().await?;
-    assert_eq!(metric(&metrics, "handoff_pings_duplicate_total", "format=\"batch\""), Some(2.0), "{metrics}");
-    assert_eq!(metric(&metrics, "handoff_pings_duplicate_total", "format=\"osmand\""), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "handoff_pings_duplicate_total",
+            "format=\"batch\""
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "handoff_pings_duplicate_total",
+            "format=\"osmand\""
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     Ok(())
 }
 
@@ -328,16 +513,31 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
         { "t": at(170).to_string(), "lon": p1.0, "lat": 91.0 },
         { "t": at(180).to_string(), "lon": p2.0, "lat": p2.1 },
     ]);
-    let (status, _) = s.post_pings(Some(&token), Some("application/json"), body.to_string()).await?;
+    let (status, _) = s
+        .post_pings(Some(&token), Some("application/json"), body.to_string())
+        .await?;
     assert_eq!(status, StatusCode::OK);
-    let query = serde_urlencoded::to_string([("id", token.as_str()), ("lat", &p2.1.to_string()), ("lon", &p2.0.to_string()), ("timestamp", "1723410190")])?;
+    let query = serde_urlencoded::to_string([
+        ("id", token.as_str()),
+        ("lat", &p2.1.to_string()),
+        ("lon", &p2.0.to_string()),
+        ("timestamp", "1723410190"),
+    ])?;
     assert_eq!(s.osmand_get(&query).await?.0, StatusCode::OK);
     let owntracks = json!({ "_type": "location", "lat": p2.1, "lon": p2.0, "tst": 1_723_410_195 });
-    let req = s.http.post(s.url("/owntracks")).basic_auth(DEVICES[RUN], Some(&token)).json(&owntracks);
+    let req = s
+        .http
+        .post(s.url("/owntracks"))
+        .basic_auth(DEVICES[RUN], Some(&token))
+        .json(&owntracks);
     assert_eq!(answer(req).await?.0, StatusCode::OK);
-    let (status, _) = s.post_pings(Some("not-a-token"), Some("application/json"), "[]").await?;
+    let (status, _) = s
+        .post_pings(Some("not-a-token"), Some("application/json"), "[]")
+        .await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = s.osmand_get(&format!("id={token}&lat=NaN&lon=2.35")).await?;
+    let (status, _) = s
+        .osmand_get(&format!("id={token}&lat=NaN&lon=2.35"))
+        .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let m = s.metrics().await?;
@@ -345,12 +545,28 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
         ("handoff_pings_accepted_total", "format=\"batch\"", 2.0),
         ("handoff_pings_accepted_total", "format=\"osmand\"", 1.0),
         ("handoff_pings_accepted_total", "format=\"owntracks\"", 1.0),
-        ("handoff_pings_rejected_total", "reason=\"out_of_range\"", 1.0),
-        ("handoff_pings_rejected_total", "reason=\"unauthorized\"", 1.0),
+        (
+            "handoff_pings_rejected_total",
+            "reason=\"out_of_range\"",
+            1.0,
+        ),
+        (
+            "handoff_pings_rejected_total",
+            "reason=\"unauthorized\"",
+            1.0,
+        ),
         ("handoff_pings_rejected_total", "reason=\"not_finite\"", 1.0),
-        ("handoff_ingest_latency_seconds_count", "format=\"batch\"", 2.0),
+        (
+            "handoff_ingest_latency_seconds_count",
+            "format=\"batch\"",
+            2.0,
+        ),
     ] {
-        assert_eq!(metric(&m, name, labels), Some(want), "{name}{{{labels}}} in\n{m}");
+        assert_eq!(
+            metric(&m, name, labels),
+            Some(want),
+            "{name}{{{labels}}} in\n{m}"
+        );
     }
     assert_eq!(s.ping_count().await?, 4);
     Ok(())
@@ -359,5 +575,7 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
 /// The value of the sample `name{labels}` in Prometheus text.
 fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -5,7 +5,9 @@
 mod common;
 
 mod bad_input;
+mod exports;
 mod ingest;
 mod restart;
 mod stream;
 mod tracking;
+mod webhooks;

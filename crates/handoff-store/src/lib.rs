@@ -1,5 +1,5 @@
 //! Persistence for handoff behind one trait, [`Store`]: append-only plans (versioned), devices,
-//! pings and custody-log entries. Live state is never stored; the server derives it from these
+//! pings and custody-log entries, and the event's webhooks with their delivery log. Live state is never stored; the server derives it from these
 //! rows and rebuilds it at start-up.
 //!
 //! One idea runs through the API: **an answered write is durable**. Every write method returns
@@ -81,6 +81,19 @@ pub trait Store: Send + Sync {
 
     /// How many pings are stored in all (for metrics and tests).
     async fn ping_count(&self) -> Result<i64>;
+
+    /// Registers a webhook of an event. [`StoreError::Conflict`] when `(event_id, webhook_id)`
+    /// is already taken.
+    async fn add_webhook(&self, webhook: NewWebhook) -> Result<()>;
+
+    /// The webhooks of one event, in the order they were added.
+    async fn webhooks(&self, event_id: &str) -> Result<Vec<Webhook>>;
+
+    /// Appends one delivery attempt to the event's webhook log and returns its `seq`.
+    async fn log_delivery(&self, delivery: NewDelivery) -> Result<i64>;
+
+    /// The last `limit` delivery attempts of an event, newest first.
+    async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>>;
 }
 
 /// One version of an event's plan.
@@ -182,4 +195,105 @@ pub struct StoredCustody {
     pub hash: String,
     pub prev_hash: String,
     pub created_at: Timestamp,
+}
+
+/// A webhook to register: where to POST, the secret that signs each body, and the kinds of
+/// notification wanted (empty: all).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewWebhook {
+    pub event_id: String,
+    pub webhook_id: String,
+    /// An `http://` or `https://` URL, checked by the caller.
+    pub url: String,
+    /// The HMAC key. Kept as given (signing needs it); redacted in `Debug`.
+    pub secret: String,
+    /// `handoff`, `overdue`, `off_route`, `silent`; empty means every kind.
+    pub kinds: Vec<String>,
+}
+
+/// A registered webhook.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub event_id: String,
+    pub webhook_id: String,
+    pub url: String,
+    /// The HMAC key. Redacted in `Debug`.
+    pub secret: String,
+    /// Empty means every kind.
+    pub kinds: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+impl Webhook {
+    /// Whether this webhook wants notifications of `kind`.
+    #[must_use]
+    pub fn wants(&self, kind: &str) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+    }
+}
+
+// The secret signs every delivery: whoever reads it can forge them.
+impl fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewWebhook")
+            .field("event_id", &self.event_id)
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("kinds", &self.kinds)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("event_id", &self.event_id)
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("kinds", &self.kinds)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// One attempt at delivering a notification to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub event_id: String,
+    pub webhook_id: String,
+    /// The same for every attempt at one notification (the `X-Handoff-Delivery` header).
+    pub delivery_id: String,
+    pub kind: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The HTTP status the receiver answered, if it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed (a network error, or a status that is not 2xx).
+    pub error: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A logged delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Append order across the whole store.
+    pub seq: i64,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub delivery_id: String,
+    pub kind: String,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub at: Timestamp,
+}
+
+impl Delivery {
+    /// The receiver answered 2xx.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
 }

@@ -21,7 +21,10 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
 
 use crate::error::{Result, StoreError};
-use crate::{Device, Inserted, NewDevice, NewPing, Store, StoredCustody, StoredPing, StoredPlan};
+use crate::{
+    Delivery, Device, Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store, StoredCustody,
+    StoredPing, StoredPlan, Webhook,
+};
 use writer::Writer;
 
 /// How long a connection waits for a lock held by another process before giving up.
@@ -344,6 +347,81 @@ impl Store for SqliteStore {
         self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM pings", [], |row| row.get(0))?))
             .await
     }
+
+    async fn add_webhook(&self, webhook: NewWebhook) -> Result<()> {
+        // The kinds are stored comma-separated: a comma inside one would split it.
+        if let Some(kind) = webhook
+            .kinds
+            .iter()
+            .find(|k| k.is_empty() || k.contains(','))
+        {
+            return Err(StoreError::Invalid(format!(
+                "webhook kind '{kind}' is empty or contains a comma"
+            )));
+        }
+        self.writer
+            .submit(1, move |conn| add_webhook(conn, &webhook))
+            .await
+    }
+
+    async fn webhooks(&self, event_id: &str) -> Result<Vec<Webhook>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, webhook_id, url, secret, kinds, created_us FROM webhooks
+                 WHERE event_id = ?1 ORDER BY rowid",
+            )?;
+            let hooks = stmt.query_map([&event_id], |row| {
+                let kinds: String = row.get(4)?;
+                Ok(Webhook {
+                    event_id: row.get(0)?,
+                    webhook_id: row.get(1)?,
+                    url: row.get(2)?,
+                    secret: row.get(3)?,
+                    kinds: kinds
+                        .split(',')
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    created_at: timestamp(row, 5)?,
+                })
+            })?;
+            Ok(hooks.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn log_delivery(&self, delivery: NewDelivery) -> Result<i64> {
+        self.writer
+            .submit(1, move |conn| log_delivery(conn, &delivery))
+            .await
+    }
+
+    async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>> {
+        let event_id = event_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us
+                 FROM webhook_deliveries WHERE event_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![event_id, limit], |row| {
+                Ok(Delivery {
+                    seq: row.get(0)?,
+                    event_id: row.get(1)?,
+                    webhook_id: row.get(2)?,
+                    delivery_id: row.get(3)?,
+                    kind: row.get(4)?,
+                    attempt: row.get(5)?,
+                    status: row.get(6)?,
+                    error: row.get(7)?,
+                    at: timestamp(row, 8)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
 }
 
 // ---- writes: each runs on the writer thread, inside the request's savepoint ----
@@ -484,6 +562,49 @@ fn append_custody(conn: &Connection, entry: &CustodyEntry) -> Result<i64> {
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+fn add_webhook(conn: &Connection, webhook: &NewWebhook) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO webhooks (event_id, webhook_id, url, secret, kinds, created_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            webhook.event_id,
+            webhook.webhook_id,
+            webhook.url,
+            webhook.secret,
+            webhook.kinds.join(","),
+            Timestamp::now().as_microsecond()
+        ]);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "webhook '{}' already exists for event '{}'",
+            webhook.webhook_id, webhook.event_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn log_delivery(conn: &Connection, d: &NewDelivery) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO webhook_deliveries
+             (event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        d.event_id,
+        d.webhook_id,
+        d.delivery_id,
+        d.kind,
+        d.attempt,
+        d.status,
+        d.error,
+        d.at.as_microsecond()
+    ])?;
+    Ok(conn.last_insert_rowid())
 }
 
 fn is_unique_violation(error: &rusqlite::Error) -> bool {

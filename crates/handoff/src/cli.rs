@@ -49,6 +49,9 @@ pub enum Command {
         /// Run this many times faster than the default (about 3 minutes).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Stop when the relay has finished instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
     },
 }
 

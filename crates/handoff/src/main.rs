@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod demo;
 mod files;
 
 use clap::Parser;

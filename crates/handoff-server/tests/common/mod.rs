@@ -4,7 +4,6 @@
 //! and a walker that turns "this carrier is `d` metres along leg `i` at time `t`" into pings,
 //! with seeded GPS noise.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -30,8 +29,18 @@ pub const EVENT: &str = "paris";
 pub const T0_S: i64 = 1_723_410_000;
 
 /// The carriers, one per leg, and the device each carries.
-pub const CARRIERS: [&str; 4] = ["Anne Hidalgo", "Marie-José Pérec", "Tony Estanguet", "Teddy Riner"];
-pub const DEVICES: [&str; 4] = ["hidalgo-phone", "perec-watch", "estanguet-bike", "riner-phone"];
+pub const CARRIERS: [&str; 4] = [
+    "Anne Hidalgo",
+    "Marie-José Pérec",
+    "Tony Estanguet",
+    "Teddy Riner",
+];
+pub const DEVICES: [&str; 4] = [
+    "hidalgo-phone",
+    "perec-watch",
+    "estanguet-bike",
+    "riner-phone",
+];
 pub const STAGE: usize = 0;
 pub const RUN: usize = 1;
 pub const BIKE: usize = 2;
@@ -79,19 +88,28 @@ duration = "2m"
 [[relays.legs]]
 carriers = ["Marie-José Pérec"]
 mode = "run"
-route = { points = [[2.3522, 48.8566], [2.3495, 48.8577], [2.3470, 48.8586], [2.3441, 48.8597], [2.3412, 48.8607], [2.3385, 48.8617]] }
+route = { points = [
+    [2.3522, 48.8566], [2.3495, 48.8577], [2.3470, 48.8586], [2.3441, 48.8597], [2.3412, 48.8607],
+    [2.3385, 48.8617],
+] }
 duration = "7m"
 
 [[relays.legs]]
 carriers = ["Tony Estanguet"]
 mode = "bike"
-route = { points = [[2.3385, 48.8617], [2.3330, 48.8627], [2.3280, 48.8636], [2.3240, 48.8645], [2.3212, 48.8656]] }
+route = { points = [
+    [2.3385, 48.8617], [2.3330, 48.8627], [2.3280, 48.8636], [2.3240, 48.8645], [2.3212, 48.8656],
+] }
 duration = "5m"
 
 [[relays.legs]]
 carriers = ["Teddy Riner"]
 mode = "run"
-route = { points = [[2.3212, 48.8656], [2.3175, 48.8667], [2.3160, 48.8676], [2.3145, 48.8667], [2.3160, 48.8658], [2.3175, 48.8667], [2.3212, 48.8656]] }
+route = { points = [
+    [2.3212, 48.8656], [2.3175, 48.8667],
+    [2.3160, 48.8676], [2.3145, 48.8667], [2.3160, 48.8658], [2.3175, 48.8667],
+    [2.3212, 48.8656],
+] }
 duration = "7m"
 "#;
 
@@ -111,12 +129,17 @@ pub fn plan() -> Plan {
 }
 
 pub fn route(plan: &Plan, leg: usize) -> &Route {
-    plan.relays[0].legs[leg].geometry.route().expect("a leg with a route")
+    plan.relays[0].legs[leg]
+        .geometry
+        .route()
+        .expect("a leg with a route")
 }
 
 /// Parses a JSON timestamp.
 pub fn ts(v: &Value) -> Timestamp {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {v}"))
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
 }
 
 /// Seconds from `a` to `b` (negative when `b` is earlier).
@@ -132,8 +155,14 @@ pub fn flag(live: &Value) -> &Value {
 /// `(code, field)` of a contract error body `{"error":{"code","message","field"?}}`.
 pub fn error_of(body: &Value) -> (&str, Option<&str>) {
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "an error says what to change: {body}");
-    (e["code"].as_str().unwrap_or("<no code>"), e["field"].as_str())
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "an error says what to change: {body}"
+    );
+    (
+        e["code"].as_str().unwrap_or("<no code>"),
+        e["field"].as_str(),
+    )
 }
 
 /// A clock that only the test moves, in milliseconds since the epoch.
@@ -149,13 +178,11 @@ impl TestClock {
         self.0.store(t.as_millisecond(), Ordering::SeqCst);
     }
 
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_millisecond(self.0.load(Ordering::SeqCst)).expect("a valid time")
-    }
-
     fn clock(&self) -> Clock {
         let ms = Arc::clone(&self.0);
-        Arc::new(move || Timestamp::from_millisecond(ms.load(Ordering::SeqCst)).unwrap_or(Timestamp::UNIX_EPOCH))
+        Arc::new(move || {
+            Timestamp::from_millisecond(ms.load(Ordering::SeqCst)).unwrap_or(Timestamp::UNIX_EPOCH)
+        })
     }
 }
 
@@ -194,16 +221,36 @@ impl Server {
     /// A server over the database in `dir` (a new one, or one a stopped server left).
     pub async fn open(dir: Arc<TempDir>, clock: TestClock) -> Result<Server> {
         let store = SqliteStore::open(&dir.path().join("h.db"))?;
-        let config = Config { admin: AdminToken::new(ADMIN), clock: Some(clock.clock()) };
+        let config = Config {
+            admin: AdminToken::new(ADMIN),
+            clock: Some(clock.clock()),
+        };
         let state = AppState::open(Arc::new(store), config).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(handoff_server::launch(Arc::clone(&state), listener, None, async move {
-            let _ = stopped.await;
-        }));
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
-        Ok(Server { state, base, clock, http, tokens: Vec::new(), dir, stop: Some(stop), task: Some(task) })
+        let task = tokio::spawn(handoff_server::launch(
+            Arc::clone(&state),
+            listener,
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Server {
+            state,
+            base,
+            clock,
+            http,
+            tokens: Vec::new(),
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// Shuts the server down (as Ctrl-C would) and hands back its database and clock.
@@ -214,13 +261,15 @@ impl Server {
         if let Some(task) = self.task.take() {
             // Idle keep-alive connections of our client would hold graceful shutdown open.
             self.http = reqwest::Client::new();
-            tokio::time::timeout(Duration::from_secs(5), task).await.context("the server did not stop within 5 s")???;
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .context("the server did not stop within 5 s")???;
         }
-        Ok((Arc::clone(&self.dir), self.clock.clone(), std::mem::take(&mut self.tokens)))
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("h.db")
+        Ok((
+            Arc::clone(&self.dir),
+            self.clock.clone(),
+            std::mem::take(&mut self.tokens),
+        ))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -237,8 +286,17 @@ impl Server {
         self.state.tick();
     }
 
-    pub async fn put_plan(&self, token: Option<&str>, content_type: &str, body: &str) -> Result<(StatusCode, Value)> {
-        let mut req = self.http.put(self.url(&format!("/api/v1/events/{EVENT}"))).header("content-type", content_type).body(body.to_owned());
+    pub async fn put_plan(
+        &self,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .put(self.url(&format!("/api/v1/events/{EVENT}")))
+            .header("content-type", content_type)
+            .body(body.to_owned());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -247,19 +305,31 @@ impl Server {
 
     /// `POST …/devices` with the admin token.
     pub async fn register(&self, device: &str, carrier: &str) -> Result<(StatusCode, Value)> {
-        let req = self.http.post(self.url(&format!("/api/v1/events/{EVENT}/devices"))).bearer_auth(ADMIN).json(&json!({ "device": device, "carrier": carrier }));
+        let req = self
+            .http
+            .post(self.url(&format!("/api/v1/events/{EVENT}/devices")))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "device": device, "carrier": carrier }));
         answer(req).await
     }
 
     /// Registers a device and returns its token.
     pub async fn device(&self, device: &str, carrier: &str) -> Result<String> {
         let (status, body) = self.register(device, carrier).await?;
-        ensure!(status == StatusCode::CREATED, "register {device}: {status} {body}");
+        ensure!(
+            status == StatusCode::CREATED,
+            "register {device}: {status} {body}"
+        );
         Ok(body["token"].as_str().context("a token")?.to_owned())
     }
 
     /// `POST /api/v1/pings` with whatever token, content type and body.
-    pub async fn post_pings(&self, token: Option<&str>, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Result<(StatusCode, Value)> {
+    pub async fn post_pings(
+        &self,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<(StatusCode, Value)> {
         let mut req = self.http.post(self.url("/api/v1/pings")).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -272,9 +342,18 @@ impl Server {
 
     /// Sends pings of one device as a JSON array; every one must be accepted.
     pub async fn send(&self, token: &str, pings: &[Value]) -> Result<Value> {
-        let (status, body) = self.post_pings(Some(token), Some("application/json"), Value::from(pings.to_vec()).to_string()).await?;
+        let (status, body) = self
+            .post_pings(
+                Some(token),
+                Some("application/json"),
+                Value::from(pings.to_vec()).to_string(),
+            )
+            .await?;
         ensure!(status == StatusCode::OK, "POST pings: {status} {body}");
-        ensure!(body["rejected"].as_array().is_some_and(Vec::is_empty), "rejected: {body}");
+        ensure!(
+            body["rejected"].as_array().is_some_and(Vec::is_empty),
+            "rejected: {body}"
+        );
         Ok(body)
     }
 
@@ -285,7 +364,9 @@ impl Server {
 
     /// `GET …/live`: the public view, or the operators' (admin token) one.
     pub async fn live(&self, admin: bool) -> Result<Value> {
-        let mut req = self.http.get(self.url(&format!("/api/v1/events/{EVENT}/live")));
+        let mut req = self
+            .http
+            .get(self.url(&format!("/api/v1/events/{EVENT}/live")));
         if admin {
             req = req.bearer_auth(ADMIN);
         }
@@ -306,7 +387,14 @@ impl Server {
 
     /// The text of `GET /metrics`.
     pub async fn metrics(&self) -> Result<String> {
-        Ok(self.http.get(self.url("/metrics")).send().await?.error_for_status()?.text().await?)
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
     }
 }
 
@@ -324,7 +412,11 @@ pub async fn answer(req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)>
     let resp = req.send().await?;
     let status = resp.status();
     let text = resp.text().await?;
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     Ok((status, body))
 }
 
@@ -339,7 +431,10 @@ impl Lcg {
 
     /// Uniform in [lo, hi).
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         // The top 53 bits, as a fraction of 1.
         #[allow(clippy::cast_precision_loss)]
         let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
@@ -369,12 +464,21 @@ impl Fix {
 /// `every_s` seconds from the leg's start to its end (the last fix exactly at the end, on the
 /// whole second after). With `noise`, each fix is 5–15 m off in a random direction and reports
 /// an accuracy of 5–20 m, as a phone in a city street does; without, it is on the route, 5 m.
-pub fn walk(plan: &Plan, leg: usize, start: Timestamp, speed_mps: f64, every_s: i64, mut noise: Option<&mut Lcg>) -> Vec<Fix> {
+pub fn walk(
+    plan: &Plan,
+    leg: usize,
+    start: Timestamp,
+    speed_mps: f64,
+    every_s: i64,
+    mut noise: Option<&mut Lcg>,
+) -> Vec<Fix> {
     let route = route(plan, leg);
     let length_m = route.length_m();
     #[allow(clippy::cast_possible_truncation)]
     let total_s = (length_m / speed_mps).ceil() as i64;
-    let mut times: Vec<i64> = (0..total_s).step_by(usize::try_from(every_s).unwrap_or(1)).collect();
+    let mut times: Vec<i64> = (0..total_s)
+        .step_by(usize::try_from(every_s).unwrap_or(1))
+        .collect();
     times.push(total_s);
     times
         .into_iter()
@@ -384,13 +488,26 @@ pub fn walk(plan: &Plan, leg: usize, start: Timestamp, speed_mps: f64, every_s: 
             let on_route = route.point_at(true_along_m);
             let (here, acc_m) = match noise.as_deref_mut() {
                 Some(rng) => {
-                    let (azimuth, off_m, acc_m) = (rng.range(0.0, 360.0), rng.range(5.0, 15.0), rng.range(5.0, 20.0));
+                    let (azimuth, off_m, acc_m) = (
+                        rng.range(0.0, 360.0),
+                        rng.range(5.0, 15.0),
+                        rng.range(5.0, 20.0),
+                    );
                     (destination(on_route, azimuth, off_m), acc_m)
                 }
                 None => (on_route, 5.0),
             };
-            let t = start.checked_add(jiff::SignedDuration::from_secs(s)).expect("a time near 2024");
-            Fix { leg, t, true_along_m, lon: here.lon, lat: here.lat, acc_m }
+            let t = start
+                .checked_add(jiff::SignedDuration::from_secs(s))
+                .expect("a time near 2024");
+            Fix {
+                leg,
+                t,
+                true_along_m,
+                lon: here.lon,
+                lat: here.lat,
+                acc_m,
+            }
         })
         .collect()
 }
@@ -418,7 +535,10 @@ pub struct SseReader {
 
 impl SseReader {
     pub fn new(resp: reqwest::Response) -> Self {
-        Self { resp, buf: String::new() }
+        Self {
+            resp,
+            buf: String::new(),
+        }
     }
 
     /// The next event, waiting at most `within`; `None` when none came in time.
@@ -439,11 +559,18 @@ impl SseReader {
                 if data.is_empty() {
                     continue; // a keep-alive comment
                 }
-                return Ok(Some(SseEvent { event, data: serde_json::from_str(&data).with_context(|| format!("SSE data is not JSON: {data}"))? }));
+                return Ok(Some(SseEvent {
+                    event,
+                    data: serde_json::from_str(&data)
+                        .with_context(|| format!("SSE data is not JSON: {data}"))?,
+                }));
             }
-            let Ok(chunk) = tokio::time::timeout_at(deadline, self.resp.chunk()).await else { return Ok(None) };
+            let Ok(chunk) = tokio::time::timeout_at(deadline, self.resp.chunk()).await else {
+                return Ok(None);
+            };
             let chunk = chunk?.context("the stream ended")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
         }
     }
 

@@ -82,6 +82,45 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER custody_append_only_delete BEFORE DELETE ON custody
         BEGIN SELECT RAISE(ABORT, 'the custody log is append-only'); END;
     ",
+    // 2: webhooks and their delivery log.
+    r"
+    CREATE TABLE webhooks (
+        event_id   TEXT    NOT NULL,
+        webhook_id TEXT    NOT NULL,
+        url        TEXT    NOT NULL,
+        -- The HMAC key, kept as given: signing needs it (unlike a token, it cannot be hashed).
+        secret     TEXT    NOT NULL,
+        -- Comma-separated kinds of notification; '' means every kind.
+        kinds      TEXT    NOT NULL,
+        created_us INTEGER NOT NULL,
+        PRIMARY KEY (event_id, webhook_id)
+    ) STRICT;
+
+    -- One row per attempt: a notification retried three times is three rows with one
+    -- delivery_id. status is the receiver's HTTP status (NULL when it never answered).
+    CREATE TABLE webhook_deliveries (
+        seq         INTEGER PRIMARY KEY,
+        event_id    TEXT    NOT NULL,
+        webhook_id  TEXT    NOT NULL,
+        delivery_id TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        attempt     INTEGER NOT NULL CHECK (attempt >= 1),
+        status      INTEGER,
+        error       TEXT,
+        at_us       INTEGER NOT NULL
+    ) STRICT;
+    -- The delivery log of an event is read newest first.
+    CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id, seq);
+
+    CREATE TRIGGER webhooks_append_only_update BEFORE UPDATE ON webhooks
+        BEGIN SELECT RAISE(ABORT, 'webhooks are append-only'); END;
+    CREATE TRIGGER webhooks_append_only_delete BEFORE DELETE ON webhooks
+        BEGIN SELECT RAISE(ABORT, 'webhooks are append-only'); END;
+    CREATE TRIGGER webhook_deliveries_append_only_update BEFORE UPDATE ON webhook_deliveries
+        BEGIN SELECT RAISE(ABORT, 'the webhook delivery log is append-only'); END;
+    CREATE TRIGGER webhook_deliveries_append_only_delete BEFORE DELETE ON webhook_deliveries
+        BEGIN SELECT RAISE(ABORT, 'the webhook delivery log is append-only'); END;
+    ",
 ];
 
 /// The schema version this build writes.

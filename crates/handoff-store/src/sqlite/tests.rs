@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::SqliteStore;
 use super::writer::MAX_BATCH_REQUESTS;
 use crate::error::{Result, StoreError};
-use crate::{Inserted, NewDevice, NewPing, Store};
+use crate::{Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store};
 
 struct TestDb {
     // Keeps the directory alive for the store's lifetime.
@@ -406,7 +406,7 @@ async fn a_newer_schema_is_refused() -> Result<()> {
             opened,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             })
         ),
         "{opened:?}"
@@ -549,5 +549,141 @@ async fn the_store_is_usable_as_a_trait_object() -> Result<()> {
     let shared: Arc<dyn Store> = Arc::new(db.store);
     assert_eq!(shared.put_plan("e", "{}", "h").await?, 1);
     assert_eq!(shared.latest_plans().await?.len(), 1);
+    Ok(())
+}
+
+fn webhook(event_id: &str, webhook_id: &str, kinds: &[&str]) -> NewWebhook {
+    NewWebhook {
+        event_id: event_id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        url: "http://127.0.0.1:9000/hook".to_owned(),
+        secret: "a-secret-of-24-characters".to_owned(),
+        kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+fn delivery(event_id: &str, attempt: u32, status: Option<u16>) -> NewDelivery {
+    NewDelivery {
+        event_id: event_id.to_owned(),
+        webhook_id: "wh1".to_owned(),
+        delivery_id: "d-1".to_owned(),
+        kind: "handoff".to_owned(),
+        attempt,
+        status,
+        error: status.is_none().then(|| "connection refused".to_owned()),
+        at: at(i64::from(attempt)),
+    }
+}
+
+#[tokio::test]
+async fn webhooks_come_back_in_order_with_their_kinds() -> Result<()> {
+    let db = open_temp()?;
+    db.store
+        .add_webhook(webhook("flag-handover", "wh1", &[]))
+        .await?;
+    db.store
+        .add_webhook(webhook("flag-handover", "wh0", &["overdue", "off_route"]))
+        .await?;
+    db.store
+        .add_webhook(webhook("race", "wh1", &["silent"]))
+        .await?;
+    let hooks = db.store.webhooks("flag-handover").await?;
+    let ids: Vec<&str> = hooks.iter().map(|h| h.webhook_id.as_str()).collect();
+    assert_eq!(ids, ["wh1", "wh0"], "in the order they were added");
+    assert!(hooks[0].kinds.is_empty());
+    assert!(hooks[0].wants("handoff") && hooks[0].wants("silent"));
+    assert_eq!(hooks[1].kinds, ["overdue", "off_route"]);
+    assert!(hooks[1].wants("off_route") && !hooks[1].wants("handoff"));
+    assert_eq!(hooks[1].secret, "a-secret-of-24-characters");
+    assert_eq!(hooks[1].url, "http://127.0.0.1:9000/hook");
+    assert_eq!(db.store.webhooks("race").await?.len(), 1);
+    assert!(db.store.webhooks("nobody").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_id_taken_twice_is_a_conflict_and_a_comma_kind_invalid() -> Result<()> {
+    let db = open_temp()?;
+    db.store.add_webhook(webhook("e", "wh1", &[])).await?;
+    let again = db.store.add_webhook(webhook("e", "wh1", &["silent"])).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let comma = db.store.add_webhook(webhook("e", "wh2", &["a,b"])).await;
+    assert!(matches!(comma, Err(StoreError::Invalid(_))), "{comma:?}");
+    assert_eq!(db.store.webhooks("e").await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn webhook_debug_redacts_the_secret() -> Result<()> {
+    let db = open_temp()?;
+    let new = webhook("e", "wh1", &[]);
+    assert!(!format!("{new:?}").contains("a-secret-of-24-characters"));
+    db.store.add_webhook(new).await?;
+    let stored = db.store.webhooks("e").await?;
+    let shown = format!("{stored:?}");
+    assert!(!shown.contains("a-secret-of-24-characters"), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains("wh1"),
+        "{shown}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn deliveries_come_back_newest_first_per_event_and_limited() -> Result<()> {
+    let db = open_temp()?;
+    let first = db.store.log_delivery(delivery("e", 1, None)).await?;
+    db.store
+        .log_delivery(delivery("other", 1, Some(200)))
+        .await?;
+    let second = db.store.log_delivery(delivery("e", 2, Some(500))).await?;
+    let third = db.store.log_delivery(delivery("e", 3, Some(204))).await?;
+    assert!(first < second && second < third);
+    let all = db.store.deliveries("e", 10).await?;
+    let attempts: Vec<u32> = all.iter().map(|d| d.attempt).collect();
+    assert_eq!(attempts, [3, 2, 1], "newest first");
+    assert_eq!(all[0].seq, third);
+    assert_eq!(all[0].status, Some(204));
+    assert!(all[0].succeeded() && !all[1].succeeded() && !all[2].succeeded());
+    assert_eq!(all[2].status, None);
+    assert_eq!(all[2].error.as_deref(), Some("connection refused"));
+    assert_eq!(all[2].at, at(1));
+    assert_eq!(all[2].delivery_id, "d-1");
+    assert_eq!(all[2].kind, "handoff");
+    assert_eq!(db.store.deliveries("e", 2).await?.len(), 2);
+    assert_eq!(db.store.deliveries("other", 10).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn webhook_rows_are_append_only_and_survive_a_reopen() -> Result<()> {
+    let db = open_temp()?;
+    db.store
+        .add_webhook(webhook("e", "wh1", &["handoff"]))
+        .await?;
+    db.store.log_delivery(delivery("e", 1, Some(200))).await?;
+    let conn = rusqlite::Connection::open(db.store.path())?;
+    for sql in [
+        "UPDATE webhooks SET secret = 'stolen'",
+        "DELETE FROM webhooks",
+        "UPDATE webhook_deliveries SET status = 200",
+        "DELETE FROM webhook_deliveries",
+    ] {
+        let refused = conn.execute(sql, []);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("append-only")),
+            "{sql}: {refused:?}"
+        );
+    }
+    drop(conn);
+    let path = db.store.path().to_owned();
+    db.store.close().await?;
+    let reopened = SqliteStore::open(&path)?;
+    assert_eq!(reopened.webhooks("e").await?[0].kinds, ["handoff"]);
+    assert_eq!(reopened.deliveries("e", 10).await?.len(), 1);
+    drop(reopened);
+    drop(db.dir);
     Ok(())
 }

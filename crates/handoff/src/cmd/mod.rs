@@ -1,8 +1,7 @@
 //! One module per subcommand.
 
-mod demo;
 mod log;
-mod plan;
+pub mod plan;
 mod serve;
 
 use crate::cli::{Cli, Command, LogCommand, PlanCommand};
@@ -24,7 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     token,
                 },
         } => plan::push(&file, &server, &token),
-        Command::Demo { .. } => demo::run(),
+        Command::Demo { listen, data, speed, exit } => crate::demo::run(crate::demo::Options { listen, data, speed, exit }),
         Command::Log {
             command:
                 LogCommand::Verify {

@@ -147,13 +147,20 @@ fn fmt_km(m: f64) -> String {
 /// The plan's TOML with every `route = { file = … }` replaced by its points, so the server
 /// gets a self-contained plan and never reads a path.
 pub fn inline_routes(path: &Path) -> anyhow::Result<String> {
-    use handoff_core::plan::RouteFiles;
-    use handoff_core::plan::routefile::{parse_route_file, safe_relative};
     let src =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut doc: toml::Table =
         toml::from_str(&src).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let files = DirFiles::beside(path);
+    inline_route_files(&mut doc, &DirFiles::beside(path))?;
+    Ok(toml::to_string(&doc)?)
+}
+
+/// Replaces every `route = { file = … }` of a plan document by `points`, read through `files`.
+pub fn inline_route_files(
+    doc: &mut toml::Table,
+    files: &dyn handoff_core::plan::RouteFiles,
+) -> anyhow::Result<()> {
+    use handoff_core::plan::routefile::{parse_route_file, safe_relative};
     for section in ["relays", "courses"] {
         let Some(toml::Value::Array(items)) = doc.get_mut(section) else {
             continue;
@@ -192,7 +199,7 @@ pub fn inline_routes(path: &Path) -> anyhow::Result<String> {
             }
         }
     }
-    Ok(toml::to_string(&doc)?)
+    Ok(())
 }
 
 pub fn push(file: &Path, server: &str, token: &str) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,159 @@
+//! `loadgen`: measures handoff's two ingest paths — one ping per OsmAnd request, as phones send
+//! them live, and 1,000-ping batches on `POST /api/v1/pings`, as a phone uploads a backlog — and
+//! prints the result as a Markdown table for `docs/benchmarks.md`.
+//!
+//! It only ever talks to a server on this machine: by default it starts `handoff serve` itself
+//! on 127.0.0.1 with a fresh SQLite file and stops it at the end; `--server` must name a loopback
+//! address. Every scenario is bounded by a request count and by a time limit, whichever comes
+//! first, and the run ends by checking that the server stored exactly what it acknowledged.
+
+mod fixture;
+mod report;
+mod scenario;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Load generator for handoff's ingest (loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Args {
+    /// A running server to load, e.g. http://127.0.0.1:8080 (loopback addresses only). Without
+    /// it, loadgen starts `handoff serve` on 127.0.0.1 with a temporary SQLite file.
+    #[arg(long)]
+    server: Option<String>,
+    /// The admin token of `--server` (a server loadgen starts gets a fresh one).
+    #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The `handoff` binary to start when no `--server` is given.
+    #[arg(long, default_value = "target/release/handoff")]
+    handoff_bin: PathBuf,
+    /// Event id of the generated plan.
+    #[arg(long, default_value = "loadgen")]
+    event: String,
+    /// Devices to register, one per carrier (each carrier walks its own relay).
+    #[arg(long, default_value_t = 50)]
+    devices: u64,
+    /// OsmAnd scenario: at most this many requests (one ping each).
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Batch scenario: at most this many requests.
+    #[arg(long, default_value_t = 200)]
+    batches: u64,
+    /// Batch scenario: pings per request (the body must stay under the server's 1 MiB limit).
+    #[arg(long, default_value_t = 1_000)]
+    batch_size: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Each scenario stops starting requests after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    max_seconds: u64,
+}
+
+impl Args {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.devices == 0 || self.devices > 10_000 {
+            bail!("--devices must be within 1..=10000");
+        }
+        if self.concurrency == 0 || self.concurrency > 1_024 {
+            bail!("--concurrency must be within 1..=1024");
+        }
+        if self.batch_size == 0 || self.batch_size > 5_000 {
+            bail!(
+                "--batch-size must be within 1..=5000 (the server takes at most 1 MiB per request)"
+            );
+        }
+        // Each device reports once a second inside a time window of its own per scenario.
+        let window = fixture::WINDOW_S;
+        if self.requests.div_ceil(self.devices) > window {
+            bail!(
+                "--requests is at most {} with {} devices (one ping per device-second in a {window} s window)",
+                window * self.devices,
+                self.devices
+            );
+        }
+        if self.batches.div_ceil(self.devices) * self.batch_size > window {
+            bail!(
+                "--batches × --batch-size is at most {} with {} devices (one ping per device-second in a {window} s window)",
+                window * self.devices,
+                self.devices
+            );
+        }
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    args.check()?;
+    let max = Duration::from_secs(args.max_seconds);
+
+    let mut target = match &args.server {
+        Some(url) => {
+            let token = args
+                .admin_token
+                .clone()
+                .context("--server needs the admin token: --admin-token or HANDOFF_ADMIN_TOKEN")?;
+            target::Target::existing(url, token)?
+        }
+        None => target::Target::spawn(&args.handoff_bin)?,
+    };
+    let client = target::client(args.concurrency)?;
+    target
+        .wait_healthy(&client, Duration::from_secs(30))
+        .await?;
+
+    let fixture =
+        Arc::new(fixture::Fixture::install(&client, &target, &args.event, args.devices).await?);
+    let stored_before = report::accepted_total(&client, &target.base).await?;
+
+    let osmand = scenario::osmand(
+        &client,
+        &target.base,
+        &fixture,
+        args.requests,
+        args.concurrency,
+        max,
+    )
+    .await;
+    let batch = scenario::batch(
+        &client,
+        &target.base,
+        &fixture,
+        args.batches,
+        args.batch_size,
+        args.concurrency,
+        max,
+    )
+    .await;
+
+    let stored_after = report::accepted_total(&client, &target.base).await?;
+    let stored = stored_after.saturating_sub(stored_before);
+    let acknowledged = osmand.pings + batch.pings;
+
+    let run = report::Run {
+        server: target.describe(),
+        devices: args.devices,
+        concurrency: args.concurrency,
+        max_seconds: args.max_seconds,
+        scenarios: vec![osmand, batch],
+        stored,
+        acknowledged,
+    };
+    println!("{}", run.markdown());
+    drop(target); // stops a server loadgen started
+
+    Ok(if run.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

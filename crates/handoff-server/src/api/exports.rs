@@ -1,0 +1,402 @@
+//! Exports in the formats other tools read: the schedule as an iCalendar feed whose times
+//! follow the live ETAs (subscribe once, and the calendar moves with the relay), a relay's
+//! actual track as GPX or GeoJSON, and every stored ping as CSV for the organisers.
+//!
+//! Privacy shapes the tracks: a carrier's position is public only while they hold the object,
+//! so a track is built from the pings of a leg's carriers' devices taken inside that leg's
+//! actual window (from the handoff that gave them the object to the one that passed it on, or
+//! to now less the event's public delay), never from pings outside an active leg.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::geodesic::{Coord, split_antimeridian};
+use handoff_core::live::LegView;
+use handoff_core::plan::{Plan, Relay};
+use handoff_core::schedule::{local, place_name};
+use handoff_store::StoredPing;
+use icalendar::{Calendar, Component, Event, EventLike, Property};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::{ApiError, Result};
+use crate::live::EventLive;
+
+/// Calendar clients are asked to refresh this often: the ETAs move.
+const CALENDAR_REFRESH: &str = "PT5M";
+
+fn event_of(state: &AppState, event: &str) -> Result<Arc<EventLive>> {
+    state
+        .event(event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
+}
+
+fn relay_of<'p>(plan: &'p Plan, event: &str, relay: &str) -> Result<&'p Relay> {
+    plan.relay(relay)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "export",
+        format!("could not write the {what}: {e}"),
+    )
+}
+
+/// A download: its media type, a file name, and a short cache (the data moves live).
+fn download(content_type: &str, filename: &str, body: impl Into<axum::body::Body>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "public, max-age=30".to_owned()),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// An instant as iCalendar's UTC DATE-TIME (`20240811T210500Z`).
+fn ical_utc(t: Timestamp) -> String {
+    t.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Where a leg happens, by the names of the places nearest its ends.
+fn leg_location(plan: &Plan, leg: &handoff_core::plan::Leg) -> String {
+    let from = place_name(plan, leg.geometry.start());
+    let to = place_name(plan, leg.geometry.end());
+    if from == to {
+        from
+    } else {
+        format!("{from} → {to}")
+    }
+}
+
+/// `GET /api/v1/events/{event}/calendar.ics`: one VEVENT per leg of every relay, at its live
+/// ETA (its actual times once done).
+pub async fn calendar(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+) -> Result<Response> {
+    let live = event_of(&state, &event)?;
+    let now = state.now();
+    let snapshot = live.snapshot(now, true);
+    let plan = &live.plan;
+    let mut cal = Calendar::empty();
+    cal.append_property(Property::new("VERSION", "2.0"))
+        .append_property(Property::new("PRODID", "-//handoff//relay schedule//EN"))
+        .append_property(Property::new("CALSCALE", "GREGORIAN"))
+        .append_property(Property::new("METHOD", "PUBLISH"))
+        .append_property(Property::new("X-PUBLISHED-TTL", CALENDAR_REFRESH))
+        .append_property(
+            Property::new("REFRESH-INTERVAL", CALENDAR_REFRESH).add_parameter("VALUE", "DURATION"),
+        )
+        .name(&plan.event.name);
+    for view in &snapshot.relays {
+        let Some(relay) = plan.relay(&view.id) else {
+            continue;
+        };
+        let n = relay.legs.len();
+        for lv in &view.legs {
+            let Some(leg) = relay.legs.get(lv.index) else {
+                continue;
+            };
+            let description = format!(
+                "Leg {} of {n} of {}. Planned {} to {}; the times here follow the live estimate ({}).",
+                lv.index + 1,
+                relay.name,
+                local(lv.planned_start, &leg.start_zone),
+                local(lv.planned_end, &leg.end_zone),
+                serde_json::to_value(lv.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            );
+            let ev = Event::new()
+                .uid(&format!(
+                    "{}-{}-{}@handoff",
+                    plan.event.id, relay.id, lv.index
+                ))
+                .add_property("DTSTAMP", ical_utc(now))
+                .add_property("DTSTART", ical_utc(lv.eta_start))
+                .add_property("DTEND", ical_utc(lv.eta_end.max(lv.eta_start)))
+                .summary(&format!(
+                    "{}: {} ({})",
+                    relay.name,
+                    lv.carriers.join(", "),
+                    lv.mode
+                ))
+                .location(&leg_location(plan, leg))
+                .description(&description)
+                .done();
+            cal.push(ev);
+        }
+    }
+    Ok(download(
+        "text/calendar; charset=utf-8",
+        &format!("{event}.ics"),
+        cal.done().to_string(),
+    ))
+}
+
+/// One leg's actual track: the pings of its carriers' devices inside its actual window.
+struct LegTrack<'a> {
+    view: &'a LegView,
+    start: Timestamp,
+    end: Timestamp,
+    pings: Vec<StoredPing>,
+}
+
+/// The legs of a relay that have started, each with its public track, in leg order (so the
+/// i-th track is leg i's).
+async fn tracks<'a>(
+    state: &AppState,
+    live: &EventLive,
+    legs: &'a [LegView],
+    now: Timestamp,
+) -> Result<Vec<LegTrack<'a>>> {
+    let event = &live.plan.event.id;
+    let devices = state.store.devices(event).await?;
+    let mut devices_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for d in &devices {
+        devices_of
+            .entry(d.carrier.as_str())
+            .or_default()
+            .push(d.device_id.as_str());
+    }
+    // Positions become public only after the event's public delay.
+    let public_until = now
+        .checked_sub(SignedDuration::from_millis(live.plan.event.public_delay_ms))
+        .unwrap_or(now);
+    let mut out = Vec::new();
+    for view in legs {
+        let Some(start) = view.actual_start else {
+            break;
+        };
+        let end = view.actual_end.unwrap_or(now).min(public_until);
+        let mut pings = Vec::new();
+        if start <= end {
+            // `to` is exclusive: one microsecond past the handoff keeps a ping taken at it.
+            let to = end
+                .checked_add(SignedDuration::from_micros(1))
+                .unwrap_or(end);
+            for carrier in &view.carriers {
+                for device in devices_of.get(carrier.as_str()).into_iter().flatten() {
+                    pings.extend(
+                        state
+                            .store
+                            .pings_for_device(event, device, Some(start), Some(to))
+                            .await?,
+                    );
+                }
+            }
+        }
+        pings.sort_by_key(|p| (p.ping.t, p.seq));
+        out.push(LegTrack {
+            view,
+            start,
+            end,
+            pings,
+        });
+    }
+    Ok(out)
+}
+
+fn gpx_time(t: Timestamp) -> Option<gpx::Time> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond())
+        .ok()
+        .map(gpx::Time::from)
+}
+
+/// `GET /api/v1/events/{event}/relays/{relay}/track.gpx`: one track, one segment per leg that
+/// has started (segment i is leg i).
+pub async fn track_gpx(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+) -> Result<Response> {
+    let live = event_of(&state, &event)?;
+    let r = relay_of(&live.plan, &event, &relay)?;
+    let now = state.now();
+    let view = live
+        .relay_view(&relay, now, false)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
+    let legs = tracks(&state, &live, &view.legs, now).await?;
+    let mut track = gpx::Track::new();
+    track.name = Some(r.name.clone());
+    track.type_ = Some("handoff relay".to_owned());
+    track.description = Some(
+        legs.iter()
+            .map(|l| {
+                format!(
+                    "leg {}: {} ({})",
+                    l.view.index + 1,
+                    l.view.carriers.join(", "),
+                    l.view.mode
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    for leg in &legs {
+        let mut segment = gpx::TrackSegment::new();
+        for p in &leg.pings {
+            let mut w = gpx::Waypoint::new(geo::Point::new(p.ping.lon, p.ping.lat));
+            w.elevation = p.ping.alt_m;
+            w.time = gpx_time(p.ping.t);
+            segment.points.push(w);
+        }
+        track.segments.push(segment);
+    }
+    let doc = gpx::Gpx {
+        version: gpx::GpxVersion::Gpx11,
+        creator: Some("handoff".to_owned()),
+        metadata: Some(gpx::Metadata {
+            name: Some(live.plan.event.name.clone()),
+            time: gpx_time(now),
+            ..gpx::Metadata::default()
+        }),
+        tracks: vec![track],
+        ..gpx::Gpx::default()
+    };
+    let mut body = Vec::new();
+    gpx::write(&doc, &mut body).map_err(|e| internal("GPX track", e))?;
+    Ok(download(
+        "application/gpx+xml",
+        &format!("{event}-{relay}.gpx"),
+        body,
+    ))
+}
+
+/// `GET /api/v1/events/{event}/relays/{relay}/track.geojson`: a FeatureCollection with one
+/// Feature per leg that has started; its geometry a LineString, a MultiLineString when it
+/// crosses the antimeridian, or null with fewer than two positions.
+pub async fn track_geojson(
+    State(state): State<Arc<AppState>>,
+    Path((event, relay)): Path<(String, String)>,
+) -> Result<Response> {
+    let live = event_of(&state, &event)?;
+    let r = relay_of(&live.plan, &event, &relay)?;
+    let now = state.now();
+    let view = live
+        .relay_view(&relay, now, false)
+        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
+    let legs = tracks(&state, &live, &view.legs, now).await?;
+    let features = legs.iter().map(|leg| {
+        let coords: Vec<Coord> = leg
+            .pings
+            .iter()
+            .map(|p| Coord::new(p.ping.lon, p.ping.lat))
+            .collect();
+        let geometry = (coords.len() >= 2).then(|| {
+            let parts = split_antimeridian(&coords);
+            let line =
+                |part: &[Coord]| -> Vec<[f64; 2]> { part.iter().map(|c| [c.lon, c.lat]).collect() };
+            if let [only] = parts.as_slice() {
+                geojson::Geometry::new_line_string(line(only))
+            } else {
+                geojson::Geometry::new(geojson::GeometryValue::new_multi_line_string(
+                    parts.iter().map(|p| line(p)),
+                ))
+            }
+        });
+        let properties = json!({
+            "relay": r.id,
+            "leg": leg.view.index,
+            "carriers": leg.view.carriers,
+            "mode": leg.view.mode,
+            "start": leg.start,
+            "end": leg.view.actual_end,
+            // The track runs to here: the handoff, or now less the public delay.
+            "until": leg.end,
+            "points": leg.pings.len(),
+            "times": leg.pings.iter().map(|p| p.ping.t).collect::<Vec<_>>(),
+        });
+        geojson::Feature {
+            geometry,
+            properties: properties.as_object().cloned(),
+            ..geojson::Feature::default()
+        }
+    });
+    let collection = geojson::FeatureCollection::new(features);
+    let body = serde_json::to_vec(&collection).map_err(|e| internal("GeoJSON track", e))?;
+    Ok(download(
+        "application/geo+json",
+        &format!("{event}-{relay}.geojson"),
+        body,
+    ))
+}
+
+/// The columns of `pings.csv`.
+pub const CSV_HEADER: [&str; 11] = [
+    "device",
+    "carrier",
+    "t",
+    "lon",
+    "lat",
+    "acc_m",
+    "speed_mps",
+    "heading_deg",
+    "alt_m",
+    "batt_pct",
+    "received_at",
+];
+
+/// `GET /api/v1/events/{event}/pings.csv` (admin): every stored ping of the event, in device
+/// time order. Empty cells are values the device did not report.
+pub async fn pings_csv(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    state.admin.require(&headers)?;
+    let live = event_of(&state, &event)?;
+    let devices = state.store.devices(&live.plan.event.id).await?;
+    let carrier_of: HashMap<&str, &str> = devices
+        .iter()
+        .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
+        .collect();
+    let pings = state.store.pings(&event).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(CSV_HEADER).map_err(|e| internal("CSV", e))?;
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for p in &pings {
+        let q = &p.ping;
+        w.write_record([
+            p.device_id.clone(),
+            carrier_of
+                .get(p.device_id.as_str())
+                .map(|c| (*c).to_owned())
+                .unwrap_or_default(),
+            q.t.to_string(),
+            q.lon.to_string(),
+            q.lat.to_string(),
+            opt(q.acc_m),
+            opt(q.speed_mps),
+            opt(q.heading_deg),
+            opt(q.alt_m),
+            opt(q.batt_pct),
+            p.received_at.to_string(),
+        ])
+        .map_err(|e| internal("CSV", e))?;
+    }
+    let body = w.into_inner().map_err(|e| internal("CSV", e))?;
+    let mut resp = download(
+        "text/csv; charset=utf-8",
+        &format!("{event}-pings.csv"),
+        body,
+    );
+    // Positions of every device, also outside their legs: not for shared caches.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,296 @@
+//! The pages people open: the events list (`/`), the live page (`/e/{event}`), the operator
+//! console (`/e/{event}/console`) and the carrier page (`/carrier`), with their assets under
+//! `/assets/`. Everything is embedded at build time (see `build.rs`): our own HTML, CSS and
+//! JavaScript from `web/src/`, and Leaflet, topojson-client and the world basemap from npm.
+//!
+//! The pages are static files that read the JSON API and the live stream; the server renders
+//! nothing into them. The three small routes here exist only for the pages: a QR code for the
+//! console (rendered here so the page needs no QR library), a check of the admin token the
+//! console was given, and "who am I" for a carrier's device token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::events::read_body;
+use crate::app::AppState;
+use crate::auth::bearer;
+use crate::error::{ApiError, Result};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// What the pages may load: only this server, except map tiles (a tile URL can be configured,
+/// and is off by default), and inline styles, which Leaflet sets on its elements.
+const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self'; \
+    img-src 'self' data: https: http:; style-src 'self' 'unsafe-inline'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The longest text the console turns into a QR code (an OsmAnd URL with a token is ~100).
+const MAX_QR_TEXT: usize = 1024;
+
+struct Asset {
+    body: &'static [u8],
+    content_type: &'static str,
+    etag: HeaderValue,
+    /// From an npm package (pinned by the lockfile): cached for a day. Our own files are
+    /// revalidated on every load (`no-cache` + ETag), so a new binary never mixes old modules
+    /// with new ones.
+    vendor: bool,
+}
+
+static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
+    use sha2::Digest;
+    embedded::ASSETS
+        .iter()
+        .map(|(path, body)| {
+            let hash = hex::encode(&sha2::Sha256::digest(body)[..12]);
+            let etag = HeaderValue::from_str(&format!("\"{hash}\""))
+                .unwrap_or(HeaderValue::from_static("\"0\""));
+            let asset = Asset {
+                body,
+                content_type: content_type(path),
+                etag,
+                vendor: path.starts_with("vendor/"),
+            };
+            (*path, asset)
+        })
+        .collect()
+});
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map_or("", |(_, ext)| ext) {
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "webmanifest" => "application/manifest+json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The pages and their assets, merged into the app's router.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/e/{event}", get(live))
+        .route("/e/{event}/console", get(console))
+        .route("/carrier", get(carrier))
+        .route("/assets/{*path}", get(asset))
+        .route("/console/session", get(session))
+        .route("/console/qr", post(qr))
+        .route("/carrier/me", get(me))
+}
+
+/// An embedded HTML page with the headers every page gets.
+fn page(name: &str, status: StatusCode) -> Response {
+    let Some(a) = ASSETS.get(name) else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            // The carrier page may be opened with `?token=`: never send it on as a referrer.
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        a.body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    page("index.html", StatusCode::OK)
+}
+
+/// The live page; an unknown event still gets the page (it says so), with a 404 status.
+async fn live(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Response {
+    let status = if state.event(&event).is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    page("live.html", status)
+}
+
+async fn console(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Response {
+    let status = if state.event(&event).is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    page("console.html", status)
+}
+
+async fn carrier() -> Response {
+    page("carrier.html", StatusCode::OK)
+}
+
+/// `GET /assets/{path}`, with ETag revalidation.
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some(a) = ASSETS.get(path.as_str()) else {
+        return ApiError::not_found(format!("no asset `{path}`")).into_response();
+    };
+    let cache = HeaderValue::from_static(if a.vendor {
+        "public, max-age=86400"
+    } else {
+        "no-cache"
+    });
+    if headers.get(header::IF_NONE_MATCH) == Some(&a.etag) {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, a.etag.clone()), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (header::ETAG, a.etag.clone()),
+            (header::CACHE_CONTROL, cache),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        a.body,
+    )
+        .into_response()
+}
+
+/// `GET /console/session` → `{"admin": bool}`: whether the bearer token is the admin token,
+/// so the console can tell a mistyped token at once (a 200 either way: a wrong guess is an
+/// answer here, not an error).
+async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "admin": state.admin.matches(&headers) })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct QrBody {
+    text: String,
+}
+
+/// `POST /console/qr` (admin) `{"text": "…"}` → the text as a QR code, SVG. Admin only and
+/// never cached: the text is a device's token.
+async fn qr(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response> {
+    state.admin.require(&headers)?;
+    let bytes: Bytes = read_body(body, MAX_QR_TEXT * 2).await?;
+    let b: QrBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("expected {{\"text\":\"…\"}}: {e}"))
+    })?;
+    if b.text.is_empty() || b.text.len() > MAX_QR_TEXT {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!("text is 1 to {MAX_QR_TEXT} bytes"),
+        )
+        .field("text"));
+    }
+    let svg = qr_svg(&b.text)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// A QR code as SVG: black on white with the standard quiet zone (phone cameras need it).
+fn qr_svg(text: &str) -> Result<String> {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| {
+            ApiError::bad_request("invalid_value", format!("cannot encode as a QR code: {e}"))
+                .field("text")
+        })?;
+    Ok(code
+        .render()
+        .min_dimensions(232, 232)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build())
+}
+
+/// `GET /carrier/me` (device token) → `{"event","device","carrier"}`: the carrier page is
+/// given only a token, and learns from it which event and carrier it reports for.
+async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+    let token = bearer(&headers).ok_or_else(|| {
+        ApiError::unauthorized("send the device token: Authorization: Bearer <token>")
+    })?;
+    let device = state
+        .device_by_token(token)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown device token"))?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({
+            "event": device.event_id,
+            "device": device.device_id,
+            "carrier": device.carrier,
+        })),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeds_the_pages_and_the_vendored_files() {
+        for path in [
+            "index.html",
+            "live.html",
+            "console.html",
+            "carrier.html",
+            "vendor/leaflet/leaflet.js",
+            "vendor/leaflet/leaflet.css",
+            "vendor/topojson-client.min.js",
+            "vendor/world-atlas/countries-110m.json",
+        ] {
+            assert!(ASSETS.contains_key(path), "{path} is not embedded");
+        }
+        assert!(
+            ASSETS.keys().all(|p| !p.contains("node_modules")),
+            "only the listed npm files are embedded"
+        );
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("js/live.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("vendor/world-atlas/countries-110m.json"), "application/json");
+        assert_eq!(content_type("icon.svg"), "image/svg+xml");
+        assert_eq!(content_type("README"), "application/octet-stream");
+    }
+
+    #[test]
+    fn qr_code_is_an_svg_image() {
+        let svg = qr_svg("http://127.0.0.1:8080/osmand?id=0123456789abcdef").unwrap();
+        assert!(svg.starts_with("<?xml"), "{}", &svg[..40]);
+        assert!(svg.contains("<svg"));
+        assert!(svg.contains("#000000"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Live state is never stored: it is derived from the plan and the pings. So a server stopped
+//! mid-relay and started again on the same SQLite file must show exactly what it showed before.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::common::{
+    BIKE, CARRIERS, Fix, Lcg, RUN, Server, at, flag, plan, planned_speed_mps, walk,
+};
+
+#[tokio::test]
+async fn a_restarted_server_rebuilds_the_same_live_view() -> Result<()> {
+    let s = Server::with_relay().await?;
+    let plan = plan();
+    let mut rng = Lcg::new(1896);
+    let run = walk(
+        &plan,
+        RUN,
+        at(120),
+        0.9 * planned_speed_mps(&plan, RUN),
+        5,
+        Some(&mut rng),
+    );
+    let bike_start = run.last().context("a walk")?.t;
+    let bike = walk(
+        &plan,
+        BIKE,
+        bike_start,
+        planned_speed_mps(&plan, BIKE),
+        5,
+        Some(&mut rng),
+    );
+    // Half way along the Seine when the server goes down.
+    let (ridden, to_come) = bike.split_at(bike.len() / 2);
+    s.tick_at(at(120));
+    for (leg, fixes) in [(RUN, &run[..]), (BIKE, ridden)] {
+        for batch in fixes.chunks(6) {
+            s.set_clock(batch.last().context("a batch")?.t);
+            s.send(
+                &s.tokens[leg].clone(),
+                &batch.iter().map(Fix::json).collect::<Vec<_>>(),
+            )
+            .await?;
+        }
+    }
+    s.set_clock(
+        ridden
+            .last()
+            .context("a walk")?
+            .t
+            .checked_add(jiff::SignedDuration::from_secs(2))?,
+    );
+    let (admin, public) = (s.live(true).await?, s.live(false).await?);
+    let r = flag(&admin);
+    assert_eq!(
+        (&r["current_leg"], &r["holders"]),
+        (&json!(2), &json!([CARRIERS[BIKE]]))
+    );
+    let fraction = r["progress"]["fraction"].as_f64().unwrap_or(0.0);
+    assert!((0.3..0.7).contains(&fraction), "{fraction}");
+    let count = s.ping_count().await?;
+
+    let (dir, clock, tokens) = s.stop().await?;
+    let mut s = Server::open(dir, clock).await?;
+    s.tokens = tokens;
+    assert_eq!(s.ping_count().await?, count);
+    assert_eq!(
+        s.live(true).await?,
+        admin,
+        "the operators' view after the restart"
+    );
+    assert_eq!(
+        s.live(false).await?,
+        public,
+        "the public view after the restart"
+    );
+
+    // The devices are still registered: the cyclist rides on with the token she was given.
+    let next = to_come.first().context("more to ride")?;
+    s.set_clock(next.t);
+    s.send(&s.tokens[BIKE].clone(), &[next.json()]).await?;
+    let after = s.live(true).await?;
+    let moved = flag(&after)["progress"]["along_m"].as_f64().unwrap_or(0.0);
+    assert!(
+        moved > r["progress"]["along_m"].as_f64().unwrap_or(f64::MAX),
+        "{after}"
+    );
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The read side as pages use it: the SSE stream (a snapshot first, then what changes, as it
+//! changes) and the cacheable `/live` snapshot with its ETag.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use serde_json::{Value, json};
+
+use crate::common::{
+    ADMIN, BIKE, CARRIERS, EVENT, Fix, RUN, STAGE, Server, SseEvent, SseReader, at, flag, plan,
+    planned_speed_mps, route, ts, walk,
+};
+
+const SOON: Duration = Duration::from_secs(1);
+
+fn named<'e>(events: &'e [SseEvent], name: &str) -> Option<&'e SseEvent> {
+    events.iter().find(|e| e.event == name)
+}
+
+/// Which handoff a `handoff` event announces: relay, legs and time.
+fn which(handoff: &Value) -> Value {
+    let keys = ["relay", "from_leg", "to_leg", "at"];
+    keys.iter()
+        .map(|k| ((*k).to_owned(), handoff[k].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn the_stream_sends_a_snapshot_then_positions_etas_and_handoffs() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(60));
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
+        .timeout(Duration::from_secs(9))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let mut sse = SseReader::new(resp);
+
+    let first = sse.next(SOON).await?.context("no first event")?;
+    assert_eq!(first.event, "snapshot");
+    assert_eq!(first.data["event"], EVENT);
+    assert_eq!(
+        (
+            &flag(&first.data)["current_leg"],
+            &flag(&first.data)["holders"]
+        ),
+        (&json!(STAGE), &json!([CARRIERS[STAGE]]))
+    );
+
+    // The stage's two minutes run out.
+    s.tick_at(at(121));
+    let events = sse.until("eta", SOON).await?;
+    let handoff = &named(&events, "handoff")
+        .context("a handoff before the eta")?
+        .data;
+    assert_eq!(
+        which(handoff),
+        json!({ "relay": "flag", "from_leg": 0, "to_leg": 1, "at": at(120).to_string() })
+    );
+    assert_eq!(
+        events.last().map(|e| &e.data["current_leg"]),
+        Some(&json!(RUN))
+    );
+
+    // The runner's first ping: her position, then the ETAs it changes.
+    let plan = plan();
+    let route = route(&plan, RUN);
+    let p = route.point_at(100.0);
+    s.set_clock(at(160));
+    let sent = Instant::now();
+    s.send(
+        &s.tokens[RUN].clone(),
+        &[json!({ "t": at(160).to_string(), "lon": p.lon, "lat": p.lat, "acc": 6 })],
+    )
+    .await?;
+    let events = sse.until("eta", SOON).await?;
+    assert!(sent.elapsed() < SOON, "{:?}", sent.elapsed());
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["position", "eta"]);
+    let position = &named(&events, "position")
+        .context("a position before the eta")?
+        .data;
+    assert_eq!(
+        (&position["relay"], &position["leg"], &position["t"]),
+        (&json!("flag"), &json!(RUN), &json!(at(160).to_string()))
+    );
+    assert_eq!(
+        (
+            position["lon"].as_f64(),
+            position["lat"].as_f64(),
+            position["acc_m"].as_f64()
+        ),
+        (Some(p.lon), Some(p.lat), Some(6.0))
+    );
+    let along = position["along_m"].as_f64().unwrap_or(0.0);
+    assert!((along - 100.0).abs() < 1.0, "{position}");
+    assert!(
+        (position["fraction"].as_f64().unwrap_or(0.0) - along / route.length_m()).abs() < 1e-9,
+        "{position}"
+    );
+    let eta = &named(&events, "eta").context("an eta")?.data;
+    assert_eq!(
+        (&eta["relay"], &eta["status"], &eta["current_leg"]),
+        (&json!("flag"), &json!("running"), &json!(RUN))
+    );
+    let legs = eta["legs"].as_array().context("the legs' ETAs")?;
+    assert_eq!(legs.len(), 4);
+    assert!(ts(&legs[RUN]["eta_end"]) > at(160));
+    assert_eq!(ts(&eta["eta_finish"]), ts(&legs[3]["eta_end"]));
+
+    // She reaches the Louvre: the flag passes to the cyclist.
+    let end = route.point_at(route.length_m());
+    s.set_clock(at(560));
+    let sent = Instant::now();
+    s.send(
+        &s.tokens[RUN].clone(),
+        &[json!({ "t": at(560).to_string(), "lon": end.lon, "lat": end.lat, "acc": 6 })],
+    )
+    .await?;
+    let events = sse.until("eta", SOON).await?;
+    assert!(sent.elapsed() < SOON, "{:?}", sent.elapsed());
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["position", "handoff", "eta"]);
+    let handoff = &named(&events, "handoff").context("a handoff")?.data;
+    assert_eq!(
+        which(handoff),
+        json!({ "relay": "flag", "from_leg": RUN, "to_leg": BIKE, "at": at(560).to_string() })
+    );
+    let eta = &named(&events, "eta").context("an eta")?.data;
+    assert_eq!(eta["current_leg"], BIKE);
+    assert_eq!(
+        ts(&eta["legs"][RUN]["eta_end"]),
+        at(560),
+        "a leg that is done has its real end"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<()> {
+    let s = Server::with_relay().await?;
+    let plan = plan();
+    s.tick_at(at(120));
+    let run = walk(&plan, RUN, at(120), planned_speed_mps(&plan, RUN), 10, None);
+    let arrived = run.last().context("a walk")?.t;
+    let ride = walk(
+        &plan,
+        BIKE,
+        arrived,
+        planned_speed_mps(&plan, BIKE),
+        10,
+        None,
+    );
+    // The runner's watch lost the network for a while mid-leg; the cyclist is off.
+    let offline = 10..15;
+    let online: Vec<Value> = run
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !offline.contains(i))
+        .map(|(_, f)| f.json())
+        .collect();
+    let late: Vec<Value> = run[offline].iter().map(Fix::json).collect();
+    let ridden = &ride[..4];
+    s.set_clock(ridden.last().context("a ride")?.t);
+    s.send(&s.tokens[RUN].clone(), &online).await?;
+    s.send(
+        &s.tokens[BIKE].clone(),
+        &ridden.iter().map(Fix::json).collect::<Vec<_>>(),
+    )
+    .await?;
+    let before = s.live(false).await?;
+    assert_eq!(flag(&before)["current_leg"], BIKE);
+
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
+        .timeout(Duration::from_secs(9))
+        .send()
+        .await?;
+    let mut sse = SseReader::new(resp);
+    assert_eq!(
+        sse.next(SOON).await?.context("a snapshot")?.event,
+        "snapshot"
+    );
+    // The watch reconnects and uploads its buffer: the relay is replayed from the start.
+    s.send(&s.tokens[RUN].clone(), &late).await?;
+    let events = sse.until("eta", SOON).await?;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        ["position", "eta"],
+        "only the news: no handoff announced twice, no old positions"
+    );
+    let position = &events[0].data;
+    let last = ridden.last().context("a ride")?;
+    assert_eq!(
+        (&position["leg"], ts(&position["t"])),
+        (&json!(BIKE), last.t),
+        "{position}"
+    );
+    let after = s.live(false).await?;
+    assert_eq!(
+        flag(&after)["legs"][RUN]["actual_end"],
+        flag(&before)["legs"][RUN]["actual_end"]
+    );
+    assert_eq!(flag(&after)["progress"], flag(&before)["progress"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn live_answers_304_while_nothing_changed() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(150));
+    let url = s.url(&format!("/api/v1/events/{EVENT}/live"));
+    let etag_of = |r: &reqwest::Response| {
+        r.headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+
+    let r = s.http.get(&url).send().await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()),
+        Some("public, max-age=1")
+    );
+    let e1 = etag_of(&r);
+    assert!(
+        e1.starts_with('"') && e1.ends_with('"'),
+        "a strong ETag: {e1}"
+    );
+
+    let r = s.http.get(&url).header(IF_NONE_MATCH, &e1).send().await?;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(etag_of(&r), e1);
+    assert!(r.bytes().await?.is_empty());
+    // The operators' view is another representation.
+    let r = s
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN)
+        .header(IF_NONE_MATCH, &e1)
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(etag_of(&r), e1);
+
+    // A ping changes the view.
+    let p = route(&plan(), RUN).point_at(80.0);
+    s.send(
+        &s.tokens[RUN].clone(),
+        &[json!({ "t": at(150).to_string(), "lon": p.lon, "lat": p.lat })],
+    )
+    .await?;
+    let r = s.http.get(&url).header(IF_NONE_MATCH, &e1).send().await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let e2 = etag_of(&r);
+    assert_ne!(e2, e1);
+    let body: serde_json::Value = r.json().await?;
+    assert_eq!(ts(&flag(&body)["position"]["t"]), at(150));
+    assert_eq!(
+        s.http
+            .get(&url)
+            .header(IF_NONE_MATCH, &e2)
+            .send()
+            .await?
+            .status(),
+        StatusCode::NOT_MODIFIED
+    );
+
+    // So does time passing (ages and countdowns move every second).
+    s.set_clock(at(151));
+    let r = s.http.get(&url).header(IF_NONE_MATCH, &e2).send().await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(etag_of(&r), e2);
+    let body: serde_json::Value = r.json().await?;
+    assert_eq!(ts(&body["now"]), at(151));
+    assert_eq!(flag(&body)["position"]["age_s"], 1);
+    Ok(())
+}

@@ -1,0 +1,523 @@
+//! Outgoing webhooks, end to end: a receiver on `127.0.0.1` (a tiny axum server in the test)
+//! gets each verified handoff and each rising alert as a signed POST, checks the signature with
+//! the secret the way a real receiver would, and can answer 500 to make the server retry. The
+//! delivery log is read back over the admin API. Self-contained: its own small harness.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use handoff_server::auth::AdminToken;
+use handoff_server::{AppState, Config};
+use handoff_store::SqliteStore;
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const ADMIN: &str = "webhooks-test-admin";
+const EVENT: &str = "hooks";
+const SECRET: &str = "a-long-random-webhook-secret";
+/// 2024-08-11T21:00:00Z: the stage begins.
+const T0_S: i64 = 1_723_410_000;
+
+/// A 2-minute stage at the Hôtel de Ville, then two short runs along the Rue de Rivoli.
+const PLAN: &str = r#"
+[event]
+id = "hooks"
+name = "Webhooks through Paris"
+timezone = "Europe/Paris"
+
+[[places]]
+id = "hotel-de-ville"
+name = "Hôtel de Ville"
+at = [2.3522, 48.8566]
+timezone = "Europe/Paris"
+
+[[relays]]
+id = "flag"
+name = "Olympic flag"
+object = "Olympic flag"
+
+[[relays.legs]]
+carriers = ["Anne Hidalgo"]
+mode = "stage"
+place = "hotel-de-ville"
+start = "2024-08-11T23:00:00+02:00[Europe/Paris]"
+duration = "2m"
+
+[[relays.legs]]
+carriers = ["Marie-José Pérec"]
+mode = "run"
+route = { points = [[2.3522, 48.8566], [2.3495, 48.8577], [2.3470, 48.8586]] }
+duration = "2m"
+
+[[relays.legs]]
+carriers = ["Tony Estanguet"]
+mode = "run"
+route = { points = [[2.3470, 48.8586], [2.3441, 48.8597], [2.3412, 48.8607]] }
+duration = "2m"
+"#;
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(T0_S + s).expect("a time near 2024")
+}
+
+/// The server under test, its clock in milliseconds (only the test moves it).
+struct Server {
+    state: Arc<AppState>,
+    base: String,
+    http: reqwest::Client,
+    clock_ms: Arc<AtomicI64>,
+    _dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    /// A server with the plan uploaded, its clock at `t`, retrying after 20, 40, 80 … ms.
+    async fn start(t: Timestamp) -> Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("hooks.db"))?;
+        let clock_ms = Arc::new(AtomicI64::new(t.as_millisecond()));
+        let ms = Arc::clone(&clock_ms);
+        let config = Config {
+            admin: AdminToken::new(ADMIN),
+            clock: Some(Arc::new(move || {
+                Timestamp::from_millisecond(ms.load(Ordering::SeqCst))
+                    .unwrap_or(Timestamp::UNIX_EPOCH)
+            })),
+        };
+        let state = AppState::open(Arc::new(store), config).await?;
+        state.webhooks.set_backoff(Duration::from_millis(20));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(handoff_server::launch(
+            Arc::clone(&state),
+            listener,
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let s = Server {
+            state,
+            base,
+            http,
+            clock_ms,
+            _dir: dir,
+            _stop: stop,
+        };
+        let (status, body) = s
+            .call(
+                s.http
+                    .put(s.url(""))
+                    .header("content-type", "application/toml")
+                    .body(PLAN),
+            )
+            .await?;
+        ensure!(status == StatusCode::OK, "PUT plan: {status} {body}");
+        Ok(s)
+    }
+
+    fn url(&self, rest: &str) -> String {
+        format!("{}/api/v1/events/{EVENT}{rest}", self.base)
+    }
+
+    fn set_clock(&self, t: Timestamp) {
+        self.clock_ms.store(t.as_millisecond(), Ordering::SeqCst);
+    }
+
+    /// Sends a request with the admin token: the status and the body as JSON.
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+        let resp = req.bearer_auth(ADMIN).send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// Registers a webhook and returns its id.
+    async fn add_webhook(&self, url: &str, kinds: &[&str]) -> Result<String> {
+        let (status, body) = self
+            .call(
+                self.http
+                    .post(self.url("/webhooks"))
+                    .json(&json!({ "url": url, "secret": SECRET, "kinds": kinds })),
+            )
+            .await?;
+        ensure!(
+            status == StatusCode::CREATED,
+            "POST webhook: {status} {body}"
+        );
+        Ok(body["id"].as_str().context("an id")?.to_owned())
+    }
+
+    /// The operator records the next handoff, now.
+    async fn handoff(&self) -> Result<Value> {
+        let (status, body) = self
+            .call(self.http.post(self.url("/relays/flag/handoffs")).body("{}"))
+            .await?;
+        ensure!(
+            status == StatusCode::CREATED,
+            "POST handoff: {status} {body}"
+        );
+        Ok(body)
+    }
+
+    /// The delivery log, newest first.
+    async fn deliveries(&self) -> Result<Vec<Value>> {
+        let (status, body) = self
+            .call(self.http.get(self.url("/webhooks/deliveries")))
+            .await?;
+        ensure!(status == StatusCode::OK, "GET deliveries: {status} {body}");
+        Ok(body["deliveries"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits (up to 5 s) until the log holds `n` attempts.
+    async fn wait_for_deliveries(&self, n: usize) -> Result<Vec<Value>> {
+        for _ in 0..250 {
+            let log = self.deliveries().await?;
+            if log.len() >= n {
+                return Ok(log);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!(
+            "the delivery log never reached {n} attempts: {:?}",
+            self.deliveries().await?
+        )
+    }
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    event: String,
+    delivery: String,
+    content_type: String,
+    signature_ok: bool,
+    body: Value,
+}
+
+/// The test's webhook receiver: it checks each signature with the secret, keeps what it got,
+/// and answers 500 to the first `fail_first` requests, 200 after.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    got: Arc<Mutex<Vec<Received>>>,
+    fail_first: usize,
+    seen: Arc<AtomicUsize>,
+}
+
+async fn receive(State(rx): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    // What a receiver does: recompute the HMAC of the raw body, compare in constant time.
+    let signature_ok = header("x-handoff-signature")
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h).ok())
+        .is_some_and(|sig| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key");
+            mac.update(&body);
+            mac.verify_slice(&sig).is_ok()
+        });
+    rx.got.lock().expect("lock").push(Received {
+        event: header("x-handoff-event"),
+        delivery: header("x-handoff-delivery"),
+        content_type: header("content-type"),
+        signature_ok,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    if rx.seen.fetch_add(1, Ordering::SeqCst) < rx.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> Result<Receiver> {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(ReceiverState {
+                got: Arc::clone(&got),
+                fail_first,
+                seen: Arc::new(AtomicUsize::new(0)),
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Receiver {
+            url,
+            got,
+            _stop: stop,
+        })
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
+    }
+}
+
+#[tokio::test]
+async fn a_verified_handoff_reaches_the_webhook_signed() -> Result<()> {
+    let rx = Receiver::start(0).await?;
+    let s = Server::start(at(60)).await?;
+    let id = s.add_webhook(&rx.url, &["handoff"]).await?;
+    s.set_clock(at(121));
+    let entry = s.handoff().await?;
+
+    let log = s.wait_for_deliveries(1).await?;
+    let got = rx.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert!(r.signature_ok, "the signature checks out with the secret");
+    assert_eq!(r.event, "handoff");
+    assert_eq!(r.content_type, "application/json");
+    assert_eq!(r.body["kind"], "handoff");
+    assert_eq!(r.body["event"], EVENT);
+    assert_eq!(r.body["delivery"], r.delivery.as_str());
+    assert_eq!(r.body["payload"]["relay"], "flag");
+    assert_eq!(r.body["payload"]["entry"]["hash"], entry["hash"]);
+    assert_eq!(r.body["payload"]["entry"]["from"]["leg"], 0);
+    assert_eq!(r.body["payload"]["entry"]["to"]["leg"], 1);
+
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["webhook"], id.as_str());
+    assert_eq!(log[0]["delivery"], r.delivery.as_str());
+    assert_eq!(log[0]["kind"], "handoff");
+    assert_eq!(log[0]["attempt"], 1);
+    assert_eq!(log[0]["status"], 200);
+    assert_eq!(log[0]["ok"], true);
+    assert_eq!(log[0]["error"], Value::Null);
+
+    // The list shows the webhook, never its secret.
+    let (status, body) = s.call(s.http.get(s.url("/webhooks"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["webhooks"][0]["id"], id.as_str());
+    assert_eq!(body["webhooks"][0]["url"], rx.url.as_str());
+    assert_eq!(body["webhooks"][0]["kinds"], json!(["handoff"]));
+    assert!(!body.to_string().contains(SECRET), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_retried_and_each_attempt_logged() -> Result<()> {
+    let rx = Receiver::start(1).await?;
+    let s = Server::start(at(60)).await?;
+    s.add_webhook(&rx.url, &[]).await?;
+    s.set_clock(at(121));
+    s.handoff().await?;
+
+    let log = s.wait_for_deliveries(2).await?;
+    // Newest first: the retry, then the first attempt.
+    let attempts: Vec<&Value> = log.iter().map(|d| &d["attempt"]).collect();
+    assert_eq!(attempts, [&json!(2), &json!(1)], "{log:?}");
+    assert_eq!(log[1]["status"], 500);
+    assert_eq!(log[1]["ok"], false);
+    assert!(
+        log[1]["error"].as_str().is_some_and(|e| e.contains("500")),
+        "{log:?}"
+    );
+    assert_eq!(log[0]["status"], 200);
+    assert_eq!(log[0]["ok"], true);
+    assert_eq!(log[0]["delivery"], log[1]["delivery"], "one notification");
+    // No third attempt after the success.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.deliveries().await?.len(), 2);
+
+    let got = rx.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].delivery, got[1].delivery, "a retry keeps its id");
+    assert_eq!(got[0].body, got[1].body, "and its body");
+    assert!(got.iter().all(|r| r.signature_ok));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_gets_five_attempts_with_the_reason() -> Result<()> {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", closed.local_addr()?);
+    drop(closed);
+    let s = Server::start(at(60)).await?;
+    s.add_webhook(&url, &["handoff"]).await?;
+    s.set_clock(at(121));
+    s.handoff().await?;
+    // 20 + 40 + 80 + 160 ms of backoff.
+    let log = s.wait_for_deliveries(5).await?;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let log_after = s.deliveries().await?;
+    assert_eq!(
+        log_after.len(),
+        5,
+        "five attempts, then it gives up: {log_after:?}"
+    );
+    for (i, d) in log.iter().enumerate() {
+        assert_eq!(d["attempt"], 5 - i, "{log:?}");
+        assert_eq!(d["status"], Value::Null);
+        assert!(
+            d["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{log:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn alerts_reach_only_the_webhooks_subscribed_to_their_kind() -> Result<()> {
+    let handoffs = Receiver::start(0).await?;
+    let alerts = Receiver::start(0).await?;
+    let s = Server::start(at(60)).await?;
+    s.add_webhook(&handoffs.url, &["handoff"]).await?;
+    s.add_webhook(&alerts.url, &["overdue"]).await?;
+    s.set_clock(at(121));
+    s.handoff().await?;
+    s.wait_for_deliveries(1).await?;
+    // The runner's 2-minute leg, 20 minutes on: overdue (and silent, which nobody wants).
+    s.set_clock(at(121 + 20 * 60));
+    s.state.tick();
+    s.wait_for_deliveries(2).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let got = alerts.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].event, "overdue");
+    assert!(got[0].signature_ok);
+    let alert = &got[0].body["payload"];
+    assert_eq!(alert["kind"], "overdue");
+    assert_eq!(alert["relay"], "flag");
+    assert_eq!(alert["leg"], 1);
+    assert_eq!(alert["holders"], json!(["Marie-José Pérec"]));
+    let kinds: Vec<String> = handoffs.got().iter().map(|r| r.event.clone()).collect();
+    assert_eq!(kinds, ["handoff"], "the handoff webhook got no alert");
+    // Still overdue a tick later: the alert rose once.
+    s.state.tick();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(alerts.got().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_needs_the_admin_an_http_url_a_long_secret_and_known_kinds() -> Result<()> {
+    let s = Server::start(at(60)).await?;
+    let post = |body: Value| s.http.post(s.url("/webhooks")).json(&body);
+    for (body, field) in [
+        (
+            json!({ "url": "ftp://127.0.0.1/x", "secret": SECRET }),
+            "url",
+        ),
+        (json!({ "url": "not a url", "secret": SECRET }), "url"),
+        (json!({ "secret": SECRET }), "url"),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "secret": "short" }),
+            "secret",
+        ),
+        (json!({ "url": "http://127.0.0.1:9/x" }), "secret"),
+        (
+            json!({ "url": "http://127.0.0.1:9/x", "secret": SECRET, "kinds": ["handoff", "lunch"] }),
+            "kinds",
+        ),
+    ] {
+        let (status, answer) = s.call(post(body.clone())).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body} → {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let anonymous = post(json!({ "url": "http://127.0.0.1:9/x", "secret": SECRET }))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    for path in ["/webhooks", "/webhooks/deliveries"] {
+        let r = s.http.get(s.url(path)).send().await?;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (status, _) = s
+        .call(
+            s.http
+                .post(format!("{}/api/v1/events/nowhere/webhooks", s.base))
+                .json(&json!({ "url": "http://127.0.0.1:9/x", "secret": SECRET })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nothing was registered by the refused requests.
+    let (_, list) = s.call(s.http.get(s.url("/webhooks"))).await?;
+    assert_eq!(list["webhooks"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn webhooks_survive_a_restart() -> Result<()> {
+    let rx = Receiver::start(0).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("hooks.db");
+    {
+        let store = SqliteStore::open(&path)?;
+        let state = AppState::open(
+            Arc::new(store),
+            Config {
+                admin: AdminToken::new(ADMIN),
+                clock: Some(Arc::new(|| at(60))),
+            },
+        )
+        .await?;
+        state.put_plan(EVENT, PLAN.to_owned()).await?;
+        state
+            .store
+            .add_webhook(handoff_store::NewWebhook {
+                event_id: EVENT.to_owned(),
+                webhook_id: "wh_stored".to_owned(),
+                url: rx.url.clone(),
+                secret: SECRET.to_owned(),
+                kinds: vec!["handoff".to_owned()],
+            })
+            .await?;
+    }
+    // A new server over the same file loads the webhook when it installs the event.
+    let store = SqliteStore::open(&path)?;
+    let state = AppState::open(
+        Arc::new(store),
+        Config {
+            admin: AdminToken::new(ADMIN),
+            clock: Some(Arc::new(|| at(121))),
+        },
+    )
+    .await?;
+    assert_eq!(state.webhooks.subscribed(EVENT, "handoff").len(), 1);
+    assert!(state.webhooks.subscribed(EVENT, "silent").is_empty());
+    Ok(())
+}

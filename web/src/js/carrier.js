@@ -1,0 +1,362 @@
+// The carrier page (`/carrier`): a phone shares its position through the browser's
+// Geolocation API while its carrier holds the object, and confirms handoffs with one-time
+// codes. The device token is entered once (or arrives as `?token=` from the console's QR
+// code) and kept in localStorage. Positions go into a queue in localStorage first and are
+// sent from there in batches, so none is lost when the signal drops or the page reloads.
+
+import { ApiError, getJSON, paths, postJSON } from './api.js';
+import { $, fill, h, names, problem } from './dom.js';
+import { distanceM, formatDistance } from './geo.js';
+import { LiveModel } from './live-model.js';
+import { exchangeName, model, placeNear } from './plan.js';
+import { follow } from './stream.js';
+import { clock, ms, syncClock, tick, zoned } from './time.js';
+
+const KEY = { token: 'handoff.device.token', queue: 'handoff.device.queue', sharing: 'handoff.device.sharing' };
+/** Fewer pings than the GPS offers: one per this interval is plenty for progress and ETAs. */
+const MIN_INTERVAL_MS = 2000;
+/** Most pings per request (the server takes up to 10,000). */
+const BATCH = 1000;
+/** Most pings kept while offline (a few MB of localStorage); the oldest go first. */
+const MAX_QUEUE = 20000;
+
+const state = {
+  token: null, me: null, m: null, live: null, watch: null, fix: null, lastQueued: 0,
+  flushing: false, retry: null, wakeLock: null, role: null,
+};
+
+// ------------------------------------------------------------------ the queue
+
+const readQueue = () => {
+  try {
+    return JSON.parse(localStorage.getItem(KEY.queue) ?? '[]');
+  } catch {
+    return [];
+  }
+};
+const writeQueue = (q) => localStorage.setItem(KEY.queue, JSON.stringify(q.slice(-MAX_QUEUE)));
+
+function showQueue(extra) {
+  const n = readQueue().length;
+  const text = n === 0 ? 'All positions sent.' : `${n} position${n === 1 ? '' : 's'} waiting to send${navigator.onLine ? '' : ' (offline)'}.`;
+  $('#queue-status').textContent = extra ? `${text} ${extra}` : text;
+  $('#queue-status').dataset.queued = String(n);
+}
+
+/** A GeolocationPosition as a ping of our batch API (SI units; unknown fields left out). */
+function ping(pos) {
+  const c = pos.coords;
+  const p = { t: new Date(pos.timestamp).toISOString(), lon: c.longitude, lat: c.latitude };
+  if (Number.isFinite(c.accuracy)) p.acc = c.accuracy;
+  if (Number.isFinite(c.speed)) p.speed = c.speed;
+  if (Number.isFinite(c.heading)) p.heading = c.heading;
+  if (Number.isFinite(c.altitude)) p.alt = c.altitude;
+  return p;
+}
+
+/** Sends the queue, oldest first, in batches; keeps it on a network or server error. */
+async function flush() {
+  if (state.flushing || !navigator.onLine || !state.token) return;
+  state.flushing = true;
+  clearTimeout(state.retry);
+  let note = '';
+  try {
+    for (;;) {
+      const batch = readQueue().slice(0, BATCH);
+      if (batch.length === 0) break;
+      try {
+        const res = await postJSON(paths.pings(), batch, { token: state.token });
+        // Refused pings (bad values) can never succeed: they leave the queue too.
+        if (res.rejected?.length) note = `${res.rejected.length} refused by the server: ${res.rejected[0].error?.message ?? ''}`;
+        writeQueue(readQueue().slice(batch.length));
+        $('#share-status').dataset.sent = String(Number($('#share-status').dataset.sent ?? 0) + res.accepted);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) {
+          forget('This phone\'s token is no longer accepted; enter a new one.');
+          return;
+        }
+        if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
+          // The request as a whole can never succeed as it is: drop it, say so.
+          writeQueue(readQueue().slice(batch.length));
+          note = `Positions refused: ${e.message}`;
+          continue;
+        }
+        // No signal or a server hiccup: keep them and try again shortly.
+        state.retry = setTimeout(flush, 5000);
+        break;
+      }
+    }
+  } finally {
+    state.flushing = false;
+    showQueue(note);
+  }
+}
+
+// ------------------------------------------------------------------ sharing
+
+function onFix(pos) {
+  state.fix = pos;
+  const c = pos.coords;
+  fill($('#share-status'), `Sharing · last fix ${clock(pos.timestamp, Intl.DateTimeFormat().resolvedOptions().timeZone)}`,
+    Number.isFinite(c.accuracy) ? ` (±${Math.round(c.accuracy)} m)` : '');
+  if (pos.timestamp - state.lastQueued >= MIN_INTERVAL_MS) {
+    state.lastQueued = pos.timestamp;
+    const q = readQueue();
+    q.push(ping(pos));
+    writeQueue(q);
+    showQueue();
+    flush();
+  }
+  renderLeg();
+}
+
+function onGeoError(err) {
+  const why = {
+    1: 'Location permission was refused: allow it for this site in the browser settings, then start again.',
+    2: 'The phone cannot find its position right now; it keeps trying.',
+    3: 'Finding the position is taking long; it keeps trying.',
+  }[err.code] ?? err.message;
+  $('#share-status').textContent = why;
+  if (err.code === 1) stopSharing();
+}
+
+async function keepAwake() {
+  // Browsers stop geolocation when the screen locks: ask it to stay on while sharing.
+  try {
+    if (state.watch !== null && 'wakeLock' in navigator && document.visibilityState === 'visible') {
+      state.wakeLock = await navigator.wakeLock.request('screen');
+    }
+  } catch {
+    // Not granted (battery saver): sharing still works while the page is in front.
+  }
+}
+
+function startSharing() {
+  if (!('geolocation' in navigator)) {
+    problem('This browser cannot share its position.');
+    return;
+  }
+  state.watch = navigator.geolocation.watchPosition(onFix, onGeoError, {
+    enableHighAccuracy: true, maximumAge: 5000, timeout: 30000,
+  });
+  localStorage.setItem(KEY.sharing, 'on');
+  $('#share').textContent = 'Stop sharing';
+  $('#share').setAttribute('aria-pressed', 'true');
+  $('#share-status').textContent = 'Sharing · waiting for the first fix…';
+  keepAwake();
+}
+
+function stopSharing() {
+  if (state.watch !== null) navigator.geolocation.clearWatch(state.watch);
+  state.watch = null;
+  localStorage.setItem(KEY.sharing, 'off');
+  state.wakeLock?.release().catch(() => {});
+  state.wakeLock = null;
+  $('#share').textContent = 'Start sharing';
+  $('#share').setAttribute('aria-pressed', 'false');
+  $('#share-status').textContent = 'Not sharing.';
+}
+
+// ------------------------------------------------------------------ the carrier's leg
+
+/** The leg this carrier holds now, or the next one they will: { relay, leg, r, holding }. */
+function myLeg() {
+  let next = null;
+  for (const relay of state.m.relays) {
+    const r = state.live.relay(relay.id);
+    if (!r) continue;
+    for (const leg of relay.legs) {
+      if (!leg.carriers.includes(state.me.carrier)) continue;
+      const lv = r.legs[leg.index];
+      if (r.current_leg === leg.index && lv?.status === 'current') return { relay, leg, r, holding: true };
+      if (lv?.status === 'upcoming' && (!next || ms(lv.eta_start) < ms(next.r.legs[next.leg.index].eta_start))) {
+        next = { relay, leg, r, holding: false };
+      }
+    }
+  }
+  return next;
+}
+
+function when(t, zone) {
+  const z = zoned(t, zone);
+  return [h('time', { datetime: new Date(t).toISOString() }, z.place), z.viewer ? ` (${z.viewer}, your time)` : ''];
+}
+
+function renderLeg() {
+  if (!state.live?.snapshot) return;
+  const mine = myLeg();
+  const here = state.fix ? [state.fix.coords.longitude, state.fix.coords.latitude] : null;
+  const box = $('#leg-info');
+  state.role = null;
+  if (!mine) {
+    fill(box, h('p', {}, 'You have no leg still to come in this event. Thank you!'));
+  } else {
+    const { relay, leg, r, holding } = mine;
+    const n = relay.legs.length;
+    const what = relay.object || relay.name;
+    const last = leg.index === n - 1;
+    if (holding) {
+      const lv = r.legs[leg.index];
+      const t = ms(lv.eta_end);
+      const remaining = r.progress ? Math.max(0, (r.progress.length_m || leg.lengthM) - r.progress.along_m) : leg.lengthM;
+      fill(box,
+        h('p', { class: 'status' }, h('strong', { class: 'holders' }, `You hold the ${what}`), ` · leg ${leg.index + 1} of ${n} · ${leg.mode}`),
+        h('dl', { class: 'next' },
+          h('dt', {}, last ? 'Finish' : 'Next exchange'),
+          h('dd', { id: 'next-exchange' }, exchangeName(state.m, relay, leg.index),
+            last ? '' : ` · hand to ${names(relay.legs[leg.index + 1].carriers)}`),
+          h('dt', {}, 'Distance'),
+          h('dd', { id: 'distance' }, `${formatDistance(remaining)} along the route`,
+            here && leg.end ? ` (${formatDistance(distanceM(here, leg.end))} in a straight line)` : ''),
+          h('dt', {}, 'Expected'),
+          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · in ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now' } }))));
+      state.role = last ? null : { kind: 'give', relay };
+    } else {
+      const lv = r.legs[leg.index];
+      const t = ms(lv.eta_start);
+      const prev = relay.legs[leg.index - 1];
+      const at = leg.start && (placeNear(state.m, leg.start)?.name ?? (prev ? exchangeName(state.m, relay, prev.index) : 'the start'));
+      fill(box,
+        h('p', { class: 'status' }, h('strong', { class: 'holders' }, `Next: leg ${leg.index + 1} of ${n}`), ` · ${leg.mode}`),
+        h('dl', { class: 'next' },
+          h('dt', {}, 'You take over'),
+          h('dd', { id: 'next-exchange' }, prev ? `from ${names(prev.carriers)} at ${at}` : `at ${at} (the start)`),
+          h('dt', {}, 'Distance'),
+          h('dd', { id: 'distance' }, here && leg.start ? `${formatDistance(distanceM(here, leg.start))} from you` : 'Start sharing to see how far you are.'),
+          h('dt', {}, 'Expected'),
+          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · in ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now' } }))));
+      if (prev && r.current_leg === prev.index) state.role = { kind: 'receive', relay };
+    }
+  }
+  $('#give').hidden = state.role?.kind !== 'give';
+  $('#receive').hidden = state.role?.kind !== 'receive';
+  $('#handoff-none').hidden = !!state.role;
+  tick();
+}
+
+// ------------------------------------------------------------------ handoff codes
+
+async function getCode() {
+  const { relay } = state.role;
+  const c = await postJSON(paths.code(state.me.event, relay.id), undefined, { token: state.token });
+  $('#code-box').hidden = false;
+  $('#code').textContent = c.code;
+  const t = ms(c.expires_at);
+  fill($('#code-expiry'), `For the handoff to ${names(relay.legs[c.to_leg].carriers)}; valid until ${clock(t, relay.legs[c.from_leg].end_zone)} (`,
+    h('span', { class: 'countdown', dataset: { until: String(t), done: 'expired' } }), ' left).');
+  tick();
+}
+
+async function receive(code) {
+  const { relay } = state.role;
+  const entry = await postJSON(paths.handoffs(state.me.event, relay.id), { code }, { token: state.token });
+  $('#receive-code').value = '';
+  const el = $('#handoff-result');
+  el.hidden = false;
+  el.textContent = `Handoff confirmed: you hold the ${relay.object || relay.name} (custody entry ${entry.seq}).`;
+  await refreshLive();
+}
+
+// ------------------------------------------------------------------ wiring
+
+async function refreshLive() {
+  const snap = await getJSON(paths.live(state.me.event));
+  syncClock(snap.now);
+  state.live.replace(snap);
+  renderLeg();
+}
+
+async function act(fn) {
+  problem(null);
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) forget('This phone\'s token is not accepted; enter the one the organisers gave you.');
+    else problem(e.message);
+  }
+}
+
+function forget(message) {
+  localStorage.removeItem(KEY.token);
+  state.token = null;
+  stopSharing();
+  $('#app').hidden = true;
+  $('#setup').hidden = false;
+  fill($('#who'), 'Carrier');
+  problem(message ?? null);
+}
+
+async function start() {
+  state.me = await getJSON('/carrier/me', { token: state.token });
+  $('#setup').hidden = true;
+  $('#app').hidden = false;
+  fill($('#who'), `${state.me.carrier} · carrier`);
+  document.title = `${state.me.carrier} · carrier · handoff`;
+  const body = await getJSON(paths.plan(state.me.event));
+  state.m = model(body);
+  state.live = new LiveModel(state.m);
+  await refreshLive();
+  follow(paths.stream(state.me.event), {
+    onMessage: (kind, data) => {
+      if (kind === 'snapshot') {
+        syncClock(data.now);
+        state.live.replace(data);
+      } else if (kind === 'plan') {
+        act(start);
+        return;
+      } else {
+        state.live.apply(kind, data);
+        if (kind === 'handoff') act(refreshLive);
+      }
+      renderLeg();
+    },
+    onStatus: (s) => {
+      $('#conn').className = `conn ${s}`;
+      $('#conn').textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+    },
+    resync: () => act(refreshLive),
+  });
+  if (localStorage.getItem(KEY.sharing) === 'on') startSharing();
+  showQueue();
+  flush();
+}
+
+function main() {
+  const url = new URL(location.href);
+  const given = url.searchParams.get('token');
+  if (given) {
+    localStorage.setItem(KEY.token, given.trim());
+    // Out of the address bar and history: a shared screenshot must not leak it.
+    url.searchParams.delete('token');
+    history.replaceState(null, '', url);
+  }
+  state.token = localStorage.getItem(KEY.token);
+
+  $('#setup-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    state.token = $('#device-token').value.trim();
+    localStorage.setItem(KEY.token, state.token);
+    $('#device-token').value = '';
+    act(start);
+  });
+  $('#share').addEventListener('click', () => (state.watch === null ? startSharing() : stopSharing()));
+  $('#get-code').addEventListener('click', () => act(getCode));
+  $('#receive').addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(() => receive($('#receive-code').value.trim()));
+  });
+  $('#forget').addEventListener('click', () => forget());
+  window.addEventListener('online', () => {
+    showQueue();
+    flush();
+  });
+  window.addEventListener('offline', () => showQueue());
+  document.addEventListener('visibilitychange', keepAwake);
+  setInterval(tick, 1000);
+  setInterval(flush, 10000);
+
+  if (state.token) act(start);
+  else $('#setup').hidden = false;
+}
+
+main();

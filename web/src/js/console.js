@@ -1,0 +1,367 @@
+// The operator console (`/e/{event}/console`): every relay and leg with plan, ETA, delta and
+// status; the alerts; recording, voiding and re-timing handoffs; shifting the plan; and
+// registering phones (token shown once, as text and QR codes). The admin token is asked for
+// once and kept in sessionStorage (this tab only), and sent as a bearer token.
+
+import { ApiError, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';
+import { $, coalesce, fill, h, names, problem } from './dom.js';
+import { LiveModel } from './live-model.js';
+import { model } from './plan.js';
+import { follow } from './stream.js';
+import { clock, delta, ms, syncClock, tick } from './time.js';
+
+const TOKEN_KEY = 'handoff.admin';
+const eventId = eventFromPath();
+const state = { token: sessionStorage.getItem(TOKEN_KEY), m: null, live: null, custody: new Map(), blocks: new Map(), stream: null };
+
+const auth = () => ({ token: state.token });
+
+function say(message) {
+  const el = $('#result');
+  el.hidden = !message;
+  el.textContent = message ?? '';
+}
+
+/** Runs an action, showing its error (and asking to sign in again on a 401). */
+async function act(fn) {
+  problem(null);
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) signOut('The admin token was refused; sign in again.');
+    else problem(e.message);
+  }
+}
+
+// ------------------------------------------------------------------ sign in
+
+/** Whether `token` is the admin token (asked before any action, so a typo shows at once). */
+async function checkToken(token) {
+  return (await getJSON('/console/session', { token })).admin === true;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  state.stream?.close();
+  $('#app').hidden = true;
+  $('#login').hidden = false;
+  problem(message ?? null);
+  $('#token').focus();
+}
+
+// ------------------------------------------------------------------ custody
+
+/** Recorded handoffs per leg, from the custody log (corrections applied): leg → {seq, at}. */
+function recorded(entries) {
+  const ends = new Map();
+  const legOf = new Map();
+  for (const e of entries) {
+    if (e.kind === 'handoff' && e.from) {
+      ends.set(e.from.leg, { seq: e.seq, at: e.at, method: e.evidence?.method });
+      legOf.set(e.seq, e.from.leg);
+    } else if (e.kind === 'correction' && legOf.has(e.corrects)) {
+      const leg = legOf.get(e.corrects);
+      if (e.void) ends.delete(leg);
+      else if (ends.has(leg)) ends.get(leg).at = e.at;
+    }
+  }
+  return ends;
+}
+
+async function loadCustody(relayId) {
+  const text = await getText(paths.custody(eventId, relayId), auth());
+  const entries = text.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+  state.custody.set(relayId, recorded(entries));
+}
+
+// ------------------------------------------------------------------ relays
+
+/** A datetime-local value (viewer's zone) as RFC 3339, or undefined when empty. */
+function instant(input) {
+  if (!input.value) return undefined;
+  const t = new Date(input.value);
+  return Number.isNaN(t.getTime()) ? undefined : t.toISOString();
+}
+
+function buildBlock(relay) {
+  const id = `r-${relay.id}`;
+  const b = {};
+  b.el = h('details', { class: 'card relay-block', 'data-relay': relay.id, open: state.m.relays.length <= 10 },
+    h('summary', {}, h('strong', {}, relay.name), ' ', b.summary = h('span', { class: 'relay-status' })),
+    h('div', { class: 'actions' },
+      b.record = h('button', { type: 'button', class: 'record', onclick: () => act(() => record(relay, b)) }, 'Record handoff'),
+      h('div', { class: 'field' },
+        h('label', { for: `${id}-at` }, 'When (your time; empty = now)'),
+        b.at = h('input', { id: `${id}-at`, type: 'datetime-local', step: 1 }))),
+    h('div', { class: 'actions' },
+      b.void = h('button', { type: 'button', class: 'danger void', onclick: () => act(() => correct(relay, b, true)) }, 'Void last recorded handoff'),
+      h('div', { class: 'field' },
+        h('label', { for: `${id}-fix` }, 'Correct its time to (your time)'),
+        b.fixAt = h('input', { id: `${id}-fix`, type: 'datetime-local', step: 1 })),
+      b.retime = h('button', { type: 'button', class: 'secondary retime', onclick: () => act(() => correct(relay, b, false)) }, 'Change time')),
+    h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': `Legs of ${relay.name}` },
+      h('table', { class: 'legs' },
+        h('thead', {}, h('tr', {}, ['Leg', 'Carriers', 'Mode', 'Planned start', 'Planned end', 'ETA / actual end', 'Δ', 'Status', 'Handoff']
+          .map((c) => h('th', { scope: 'col' }, c)))),
+        b.tbody = h('tbody'))));
+  return b;
+}
+
+function updateBlock(relay, b, r) {
+  const ends = state.custody.get(relay.id) ?? new Map();
+  const cur = r.current_leg;
+  const n = relay.legs.length;
+  const flags = [r.off_route && 'off route', r.overdue && 'overdue', r.silent && 'silent'].filter(Boolean);
+  fill(b.summary, r.status === 'running'
+    ? `· leg ${cur + 1}/${n}, ${names(r.holders)}${flags.length ? ` · ${flags.join(', ')}` : ''}`
+    : `· ${r.status}`);
+
+  // The next handoff per the custody log: after the last recorded one.
+  const lastLeg = ends.size ? Math.max(...ends.keys()) : -1;
+  const from = lastLeg + 1;
+  if (from < n) {
+    const to = relay.legs[from + 1];
+    b.record.textContent = to
+      ? `Record handoff: ${names(relay.legs[from].carriers)} → ${names(to.carriers)} (leg ${from + 1} → ${from + 2})`
+      : `Record arrival: ${names(relay.legs[from].carriers)} finished leg ${from + 1}`;
+    b.record.disabled = false;
+  } else {
+    b.record.textContent = 'All handoffs recorded';
+    b.record.disabled = true;
+  }
+  const last = ends.get(lastLeg);
+  b.void.disabled = !last;
+  b.retime.disabled = !last;
+  b.void.textContent = last ? `Void handoff after leg ${lastLeg + 1} (entry ${last.seq})` : 'Void last recorded handoff';
+
+  fill(b.tbody, r.legs.map((l, i) => {
+    const leg = relay.legs[i];
+    const end = ms(l.actual_end ?? l.eta_end);
+    const rec = ends.get(i);
+    let status = l.status;
+    if (l.status === 'current' && i === cur) status = `current${flags.length ? ` (${flags.join(', ')})` : ''}`;
+    return h('tr', { class: l.status },
+      h('td', {}, String(i + 1)),
+      h('td', {}, names(leg.carriers)),
+      h('td', {}, leg.mode),
+      h('td', {}, clock(ms(l.planned_start), leg.start_zone)),
+      h('td', {}, clock(ms(l.planned_end), leg.end_zone)),
+      h('td', {}, `${l.status === 'done' ? '' : '≈ '}${clock(end, leg.end_zone)}`),
+      h('td', {}, delta(l.delta_s)),
+      h('td', {}, status),
+      h('td', {}, rec ? `recorded (${rec.method ?? 'operator'}, entry ${rec.seq})` : l.status === 'done' ? 'inferred from positions' : ''));
+  }));
+}
+
+async function record(relay, b) {
+  const at = instant(b.at);
+  const entry = await postJSON(paths.handoffs(eventId, relay.id), at ? { at } : {}, auth());
+  b.at.value = '';
+  say(entry.to
+    ? `Recorded: ${names(entry.from.carriers)} → ${names(entry.to.carriers)} at ${clock(ms(entry.at), relay.legs[entry.from.leg].end_zone)} (custody entry ${entry.seq}).`
+    : `Recorded the arrival of ${names(entry.from.carriers)} (custody entry ${entry.seq}).`);
+  await refresh(relay.id);
+}
+
+async function correct(relay, b, voidIt) {
+  const ends = state.custody.get(relay.id) ?? new Map();
+  if (!ends.size) return;
+  const leg = Math.max(...ends.keys());
+  const { seq } = ends.get(leg);
+  let body;
+  if (voidIt) body = { kind: 'correction', corrects: seq, void: true };
+  else {
+    const at = instant(b.fixAt);
+    if (!at) {
+      problem('Enter the corrected time first.');
+      b.fixAt.focus();
+      return;
+    }
+    body = { kind: 'correction', corrects: seq, at };
+  }
+  const entry = await postJSON(paths.handoffs(eventId, relay.id), body, auth());
+  b.fixAt.value = '';
+  say(voidIt
+    ? `Voided the handoff after leg ${leg + 1} (correction entry ${entry.seq}).`
+    : `Corrected the handoff after leg ${leg + 1} to ${clock(ms(entry.at), relay.legs[leg].end_zone)} (correction entry ${entry.seq}).`);
+  await refresh(relay.id);
+}
+
+// ------------------------------------------------------------------ alerts
+
+function alertsNow() {
+  const items = [];
+  for (const relay of state.m.relays) {
+    const r = state.live.relay(relay.id);
+    if (!r) continue;
+    const who = `${relay.name}, leg ${(r.current_leg ?? 0) + 1} (${names(r.holders)})`;
+    if (r.overdue) items.push(h('li', { class: 'alert overdue' }, h('strong', {}, 'Overdue: '), `${who} is running past its planned window.`));
+    if (r.off_route) items.push(h('li', { class: 'alert off_route' }, h('strong', {}, 'Off route: '), `${who} is away from the route.`));
+    if (r.silent) items.push(h('li', { class: 'alert silent' }, h('strong', {}, 'Silent: '), `${who} has not reported a position lately.`));
+  }
+  fill($('#alert-now'), items.length ? items : h('li', { class: 'none' }, 'No alerts.'));
+}
+
+const KIND = { overdue: 'Overdue', off_route: 'Off route', silent: 'Silent' };
+
+function logAlert(a) {
+  const relay = state.m.relays.find((x) => x.id === a.relay);
+  const zone = relay?.legs[a.leg ?? 0]?.start_zone ?? 'UTC';
+  $('#alert-log').prepend(h('li', { class: `alert ${a.kind}` },
+    h('strong', {}, `${KIND[a.kind] ?? a.kind}: `),
+    `${relay?.name ?? a.relay}, leg ${(a.leg ?? 0) + 1} (${names(a.holders)}) at ${clock(ms(a.at), zone)}`));
+  while ($('#alert-log').children.length > 100) $('#alert-log').lastChild.remove();
+}
+
+// ------------------------------------------------------------------ shift, devices
+
+async function shift() {
+  const minutes = Number($('#shift-minutes').value);
+  const relay = $('#shift-relay').value || undefined;
+  await postJSON(paths.shift(eventId), relay ? { minutes, relay } : { minutes }, auth());
+  say(`Shifted the remaining plan of ${relay ? state.m.relays.find((x) => x.id === relay)?.name : 'every relay'} by ${minutes} min.`);
+  await refresh();
+}
+
+async function qr(text) {
+  const svg = await postJSON('/console/qr', { text }, auth());
+  return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+}
+
+async function register() {
+  const device = $('#device-id').value.trim();
+  const carrier = $('#device-carrier').value;
+  const { token } = await postJSON(paths.devices(eventId), { device, carrier }, auth());
+  const osmand = `${location.origin}/osmand?id=${encodeURIComponent(token)}`;
+  const page = `${location.origin}/carrier?token=${encodeURIComponent(token)}`;
+  const [osmandQr, pageQr] = await Promise.all([qr(osmand), qr(page)]);
+  const out = $('#device-result');
+  out.hidden = false;
+  fill(out, h('div', { class: 'card', id: 'device-token' },
+    h('h3', {}, `Token for ${device} (${carrier})`),
+    h('p', {}, h('strong', {}, 'Shown only now: '), 'give it to the carrier before leaving this page.'),
+    h('p', { class: 'token', id: 'new-token' }, token),
+    h('div', { class: 'qr-pair' },
+      h('figure', {},
+        h('img', { src: osmandQr, alt: 'QR code of the OsmAnd address with this token, for Traccar Client', class: 'qr-osmand' }),
+        h('figcaption', {}, 'Traccar Client / OsmAnd: ', h('span', { class: 'token' }, osmand))),
+      h('figure', {},
+        h('img', { src: pageQr, alt: 'QR code of the carrier page with this token', class: 'qr-carrier' }),
+        h('figcaption', {}, 'Carrier page in the phone\'s browser: ', h('span', { class: 'token' }, page))))));
+  $('#device-id').value = '';
+  out.querySelector('h3').setAttribute('tabindex', '-1');
+  out.querySelector('h3').focus();
+}
+
+// ------------------------------------------------------------------ wiring
+
+const render = coalesce(() => {
+  if (!state.live?.snapshot) return;
+  for (const relay of state.m.relays) {
+    const b = state.blocks.get(relay.id);
+    const r = state.live.relay(relay.id);
+    if (b && r) updateBlock(relay, b, r);
+  }
+  alertsNow();
+  tick();
+});
+
+async function refresh(relayId) {
+  const relays = relayId ? [relayId] : state.m.relays.map((r) => r.id);
+  const [snap] = await Promise.all([getJSON(paths.live(eventId), auth()), ...relays.map(loadCustody)]);
+  syncClock(snap.now);
+  state.live.replace(snap);
+  render();
+}
+
+let refreshTimer = null;
+const refreshSoon = (relayId) => {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => act(() => refresh(relayId)), 300);
+};
+
+async function loadPlan() {
+  const body = await getJSON(paths.plan(eventId), auth());
+  state.m = model(body);
+  state.live = new LiveModel(state.m);
+  document.title = `${state.m.event.name} · console · handoff`;
+  fill($('#event-name'), `Console: ${state.m.event.name}`);
+  state.blocks.clear();
+  fill($('#relay-list'), state.m.relays.map((relay) => {
+    const b = buildBlock(relay);
+    state.blocks.set(relay.id, b);
+    return b.el;
+  }));
+  fill($('#shift-relay'), h('option', { value: '' }, 'All relays'),
+    state.m.relays.map((r) => h('option', { value: r.id }, r.name)));
+  const carriers = [...new Set(state.m.relays.flatMap((r) => r.legs.flatMap((l) => l.carriers)))].sort();
+  fill($('#device-carrier'), carriers.map((c) => h('option', { value: c }, c)));
+  await refresh();
+}
+
+async function start() {
+  $('#login').hidden = true;
+  $('#app').hidden = false;
+  await loadPlan();
+  state.stream = follow(paths.stream(eventId), {
+    onMessage: (kind, data) => {
+      if (kind === 'alert') {
+        logAlert(data);
+        refreshSoon();
+      } else if (kind === 'plan') {
+        act(loadPlan);
+      } else if (kind === 'position' || kind === 'eta') {
+        state.live.apply(kind, data);
+        render();
+      } else if (kind !== 'snapshot') {
+        // Handoffs and custody entries: re-read the log and the operator's (undelayed) view.
+        state.live.apply(kind, data);
+        render();
+        refreshSoon(data.relay);
+      }
+    },
+    onStatus: (s) => {
+      $('#conn').className = `conn ${s}`;
+      $('#conn').textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+    },
+    resync: () => act(() => refresh()),
+  });
+}
+
+async function main() {
+  if (!eventId) return;
+  $('#live-link').href = `/e/${encodeURIComponent(eventId)}`;
+  $('#login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(async () => {
+      const token = $('#token').value.trim();
+      if (!(await checkToken(token))) {
+        problem('That is not the admin token of this server.');
+        return;
+      }
+      sessionStorage.setItem(TOKEN_KEY, token);
+      state.token = token;
+      $('#token').value = '';
+      await start();
+    });
+  });
+  $('#sign-out').addEventListener('click', () => signOut());
+  for (const [form, fn] of [['#shift-form', shift], ['#device-form', register]]) {
+    $(form).addEventListener('submit', (e) => {
+      e.preventDefault();
+      act(fn);
+    });
+  }
+  setInterval(tick, 1000);
+  if (state.token) {
+    await act(async () => {
+      if (await checkToken(state.token)) await start();
+      else signOut('The saved admin token was refused; sign in again.');
+    });
+  } else {
+    $('#login').hidden = false;
+  }
+}
+
+main();

@@ -1,0 +1,93 @@
+// The live view kept current from the stream. A `snapshot` (or `GET …/live`) replaces it;
+// `position`, `eta` and `handoff` messages patch it in place so the page moves at once, and
+// the page re-reads `/live` after handoffs to stay exactly in step with the server.
+
+/** Wraps a snapshot with lookups; `planModel` supplies carriers and modes of legs. */
+export class LiveModel {
+  constructor(planModel) {
+    this.plan = planModel;
+    this.snapshot = null;
+    this.byId = new Map();
+  }
+
+  replace(snapshot) {
+    this.snapshot = snapshot;
+    this.byId = new Map(snapshot.relays.map((r) => [r.id, r]));
+  }
+
+  relay(id) {
+    return this.byId.get(id);
+  }
+
+  /** Applies one stream message; returns the relay id it changed (or null). */
+  apply(kind, data) {
+    if (kind === 'snapshot') {
+      this.replace(data);
+      return '*';
+    }
+    const r = this.byId.get(data.relay);
+    if (!r) return null;
+    if (kind === 'position') this.position(r, data);
+    else if (kind === 'eta') this.eta(r, data);
+    else if (kind === 'handoff') this.handoff(r, data);
+    else return null;
+    return r.id;
+  }
+
+  position(r, p) {
+    const leg = r.legs[p.leg];
+    if (leg) leg.along_m = p.along_m;
+    // A late ping of an earlier leg backfills the track, not the marker.
+    if (r.current_leg !== undefined && p.leg !== r.current_leg) return;
+    r.position = { t: p.t, lon: p.lon, lat: p.lat, acc_m: p.acc_m, age_s: 0, stale: false };
+    r.progress = { along_m: p.along_m, length_m: leg?.length_m ?? 0, fraction: p.fraction };
+  }
+
+  eta(r, e) {
+    const previous = r.current_leg;
+    Object.assign(r, {
+      status: e.status,
+      eta_finish: e.eta_finish,
+      off_route: e.off_route,
+      overdue: e.overdue,
+      silent: e.silent,
+    });
+    for (const l of e.legs ?? []) {
+      const leg = r.legs[l.index];
+      if (!leg) continue;
+      Object.assign(leg, {
+        status: l.status,
+        eta_start: l.eta_start,
+        eta_end: l.eta_end,
+        delta_s: l.delta_s,
+        verified: l.verified,
+      });
+      if (l.status !== 'upcoming' && !leg.actual_start) leg.actual_start = l.eta_start;
+      if (l.status === 'done' && !leg.actual_end) leg.actual_end = l.eta_end;
+    }
+    this.setCurrent(r, e.current_leg, previous);
+  }
+
+  handoff(r, h) {
+    const from = r.legs[h.from_leg];
+    if (from) Object.assign(from, { status: 'done', actual_end: h.at, eta_end: h.at, verified: !!h.verified });
+    const to = h.to_leg === null || h.to_leg === undefined ? undefined : r.legs[h.to_leg];
+    if (to) Object.assign(to, { status: 'current', actual_start: h.at, eta_start: h.at });
+    else r.status = 'finished';
+    this.setCurrent(r, h.to_leg ?? undefined, r.current_leg);
+  }
+
+  /** Holder, mode and progress follow the current leg. */
+  setCurrent(r, current, previous) {
+    r.current_leg = current;
+    const leg = current === undefined ? null : r.legs[current];
+    const planLeg = this.plan.relays.find((x) => x.id === r.id)?.legs[current];
+    r.holders = leg ? (planLeg?.carriers ?? leg.carriers ?? []) : [];
+    r.mode = leg ? (planLeg?.mode ?? leg.mode) : undefined;
+    if (current !== previous) r.position = null;
+    r.progress = leg
+      ? { along_m: leg.along_m ?? 0, length_m: leg.length_m ?? 0, fraction: leg.length_m ? (leg.along_m ?? 0) / leg.length_m : 0 }
+      : undefined;
+    if (leg && r.status === 'planned') r.status = 'running';
+  }
+}

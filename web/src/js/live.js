@@ -1,0 +1,397 @@
+// The live page (`/e/{event}`): the map, a panel per relay (holder, progress, countdowns),
+// the milestones, the schedule ("when does it pass here") and the planned-versus-actual
+// chart; in race mode a leaderboard. It loads the plan and `/live`, then follows the SSE
+// stream; every part re-renders from the one live model, so they never disagree.
+
+import { eventFromPath, getJSON, paths } from './api.js';
+import { $, coalesce, fill, h, names, problem } from './dom.js';
+import { formatDistance } from './geo.js';
+import { LiveModel } from './live-model.js';
+import { OSM, RelayMap } from './map.js';
+import { courseOffsets, exchangeName, model, stopTime } from './plan.js';
+import { follow } from './stream.js';
+import { timeline } from './timeline.js';
+import { clock, delta, ms, now, syncClock, tick, viewerZone, zoned } from './time.js';
+
+const eventId = eventFromPath();
+const state = {
+  m: null,
+  live: null,
+  map: null,
+  panels: new Map(),
+  team: null,
+  summary: new Map(),
+};
+
+const modeName = (mode) => (mode ? mode.replace(/_/g, ' ') : '');
+
+/** A time in the place's zone, and the viewer's after it when it differs. */
+function when(t, zone) {
+  const z = zoned(t, zone);
+  return h('span', { class: 'when' },
+    h('time', { datetime: Number.isFinite(t) ? new Date(t).toISOString() : null }, z.place),
+    z.viewer ? h('span', { class: 'viewer-time' }, ` (${z.viewer}, your time)`) : null);
+}
+
+const until = (t, done = 'now') => h('span', { class: 'countdown', dataset: { until: String(t), done } });
+
+// ------------------------------------------------------------------ tiles
+
+function tileConfig() {
+  const params = new URLSearchParams(location.search);
+  const chosen = params.get('tiles') ?? localStorage.getItem('handoff.tiles');
+  if (!chosen || chosen === 'off') return null;
+  if (chosen === 'osm') return OSM;
+  if (/^https?:\/\/.+\{z\}/.test(chosen)) {
+    const host = chosen.replace(/^https?:\/\/([^/]+).*/, '$1');
+    return { url: chosen, attribution: params.get('attribution') ?? `Tiles: ${host}` };
+  }
+  return null;
+}
+
+function buildMap() {
+  state.map?.map.remove();
+  state.map = new RelayMap($('#map'), { tiles: tileConfig() });
+  if (state.m) state.map.drawPlan(state.m);
+}
+
+// ------------------------------------------------------------------ relay panels
+
+function buildPanel(relay) {
+  const f = {};
+  const id = `relay-${relay.id}`;
+  const el = h('article', { class: 'relay', 'data-relay': relay.id, 'aria-labelledby': `${id}-h` },
+    h('h3', { id: `${id}-h` }, relay.name),
+    f.status = h('p', { class: 'status' }),
+    f.progress = h('div', {
+      class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-labelledby': `${id}-pt`,
+    }, f.bar = h('div', { class: 'bar' })),
+    f.progressText = h('p', { class: 'progress-text', id: `${id}-pt` }),
+    f.fix = h('p', { class: 'fix' }),
+    f.flags = h('p', { class: 'flags' }),
+    h('dl', { class: 'next' },
+      h('dt', {}, 'Next handoff'), f.next = h('dd', { class: 'next-handoff' }),
+      h('dt', {}, 'Finish'), f.finish = h('dd', { class: 'finish' })),
+    h('button', { type: 'button', class: 'secondary', onclick: () => state.map.focus(relay.id, state.m, state.live) },
+      'Show on map'));
+  return { el, f };
+}
+
+function updatePanel(relay, { f }, r) {
+  const cur = r.current_leg;
+  const leg = cur === undefined ? null : relay.legs[cur];
+  const n = relay.legs.length;
+  if (r.status === 'running' && leg) {
+    fill(f.status, 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
+      ` · ${modeName(r.mode)} · leg ${cur + 1} of ${n}`);
+  } else if (r.status === 'finished') {
+    fill(f.status, h('strong', { class: 'holders' }, 'Finished'), ' at ', when(ms(r.eta_finish), relay.legs[n - 1].end_zone));
+  } else {
+    const start = ms(r.legs[0]?.eta_start);
+    fill(f.status, h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone),
+      ' · in ', until(start));
+  }
+
+  const p = r.progress;
+  const pct = p && leg ? Math.round(Math.min(1, p.fraction ?? 0) * 100) : r.status === 'finished' ? 100 : 0;
+  f.progress.hidden = !(leg && leg.points.length > 1);
+  f.bar.style.width = `${pct}%`;
+  f.progress.setAttribute('aria-valuenow', String(pct));
+  f.progressText.hidden = f.progress.hidden;
+  if (leg && p) {
+    fill(f.progressText, `Leg ${cur + 1}: ${formatDistance(p.along_m)} of ${formatDistance(p.length_m || leg.lengthM)} (${pct}%)`);
+  }
+
+  if (r.position) {
+    const t = ms(r.position.t);
+    const stale = r.position.stale || now() - t > 60000;
+    f.fix.className = stale ? 'fix stale' : 'fix';
+    fill(f.fix, stale ? 'Last position (stale): ' : 'Last position: ', when(t, leg?.start_zone ?? 'UTC'),
+      ', ', h('span', { dataset: { since: String(t) } }));
+  } else {
+    f.fix.className = 'fix';
+    fill(f.fix, leg && leg.points.length > 1 ? 'No position reported on this leg yet.' : '');
+  }
+
+  const flags = [];
+  if (r.off_route) flags.push(h('span', { class: 'badge warn' }, 'Off route'));
+  if (r.overdue) flags.push(h('span', { class: 'badge warn' }, 'Overdue'));
+  if (r.silent) flags.push(h('span', { class: 'badge' }, 'No signal'));
+  fill(f.flags, flags);
+  f.flags.hidden = flags.length === 0;
+
+  if (leg && cur < n - 1) {
+    const lv = r.legs[cur];
+    const t = ms(lv.eta_end);
+    fill(f.next, h('span', { class: 'who' }, `${names(leg.carriers)} → ${names(relay.legs[cur + 1].carriers)}`),
+      ` at ${exchangeName(state.m, relay, cur)}`, h('br'),
+      'in ', until(t, 'due now'), ' · ', when(t, leg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+  } else {
+    fill(f.next, r.status === 'finished' ? 'None: the relay has finished.' : leg ? 'None: this is the last leg.' : '—');
+  }
+  const fin = ms(r.eta_finish);
+  const finDelta = (fin - ms(r.planned_finish)) / 1000;
+  if (r.status === 'finished') fill(f.finish, when(fin, relay.legs[n - 1].end_zone));
+  else {
+    fill(f.finish, 'in ', until(fin, 'due now'), ' · ', when(fin, relay.legs[n - 1].end_zone),
+      h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
+  }
+}
+
+// ------------------------------------------------------------------ race mode
+
+function leaderboard() {
+  const rows = state.m.relays.filter((x) => x.course).map((relay) => {
+    const r = state.live.relay(relay.id);
+    const offsets = courseOffsets(relay);
+    const total = offsets[offsets.length - 1];
+    let dist = 0;
+    if (r?.status === 'finished') dist = total;
+    else if (r?.current_leg !== undefined) dist = offsets[r.current_leg] + (r.progress?.along_m ?? 0);
+    return { relay, r, dist };
+  });
+  rows.sort((a, b) => {
+    const fa = a.r?.status === 'finished';
+    const fb = b.r?.status === 'finished';
+    if (fa !== fb) return fa ? -1 : 1;
+    if (fa) return ms(a.r.eta_finish) - ms(b.r.eta_finish);
+    return b.dist - a.dist;
+  });
+  fill($('#leaderboard'), rows.map(({ relay, r, dist }, i) => {
+    const cur = r?.current_leg;
+    let next = '—';
+    if (r?.status === 'finished') next = 'Finished';
+    else if (cur !== undefined) {
+      const t = ms(r.legs[cur].eta_end);
+      next = [exchangeName(state.m, relay, cur), h('br'), 'in ', until(t, 'due now'), ' · ', when(t, relay.legs[cur].end_zone)];
+    } else if (r) {
+      const t = ms(r.legs[0].eta_start);
+      next = ['Starts in ', until(t), h('br'), when(t, relay.legs[0].start_zone)];
+    }
+    return h('tr', { 'data-relay': relay.id },
+      h('td', {}, String(i + 1)),
+      h('th', { scope: 'row' }, relay.name),
+      h('td', {}, cur === undefined ? (r?.status === 'finished' ? 'done' : '—') : `${cur + 1}/${relay.legs.length}`),
+      h('td', {}, names(r?.holders ?? [])),
+      h('td', { class: 'num' }, formatDistance(dist)),
+      h('td', {}, next));
+  }));
+  if (!state.team && rows.length) state.team = rows[0].relay.id;
+}
+
+// ------------------------------------------------------------------ schedule, chart
+
+function describe(stop) {
+  if (stop.kind === 'start') return `Start: ${names(stop.who)}`;
+  if (stop.kind === 'finish') return `Finish: ${names(stop.who)}`;
+  if (stop.kind === 'exchange') return `${names(stop.who)} → ${names(stop.to)}`;
+  return `Passes with ${names(stop.who)}`;
+}
+
+function scheduleOf(relay, r) {
+  let nextFound = false;
+  return h('ol', { class: 'stops', 'data-relay': relay.id }, relay.stops.map((stop) => {
+    const { at, planned, passed } = stopTime(stop, r?.legs[stop.leg]);
+    const isNext = !passed && !nextFound && r?.status !== 'finished';
+    if (isNext) nextFound = true;
+    const late = (at - planned) / 1000;
+    return h('li', { class: `stop ${passed ? 'passed' : isNext ? 'next' : 'upcoming'}` },
+      h('span', { class: 'stop-name' }, stop.name),
+      h('span', { class: 'stop-what' }, describe(stop)),
+      h('span', { class: 'stop-time' }, passed ? 'Passed ' : isNext ? 'Next: ' : '', when(at, stop.zone)),
+      h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} on the plan (${clock(planned, stop.zone)})` : 'as planned'),
+      isNext ? h('span', { class: 'stop-countdown' }, 'in ', until(at)) : null);
+  }));
+}
+
+function shownInDetail() {
+  const standalone = state.m.relays.filter((x) => !x.course);
+  const team = state.m.relays.find((x) => x.id === state.team && x.course);
+  return team ? [...standalone, team] : standalone;
+}
+
+function schedule() {
+  const relays = shownInDetail();
+  fill($('#schedule-list'), relays.map((relay) => [
+    relays.length > 1 ? h('h3', {}, relay.name) : null,
+    scheduleOf(relay, state.live.relay(relay.id)),
+  ]));
+}
+
+function charts() {
+  const box = $('#timeline-charts');
+  const relays = shownInDetail();
+  if (box.children.length !== relays.length || [...box.children].some((c, i) => c.dataset.relay !== relays[i].id)) {
+    fill(box, relays.map((relay) => h('figure', { class: 'chart', 'data-relay': relay.id },
+      h('figcaption', {}, relay.name), h('div', { class: 'chart-box' }))));
+  }
+  [...box.children].forEach((fig, i) => {
+    timeline(fig.querySelector('.chart-box'), relays[i], state.live.relay(relays[i].id), now());
+  });
+}
+
+function countdowns() {
+  const list = state.live.snapshot.countdowns ?? [];
+  $('#countdowns').hidden = list.length === 0;
+  fill($('#countdown-list'), list.map((c) => {
+    const t = ms(c.at);
+    return h('li', {},
+      h('span', { class: 'cd-name' }, c.name),
+      h('span', { class: 'cd-left' }, until(t, 'now')),
+      when(t, c.timezone));
+  }));
+}
+
+/** The visually hidden summary of what the map shows, spoken when a holder changes. */
+function summarize() {
+  const parts = [];
+  let changed = false;
+  for (const relay of state.m.relays.filter((x) => !x.course)) {
+    const r = state.live.relay(relay.id);
+    if (!r) continue;
+    const key = `${r.status}/${r.current_leg}`;
+    if (state.summary.get(relay.id) !== key) changed = true;
+    state.summary.set(relay.id, key);
+    const what = relay.object || relay.name;
+    if (r.status === 'running') parts.push(`${what}: held by ${names(r.holders)} (${modeName(r.mode)}), leg ${r.current_leg + 1} of ${relay.legs.length}.`);
+    else if (r.status === 'finished') parts.push(`${what}: finished.`);
+    else parts.push(`${what}: not started.`);
+  }
+  if (changed) $('#map-summary').textContent = parts.join(' ');
+}
+
+// ------------------------------------------------------------------ wiring
+
+function setup() {
+  document.title = `${state.m.event.name} · live · handoff`;
+  fill($('#event-name'), state.m.event.name);
+  $('#tz').textContent = viewerZone;
+  state.panels.clear();
+  const standalone = state.m.relays.filter((x) => !x.course);
+  $('#now').hidden = standalone.length === 0;
+  fill($('#relays'), standalone.map((relay) => {
+    const p = buildPanel(relay);
+    state.panels.set(relay.id, p);
+    return p.el;
+  }));
+  const race = state.m.relays.filter((x) => x.course);
+  $('#race').hidden = race.length === 0;
+  $('#team-pick').hidden = race.length === 0;
+  fill($('#team'), race.map((relay) => h('option', { value: relay.id }, relay.name)));
+  state.team = null;
+  state.map.drawPlan(state.m);
+}
+
+const render = coalesce(() => {
+  if (!state.live?.snapshot) return;
+  const t = now();
+  state.map.update(state.m, state.live, { now: t, labels: state.m.relays.length <= 8 });
+  for (const relay of state.m.relays) {
+    const panel = state.panels.get(relay.id);
+    const r = state.live.relay(relay.id);
+    if (panel && r) updatePanel(relay, panel, r);
+  }
+  if (state.m.race) {
+    leaderboard();
+    if ($('#team').value !== state.team) $('#team').value = state.team;
+  }
+  schedule();
+  charts();
+  summarize();
+  tick();
+});
+
+async function refreshLive() {
+  try {
+    const snap = await getJSON(paths.live(eventId));
+    syncClock(snap.now);
+    state.live.replace(snap);
+    countdowns();
+    render();
+  } catch (e) {
+    problem(e.message);
+  }
+}
+
+let refreshTimer = null;
+/** Re-reads `/live` shortly after a burst of handoff or custody messages. */
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshLive, 250);
+}
+
+async function loadPlan() {
+  const [body, snap] = await Promise.all([getJSON(paths.plan(eventId)), getJSON(paths.live(eventId))]);
+  state.m = model(body);
+  state.live = new LiveModel(state.m);
+  syncClock(snap.now);
+  state.live.replace(snap);
+  setup();
+  countdowns();
+  render();
+}
+
+function onMessage(kind, data) {
+  if (!state.live) return;
+  if (kind === 'plan') {
+    loadPlan().catch((e) => problem(e.message));
+    return;
+  }
+  if (kind === 'snapshot') {
+    syncClock(data.now);
+    state.live.replace(data);
+    countdowns();
+  } else if (kind === 'custody') {
+    refreshSoon();
+    return;
+  } else if (state.live.apply(kind, data) === null) {
+    return;
+  }
+  if (kind === 'handoff') refreshSoon();
+  render();
+}
+
+async function main() {
+  if (!eventId) {
+    problem('No event in this address.');
+    return;
+  }
+  const street = $('#street-tiles');
+  street.checked = tileConfig() !== null;
+  street.addEventListener('change', () => {
+    localStorage.setItem('handoff.tiles', street.checked ? 'osm' : 'off');
+    const url = new URL(location.href);
+    url.searchParams.delete('tiles');
+    history.replaceState(null, '', url);
+    buildMap();
+    render();
+  });
+  buildMap();
+  $('#fit').addEventListener('click', () => state.map.fit());
+  $('#team').addEventListener('change', (e) => {
+    state.team = e.target.value;
+    render();
+  });
+  try {
+    await loadPlan();
+  } catch (e) {
+    problem(e.status === 404 ? `There is no event “${eventId}” on this server.` : e.message);
+    fill($('#conn'), '');
+    return;
+  }
+  follow(paths.stream(eventId), {
+    onMessage,
+    onStatus: (s) => {
+      const el = $('#conn');
+      el.className = `conn ${s}`;
+      el.textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+    },
+    resync: refreshLive,
+  });
+  setInterval(tick, 1000);
+  // Ages, staleness and the chart's "now" line move with time, not only with messages.
+  setInterval(render, 15000);
+  new ResizeObserver(coalesce(() => state.live && charts())).observe($('#timeline-charts'));
+}
+
+main();

@@ -1,0 +1,142 @@
+// The plan as the pages draw it: every relay's legs with their line (a route, or a place as
+// a single point; in race mode the course's leg), the exchange points named after the
+// nearest place, and the stops of the schedule ("when does it pass here").
+
+import { cumulative, distanceM, locate } from './geo.js';
+
+/** A place closer than this to an exchange point names it. */
+const NAME_RADIUS_M = 500;
+/** A place closer than this to a route is "passed" by that leg. */
+const PASS_RADIUS_M = 250;
+
+const point = (at) => [at.lon, at.lat];
+
+/** Builds the model from `GET /api/v1/events/{e}`'s body. */
+export function model(body) {
+  const plan = body.plan;
+  const places = (plan.places ?? []).map((p) => ({ ...p, point: point(p.at) }));
+  const courses = new Map((plan.courses ?? []).map((c) => [c.id, c]));
+  const relays = plan.relays.map((r) => {
+    const course = r.course ? courses.get(r.course) : null;
+    const legs = r.legs.map((leg) => {
+      const geometry = leg.geometry ?? course?.legs?.[leg.course_leg]?.geometry;
+      const points = geometry?.kind === 'route'
+        ? geometry.route.points
+        : geometry?.at ? [point(geometry.at)] : [];
+      const cum = cumulative(points);
+      return {
+        ...leg,
+        points,
+        cum,
+        lengthM: geometry?.route?.length_m ?? cum[cum.length - 1] ?? 0,
+        start: points[0],
+        end: points[points.length - 1],
+        placeId: geometry?.place ?? null,
+      };
+    });
+    return { id: r.id, name: r.name || r.id, object: r.object || '', course: r.course ?? null, legs };
+  });
+  const m = {
+    event: plan.event,
+    places,
+    milestones: plan.milestones ?? [],
+    courses: [...courses.values()],
+    relays,
+    race: relays.some((r) => r.course),
+  };
+  for (const r of relays) r.stops = stops(m, r);
+  return m;
+}
+
+/** The place at or near `p`, if any. */
+export function placeNear(m, p, radiusM = NAME_RADIUS_M) {
+  let best = null;
+  let bestD = Infinity;
+  for (const place of m.places) {
+    const d = distanceM(place.point, p);
+    if (d < bestD) [best, bestD] = [place, d];
+  }
+  return bestD <= radiusM ? best : null;
+}
+
+/** The name of where leg `i` of `relay` ends (its exchange point). */
+export function exchangeName(m, relay, i) {
+  const leg = relay.legs[i];
+  if (!leg?.end) return `Exchange ${i + 1}`;
+  const place = m.places.find((p) => p.id === leg.placeId)
+    ?? placeNear(m, leg.end, Math.max(NAME_RADIUS_M, leg.exchange_radius_m ?? 0));
+  if (place) return place.name;
+  return i === relay.legs.length - 1 ? 'Finish' : `Exchange ${i + 1} → ${i + 2}`;
+}
+
+function startName(m, relay) {
+  const leg = relay.legs[0];
+  const place = m.places.find((p) => p.id === leg?.placeId)
+    ?? (leg?.start && placeNear(m, leg.start, Math.max(NAME_RADIUS_M, leg.exchange_radius_m ?? 0)));
+  return place ? place.name : 'Start';
+}
+
+/**
+ * The stops of a relay in order: its start, the places its routes pass, each exchange and
+ * its finish. A stop is at `fraction` of leg `leg`; its time is read from the live leg (see
+ * `stopTime`), so the schedule moves with the ETAs.
+ */
+function stops(m, relay) {
+  const out = [];
+  const last = relay.legs.length - 1;
+  relay.legs.forEach((leg, i) => {
+    if (i === 0) {
+      out.push({ kind: 'start', leg: 0, fraction: 0, name: startName(m, relay), zone: leg.start_zone, who: leg.carriers });
+    }
+    if (leg.points.length > 1) {
+      const passed = [];
+      for (const place of m.places) {
+        const { alongM, offM } = locate(leg.points, leg.cum, place.point);
+        const total = leg.cum[leg.cum.length - 1] || 1;
+        const f = alongM / total;
+        // Places at the leg's ends are its exchange stops already.
+        if (offM <= PASS_RADIUS_M && distanceM(place.point, leg.start) > NAME_RADIUS_M
+          && distanceM(place.point, leg.end) > NAME_RADIUS_M) {
+          passed.push({ kind: 'pass', leg: i, fraction: f, name: place.name, zone: place.timezone, who: leg.carriers });
+        }
+      }
+      out.push(...passed.sort((a, b) => a.fraction - b.fraction));
+    }
+    out.push({
+      kind: i === last ? 'finish' : 'exchange',
+      leg: i,
+      fraction: 1,
+      name: exchangeName(m, relay, i),
+      zone: leg.end_zone,
+      who: leg.carriers,
+      to: relay.legs[i + 1]?.carriers ?? null,
+    });
+  });
+  return out;
+}
+
+/**
+ * When the object is (or was) at a stop: { at, planned, passed }. Within a leg the time is
+ * interpolated between its start and end (actual where known, else the ETA).
+ */
+export function stopTime(stop, liveLeg) {
+  if (!liveLeg) return { at: NaN, planned: NaN, passed: false };
+  const t0 = Date.parse(liveLeg.actual_start ?? liveLeg.eta_start);
+  const t1 = Date.parse(liveLeg.actual_end ?? liveLeg.eta_end);
+  const p0 = Date.parse(liveLeg.planned_start);
+  const p1 = Date.parse(liveLeg.planned_end);
+  const f = stop.fraction;
+  let passed = liveLeg.status === 'done';
+  if (liveLeg.status === 'current') {
+    const progress = liveLeg.length_m > 0 ? liveLeg.along_m / liveLeg.length_m : 0;
+    passed = stop.kind === 'start' || (f < 1 && progress >= f);
+  }
+  return { at: t0 + (t1 - t0) * f, planned: p0 + (p1 - p0) * f, passed };
+}
+
+/** Distance along a race course at the start of each of its legs, metres. */
+export function courseOffsets(relay) {
+  const out = [0];
+  for (const leg of relay.legs) out.push(out[out.length - 1] + leg.lengthM);
+  return out;
+}

@@ -1,0 +1,115 @@
+// Time as the pages show it. Instants are milliseconds since the epoch (UTC); they are
+// zoned only when shown: in the zone of the place (the leg's start or end zone, the
+// milestone's) and, when that differs, in the viewer's own. Countdowns count from the
+// server's clock, so a phone whose clock is off still counts right.
+
+let offsetMs = 0;
+
+/** Aligns our clock with the server's `now` (from a snapshot). */
+export function syncClock(serverNow) {
+  const t = Date.parse(serverNow);
+  if (Number.isFinite(t)) offsetMs = t - Date.now();
+}
+
+/** The server's "now", in milliseconds. */
+export function now() {
+  return Date.now() + offsetMs;
+}
+
+export const ms = (iso) => (iso ? Date.parse(iso) : NaN);
+
+export const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+const formats = new Map();
+function format(zone, withDate) {
+  const key = `${zone}|${withDate}`;
+  if (!formats.has(key)) {
+    const opts = { timeZone: zone, hour: '2-digit', minute: '2-digit', timeZoneName: 'short' };
+    if (withDate) Object.assign(opts, { weekday: 'short', day: 'numeric', month: 'short' });
+    let f;
+    try {
+      f = new Intl.DateTimeFormat(undefined, opts);
+    } catch {
+      // An unknown zone name: fall back to UTC rather than break the page.
+      f = new Intl.DateTimeFormat(undefined, { ...opts, timeZone: 'UTC' });
+    }
+    formats.set(key, f);
+  }
+  return formats.get(key);
+}
+
+/** The calendar day of `t` in `zone`, to tell whether a date needs showing. */
+function day(t, zone) {
+  try {
+    return new Intl.DateTimeFormat('en-CA', { timeZone: zone, dateStyle: 'short' }).format(t);
+  } catch {
+    return '';
+  }
+}
+
+/** "23:09 GMT+2", with the date when it is not today (in that zone). */
+export function clock(t, zone = 'UTC') {
+  if (!Number.isFinite(t)) return '—';
+  const withDate = day(t, zone) !== day(now(), zone);
+  return format(zone, withDate).format(t);
+}
+
+/**
+ * A time in the place's zone, and in the viewer's when its wall clock differs:
+ * { place: "23:09 GMT+2", viewer: "14:09 PDT" | null }.
+ */
+export function zoned(t, zone = 'UTC') {
+  const place = clock(t, zone);
+  const mine = clock(t, viewerZone);
+  const sameWall = Number.isFinite(t) && format(zone, false).formatToParts(t)
+    .filter((p) => p.type === 'hour' || p.type === 'minute').map((p) => p.value).join(':')
+    === format(viewerZone, false).formatToParts(t)
+      .filter((p) => p.type === 'hour' || p.type === 'minute').map((p) => p.value).join(':');
+  return { place, viewer: sameWall ? null : mine };
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+
+/** "2 d 03:04:05", "03:04:05", "04:05": a countdown's remaining time. */
+export function countdown(remainingMs) {
+  const s = Math.max(0, Math.floor(remainingMs / 1000));
+  const d = Math.floor(s / 86400);
+  const hh = Math.floor((s % 86400) / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = s % 60;
+  if (d > 0) return `${d.toLocaleString()} d ${pad(hh)}:${pad(mm)}:${pad(ss)}`;
+  if (hh > 0) return `${pad(hh)}:${pad(mm)}:${pad(ss)}`;
+  return `${pad(mm)}:${pad(ss)}`;
+}
+
+/** "12 s", "3 min", "2 h 5 min", "4 d": an age or a delay. */
+export function span(msAbs) {
+  const s = Math.round(Math.abs(msAbs) / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  return `${Math.round(h / 24).toLocaleString()} d`;
+}
+
+/** "+5 min" (late), "−2 min" (early), "on time" (within a minute). */
+export function delta(seconds) {
+  if (!Number.isFinite(seconds) || Math.abs(seconds) < 60) return 'on time';
+  return `${seconds > 0 ? '+' : '−'}${span(seconds * 1000)}`;
+}
+
+/**
+ * Updates every `[data-until]` (a countdown to that instant, ms) and `[data-since]` (an age)
+ * under `root`. One timer per page calls this each second; the elements are rebuilt freely.
+ */
+export function tick(root = document) {
+  const t = now();
+  for (const el of root.querySelectorAll('[data-until]')) {
+    const left = Number(el.dataset.until) - t;
+    el.textContent = left > 0 ? countdown(left) : (el.dataset.done ?? 'now');
+  }
+  for (const el of root.querySelectorAll('[data-since]')) {
+    el.textContent = `${span(t - Number(el.dataset.since))} ago`;
+  }
+}

@@ -1,0 +1,157 @@
+// The operator console against a real server: signing in, the legs table and alerts,
+// registering a phone (token as text and QR codes, and the token really works), recording a
+// handoff that a spectator's live page shows within a second, voiding and re-timing it, and
+// shifting the plan.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { assertAccessible, assertClean, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
+import { ADMIN, LEG0, pingAt, putPlan, sendPings, startServer, testPlan } from './support/server.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  await putPlan(server.url, 'e2e', testPlan());
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function signIn(page) {
+  await page.getByLabel('Admin token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('.relay-block[data-relay="flag"] tbody tr').first().waitFor();
+}
+
+const custody = async (relay) => (await (await fetch(`${server.url}/api/v1/events/e2e/relays/${relay}/custody`)).text())
+  .trim().split('\n').map((l) => JSON.parse(l));
+
+test('asks for the admin token, refuses a wrong one, remembers it for the tab', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e/console`);
+  await page.getByLabel('Admin token').fill('not-the-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#problem', { hasText: 'not the admin token' }).waitFor();
+  assert.equal(await page.locator('#app').isHidden(), true);
+
+  await signIn(page);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('handoff.admin')), ADMIN);
+  await page.reload();
+  await page.locator('.relay-block[data-relay="flag"] tbody tr').first().waitFor();
+  assert.equal(await page.locator('#login').isHidden(), true, 'signed in after a reload');
+
+  // Every leg with its plan, ETA, delta and status; the late relay's alerts.
+  assert.equal(await page.locator('.relay-block[data-relay="flag"] tbody tr').count(), 3);
+  const row = await page.locator('.relay-block[data-relay="flag"] tbody tr').first().locator('td').allTextContents();
+  assert.equal(row[1], 'Ann');
+  assert.match(row[3], /GMT\+1/);
+  assert.match(row[7], /current/);
+  await page.locator('#alert-now li.overdue', { hasText: 'Late relay' }).waitFor();
+  await page.locator('#alert-now li.silent', { hasText: 'Dee' }).waitFor();
+
+  assertClean(seen, 'console');
+  await context.close();
+});
+
+test('registers a phone: the token once, as text and QR codes, and it works', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e/console`);
+  await signIn(page);
+  await page.getByLabel('Device name').fill('ann-phone');
+  await page.getByLabel('Carrier').selectOption('Ann');
+  await page.getByRole('button', { name: 'Register' }).click();
+  const token = (await page.locator('#new-token').textContent()).trim();
+  assert.match(token, /^[0-9a-f]{64}$/);
+  for (const img of ['img.qr-osmand', 'img.qr-carrier']) {
+    await page.waitForFunction((sel) => document.querySelector(sel)?.naturalWidth > 100, img);
+  }
+  const caption = await page.locator('.qr-pair figcaption').first().textContent();
+  assert.ok(caption.includes(`${server.url}/osmand?id=${token}`), caption);
+
+  // The token is a real device token: its pings are accepted for Ann.
+  const res = await sendPings(server.url, token, [pingAt(LEG0, 0.3, 300)]);
+  assert.equal(res.accepted, 1);
+
+  // The QR route is admin-only.
+  const anon = await fetch(`${server.url}/console/qr`, { method: 'POST', body: '{"text":"x"}' });
+  assert.equal(anon.status, 401);
+
+  await assertAccessible(page, 'console');
+  assertClean(seen, 'console');
+  await context.close();
+});
+
+test('a handoff recorded in the console shows on the live page within a second', async () => {
+  const spectator = await open(browser, `${server.url}/e/e2e`);
+  await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ann' }).waitFor();
+  await spectator.page.locator('#conn', { hasText: 'Live' }).waitFor();
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e/console`);
+  await signIn(page);
+
+  const block = page.locator('.relay-block[data-relay="flag"]');
+  const record = block.locator('button.record');
+  assert.equal(await record.textContent(), 'Record handoff: Ann → Ben (leg 1 → 2)');
+  const started = Date.now();
+  await record.click();
+  await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ben' }).waitFor({ timeout: 1000 });
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 1000, `${elapsed} ms`);
+  // The rest of the live page followed: the map's leg colours, the schedule, the summary.
+  await spectator.page.locator('.stops[data-relay="flag"] .stop.next .stop-name', { hasText: 'Halfway Bridge' }).waitFor();
+  assert.match(await spectator.page.locator('#map-summary').textContent(), /held by Ben/);
+
+  await page.locator('#result', { hasText: 'Recorded: Ann → Ben' }).waitFor();
+  const entries = await custody('flag');
+  const handoff = entries.at(-1);
+  assert.equal(handoff.kind, 'handoff');
+  assert.equal(handoff.evidence.method, 'operator');
+  await block.locator('tbody tr').first().locator('td', { hasText: 'recorded (operator' }).waitFor();
+
+  // Correct its time, then void it: appended corrections; the live page goes back to Ann.
+  const at = new Date(Date.now() - 60000);
+  const local = new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+  await block.getByLabel('Correct its time to (your time)').fill(local);
+  await block.getByRole('button', { name: 'Change time' }).click();
+  await page.locator('#result', { hasText: 'Corrected the handoff after leg 1' }).waitFor();
+  let last = (await custody('flag')).at(-1);
+  assert.equal(last.kind, 'correction');
+  assert.equal(last.corrects, handoff.seq);
+  assert.ok(Math.abs(Date.parse(last.at) - at.getTime()) < 1500, `${last.at} vs ${at.toISOString()}`);
+
+  await block.locator('button.void').click();
+  await page.locator('#result', { hasText: 'Voided the handoff after leg 1' }).waitFor();
+  last = (await custody('flag')).at(-1);
+  assert.equal(last.void, true);
+  await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ann' }).waitFor({ timeout: 3000 });
+  assert.equal(await record.textContent(), 'Record handoff: Ann → Ben (leg 1 → 2)');
+
+  assertClean(seen, 'console');
+  assertClean(spectator.seen, 'live page');
+  await spectator.context.close();
+  await context.close();
+});
+
+test('shifts the remaining plan by N minutes', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e/console`);
+  await signIn(page);
+  const plannedEnd = () => page.locator('.relay-block[data-relay="flag"] tbody tr').nth(2).locator('td').nth(4).textContent();
+  const before = await plannedEnd();
+  await page.getByLabel('Minutes').fill('7');
+  await page.locator('#shift-relay').selectOption('flag');
+  await page.getByRole('button', { name: 'Shift' }).click();
+  await page.locator('#result', { hasText: 'by 7 min' }).waitFor();
+  await page.waitForFunction((b) => document.querySelector('.relay-block[data-relay="flag"] tbody tr:nth-child(3) td:nth-child(5)').textContent !== b, before);
+  const toMin = (s) => { const m = s.match(/(\d\d):(\d\d)/); return Number(m[1]) * 60 + Number(m[2]); };
+  assert.equal((toMin(await plannedEnd()) - toMin(before) + 1440) % 1440, 7);
+  const entries = await (await fetch(`${server.url}/api/v1/events/e2e/relays/flag/custody`)).text();
+  assert.match(entries.trim().split('\n').at(-1), /"kind":"shift"/);
+
+  await page.setViewportSize(PHONE);
+  assert.deepEqual(await layoutProblems(page), []);
+  assertClean(seen, 'console');
+  await context.close();
+});

@@ -1,0 +1,167 @@
+// The live page against a real server with pings flowing: the map, the panels, the ticking
+// countdowns, the schedule and the chart; the marker moving as pings arrive; reconnecting
+// after the server restarts; phone and desktop layouts (with the README's screenshots);
+// accessibility; and no request leaving 127.0.0.1.
+
+import assert from 'node:assert/strict';
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import {
+  assertAccessible, assertClean, centre, DESKTOP, launch, layoutProblems, open, PHONE,
+} from './support/browser.mjs';
+import { LEG0, live, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan } from './support/server.mjs';
+
+const SHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/screenshots');
+
+let server;
+let browser;
+let ann;
+
+before(async () => {
+  server = await startServer();
+  await putPlan(server.url, 'e2e', testPlan());
+  ann = await registerDevice(server.url, 'e2e', 'ann-phone', 'Ann');
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const flag = (page) => page.locator('.relay[data-relay="flag"]');
+const progress = async (page) => Number(await flag(page).locator('[role=progressbar]').getAttribute('aria-valuenow'));
+
+test('shows the relays, the schedule, the chart and ticking countdowns', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`);
+  await assert.doesNotReject(flag(page).locator('.holders', { hasText: 'Ann' }).waitFor());
+  assert.equal(await page.locator('#event-name').textContent(), 'Test relay across Paris');
+  await page.locator('#conn', { hasText: 'Live' }).waitFor();
+
+  // The map: the built-in basemap (no tiles), every leg of the flag drawn, places, a marker.
+  assert.equal(await page.locator('.leaflet-tile').count(), 0, 'no tiles by default');
+  assert.ok(await page.locator('.leaflet-overlay-pane path, .leaflet-routes-pane path').count() > 3);
+  assert.equal(await page.locator('.place-point').count(), 4);
+  assert.equal(await page.locator('.position-marker[data-relay="flag"]').count(), 1);
+
+  // The late relay's alerts are shown as text.
+  const late = page.locator('.relay[data-relay="late"]');
+  await late.locator('.badge', { hasText: 'Overdue' }).waitFor();
+  await late.locator('.badge', { hasText: 'No signal' }).waitFor();
+
+  // Countdowns tick: the next handoff's (about 13 minutes) and the milestone's (a day).
+  const next = flag(page).locator('.next-handoff .countdown');
+  const seconds = (s) => s.split(/[ :]/).filter((x) => /^\d+$/.test(x)).reduce((acc, x) => acc * 60 + Number(x), 0);
+  const first = await next.textContent();
+  await page.waitForTimeout(2100);
+  const later = await next.textContent();
+  assert.match(first, /^\d\d:\d\d$/);
+  const ticked = seconds(first) - seconds(later);
+  assert.ok(ticked >= 1 && ticked <= 3, `countdown went ${first} → ${later}`);
+  const milestone = page.locator('#countdown-list li', { hasText: 'Closing party' });
+  assert.match(await milestone.locator('.cd-left').textContent(), /^(23:59:\d\d|1 d 00:00:0\d)$/);
+
+  // The schedule names the places and exchanges in order, with the next one marked.
+  const stops = await page.locator('.stops[data-relay="flag"] .stop-name').allTextContents();
+  assert.deepEqual(stops, ['Start Line', 'Exchange Square', 'Halfway Bridge', 'Exchange 2 → 3', 'Finish Park']);
+  assert.equal(await page.locator('.stops[data-relay="flag"] .stop.next .stop-name').textContent(), 'Exchange Square');
+  // Times in the place's zone (Paris) and the viewer's (Los Angeles).
+  const time = await page.locator('.stops[data-relay="flag"] .stop.next .stop-time').textContent();
+  assert.match(time, /GMT\+1.*(PST|PDT), your time/);
+
+  // The chart: a planned and an actual/predicted bar per leg.
+  const chart = page.locator('.chart[data-relay="flag"] svg');
+  assert.equal(await chart.locator('.tl-planned').count(), 3);
+  assert.ok(await chart.locator('.tl-current, .tl-predicted, .tl-done').count() >= 3);
+  assert.equal(await chart.locator('.tl-now').count(), 1);
+
+  assertClean(seen, 'live page');
+  await context.close();
+});
+
+test('the marker moves when pings arrive, without reloading', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`);
+  await flag(page).locator('.holders', { hasText: 'Ann' }).waitFor();
+  await page.locator('#conn', { hasText: 'Live' }).waitFor();
+  const marker = page.locator('.position-marker[data-relay="flag"]');
+  await page.evaluate(() => { window.notReloaded = true; });
+
+  // Ann has been running for ten minutes; her phone reports every few minutes (a faster
+  // jump than a runner can make would be refused by the tracker as a mismatch).
+  await sendPings(server.url, ann, [pingAt(LEG0, 0.25, 420)]);
+  await page.waitForFunction(() => Number(document.querySelector('.relay[data-relay="flag"] [role=progressbar]')?.getAttribute('aria-valuenow')) >= 20);
+  const p1 = await progress(page);
+  const at1 = await centre(marker);
+
+  await sendPings(server.url, ann, [pingAt(LEG0, 0.5, 240), pingAt(LEG0, 0.75, 60)]);
+  await page.waitForFunction((before) => Number(document.querySelector('.relay[data-relay="flag"] [role=progressbar]')?.getAttribute('aria-valuenow')) > before + 30, p1);
+  const at2 = await centre(marker);
+  // Leg 0 runs due east: the marker moved right by about half the leg, and not up or down.
+  assert.ok(at2.x - at1.x > 20, `marker moved ${at2.x - at1.x}px east`);
+  assert.ok(Math.abs(at2.y - at1.y) < 3, `marker moved ${at2.y - at1.y}px north/south`);
+  // The page agrees with the server's snapshot, and it never reloaded.
+  const snap = await live(server.url, 'e2e');
+  const pct = Math.round(snap.relays.find((r) => r.id === 'flag').progress.fraction * 100);
+  assert.equal(await progress(page), pct);
+  assert.ok(await page.evaluate(() => window.notReloaded));
+  assert.match(await flag(page).locator('.fix').textContent(), /Last position: .* ago/);
+
+  assertClean(seen, 'live page');
+  await context.close();
+});
+
+test('reconnects by itself after the server restarts', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`);
+  await page.locator('#conn', { hasText: 'Live' }).waitFor();
+  const before = await progress(page);
+
+  await server.stop({ keep: true });
+  await page.locator('#conn', { hasText: 'Reconnecting' }).waitFor({ timeout: 5000 });
+  server = await startServer({ dir: server.dir, port: server.port });
+  await page.locator('#conn', { hasText: 'Live' }).waitFor({ timeout: 15000 });
+
+  await sendPings(server.url, ann, [pingAt(LEG0, 0.95, 0)]);
+  await page.waitForFunction((b) => Number(document.querySelector('.relay[data-relay="flag"] [role=progressbar]')?.getAttribute('aria-valuenow')) > b, before, { timeout: 5000 });
+
+  // Failed requests while the server was down are expected; nothing else.
+  seen.errors = seen.errors.filter((e) => !/ERR_CONNECTION_REFUSED|Failed to load resource/.test(e));
+  assertClean(seen, 'live page');
+  await context.close();
+});
+
+for (const [name, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
+  test(`${name} layout: no horizontal scroll, no overlapping controls, accessible`, async () => {
+    const { page, seen, context } = await open(browser, `${server.url}/e/e2e`, { viewport });
+    await flag(page).locator('.holders').waitFor();
+    await page.locator('#conn', { hasText: 'Live' }).waitFor();
+    await page.locator('.chart[data-relay="flag"] svg').waitFor();
+    // The basemap is drawn before the picture is taken.
+    await page.waitForFunction(() => document.querySelectorAll('.leaflet-overlay-pane path').length > 20);
+    assert.deepEqual(await layoutProblems(page), []);
+
+    await mkdir(SHOTS, { recursive: true });
+    const file = `${SHOTS}/live-${name}.png`;
+    await page.screenshot({ path: file });
+    const { size } = await stat(file);
+    assert.ok(size < 300 * 1024, `${file} is ${size} bytes`);
+
+    // Scrolled to the bottom (the schedule, the chart), still no overlap.
+    await page.evaluate(() => {
+      document.scrollingElement.scrollTo(0, 1e6);
+      document.querySelector('.panels').scrollTo(0, 1e6);
+    });
+    assert.deepEqual(await layoutProblems(page), []);
+
+    await assertAccessible(page, `live page (${name})`);
+    // Keyboard: the skip link is first, and takes focus past the map to the panels.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'panels');
+    assertClean(seen, `live page (${name})`);
+    await context.close();
+  });
+}
