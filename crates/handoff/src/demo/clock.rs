@@ -26,16 +26,33 @@ impl DemoClock {
     /// `virt_start`; before and after them time runs at the real rate.
     #[must_use]
     pub fn new(virt_start: Timestamp, lead_s: f64, spans: &[(SignedDuration, f64)]) -> Self {
-        let mut segments = vec![Segment { real_s: 0.0, virt: virt_start.checked_sub(SignedDuration::from_secs_f64(lead_s)).unwrap_or(virt_start), rate: 1.0 }];
+        let mut segments = vec![Segment {
+            real_s: 0.0,
+            virt: virt_start
+                .checked_sub(SignedDuration::from_secs_f64(lead_s))
+                .unwrap_or(virt_start),
+            rate: 1.0,
+        }];
         let (mut real_s, mut virt) = (lead_s, virt_start);
         for &(d, show_s) in spans {
             let show_s = show_s.max(0.05);
-            segments.push(Segment { real_s, virt, rate: d.as_secs_f64() / show_s });
+            segments.push(Segment {
+                real_s,
+                virt,
+                rate: d.as_secs_f64() / show_s,
+            });
             real_s += show_s;
             virt = virt.checked_add(d).unwrap_or(virt);
         }
-        segments.push(Segment { real_s, virt, rate: 1.0 });
-        Self { started: Instant::now(), segments }
+        segments.push(Segment {
+            real_s,
+            virt,
+            rate: 1.0,
+        });
+        Self {
+            started: Instant::now(),
+            segments,
+        }
     }
 
     /// Seconds since the demo started.
@@ -47,8 +64,17 @@ impl DemoClock {
     /// Virtual time at a real offset.
     #[must_use]
     pub fn at(&self, real_s: f64) -> Timestamp {
-        let seg = self.segments.iter().rev().find(|s| s.real_s <= real_s).unwrap_or(&self.segments[0]);
-        seg.virt.checked_add(SignedDuration::from_secs_f64((real_s - seg.real_s) * seg.rate)).unwrap_or(seg.virt)
+        let seg = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.real_s <= real_s)
+            .unwrap_or(&self.segments[0]);
+        seg.virt
+            .checked_add(SignedDuration::from_secs_f64(
+                (real_s - seg.real_s) * seg.rate,
+            ))
+            .unwrap_or(seg.virt)
     }
 
     #[must_use]
@@ -70,13 +96,36 @@ mod tests {
     #[test]
     fn segments_compress_each_span_to_its_show_time() {
         let v0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let c = DemoClock::new(v0, 2.0, &[(SignedDuration::from_hours(11), 30.0), (SignedDuration::from_mins(4), 8.0)]);
-        assert_eq!(c.at(0.0), v0.checked_sub(SignedDuration::from_secs(2)).unwrap());
+        let c = DemoClock::new(
+            v0,
+            2.0,
+            &[
+                (SignedDuration::from_hours(11), 30.0),
+                (SignedDuration::from_mins(4), 8.0),
+            ],
+        );
+        assert_eq!(
+            c.at(0.0),
+            v0.checked_sub(SignedDuration::from_secs(2)).unwrap()
+        );
         assert_eq!(c.at(2.0), v0);
-        assert_eq!(c.at(32.0), v0.checked_add(SignedDuration::from_hours(11)).unwrap());
-        assert_eq!(c.at(17.0), v0.checked_add(SignedDuration::from_mins(330)).unwrap());
-        assert_eq!(c.at(40.0), v0.checked_add(SignedDuration::from_mins(664)).unwrap());
-        assert_eq!(c.at(41.0), v0.checked_add(SignedDuration::from_secs(664 * 60 + 1)).unwrap());
+        assert_eq!(
+            c.at(32.0),
+            v0.checked_add(SignedDuration::from_hours(11)).unwrap()
+        );
+        assert_eq!(
+            c.at(17.0),
+            v0.checked_add(SignedDuration::from_mins(330)).unwrap()
+        );
+        assert_eq!(
+            c.at(40.0),
+            v0.checked_add(SignedDuration::from_mins(664)).unwrap()
+        );
+        assert_eq!(
+            c.at(41.0),
+            v0.checked_add(SignedDuration::from_secs(664 * 60 + 1))
+                .unwrap()
+        );
         assert!((c.show_s() - 40.0).abs() < 1e-9);
     }
 }

@@ -44,7 +44,8 @@ fn default_data_dir() -> PathBuf {
 
 /// Every run starts clean: the demo's own files are removed, nothing else in the folder.
 fn reset(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
     let db = dir.join("demo.db");
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
@@ -72,7 +73,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     }
     let dir = opts.data.clone().unwrap_or_else(default_data_dir);
     let db = reset(&dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(demo(opts, db))
 }
 
@@ -80,27 +83,69 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
     // Virtual time: the relay starts a few seconds from now and runs compressed.
     let start = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(3))?;
     let source = scenario::rebased_plan(start)?;
-    let plan: Arc<Plan> = Arc::new(handoff_core::plan::parse(&source, &NoFiles).map_err(|p| anyhow::anyhow!("the demo plan does not parse: {p}"))?);
-    let clock = Arc::new(DemoClock::new(start, 3.0 / opts.speed, &scenario::spans(&plan, opts.speed)));
+    let plan: Arc<Plan> = Arc::new(
+        handoff_core::plan::parse(&source, &NoFiles)
+            .map_err(|p| anyhow::anyhow!("the demo plan does not parse: {p}"))?,
+    );
+    let clock = Arc::new(DemoClock::new(
+        start,
+        3.0 / opts.speed,
+        &scenario::spans(&plan, opts.speed),
+    ));
 
     let admin = new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let c = Arc::clone(&clock);
-    let state = AppState::open(Arc::new(store), Config { admin: AdminToken::new(&admin), clock: Some(Arc::new(move || c.now())) }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = tokio::net::TcpListener::bind(&opts.listen).await.with_context(|| format!("cannot listen on {} (try --listen 127.0.0.1:0)", opts.listen))?;
+    let state = AppState::open(
+        Arc::new(store),
+        Config {
+            admin: AdminToken::new(&admin),
+            clock: Some(Arc::new(move || c.now())),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (try --listen 127.0.0.1:0)",
+                opts.listen
+            )
+        })?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(handoff_server::launch(Arc::clone(&state), listener, None, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(handoff_server::launch(
+        Arc::clone(&state),
+        listener,
+        None,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let http = reqwest::Client::new();
     let ev = format!("{base}/api/v1/events/{}", plan.event.id);
-    let r = http.put(&ev).bearer_auth(&admin).header("content-type", "application/toml").body(source.clone()).send().await?;
-    anyhow::ensure!(r.status().is_success(), "uploading the plan failed: {}", r.text().await.unwrap_or_default());
+    let r = http
+        .put(&ev)
+        .bearer_auth(&admin)
+        .header("content-type", "application/toml")
+        .body(source.clone())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "uploading the plan failed: {}",
+        r.text().await.unwrap_or_default()
+    );
     let mut phones = HashMap::new();
     for (device, carrier, wire) in PHONES {
-        let r = http.post(format!("{ev}/devices")).bearer_auth(&admin).json(&json!({ "device": device, "carrier": carrier })).send().await?;
+        let r = http
+            .post(format!("{ev}/devices"))
+            .bearer_auth(&admin)
+            .json(&json!({ "device": device, "carrier": carrier }))
+            .send()
+            .await?;
         let body: Value = r.json().await?;
         let token = body["token"].as_str().context("device token")?.to_string();
         phones.insert((*carrier).to_string(), Phone::new(device, token, *wire));
@@ -113,13 +158,21 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
     println!("  data           {}", db.display());
     println!(
         "  demo time      the {:.0}-hour relay runs in about {:.0} s; each leg is compressed on its own (speed {})",
-        plan.relay("flag").and_then(|r| Some(r.end()?.duration_since(r.start()?).as_secs_f64() / 3600.0)).unwrap_or(0.0),
+        plan.relay("flag")
+            .and_then(|r| Some(r.end()?.duration_since(r.start()?).as_secs_f64() / 3600.0))
+            .unwrap_or(0.0),
         clock.show_s(),
         opts.speed
     );
     println!();
 
-    let mut sim = Sim::new(base.clone(), admin.clone(), Arc::clone(&clock), Arc::clone(&plan), phones);
+    let mut sim = Sim::new(
+        base.clone(),
+        admin.clone(),
+        Arc::clone(&clock),
+        Arc::clone(&plan),
+        phones,
+    );
     let tick_ms = (250.0 / opts.speed.sqrt()).clamp(60.0, 250.0) as u64;
     let mut sim_task = tokio::spawn(async move { sim.run(tick_ms).await });
     let watch = watch(&http, &base, &admin, &plan);
@@ -147,11 +200,22 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
         Some(Ok(())) => {
             let ok = summary(&http, &base, &admin, &plan).await?;
             if opts.exit {
-                if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             } else {
-                println!("\nThe relay is over; the live page stays up at {base}/e/{}. Ctrl-C stops.", plan.event.id);
+                println!(
+                    "\nThe relay is over; the live page stays up at {base}/e/{}. Ctrl-C stops.",
+                    plan.event.id
+                );
                 let _ = tokio::signal::ctrl_c().await;
-                if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     };
@@ -164,7 +228,8 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
 async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal();
     let mp = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>10} [{bar:32.cyan/blue}] {msg}")?.progress_chars("█▌ ");
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:32.cyan/blue}] {msg}")?
+        .progress_chars("█▌ ");
     let bars: Vec<ProgressBar> = plan
         .relays
         .iter()
@@ -186,19 +251,46 @@ async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> 
     let ev = format!("{base}/api/v1/events/{}", plan.event.id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30 * 60);
     loop {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the demo did not finish in 30 minutes");
-        let live: Value = http.get(format!("{ev}/live")).bearer_auth(admin).send().await?.json().await?;
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the demo did not finish in 30 minutes"
+        );
+        let live: Value = http
+            .get(format!("{ev}/live"))
+            .bearer_auth(admin)
+            .send()
+            .await?
+            .json()
+            .await?;
         let mut finished = 0;
-        for (i, r) in live["relays"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        for (i, r) in live["relays"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let id = r["id"].as_str().unwrap_or_default().to_string();
             let legs = r["legs"].as_array().map(Vec::as_slice).unwrap_or_default();
             let done = legs.iter().filter(|l| l["status"] == "done").count();
             let frac = r["progress"]["fraction"].as_f64().unwrap_or(0.0);
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
             let pos = (((done as f64) + frac) / legs.len().max(1) as f64 * 1000.0) as u64;
             if let Some(pb) = bars.get(i) {
                 pb.set_position(pos);
-                let holders = r["holders"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" & ")).unwrap_or_default();
+                let holders = r["holders"]
+                    .as_array()
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" & ")
+                    })
+                    .unwrap_or_default();
                 let msg = match r["status"].as_str() {
                     Some("finished") => "finished".to_string(),
                     Some("running") => format!("{holders} ({})", r["mode"].as_str().unwrap_or("")),
@@ -208,9 +300,27 @@ async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> 
             }
             let before = seen.get(&id).copied().unwrap_or(0);
             for l in legs.iter().take(done).skip(before) {
-                let who = l["carriers"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" & ")).unwrap_or_default();
+                let who = l["carriers"]
+                    .as_array()
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" & ")
+                    })
+                    .unwrap_or_default();
                 let next = legs.get(l["index"].as_u64().unwrap_or(0) as usize + 1);
-                let to = next.map_or("the finish".to_string(), |n| n["carriers"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" & ")).unwrap_or_default());
+                let to = next.map_or("the finish".to_string(), |n| {
+                    n["carriers"]
+                        .as_array()
+                        .map(|h| {
+                            h.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(" & ")
+                        })
+                        .unwrap_or_default()
+                });
                 say(format!("  handoff  {id}: {who} → {to}"));
             }
             seen.insert(id, done);
@@ -230,28 +340,81 @@ async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> 
 
 /// Planned versus actual per leg, the ETA error at each handoff, how each was verified, and
 /// the custody logs re-checked. Returns whether every check held.
-async fn summary(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> anyhow::Result<bool> {
+async fn summary(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    plan: &Plan,
+) -> anyhow::Result<bool> {
     let ev = format!("{base}/api/v1/events/{}", plan.event.id);
-    let live: Value = http.get(format!("{ev}/live")).bearer_auth(admin).send().await?.json().await?;
+    let live: Value = http
+        .get(format!("{ev}/live"))
+        .bearer_auth(admin)
+        .send()
+        .await?
+        .json()
+        .await?;
     let mut ok = true;
     for relay in &plan.relays {
-        let log = http.get(format!("{ev}/relays/{}/custody", relay.id)).send().await?.text().await?;
-        let acc: Value = http.get(format!("{ev}/relays/{}/accuracy", relay.id)).send().await?.json().await?;
-        let entries: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let view = live["relays"].as_array().and_then(|rs| rs.iter().find(|r| r["id"] == relay.id.as_str())).cloned().unwrap_or(Value::Null);
+        let log = http
+            .get(format!("{ev}/relays/{}/custody", relay.id))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let acc: Value = http
+            .get(format!("{ev}/relays/{}/accuracy", relay.id))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entries: Vec<Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let view = live["relays"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["id"] == relay.id.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header(["leg", "carriers", "mode", "planned end", "actual end", "late by", "ETA error (first → last)", "handoff verified by"]);
+        t.set_header([
+            "leg",
+            "carriers",
+            "mode",
+            "planned end",
+            "actual end",
+            "late by",
+            "ETA error (first → last)",
+            "handoff verified by",
+        ]);
         for leg in &relay.legs {
             let lv = &view["legs"][leg.index];
-            let actual: Option<jiff::Timestamp> = lv["actual_end"].as_str().and_then(|s| s.parse().ok());
+            let actual: Option<jiff::Timestamp> =
+                lv["actual_end"].as_str().and_then(|s| s.parse().ok());
             let late = actual.map(|a| fmt_signed(a.duration_since(leg.end).as_secs()));
-            let a = acc["legs"].as_array().and_then(|ls| ls.iter().find(|x| x["leg"].as_u64() == Some(leg.index as u64)));
-            let eta = a.map_or_else(|| "—".to_string(), |a| format!("{} → {} ({} predictions)", fmt_signed(a["first_error_s"].as_i64().unwrap_or(0)), fmt_signed(a["last_error_s"].as_i64().unwrap_or(0)), a["predictions"]));
+            let a = acc["legs"].as_array().and_then(|ls| {
+                ls.iter()
+                    .find(|x| x["leg"].as_u64() == Some(leg.index as u64))
+            });
+            let eta = a.map_or_else(
+                || "—".to_string(),
+                |a| {
+                    format!(
+                        "{} → {} ({} predictions)",
+                        fmt_signed(a["first_error_s"].as_i64().unwrap_or(0)),
+                        fmt_signed(a["last_error_s"].as_i64().unwrap_or(0)),
+                        a["predictions"]
+                    )
+                },
+            );
             let how = entries
                 .iter()
                 .rev()
-                .find(|e| e["kind"] == "handoff" && e["from"]["leg"].as_u64() == Some(leg.index as u64))
+                .find(|e| {
+                    e["kind"] == "handoff" && e["from"]["leg"].as_u64() == Some(leg.index as u64)
+                })
                 .and_then(|e| e["evidence"]["method"].as_str())
                 .unwrap_or("— (not verified)")
                 .to_string();
@@ -263,7 +426,10 @@ async fn summary(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -
                 leg.carriers.join(", "),
                 leg.mode.to_string(),
                 handoff_core::schedule::local(leg.end, &leg.end_zone),
-                actual.map_or_else(|| "—".into(), |a| handoff_core::schedule::local(a, &leg.end_zone)),
+                actual.map_or_else(
+                    || "—".into(),
+                    |a| handoff_core::schedule::local(a, &leg.end_zone),
+                ),
                 late.unwrap_or_else(|| "—".into()),
                 eta,
                 how,

@@ -10,10 +10,22 @@ use std::path::Path;
 
 const PLAN: &str = include_str!("../../../../examples/flag-handover/plan.toml");
 const ROUTES: &[(&str, &str)] = &[
-    ("routes/paris-motorcycle.gpx", include_str!("../../../../examples/flag-handover/routes/paris-motorcycle.gpx")),
-    ("routes/hollywood-skateboard.geojson", include_str!("../../../../examples/flag-handover/routes/hollywood-skateboard.geojson")),
-    ("routes/la-bike.gpx", include_str!("../../../../examples/flag-handover/routes/la-bike.gpx")),
-    ("routes/santa-monica-run.geojson", include_str!("../../../../examples/flag-handover/routes/santa-monica-run.geojson")),
+    (
+        "routes/paris-motorcycle.gpx",
+        include_str!("../../../../examples/flag-handover/routes/paris-motorcycle.gpx"),
+    ),
+    (
+        "routes/hollywood-skateboard.geojson",
+        include_str!("../../../../examples/flag-handover/routes/hollywood-skateboard.geojson"),
+    ),
+    (
+        "routes/la-bike.gpx",
+        include_str!("../../../../examples/flag-handover/routes/la-bike.gpx"),
+    ),
+    (
+        "routes/santa-monica-run.geojson",
+        include_str!("../../../../examples/flag-handover/routes/santa-monica-run.geojson"),
+    ),
 ];
 
 /// The example's route files, from the binary.
@@ -22,7 +34,11 @@ pub struct EmbeddedFiles;
 impl RouteFiles for EmbeddedFiles {
     fn read(&self, relative: &Path) -> Result<String, String> {
         let name = relative.to_string_lossy().replace('\\', "/");
-        ROUTES.iter().find(|(n, _)| *n == name).map(|(_, t)| (*t).to_string()).ok_or_else(|| format!("the demo has no route file `{name}`"))
+        ROUTES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| (*t).to_string())
+            .ok_or_else(|| format!("the demo has no route file `{name}`"))
     }
 }
 
@@ -61,15 +77,25 @@ pub fn rebased_plan(start: Timestamp) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(PLAN)?;
     crate::cmd::plan::inline_route_files(&mut doc, &EmbeddedFiles)?;
     // Parse once to learn the flag relay's planned length.
-    let probe = handoff_core::plan::parse(&toml::to_string(&doc)?, &handoff_core::plan::NoFiles).map_err(|p| anyhow::anyhow!("the embedded example does not parse: {p}"))?;
-    let flag = probe.relay("flag").ok_or_else(|| anyhow::anyhow!("the example has no `flag` relay"))?;
-    let flag_len = flag.end().unwrap_or(flag.legs[0].start).duration_since(flag.legs[0].start);
+    let probe = handoff_core::plan::parse(&toml::to_string(&doc)?, &handoff_core::plan::NoFiles)
+        .map_err(|p| anyhow::anyhow!("the embedded example does not parse: {p}"))?;
+    let flag = probe
+        .relay("flag")
+        .ok_or_else(|| anyhow::anyhow!("the example has no `flag` relay"))?;
+    let flag_len = flag
+        .end()
+        .unwrap_or(flag.legs[0].start)
+        .duration_since(flag.legs[0].start);
     let concert_start = start.checked_add(flag_len).unwrap_or(start);
     let Some(toml::Value::Array(relays)) = doc.get_mut("relays") else {
         anyhow::bail!("the example has no relays");
     };
     for r in relays {
-        let id = r.get("id").and_then(toml::Value::as_str).unwrap_or_default().to_string();
+        let id = r
+            .get("id")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let at = if id == "flag" { start } else { concert_start };
         if let Some(toml::Value::Array(legs)) = r.get_mut("legs")
             && let Some(first) = legs.first_mut().and_then(toml::Value::as_table_mut)
@@ -87,7 +113,11 @@ pub fn spans(plan: &handoff_core::plan::Plan, speed: f64) -> Vec<(SignedDuration
     for id in ["flag", "stage"] {
         if let Some(r) = plan.relay(id) {
             for l in &r.legs {
-                let show = if id == "stage" { 10.0 } else { show_seconds(l.mode) };
+                let show = if id == "stage" {
+                    10.0
+                } else {
+                    show_seconds(l.mode)
+                };
                 out.push((l.end.duration_since(l.start), show / speed.max(0.01)));
             }
         }

@@ -45,7 +45,13 @@ pub struct Phone {
 impl Phone {
     #[must_use]
     pub fn new(device: &str, token: String, wire: Wire) -> Self {
-        Self { device: device.into(), token, wire, buffer: Vec::new(), batt_pct: 96.0 }
+        Self {
+            device: device.into(),
+            token,
+            wire,
+            buffer: Vec::new(),
+            batt_pct: 96.0,
+        }
     }
 }
 
@@ -116,14 +122,36 @@ struct Progress {
 
 impl Sim {
     #[must_use]
-    pub fn new(base: String, admin: String, clock: Arc<DemoClock>, plan: Arc<Plan>, phones: HashMap<String, Phone>) -> Self {
-        Self { base, admin, clock, plan, phones, http: reqwest::Client::new(), noise: Noise::new(0x5eed_2024) }
+    pub fn new(
+        base: String,
+        admin: String,
+        clock: Arc<DemoClock>,
+        plan: Arc<Plan>,
+        phones: HashMap<String, Phone>,
+    ) -> Self {
+        Self {
+            base,
+            admin,
+            clock,
+            plan,
+            phones,
+            http: reqwest::Client::new(),
+            noise: Noise::new(0x5eed_2024),
+        }
     }
 
     /// Runs every relay to its end. `tick_ms`: how often (real time) phones report.
     pub async fn run(&mut self, tick_ms: u64) -> anyhow::Result<()> {
         let plan = Arc::clone(&self.plan);
-        let mut state: Vec<Progress> = plan.relays.iter().map(|r| Progress { leg: 0, started: r.legs[0].start, pace: 1.0 }).collect();
+        let mut state: Vec<Progress> = plan
+            .relays
+            .iter()
+            .map(|r| Progress {
+                leg: 0,
+                started: r.legs[0].start,
+                pace: 1.0,
+            })
+            .collect();
         loop {
             let now = self.clock.now();
             let mut all_done = true;
@@ -144,14 +172,22 @@ impl Sim {
         }
     }
 
-    async fn step(&mut self, relay: &Relay, p: &mut Progress, now: Timestamp) -> anyhow::Result<()> {
+    async fn step(
+        &mut self,
+        relay: &Relay,
+        p: &mut Progress,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let leg = &relay.legs[p.leg];
         let dur_s = leg.end.duration_since(leg.start).as_secs_f64().max(1.0);
         let elapsed_s = now.duration_since(p.started).as_secs_f64().max(0.0);
         match &leg.geometry {
             Geometry::Place { .. } => {
                 if elapsed_s >= dur_s {
-                    let at = p.started.checked_add(SignedDuration::from_secs_f64(dur_s)).unwrap_or(now);
+                    let at = p
+                        .started
+                        .checked_add(SignedDuration::from_secs_f64(dur_s))
+                        .unwrap_or(now);
                     self.operator_handoff(&relay.id, p.leg, at).await?;
                     self.next_leg(p, at);
                 }
@@ -163,8 +199,19 @@ impl Sim {
                 let frac = along / length.max(1.0);
                 let holder = leg.carriers[0].clone();
                 // Kate Courtney takes a wrong turn for a moment.
-                let stray = if leg.mode == Mode::Bike && (0.40..0.46).contains(&frac) { 160.0 } else { 0.0 };
-                let fix = self.fix(route.point_at(along), route.point_at((along + 10.0).min(length)), now, leg.mode, speed, stray);
+                let stray = if leg.mode == Mode::Bike && (0.40..0.46).contains(&frac) {
+                    160.0
+                } else {
+                    0.0
+                };
+                let fix = self.fix(
+                    route.point_at(along),
+                    route.point_at((along + 10.0).min(length)),
+                    now,
+                    leg.mode,
+                    speed,
+                    stray,
+                );
                 // Over the ocean the flight has no signal: the phone keeps its positions.
                 let offline = leg.mode == Mode::Flight && (0.15..0.85).contains(&frac);
                 self.report(&holder, fix, offline, leg.mode).await?;
@@ -177,7 +224,8 @@ impl Sim {
                     && next.carriers[0] != holder
                 {
                     let wait = self.fix(route.end(), route.end(), now, Mode::Walk, 0.0, 0.0);
-                    self.report(&next.carriers[0].clone(), wait, false, Mode::Walk).await?;
+                    self.report(&next.carriers[0].clone(), wait, false, Mode::Walk)
+                        .await?;
                 }
                 if along >= length {
                     let arrive = self.fix(route.end(), route.end(), now, leg.mode, 0.0, 0.0);
@@ -187,11 +235,16 @@ impl Sim {
                         (Some(n), Verify::Proximity) if n.carriers[0] != holder => {
                             let t = now.checked_add(SignedDuration::from_secs(1)).unwrap_or(now);
                             let wait = self.fix(route.end(), route.end(), t, Mode::Walk, 0.0, 0.0);
-                            self.report(&n.carriers[0].clone(), wait, false, Mode::Walk).await?;
+                            self.report(&n.carriers[0].clone(), wait, false, Mode::Walk)
+                                .await?;
                         }
                         (Some(_), Verify::Proximity) => {} // the same phone carries on: its arrival is the proof
-                        (Some(n), Verify::TwoParty) => self.two_party(&relay.id, &holder, &n.carriers[0]).await?,
-                        (Some(_), Verify::Operator) => self.operator_handoff(&relay.id, p.leg, now).await?,
+                        (Some(n), Verify::TwoParty) => {
+                            self.two_party(&relay.id, &holder, &n.carriers[0]).await?
+                        }
+                        (Some(_), Verify::Operator) => {
+                            self.operator_handoff(&relay.id, p.leg, now).await?
+                        }
                     }
                     self.next_leg(p, now);
                 }
@@ -207,22 +260,53 @@ impl Sim {
         p.pace = 0.92 + 0.16 * self.noise.unit();
     }
 
-    fn fix(&mut self, on_route: Coord, ahead: Coord, t: Timestamp, mode: Mode, speed_mps: f64, stray_m: f64) -> Fix {
-        let acc_m = if mode == Mode::Flight { 30.0 + 40.0 * self.noise.unit() } else { 4.0 + 11.0 * self.noise.unit() };
+    fn fix(
+        &mut self,
+        on_route: Coord,
+        ahead: Coord,
+        t: Timestamp,
+        mode: Mode,
+        speed_mps: f64,
+        stray_m: f64,
+    ) -> Fix {
+        let acc_m = if mode == Mode::Flight {
+            30.0 + 40.0 * self.noise.unit()
+        } else {
+            4.0 + 11.0 * self.noise.unit()
+        };
         let sigma = acc_m / 2.0;
-        let at = offset(on_route, self.noise.normal() * sigma, self.noise.normal() * sigma + stray_m);
+        let at = offset(
+            on_route,
+            self.noise.normal() * sigma,
+            self.noise.normal() * sigma + stray_m,
+        );
         let heading_deg = handoff_core::geodesic::bearing_deg(on_route, ahead).rem_euclid(360.0);
         let alt_m = match mode {
             Mode::Flight => Some(10_700.0),
             Mode::Parachute => None,
             _ => on_route.ele_m,
         };
-        Fix { t, at, acc_m, speed_mps, heading_deg, alt_m }
+        Fix {
+            t,
+            at,
+            acc_m,
+            speed_mps,
+            heading_deg,
+            alt_m,
+        }
     }
 
     /// Sends (or, offline, keeps) one position from `carrier`'s phone.
-    async fn report(&mut self, carrier: &str, fix: Fix, offline: bool, mode: Mode) -> anyhow::Result<()> {
-        let Some(phone) = self.phones.get_mut(carrier) else { return Ok(()) };
+    async fn report(
+        &mut self,
+        carrier: &str,
+        fix: Fix,
+        offline: bool,
+        mode: Mode,
+    ) -> anyhow::Result<()> {
+        let Some(phone) = self.phones.get_mut(carrier) else {
+            return Ok(());
+        };
         phone.batt_pct = (phone.batt_pct - 0.02).max(5.0);
         let item = json!({ "t": fix.t.to_string(), "lon": fix.at.lon, "lat": fix.at.lat, "acc": fix.acc_m, "speed": fix.speed_mps, "heading": fix.heading_deg, "alt": fix.alt_m, "batt": phone.batt_pct.round() });
         if offline {
@@ -233,10 +317,20 @@ impl Sim {
         if !phone.buffer.is_empty() {
             // Back in coverage: the buffered positions go first, as one late batch.
             let batch = Value::Array(std::mem::take(&mut phone.buffer));
-            let r = self.http.post(format!("{base}/api/v1/pings")).bearer_auth(&phone.token).json(&batch).send().await?;
+            let r = self
+                .http
+                .post(format!("{base}/api/v1/pings"))
+                .bearer_auth(&phone.token)
+                .json(&batch)
+                .send()
+                .await?;
             check(r, "late batch").await?;
         }
-        let wire = if mode == Mode::Parachute { Wire::TraccarJson } else { phone.wire };
+        let wire = if mode == Mode::Parachute {
+            Wire::TraccarJson
+        } else {
+            phone.wire
+        };
         let ms = fix.t.as_millisecond();
         let req = match wire {
             Wire::OsmandQuery => {
@@ -281,9 +375,23 @@ impl Sim {
         check(req.send().await?, "ping").await
     }
 
-    async fn operator_handoff(&self, relay: &str, from_leg: usize, at: Timestamp) -> anyhow::Result<()> {
-        let url = format!("{}/api/v1/events/{}/relays/{relay}/handoffs", self.base, self.plan.event.id);
-        let r = self.http.post(url).bearer_auth(&self.admin).json(&json!({ "from_leg": from_leg, "at": at.to_string() })).send().await?;
+    async fn operator_handoff(
+        &self,
+        relay: &str,
+        from_leg: usize,
+        at: Timestamp,
+    ) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/api/v1/events/{}/relays/{relay}/handoffs",
+            self.base, self.plan.event.id
+        );
+        let r = self
+            .http
+            .post(url)
+            .bearer_auth(&self.admin)
+            .json(&json!({ "from_leg": from_leg, "at": at.to_string() }))
+            .send()
+            .await?;
         // 409: the server already has it (found by proximity): nothing to do.
         if r.status() == reqwest::StatusCode::CONFLICT {
             return Ok(());
@@ -293,14 +401,30 @@ impl Sim {
 
     /// The giver's phone shows a code; the receiver's phone enters it.
     async fn two_party(&self, relay: &str, giver: &str, receiver: &str) -> anyhow::Result<()> {
-        let (Some(g), Some(r)) = (self.phones.get(giver), self.phones.get(receiver)) else { return Ok(()) };
-        let ev = format!("{}/api/v1/events/{}/relays/{relay}", self.base, self.plan.event.id);
-        let resp = self.http.post(format!("{ev}/handoffs/code")).bearer_auth(&g.token).send().await?;
+        let (Some(g), Some(r)) = (self.phones.get(giver), self.phones.get(receiver)) else {
+            return Ok(());
+        };
+        let ev = format!(
+            "{}/api/v1/events/{}/relays/{relay}",
+            self.base, self.plan.event.id
+        );
+        let resp = self
+            .http
+            .post(format!("{ev}/handoffs/code"))
+            .bearer_auth(&g.token)
+            .send()
+            .await?;
         let code: Value = resp.json().await.context("code response")?;
         let Some(code) = code.get("code").and_then(Value::as_str) else {
             anyhow::bail!("no code for the handoff from {giver}: {code}");
         };
-        let resp = self.http.post(format!("{ev}/handoffs")).bearer_auth(&r.token).json(&json!({ "code": code })).send().await?;
+        let resp = self
+            .http
+            .post(format!("{ev}/handoffs"))
+            .bearer_auth(&r.token)
+            .json(&json!({ "code": code }))
+            .send()
+            .await?;
         check(resp, "two-party handoff").await
     }
 }

@@ -1,0 +1,61 @@
+//! Helpers shared by the binary's integration tests: a tiny HTTP/1.1 client over std (so the
+//! tests need no async runtime), talking to a `handoff` process on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+
+/// One request; returns the status and the body (chunked bodies decoded).
+pub fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    // A tiny HTTP client over std: keeps this test free of an async runtime.
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let ct = if body.starts_with('[') || body.starts_with('{') {
+        "application/json"
+    } else {
+        "application/toml"
+    };
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let (head, raw) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(raw)
+    } else {
+        raw.to_string()
+    };
+    (status, text)
+}
+
+pub fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        raw = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
