@@ -113,7 +113,10 @@ test('a handoff recorded in the console shows on the live page within a second',
 
   // Correct its time, then void it: appended corrections; the live page goes back to Ann.
   const at = new Date(Date.now() - 60000);
-  const local = new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+  // A datetime-local value is wall-clock time in the browser's zone (Los Angeles here).
+  const local = new Intl.DateTimeFormat('sv-SE', {
+    timeZone: 'America/Los_Angeles', dateStyle: 'short', timeStyle: 'medium',
+  }).format(at).replace(' ', 'T');
   await block.getByLabel('Correct its time to (your time)').fill(local);
   await block.getByRole('button', { name: 'Change time' }).click();
   await page.locator('#result', { hasText: 'Corrected the handoff after leg 1' }).waitFor();

@@ -20,6 +20,8 @@ pub const WINDOW_S: u64 = 21 * 3600;
 const LEG_DURATION_S: i64 = 48 * 3600;
 /// The leg began this long before the run; both windows end before now.
 const LEG_AGE_S: i64 = 45 * 3600;
+// Both windows (1 h + 2 × WINDOW_S) end before now, and the leg is still running.
+const _: () = assert!(3_600 + 2 * WINDOW_S as i64 <= LEG_AGE_S && LEG_AGE_S < LEG_DURATION_S);
 const LON_START: f64 = 2.25;
 const LON_SPAN: f64 = 1.0;
 const LAT_FIRST: f64 = 48.80;
@@ -176,7 +178,6 @@ mod tests {
         let first_batch = f.fix(Window::Batch, 0, 0).t_ms;
         assert!(last_osmand < first_batch);
         assert!(f.fix(Window::Batch, 49, WINDOW_S - 1).t_ms < LEG_AGE_S * 1_000);
-        assert!(LEG_AGE_S < LEG_DURATION_S);
         assert_ne!(
             f.fix(Window::OsmAnd, 3, 7).t_ms,
             f.fix(Window::OsmAnd, 3, 8).t_ms

@@ -53,7 +53,7 @@ pub enum RouteError {
 pub struct Projection {
     /// Geodesic distance from the route's start to `point`, in [0, `length_m`].
     pub along_m: f64,
-    /// Geodesic distance from the projected position to `point`.
+    /// Geodesic distance from the projected position to its foot `point`.
     pub cross_track_m: f64,
     /// The segment holding `point`: from vertex `segment` to vertex `segment + 1`.
     pub segment: usize,
@@ -369,7 +369,7 @@ fn hint_cost_m(along_m: f64, hint_m: f64) -> f64 {
 }
 
 fn lerp_ele(a: Coord, b: Coord, t: f64) -> Option<f64> {
-    Some(a.ele_m? + (b.ele_m? - a.ele_m?) * t)
+    Some(a.ele_m? + (b.ele_m? - a.ele_m?) * t).filter(|e| e.is_finite())
 }
 
 /// Wider nodes than rstar's default (6): a shallower tree means fewer cache misses on the
@@ -378,9 +378,9 @@ fn lerp_ele(a: Coord, b: Coord, t: f64) -> Option<f64> {
 struct IndexParams;
 
 impl RTreeParams for IndexParams {
-    const MIN_SIZE: usize = 3;
-    const MAX_SIZE: usize = 6;
-    const REINSERTION_COUNT: usize = 2;
+    const MIN_SIZE: usize = 6;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 4;
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 

@@ -729,7 +729,12 @@ fn record_predictions(relay: &Relay, rt: &mut RelayTrack, t: Timestamp) {
 
 /// The predicted (or, once done, actual) start and end of every leg at `now`: the current
 /// leg's end from its pace, each later leg its planned duration after the one before it.
-fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp, public_fix: Option<Fix>) -> Vec<(Timestamp, Timestamp)> {
+fn eta_times(
+    relay: &Relay,
+    rt: &RelayTrack,
+    now: Timestamp,
+    public_fix: Option<Fix>,
+) -> Vec<(Timestamp, Timestamp)> {
     let cur = rt.current;
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
@@ -743,7 +748,8 @@ fn eta_times(relay: &Relay, rt: &RelayTrack, now: Timestamp, public_fix: Option<
         } else if i == cur && lt.actual_start.is_some() {
             let start = lt.actual_start.unwrap_or(planned_start);
             // With a public delay, spectators get the ETA as of the last public fix.
-            let (along_m, fix) = public_fix.map_or((lt.along_m, lt.last_fix), |f| (f.along_m, Some(f)));
+            let (along_m, fix) =
+                public_fix.map_or((lt.along_m, lt.last_fix), |f| (f.along_m, Some(f)));
             (start, current_eta(leg, lt, along_m, fix, start, now))
         } else {
             // An upcoming leg starts when the one before it ends.
@@ -789,9 +795,21 @@ fn relay_view(
     let cur = rt.current;
     // The last fix spectators may see; with a public delay, progress and ETAs are as of it too,
     // or they would give away where the carrier is now.
-    let public_fix = rt.legs.get(cur).and_then(|lt| lt.recent.iter().rev().find(|f| f.t <= as_of).copied());
+    let public_fix = rt
+        .legs
+        .get(cur)
+        .and_then(|lt| lt.recent.iter().rev().find(|f| f.t <= as_of).copied());
     let delayed = as_of < now;
-    let times = eta_times(relay, rt, now, if delayed { Some(public_fix.unwrap_or_else(|| start_fix(relay, rt))) } else { None });
+    let times = eta_times(
+        relay,
+        rt,
+        now,
+        if delayed {
+            Some(public_fix.unwrap_or_else(|| start_fix(relay, rt)))
+        } else {
+            None
+        },
+    );
     let legs = relay
         .legs
         .iter()
@@ -816,7 +834,11 @@ fn relay_view(
                 eta_start,
                 eta_end,
                 status,
-                if delayed && i == cur { public_fix.map_or(0.0, |f| f.along_m) } else { lt.along_m },
+                if delayed && i == cur {
+                    public_fix.map_or(0.0, |f| f.along_m)
+                } else {
+                    lt.along_m
+                },
                 lt.off_route_run >= OFF_ROUTE_PINGS,
                 i < rt.verified,
             )
@@ -839,12 +861,38 @@ fn relay_view(
 /// A stand-in fix at the start of the current leg, for a delayed view before any public fix.
 fn start_fix(relay: &Relay, rt: &RelayTrack) -> Fix {
     let cur = rt.current.min(relay.legs.len().saturating_sub(1));
-    let at = relay.legs.get(cur).map_or(Coord::new(0.0, 0.0), |l| l.geometry.start());
-    let t = rt.legs.get(cur).and_then(|l| l.actual_start).unwrap_or_else(|| relay.legs.get(cur).map_or(Timestamp::UNIX_EPOCH, |l| l.start));
-    Fix { t, lon: at.lon, lat: at.lat, acc_m: None, along_m: 0.0, cross_track_m: 0.0 }
+    let at = relay
+        .legs
+        .get(cur)
+        .map_or(Coord::new(0.0, 0.0), |l| l.geometry.start());
+    let t = rt
+        .legs
+        .get(cur)
+        .and_then(|l| l.actual_start)
+        .unwrap_or_else(|| {
+            relay
+                .legs
+                .get(cur)
+                .map_or(Timestamp::UNIX_EPOCH, |l| l.start)
+        });
+    Fix {
+        t,
+        lon: at.lon,
+        lat: at.lat,
+        acc_m: None,
+        along_m: 0.0,
+        cross_track_m: 0.0,
+    }
 }
 
-fn current_eta(leg: &Leg, lt: &LegTrack, along_m: f64, fix: Option<Fix>, start: Timestamp, now: Timestamp) -> Timestamp {
+fn current_eta(
+    leg: &Leg,
+    lt: &LegTrack,
+    along_m: f64,
+    fix: Option<Fix>,
+    start: Timestamp,
+    now: Timestamp,
+) -> Timestamp {
     let planned_end = shifted(start, leg.duration_ms());
     let Some(route) = leg.geometry.route() else {
         return planned_end.max(now);
@@ -852,7 +900,9 @@ fn current_eta(leg: &Leg, lt: &LegTrack, along_m: f64, fix: Option<Fix>, start: 
     let remaining_m = (route.length_m() - along_m).max(0.0);
     let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, along_m));
     let from = fix.map_or(start, |f| f.t);
-    let eta = from.checked_add(SignedDuration::from_secs_f64(remaining_m / speed)).unwrap_or(planned_end);
+    let eta = from
+        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
+        .unwrap_or(planned_end);
     eta.max(now)
 }
 
@@ -1052,7 +1102,13 @@ duration = "6m"
         // …then back on it, further along.
         tr.apply("Ann", "Ann", &ping(330, 2.3590, 48.85));
         tr.apply("Ann", "Ann", &ping(340, 2.3600, 48.85));
-        let frac = tr.snapshot(t(341), false).relay("r").unwrap().progress.unwrap().fraction;
+        let frac = tr
+            .snapshot(t(341), false)
+            .relay("r")
+            .unwrap()
+            .progress
+            .unwrap()
+            .fraction;
         assert!(frac > 0.6, "{frac}");
     }
 

@@ -101,11 +101,20 @@ fn page(name: &str, status: StatusCode) -> Response {
     (
         status,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
             // The carrier page may be opened with `?token=`: never send it on as a referrer.
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -156,13 +165,19 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if headers.get(header::IF_NONE_MATCH) == Some(&a.etag) {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, a.etag.clone()), (header::CACHE_CONTROL, cache)],
+            [
+                (header::ETAG, a.etag.clone()),
+                (header::CACHE_CONTROL, cache),
+            ],
         )
             .into_response();
     }
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
             (header::ETAG, a.etag.clone()),
             (header::CACHE_CONTROL, cache),
             (
@@ -193,11 +208,18 @@ struct QrBody {
 
 /// `POST /console/qr` (admin) `{"text": "…"}` → the text as a QR code, SVG. Admin only and
 /// never cached: the text is a device's token.
-async fn qr(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response> {
+async fn qr(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     state.admin.require(&headers)?;
     let bytes: Bytes = read_body(body, MAX_QR_TEXT * 2).await?;
     let b: QrBody = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("expected {{\"text\":\"…\"}}: {e}"))
+        ApiError::bad_request(
+            "malformed_json",
+            format!("expected {{\"text\":\"…\"}}: {e}"),
+        )
     })?;
     if b.text.is_empty() || b.text.len() > MAX_QR_TEXT {
         return Err(ApiError::bad_request(
@@ -281,7 +303,10 @@ mod tests {
     #[test]
     fn content_types_by_extension() {
         assert_eq!(content_type("js/live.js"), "text/javascript; charset=utf-8");
-        assert_eq!(content_type("vendor/world-atlas/countries-110m.json"), "application/json");
+        assert_eq!(
+            content_type("vendor/world-atlas/countries-110m.json"),
+            "application/json"
+        );
         assert_eq!(content_type("icon.svg"), "image/svg+xml");
         assert_eq!(content_type("README"), "application/octet-stream");
     }

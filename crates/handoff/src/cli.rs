@@ -26,6 +26,23 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Send a recorded GPX track to a server as live pings, shifted to start now.
+    Replay {
+        /// The server, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        server: String,
+        /// The device's id (as registered).
+        #[arg(long)]
+        device: String,
+        /// The device's token (as shown once at registration).
+        #[arg(long, env = "HANDOFF_DEVICE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The track: a GPX file with timed track points (untimed points are sent 5 s apart).
+        track: PathBuf,
+        /// Replay this many times faster than recorded.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// The server: ingest, API, live stream.
     Serve {
         /// Address for the API, the pages and the phone protocols.

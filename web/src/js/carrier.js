@@ -12,7 +12,9 @@ import { exchangeName, model, placeNear } from './plan.js';
 import { follow } from './stream.js';
 import { clock, ms, syncClock, tick, zoned } from './time.js';
 
-const KEY = { token: 'handoff.device.token', queue: 'handoff.device.queue', sharing: 'handoff.device.sharing' };
+const KEY = { token: 'handoff.device.token', sharing: 'handoff.device.sharing' };
+/** One queue per token: a phone handed to another carrier never sends the last one's fixes as theirs. */
+const queueKey = () => `handoff.device.queue.${(state.token ?? '').slice(0, 16)}`;
 /** Fewer pings than the GPS offers: one per this interval is plenty for progress and ETAs. */
 const MIN_INTERVAL_MS = 2000;
 /** Most pings per request (the server takes up to 10,000). */
@@ -22,19 +24,19 @@ const MAX_QUEUE = 20000;
 
 const state = {
   token: null, me: null, m: null, live: null, watch: null, fix: null, lastQueued: 0,
-  flushing: false, retry: null, wakeLock: null, role: null,
+  flushing: false, retry: null, wakeLock: null, role: null, stream: null,
 };
 
 // ------------------------------------------------------------------ the queue
 
 const readQueue = () => {
   try {
-    return JSON.parse(localStorage.getItem(KEY.queue) ?? '[]');
+    return JSON.parse(localStorage.getItem(queueKey()) ?? '[]');
   } catch {
     return [];
   }
 };
-const writeQueue = (q) => localStorage.setItem(KEY.queue, JSON.stringify(q.slice(-MAX_QUEUE)));
+const writeQueue = (q) => localStorage.setItem(queueKey(), JSON.stringify(q.slice(-MAX_QUEUE)));
 
 function showQueue(extra) {
   const n = readQueue().length;
@@ -209,7 +211,7 @@ function renderLeg() {
           h('dd', { id: 'distance' }, `${formatDistance(remaining)} along the route`,
             here && leg.end ? ` (${formatDistance(distanceM(here, leg.end))} in a straight line)` : ''),
           h('dt', {}, 'Expected'),
-          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · in ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now' } }))));
+          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
       state.role = last ? null : { kind: 'give', relay };
     } else {
       const lv = r.legs[leg.index];
@@ -224,7 +226,7 @@ function renderLeg() {
           h('dt', {}, 'Distance'),
           h('dd', { id: 'distance' }, here && leg.start ? `${formatDistance(distanceM(here, leg.start))} from you` : 'Start sharing to see how far you are.'),
           h('dt', {}, 'Expected'),
-          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · in ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now' } }))));
+          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
       if (prev && r.current_leg === prev.index) state.role = { kind: 'receive', relay };
     }
   }
@@ -279,11 +281,22 @@ async function act(fn) {
 function forget(message) {
   localStorage.removeItem(KEY.token);
   state.token = null;
+  state.stream?.close();
+  state.stream = null;
   stopSharing();
   $('#app').hidden = true;
   $('#setup').hidden = false;
   fill($('#who'), 'Carrier');
   problem(message ?? null);
+}
+
+/** The event's plan and live view (again when a new plan version arrives). */
+async function loadEvent() {
+  const body = await getJSON(paths.plan(state.me.event));
+  state.m = model(body);
+  state.live = new LiveModel(state.m);
+  $('#event').textContent = `${state.m.event.name} · device “${state.me.device}”`;
+  await refreshLive();
 }
 
 async function start() {
@@ -292,17 +305,15 @@ async function start() {
   $('#app').hidden = false;
   fill($('#who'), `${state.me.carrier} · carrier`);
   document.title = `${state.me.carrier} · carrier · handoff`;
-  const body = await getJSON(paths.plan(state.me.event));
-  state.m = model(body);
-  state.live = new LiveModel(state.m);
-  await refreshLive();
-  follow(paths.stream(state.me.event), {
+  await loadEvent();
+  state.stream?.close();
+  state.stream = follow(paths.stream(state.me.event), {
     onMessage: (kind, data) => {
       if (kind === 'snapshot') {
         syncClock(data.now);
         state.live.replace(data);
       } else if (kind === 'plan') {
-        act(start);
+        act(data.kind === 'shift' ? refreshLive : loadEvent);
         return;
       } else {
         state.live.apply(kind, data);

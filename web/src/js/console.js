@@ -310,7 +310,9 @@ async function start() {
         logAlert(data);
         refreshSoon();
       } else if (kind === 'plan') {
-        act(loadPlan);
+        // A shift is in `/live`; a new plan version rebuilds the console.
+        if (data.kind === 'shift') refreshSoon();
+        else act(loadPlan);
       } else if (kind === 'position' || kind === 'eta') {
         state.live.apply(kind, data);
         render();

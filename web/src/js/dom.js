@@ -41,6 +41,13 @@ export function fill(el, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+/** Text made safe for the few places that take HTML (Leaflet's attribution). */
+export function escapeHtml(text) {
+  const el = document.createElement('span');
+  el.textContent = text;
+  return el.innerHTML;
+}
+
 /** "Karen Bass & Simone Biles" */
 export function names(list) {
   if (!list || list.length === 0) return 'nobody';

@@ -4,7 +4,7 @@
 // stream; every part re-renders from the one live model, so they never disagree.
 
 import { eventFromPath, getJSON, paths } from './api.js';
-import { $, coalesce, fill, h, names, problem } from './dom.js';
+import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
 import { formatDistance } from './geo.js';
 import { LiveModel } from './live-model.js';
 import { OSM, RelayMap } from './map.js';
@@ -33,7 +33,8 @@ function when(t, zone) {
     z.viewer ? h('span', { class: 'viewer-time' }, ` (${z.viewer}, your time)`) : null);
 }
 
-const until = (t, done = 'now') => h('span', { class: 'countdown', dataset: { until: String(t), done } });
+/** A ticking "in 04:12" that becomes `done` when the time comes. */
+const until = (t, done = 'now', prefix = 'in ') => h('span', { class: 'countdown', dataset: { until: String(t), done, prefix } });
 
 // ------------------------------------------------------------------ tiles
 
@@ -44,7 +45,8 @@ function tileConfig() {
   if (chosen === 'osm') return OSM;
   if (/^https?:\/\/.+\{z\}/.test(chosen)) {
     const host = chosen.replace(/^https?:\/\/([^/]+).*/, '$1');
-    return { url: chosen, attribution: params.get('attribution') ?? `Tiles: ${host}` };
+    // From the address: shown as text, never as markup.
+    return { url: chosen, attribution: escapeHtml(params.get('attribution') ?? `Tiles: ${host}`) };
   }
   return null;
 }
@@ -89,7 +91,7 @@ function updatePanel(relay, { f }, r) {
   } else {
     const start = ms(r.legs[0]?.eta_start);
     fill(f.status, h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone),
-      ' · in ', until(start));
+      ' · ', until(start));
   }
 
   const p = r.progress;
@@ -125,7 +127,7 @@ function updatePanel(relay, { f }, r) {
     const t = ms(lv.eta_end);
     fill(f.next, h('span', { class: 'who' }, `${names(leg.carriers)} → ${names(relay.legs[cur + 1].carriers)}`),
       ` at ${exchangeName(state.m, relay, cur)}`, h('br'),
-      'in ', until(t, 'due now'), ' · ', when(t, leg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+      until(t, 'due now'), ' · ', when(t, leg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
   } else {
     fill(f.next, r.status === 'finished' ? 'None: the relay has finished.' : leg ? 'None: this is the last leg.' : '—');
   }
@@ -133,7 +135,7 @@ function updatePanel(relay, { f }, r) {
   const finDelta = (fin - ms(r.planned_finish)) / 1000;
   if (r.status === 'finished') fill(f.finish, when(fin, relay.legs[n - 1].end_zone));
   else {
-    fill(f.finish, 'in ', until(fin, 'due now'), ' · ', when(fin, relay.legs[n - 1].end_zone),
+    fill(f.finish, until(fin, 'due now'), ' · ', when(fin, relay.legs[n - 1].end_zone),
       h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
   }
 }
@@ -163,15 +165,15 @@ function leaderboard() {
     if (r?.status === 'finished') next = 'Finished';
     else if (cur !== undefined) {
       const t = ms(r.legs[cur].eta_end);
-      next = [exchangeName(state.m, relay, cur), h('br'), 'in ', until(t, 'due now'), ' · ', when(t, relay.legs[cur].end_zone)];
+      next = [exchangeName(state.m, relay, cur), h('br'), until(t, 'due now'), ' · ', when(t, relay.legs[cur].end_zone)];
     } else if (r) {
       const t = ms(r.legs[0].eta_start);
-      next = ['Starts in ', until(t), h('br'), when(t, relay.legs[0].start_zone)];
+      next = ['Starts ', until(t), h('br'), when(t, relay.legs[0].start_zone)];
     }
     return h('tr', { 'data-relay': relay.id },
       h('td', {}, String(i + 1)),
       h('th', { scope: 'row' }, relay.name),
-      h('td', {}, cur === undefined ? (r?.status === 'finished' ? 'done' : '—') : `${cur + 1}/${relay.legs.length}`),
+      h('td', { class: 'num' }, cur === undefined ? (r?.status === 'finished' ? 'done' : '—') : `${cur + 1}/${relay.legs.length}`),
       h('td', {}, names(r?.holders ?? [])),
       h('td', { class: 'num' }, formatDistance(dist)),
       h('td', {}, next));
@@ -200,7 +202,7 @@ function scheduleOf(relay, r) {
       h('span', { class: 'stop-what' }, describe(stop)),
       h('span', { class: 'stop-time' }, passed ? 'Passed ' : isNext ? 'Next: ' : '', when(at, stop.zone)),
       h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} on the plan (${clock(planned, stop.zone)})` : 'as planned'),
-      isNext ? h('span', { class: 'stop-countdown' }, 'in ', until(at)) : null);
+      isNext ? h('span', { class: 'stop-countdown' }, until(at, 'due now')) : null);
   }));
 }
 
@@ -237,7 +239,7 @@ function countdowns() {
     const t = ms(c.at);
     return h('li', {},
       h('span', { class: 'cd-name' }, c.name),
-      h('span', { class: 'cd-left' }, until(t, 'now')),
+      h('span', { class: 'cd-left' }, until(t, 'now', '')),
       when(t, c.timezone));
   }));
 }
@@ -285,7 +287,8 @@ function setup() {
 const render = coalesce(() => {
   if (!state.live?.snapshot) return;
   const t = now();
-  state.map.update(state.m, state.live, { now: t, labels: state.m.relays.length <= 8 });
+  // Name every object on the map, except in a race (many teams on one line).
+  state.map.update(state.m, state.live, { now: t, labels: !state.m.race && state.m.relays.length <= 8 });
   for (const relay of state.m.relays) {
     const panel = state.panels.get(relay.id);
     const r = state.live.relay(relay.id);
@@ -334,7 +337,9 @@ async function loadPlan() {
 function onMessage(kind, data) {
   if (!state.live) return;
   if (kind === 'plan') {
-    loadPlan().catch((e) => problem(e.message));
+    // A shift moves the schedule (in `/live`); a new plan version changes the plan itself.
+    if (data.kind === 'shift') refreshSoon();
+    else loadPlan().catch((e) => problem(e.message));
     return;
   }
   if (kind === 'snapshot') {

@@ -8,6 +8,7 @@
 
 /* global L, topojson */
 
+import { escapeHtml } from './dom.js';
 import { pointAt, splitAt, unwrap } from './geo.js';
 
 export const OSM = {
@@ -24,6 +25,39 @@ const STYLE = {
 };
 
 const FINE_ZOOM = 5;
+
+/**
+ * Natural Earth's rings cross the antimeridian as d3 expects (it clips on the sphere), but
+ * Leaflet draws them flat, where a jump from 180° to −180° becomes a line across the world.
+ * So: longitudes made continuous, the shape moved back to the main world copy, and a ring
+ * that goes round a pole (Antarctica) closed through that pole.
+ */
+function flatRing(ring, closed) {
+  let out = unwrap(ring);
+  const mean = out.reduce((sum, p) => sum + p[0], 0) / out.length;
+  const k = Math.round(mean / 360);
+  if (k !== 0) out = out.map(([lon, lat]) => [lon - 360 * k, lat]);
+  const first = out[0];
+  const last = out[out.length - 1];
+  if (closed && Math.abs(last[0] - first[0]) > 180) {
+    const pole = out.reduce((sum, p) => sum + p[1], 0) < 0 ? -90 : 90;
+    out.push([last[0], pole], [first[0], pole], first);
+  }
+  return out;
+}
+
+function flat(geometry) {
+  const c = geometry.coordinates;
+  switch (geometry.type) {
+    case 'Polygon': return { ...geometry, coordinates: c.map((r) => flatRing(r, true)) };
+    case 'MultiPolygon': return { ...geometry, coordinates: c.map((p) => p.map((r) => flatRing(r, true))) };
+    case 'LineString': return { ...geometry, coordinates: flatRing(c, false) };
+    case 'MultiLineString': return { ...geometry, coordinates: c.map((l) => flatRing(l, false)) };
+    default: return geometry;
+  }
+}
+
+const flatFeatures = (fc) => ({ ...fc, features: fc.features.map((f) => ({ ...f, geometry: flat(f.geometry) })) });
 /** A fix older than this is stale (the server's rule, `STALE_MS` in the tracker). */
 const STALE_MS = 60000;
 
@@ -53,11 +87,11 @@ export class RelayMap {
     const draw = async (file) => {
       const res = await fetch(`/assets/vendor/world-atlas/${file}`);
       const topo = await res.json();
-      const land = L.geoJSON(topojson.feature(topo, topo.objects.countries), {
+      const land = L.geoJSON(flatFeatures(topojson.feature(topo, topo.objects.countries)), {
         style: { color: '#8a8a7a', weight: 0, fillColor: '#f2efe6', fillOpacity: 1 },
         interactive: false,
       });
-      const borders = L.geoJSON(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b), {
+      const borders = L.geoJSON(flat(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)), {
         style: { color: '#8a8577', weight: 1, opacity: 1 },
         interactive: false,
       });
@@ -107,26 +141,33 @@ export class RelayMap {
           this.legs.set(`${relay.id}/${leg.index}`, { casing, done, rest, leg, latlngs });
         }
       }
-      // Exchange points (each leg's end) and where each relay starts.
+      // Exchange points (each leg's end); a course's once, however many teams run it.
       relay.legs.forEach((leg, i) => {
         if (!leg.end) return;
+        if (relay.course) {
+          const key = `${relay.course}/exchange/${i}`;
+          if (courseDrawn.has(key)) return;
+          courseDrawn.add(key);
+        }
         const last = i === relay.legs.length - 1;
         const name = relay.stops.find((s) => s.leg === i && s.fraction === 1)?.name ?? '';
         add(L.circleMarker([leg.end[1], leg.end[0]], {
           pane: 'points', radius: last ? 7 : 5, color: '#111111', weight: 2,
           fillColor: last ? '#111111' : '#ffffff', fillOpacity: 1, className: 'exchange-point',
-        }).bindTooltip(last ? `Finish: ${name}` : `Exchange: ${name}`));
+        }).bindTooltip(escapeHtml(last ? `Finish: ${name}` : `Exchange: ${name}`)));
       });
     }
     for (const place of m.places) {
       add(L.circleMarker([place.point[1], place.point[0]], {
         pane: 'points', radius: 4, color: '#0842a0', weight: 2, fillColor: '#ffd400', fillOpacity: 1,
         className: 'place-point',
-      }).bindTooltip(place.name));
+      }).bindTooltip(escapeHtml(place.name)));
       all.push([place.point[1], place.point[0]]);
     }
     this.bounds = all.length ? L.latLngBounds(all) : null;
-    this.fit();
+    // Fit once; a new plan version later keeps the viewer's own zoom.
+    if (!this.fitted) this.fit();
+    this.fitted = true;
   }
 
   fit() {
@@ -206,11 +247,11 @@ export class RelayMap {
     let text = relay.course ? `${relay.name}: ${who}` : who;
     if (estimated) text += ' (no fix yet)';
     else if (stale) text += ` · fix ${Math.round((now - Date.parse(r.position.t)) / 60000)} min old`;
-    if (label) {
-      if (!mk.getTooltip()) mk.bindTooltip(text, { permanent: true, direction: 'right', offset: [10, 0], className: 'object-label' });
-      else mk.setTooltipContent(text);
-    } else if (!mk.getTooltip()) mk.bindTooltip(text);
-    else mk.setTooltipContent(text);
+    // Leaflet takes tooltip content as HTML; names come from the plan.
+    const html = escapeHtml(text);
+    if (mk.getTooltip()) mk.setTooltipContent(html);
+    else if (label) mk.bindTooltip(html, { permanent: true, direction: 'auto', offset: [10, 0], className: 'object-label' });
+    else mk.bindTooltip(html);
   }
 
   /** Zooms to a relay's object, or its current leg. */

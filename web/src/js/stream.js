@@ -14,9 +14,11 @@ export function follow(url, { onMessage, onStatus, resync }) {
   let lost = false;
   let retryMs = 1000;
   let timer = null;
+  let stopped = false;
 
   const open = () => {
     clearTimeout(timer);
+    if (stopped) return;
     es?.close();
     es = new EventSource(url);
     es.addEventListener('open', () => {
@@ -50,7 +52,7 @@ export function follow(url, { onMessage, onStatus, resync }) {
 
   // Back online, or back to the tab after the phone slept: do not wait for the backoff.
   const wake = () => {
-    if (!es || es.readyState === EventSource.CLOSED) open();
+    if (!stopped && (!es || es.readyState === EventSource.CLOSED)) open();
   };
   window.addEventListener('online', wake);
   document.addEventListener('visibilitychange', () => {
@@ -62,5 +64,11 @@ export function follow(url, { onMessage, onStatus, resync }) {
   });
 
   open();
-  return { close: () => es?.close() };
+  return {
+    close: () => {
+      stopped = true;
+      clearTimeout(timer);
+      es?.close();
+    },
+  };
 }

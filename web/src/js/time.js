@@ -107,7 +107,7 @@ export function tick(root = document) {
   const t = now();
   for (const el of root.querySelectorAll('[data-until]')) {
     const left = Number(el.dataset.until) - t;
-    el.textContent = left > 0 ? countdown(left) : (el.dataset.done ?? 'now');
+    el.textContent = left > 0 ? `${el.dataset.prefix ?? ''}${countdown(left)}` : (el.dataset.done ?? 'now');
   }
   for (const el of root.querySelectorAll('[data-since]')) {
     el.textContent = `${span(t - Number(el.dataset.since))} ago`;

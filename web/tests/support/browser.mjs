@@ -26,10 +26,12 @@ export async function launch() {
 /**
  * A page in its own browser context (own storage, own connections), watched: `seen.errors`
  * collects console errors and uncaught exceptions, `seen.foreign` every request not to
- * 127.0.0.1.
+ * 127.0.0.1. `setup(context)` runs before the page loads (to route requests, say).
  */
-export async function open(browser, url, { viewport = DESKTOP, ...options } = {}) {
+export async function open(browser, url, { viewport = DESKTOP, setup, ...options } = {}) {
   const context = await browser.newContext({ viewport, locale: 'en-US', timezoneId: 'America/Los_Angeles', ...options });
+  // Bounded: a page that never shows what a test waits for fails in seconds, not minutes.
+  context.setDefaultTimeout(15000);
   const page = await context.newPage();
   const seen = { errors: [], foreign: [] };
   page.on('console', (msg) => {
@@ -41,6 +43,7 @@ export async function open(browser, url, { viewport = DESKTOP, ...options } = {}
     if (u.protocol === 'data:' || u.protocol === 'blob:') return;
     if (u.hostname !== '127.0.0.1') seen.foreign.push(req.url());
   });
+  await setup?.(context);
   await page.goto(url);
   return { context, page, seen };
 }

@@ -220,7 +220,15 @@ pub async fn add_device(
 
 /// `GET /api/v1/events/{event}/plan.toml`: the plan exactly as stored, so its SHA-256 can be
 /// checked against the `plan_hash` the custody log commits to.
-pub async fn source(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Result<impl IntoResponse> {
-    let e = state.event(&event).ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
-    Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8")], e.source.clone()))
+pub async fn source(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+) -> Result<impl IntoResponse> {
+    let e = state
+        .event(&event)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
+        e.source.clone(),
+    ))
 }

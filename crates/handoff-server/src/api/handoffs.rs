@@ -299,7 +299,7 @@ async fn check_code(
         .legs
         .get(from + 1)
         .ok_or_else(|| conflict("finished", "the relay has finished"))?;
-    if !to.carriers.iter().any(|c| *c == receiver.carrier) {
+    if !to.carriers.contains(&receiver.carrier) {
         return Err(conflict(
             "wrong_party",
             format!(
@@ -379,7 +379,7 @@ pub async fn code(
             "this is the last leg: there is no handoff after it",
         ));
     }
-    if !giver.carriers.iter().any(|c| *c == device.carrier) {
+    if !giver.carriers.contains(&device.carrier) {
         return Err(conflict(
             "wrong_party",
             format!(

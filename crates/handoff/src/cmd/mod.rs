@@ -2,6 +2,7 @@
 
 mod log;
 pub mod plan;
+mod replay;
 mod serve;
 
 use crate::cli::{Cli, Command, LogCommand, PlanCommand};
@@ -23,7 +24,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     token,
                 },
         } => plan::push(&file, &server, &token),
-        Command::Demo { listen, data, speed, exit } => crate::demo::run(crate::demo::Options { listen, data, speed, exit }),
+        Command::Demo {
+            listen,
+            data,
+            speed,
+            exit,
+        } => crate::demo::run(crate::demo::Options {
+            listen,
+            data,
+            speed,
+            exit,
+        }),
         Command::Log {
             command:
                 LogCommand::Verify {
@@ -38,6 +49,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             event.as_deref(),
             relay.as_deref(),
         ),
+        Command::Replay {
+            server,
+            device,
+            token,
+            track,
+            speed,
+        } => replay::run(&server, &device, &token, &track, speed),
         Command::Serve {
             listen,
             db,

@@ -18,7 +18,7 @@ pub fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let ct = if body.starts_with('[') || body.starts_with('{') {
+    let ct = if serde_json::from_str::<Value>(body).is_ok() {
         "application/json"
     } else {
         "application/toml"
@@ -58,4 +58,14 @@ pub fn dechunk(mut raw: &str) -> String {
 
 pub fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Kills a child process when dropped, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
