@@ -128,7 +128,7 @@ impl EventLive {
             let views = relay_views(&tr, &changes, now);
             (changes, views)
         };
-        self.publish(&changes, views);
+        self.publish(&changes, views, now);
         changes
             .into_iter()
             .filter(|c| matches!(c, Change::Proximity { .. }))
@@ -149,7 +149,7 @@ impl EventLive {
                 .collect();
             (changes, views, all)
         };
-        self.publish(&changes, views);
+        self.publish(&changes, views, now);
         self.alerts(&all, now)
     }
 
@@ -167,7 +167,7 @@ impl EventLive {
             (changes, views)
         };
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.publish(&changes, views);
+        self.publish(&changes, views, now);
         changes
             .into_iter()
             .filter(|c| matches!(c, Change::Proximity { .. }))
@@ -212,7 +212,7 @@ impl EventLive {
         out
     }
 
-    fn publish(&self, changes: &[Change], views: Vec<RelayView>) {
+    fn publish(&self, changes: &[Change], views: Vec<RelayView>, now: Timestamp) {
         if changes.is_empty() && views.is_empty() {
             return;
         }
@@ -233,7 +233,7 @@ impl EventLive {
                     };
                     StreamMsg {
                         event: "position",
-                        data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction }),
+                        data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction, "now": now }),
                     }
                 }
                 Change::Handoff {
@@ -248,6 +248,14 @@ impl EventLive {
                 // The verified handoff is announced when its custody entry is stored.
                 Change::Proximity { .. } => continue,
             };
+            let mut msg = msg;
+            if delay_ms > 0
+                && msg.event == "position"
+                && let Some(o) = msg.data.as_object_mut()
+            {
+                // Delivered later: its `now` would set spectators' clocks back.
+                o.remove("now");
+            }
             let msg = Arc::new(msg);
             if delay_ms > 0 && msg.event == "position" {
                 // Spectators see positions only after the event's public delay.
@@ -265,7 +273,7 @@ impl EventLive {
             let legs: Vec<_> = v.legs.iter().map(|l| json!({ "index": l.index, "status": l.status, "eta_start": l.eta_start, "eta_end": l.eta_end, "delta_s": l.delta_s, "verified": l.verified })).collect();
             let _ = self.tx.send(Arc::new(StreamMsg {
                 event: "eta",
-                data: json!({ "relay": v.id, "status": v.status, "current_leg": v.current_leg, "eta_finish": v.eta_finish, "off_route": v.off_route, "overdue": v.overdue, "silent": v.silent, "legs": legs }),
+                data: json!({ "relay": v.id, "status": v.status, "current_leg": v.current_leg, "eta_finish": v.eta_finish, "off_route": v.off_route, "overdue": v.overdue, "silent": v.silent, "legs": legs, "now": now }),
             }));
         }
     }

@@ -349,8 +349,9 @@ function onMessage(kind, data) {
   } else if (kind === 'custody') {
     refreshSoon();
     return;
-  } else if (state.live.apply(kind, data) === null) {
-    return;
+  } else {
+    if (data.now) syncClock(data.now);
+    if (state.live.apply(kind, data) === null) return;
   }
   if (kind === 'handoff') refreshSoon();
   render();

@@ -3,17 +3,35 @@
 // milestone's) and, when that differs, in the viewer's own. Countdowns count from the
 // server's clock, so a phone whose clock is off still counts right.
 
-let offsetMs = 0;
+// The server's clock as last seen (its `now`, and our own clock then), and how fast it runs
+// against ours: 1 for a real event; faster in `handoff demo`, where a day's relay is compressed
+// into minutes. Estimated from successive readings, so no page needs to know which it is.
+let anchorServer = NaN; // the latest reading: what `now()` counts on from
+let anchorLocal = NaN;
+let baseServer = NaN; // an older reading, at least a second back: what the rate is measured on
+let baseLocal = NaN;
+let rate = 1;
 
-/** Aligns our clock with the server's `now` (from a snapshot). */
+/** Aligns our clock with the server's `now` (from a snapshot or a live message). */
 export function syncClock(serverNow) {
   const t = Date.parse(serverNow);
-  if (Number.isFinite(t)) offsetMs = t - Date.now();
+  if (!Number.isFinite(t)) return;
+  const local = Date.now();
+  if (!Number.isFinite(baseLocal) || t < baseServer) {
+    [baseServer, baseLocal] = [t, local];
+  } else if (local - baseLocal >= 1000) {
+    const seen = (t - baseServer) / (local - baseLocal);
+    // Follow a change of pace at once; otherwise smooth out network jitter.
+    if (seen > 0.2 && seen < 100000) rate = Math.abs(seen - rate) / rate > 0.25 ? seen : rate * 0.6 + seen * 0.4;
+    [baseServer, baseLocal] = [t, local];
+  }
+  [anchorServer, anchorLocal] = [t, local];
 }
 
 /** The server's "now", in milliseconds. */
 export function now() {
-  return Date.now() + offsetMs;
+  if (!Number.isFinite(anchorServer)) return Date.now();
+  return anchorServer + (Date.now() - anchorLocal) * rate;
 }
 
 export const ms = (iso) => (iso ? Date.parse(iso) : NaN);

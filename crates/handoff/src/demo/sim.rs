@@ -189,7 +189,7 @@ impl Sim {
                         .checked_add(SignedDuration::from_secs_f64(dur_s))
                         .unwrap_or(now);
                     self.operator_handoff(&relay.id, p.leg, at).await?;
-                    self.next_leg(p, at);
+                    self.next_leg(relay, p, at);
                 }
             }
             Geometry::Route { route, .. } => {
@@ -246,18 +246,27 @@ impl Sim {
                             self.operator_handoff(&relay.id, p.leg, now).await?
                         }
                     }
-                    self.next_leg(p, now);
+                    self.next_leg(relay, p, now);
                 }
             }
         }
         Ok(())
     }
 
-    fn next_leg(&mut self, p: &mut Progress, at: Timestamp) {
+    fn next_leg(&mut self, relay: &Relay, p: &mut Progress, at: Timestamp) {
         p.leg += 1;
         p.started = at;
-        // Within ±8 % of the planned pace.
-        p.pace = 0.92 + 0.16 * self.noise.unit();
+        // Within ±8 % of the planned pace; an airliner keeps to its schedule far better.
+        let spread = if relay
+            .legs
+            .get(p.leg)
+            .is_some_and(|l| l.mode == Mode::Flight)
+        {
+            0.02
+        } else {
+            0.16
+        };
+        p.pace = 1.0 - spread / 2.0 + spread * self.noise.unit();
     }
 
     fn fix(
