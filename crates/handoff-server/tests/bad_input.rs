@@ -47,6 +47,70 @@ async fn assert_refused(
     Ok(())
 }
 
+/// An OwnTracks location report.
+fn owntracks(lat: f64, lon: f64, tst: i64) -> Value {
+    json!({ "_type": "location", "lat": lat, "lon": lon, "tst": tst })
+}
+
+/// `POST /owntracks` with HTTP Basic credentials `user:password`; the caller adds the body.
+fn owntracks_post(s: &Server, user: &str, password: &str) -> reqwest::RequestBuilder {
+    s.http
+        .post(s.url("/owntracks"))
+        .basic_auth(user, Some(password))
+}
+
+/// A Traccar Client JSON body, at T0 + 170 s.
+fn traccar(lat: f64, lon: f64, device_id: &str) -> Value {
+    json!({
+        "location": {
+            "timestamp": "2024-08-11T21:02:50Z",
+            "coords": { "latitude": lat, "longitude": lon }
+        },
+        "device_id": device_id
+    })
+}
+
+/// Sends a batch of the one ping `ping`: answered 200, the ping refused at index 0 with
+/// `want` as its `(code, field)`, and nothing more stored than the one ping of [`running`].
+async fn assert_refused_in_batch(
+    s: &Server,
+    token: &str,
+    ping: Value,
+    want: (&str, Option<&str>),
+) -> Result<()> {
+    let (status, reply) = s
+        .post_pings(
+            Some(token),
+            Some("application/json"),
+            json!([ping]).to_string(),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            reply["accepted"].as_u64(),
+            reply["rejected"][0]["index"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{reply}"
+    );
+    assert_eq!(error_of(&reply["rejected"][0]), want);
+    assert_eq!(s.ping_count().await?, 1);
+    Ok(())
+}
+
+/// `n` pings of a phone left on for hours before the event, one a second, one JSON object each.
+fn backlog(n: i64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"t":"{}","lon":2.3522,"lat":48.8566}}"#,
+                at(-20_000 + i)
+            )
+        })
+        .collect()
+}
+
 fn osmand_query(id: &str, lat: &str, lon: &str, timestamp: &str) -> String {
     serde_urlencoded::to_string([
         ("id", id),
@@ -92,22 +156,14 @@ async fn an_unknown_or_wrong_token_is_401() -> Result<()> {
         ))
         .await?;
     assert_refused(&s, osmand, unauthorized, 1).await?;
-    let traccar = json!({
-        "location": {
-            "timestamp": "2024-08-11T21:02:50Z",
-            "coords": { "latitude": p.lat, "longitude": p.lon }
-        },
-        "device_id": "nobody"
-    });
+    let traccar = traccar(p.lat, p.lon, "nobody");
     let traccar = answer(s.http.post(s.url("/osmand")).json(&traccar)).await?;
     assert_refused(&s, traccar, unauthorized, 1).await?;
-    let owntracks =
-        json!({ "_type": "location", "lat": p.lat, "lon": p.lon, "tst": 1_723_410_170 });
-    let req = s
-        .http
-        .post(s.url("/owntracks"))
-        .basic_auth(DEVICES[RUN], Some("wrong-token"))
-        .json(&owntracks);
+    let req = owntracks_post(&s, DEVICES[RUN], "wrong-token").json(&owntracks(
+        p.lat,
+        p.lon,
+        1_723_410_170,
+    ));
     assert_refused(&s, answer(req).await?, unauthorized, 1).await?;
     Ok(())
 }
@@ -129,9 +185,10 @@ async fn a_missing_token_is_401() -> Result<()> {
         .body(body);
     assert_refused(&s, answer(req).await?, unauthorized, 1).await?;
     let p = route(&plan(), RUN).point_at(120.0);
-    let owntracks =
-        json!({ "_type": "location", "lat": p.lat, "lon": p.lon, "tst": 1_723_410_170 });
-    let req = s.http.post(s.url("/owntracks")).json(&owntracks);
+    let req = s
+        .http
+        .post(s.url("/owntracks"))
+        .json(&owntracks(p.lat, p.lon, 1_723_410_170));
     assert_refused(&s, answer(req).await?, unauthorized, 1).await?;
     // OsmAnd carries its token as `id`: without one, the request names the missing field.
     let osmand = s
@@ -153,33 +210,19 @@ async fn malformed_json_is_400() -> Result<()> {
     let token = s.tokens[RUN].clone();
     let malformed = (StatusCode::BAD_REQUEST, "malformed_json", None);
     let cut = format!("[{}, {{\"t\":", good(at(170), 120.0));
-    assert_refused(
-        &s,
-        s.post_pings(Some(&token), Some("application/json"), cut)
-            .await?,
-        malformed,
-        1,
-    )
-    .await?;
-    assert_refused(
-        &s,
-        s.post_pings(Some(&token), Some("application/json"), "42")
-            .await?,
-        malformed,
-        1,
-    )
-    .await?;
+    for body in [cut.as_str(), "42"] {
+        let refused = s
+            .post_pings(Some(&token), Some("application/json"), body.to_owned())
+            .await?;
+        assert_refused(&s, refused, malformed, 1).await?;
+    }
     let traccar = s
         .http
         .post(s.url("/osmand"))
         .header("content-type", "application/json")
         .body("{\"location\":");
     assert_refused(&s, answer(traccar).await?, malformed, 1).await?;
-    let owntracks = s
-        .http
-        .post(s.url("/owntracks"))
-        .basic_auth(DEVICES[RUN], Some(&token))
-        .body("{\"_type\":\"location\",");
+    let owntracks = owntracks_post(&s, DEVICES[RUN], &token).body("{\"_type\":\"location\",");
     assert_refused(&s, answer(owntracks).await?, malformed, 1).await?;
     Ok(())
 }
@@ -189,29 +232,13 @@ async fn a_latitude_out_of_range_names_its_field() -> Result<()> {
     let s = running().await?;
     let token = s.tokens[RUN].clone();
     let out = |field| (StatusCode::BAD_REQUEST, "out_of_range", Some(field));
-    assert_refused(
-        &s,
-        s.osmand_get(&osmand_query(&token, "91", "2.35", "1723410170"))
-            .await?,
-        out("lat"),
-        1,
-    )
-    .await?;
-    assert_refused(
-        &s,
-        s.osmand_get(&osmand_query(&token, "-90.0001", "2.35", "1723410170"))
-            .await?,
-        out("lat"),
-        1,
-    )
-    .await?;
-    let traccar = json!({
-        "location": {
-            "timestamp": "2024-08-11T21:02:50Z",
-            "coords": { "latitude": 148.86, "longitude": 2.35 }
-        },
-        "device_id": token
-    });
+    for lat in ["91", "-90.0001"] {
+        let refused = s
+            .osmand_get(&osmand_query(&token, lat, "2.35", "1723410170"))
+            .await?;
+        assert_refused(&s, refused, out("lat"), 1).await?;
+    }
+    let traccar = traccar(148.86, 2.35, &token);
     assert_refused(
         &s,
         answer(s.http.post(s.url("/osmand")).json(&traccar)).await?,
@@ -220,25 +247,8 @@ async fn a_latitude_out_of_range_names_its_field() -> Result<()> {
     )
     .await?;
     // In a batch, the ping is refused at its index and the request is answered 200.
-    let batch = json!([{ "t": at(170).to_string(), "lon": 2.35, "lat": 91 }]);
-    let (status, reply) = s
-        .post_pings(Some(&token), Some("application/json"), batch.to_string())
-        .await?;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        (
-            reply["accepted"].as_u64(),
-            reply["rejected"][0]["index"].as_u64()
-        ),
-        (Some(0), Some(0)),
-        "{reply}"
-    );
-    assert_eq!(
-        error_of(&reply["rejected"][0]),
-        ("out_of_range", Some("lat"))
-    );
-    assert_eq!(s.ping_count().await?, 1);
-    Ok(())
+    let ping = json!({ "t": at(170).to_string(), "lon": 2.35, "lat": 91 });
+    assert_refused_in_batch(&s, &token, ping, ("out_of_range", Some("lat"))).await
 }
 
 #[tokio::test]
@@ -246,41 +256,17 @@ async fn a_longitude_out_of_range_names_its_field() -> Result<()> {
     let s = running().await?;
     let token = s.tokens[RUN].clone();
     let out = |field| (StatusCode::BAD_REQUEST, "out_of_range", Some(field));
-    assert_refused(
-        &s,
-        s.osmand_get(&osmand_query(&token, "48.86", "181", "1723410170"))
-            .await?,
-        out("lon"),
-        1,
-    )
-    .await?;
-    assert_refused(
-        &s,
-        s.osmand_get(&osmand_query(&token, "48.86", "-180.5", "1723410170"))
-            .await?,
-        out("lon"),
-        1,
-    )
-    .await?;
-    let owntracks =
-        json!({ "_type": "location", "lat": 48.86, "lon": 362.35, "tst": 1_723_410_170 });
-    let req = s
-        .http
-        .post(s.url("/owntracks"))
-        .basic_auth(DEVICES[RUN], Some(&token))
-        .json(&owntracks);
+    for lon in ["181", "-180.5"] {
+        let refused = s
+            .osmand_get(&osmand_query(&token, "48.86", lon, "1723410170"))
+            .await?;
+        assert_refused(&s, refused, out("lon"), 1).await?;
+    }
+    let req =
+        owntracks_post(&s, DEVICES[RUN], &token).json(&owntracks(48.86, 362.35, 1_723_410_170));
     assert_refused(&s, answer(req).await?, out("lon"), 1).await?;
-    let batch = json!([{ "t": at(170).to_string(), "lon": -200, "lat": 48.86 }]);
-    let (status, reply) = s
-        .post_pings(Some(&token), Some("application/json"), batch.to_string())
-        .await?;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        error_of(&reply["rejected"][0]),
-        ("out_of_range", Some("lon"))
-    );
-    assert_eq!(s.ping_count().await?, 1);
-    Ok(())
+    let ping = json!({ "t": at(170).to_string(), "lon": -200, "lat": 48.86 });
+    assert_refused_in_batch(&s, &token, ping, ("out_of_range", Some("lon"))).await
 }
 
 #[tokio::test]
@@ -338,13 +324,8 @@ async fn a_clock_more_than_ten_minutes_ahead_is_refused() -> Result<()> {
         1,
     )
     .await?;
-    let owntracks =
-        json!({ "_type": "location", "lat": p.lat, "lon": p.lon, "tst": ahead.as_second() });
-    let req = s
-        .http
-        .post(s.url("/owntracks"))
-        .basic_auth(DEVICES[RUN], Some(&token))
-        .json(&owntracks);
+    let req =
+        owntracks_post(&s, DEVICES[RUN], &token).json(&owntracks(p.lat, p.lon, ahead.as_second()));
     assert_refused(
         &s,
         answer(req).await?,
@@ -352,19 +333,13 @@ async fn a_clock_more_than_ten_minutes_ahead_is_refused() -> Result<()> {
         1,
     )
     .await?;
-    let (status, reply) = s
-        .post_pings(
-            Some(&token),
-            Some("application/json"),
-            json!([good(ahead, 120.0)]).to_string(),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        error_of(&reply["rejected"][0]),
-        ("future_timestamp", Some("t"))
-    );
-    assert_eq!(s.ping_count().await?, 1);
+    assert_refused_in_batch(
+        &s,
+        &token,
+        good(ahead, 120.0),
+        ("future_timestamp", Some("t")),
+    )
+    .await?;
     // Nine minutes ahead is a clock a little off, not broken: kept.
     s.send(&token, &[good(at(200 + 9 * 60), 130.0)]).await?;
     assert_eq!(s.ping_count().await?, 2);
@@ -380,16 +355,11 @@ async fn a_body_over_1_mib_is_413() -> Result<()> {
     let mut big = pings.clone();
     big.push_str(&" ".repeat((1 << 20) + 1 - big.len()));
     assert_eq!(big.len(), (1 << 20) + 1);
+    let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None);
     let refused = s
         .post_pings(Some(&token), Some("application/json"), big)
         .await?;
-    assert_refused(
-        &s,
-        refused,
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
-        1,
-    )
-    .await?;
+    assert_refused(&s, refused, too_large, 1).await?;
     let mut big_form = osmand_query(&token, "48.86", "2.35", "1723410170");
     big_form.push_str(&format!("&pad={}", "x".repeat(1 << 20)));
     let req = s
@@ -397,13 +367,7 @@ async fn a_body_over_1_mib_is_413() -> Result<()> {
         .post(s.url("/osmand"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(big_form);
-    assert_refused(
-        &s,
-        answer(req).await?,
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
-        1,
-    )
-    .await?;
+    assert_refused(&s, answer(req).await?, too_large, 1).await?;
     // Exactly 1 MiB is within the limit.
     let mut limit = pings;
     limit.push_str(&" ".repeat((1 << 20) - limit.len()));
@@ -423,48 +387,21 @@ async fn a_body_over_1_mib_is_413() -> Result<()> {
 async fn more_than_10000_pings_in_one_batch_is_413() -> Result<()> {
     let s = running().await?;
     let token = s.tokens[RUN].clone();
-    // Pings of a phone left on for hours before the event, one a second.
-    let backlog = |n: i64| -> String {
-        let items: Vec<String> = (0..n)
-            .map(|i| {
-                format!(
-                    r#"{{"t":"{}","lon":2.3522,"lat":48.8566}}"#,
-                    at(-20_000 + i)
-                )
-            })
-            .collect();
-        format!("[{}]", items.join(","))
-    };
-    let refused = s
-        .post_pings(Some(&token), Some("application/json"), backlog(10_001))
-        .await?;
-    assert_refused(
-        &s,
-        refused,
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pings", None),
-        1,
-    )
-    .await?;
-    let lines: Vec<String> = (0..10_001)
-        .map(|i| {
-            format!(
-                r#"{{"t":"{}","lon":2.3522,"lat":48.8566}}"#,
-                at(-20_000 + i)
-            )
-        })
-        .collect();
-    let refused = s
-        .post_pings(Some(&token), Some("application/x-ndjson"), lines.join("\n"))
-        .await?;
-    assert_refused(
-        &s,
-        refused,
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pings", None),
-        1,
-    )
-    .await?;
+    let too_many = (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pings", None);
+    let over = backlog(10_001);
+    for (content_type, body) in [
+        ("application/json", format!("[{}]", over.join(","))),
+        ("application/x-ndjson", over.join("\n")),
+    ] {
+        let refused = s.post_pings(Some(&token), Some(content_type), body).await?;
+        assert_refused(&s, refused, too_many, 1).await?;
+    }
     let (status, reply) = s
-        .post_pings(Some(&token), Some("application/json"), backlog(10_000))
+        .post_pings(
+            Some(&token),
+            Some("application/json"),
+            format!("[{}]", backlog(10_000).join(",")),
+        )
         .await?;
     assert_eq!(
         (status, reply["accepted"].as_u64()),
@@ -505,16 +442,11 @@ async fn a_wrong_content_type_is_415() -> Result<()> {
 async fn owntracks_basic_auth_must_name_the_tokens_own_device() -> Result<()> {
     let s = running().await?;
     let p = route(&plan(), RUN).point_at(120.0);
-    let owntracks =
-        json!({ "_type": "location", "lat": p.lat, "lon": p.lon, "tst": 1_723_410_170 });
+    let owntracks = owntracks(p.lat, p.lon, 1_723_410_170);
     let unauthorized = (StatusCode::UNAUTHORIZED, "unauthorized", None);
     // The runner's token under the cyclist's device id, and under a name nobody has.
     for user in [DEVICES[BIKE], "someone-else"] {
-        let req = s
-            .http
-            .post(s.url("/owntracks"))
-            .basic_auth(user, Some(&s.tokens[RUN]))
-            .json(&owntracks);
+        let req = owntracks_post(&s, user, &s.tokens[RUN]).json(&owntracks);
         assert_refused(&s, answer(req).await?, unauthorized, 1).await?;
     }
     let req = s

@@ -1,27 +1,14 @@
 //! Exports, read back with the parsers other tools use: the calendar feed (iCalendar, one
 //! event per leg, at the live ETAs), a relay's actual track (GPX and GeoJSON, only the pings
 //! taken while each carrier held the object) and the organisers' CSV of every ping.
-//! Self-contained: its own small harness.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use handoff_server::auth::AdminToken;
-use handoff_server::{AppState, Config};
-use handoff_store::SqliteStore;
 use icalendar::{Component, EventLike};
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const ADMIN: &str = "exports-test-admin";
-/// 2024-08-11T21:00:00Z: the stage at the Hôtel de Ville begins.
-const T0_S: i64 = 1_723_410_000;
+use crate::common::{Server, at};
 
 /// A 2-minute stage at the Hôtel de Ville, a run to the Louvre, a run to the Concorde.
 const PARIS: &str = r#"
@@ -116,163 +103,20 @@ route = { points = [[178.44, -18.14], [179.5, -17.0], [-179.5, -16.0], [-171.77,
 duration = "2h"
 "#;
 
-fn at(s: i64) -> Timestamp {
-    Timestamp::from_second(T0_S + s).expect("a time near 2024")
-}
-
 /// An instant as iCalendar writes it in UTC.
 fn ical(t: Timestamp) -> String {
     t.strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// The server under test, its clock in milliseconds (only the test moves it).
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    clock_ms: Arc<AtomicI64>,
-    _state: Arc<AppState>,
-    _dir: TempDir,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Server {
-    /// A server with `plan` uploaded, its clock at `t`.
-    async fn start(plan: &str, event: &str, t: Timestamp) -> Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let store = SqliteStore::open(&dir.path().join("exports.db"))?;
-        let clock_ms = Arc::new(AtomicI64::new(t.as_millisecond()));
-        let ms = Arc::clone(&clock_ms);
-        let config = Config {
-            admin: AdminToken::new(ADMIN),
-            clock: Some(Arc::new(move || {
-                Timestamp::from_millisecond(ms.load(Ordering::SeqCst))
-                    .unwrap_or(Timestamp::UNIX_EPOCH)
-            })),
-        };
-        let state = AppState::open(Arc::new(store), config).await?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(handoff_server::launch(
-            Arc::clone(&state),
-            listener,
-            None,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let s = Server {
-            base,
-            http,
-            clock_ms,
-            _state: state,
-            _dir: dir,
-            _stop: stop,
-        };
-        let resp = s
-            .http
-            .put(s.url(&format!("/api/v1/events/{event}")))
-            .bearer_auth(ADMIN)
-            .header("content-type", "application/toml")
-            .body(plan.to_owned())
-            .send()
-            .await?;
-        ensure!(
-            resp.status() == StatusCode::OK,
-            "PUT plan: {}",
-            resp.text().await?
-        );
-        Ok(s)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn set_clock(&self, t: Timestamp) {
-        self.clock_ms.store(t.as_millisecond(), Ordering::SeqCst);
-    }
-
-    /// `GET path` (with the admin token or none): the status and the body as text.
-    async fn get(&self, path: &str, admin: bool) -> Result<(StatusCode, String)> {
-        let mut req = self.http.get(self.url(path));
-        if admin {
-            req = req.bearer_auth(ADMIN);
-        }
-        let resp = req.send().await?;
-        Ok((resp.status(), resp.text().await?))
-    }
-
-    /// `GET path`, which must answer 200.
-    async fn text(&self, path: &str, admin: bool) -> Result<String> {
-        let (status, body) = self.get(path, admin).await?;
-        ensure!(status == StatusCode::OK, "GET {path}: {status} {body}");
-        Ok(body)
-    }
-
-    /// `POST path` with the admin token and a JSON body; must answer 2xx.
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        ensure!(status.is_success(), "POST {path}: {status} {text}");
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    /// Registers a device and returns its token.
-    async fn device(&self, event: &str, device: &str, carrier: &str) -> Result<String> {
-        let body = self
-            .post(
-                &format!("/api/v1/events/{event}/devices"),
-                json!({ "device": device, "carrier": carrier }),
-            )
-            .await?;
-        Ok(body["token"].as_str().context("a token")?.to_owned())
-    }
-
-    /// Sends pings `(seconds after T0, [lon, lat])` of one device; all must be accepted.
-    async fn pings(&self, token: &str, pings: &[(i64, [f64; 2])]) -> Result<()> {
-        let body: Vec<Value> = pings
-            .iter()
-            .map(|(s, [lon, lat])| {
-                json!({ "t": at(*s).to_string(), "lon": lon, "lat": lat, "acc": 5.0 })
-            })
-            .collect();
-        let resp = self
-            .http
-            .post(self.url("/api/v1/pings"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let answer: Value = resp.json().await?;
-        ensure!(
-            status == StatusCode::OK && answer["accepted"] == pings.len(),
-            "POST pings: {status} {answer}"
-        );
-        Ok(())
-    }
-
-    /// The operator records the next handoff of `relay`, now.
-    async fn handoff(&self, event: &str, relay: &str) -> Result<()> {
-        self.post(
-            &format!("/api/v1/events/{event}/relays/{relay}/handoffs"),
-            json!({}),
-        )
-        .await?;
-        Ok(())
-    }
+/// Sends pings `(seconds after T0, [lon, lat])` of one device; all must be accepted.
+async fn report(s: &Server, token: &str, pings: &[(i64, [f64; 2])]) -> Result<()> {
+    let body: Vec<Value> = pings
+        .iter()
+        .map(|(t, [lon, lat])| json!({ "t": at(*t).to_string(), "lon": lon, "lat": lat, "acc": 5.0 }))
+        .collect();
+    let answer = s.send(token, &body).await?;
+    ensure!(answer["accepted"] == pings.len(), "POST pings: {answer}");
+    Ok(())
 }
 
 // Where each carrier was. In-window pings lie on their route; the others are far off it, so a
@@ -296,25 +140,29 @@ const ESTANGUET_ON_LEG: [(i64, [f64; 2]); 3] = [
 /// the second runner under way at T0+400 s. Each runner's device also reports before or after
 /// their leg (from Eiffel, the Arc, Notre-Dame). Returns the server, its clock at T0+400 s.
 async fn paris_run() -> Result<Server> {
-    let s = Server::start(PARIS, "paris", at(-60)).await?;
-    let hidalgo = s.device("paris", "hidalgo-phone", "Anne Hidalgo").await?;
-    let perec = s.device("paris", "perec-watch", "Marie-José Pérec").await?;
+    let s = Server::with_plan("paris", PARIS, at(-60)).await?;
+    let hidalgo = s
+        .device_in("paris", "hidalgo-phone", "Anne Hidalgo")
+        .await?;
+    let perec = s
+        .device_in("paris", "perec-watch", "Marie-José Pérec")
+        .await?;
     let estanguet = s
-        .device("paris", "estanguet-phone", "Tony Estanguet")
+        .device_in("paris", "estanguet-phone", "Tony Estanguet")
         .await?;
     s.set_clock(at(65));
-    s.pings(&hidalgo, &[(30, [2.3522, 48.8566])]).await?;
-    s.pings(&perec, &[(60, EIFFEL)]).await?;
+    report(&s, &hidalgo, &[(30, [2.3522, 48.8566])]).await?;
+    report(&s, &perec, &[(60, EIFFEL)]).await?;
     s.set_clock(at(130));
     s.handoff("paris", "flag").await?;
     s.set_clock(at(250));
-    s.pings(&perec, &PEREC_ON_LEG).await?;
-    s.pings(&estanguet, &[(200, ARC)]).await?;
+    report(&s, &perec, &PEREC_ON_LEG).await?;
+    report(&s, &estanguet, &[(200, ARC)]).await?;
     s.set_clock(at(300));
     s.handoff("paris", "flag").await?;
     s.set_clock(at(400));
-    s.pings(&perec, &[(330, NOTRE_DAME)]).await?;
-    s.pings(&estanguet, &ESTANGUET_ON_LEG).await?;
+    report(&s, &perec, &[(330, NOTRE_DAME)]).await?;
+    report(&s, &estanguet, &ESTANGUET_ON_LEG).await?;
     Ok(s)
 }
 
@@ -324,7 +172,7 @@ fn close(a: [f64; 2], b: [f64; 2]) -> bool {
 
 #[tokio::test]
 async fn the_calendar_has_one_event_per_leg_at_the_live_etas() -> Result<()> {
-    let s = Server::start(PARIS, "paris", at(-60)).await?;
+    let s = Server::with_plan("paris", PARIS, at(-60)).await?;
     let text = s.text("/api/v1/events/paris/calendar.ics", false).await?;
     let cal: icalendar::Calendar = text.parse().map_err(anyhow::Error::msg)?;
     let events: Vec<&icalendar::Event> = cal.events().collect();
@@ -362,7 +210,7 @@ async fn the_calendar_has_one_event_per_leg_at_the_live_etas() -> Result<()> {
     );
 
     // The operator shifts the plan by ten minutes: the feed moves with the live ETAs.
-    s.post("/api/v1/events/paris/shift", json!({ "minutes": 10 }))
+    s.admin_post("/api/v1/events/paris/shift", json!({ "minutes": 10 }))
         .await?;
     let text = s.text("/api/v1/events/paris/calendar.ics", false).await?;
     let cal: icalendar::Calendar = text.parse().map_err(anyhow::Error::msg)?;
@@ -387,7 +235,9 @@ async fn the_calendar_has_one_event_per_leg_at_the_live_etas() -> Result<()> {
         assert_eq!(e.property_value("DTEND"), Some(eta("eta_end")?.as_str()));
     }
 
-    let (status, _) = s.get("/api/v1/events/nowhere/calendar.ics", false).await?;
+    let (status, _) = s
+        .get_text("/api/v1/events/nowhere/calendar.ics", false)
+        .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
@@ -439,7 +289,7 @@ async fn the_gpx_track_holds_only_the_pings_taken_while_holding_the_flag() -> Re
         );
     }
     let (status, _) = s
-        .get("/api/v1/events/paris/relays/nobody/track.gpx", false)
+        .get_text("/api/v1/events/paris/relays/nobody/track.gpx", false)
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
@@ -481,12 +331,13 @@ async fn the_geojson_track_has_one_line_per_leg() -> Result<()> {
 
 #[tokio::test]
 async fn a_track_across_the_antimeridian_is_split() -> Result<()> {
-    let s = Server::start(PACIFIC, "pacific", at(-60)).await?;
-    let pilot = s.device("pacific", "pilot-phone", "Pilot").await?;
+    let s = Server::with_plan("pacific", PACIFIC, at(-60)).await?;
+    let pilot = s.device_in("pacific", "pilot-phone", "Pilot").await?;
     s.set_clock(at(130));
     s.handoff("pacific", "canoe").await?;
     s.set_clock(at(1800));
-    s.pings(
+    report(
+        &s,
         &pilot,
         &[
             (600, [179.0, -17.5]),
@@ -523,7 +374,7 @@ async fn a_track_across_the_antimeridian_is_split() -> Result<()> {
 #[tokio::test]
 async fn the_csv_has_every_stored_ping_for_the_admin_only() -> Result<()> {
     let s = paris_run().await?;
-    let (status, _) = s.get("/api/v1/events/paris/pings.csv", false).await?;
+    let (status, _) = s.get_text("/api/v1/events/paris/pings.csv", false).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let text = s.text("/api/v1/events/paris/pings.csv", true).await?;
     let mut reader = csv::Reader::from_reader(text.as_bytes());

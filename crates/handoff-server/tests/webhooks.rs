@@ -1,9 +1,9 @@
 //! Outgoing webhooks, end to end: a receiver on `127.0.0.1` (a tiny axum server in the test)
 //! gets each verified handoff and each rising alert as a signed POST, checks the signature with
 //! the secret the way a real receiver would, and can answer 500 to make the server retry. The
-//! delivery log is read back over the admin API. Self-contained: its own small harness.
+//! delivery log is read back over the admin API.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,22 +11,17 @@ use anyhow::{Context, Result, ensure};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use handoff_server::auth::AdminToken;
-use handoff_server::{AppState, Config};
-use handoff_store::SqliteStore;
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const ADMIN: &str = "webhooks-test-admin";
+use crate::common::{Server, as_admin, at};
+
 const EVENT: &str = "hooks";
 const SECRET: &str = "a-long-random-webhook-secret";
-/// 2024-08-11T21:00:00Z: the stage begins.
-const T0_S: i64 = 1_723_410_000;
 
 /// A 2-minute stage at the Hôtel de Ville, then two short runs along the Rue de Rivoli.
 const PLAN: &str = r#"
@@ -66,139 +61,53 @@ route = { points = [[2.3470, 48.8586], [2.3441, 48.8597], [2.3412, 48.8607]] }
 duration = "2m"
 "#;
 
-fn at(s: i64) -> Timestamp {
-    Timestamp::from_second(T0_S + s).expect("a time near 2024")
+/// The path `/api/v1/events/hooks{rest}`.
+fn hooks(rest: &str) -> String {
+    format!("/api/v1/events/{EVENT}{rest}")
 }
 
-/// The server under test, its clock in milliseconds (only the test moves it).
-struct Server {
-    state: Arc<AppState>,
-    base: String,
-    http: reqwest::Client,
-    clock_ms: Arc<AtomicI64>,
-    _dir: TempDir,
-    _stop: oneshot::Sender<()>,
+/// A server with the plan uploaded, its clock at `t`, retrying after 20, 40, 80 … ms.
+async fn start(t: Timestamp) -> Result<Server> {
+    let s = Server::with_plan(EVENT, PLAN, t).await?;
+    s.state.webhooks.set_backoff(Duration::from_millis(20));
+    Ok(s)
 }
 
-impl Server {
-    /// A server with the plan uploaded, its clock at `t`, retrying after 20, 40, 80 … ms.
-    async fn start(t: Timestamp) -> Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let store = SqliteStore::open(&dir.path().join("hooks.db"))?;
-        let clock_ms = Arc::new(AtomicI64::new(t.as_millisecond()));
-        let ms = Arc::clone(&clock_ms);
-        let config = Config {
-            admin: AdminToken::new(ADMIN),
-            clock: Some(Arc::new(move || {
-                Timestamp::from_millisecond(ms.load(Ordering::SeqCst))
-                    .unwrap_or(Timestamp::UNIX_EPOCH)
-            })),
-        };
-        let state = AppState::open(Arc::new(store), config).await?;
-        state.webhooks.set_backoff(Duration::from_millis(20));
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(handoff_server::launch(
-            Arc::clone(&state),
-            listener,
-            None,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let s = Server {
-            state,
-            base,
-            http,
-            clock_ms,
-            _dir: dir,
-            _stop: stop,
-        };
-        let (status, body) = s
-            .call(
-                s.http
-                    .put(s.url(""))
-                    .header("content-type", "application/toml")
-                    .body(PLAN),
-            )
-            .await?;
-        ensure!(status == StatusCode::OK, "PUT plan: {status} {body}");
-        Ok(s)
-    }
+/// Registers a webhook and returns its id.
+async fn add_webhook(s: &Server, url: &str, kinds: &[&str]) -> Result<String> {
+    let (status, body) = as_admin(
+        s.http
+            .post(s.url(&hooks("/webhooks")))
+            .json(&json!({ "url": url, "secret": SECRET, "kinds": kinds })),
+    )
+    .await?;
+    ensure!(
+        status == StatusCode::CREATED,
+        "POST webhook: {status} {body}"
+    );
+    Ok(body["id"].as_str().context("an id")?.to_owned())
+}
 
-    fn url(&self, rest: &str) -> String {
-        format!("{}/api/v1/events/{EVENT}{rest}", self.base)
-    }
+/// The delivery log, newest first.
+async fn deliveries(s: &Server) -> Result<Vec<Value>> {
+    let (status, body) = as_admin(s.http.get(s.url(&hooks("/webhooks/deliveries")))).await?;
+    ensure!(status == StatusCode::OK, "GET deliveries: {status} {body}");
+    Ok(body["deliveries"].as_array().cloned().unwrap_or_default())
+}
 
-    fn set_clock(&self, t: Timestamp) {
-        self.clock_ms.store(t.as_millisecond(), Ordering::SeqCst);
-    }
-
-    /// Sends a request with the admin token: the status and the body as JSON.
-    async fn call(&self, req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
-        let resp = req.bearer_auth(ADMIN).send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, body))
-    }
-
-    /// Registers a webhook and returns its id.
-    async fn add_webhook(&self, url: &str, kinds: &[&str]) -> Result<String> {
-        let (status, body) = self
-            .call(
-                self.http
-                    .post(self.url("/webhooks"))
-                    .json(&json!({ "url": url, "secret": SECRET, "kinds": kinds })),
-            )
-            .await?;
-        ensure!(
-            status == StatusCode::CREATED,
-            "POST webhook: {status} {body}"
-        );
-        Ok(body["id"].as_str().context("an id")?.to_owned())
-    }
-
-    /// The operator records the next handoff, now.
-    async fn handoff(&self) -> Result<Value> {
-        let (status, body) = self
-            .call(self.http.post(self.url("/relays/flag/handoffs")).body("{}"))
-            .await?;
-        ensure!(
-            status == StatusCode::CREATED,
-            "POST handoff: {status} {body}"
-        );
-        Ok(body)
-    }
-
-    /// The delivery log, newest first.
-    async fn deliveries(&self) -> Result<Vec<Value>> {
-        let (status, body) = self
-            .call(self.http.get(self.url("/webhooks/deliveries")))
-            .await?;
-        ensure!(status == StatusCode::OK, "GET deliveries: {status} {body}");
-        Ok(body["deliveries"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// Waits (up to 5 s) until the log holds `n` attempts.
-    async fn wait_for_deliveries(&self, n: usize) -> Result<Vec<Value>> {
-        for _ in 0..250 {
-            let log = self.deliveries().await?;
-            if log.len() >= n {
-                return Ok(log);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits (up to 5 s) until the log holds `n` attempts.
+async fn wait_for_deliveries(s: &Server, n: usize) -> Result<Vec<Value>> {
+    for _ in 0..250 {
+        let log = deliveries(s).await?;
+        if log.len() >= n {
+            return Ok(log);
         }
-        anyhow::bail!(
-            "the delivery log never reached {n} attempts: {:?}",
-            self.deliveries().await?
-        )
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    anyhow::bail!(
+        "the delivery log never reached {n} attempts: {:?}",
+        deliveries(s).await?
+    )
 }
 
 /// One request the receiver got.
@@ -292,12 +201,12 @@ impl Receiver {
 #[tokio::test]
 async fn a_verified_handoff_reaches_the_webhook_signed() -> Result<()> {
     let rx = Receiver::start(0).await?;
-    let s = Server::start(at(60)).await?;
-    let id = s.add_webhook(&rx.url, &["handoff"]).await?;
+    let s = start(at(60)).await?;
+    let id = add_webhook(&s, &rx.url, &["handoff"]).await?;
     s.set_clock(at(121));
-    let entry = s.handoff().await?;
+    let entry = s.handoff(EVENT, "flag").await?;
 
-    let log = s.wait_for_deliveries(1).await?;
+    let log = wait_for_deliveries(&s, 1).await?;
     let got = rx.got();
     assert_eq!(got.len(), 1, "{got:?}");
     let r = &got[0];
@@ -322,7 +231,7 @@ async fn a_verified_handoff_reaches_the_webhook_signed() -> Result<()> {
     assert_eq!(log[0]["error"], Value::Null);
 
     // The list shows the webhook, never its secret.
-    let (status, body) = s.call(s.http.get(s.url("/webhooks"))).await?;
+    let (status, body) = as_admin(s.http.get(s.url(&hooks("/webhooks")))).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["webhooks"][0]["id"], id.as_str());
     assert_eq!(body["webhooks"][0]["url"], rx.url.as_str());
@@ -334,12 +243,12 @@ async fn a_verified_handoff_reaches_the_webhook_signed() -> Result<()> {
 #[tokio::test]
 async fn a_failed_delivery_is_retried_and_each_attempt_logged() -> Result<()> {
     let rx = Receiver::start(1).await?;
-    let s = Server::start(at(60)).await?;
-    s.add_webhook(&rx.url, &[]).await?;
+    let s = start(at(60)).await?;
+    add_webhook(&s, &rx.url, &[]).await?;
     s.set_clock(at(121));
-    s.handoff().await?;
+    s.handoff(EVENT, "flag").await?;
 
-    let log = s.wait_for_deliveries(2).await?;
+    let log = wait_for_deliveries(&s, 2).await?;
     // Newest first: the retry, then the first attempt.
     let attempts: Vec<&Value> = log.iter().map(|d| &d["attempt"]).collect();
     assert_eq!(attempts, [&json!(2), &json!(1)], "{log:?}");
@@ -354,7 +263,7 @@ async fn a_failed_delivery_is_retried_and_each_attempt_logged() -> Result<()> {
     assert_eq!(log[0]["delivery"], log[1]["delivery"], "one notification");
     // No third attempt after the success.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.deliveries().await?.len(), 2);
+    assert_eq!(deliveries(&s).await?.len(), 2);
 
     let got = rx.got();
     assert_eq!(got.len(), 2, "{got:?}");
@@ -370,14 +279,14 @@ async fn an_unreachable_receiver_gets_five_attempts_with_the_reason() -> Result<
     let closed = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", closed.local_addr()?);
     drop(closed);
-    let s = Server::start(at(60)).await?;
-    s.add_webhook(&url, &["handoff"]).await?;
+    let s = start(at(60)).await?;
+    add_webhook(&s, &url, &["handoff"]).await?;
     s.set_clock(at(121));
-    s.handoff().await?;
+    s.handoff(EVENT, "flag").await?;
     // 20 + 40 + 80 + 160 ms of backoff.
-    let log = s.wait_for_deliveries(5).await?;
+    let log = wait_for_deliveries(&s, 5).await?;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let log_after = s.deliveries().await?;
+    let log_after = deliveries(&s).await?;
     assert_eq!(
         log_after.len(),
         5,
@@ -398,16 +307,16 @@ async fn an_unreachable_receiver_gets_five_attempts_with_the_reason() -> Result<
 async fn alerts_reach_only_the_webhooks_subscribed_to_their_kind() -> Result<()> {
     let handoffs = Receiver::start(0).await?;
     let alerts = Receiver::start(0).await?;
-    let s = Server::start(at(60)).await?;
-    s.add_webhook(&handoffs.url, &["handoff"]).await?;
-    s.add_webhook(&alerts.url, &["overdue"]).await?;
+    let s = start(at(60)).await?;
+    add_webhook(&s, &handoffs.url, &["handoff"]).await?;
+    add_webhook(&s, &alerts.url, &["overdue"]).await?;
     s.set_clock(at(121));
-    s.handoff().await?;
-    s.wait_for_deliveries(1).await?;
+    s.handoff(EVENT, "flag").await?;
+    wait_for_deliveries(&s, 1).await?;
     // The runner's 2-minute leg, 20 minutes on: overdue (and silent, which nobody wants).
     s.set_clock(at(121 + 20 * 60));
     s.state.tick();
-    s.wait_for_deliveries(2).await?;
+    wait_for_deliveries(&s, 2).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let got = alerts.got();
@@ -430,8 +339,8 @@ async fn alerts_reach_only_the_webhooks_subscribed_to_their_kind() -> Result<()>
 
 #[tokio::test]
 async fn a_webhook_needs_the_admin_an_http_url_a_long_secret_and_known_kinds() -> Result<()> {
-    let s = Server::start(at(60)).await?;
-    let post = |body: Value| s.http.post(s.url("/webhooks")).json(&body);
+    let s = start(at(60)).await?;
+    let post = |body: Value| s.http.post(s.url(&hooks("/webhooks"))).json(&body);
     for (body, field) in [
         (
             json!({ "url": "ftp://127.0.0.1/x", "secret": SECRET }),
@@ -449,7 +358,7 @@ async fn a_webhook_needs_the_admin_an_http_url_a_long_secret_and_known_kinds() -
             "kinds",
         ),
     ] {
-        let (status, answer) = s.call(post(body.clone())).await?;
+        let (status, answer) = as_admin(post(body.clone())).await?;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
         assert_eq!(answer["error"]["field"], field, "{body} → {answer}");
         assert!(
@@ -463,19 +372,18 @@ async fn a_webhook_needs_the_admin_an_http_url_a_long_secret_and_known_kinds() -
         .await?;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     for path in ["/webhooks", "/webhooks/deliveries"] {
-        let r = s.http.get(s.url(path)).send().await?;
+        let r = s.http.get(s.url(&hooks(path))).send().await?;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    let (status, _) = s
-        .call(
-            s.http
-                .post(format!("{}/api/v1/events/nowhere/webhooks", s.base))
-                .json(&json!({ "url": "http://127.0.0.1:9/x", "secret": SECRET })),
-        )
-        .await?;
+    let (status, _) = as_admin(
+        s.http
+            .post(s.url("/api/v1/events/nowhere/webhooks"))
+            .json(&json!({ "url": "http://127.0.0.1:9/x", "secret": SECRET })),
+    )
+    .await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Nothing was registered by the refused requests.
-    let (_, list) = s.call(s.http.get(s.url("/webhooks"))).await?;
+    let (_, list) = as_admin(s.http.get(s.url(&hooks("/webhooks")))).await?;
     assert_eq!(list["webhooks"], json!([]));
     Ok(())
 }
@@ -483,40 +391,23 @@ async fn a_webhook_needs_the_admin_an_http_url_a_long_secret_and_known_kinds() -
 #[tokio::test]
 async fn webhooks_survive_a_restart() -> Result<()> {
     let rx = Receiver::start(0).await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("hooks.db");
-    {
-        let store = SqliteStore::open(&path)?;
-        let state = AppState::open(
-            Arc::new(store),
-            Config {
-                admin: AdminToken::new(ADMIN),
-                clock: Some(Arc::new(|| at(60))),
-            },
-        )
+    let s = Server::start_at(at(60)).await?;
+    s.state.put_plan(EVENT, PLAN.to_owned()).await?;
+    s.state
+        .store
+        .add_webhook(handoff_store::NewWebhook {
+            event_id: EVENT.to_owned(),
+            webhook_id: "wh_stored".to_owned(),
+            url: rx.url.clone(),
+            secret: SECRET.to_owned(),
+            kinds: vec!["handoff".to_owned()],
+        })
         .await?;
-        state.put_plan(EVENT, PLAN.to_owned()).await?;
-        state
-            .store
-            .add_webhook(handoff_store::NewWebhook {
-                event_id: EVENT.to_owned(),
-                webhook_id: "wh_stored".to_owned(),
-                url: rx.url.clone(),
-                secret: SECRET.to_owned(),
-                kinds: vec!["handoff".to_owned()],
-            })
-            .await?;
-    }
+    let (dir, clock, _) = s.stop().await?;
     // A new server over the same file loads the webhook when it installs the event.
-    let store = SqliteStore::open(&path)?;
-    let state = AppState::open(
-        Arc::new(store),
-        Config {
-            admin: AdminToken::new(ADMIN),
-            clock: Some(Arc::new(|| at(121))),
-        },
-    )
-    .await?;
+    clock.set(at(121));
+    let s = Server::open(dir, clock).await?;
+    let state = &s.state;
     assert_eq!(state.webhooks.subscribed(EVENT, "handoff").len(), 1);
     assert!(state.webhooks.subscribed(EVENT, "silent").is_empty());
     Ok(())

@@ -202,15 +202,27 @@ pub struct Server {
 impl Server {
     /// A server over a new, empty database, its clock a minute before the start.
     pub async fn start() -> Result<Server> {
+        Server::start_at(at(-60)).await
+    }
+
+    /// A server over a new, empty database, its clock at `t`.
+    pub async fn start_at(t: Timestamp) -> Result<Server> {
         let dir = Arc::new(tempfile::tempdir()?);
-        Server::open(dir, TestClock::new(at(-60))).await
+        Server::open(dir, TestClock::new(t)).await
+    }
+
+    /// A server over a new database with `plan` (the TOML of event `event`) uploaded, its
+    /// clock at `t`; no device registered.
+    pub async fn with_plan(event: &str, plan: &str, t: Timestamp) -> Result<Server> {
+        let s = Server::start_at(t).await?;
+        s.upload(event, plan).await?;
+        Ok(s)
     }
 
     /// A server with the test plan uploaded and one device registered per carrier.
     pub async fn with_relay() -> Result<Server> {
         let mut s = Server::start().await?;
-        let (status, body) = s.put_plan(Some(ADMIN), "application/toml", PLAN).await?;
-        ensure!(status == StatusCode::OK, "PUT plan: {status} {body}");
+        s.upload(EVENT, PLAN).await?;
         for (device, carrier) in DEVICES.iter().zip(CARRIERS) {
             let token = s.device(device, carrier).await?;
             s.tokens.push(token);
@@ -286,15 +298,27 @@ impl Server {
         self.state.tick();
     }
 
+    /// `PUT /api/v1/events/{EVENT}` with whatever token, content type and body.
     pub async fn put_plan(
         &self,
         token: Option<&str>,
         content_type: &str,
         body: &str,
     ) -> Result<(StatusCode, Value)> {
+        self.put_event_plan(EVENT, token, content_type, body).await
+    }
+
+    /// `PUT /api/v1/events/{event}` with whatever token, content type and body.
+    pub async fn put_event_plan(
+        &self,
+        event: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(StatusCode, Value)> {
         let mut req = self
             .http
-            .put(self.url(&format!("/api/v1/events/{EVENT}")))
+            .put(self.url(&format!("/api/v1/events/{event}")))
             .header("content-type", content_type)
             .body(body.to_owned());
         if let Some(t) = token {
@@ -303,11 +327,30 @@ impl Server {
         answer(req).await
     }
 
+    /// The admin uploads `plan` (TOML) as event `event`; it must be accepted.
+    pub async fn upload(&self, event: &str, plan: &str) -> Result<()> {
+        let (status, body) = self
+            .put_event_plan(event, Some(ADMIN), "application/toml", plan)
+            .await?;
+        ensure!(status == StatusCode::OK, "PUT plan: {status} {body}");
+        Ok(())
+    }
+
     /// `POST …/devices` with the admin token.
     pub async fn register(&self, device: &str, carrier: &str) -> Result<(StatusCode, Value)> {
+        self.register_in(EVENT, device, carrier).await
+    }
+
+    /// `POST /api/v1/events/{event}/devices` with the admin token.
+    pub async fn register_in(
+        &self,
+        event: &str,
+        device: &str,
+        carrier: &str,
+    ) -> Result<(StatusCode, Value)> {
         let req = self
             .http
-            .post(self.url(&format!("/api/v1/events/{EVENT}/devices")))
+            .post(self.url(&format!("/api/v1/events/{event}/devices")))
             .bearer_auth(ADMIN)
             .json(&json!({ "device": device, "carrier": carrier }));
         answer(req).await
@@ -315,7 +358,12 @@ impl Server {
 
     /// Registers a device and returns its token.
     pub async fn device(&self, device: &str, carrier: &str) -> Result<String> {
-        let (status, body) = self.register(device, carrier).await?;
+        self.device_in(EVENT, device, carrier).await
+    }
+
+    /// Registers a device for event `event` and returns its token.
+    pub async fn device_in(&self, event: &str, device: &str, carrier: &str) -> Result<String> {
+        let (status, body) = self.register_in(event, device, carrier).await?;
         ensure!(
             status == StatusCode::CREATED,
             "register {device}: {status} {body}"
@@ -353,6 +401,41 @@ impl Server {
         ensure!(
             body["rejected"].as_array().is_some_and(Vec::is_empty),
             "rejected: {body}"
+        );
+        Ok(body)
+    }
+
+    /// `GET path` (with the admin token or none): the status and the body as text.
+    pub async fn get_text(&self, path: &str, admin: bool) -> Result<(StatusCode, String)> {
+        let mut req = self.http.get(self.url(path));
+        if admin {
+            req = req.bearer_auth(ADMIN);
+        }
+        let resp = req.send().await?;
+        Ok((resp.status(), resp.text().await?))
+    }
+
+    /// `GET path`, which must answer 200: the body as text.
+    pub async fn text(&self, path: &str, admin: bool) -> Result<String> {
+        let (status, body) = self.get_text(path, admin).await?;
+        ensure!(status == StatusCode::OK, "GET {path}: {status} {body}");
+        Ok(body)
+    }
+
+    /// `POST path` with the admin token and a JSON body, which must answer 2xx.
+    pub async fn admin_post(&self, path: &str, body: Value) -> Result<Value> {
+        let (status, reply) = as_admin(self.http.post(self.url(path)).json(&body)).await?;
+        ensure!(status.is_success(), "POST {path}: {status} {reply}");
+        Ok(reply)
+    }
+
+    /// The operator records the next handoff of `relay` of event `event`, now: the entry.
+    pub async fn handoff(&self, event: &str, relay: &str) -> Result<Value> {
+        let path = format!("/api/v1/events/{event}/relays/{relay}/handoffs");
+        let (status, body) = as_admin(self.http.post(self.url(&path)).json(&json!({}))).await?;
+        ensure!(
+            status == StatusCode::CREATED,
+            "POST handoff: {status} {body}"
         );
         Ok(body)
     }
@@ -418,6 +501,11 @@ pub async fn answer(req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)>
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     Ok((status, body))
+}
+
+/// Sends a request with the admin token; the status and the body, as [`answer`] gives them.
+pub async fn as_admin(req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+    answer(req.bearer_auth(ADMIN)).await
 }
 
 /// Seeded pseudo-random numbers (a 64-bit LCG with Knuth's MMIX constants): GPS noise that is
