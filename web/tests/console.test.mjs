@@ -147,7 +147,11 @@ test('shifts the remaining plan by N minutes', async () => {
   await page.locator('#shift-relay').selectOption('flag');
   await page.getByRole('button', { name: 'Shift' }).click();
   await page.locator('#result', { hasText: 'by 7 min' }).waitFor();
-  await page.waitForFunction((b) => document.querySelector('.relay-block[data-relay="flag"] tbody tr:nth-child(3) td:nth-child(5)').textContent !== b, before);
+  // The table is re-rendered as updates arrive: the cell may be absent for a moment.
+  await page.waitForFunction((b) => {
+    const cell = document.querySelector('.relay-block[data-relay="flag"] tbody tr:nth-child(3) td:nth-child(5)');
+    return cell !== null && cell.textContent !== b;
+  }, before);
   const toMin = (s) => { const m = s.match(/(\d\d):(\d\d)/); return Number(m[1]) * 60 + Number(m[2]); };
   assert.equal((toMin(await plannedEnd()) - toMin(before) + 1440) % 1440, 7);
   const entries = await (await fetch(`${server.url}/api/v1/events/e2e/relays/flag/custody`)).text();
