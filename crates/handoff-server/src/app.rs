@@ -175,6 +175,12 @@ impl AppState {
                 event: "plan",
                 data: serde_json::json!({ "event": stored.event_id, "version": stored.version }),
             }));
+            // End its streams a moment later (the `plan` message goes out first); the pages
+            // reconnect to the new version by themselves.
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                old.retired.send_replace(true);
+            });
         }
         Ok(live)
     }

@@ -86,6 +86,9 @@ pub struct EventLive {
     pub codes: Mutex<HashMap<(String, usize), crate::api::handoffs::Code>>,
     flags: Mutex<HashMap<String, Flags>>,
     pub tx: broadcast::Sender<Arc<StreamMsg>>,
+    /// Set when a newer plan version replaces this one: its streams end, and the pages'
+    /// `EventSource` reconnects to the new one by itself.
+    pub retired: tokio::sync::watch::Sender<bool>,
     /// Bumped on every change; part of the `/live` ETag.
     seq: std::sync::atomic::AtomicU64,
 }
@@ -110,6 +113,7 @@ impl EventLive {
             codes: Mutex::new(HashMap::new()),
             flags: Mutex::new(HashMap::new()),
             tx,
+            retired: tokio::sync::watch::Sender::new(false),
             seq: 0.into(),
         }
     }

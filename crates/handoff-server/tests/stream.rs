@@ -292,3 +292,47 @@ async fn live_answers_304_while_nothing_changed() -> Result<()> {
     assert_eq!(flag(&body)["position"]["age_s"], 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_new_plan_version_ends_old_streams_after_saying_so() -> Result<()> {
+    let s = Server::with_relay().await?;
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
+        .timeout(Duration::from_secs(9))
+        .send()
+        .await?;
+    let mut sse = SseReader::new(resp);
+    assert_eq!(
+        sse.next(SOON).await?.context("no first event")?.event,
+        "snapshot"
+    );
+    let (status, body) = s
+        .put_plan(Some(ADMIN), "application/toml", crate::common::PLAN)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The old stream says a new plan came, then ends (so EventSource reconnects).
+    let mut saw_plan = false;
+    let ended = loop {
+        match sse.next(Duration::from_secs(3)).await {
+            Ok(Some(e)) => saw_plan |= e.event == "plan" && e.data["version"] == 2,
+            Ok(None) => break false,
+            Err(e) => break e.to_string().contains("the stream ended"),
+        }
+    };
+    assert!(saw_plan, "no plan event on the old stream");
+    assert!(ended, "the old stream stayed open");
+    // A new connection is served by the new version.
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
+        .timeout(Duration::from_secs(9))
+        .send()
+        .await?;
+    let mut sse = SseReader::new(resp);
+    assert_eq!(
+        sse.next(SOON).await?.context("no first event")?.event,
+        "snapshot"
+    );
+    Ok(())
+}

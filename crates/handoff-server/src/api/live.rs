@@ -89,8 +89,13 @@ pub async fn stream(
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));
     let mut closing = state.closing.subscribe();
+    let mut retired = e.retired.subscribe();
+    // The stream ends when the server shuts down or a new plan version replaces this one.
     let closed = async move {
-        let _ = closing.wait_for(|c| *c).await;
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => {}
+            _ = retired.wait_for(|r| *r) => {}
+        }
     };
     let live = Arc::clone(&e);
     let st = Arc::clone(&state);
