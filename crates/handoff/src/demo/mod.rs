@@ -187,6 +187,19 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
         },
         _ = tokio::signal::ctrl_c() => None,
     };
+    // Every relay shows finished; let the phones and the operator finish their last steps
+    // (the arrival entries) before the summary reads the custody logs.
+    let outcome = match outcome {
+        Some(Ok(())) if !sim_task.is_finished() => {
+            match tokio::time::timeout(std::time::Duration::from_secs(20), &mut sim_task).await {
+                Ok(Ok(Ok(()))) => Some(Ok(())),
+                Ok(Ok(Err(e))) => Some(Err(e.context("the simulated phones stopped"))),
+                Ok(Err(e)) => Some(Err(anyhow::anyhow!("the simulator failed: {e}"))),
+                Err(_) => Some(Err(anyhow::anyhow!("the simulated phones did not finish"))),
+            }
+        }
+        other => other,
+    };
     sim_task.abort();
     let code = match outcome {
         None => {
