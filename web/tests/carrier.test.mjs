@@ -111,6 +111,8 @@ test('two-party handoff: the giver shows a code, the receiver enters it', async 
   await receiver.page.locator('#receive').waitFor();
 
   await giver.page.getByRole('button', { name: 'Show my handoff code' }).click();
+  // The code arrives from the server after the click: wait for it, then read it.
+  await giver.page.locator('#code', { hasText: /^\s*\d{6}\s*$/ }).waitFor();
   const code = (await giver.page.locator('#code').textContent()).trim();
   assert.match(code, /^\d{6}$/);
   assert.match(await giver.page.locator('#code-expiry').textContent(), /For the handoff to Ben; valid until/);

@@ -64,6 +64,8 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   await page.getByLabel('Device name').fill('ann-phone');
   await page.getByLabel('Carrier').selectOption('Ann');
   await page.getByRole('button', { name: 'Register' }).click();
+  // The token arrives from the server after the click: wait for it, then read it.
+  await page.locator('#new-token', { hasText: /^\s*[0-9a-f]{64}\s*$/ }).waitFor();
   const token = (await page.locator('#new-token').textContent()).trim();
   assert.match(token, /^[0-9a-f]{64}$/);
   for (const img of ['img.qr-osmand', 'img.qr-carrier']) {
@@ -102,7 +104,7 @@ test('a handoff recorded in the console shows on the live page within a second',
   assert.ok(elapsed < 1000, `${elapsed} ms`);
   // The rest of the live page followed: the map's leg colours, the schedule, the summary.
   await spectator.page.locator('.stops[data-relay="flag"] .stop.next .stop-name', { hasText: 'Halfway Bridge' }).waitFor();
-  assert.match(await spectator.page.locator('#map-summary').textContent(), /held by Ben/);
+  await spectator.page.locator('#map-summary', { hasText: /held by Ben/ }).waitFor();
 
   await page.locator('#result', { hasText: 'Recorded: Ann → Ben' }).waitFor();
   const entries = await custody('flag');
