@@ -3,7 +3,7 @@
 //! an argument, never read from a clock.
 
 use crate::geodesic::{Coord, distance_m};
-use crate::plan::{Leg, Mode, Plan, zone};
+use crate::plan::{Mode, Plan, zone};
 use jiff::{SignedDuration, Timestamp};
 
 /// A place counts as a leg's "from" or "to" when the leg starts or ends this close to it.
@@ -128,8 +128,37 @@ pub fn fmt_countdown(d: SignedDuration) -> String {
     }
 }
 
-/// The leg a relay is in at instant `t` according to the plan (before the start: the first).
+/// "850 m", "2.4 km".
 #[must_use]
-pub fn planned_leg_at(legs: &[Leg], t: Timestamp) -> Option<&Leg> {
-    legs.iter().find(|l| t < l.end).or_else(|| legs.last())
+pub fn fmt_distance(m: f64) -> String {
+    if m < 1000.0 {
+        format!("{m:.0} m")
+    } else {
+        format!("{:.1} km", m / 1000.0)
+    }
+}
+
+/// "4m", "11h 30m", "45s"; negative durations get a minus sign.
+#[must_use]
+pub fn fmt_duration(d: SignedDuration) -> String {
+    let secs = d.as_secs().abs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let sign = if d.is_negative() { "-" } else { "" };
+    match (h, m, s) {
+        (0, 0, s) => format!("{sign}{s}s"),
+        (0, m, 0) => format!("{sign}{m}m"),
+        (0, m, s) => format!("{sign}{m}m {s}s"),
+        (h, 0, _) => format!("{sign}{h}h"),
+        (h, m, _) => format!("{sign}{h}h {m}m"),
+    }
+}
+
+/// A signed duration with its sign always shown: "+5m 54s", "-27s", "+0s".
+#[must_use]
+pub fn fmt_signed(d: SignedDuration) -> String {
+    if d.is_negative() {
+        fmt_duration(d)
+    } else {
+        format!("+{}", fmt_duration(d))
+    }
 }

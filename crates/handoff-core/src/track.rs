@@ -136,7 +136,13 @@ impl RelayTrack {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
     /// A carrier's position on their current leg moved.
-    Position { relay: String, leg: usize, fix: Fix },
+    /// `fraction` is the share of the leg covered, so listeners need not look the leg up.
+    Position {
+        relay: String,
+        leg: usize,
+        fix: Fix,
+        fraction: f64,
+    },
     /// The live view moved on: a leg ended and the next one (if any) began.
     Handoff {
         relay: String,
@@ -179,6 +185,8 @@ pub struct LegAccuracy {
 pub struct Tracker {
     plan: Arc<Plan>,
     relays: Vec<RelayTrack>,
+    /// relay id → index (looked up on every stream update; a race has a thousand teams).
+    relay_ids: HashMap<String, usize>,
     /// carrier → (relay index, leg index) of every leg they carry.
     carrier_legs: HashMap<String, Vec<(usize, usize)>>,
 }
@@ -202,9 +210,16 @@ impl Tracker {
             .iter()
             .map(|r| RelayTrack::new(r.legs.len()))
             .collect();
+        let relay_ids = plan
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
         Self {
             plan,
             relays,
+            relay_ids,
             carrier_legs,
         }
     }
@@ -221,7 +236,7 @@ impl Tracker {
     }
 
     fn relay_index(&self, relay: &str) -> Option<usize> {
-        self.plan.relays.iter().position(|r| r.id == relay)
+        self.relay_ids.get(relay).copied()
     }
 
     /// Applies one ping from `device`, bound to `carrier`. Pings may come in any order; one
@@ -686,10 +701,17 @@ fn apply_ping(
         lt.recent.drain(..32);
     }
     lt.pace.push(ping.t.as_millisecond(), lt.along_m);
+    let length_m = leg.length_m();
+    let fraction = if length_m > 0.0 {
+        (lt.along_m / length_m).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     changes.push(Change::Position {
         relay: relay.id.clone(),
         leg: li,
         fix,
+        fraction,
     });
     record_predictions(relay, rt, ping.t);
     // Reaching the exchange point ends the leg.

@@ -224,22 +224,15 @@ impl EventLive {
         let delay_ms = self.plan.event.public_delay_ms;
         for c in changes {
             let msg = match c {
-                Change::Position { relay, leg, fix } => {
-                    let len = self
-                        .plan
-                        .relay(relay)
-                        .and_then(|r| r.legs.get(*leg))
-                        .map_or(0.0, handoff_core::plan::Leg::length_m);
-                    let fraction = if len > 0.0 {
-                        (fix.along_m / len).clamp(0.0, 1.0)
-                    } else {
-                        0.0
-                    };
-                    StreamMsg {
-                        event: "position",
-                        data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction, "now": now }),
-                    }
-                }
+                Change::Position {
+                    relay,
+                    leg,
+                    fix,
+                    fraction,
+                } => StreamMsg {
+                    event: "position",
+                    data: json!({ "relay": relay, "leg": leg, "t": fix.t, "lon": fix.lon, "lat": fix.lat, "acc_m": fix.acc_m, "along_m": fix.along_m, "fraction": fraction, "now": now }),
+                },
                 Change::Handoff {
                     relay,
                     from_leg,

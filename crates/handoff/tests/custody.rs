@@ -414,14 +414,14 @@ fn proximity_handoff_from_noisy_positions() {
         "POST",
         &format!("{}/api/v1/pings", s.base),
         Some(&bob),
-        Some(&Value::Array(bob_pings).to_string()),
+        Some(&Value::Array(bob_pings.clone()).to_string()),
     );
     assert_eq!(st, 200, "{r}");
     let (st, r) = curl(
         "POST",
         &format!("{}/api/v1/pings", s.base),
         Some(&ann),
-        Some(&Value::Array(ann_pings).to_string()),
+        Some(&Value::Array(ann_pings.clone()).to_string()),
     );
     assert_eq!(st, 200, "{r}");
     let log = custody(&ev);
@@ -445,14 +445,19 @@ fn proximity_handoff_from_noisy_positions() {
         (last["from"]["leg"].as_u64(), last["to"]["leg"].as_u64()),
         (Some(1), Some(2))
     );
-    // The same pings again change nothing: no second entry.
+    // The same pings again (phones resend) change nothing: duplicates, and no second entry.
     let before = log.len();
-    let (_, _) = curl(
-        "POST",
-        &format!("{}/api/v1/pings", s.base),
-        Some(&bob),
-        Some("[]"),
-    );
+    for (token, pings) in [(&bob, &bob_pings), (&ann, &ann_pings)] {
+        let (st, r) = curl(
+            "POST",
+            &format!("{}/api/v1/pings", s.base),
+            Some(token),
+            Some(&Value::Array(pings.clone()).to_string()),
+        );
+        let r = json_of(&r);
+        assert_eq!((st, r["accepted"].as_u64()), (200, Some(0)), "{r}");
+        assert_eq!(r["duplicates"].as_u64(), Some(pings.len() as u64), "{r}");
+    }
     assert_eq!(custody(&ev).len(), before);
 }
 

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::geodesic::{Coord, densify, distance_m};
 use crate::route::{Route, RouteError};
+use crate::schedule::{fmt_distance, fmt_duration};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 use std::collections::{HashMap, HashSet};
@@ -1086,29 +1087,4 @@ fn race_legs(
         t = end;
     }
     out
-}
-
-/// "850 m", "2.4 km".
-#[must_use]
-pub fn fmt_distance(m: f64) -> String {
-    if m < 1000.0 {
-        format!("{m:.0} m")
-    } else {
-        format!("{:.1} km", m / 1000.0)
-    }
-}
-
-/// "4m", "11h 30m", "45s".
-#[must_use]
-pub fn fmt_duration(d: SignedDuration) -> String {
-    let secs = d.as_secs().abs();
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    let sign = if d.is_negative() { "-" } else { "" };
-    match (h, m, s) {
-        (0, 0, s) => format!("{sign}{s}s"),
-        (0, m, 0) => format!("{sign}{m}m"),
-        (0, m, s) => format!("{sign}{m}m {s}s"),
-        (h, 0, _) => format!("{sign}{h}h"),
-        (h, m, _) => format!("{sign}{h}h {m}m"),
-    }
 }

@@ -4,7 +4,7 @@ use crate::files::DirFiles;
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use handoff_core::plan::{self, Plan};
-use handoff_core::schedule::{self, fmt_countdown, local, utc};
+use handoff_core::schedule::{self, fmt_countdown, fmt_distance, local, utc};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -99,7 +99,7 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
                     format!("{} → {}", r.from, r.to)
                 },
                 if r.distance_m > 0.0 {
-                    fmt_km(r.distance_m)
+                    fmt_distance(r.distance_m)
                 } else {
                     "—".into()
                 },
@@ -134,14 +134,6 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
         }
     }
     out
-}
-
-fn fmt_km(m: f64) -> String {
-    if m < 1000.0 {
-        format!("{m:.0} m")
-    } else {
-        format!("{:.1} km", m / 1000.0)
-    }
 }
 
 /// The plan's TOML with every `route = { file = … }` replaced by its points, so the server

@@ -13,10 +13,12 @@ use anyhow::Context;
 use clock::DemoClock;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use handoff_core::plan::{NoFiles, Plan};
+use handoff_core::schedule::fmt_signed;
 use handoff_server::auth::{AdminToken, new_token};
 use handoff_server::{AppState, Config};
 use handoff_store::SqliteStore;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use jiff::SignedDuration;
 use serde_json::{Value, json};
 use sim::{Phone, Sim, Wire};
 use std::collections::HashMap;
@@ -406,7 +408,7 @@ async fn summary(
             let lv = &view["legs"][leg.index];
             let actual: Option<jiff::Timestamp> =
                 lv["actual_end"].as_str().and_then(|s| s.parse().ok());
-            let late = actual.map(|a| fmt_signed(a.duration_since(leg.end).as_secs()));
+            let late = actual.map(|a| fmt_signed(a.duration_since(leg.end)));
             let a = acc["legs"].as_array().and_then(|ls| {
                 ls.iter()
                     .find(|x| x["leg"].as_u64() == Some(leg.index as u64))
@@ -416,8 +418,12 @@ async fn summary(
                 |a| {
                     format!(
                         "{} → {} ({} predictions)",
-                        fmt_signed(a["first_error_s"].as_i64().unwrap_or(0)),
-                        fmt_signed(a["last_error_s"].as_i64().unwrap_or(0)),
+                        fmt_signed(SignedDuration::from_secs(
+                            a["first_error_s"].as_i64().unwrap_or(0)
+                        )),
+                        fmt_signed(SignedDuration::from_secs(
+                            a["last_error_s"].as_i64().unwrap_or(0)
+                        )),
                         a["predictions"]
                     )
                 },
@@ -459,16 +465,4 @@ async fn summary(
         }
     }
     Ok(ok)
-}
-
-fn fmt_signed(s: i64) -> String {
-    let sign = if s < 0 { "-" } else { "+" };
-    let a = s.unsigned_abs();
-    if a >= 3600 {
-        format!("{sign}{}h{:02}m", a / 3600, (a % 3600) / 60)
-    } else if a >= 60 {
-        format!("{sign}{}m{:02}s", a / 60, a % 60)
-    } else {
-        format!("{sign}{a}s")
-    }
 }
