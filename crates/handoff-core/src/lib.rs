@@ -5,9 +5,9 @@
 pub mod custody;
 pub mod eta;
 pub mod geodesic;
-pub mod live;
 pub mod ping;
 pub mod plan;
 pub mod route;
 pub mod schedule;
+pub mod snapshot;
 pub mod track;

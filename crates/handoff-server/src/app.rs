@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::auth::AdminToken;
+use crate::engine::EventLive;
 use crate::error::{ApiError, Result};
-use crate::live::EventLive;
 use crate::metrics::Metrics;
 
 /// Where "now" comes from: the system clock, or a fixed one in tests.
@@ -44,6 +44,8 @@ pub struct AppState {
     /// Set when the server is shutting down, so live streams end and shutdown can finish.
     pub closing: tokio::sync::watch::Sender<bool>,
     events: RwLock<HashMap<String, Arc<EventLive>>>,
+    /// Installs of plan versions, one at a time (so a stale version never wins).
+    installing: tokio::sync::Mutex<()>,
     /// Registered devices by token hash (a cache of the store's table).
     devices: RwLock<HashMap<String, Device>>,
     /// Outgoing webhooks of every event (a cache of the store's table) and their client.
@@ -71,6 +73,7 @@ impl AppState {
             metrics: Metrics::default(),
             closing: tokio::sync::watch::Sender::new(false),
             events: RwLock::new(HashMap::new()),
+            installing: tokio::sync::Mutex::new(()),
             devices: RwLock::new(HashMap::new()),
             webhooks: crate::webhooks::Webhooks::new(),
         });
@@ -107,9 +110,18 @@ impl AppState {
         v
     }
 
-    /// Parses a stored plan, replays the event's stored pings into a fresh tracker, and makes
-    /// it the live one (replacing an older version's).
-    async fn install(&self, stored: &StoredPlan) -> Result<Arc<EventLive>> {
+    /// Parses a stored plan, replays the event's stored pings into a fresh engine (a page at a
+    /// time, in arrival order: the engine gives the same state for any order), makes it the live
+    /// one, then catches up from the store's cursor with what was committed meanwhile (those
+    /// pings reached the old engine). Installs are serialised and an older version never
+    /// replaces a newer one.
+    async fn install(self: &Arc<Self>, stored: &StoredPlan) -> Result<Arc<EventLive>> {
+        let _one_at_a_time = self.installing.lock().await;
+        if let Some(current) = self.event(&stored.event_id)
+            && current.version >= stored.version
+        {
+            return Ok(current);
+        }
         let env: PlanEnvelope = serde_json::from_str(&stored.plan_json).map_err(|e| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,51 +142,28 @@ impl AppState {
             stored.plan_hash.clone(),
             env.source,
         ));
-        let devices = self.store.devices(&stored.event_id).await?;
         self.webhooks.load(
             &stored.event_id,
             self.store.webhooks(&stored.event_id).await?,
         );
-        let carrier_of: HashMap<&str, &str> = devices
-            .iter()
-            .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
-            .collect();
-        let pings: Vec<(String, String, handoff_core::ping::Ping)> = self
-            .store
-            .pings(&stored.event_id)
-            .await?
-            .into_iter()
-            .filter_map(|p| {
-                carrier_of
-                    .get(p.device_id.as_str())
-                    .map(|c| (p.device_id.clone(), (*c).to_string(), p.ping))
-            })
-            .collect();
         crate::custody::open_chains(self, &live).await?;
-        let found = live.apply(&pings, self.now());
-        // Proximity handoffs the log does not have yet (the server stopped before storing
-        // them) are recorded now; those it has are skipped.
-        crate::custody::record_proximity(self, &live, found).await;
+        self.catch_up(&live).await?;
         live.tick(self.now());
-        {
-            let mut cache = self
-                .devices
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for d in devices {
-                cache.insert(d.token_hash.clone(), d);
-            }
-        }
         let old = self
             .events
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(stored.event_id.clone(), Arc::clone(&live));
+        // Pings committed while the new engine was being built went to the old one.
+        self.catch_up(&live).await?;
         if let Some(old) = old {
-            let _ = old.tx.send(Arc::new(crate::live::StreamMsg {
-                event: "plan",
-                data: serde_json::json!({ "event": stored.event_id, "version": stored.version }),
-            }));
+            old.send(&crate::engine::Message::Plan {
+                kind: "version",
+                relay: None,
+                entry: None,
+                event: stored.event_id.clone(),
+                version: stored.version,
+            });
             // End its streams a moment later (the `plan` message goes out first); the pages
             // reconnect to the new version by themselves.
             tokio::spawn(async move {
@@ -185,11 +174,63 @@ impl AppState {
         Ok(live)
     }
 
+    /// Applies the event's pings stored after the engine's cursor, a page at a time.
+    async fn catch_up(self: &Arc<Self>, live: &Arc<EventLive>) -> Result<()> {
+        const PAGE: usize = 50_000;
+        let event = &live.plan.event.id;
+        let devices = self.store.devices(event).await?;
+        let carrier_of: HashMap<&str, &str> = devices
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
+            .collect();
+        loop {
+            let page = self.store.pings_after(event, live.cursor(), PAGE).await?;
+            let Some(last) = page.last().map(|p| p.seq) else {
+                break;
+            };
+            let full = page.len() == PAGE;
+            let pings: Vec<crate::engine::Committed> = page
+                .into_iter()
+                .filter_map(|p| {
+                    carrier_of
+                        .get(p.device_id.as_str())
+                        .map(|c| crate::engine::Committed {
+                            carrier: (*c).to_string(),
+                            device: p.device_id,
+                            seq: p.seq,
+                            ping: p.ping,
+                        })
+                })
+                .collect();
+            let (found, history) = live.apply(&pings, self.now());
+            live.advance_cursor(last);
+            // Proximity handoffs the log does not have yet (the server stopped before storing
+            // them) are recorded now; those it has are skipped.
+            crate::custody::record_proximity(self, live, found).await;
+            crate::engine::serve_history(self, live, history).await;
+            if !full {
+                break;
+            }
+        }
+        let mut cache = self
+            .devices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for d in devices {
+            cache.insert(d.token_hash.clone(), d);
+        }
+        Ok(())
+    }
+
     /// Stores a new version of an event's plan (TOML source, already checked) and installs it.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn put_plan(&self, event_id: &str, source: String) -> Result<Arc<EventLive>> {
+    pub async fn put_plan(
+        self: &Arc<Self>,
+        event_id: &str,
+        source: String,
+    ) -> Result<Arc<EventLive>> {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(source.as_bytes()));
         let json = serde_json::to_string(&PlanEnvelope {
@@ -246,8 +287,8 @@ impl AppState {
         let now = self.now();
         for e in self.events() {
             for alert in e.tick(now) {
-                if let Some(kind) = alert["kind"].as_str() {
-                    crate::webhooks::notify(self, &e, kind, &alert);
+                if let Ok(payload) = serde_json::to_value(&alert) {
+                    crate::webhooks::notify(self, &e, alert.kind, &payload);
                 }
             }
         }
@@ -264,8 +305,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/events/{event}",
             put(api::events::put).get(api::events::get),
         )
-        .route("/api/v1/events/{event}/live", get(api::live::live))
-        .route("/api/v1/events/{event}/stream", get(api::live::stream))
+        .route("/api/v1/events/{event}/live", get(api::stream::live))
+        .route("/api/v1/events/{event}/stream", get(api::stream::stream))
         .route(
             "/api/v1/events/{event}/devices",
             post(api::events::add_device),

@@ -1,36 +1,25 @@
 //! The custody log as the server keeps it: one hash chain per relay, appended only after the
 //! store has committed the entry (the store's unique constraint on `prev_hash` makes a handoff
-//! win exactly once, even across nodes), then applied to the tracker and streamed.
+//! win exactly once, even across nodes), then applied to the tracker and streamed. The store
+//! write and what must follow it run in a task of their own, so a client that hangs up mid-write
+//! cannot leave the chain in memory behind the store; and a chain that lost a race to another
+//! writer is reloaded from the store, never left wedged.
 
 use handoff_core::custody::{Entry, Evidence, Holder, Kind, Method, Point};
 use handoff_core::track::Change;
-use serde_json::json;
+
+use std::sync::Arc;
 
 use crate::app::AppState;
+use crate::engine::{Chain, EventLive, Message};
 use crate::error::{ApiError, Result};
-use crate::live::{Chain, EventLive};
 
 /// Loads every relay's chain from the store, opening it (genesis, committing to the plan's
 /// hash) or noting a new plan version, and makes the tracker agree with it.
 pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
     let now = state.now();
     for relay in &live.plan.relays {
-        let stored = state.store.custody(&live.plan.event.id, &relay.id).await?;
-        let mut entries = Vec::with_capacity(stored.len());
-        for s in stored {
-            let e: Entry = serde_json::from_str(&s.entry_json).map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "custody",
-                    format!(
-                        "stored custody entry {} of {} is unreadable: {e}",
-                        s.seq, relay.id
-                    ),
-                )
-            })?;
-            entries.push(e);
-        }
-        let mut chain = Chain::new(relay.legs.len(), entries);
+        let mut chain = load_chain(state, live, &relay.id).await?;
         let mut draft = None;
         if chain.entries.is_empty() {
             let mut g = Entry::draft(Kind::Genesis, &live.plan.event.id, &relay.id, now, now);
@@ -45,13 +34,41 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
             draft = Some(p);
         }
         if let Some(d) = draft {
-            store_entry(state, &live.plan.event.id, &mut chain, d).await?;
+            match store_entry(state, &live.plan.event.id, &mut chain, d).await {
+                Ok(_) => {}
+                // Another node (or a concurrent install) opened it first: take theirs.
+                Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+                    chain = load_chain(state, live, &relay.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         // Proximity found here is recorded by the caller after the pings are applied.
         let _ = live.sync_custody(&relay.id, &chain, now);
         live.chains.lock().await.insert(relay.id.clone(), chain);
     }
     Ok(())
+}
+
+/// A relay's chain as the store has it.
+async fn load_chain(state: &AppState, live: &EventLive, relay: &str) -> Result<Chain> {
+    let n_legs = live.plan.relay(relay).map_or(0, |r| r.legs.len());
+    let stored = state.store.custody(&live.plan.event.id, relay).await?;
+    let mut entries = Vec::with_capacity(stored.len());
+    for s in stored {
+        let e: Entry = serde_json::from_str(&s.entry_json).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "custody",
+                format!(
+                    "stored custody entry {} of {relay} is unreadable: {e}",
+                    s.seq
+                ),
+            )
+        })?;
+        entries.push(e);
+    }
+    Ok(Chain::new(n_legs, entries))
 }
 
 /// Links, seals and stores `draft` at the head of `chain`.
@@ -77,90 +94,154 @@ async fn store_entry(
 }
 
 /// Appends an entry built by `build` from the chain's current state (which it may refuse),
-/// then updates the tracker and streams the entry.
+/// then updates the tracker and streams the entry. The store write and everything after it
+/// run in a task of their own: they finish even if the caller is dropped.
 ///
 /// # Errors
-/// What `build` refuses (409), or storage failures.
+/// What `build` refuses (409), a lost race with another writer (409, the chain reloaded), or
+/// storage failures.
 pub async fn append(
-    state: &AppState,
-    live: &EventLive,
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
     relay: &str,
     build: impl FnOnce(&Chain) -> Result<Entry>,
 ) -> Result<Entry> {
-    let mut chains = live.chains.lock().await;
+    let mut chains = Arc::clone(&live.chains).lock_owned().await;
     let chain = chains
         .get_mut(relay)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
     let draft = build(chain)?;
-    let entry = store_entry(state, &live.plan.event.id, chain, draft).await?;
-    let found = live.sync_custody(relay, chain, state.now());
-    drop(chains);
-    let data = json!({ "relay": relay, "entry": entry });
+    let (state, live, relay) = (Arc::clone(state), Arc::clone(live), relay.to_string());
+    let task = tokio::spawn(async move {
+        let Some(chain) = chains.get_mut(&relay) else {
+            return Err(ApiError::not_found(format!(
+                "no relay `{relay}` in this event"
+            )));
+        };
+        let stored = store_entry(&state, &live.plan.event.id, chain, draft).await;
+        let entry = match stored {
+            Ok(entry) => entry,
+            Err(e) => {
+                if e.status == axum::http::StatusCode::CONFLICT {
+                    // Another writer won: what it wrote is the truth now.
+                    if let Ok(fresh) = load_chain(&state, &live, &relay).await {
+                        let _ = live.sync_custody(&relay, &fresh, state.now());
+                        *chain = fresh;
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let found = live.sync_custody(&relay, chain, state.now());
+        drop(chains);
+        announce(&state, &live, &relay, &entry);
+        if !found.is_empty() {
+            // A late-recorded handoff can reveal proximity handoffs after it.
+            record_proximity(&state, &live, found).await;
+        }
+        Ok(entry)
+    });
+    task.await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the custody write failed: {e}"),
+        )
+    })?
+}
+
+/// Streams a stored entry and notifies the webhooks.
+fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
     match entry.kind {
-        Kind::Handoff => live.send("handoff", json!({ "relay": relay, "from_leg": entry.from.as_ref().map(|h| h.leg), "to_leg": entry.to.as_ref().map(|h| h.leg), "at": entry.at, "verified": true, "method": entry.evidence.as_ref().map(|e| e.method), "seq": entry.seq })),
-        Kind::Shift | Kind::Plan => live.send("plan", data.clone()),
+        Kind::Handoff => live.send(&Message::Handoff {
+            relay: relay.to_string(),
+            from_leg: entry.from.as_ref().map_or(0, |h| h.leg),
+            to_leg: entry.to.as_ref().map(|h| h.leg),
+            at: entry.at,
+            verified: true,
+            method: entry.evidence.as_ref().map(|e| e.method),
+            seq: Some(entry.seq),
+        }),
+        Kind::Shift | Kind::Plan => live.send(&Message::Plan {
+            kind: if entry.kind == Kind::Shift {
+                "shift"
+            } else {
+                "plan"
+            },
+            relay: Some(relay.to_string()),
+            entry: Some(entry.clone()),
+            event: live.plan.event.id.clone(),
+            version: live.version,
+        }),
         Kind::Correction | Kind::Genesis => {}
     }
-    live.send("custody", data);
-    crate::webhooks::notify_custody(state, live, relay, &entry);
-    if !found.is_empty() {
-        // A late-recorded handoff can reveal proximity handoffs after it.
-        Box::pin(record_proximity(state, live, found)).await;
-    }
-    Ok(entry)
+    live.send(&Message::Custody {
+        relay: relay.to_string(),
+        entry: entry.clone(),
+    });
+    crate::webhooks::notify_custody(state, live, relay, entry);
 }
 
 /// Records the proximity handoffs the tracker found, skipping those the log already has.
-pub async fn record_proximity(state: &AppState, live: &EventLive, found: Vec<Change>) {
-    for c in found {
-        let Change::Proximity {
-            relay,
-            from_leg,
-            at,
-            giver_device,
-            receiver_device,
-            distance_m,
-            position,
-        } = c
-        else {
-            continue;
-        };
-        let Some(r) = live.plan.relay(&relay) else {
-            continue;
-        };
-        let (Some(from), Some(to)) = (r.legs.get(from_leg), r.legs.get(from_leg + 1)) else {
-            continue;
-        };
-        let result = append(state, live, &relay, |chain| {
-            if chain.state.current != from_leg {
-                return Err(ApiError::conflict("already recorded"));
+pub fn record_proximity<'a>(
+    state: &'a Arc<AppState>,
+    live: &'a Arc<EventLive>,
+    found: Vec<Change>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    // Boxed with its `Send` spelled out: appending an entry can find more proximity handoffs,
+    // and a recursive future's `Send` cannot be inferred.
+    Box::pin(async move {
+        for c in found {
+            let Change::Proximity {
+                relay,
+                from_leg,
+                at,
+                giver_device,
+                receiver_device,
+                distance_m,
+                position,
+            } = c
+            else {
+                continue;
+            };
+            let Some(r) = live.plan.relay(&relay) else {
+                continue;
+            };
+            let (Some(from), Some(to)) = (r.legs.get(from_leg), r.legs.get(from_leg + 1)) else {
+                continue;
+            };
+            let result = append(state, live, &relay, |chain| {
+                if chain.state.current != from_leg {
+                    return Err(ApiError::conflict("already recorded"));
+                }
+                let mut e =
+                    Entry::draft(Kind::Handoff, &live.plan.event.id, &relay, at, state.now());
+                e.from = Some(Holder {
+                    leg: from_leg,
+                    carriers: from.carriers.clone(),
+                });
+                e.to = Some(Holder {
+                    leg: from_leg + 1,
+                    carriers: to.carriers.clone(),
+                });
+                e.position = Some(Point::from_deg(position.lon, position.lat));
+                #[allow(clippy::cast_possible_truncation)]
+                let d = distance_m.round() as i64;
+                e.evidence = Some(Evidence {
+                    method: Method::Proximity,
+                    giver_device: Some(giver_device),
+                    receiver_device: Some(receiver_device),
+                    distance_m: Some(d),
+                });
+                Ok(e)
+            })
+            .await;
+            if let Err(e) = result
+                && e.status != axum::http::StatusCode::CONFLICT
+            {
+                // Not lost: the pings are stored, and the next start-up finds this handoff again.
+                eprintln!("handoff: could not record a proximity handoff of {relay}: {e}");
             }
-            let mut e = Entry::draft(Kind::Handoff, &live.plan.event.id, &relay, at, state.now());
-            e.from = Some(Holder {
-                leg: from_leg,
-                carriers: from.carriers.clone(),
-            });
-            e.to = Some(Holder {
-                leg: from_leg + 1,
-                carriers: to.carriers.clone(),
-            });
-            e.position = Some(Point::from_deg(position.lon, position.lat));
-            #[allow(clippy::cast_possible_truncation)]
-            let d = distance_m.round() as i64;
-            e.evidence = Some(Evidence {
-                method: Method::Proximity,
-                giver_device: Some(giver_device),
-                receiver_device: Some(receiver_device),
-                distance_m: Some(d),
-            });
-            Ok(e)
-        })
-        .await;
-        if let Err(e) = result
-            && e.status != axum::http::StatusCode::CONFLICT
-        {
-            // Not lost: the pings are stored, and the next start-up finds this handoff again.
-            eprintln!("handoff: could not record a proximity handoff of {relay}: {e}");
         }
-    }
+    })
 }

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::app::{AppState, Clock};
-use crate::live::EventLive;
+use crate::engine::EventLive;
 
 /// The kinds of notification a webhook may subscribe to.
 pub const KINDS: [&str; 4] = ["handoff", "overdue", "off_route", "silent"];

@@ -54,6 +54,15 @@ pub trait Store: Send + Sync {
     /// rebuilding live state.
     async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>>;
 
+    /// Up to `limit` pings of an event with `seq > after`, in arrival (`seq`) order: a page of
+    /// the change feed the live engine rebuilds and catches up from.
+    async fn pings_after(
+        &self,
+        event_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredPing>>;
+
     /// One device's pings with `from <= t < to` (each bound optional), ordered like
     /// [`Store::pings`].
     async fn pings_for_device(

@@ -277,6 +277,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pings_after(
+        &self,
+        event_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredPing>> {
+        let event_id = event_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PING_COLUMNS} FROM pings WHERE event_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3"
+            ))?;
+            let pings = stmt.query_map(params![event_id, after, limit], ping_from_row)?;
+            Ok(pings.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn pings_for_device(
         &self,
         event_id: &str,

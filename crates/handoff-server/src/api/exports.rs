@@ -14,17 +14,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use handoff_core::geodesic::{Coord, split_antimeridian};
-use handoff_core::live::LegView;
 use handoff_core::plan::{Plan, Relay};
 use handoff_core::schedule::{local, place_name};
+use handoff_core::snapshot::LegView;
 use handoff_store::StoredPing;
 use icalendar::{Calendar, Component, Event, EventLike, Property};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::engine::EventLive;
 use crate::error::{ApiError, Result};
-use crate::live::EventLive;
 
 /// Calendar clients are asked to refresh this often: the ETAs move.
 const CALENDAR_REFRESH: &str = "PT5M";

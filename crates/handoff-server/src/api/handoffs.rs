@@ -19,8 +19,8 @@ use super::events::{MAX_BODY_BYTES, read_body};
 use crate::app::AppState;
 use crate::auth::bearer;
 use crate::custody::append;
+use crate::engine::EventLive;
 use crate::error::{ApiError, Result};
-use crate::live::EventLive;
 
 /// How long a giver's one-time code is valid.
 const CODE_TTL_MS: i64 = 10 * 60_000;
@@ -490,12 +490,13 @@ pub async fn shift(
     for relay in relays {
         let r = live.plan.relay(&relay).cloned();
         let from_leg = live.relay_view(&relay, now, false).and_then(|v| {
-            v.current_leg
-                .or(if v.status == handoff_core::live::RelayStatus::Planned {
+            v.current_leg.or(
+                if v.status == handoff_core::snapshot::RelayStatus::Planned {
                     Some(0)
                 } else {
                     None
-                })
+                },
+            )
         });
         let (Some(r), Some(from_leg)) = (r, from_leg) else {
             continue;

@@ -18,13 +18,16 @@ use serde_json::json;
 use super::events::{MAX_BODY_BYTES, read_body};
 use crate::app::AppState;
 use crate::auth::bearer;
+use crate::engine::{Committed, apply_committed};
 use crate::error::{ApiError, Result};
 use crate::ingest::{IngestError, batch, osmand, owntracks};
 use crate::metrics::FormatLabel;
 
 /// Stores pings of one device and applies the new ones. Returns (accepted, duplicates).
+/// The write and the apply run in a task of their own: once the store has them, the live
+/// state gets them, even if the phone hangs up before the answer.
 async fn store_and_apply(
-    state: &AppState,
+    state: &Arc<AppState>,
     device: &Device,
     pings: Vec<Ping>,
     format: &'static str,
@@ -42,18 +45,38 @@ async fn store_and_apply(
             received_at,
         })
         .collect();
-    let outcomes = state.store.insert_pings(batch).await?;
-    let fresh: Vec<(String, String, Ping)> = outcomes
-        .iter()
-        .zip(&pings)
-        .filter(|(o, _)| matches!(o, Inserted::New { .. }))
-        .map(|(_, p)| (device.device_id.clone(), device.carrier.clone(), *p))
-        .collect();
-    let (accepted, duplicates) = (fresh.len(), pings.len() - fresh.len());
-    if let Some(live) = state.event(&device.event_id) {
-        let found = live.apply(&fresh, state.now());
-        crate::custody::record_proximity(state, &live, found).await;
-    }
+    let task = {
+        let (state, device) = (Arc::clone(state), device.clone());
+        tokio::spawn(async move {
+            let outcomes = state.store.insert_pings(batch).await?;
+            let fresh: Vec<Committed> = outcomes
+                .iter()
+                .zip(&pings)
+                .filter_map(|(o, p)| match o {
+                    Inserted::New { seq } => Some(Committed {
+                        device: device.device_id.clone(),
+                        carrier: device.carrier.clone(),
+                        seq: *seq,
+                        ping: *p,
+                    }),
+                    Inserted::Duplicate => None,
+                })
+                .collect();
+            let counts = (fresh.len(), pings.len() - fresh.len());
+            if let Some(live) = state.event(&device.event_id) {
+                // Applied before the answer, so what was acknowledged is in the live state.
+                let _ = apply_committed(&state, &live, fresh).await;
+            }
+            Ok::<_, ApiError>(counts)
+        })
+    };
+    let (accepted, duplicates) = task.await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("storing pings failed: {e}"),
+        )
+    })??;
     let label = FormatLabel { format };
     state
         .metrics
@@ -98,7 +121,7 @@ pub async fn pings(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn pings_inner(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response> {
+async fn pings_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Response> {
     let device = device_for(state, bearer(headers)).await?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let ct = headers
@@ -177,7 +200,7 @@ pub async fn osmand_post(
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn osmand_pairs(state: &AppState, pairs: &[(String, String)]) -> Result<Response> {
+async fn osmand_pairs(state: &Arc<AppState>, pairs: &[(String, String)]) -> Result<Response> {
     let (id, ping) = osmand::decode_params(pairs, state.now())?;
     let device = device_for(state, Some(&id)).await?;
     store_and_apply(state, &device, vec![ping], "osmand").await?;

@@ -4,6 +4,6 @@ pub mod events;
 pub mod exports;
 pub mod handoffs;
 pub mod ingest;
-pub mod live;
 pub mod meta;
+pub mod stream;
 pub mod webhooks;

@@ -121,6 +121,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER webhook_deliveries_append_only_delete BEFORE DELETE ON webhook_deliveries
         BEGIN SELECT RAISE(ABORT, 'the webhook delivery log is append-only'); END;
     ",
+    // 3: the live engine pages an event's pings in arrival order (start-up, catch-up).
+    r"
+    CREATE INDEX pings_by_event_seq ON pings (event_id, seq);
+    ",
 ];
 
 /// The schema version this build writes.

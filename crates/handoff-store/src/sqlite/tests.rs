@@ -406,7 +406,7 @@ async fn a_newer_schema_is_refused() -> Result<()> {
             opened,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 2
+                known: 3
             })
         ),
         "{opened:?}"

@@ -15,7 +15,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use crate::app::AppState;
 use crate::error::{ApiError, Result};
 
-/// `GET /api/v1/events/{event}/live`. The admin token gets the undelayed view.
+/// `GET /api/v1/events/{event}/live`. The admin token gets the undelayed view. The body is
+/// the engine's precomputed document (built once per change and second, for every request),
+/// gzip-compressed when the client accepts it.
 pub async fn live(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -25,46 +27,53 @@ pub async fn live(
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
     let public = !state.admin.matches(&headers);
-    let now = state.now();
-    // The view changes with every change (seq) and every second (countdowns, ages).
-    let etag = format!(
-        "\"{}-{}-{}-{}\"",
-        e.version,
-        e.seq(),
-        now.as_second(),
-        if public { "p" } else { "a" }
-    );
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    let snap = e.snapshot(now, public);
-    let body = serde_json::to_vec(&snap).map_err(|err| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode", err.to_string())
-    })?;
-    let cache = if public {
+    let doc = e.document(state.now(), public);
+    let etag = HeaderValue::from_str(&doc.etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    let cache = HeaderValue::from_static(if public {
         "public, max-age=1"
     } else {
         "private, no-store"
-    };
-    Ok((
+    });
+    let vary = HeaderValue::from_static("Accept-Encoding, Authorization");
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(doc.etag.as_str())
+    {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache),
+                (header::VARY, vary),
+            ],
+        )
+            .into_response());
+    }
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|enc| enc.trim().starts_with("gzip")));
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-            (
-                header::ETAG,
-                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
-            ),
+            (header::CACHE_CONTROL, cache),
+            (header::ETAG, etag),
+            (header::VARY, vary),
         ],
-        body,
+        if gzip { doc.gzip() } else { doc.json.clone() },
     )
-        .into_response())
+        .into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
 }
 
 /// Decrements the SSE client gauge when a stream is dropped.
@@ -102,7 +111,7 @@ pub async fn stream(
     let updates = BroadcastStream::new(rx).map(move |m| {
         let _keep = &guard;
         Ok(match m {
-            Ok(msg) => Event::default().event(msg.event).data(msg.data.to_string()),
+            Ok(msg) => Event::default().event(msg.event).data(&msg.data),
             // A slow client missed messages: give it the whole picture again.
             Err(BroadcastStreamRecvError::Lagged(_)) => snapshot_event(&live, st.now()),
         })
@@ -113,9 +122,9 @@ pub async fn stream(
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
-fn snapshot_event(e: &crate::live::EventLive, now: jiff::Timestamp) -> Event {
-    let snap = e.snapshot(now, true);
+fn snapshot_event(e: &crate::engine::EventLive, now: jiff::Timestamp) -> Event {
+    let doc = e.document(now, true);
     Event::default()
         .event("snapshot")
-        .data(serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into()))
+        .data(String::from_utf8_lossy(&doc.json))
 }

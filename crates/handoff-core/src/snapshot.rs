@@ -245,13 +245,27 @@ impl LegView {
     /// Running past its planned end by more than the slack (a fifth of the leg, 2 to 15 min).
     #[must_use]
     pub fn overdue(&self, now: Timestamp) -> bool {
-        let planned_ms = self
-            .planned_end
-            .duration_since(self.planned_start)
-            .as_millis();
-        let slack_ms = (planned_ms / 5).clamp(120_000, 900_000);
-        let start = self.actual_start.unwrap_or(self.planned_start);
-        let due_ms = start.as_millisecond() as i128 + planned_ms + slack_ms;
-        self.status == LegStatus::Current && i128::from(now.as_millisecond()) > due_ms
+        self.status == LegStatus::Current
+            && overdue(
+                self.planned_start,
+                self.planned_end,
+                self.actual_start.unwrap_or(self.planned_start),
+                now,
+            )
     }
+}
+
+/// A leg that began at `start` is overdue once its planned duration plus a slack (a fifth of
+/// it, between 2 and 15 minutes) has passed.
+#[must_use]
+pub fn overdue(
+    planned_start: Timestamp,
+    planned_end: Timestamp,
+    start: Timestamp,
+    now: Timestamp,
+) -> bool {
+    let planned_ms = planned_end.duration_since(planned_start).as_millis();
+    let slack_ms = (planned_ms / 5).clamp(120_000, 900_000);
+    let due_ms = i128::from(start.as_millisecond()) + planned_ms + slack_ms;
+    i128::from(now.as_millisecond()) > due_ms
 }

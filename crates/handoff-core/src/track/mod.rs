@@ -1,0 +1,949 @@
+//! Live state of every relay, derived only from its inputs: the plan, the pings, the handoffs
+//! recorded in the custody log and the operator's plan shifts. It knows which leg holds the
+//! object, how far along it is, whether it is off route or silent, when every remaining handoff
+//! will happen, and how good its earlier predictions were.
+//!
+//! The one idea: the state is a fold of the inputs in time order (device time, then arrival
+//! sequence), and applying one input is a step on a state value ([`step`]). A late input does
+//! not reset the relay: the tracker keeps checkpoints of each relay's state (every
+//! [`CHECKPOINT_EVERY`] pings and at every leg's end, finished legs shared between them) and
+//! replays only from the checkpoint before the late input, so its cost is the inputs after that
+//! checkpoint, not the relay's history. A ping of a carrier who can no longer affect the relay
+//! (their legs are all verified done) costs nothing at all. Any order and any batching of the
+//! same inputs gives the same state, and a restart rebuilds it.
+//!
+//! Memory stays bounded: pings older than [`KEEP_INPUTS_MS`] of device time behind a relay's
+//! newest are let go (the store keeps them). An input older than that asks for a deep replay
+//! ([`Tracker::take_history_requests`]): the caller pages the relay's pings from the store and
+//! hands them to [`Tracker::replay_history`].
+//!
+//! A leg ends (the live view moves on) when a handoff is recorded, when the giver's and the
+//! receiver's devices meet at the exchange point (proximity, a verified handoff), when its
+//! holder reaches the exchange point, when a later leg's carrier is seen moving along their own
+//! leg (the object has evidently moved on), or, for a leg at a place that nobody tracks (a
+//! stage), when its planned duration (plus any delay announced while it is on) has run out.
+//! Only recorded and proximity handoffs are verified; the others move the live view but write
+//! nothing to the custody log.
+
+mod predict;
+#[cfg(test)]
+mod props;
+mod step;
+mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::geodesic::Coord;
+use crate::ping::Ping;
+use crate::plan::Plan;
+
+pub use predict::LegAccuracy;
+use step::{Ctx, RelayState};
+pub use step::{OFF_ROUTE_PINGS, PROXIMITY_WINDOW_MS};
+
+/// A position older than this is shown as stale (with its age).
+pub const STALE_MS: i64 = 60_000;
+/// A checkpoint of a relay's state is kept after this many applied pings (and at leg ends).
+pub const CHECKPOINT_EVERY: usize = 32;
+/// Pings this far (device time) behind a relay's newest are let go from memory.
+pub const KEEP_INPUTS_MS: i64 = 20 * 60_000;
+/// Checkpoints older than the kept pings are thinned to about this many (for deep replays).
+const OLD_CHECKPOINTS: usize = 48;
+
+/// The order of pings: device time, then arrival sequence (stable, unlike names).
+pub type Key = (Timestamp, u64);
+
+/// Where a carrier was, as matched to their leg.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Fix {
+    pub t: Timestamp,
+    pub lon: f64,
+    pub lat: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acc_m: Option<f64>,
+    pub along_m: f64,
+    pub cross_track_m: f64,
+}
+
+/// An operator's delay of the remaining plan: from `from_leg` on, `ms` later, announced `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    pub at: Timestamp,
+    pub from_leg: usize,
+    pub ms: i64,
+}
+
+/// What an input did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// A carrier's position on their current leg moved.
+    /// `fraction` is the share of the leg covered, so listeners need not look the leg up.
+    Position {
+        relay: String,
+        leg: usize,
+        fix: Fix,
+        fraction: f64,
+    },
+    /// The live view moved on: a leg ended and the next one (if any) began.
+    Handoff {
+        relay: String,
+        from_leg: usize,
+        to_leg: Option<usize>,
+        at: Timestamp,
+    },
+    /// The giver's and the receiver's devices met at the exchange point: a verified handoff
+    /// for the custody log.
+    Proximity {
+        relay: String,
+        from_leg: usize,
+        at: Timestamp,
+        giver_device: String,
+        receiver_device: String,
+        distance_m: f64,
+        position: Coord,
+    },
+}
+
+/// A relay needs pings the tracker has let go: those of `carriers` from `since` on (device
+/// time), to be passed to [`Tracker::replay_history`] with `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub relay: String,
+    pub carriers: Vec<String>,
+    pub since: Option<Timestamp>,
+    after: Option<Key>,
+}
+
+/// What raises an alert when it turns on: per relay, the leg holding the object and its flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub leg: Option<usize>,
+    pub overdue: bool,
+    pub off_route: bool,
+    pub silent: bool,
+}
+
+/// How much a tracker holds, for the operator and the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Held {
+    pub pings: usize,
+    pub checkpoints: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    carrier: Arc<str>,
+    device: Arc<str>,
+    ping: Ping,
+}
+
+#[derive(Debug, Clone)]
+struct RelayTrack {
+    /// The pings not yet let go, in fold order: the input.
+    pings: BTreeMap<Key, Input>,
+    /// Recorded handoffs (from leg, at), sorted by time: the input from the custody log.
+    recorded: Vec<(usize, Timestamp)>,
+    /// Plan shifts, sorted by when they were announced.
+    shifts: Vec<Shift>,
+    state: RelayState,
+    /// Every ping up to this key has been applied to `state`.
+    last_applied: Option<Key>,
+    /// The state right after applying the ping at each key.
+    checkpoints: BTreeMap<Key, RelayState>,
+    since_checkpoint: usize,
+    /// Pings up to this key were let go (the store has them).
+    released: Option<Key>,
+    /// The latest `now` time has been advanced to.
+    watermark: Option<Timestamp>,
+}
+
+impl RelayTrack {
+    fn new(n_legs: usize) -> Self {
+        Self {
+            pings: BTreeMap::new(),
+            recorded: Vec::new(),
+            shifts: Vec::new(),
+            state: RelayState::new(n_legs),
+            last_applied: None,
+            checkpoints: BTreeMap::new(),
+            since_checkpoint: 0,
+            released: None,
+            watermark: None,
+        }
+    }
+
+    /// How far the state has been advanced: its newest ping or the latest `now`.
+    fn advanced(&self) -> Option<Timestamp> {
+        let last = self.last_applied.map(|(t, _)| t);
+        match (last, self.watermark) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The newest checkpoint before `key`, or `None` for the very start.
+    fn checkpoint_before(&self, key: Key) -> Option<(&Key, &RelayState)> {
+        self.checkpoints.range(..key).next_back()
+    }
+}
+
+/// The live state of one event.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    plan: Arc<Plan>,
+    relays: Vec<RelayTrack>,
+    /// relay id → index (looked up on every stream update; a race has a thousand teams).
+    relay_ids: HashMap<String, usize>,
+    /// carrier → (relay index, leg index) of every leg they carry.
+    carrier_legs: HashMap<String, Vec<(usize, usize)>>,
+    /// Arrival numbers for [`Tracker::apply`] (callers with a store pass its sequence).
+    local_seq: u64,
+    keep_ms: i64,
+    history: Vec<HistoryRequest>,
+}
+
+impl Tracker {
+    #[must_use]
+    pub fn new(plan: Arc<Plan>) -> Self {
+        let mut carrier_legs: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (ri, r) in plan.relays.iter().enumerate() {
+            for l in &r.legs {
+                for c in &l.carriers {
+                    carrier_legs
+                        .entry(c.clone())
+                        .or_default()
+                        .push((ri, l.index));
+                }
+            }
+        }
+        let relays = plan
+            .relays
+            .iter()
+            .map(|r| RelayTrack::new(r.legs.len()))
+            .collect();
+        let relay_ids = plan
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        Self {
+            plan,
+            relays,
+            relay_ids,
+            carrier_legs,
+            local_seq: 0,
+            keep_ms: KEEP_INPUTS_MS,
+            history: Vec::new(),
+        }
+    }
+
+    /// Keeps pings in memory for `ms` of device time behind each relay's newest (default
+    /// [`KEEP_INPUTS_MS`]).
+    #[must_use]
+    pub fn keeping(mut self, ms: i64) -> Self {
+        self.keep_ms = ms.max(0);
+        self
+    }
+
+    #[must_use]
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// Does this carrier carry anything in the plan?
+    #[must_use]
+    pub fn knows_carrier(&self, carrier: &str) -> bool {
+        self.carrier_legs.contains_key(carrier)
+    }
+
+    fn relay_index(&self, relay: &str) -> Option<usize> {
+        self.relay_ids.get(relay).copied()
+    }
+
+    /// Applies one ping from `device`, bound to `carrier`, numbered in arrival order by the
+    /// tracker itself.
+    pub fn apply(&mut self, device: &str, carrier: &str, ping: &Ping) -> Vec<Change> {
+        self.local_seq += 1;
+        let seq = self.local_seq;
+        self.apply_batch(std::iter::once((device, carrier, seq, ping)))
+    }
+
+    /// Applies pings (device, carrier, arrival sequence, ping) in any order, such as a phone's
+    /// buffered batch: each in-order one is a step, and each relay that got late ones replays
+    /// once, from the checkpoint before the earliest.
+    pub fn apply_batch<'a>(
+        &mut self,
+        pings: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a Ping)>,
+    ) -> Vec<Change> {
+        let plan = Arc::clone(&self.plan);
+        let mut touched: Vec<usize> = Vec::new();
+        // relay → (earliest late key, the leg current before the replay)
+        let mut late: HashMap<usize, (Key, usize)> = HashMap::new();
+        let mut changes = Vec::new();
+        for (device, carrier, seq, ping) in pings {
+            let Some(legs) = self.carrier_legs.get(carrier) else {
+                continue;
+            };
+            let mut relays: Vec<usize> = legs.iter().map(|(r, _)| *r).collect();
+            relays.dedup();
+            let key = (ping.t, seq);
+            for ri in relays {
+                let rt = &mut self.relays[ri];
+                if rt.pings.contains_key(&key) {
+                    continue; // applied already (a catch-up from the store overlaps)
+                }
+                if rt.released.is_some_and(|r| key <= r) {
+                    request_history(&mut self.history, &plan, ri, rt, key);
+                    continue;
+                }
+                let input = Input {
+                    carrier: Arc::from(carrier),
+                    device: Arc::from(device),
+                    ping: *ping,
+                };
+                if !touched.contains(&ri) {
+                    touched.push(ri);
+                }
+                let in_order = rt.last_applied.is_none_or(|k| key > k)
+                    && rt.state.transition_t.is_none_or(|tt| ping.t >= tt);
+                if let Some((from, _)) = late.get_mut(&ri) {
+                    *from = (*from).min(key);
+                    rt.pings.insert(key, input);
+                } else if in_order {
+                    step_ping(&plan, ri, rt, key, &input, &mut changes);
+                    rt.pings.insert(key, input);
+                } else {
+                    let verified = rt.checkpoint_before(key).map_or(0, |(_, s)| s.verified);
+                    let affects = step::may_affect(&plan.relays[ri], carrier, verified);
+                    rt.pings.insert(key, input);
+                    if affects {
+                        late.insert(ri, (key, rt.state.current));
+                    }
+                }
+            }
+        }
+        for &ri in &touched {
+            let rt = &mut self.relays[ri];
+            if let Some(&(from, before)) = late.get(&ri) {
+                let mut these = Vec::new();
+                replay_from(&plan, ri, rt, from, &mut these);
+                changes.extend(news_of_replay(these, before));
+            } else if let Some(w) = rt.watermark {
+                advance(&plan, ri, rt, w, &mut changes);
+            }
+            release(ri, rt, self.keep_ms);
+        }
+        changes
+    }
+
+    /// Deep replays the tracker needs: pings it has let go. See [`Tracker::replay_history`].
+    pub fn take_history_requests(&mut self) -> Vec<HistoryRequest> {
+        std::mem::take(&mut self.history)
+    }
+
+    /// Replays a relay with pings brought back from the store (device, carrier, arrival
+    /// sequence, ping) for a [`HistoryRequest`]; pings it already holds are skipped.
+    pub fn replay_history(
+        &mut self,
+        request: &HistoryRequest,
+        pings: impl IntoIterator<Item = (String, String, u64, Ping)>,
+    ) -> Vec<Change> {
+        let plan = Arc::clone(&self.plan);
+        let Some(ri) = self.relay_index(&request.relay) else {
+            return Vec::new();
+        };
+        let rt = &mut self.relays[ri];
+        // The checkpoint the request was made from may have been thinned away since.
+        let base = match request.after {
+            Some(a) => rt.checkpoints.range(..=a).next_back().map(|(k, _)| *k),
+            None => None,
+        };
+        if base != request.after {
+            let key = request.after.unwrap_or((Timestamp::UNIX_EPOCH, 0));
+            request_history(&mut self.history, &plan, ri, rt, key);
+            return Vec::new();
+        }
+        for (device, carrier, seq, ping) in pings {
+            let key = (ping.t, seq);
+            if base.is_some_and(|b| key <= b) {
+                continue;
+            }
+            rt.pings.entry(key).or_insert_with(|| Input {
+                carrier: Arc::from(carrier.as_str()),
+                device: Arc::from(device.as_str()),
+                ping,
+            });
+        }
+        rt.released = base;
+        let before = rt.state.current;
+        let from = base.map_or((Timestamp::MIN, 0), |(t, s)| (t, s + 1));
+        let mut changes = Vec::new();
+        replay_from(&plan, ri, rt, from, &mut changes);
+        release(ri, rt, self.keep_ms);
+        news_of_replay(changes, before)
+    }
+
+    /// Sets the handoffs recorded in a relay's custody log (from leg, at), corrections applied.
+    /// Only what follows the earliest changed handoff is replayed.
+    pub fn set_recorded(
+        &mut self,
+        relay: &str,
+        mut recorded: Vec<(usize, Timestamp)>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else {
+            return Vec::new();
+        };
+        recorded.sort_by_key(|(leg, at)| (*at, *leg));
+        let rt = &mut self.relays[ri];
+        let changed_at = first_difference(&rt.recorded, &recorded, |(_, at)| *at);
+        rt.recorded = recorded;
+        self.input_changed(ri, changed_at, now)
+    }
+
+    /// Sets the operator's plan shifts of a relay (in the order they were announced).
+    pub fn set_shifts(
+        &mut self,
+        relay: &str,
+        mut shifts: Vec<Shift>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let Some(ri) = self.relay_index(relay) else {
+            return Vec::new();
+        };
+        shifts.sort_by_key(|s| s.at);
+        let rt = &mut self.relays[ri];
+        let changed_at = first_difference(&rt.shifts, &shifts, |s| s.at);
+        rt.shifts = shifts;
+        self.input_changed(ri, changed_at, now)
+    }
+
+    /// After a recorded handoff or shift changed from `changed_at` on: replay what it touches,
+    /// then let time pass to `now`.
+    fn input_changed(
+        &mut self,
+        ri: usize,
+        changed_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let plan = Arc::clone(&self.plan);
+        let rt = &mut self.relays[ri];
+        // Has the state already passed the change? If not, it takes effect as time reaches it.
+        let passed = changed_at.is_some_and(|t0| rt.advanced().is_some_and(|a| t0 <= a));
+        rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
+        let mut changes = Vec::new();
+        let Some(t0) = changed_at.filter(|_| passed) else {
+            advance(&plan, ri, rt, now, &mut changes);
+            return changes;
+        };
+        let key = (t0, 0);
+        if rt.released.is_some_and(|r| key <= r) {
+            request_history(&mut self.history, &plan, ri, rt, key);
+            return changes;
+        }
+        let before = rt.state.current;
+        replay_from(&plan, ri, rt, key, &mut changes);
+        news_of_replay(changes, before)
+    }
+
+    /// Lets time pass with no ping: recorded handoffs take effect, legs at a place end when
+    /// their time is up.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let plan = Arc::clone(&self.plan);
+        for (ri, rt) in self.relays.iter_mut().enumerate() {
+            rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
+            advance(&plan, ri, rt, now, &mut changes);
+        }
+        changes
+    }
+
+    /// The live view at `now`. `public` hides positions newer than the event's public delay.
+    #[must_use]
+    pub fn snapshot(&self, now: Timestamp, public: bool) -> crate::snapshot::Snapshot {
+        let as_of = self.as_of(now, public);
+        let relays = (0..self.relays.len())
+            .map(|ri| self.view(ri, now, as_of))
+            .collect();
+        crate::snapshot::Snapshot::new(&self.plan, now, relays)
+    }
+
+    fn view(&self, ri: usize, now: Timestamp, as_of: Timestamp) -> crate::snapshot::RelayView {
+        let rt = &self.relays[ri];
+        view::relay_view(cx(&self.plan, ri, rt), &rt.state, &self.plan, now, as_of)
+    }
+
+    fn as_of(&self, now: Timestamp, public: bool) -> Timestamp {
+        if public {
+            now.checked_sub(SignedDuration::from_millis(self.plan.event.public_delay_ms))
+                .unwrap_or(now)
+        } else {
+            now
+        }
+    }
+
+    /// The live view of one relay at `now` (what an `eta` update carries).
+    #[must_use]
+    pub fn relay_view(
+        &self,
+        relay: &str,
+        now: Timestamp,
+        public: bool,
+    ) -> Option<crate::snapshot::RelayView> {
+        let ri = self.relay_index(relay)?;
+        Some(self.view(ri, now, self.as_of(now, public)))
+    }
+
+    /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).
+    #[must_use]
+    pub fn current_leg(&self, relay: &str) -> Option<usize> {
+        Some(self.relays[self.relay_index(relay)?].state.current)
+    }
+
+    /// ETA accuracy of every leg that has ended.
+    #[must_use]
+    pub fn accuracy(&self, relay: &str) -> Option<Vec<LegAccuracy>> {
+        let rt = &self.relays[self.relay_index(relay)?];
+        Some(predict::accuracy(&rt.state))
+    }
+
+    /// The alert flags of every relay at `now` (relay id, flags), cheap enough for every tick.
+    #[must_use]
+    pub fn flags(&self, now: Timestamp) -> Vec<(&str, Flags)> {
+        self.relays
+            .iter()
+            .enumerate()
+            .map(|(ri, rt)| {
+                let f = view::flags(cx(&self.plan, ri, rt), &rt.state, &self.plan, now);
+                (self.plan.relays[ri].id.as_str(), f)
+            })
+            .collect()
+    }
+
+    /// What the tracker holds in memory.
+    #[must_use]
+    pub fn held(&self) -> Held {
+        self.relays.iter().fold(Held::default(), |h, rt| Held {
+            pings: h.pings + rt.pings.len(),
+            checkpoints: h.checkpoints + rt.checkpoints.len(),
+        })
+    }
+}
+
+fn cx<'a>(plan: &'a Plan, ri: usize, rt: &'a RelayTrack) -> Ctx<'a> {
+    Ctx {
+        relay: &plan.relays[ri],
+        recorded: &rt.recorded,
+        shifts: &rt.shifts,
+    }
+}
+
+/// Lets a relay's time pass to `now`.
+fn advance(plan: &Plan, ri: usize, rt: &mut RelayTrack, now: Timestamp, changes: &mut Vec<Change>) {
+    let c = Ctx {
+        relay: &plan.relays[ri],
+        recorded: &rt.recorded,
+        shifts: &rt.shifts,
+    };
+    step::advance_time(c, &mut rt.state, now, changes);
+}
+
+/// One ping, in order: time passes to it, it is applied, and a checkpoint is kept when due.
+fn step_ping(
+    plan: &Plan,
+    ri: usize,
+    rt: &mut RelayTrack,
+    key: Key,
+    input: &Input,
+    changes: &mut Vec<Change>,
+) {
+    let c = Ctx {
+        relay: &plan.relays[ri],
+        recorded: &rt.recorded,
+        shifts: &rt.shifts,
+    };
+    let before = rt.state.current;
+    step::advance_time(c, &mut rt.state, key.0, changes);
+    step::apply_ping(
+        c,
+        &mut rt.state,
+        &input.carrier,
+        &input.device,
+        &input.ping,
+        changes,
+    );
+    rt.last_applied = Some(key);
+    rt.since_checkpoint += 1;
+    if rt.since_checkpoint >= CHECKPOINT_EVERY || rt.state.current != before {
+        rt.checkpoints.insert(key, rt.state.clone());
+        rt.since_checkpoint = 0;
+    }
+}
+
+/// Replays a relay from the checkpoint before `from`: every checkpoint after it is dropped,
+/// the pings after it are applied again in order, and time passes to the latest `now`.
+fn replay_from(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key, changes: &mut Vec<Change>) {
+    let (base_key, base) = match rt.checkpoint_before(from) {
+        Some((k, s)) => (Some(*k), s.clone()),
+        None => (None, RelayState::new(plan.relays[ri].legs.len())),
+    };
+    let _dropped = rt
+        .checkpoints
+        .split_off(&base_key.map_or((Timestamp::MIN, 0), |(t, s)| (t, s + 1)));
+    rt.state = base;
+    rt.last_applied = base_key;
+    rt.since_checkpoint = 0;
+    let lower = base_key.map_or(Bound::Unbounded, Bound::Excluded);
+    let keys: Vec<Key> = rt
+        .pings
+        .range((lower, Bound::Unbounded))
+        .map(|(k, _)| *k)
+        .collect();
+    for key in keys {
+        let Some(input) = rt.pings.get(&key).cloned() else {
+            continue;
+        };
+        step_ping(plan, ri, rt, key, &input, changes);
+    }
+    if let Some(w) = rt.watermark {
+        advance(plan, ri, rt, w, changes);
+    }
+}
+
+/// Lets go of pings older than the kept window (keeping a checkpoint to replay from) and thins
+/// the checkpoints before it.
+fn release(_ri: usize, rt: &mut RelayTrack, keep_ms: i64) {
+    let (Some((first, _)), Some((last_t, _))) = (rt.pings.keys().next().copied(), rt.last_applied)
+    else {
+        return;
+    };
+    let horizon = last_t
+        .checked_sub(SignedDuration::from_millis(keep_ms))
+        .unwrap_or(Timestamp::MIN);
+    // Let go in steps of a quarter window, not on every ping.
+    let slack = SignedDuration::from_millis(keep_ms / 4);
+    if first.checked_add(slack).unwrap_or(Timestamp::MAX) >= horizon {
+        return;
+    }
+    let Some(base) = rt
+        .checkpoints
+        .range(..(horizon, 0))
+        .next_back()
+        .map(|(k, _)| *k)
+    else {
+        return;
+    };
+    if rt.released.is_some_and(|r| r >= base) {
+        return;
+    }
+    rt.pings = rt.pings.split_off(&(base.0, base.1 + 1));
+    rt.released = Some(base);
+    let old: Vec<Key> = rt.checkpoints.range(..base).map(|(k, _)| *k).collect();
+    if old.len() > OLD_CHECKPOINTS {
+        // Every other one of the older half goes: the spacing grows with age.
+        let half = old.len() / 2;
+        for k in old[..half].iter().skip(1).step_by(2) {
+            rt.checkpoints.remove(k);
+        }
+    }
+}
+
+fn request_history(
+    out: &mut Vec<HistoryRequest>,
+    plan: &Plan,
+    ri: usize,
+    rt: &RelayTrack,
+    key: Key,
+) {
+    let relay = &plan.relays[ri];
+    let after = rt.checkpoint_before(key).map(|(k, _)| *k);
+    if out.iter().any(|h| h.relay == relay.id && h.after <= after) {
+        return;
+    }
+    out.retain(|h| h.relay != relay.id);
+    let mut carriers: Vec<String> = relay.legs.iter().flat_map(|l| l.carriers.clone()).collect();
+    carriers.sort();
+    carriers.dedup();
+    out.push(HistoryRequest {
+        relay: relay.id.clone(),
+        carriers,
+        since: after.map(|(t, _)| t),
+        after,
+    });
+}
+
+/// The time of the earliest element that differs between two time-sorted lists.
+fn first_difference<T: PartialEq>(
+    old: &[T],
+    new: &[T],
+    at: impl Fn(&T) -> Timestamp,
+) -> Option<Timestamp> {
+    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let a = old.get(same).map(&at);
+    let b = new.get(same).map(&at);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What a replay changed for those watching: handoffs beyond the leg that held the object
+/// before, proximity findings (the custody log ignores those it has), and the last position.
+fn news_of_replay(changes: Vec<Change>, before: usize) -> Vec<Change> {
+    let last_position = changes
+        .iter()
+        .rposition(|c| matches!(c, Change::Position { .. }));
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| match c {
+            Change::Position { .. } => Some(*i) == last_position,
+            Change::Handoff { from_leg, .. } => *from_leg >= before,
+            Change::Proximity { .. } => true,
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{NoFiles, parse};
+    use crate::snapshot::{LegStatus, RelayStatus};
+
+    /// A stage of 4 minutes, then two runners along a straight street in Paris (~1.1 km each).
+    const PLAN: &str = r#"
+[event]
+id = "t"
+name = "T"
+[[places]]
+id = "a"
+at = [2.3500, 48.8500]
+timezone = "Europe/Paris"
+[[relays]]
+id = "r"
+[[relays.legs]]
+carriers = ["Stage"]
+mode = "stage"
+place = "a"
+start = "2024-08-11T21:00:00Z"
+duration = "4m"
+[[relays.legs]]
+carriers = ["Ann"]
+mode = "run"
+route = { points = [[2.3500, 48.8500], [2.3650, 48.8500]] }
+duration = "6m"
+[[relays.legs]]
+carriers = ["Bob"]
+mode = "run"
+route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
+duration = "6m"
+"#;
+
+    fn tracker() -> Tracker {
+        Tracker::new(Arc::new(parse(PLAN, &NoFiles).unwrap()))
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_723_410_000 + s).unwrap() // 2024-08-11T21:00:00Z
+    }
+
+    fn ping(s: i64, lon: f64, lat: f64) -> Ping {
+        Ping {
+            t: t(s),
+            lon,
+            lat,
+            acc_m: Some(8.0),
+            speed_mps: None,
+            heading_deg: None,
+            alt_m: None,
+            batt_pct: None,
+        }
+    }
+
+    /// Ann runs leg 2 from 240 s to 600 s, Bob leg 3 from 600 s; one ping every 10 s.
+    fn walk() -> Vec<(&'static str, Ping)> {
+        let mut out = Vec::new();
+        for k in 0..=36 {
+            let f = f64::from(k) / 36.0;
+            out.push((
+                "Ann",
+                ping(
+                    240 + i64::from(k) * 10,
+                    2.35 + 0.015 * f,
+                    48.85 + if k % 2 == 0 { 0.00005 } else { -0.00005 },
+                ),
+            ));
+        }
+        for k in 1..=18 {
+            let f = f64::from(k) / 36.0;
+            out.push((
+                "Bob",
+                ping(600 + i64::from(k) * 10, 2.365 + 0.015 * f, 48.85),
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn stage_ends_on_time_then_runners_hand_off_at_the_exchange() {
+        let mut tr = tracker();
+        assert_eq!(tr.tick(t(-10)), vec![]);
+        let ch = tr.tick(t(241));
+        assert!(
+            matches!(
+                ch.as_slice(),
+                [Change::Handoff {
+                    from_leg: 0,
+                    to_leg: Some(1),
+                    ..
+                }]
+            ),
+            "{ch:?}"
+        );
+        let mut handoffs = 0;
+        let mut last_along = 0.0;
+        for (c, p) in walk() {
+            for ch in tr.apply(c, c, &p) {
+                match ch {
+                    Change::Handoff { from_leg, .. } => {
+                        handoffs += 1;
+                        assert_eq!(from_leg, 1);
+                    }
+                    Change::Position { leg: 1, fix, .. } => {
+                        assert!(fix.along_m >= last_along, "progress ran backwards");
+                        last_along = fix.along_m;
+                    }
+                    Change::Position { .. } | Change::Proximity { .. } => {}
+                }
+            }
+        }
+        assert_eq!(handoffs, 1);
+        let snap = tr.snapshot(t(780), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.status, RelayStatus::Running);
+        assert_eq!(r.current_leg, Some(2));
+        assert_eq!(r.holders, vec!["Bob".to_string()]);
+        assert_eq!(r.legs[1].status, LegStatus::Done);
+        let frac = r.progress.unwrap().fraction;
+        assert!((frac - 0.5).abs() < 0.05, "{frac}");
+        // Bob is at half way after 3 minutes at the planned pace: ETA ≈ 600 + 360 s.
+        let eta = r.legs[2].eta_end.as_second() - t(0).as_second();
+        assert!((eta - 960).abs() < 30, "{eta}");
+    }
+
+    #[test]
+    fn out_of_order_and_late_pings_give_the_same_state() {
+        let mut in_order = tracker();
+        for (c, p) in walk() {
+            in_order.apply(c, c, &p);
+        }
+        let mut shuffled = tracker();
+        let mut pings = walk();
+        // A deterministic shuffle: reverse chunks, and hold 10 pings back as a late batch.
+        let late: Vec<_> = pings.drain(5..15).collect();
+        for chunk in pings.chunks(7).rev() {
+            for (c, p) in chunk {
+                shuffled.apply(c, c, p);
+            }
+        }
+        shuffled.apply_batch(
+            late.iter()
+                .zip(1000..)
+                .map(|((c, p), seq)| (*c, *c, seq, p)),
+        );
+        let now = t(800);
+        assert_eq!(in_order.snapshot(now, false), shuffled.snapshot(now, false));
+    }
+
+    #[test]
+    fn a_later_carrier_moving_on_ends_the_missed_handoff() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        tr.apply("Ann", "Ann", &ping(250, 2.3510, 48.85));
+        // Ann's phone dies; Bob is seen 300 m into leg 3.
+        let ch = tr.apply("Bob", "Bob", &ping(700, 2.3691, 48.85));
+        assert!(
+            ch.iter().any(|c| matches!(
+                c,
+                Change::Handoff {
+                    from_leg: 1,
+                    to_leg: Some(2),
+                    ..
+                }
+            )),
+            "{ch:?}"
+        );
+        assert_eq!(tr.current_leg("r"), Some(2));
+    }
+
+    #[test]
+    fn off_route_after_several_pings_and_pings_of_no_use_are_ignored() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        // Before the event and from somebody with no leg: nothing changes.
+        assert!(tr.apply("Ann", "Ann", &ping(-3600, 2.35, 48.85)).is_empty());
+        assert!(tr.apply("Zed", "Zed", &ping(300, 2.35, 48.85)).is_empty());
+        for k in 0..3 {
+            tr.apply("Ann", "Ann", &ping(300 + k * 10, 2.355, 48.853)); // ~330 m north of the street
+        }
+        let snap = tr.snapshot(t(330), false);
+        assert!(snap.relay("r").unwrap().off_route);
+        tr.apply("Ann", "Ann", &ping(340, 2.356, 48.8500));
+        assert!(!tr.snapshot(t(345), false).relay("r").unwrap().off_route);
+    }
+
+    #[test]
+    fn progress_resumes_where_a_carrier_rejoins_the_route() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        tr.apply("Ann", "Ann", &ping(250, 2.3515, 48.85));
+        // A wrong turn: 330 m off the street for a while…
+        for k in 0..6 {
+            tr.apply("Ann", "Ann", &ping(260 + k * 10, 2.354, 48.853));
+        }
+        // …then back on it, further along.
+        tr.apply("Ann", "Ann", &ping(330, 2.3590, 48.85));
+        tr.apply("Ann", "Ann", &ping(340, 2.3600, 48.85));
+        let frac = tr
+            .snapshot(t(341), false)
+            .relay("r")
+            .unwrap()
+            .progress
+            .unwrap()
+            .fraction;
+        assert!(frac > 0.6, "{frac}");
+    }
+
+    #[test]
+    fn public_view_lags_by_the_public_delay() {
+        let plan = PLAN.replace("name = \"T\"", "name = \"T\"\npublic_delay = \"30s\"");
+        let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
+        tr.tick(t(241));
+        tr.apply("Ann", "Ann", &ping(250, 2.3510, 48.85));
+        tr.apply("Ann", "Ann", &ping(270, 2.3530, 48.85));
+        let public = tr.snapshot(t(285), true);
+        let private = tr.snapshot(t(285), false);
+        assert_eq!(private.relay("r").unwrap().position.unwrap().t, t(270));
+        // 285 s - 30 s = 255 s: the fix at 270 s is not public yet, the one at 250 s is.
+        assert_eq!(public.relay("r").unwrap().position.unwrap().t, t(250));
+        assert!(
+            tr.snapshot(t(255), true)
+                .relay("r")
+                .unwrap()
+                .position
+                .is_none()
+        );
+        // Progress and ETA are as of the public fix too: they must not give the carrier away.
+        let (pu, pr) = (public.relay("r").unwrap(), private.relay("r").unwrap());
+        assert!(pu.progress.unwrap().along_m < pr.progress.unwrap().along_m);
+        assert!(pu.legs[1].eta_end != pr.legs[1].eta_end);
+    }
+}

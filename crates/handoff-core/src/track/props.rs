@@ -1,0 +1,335 @@
+//! Property tests of the engine's one promise: the state is a function of the inputs, not of
+//! the order or batching they arrived in, nor of how often time was looked at in between.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+
+use super::{Shift, Tracker};
+use crate::ping::Ping;
+use crate::plan::{NoFiles, parse};
+
+const T0: i64 = 1_723_410_000; // 2024-08-11T21:00:00Z
+
+/// A stage of 4 minutes, then `runners` legs of ~1.1 km along a street, 6 minutes each.
+fn plan(runners: usize, delay: bool) -> Arc<crate::plan::Plan> {
+    let mut s = String::from("[event]\nid = \"p\"\nname = \"P\"\n");
+    if delay {
+        s.push_str("public_delay = \"30s\"\n");
+    }
+    s.push_str(
+        "[[places]]\nid = \"a\"\nat = [2.35, 48.85]\ntimezone = \"Europe/Paris\"\n\
+         [[relays]]\nid = \"r\"\n[[relays.legs]]\ncarriers = [\"Stage\"]\nmode = \"stage\"\n\
+         place = \"a\"\nstart = \"2024-08-11T21:00:00Z\"\nduration = \"4m\"\n",
+    );
+    for i in 0..runners {
+        #[allow(clippy::cast_precision_loss)]
+        let (a, b) = (2.35 + 0.015 * i as f64, 2.35 + 0.015 * (i + 1) as f64);
+        s.push_str(&format!(
+            "[[relays.legs]]\ncarriers = [\"R{i}\"]\nmode = \"run\"\n\
+             route = {{ points = [[{a}, 48.85], [{b}, 48.85]] }}\nduration = \"6m\"\n"
+        ));
+    }
+    Arc::new(parse(&s, &NoFiles).expect("test plan parses"))
+}
+
+fn ts(s: i64) -> Timestamp {
+    Timestamp::from_second(T0 + s).expect("valid")
+}
+
+/// A small deterministic generator, so one proptest seed gives one scenario.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn unit(&mut self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let x = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        x
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Ping(String, String, u64, Ping),
+    Recorded(Vec<(usize, Timestamp)>),
+    Shifts(Vec<Shift>),
+    Tick(Timestamp),
+}
+
+/// Pings of each runner's phones along (and sometimes off) their leg, late phones, waiting
+/// runners near the exchange; recorded handoffs (one of them first wrong, then corrected);
+/// shifts announced on the way.
+fn scenario(seed: u64, runners: usize) -> (Vec<Input>, Vec<(usize, Timestamp)>, Vec<Shift>) {
+    let mut rng = Rng(seed | 1);
+    let mut pings = Vec::new();
+    let mut seq = 0u64;
+    for i in 0..runners {
+        let devices = 1 + rng.below(2);
+        #[allow(clippy::cast_possible_wrap)]
+        let start = 240 + 330 * i as i64;
+        for d in 0..devices {
+            let dev = format!("R{i}-{d}");
+            let every = 5 + rng.below(10);
+            let mut s = start - 60 + i64::try_from(rng.below(20)).unwrap_or(0);
+            while s < start + 420 {
+                #[allow(clippy::cast_precision_loss)]
+                let f = ((s - start) as f64 / 330.0).clamp(-0.05, 1.05);
+                #[allow(clippy::cast_precision_loss)]
+                let lon = 2.35 + 0.015 * (i as f64 + f) + (rng.unit() - 0.5) * 0.0002;
+                let lat = 48.85
+                    + if rng.below(12) == 0 {
+                        0.004
+                    } else {
+                        (rng.unit() - 0.5) * 0.0002
+                    };
+                seq += 1;
+                pings.push(Input::Ping(
+                    dev.clone(),
+                    format!("R{i}"),
+                    seq,
+                    Ping {
+                        t: ts(s),
+                        lon,
+                        lat,
+                        acc_m: Some(5.0 + rng.unit() * 20.0),
+                        speed_mps: None,
+                        heading_deg: None,
+                        alt_m: None,
+                        batt_pct: None,
+                    },
+                ));
+                s += i64::try_from(every).unwrap_or(5);
+            }
+        }
+    }
+    // Recorded handoffs: some legs, marked at their real-ish time.
+    let mut recorded = Vec::new();
+    for leg in 0..runners {
+        if rng.below(3) == 0 {
+            #[allow(clippy::cast_possible_wrap)]
+            let at = 240 + 330 * leg as i64 + i64::try_from(rng.below(60)).unwrap_or(0);
+            recorded.push((leg, ts(at)));
+        }
+    }
+    let mut shifts = Vec::new();
+    for _ in 0..rng.below(3) {
+        shifts.push(Shift {
+            at: ts(i64::try_from(rng.below(1200)).unwrap_or(0) - 200),
+            from_leg: usize::try_from(rng.below(runners as u64 + 1)).unwrap_or(0),
+            ms: (i64::try_from(rng.below(9)).unwrap_or(0) - 4) * 60_000,
+        });
+    }
+    shifts.sort_by_key(|s| s.at);
+    // The arrival order: shuffled in windows (network jitter), some pings held back as a
+    // phone's late batch, the log and the shifts growing on the way, time looked at often.
+    let mut arrival = pings;
+    for k in (1..arrival.len()).rev() {
+        let j = k.saturating_sub(usize::try_from(rng.below(8)).unwrap_or(0));
+        arrival.swap(k, j);
+    }
+    if !arrival.is_empty() && rng.below(2) == 0 {
+        let at = usize::try_from(rng.below(arrival.len() as u64)).unwrap_or(0);
+        let n = (arrival.len() - at).min(40);
+        let held: Vec<Input> = arrival.drain(at..at + n).collect();
+        let back = usize::try_from(rng.below(arrival.len() as u64 + 1)).unwrap_or(0);
+        let back = back.max(at).min(arrival.len());
+        for (k, p) in held.into_iter().enumerate() {
+            arrival.insert(back + k, p);
+        }
+    }
+    let mut inputs = Vec::new();
+    let mut shown_rec = 0;
+    let mut shown_shift = 0;
+    let mut wrong_shown = false;
+    for p in arrival {
+        inputs.push(p);
+        match rng.below(40) {
+            0 if shown_rec < recorded.len() => {
+                shown_rec += 1;
+                inputs.push(Input::Recorded(recorded[..shown_rec].to_vec()));
+            }
+            1 if !wrong_shown && shown_rec < recorded.len() => {
+                // A wrong entry, voided by a correction later.
+                wrong_shown = true;
+                let mut wrong = recorded[..shown_rec].to_vec();
+                let (leg, at) = recorded[shown_rec];
+                wrong.push((leg, ts(at.as_second() - T0 + 90)));
+                inputs.push(Input::Recorded(wrong));
+                inputs.push(Input::Recorded(recorded[..shown_rec].to_vec()));
+            }
+            2 if shown_shift < shifts.len() => {
+                shown_shift += 1;
+                inputs.push(Input::Shifts(shifts[..shown_shift].to_vec()));
+            }
+            3..=6 => {
+                let t = i64::try_from(rng.below(2000)).unwrap_or(0) - 100;
+                inputs.push(Input::Tick(ts(t)));
+            }
+            _ => {}
+        }
+    }
+    (inputs, recorded, shifts)
+}
+
+fn feed(tr: &mut Tracker, inputs: &[Input], batch: usize, end: Timestamp) {
+    let mut buf: Vec<(String, String, u64, Ping)> = Vec::new();
+    let flush = |tr: &mut Tracker, buf: &mut Vec<(String, String, u64, Ping)>| {
+        tr.apply_batch(
+            buf.iter()
+                .map(|(d, c, s, p)| (d.as_str(), c.as_str(), *s, p)),
+        );
+        buf.clear();
+    };
+    for input in inputs {
+        match input {
+            Input::Ping(d, c, s, p) => {
+                buf.push((d.clone(), c.clone(), *s, *p));
+                if buf.len() >= batch {
+                    flush(tr, &mut buf);
+                }
+            }
+            Input::Recorded(r) => {
+                flush(tr, &mut buf);
+                tr.set_recorded("r", r.clone(), end);
+            }
+            Input::Shifts(s) => {
+                flush(tr, &mut buf);
+                tr.set_shifts("r", s.clone(), end);
+            }
+            Input::Tick(t) => {
+                flush(tr, &mut buf);
+                tr.tick(*t);
+            }
+        }
+    }
+    flush(tr, &mut buf);
+}
+
+fn in_order(
+    plan: &Arc<crate::plan::Plan>,
+    inputs: &[Input],
+    recorded: &[(usize, Timestamp)],
+    shifts: &[Shift],
+    end: Timestamp,
+    keep_ms: i64,
+) -> Tracker {
+    let mut tr = Tracker::new(Arc::clone(plan)).keeping(keep_ms);
+    let mut pings: Vec<(String, String, u64, Ping)> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Ping(d, c, s, p) => Some((d.clone(), c.clone(), *s, *p)),
+            _ => None,
+        })
+        .collect();
+    pings.sort_by_key(|(_, _, s, p)| (p.t, *s));
+    tr.set_recorded("r", recorded.to_vec(), ts(-3600));
+    tr.set_shifts("r", shifts.to_vec(), ts(-3600));
+    for (d, c, s, p) in &pings {
+        tr.apply_batch(std::iter::once((d.as_str(), c.as_str(), *s, p)));
+    }
+    tr.tick(end);
+    tr
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_order_and_batching_gives_the_same_state(seed in any::<u64>(), runners in 2usize..5, batch in 1usize..20, delay in any::<bool>()) {
+        let plan = plan(runners, delay);
+        let (inputs, recorded, shifts) = scenario(seed, runners);
+        let end = ts(2400);
+        let expected = in_order(&plan, &inputs, &recorded, &shifts, end, super::KEEP_INPUTS_MS);
+        let mut tr = Tracker::new(Arc::clone(&plan));
+        feed(&mut tr, &inputs, batch, end);
+        tr.set_recorded("r", recorded.clone(), end);
+        tr.set_shifts("r", shifts.clone(), end);
+        tr.tick(end);
+        for now in [end, ts(3000)] {
+            prop_assert_eq!(expected.snapshot(now, false), tr.snapshot(now, false));
+            prop_assert_eq!(expected.snapshot(now, true), tr.snapshot(now, true));
+        }
+        prop_assert_eq!(expected.accuracy("r"), tr.accuracy("r"));
+    }
+
+    /// With a short memory, late inputs ask for the store's history; served, the state is
+    /// the same as if nothing had been let go.
+    #[test]
+    fn deep_replays_from_history_give_the_same_state(seed in any::<u64>(), runners in 2usize..4) {
+        let plan = plan(runners, false);
+        let (inputs, recorded, shifts) = scenario(seed, runners);
+        let end = ts(2400);
+        let expected = in_order(&plan, &inputs, &recorded, &shifts, end, super::KEEP_INPUTS_MS);
+        let mut tr = Tracker::new(Arc::clone(&plan)).keeping(60_000);
+        let mut stored: Vec<(String, String, u64, Ping)> = Vec::new();
+        for input in &inputs {
+            if let Input::Ping(d, c, s, p) = input {
+                stored.push((d.clone(), c.clone(), *s, *p));
+            }
+            feed(&mut tr, std::slice::from_ref(input), 1, end);
+            serve_history(&mut tr, &stored);
+        }
+        tr.set_recorded("r", recorded.clone(), end);
+        tr.set_shifts("r", shifts.clone(), end);
+        serve_history(&mut tr, &stored);
+        tr.tick(end);
+        prop_assert_eq!(expected.snapshot(end, false), tr.snapshot(end, false));
+        prop_assert_eq!(expected.accuracy("r"), tr.accuracy("r"));
+    }
+}
+
+/// Answers the tracker's history requests from `stored`, as the server does from the store.
+fn serve_history(tr: &mut Tracker, stored: &[(String, String, u64, Ping)]) {
+    for _ in 0..8 {
+        let requests = tr.take_history_requests();
+        if requests.is_empty() {
+            return;
+        }
+        for r in requests {
+            let pings: Vec<_> = stored
+                .iter()
+                .filter(|(_, c, _, p)| r.carriers.contains(c) && r.since.is_none_or(|s| p.t >= s))
+                .cloned()
+                .collect();
+            tr.replay_history(&r, pings);
+        }
+    }
+}
+
+#[test]
+fn a_late_ping_replays_only_from_the_checkpoint_before_it() {
+    let plan = plan(3, false);
+    let (inputs, _, _) = scenario(7, 3);
+    let mut tr = Tracker::new(Arc::clone(&plan));
+    feed(&mut tr, &inputs, 1, ts(0));
+    let held = tr.held();
+    assert!(
+        held.checkpoints >= held.pings / super::CHECKPOINT_EVERY,
+        "{held:?}"
+    );
+}
+
+#[test]
+fn memory_is_let_go_behind_the_kept_window() {
+    let plan = plan(3, false);
+    let (inputs, _, _) = scenario(11, 3);
+    let mut all = Tracker::new(Arc::clone(&plan));
+    let mut short = Tracker::new(Arc::clone(&plan)).keeping(60_000);
+    feed(&mut all, &inputs, 1, ts(0));
+    feed(&mut short, &inputs, 1, ts(0));
+    assert!(
+        short.held().pings < all.held().pings / 2,
+        "{:?} vs {:?}",
+        short.held(),
+        all.held()
+    );
+}

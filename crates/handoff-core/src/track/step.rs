@@ -1,0 +1,469 @@
+//! One relay's derived state and the step that applies one input to it. The state is a plain
+//! value ([`RelayState`]): cloning it is cheap (each leg's track sits behind an `Arc` and is
+//! copied only when written), which is what lets the tracker keep checkpoints and replay from
+//! them. Time moves as a discrete-event fold ([`advance_time`]): between two inputs the only
+//! things that happen are recorded handoffs taking effect, shifts becoming known, the first leg
+//! starting and untracked legs (a stage) running out, each at its own instant, in order.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::eta::PaceWindow;
+use crate::geodesic::{Coord, distance_m};
+use crate::ping::Ping;
+use crate::plan::{Leg, Relay};
+
+use super::{Change, Fix, Shift};
+
+/// Consecutive pings beyond the off-route distance before a carrier is flagged off route.
+pub const OFF_ROUTE_PINGS: u32 = 3;
+/// Pings this long before a relay's planned start are of no use (warming up, travelling there).
+const EARLY_MS: i64 = 10 * 60_000;
+/// Giver and receiver at the exchange point within this long of each other: a proximity handoff.
+pub const PROXIMITY_WINDOW_MS: i64 = 120_000;
+/// Fixes of the current leg kept for the delayed public view.
+const RECENT_FIXES: usize = 64;
+
+/// What one leg has seen.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LegTrack {
+    pub actual_start: Option<Timestamp>,
+    pub actual_end: Option<Timestamp>,
+    pub along_m: f64,
+    /// When `along_m` last moved forward (or the leg began): the base of the plausibility check.
+    pub along_t: Option<Timestamp>,
+    pub last_fix: Option<Fix>,
+    /// Recent fixes, for the delayed public view (emptied when the leg ends).
+    pub recent: Vec<Fix>,
+    pub off_route_run: u32,
+    pub pace: PaceWindow,
+    /// (when predicted, predicted end) in milliseconds, for ETA accuracy.
+    pub predictions: Vec<(i64, i64)>,
+}
+
+/// A device seen inside an exchange radius.
+#[derive(Debug, Clone)]
+pub(crate) struct Near {
+    pub t: Timestamp,
+    pub device: Arc<str>,
+    pub distance_m: f64,
+}
+
+/// The derived state of one relay: a function of the inputs applied so far.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayState {
+    pub current: usize,
+    /// Legs below this have a verified end (recorded or proximity).
+    pub verified: usize,
+    pub giver_near: Option<Near>,
+    pub receiver_near: Option<Near>,
+    pub last_prediction_ms: Option<i64>,
+    /// How many of the relay's recorded handoffs and shifts (each sorted by time) are applied.
+    pub recorded_applied: usize,
+    pub shifts_applied: usize,
+    /// The latest instant a time-driven event took effect at (a recorded handoff, a shift, the
+    /// first leg's start, a stage running out). A ping older than it arrived too late to be
+    /// applied on top: the relay replays from a checkpoint before it.
+    pub transition_t: Option<Timestamp>,
+    pub legs: Vec<Arc<LegTrack>>,
+}
+
+impl RelayState {
+    pub fn new(n_legs: usize) -> Self {
+        let blank = Arc::new(LegTrack::default());
+        Self {
+            current: 0,
+            verified: 0,
+            giver_near: None,
+            receiver_near: None,
+            last_prediction_ms: None,
+            recorded_applied: 0,
+            shifts_applied: 0,
+            transition_t: None,
+            legs: vec![blank; n_legs],
+        }
+    }
+
+    /// Leg `i`'s track, for writing (copied first if a checkpoint shares it).
+    pub fn leg_mut(&mut self, i: usize) -> &mut LegTrack {
+        Arc::make_mut(&mut self.legs[i])
+    }
+
+    fn transition(&mut self, at: Timestamp) {
+        self.transition_t = Some(self.transition_t.map_or(at, |t| t.max(at)));
+    }
+}
+
+/// The inputs a step reads besides the ping: the plan's relay, the recorded handoffs (from
+/// leg, at) sorted by time, and the shifts sorted by time.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub relay: &'a Relay,
+    pub recorded: &'a [(usize, Timestamp)],
+    pub shifts: &'a [Shift],
+}
+
+impl Ctx<'_> {
+    /// Milliseconds the plan of leg `i` moved by, counting the first `known` shifts.
+    pub fn shift_ms(&self, i: usize, known: usize) -> i64 {
+        self.shifts
+            .iter()
+            .take(known)
+            .filter(|s| i >= s.from_leg)
+            .map(|s| s.ms)
+            .sum()
+    }
+
+    /// Milliseconds of delay announced for leg `i` while it was in progress (from `since`),
+    /// counting the first `known` shifts.
+    pub fn held_ms(&self, i: usize, since: Timestamp, known: usize) -> i64 {
+        self.shifts
+            .iter()
+            .take(known)
+            .filter(|s| i >= s.from_leg && s.at >= since)
+            .map(|s| s.ms)
+            .sum()
+    }
+}
+
+pub(crate) fn shifted(t: Timestamp, ms: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_millis(ms)).unwrap_or(t)
+}
+
+/// The next time-driven event of a relay at or before `now`.
+enum Due {
+    Recorded(usize, Timestamp),
+    Shift(Timestamp),
+    Start(Timestamp),
+    End(usize, Timestamp),
+}
+
+fn next_due(cx: Ctx<'_>, st: &RelayState, now: Timestamp) -> Option<Due> {
+    let mut best: Option<(Timestamp, Due)> = None;
+    let mut consider = |at: Timestamp, d: Due| {
+        if at <= now && best.as_ref().is_none_or(|(b, _)| at < *b) {
+            best = Some((at, d));
+        }
+    };
+    // At equal instants the earlier-listed wins: recorded handoffs, then shifts, then the plan.
+    if let Some(&(leg, at)) = cx.recorded.get(st.recorded_applied) {
+        consider(at, Due::Recorded(leg, at));
+    }
+    if let Some(s) = cx.shifts.get(st.shifts_applied) {
+        consider(s.at, Due::Shift(s.at));
+    }
+    let i = st.current;
+    if let Some(leg) = cx.relay.legs.get(i) {
+        match st.legs[i].actual_start {
+            None if i == 0 => {
+                consider(
+                    shifted(leg.start, cx.shift_ms(0, st.shifts_applied)),
+                    Due::Start(shifted(leg.start, cx.shift_ms(0, st.shifts_applied))),
+                );
+            }
+            None => {}
+            Some(start) => {
+                let untracked = leg.geometry.route().is_none() && st.legs[i].last_fix.is_none();
+                if untracked {
+                    let due = untracked_end(cx, i, start, st.shifts_applied);
+                    consider(due, Due::End(i, due));
+                }
+            }
+        }
+    }
+    best.map(|(_, d)| d)
+}
+
+/// When an untracked leg (a stage) that began at `start` runs out: its planned duration plus
+/// the delays announced while it was on.
+pub(crate) fn untracked_end(cx: Ctx<'_>, i: usize, start: Timestamp, known: usize) -> Timestamp {
+    let leg = &cx.relay.legs[i];
+    shifted(start, leg.duration_ms() + cx.held_ms(i, start, known))
+}
+
+/// Lets time pass up to `now`, one event at a time.
+pub(crate) fn advance_time(
+    cx: Ctx<'_>,
+    st: &mut RelayState,
+    now: Timestamp,
+    changes: &mut Vec<Change>,
+) {
+    while let Some(due) = next_due(cx, st, now) {
+        match due {
+            Due::Recorded(leg, at) => {
+                st.recorded_applied += 1;
+                st.transition(at);
+                verified_end(cx, st, leg, at, changes);
+            }
+            Due::Shift(at) => {
+                st.shifts_applied += 1;
+                st.transition(at);
+            }
+            Due::Start(at) => {
+                st.transition(at);
+                st.leg_mut(0).actual_start = Some(at);
+            }
+            Due::End(i, at) => {
+                st.transition(at);
+                end_leg(cx.relay, st, i, at, changes);
+            }
+        }
+    }
+}
+
+/// A verified handoff from leg `from` at `at`: the live view catches up if it was behind, or
+/// takes the verified time if it had already moved on by inference.
+fn verified_end(
+    cx: Ctx<'_>,
+    st: &mut RelayState,
+    from: usize,
+    at: Timestamp,
+    changes: &mut Vec<Change>,
+) {
+    let relay = cx.relay;
+    if from >= relay.legs.len() {
+        return;
+    }
+    if st.current <= from {
+        let cur = st.current;
+        if st.legs[cur].actual_start.is_none() {
+            let planned = shifted(relay.legs[cur].start, cx.shift_ms(cur, st.shifts_applied));
+            st.leg_mut(cur).actual_start = Some(at.min(planned));
+        }
+        for k in cur..=from {
+            end_leg(relay, st, k, at, changes);
+        }
+    } else {
+        st.leg_mut(from).actual_end = Some(at);
+        if from + 1 < st.legs.len() {
+            st.leg_mut(from + 1).actual_start = Some(at);
+        }
+    }
+    st.verified = st.verified.max(from + 1);
+    st.giver_near = None;
+    st.receiver_near = None;
+}
+
+pub(crate) fn end_leg(
+    relay: &Relay,
+    st: &mut RelayState,
+    i: usize,
+    at: Timestamp,
+    changes: &mut Vec<Change>,
+) {
+    let routed = relay
+        .legs
+        .get(i)
+        .and_then(|l| l.geometry.route().map(|_| l.length_m()));
+    let lt = st.leg_mut(i);
+    lt.actual_end = Some(at);
+    if let Some(len) = routed {
+        lt.along_m = len;
+    }
+    // A finished leg keeps its summary; the working set goes.
+    lt.recent = Vec::new();
+    lt.pace.clear();
+    st.current = i + 1;
+    let to_leg = (i + 1 < relay.legs.len()).then_some(i + 1);
+    if let Some(n) = to_leg {
+        st.leg_mut(n).actual_start = Some(at);
+    }
+    changes.push(Change::Handoff {
+        relay: relay.id.clone(),
+        from_leg: i,
+        to_leg,
+        at,
+    });
+}
+
+pub(crate) fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
+    (2.0 * acc_m.unwrap_or(0.0)).max(50.0)
+}
+
+/// Proximity: the giver's and the receiver's devices inside the exchange radius of the first
+/// unverified exchange point, within two minutes of each other.
+fn proximity(
+    cx: Ctx<'_>,
+    st: &mut RelayState,
+    carrier: &str,
+    device: &Arc<str>,
+    ping: &Ping,
+    changes: &mut Vec<Change>,
+) {
+    let relay = cx.relay;
+    let p = st.verified;
+    let (Some(giver), Some(receiver)) = (relay.legs.get(p), relay.legs.get(p + 1)) else {
+        return;
+    };
+    let is_giver = giver.carriers.iter().any(|c| c == carrier);
+    let is_receiver = receiver.carriers.iter().any(|c| c == carrier);
+    if !is_giver && !is_receiver {
+        return;
+    }
+    let exchange = giver.exchange_point();
+    let d = distance_m(exchange, Coord::new(ping.lon, ping.lat));
+    if d > giver.exchange_radius_m {
+        return;
+    }
+    let near = Near {
+        t: ping.t,
+        device: Arc::clone(device),
+        distance_m: d,
+    };
+    if is_giver {
+        st.giver_near = Some(near.clone());
+    }
+    if is_receiver {
+        st.receiver_near = Some(near);
+    }
+    let (Some(g), Some(r)) = (&st.giver_near, &st.receiver_near) else {
+        return;
+    };
+    if (g.t.as_millisecond() - r.t.as_millisecond()).abs() > PROXIMITY_WINDOW_MS {
+        return;
+    }
+    let at = g.t.max(r.t);
+    let change = Change::Proximity {
+        relay: relay.id.clone(),
+        from_leg: p,
+        at,
+        giver_device: g.device.to_string(),
+        receiver_device: r.device.to_string(),
+        distance_m: g.distance_m.max(r.distance_m),
+        position: exchange,
+    };
+    verified_end(cx, st, p, at, changes);
+    changes.push(change);
+}
+
+/// A forward jump faster than the mode allows (plus the fix's uncertainty) since progress last
+/// moved is a mismatch (the projection caught another branch of the route), not progress.
+/// Measured from the last accepted progress, not the last fix, so a carrier who was off the
+/// route for a while is picked up again where they rejoin it.
+fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> bool {
+    let Some(since) = lt.along_t.or(lt.actual_start) else {
+        return true;
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let dt_s = (ping.t.as_millisecond() - since.as_millisecond()).max(0) as f64 / 1000.0;
+    let (_, max_kmh) = leg.mode.plausible_kmh();
+    let slack_m = 100.0 + 3.0 * ping.acc_m.unwrap_or(10.0);
+    along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
+}
+
+/// Applies one ping of `carrier`'s `device` (time has already been advanced to it).
+pub(crate) fn apply_ping(
+    cx: Ctx<'_>,
+    st: &mut RelayState,
+    carrier: &str,
+    device: &Arc<str>,
+    ping: &Ping,
+    changes: &mut Vec<Change>,
+) {
+    let relay = cx.relay;
+    let Some(first) = relay.legs.first() else {
+        return;
+    };
+    if ping.t < shifted(first.start, cx.shift_ms(0, st.shifts_applied) - EARLY_MS) {
+        return; // before the event: kept in the store, never shown
+    }
+    proximity(cx, st, carrier, device, ping, changes);
+    // The carrier's legs from the current one on; a later one means the object moved on.
+    let cur = st.current;
+    let Some(li) = relay
+        .legs
+        .iter()
+        .skip(cur)
+        .position(|l| l.carriers.iter().any(|c| c == carrier))
+        .map(|k| k + cur)
+    else {
+        return; // after their last leg, or they hold nothing in this relay now
+    };
+    let leg = &relay.legs[li];
+    let here = Coord::new(ping.lon, ping.lat);
+    if li > cur {
+        // A later carrier moving along their own leg, clear of its start: earlier legs are over.
+        let Some(route) = leg.geometry.route() else {
+            return;
+        };
+        let p = route.project(here, Some(0.0));
+        let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
+        if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
+            if st.legs[cur].actual_start.is_none() {
+                st.leg_mut(cur).actual_start = Some(ping.t);
+            }
+            for k in cur..li {
+                end_leg(relay, st, k, ping.t, changes);
+            }
+        } else {
+            return;
+        }
+    }
+    let lt = st.leg_mut(li);
+    if lt.actual_start.is_none() {
+        lt.actual_start = Some(ping.t);
+    }
+    let (along_m, cross_m) = match leg.geometry.route() {
+        Some(route) => {
+            let p = route.project(here, Some(lt.along_m));
+            (p.along_m, p.cross_track_m)
+        }
+        None => (0.0, distance_m(leg.geometry.start(), here)),
+    };
+    let limit = off_route_limit_m(ping.acc_m);
+    if cross_m > limit {
+        lt.off_route_run += 1;
+    } else {
+        lt.off_route_run = 0;
+        if along_m > lt.along_m && plausible_advance(leg, lt, along_m, ping) {
+            lt.along_m = along_m;
+            lt.along_t = Some(ping.t);
+        }
+    }
+    let fix = Fix {
+        t: ping.t,
+        lon: ping.lon,
+        lat: ping.lat,
+        acc_m: ping.acc_m,
+        along_m: lt.along_m,
+        cross_track_m: cross_m,
+    };
+    lt.last_fix = Some(fix);
+    lt.recent.push(fix);
+    if lt.recent.len() > RECENT_FIXES {
+        lt.recent.drain(..RECENT_FIXES / 2);
+    }
+    lt.pace.push(ping.t.as_millisecond(), lt.along_m);
+    let length_m = leg.length_m();
+    let fraction = if length_m > 0.0 {
+        (lt.along_m / length_m).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let reached_end = leg.geometry.route().is_some_and(|route| {
+        lt.along_m >= route.length_m() - leg.exchange_radius_m
+            && distance_m(route.end(), here) <= leg.exchange_radius_m.max(limit)
+    });
+    changes.push(Change::Position {
+        relay: relay.id.clone(),
+        leg: li,
+        fix,
+        fraction,
+    });
+    super::predict::record_predictions(cx, st, ping.t);
+    // Reaching the exchange point ends the leg.
+    if reached_end {
+        end_leg(relay, st, li, ping.t, changes);
+    }
+}
+
+/// Whether a ping of `carrier` can change a state that has already verified the legs below
+/// `verified`: only carriers of a later leg (holding, receiving or giving there) can.
+pub(crate) fn may_affect(relay: &Relay, carrier: &str, verified: usize) -> bool {
+    relay
+        .legs
+        .iter()
+        .skip(verified)
+        .any(|l| l.carriers.iter().any(|c| c == carrier))
+}

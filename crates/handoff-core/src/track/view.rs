@@ -1,0 +1,145 @@
+//! From a relay's derived state to what spectators and operators read (`crate::live`): leg
+//! statuses, the public position (held back by the event's public delay, and progress and ETAs
+//! with it), the silent flag.
+
+use jiff::Timestamp;
+
+use crate::geodesic::Coord;
+use crate::plan::Plan;
+use crate::snapshot::{LegStatus, LegView, Position, RelayView};
+
+use super::step::{Ctx, OFF_ROUTE_PINGS, RelayState, shifted};
+use super::{Fix, STALE_MS};
+
+pub(crate) fn relay_view(
+    cx: Ctx<'_>,
+    st: &RelayState,
+    plan: &Plan,
+    now: Timestamp,
+    as_of: Timestamp,
+) -> RelayView {
+    let relay = cx.relay;
+    let cur = st.current;
+    let known = cx.shifts.len();
+    // The last fix spectators may see; with a public delay, progress and ETAs are as of it too,
+    // or they would give away where the carrier is now.
+    let public_fix = st
+        .legs
+        .get(cur)
+        .and_then(|lt| lt.recent.iter().rev().find(|f| f.t <= as_of).copied());
+    let delayed = as_of < now;
+    let times = super::predict::eta_times(
+        cx,
+        st,
+        known,
+        now,
+        if delayed {
+            Some(public_fix.unwrap_or_else(|| start_fix(cx, st)))
+        } else {
+            None
+        },
+    );
+    let legs = relay
+        .legs
+        .iter()
+        .zip(&st.legs)
+        .zip(times)
+        .enumerate()
+        .map(|(i, ((leg, lt), (eta_start, eta_end)))| {
+            let status = if i < cur {
+                LegStatus::Done
+            } else if i == cur && lt.actual_start.is_some() {
+                LegStatus::Current
+            } else {
+                LegStatus::Upcoming
+            };
+            let shift = cx.shift_ms(i, known);
+            LegView::new(
+                leg,
+                shifted(leg.start, shift),
+                shifted(leg.end, shift),
+                lt.actual_start,
+                lt.actual_end,
+                eta_start,
+                eta_end,
+                status,
+                if delayed && i == cur {
+                    public_fix.map_or(0.0, |f| f.along_m)
+                } else {
+                    lt.along_m
+                },
+                lt.off_route_run >= OFF_ROUTE_PINGS,
+                i < st.verified,
+            )
+        })
+        .collect();
+    let position = public_fix.map(|fix| Position::new(fix, now, STALE_MS));
+    // Silent: a tracked leg whose holder has not reported for a while (or ever, since it began).
+    let silent = st.legs.get(cur).is_some_and(|lt| {
+        let leg = &relay.legs[cur];
+        let tracked = leg.geometry.route().is_some() || lt.last_fix.is_some();
+        let since = lt.last_fix.map(|f| f.t).or(lt.actual_start);
+        tracked
+            && since.is_some_and(|s| {
+                now.as_millisecond() - s.as_millisecond() > plan.event.silent_after_ms
+            })
+    });
+    RelayView::new(relay, cur, legs, position, silent, now)
+}
+
+/// The alert flags of a relay at `now`, read off its state without building its view.
+pub(crate) fn flags(cx: Ctx<'_>, st: &RelayState, plan: &Plan, now: Timestamp) -> super::Flags {
+    let cur = st.current;
+    let (Some(leg), Some(lt)) = (cx.relay.legs.get(cur), st.legs.get(cur)) else {
+        return super::Flags {
+            leg: None,
+            ..super::Flags::default()
+        };
+    };
+    let Some(start) = lt.actual_start else {
+        return super::Flags::default();
+    };
+    let tracked = leg.geometry.route().is_some() || lt.last_fix.is_some();
+    let since = lt.last_fix.map_or(start, |f| f.t);
+    let shift = cx.shift_ms(cur, cx.shifts.len());
+    super::Flags {
+        leg: Some(cur),
+        overdue: crate::snapshot::overdue(
+            shifted(leg.start, shift),
+            shifted(leg.end, shift),
+            start,
+            now,
+        ),
+        off_route: lt.off_route_run >= OFF_ROUTE_PINGS,
+        silent: tracked
+            && now.as_millisecond() - since.as_millisecond() > plan.event.silent_after_ms,
+    }
+}
+
+/// A stand-in fix at the start of the current leg, for a delayed view before any public fix.
+fn start_fix(cx: Ctx<'_>, st: &RelayState) -> Fix {
+    let relay = cx.relay;
+    let cur = st.current.min(relay.legs.len().saturating_sub(1));
+    let at = relay
+        .legs
+        .get(cur)
+        .map_or(Coord::new(0.0, 0.0), |l| l.geometry.start());
+    let t = st
+        .legs
+        .get(cur)
+        .and_then(|l| l.actual_start)
+        .unwrap_or_else(|| {
+            relay
+                .legs
+                .get(cur)
+                .map_or(Timestamp::UNIX_EPOCH, |l| l.start)
+        });
+    Fix {
+        t,
+        lon: at.lon,
+        lat: at.lat,
+        acc_m: None,
+        along_m: 0.0,
+        cross_track_m: 0.0,
+    }
+}

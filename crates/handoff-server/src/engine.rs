@@ -1,0 +1,670 @@
+//! The server's live engine: one `EventLive` per event holds its `Tracker` (the pure fold of
+//! its inputs), its relays' custody chains, the stream every page listens to, and the
+//! precomputed `/live` documents. Pings reach it only after the store has committed them, and
+//! custody entries only after they are stored, so what streams out is always durable; and the
+//! work that must follow a commit runs in a task of its own ([`apply_committed`]), so a client
+//! that hangs up cannot leave the live state behind the store.
+//!
+//! Every stream message is one [`Message`], serialised once into a [`Frame`] that every
+//! subscriber shares; the `snapshot` that opens a stream is the `/live` document itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use handoff_core::custody::{Custody, Entry, Kind};
+use handoff_core::ping::Ping;
+use handoff_core::plan::Plan;
+use handoff_core::snapshot::{RelayStatus, RelayView, Snapshot};
+use handoff_core::track::{Change, Flags, Held, HistoryRequest, LegAccuracy, Shift, Tracker};
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::app::AppState;
+
+/// One stream message, as the pages read it: the SSE event name is its `type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// A holder's position moved. `now` is the server's clock when it was sent (absent when
+    /// the event has a public delay: a delayed message would set the pages' clocks back).
+    Position {
+        relay: String,
+        leg: usize,
+        t: Timestamp,
+        lon: f64,
+        lat: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        acc_m: Option<f64>,
+        along_m: f64,
+        fraction: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        now: Option<Timestamp>,
+    },
+    /// A relay's progress, flags and the ETA of each of its legs.
+    Eta(EtaMessage),
+    /// Custody moved on: inferred by the tracker (`verified: false`) or recorded in the log.
+    Handoff {
+        relay: String,
+        from_leg: usize,
+        to_leg: Option<usize>,
+        at: Timestamp,
+        verified: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        method: Option<handoff_core::custody::Method>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    /// An entry appended to a relay's custody log.
+    Custody { relay: String, entry: Entry },
+    /// An alert turned on.
+    Alert(Alert),
+    /// The plan changed: `kind` is `shift` (times moved), `plan` (a custody log noted a new
+    /// version) or `version` (a new version replaced this one: reconnect).
+    Plan {
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        relay: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entry: Option<Entry>,
+        event: String,
+        version: i64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtaMessage {
+    pub relay: String,
+    pub status: RelayStatus,
+    pub current_leg: Option<usize>,
+    pub eta_finish: Timestamp,
+    pub off_route: bool,
+    pub overdue: bool,
+    pub silent: bool,
+    pub legs: Vec<EtaLeg>,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtaLeg {
+    pub index: usize,
+    pub status: handoff_core::snapshot::LegStatus,
+    pub eta_start: Timestamp,
+    pub eta_end: Timestamp,
+    pub delta_s: i64,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub kind: &'static str,
+    pub event: String,
+    pub relay: String,
+    pub leg: Option<usize>,
+    pub holders: Vec<String>,
+    pub at: Timestamp,
+}
+
+impl Message {
+    /// The SSE event name.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Position { .. } => "position",
+            Self::Eta(_) => "eta",
+            Self::Handoff { .. } => "handoff",
+            Self::Custody { .. } => "custody",
+            Self::Alert(_) => "alert",
+            Self::Plan { .. } => "plan",
+        }
+    }
+
+    /// Serialised once, for every subscriber.
+    #[must_use]
+    pub fn frame(&self) -> Arc<Frame> {
+        Arc::new(Frame {
+            event: self.name(),
+            data: serde_json::to_string(self).unwrap_or_else(|_| "{}".into()),
+        })
+    }
+}
+
+/// One stream message as sent: the SSE event name and its JSON data.
+#[derive(Debug)]
+pub struct Frame {
+    pub event: &'static str,
+    pub data: String,
+}
+
+/// One relay's custody chain as stored, and the state it implies.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub entries: Vec<Entry>,
+    pub state: Custody,
+}
+
+impl Chain {
+    #[must_use]
+    pub fn new(n_legs: usize, entries: Vec<Entry>) -> Self {
+        let state = Custody::from_entries(n_legs, &entries);
+        Self { entries, state }
+    }
+
+    /// Handoffs as the log says (corrections applied): (from leg, at).
+    #[must_use]
+    pub fn recorded(&self) -> Vec<(usize, Timestamp)> {
+        self.state
+            .ends
+            .iter()
+            .enumerate()
+            .filter_map(|(leg, at)| at.map(|t| (leg, t)))
+            .collect()
+    }
+
+    /// Plan shifts, when each was announced.
+    #[must_use]
+    pub fn shifts(&self) -> Vec<Shift> {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == Kind::Shift)
+            .map(|e| Shift {
+                at: e.at,
+                from_leg: e.from.as_ref().map_or(0, |h| h.leg),
+                ms: e.shift_s.unwrap_or(0).saturating_mul(1000),
+            })
+            .collect()
+    }
+}
+
+/// One `/live` document, serialised once and compressed on the first request that asks.
+#[derive(Debug)]
+pub struct Document {
+    pub etag: String,
+    pub json: Bytes,
+    gzip: std::sync::OnceLock<Bytes>,
+}
+
+impl Document {
+    fn new(etag: String, json: Vec<u8>) -> Self {
+        Self {
+            etag,
+            json: Bytes::from(json),
+            gzip: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The document gzip-compressed (computed once).
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                use std::io::Write;
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                // Writing to a Vec cannot fail.
+                let _ = enc.write_all(&self.json);
+                Bytes::from(enc.finish().unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// The `/live` documents as of one (change count, second).
+struct Published {
+    at: (u64, i64),
+    public: Arc<Document>,
+    admin: Option<Arc<Document>>,
+}
+
+pub struct EventLive {
+    pub plan: Arc<Plan>,
+    pub version: i64,
+    pub plan_hash: String,
+    /// The plan's source as stored (TOML).
+    pub source: String,
+    tracker: Mutex<Tracker>,
+    /// Custody chains by relay id. An async mutex, shared so an append can finish in a task
+    /// of its own after the request that started it has gone.
+    pub chains: Arc<tokio::sync::Mutex<HashMap<String, Chain>>>,
+    /// One-time handoff codes by (relay, from leg).
+    pub codes: Mutex<HashMap<(String, usize), crate::api::handoffs::Code>>,
+    flags: Mutex<HashMap<String, Flags>>,
+    pub tx: broadcast::Sender<Arc<Frame>>,
+    /// Set when a newer plan version replaces this one: its streams end, and the pages'
+    /// `EventSource` reconnects to the new one by itself.
+    pub retired: tokio::sync::watch::Sender<bool>,
+    /// Bumped on every change; part of the `/live` ETag.
+    seq: AtomicU64,
+    /// Every ping up to this store sequence has been read from the store by a catch-up (pings
+    /// applied as they come are not counted: a lower one may still be on its way).
+    cursor: AtomicI64,
+    published: Mutex<Option<Published>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data (every update finishes
+    // before the guard drops), so recover the guard rather than poison the server.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A committed ping on its way to the engine.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub device: String,
+    pub carrier: String,
+    pub seq: i64,
+    pub ping: Ping,
+}
+
+impl EventLive {
+    #[must_use]
+    pub fn new(plan: Arc<Plan>, version: i64, plan_hash: String, source: String) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self {
+            tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
+            plan,
+            version,
+            plan_hash,
+            source,
+            chains: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+            codes: Mutex::new(HashMap::new()),
+            flags: Mutex::new(HashMap::new()),
+            tx,
+            retired: tokio::sync::watch::Sender::new(false),
+            seq: 0.into(),
+            cursor: AtomicI64::new(0),
+            published: Mutex::new(None),
+        }
+    }
+
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Where the next catch-up from the store resumes.
+    #[must_use]
+    pub fn cursor(&self) -> i64 {
+        self.cursor.load(Ordering::Relaxed)
+    }
+
+    /// Moves the cursor on: every ping up to `seq` has been applied (pings of unknown devices
+    /// included, which the engine has no use for).
+    pub fn advance_cursor(&self, seq: i64) {
+        self.cursor.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Applies committed pings, streams what changed, and returns the proximity handoffs found
+    /// (for the custody log) and the deep replays the tracker asks for.
+    pub fn apply(&self, pings: &[Committed], now: Timestamp) -> (Vec<Change>, Vec<HistoryRequest>) {
+        let (changes, views, history) = {
+            let mut tr = lock(&self.tracker);
+            let changes = tr.apply_batch(pings.iter().map(|p| {
+                (
+                    p.device.as_str(),
+                    p.carrier.as_str(),
+                    p.seq.unsigned_abs(),
+                    &p.ping,
+                )
+            }));
+            let views = relay_views(&tr, &changes, now);
+            (changes, views, tr.take_history_requests())
+        };
+        self.publish(&changes, views, now);
+        (proximity_of(changes), history)
+    }
+
+    /// Replays a relay with its pings brought back from the store.
+    pub fn replay_history(
+        &self,
+        request: &HistoryRequest,
+        pings: Vec<Committed>,
+        now: Timestamp,
+    ) -> (Vec<Change>, Vec<HistoryRequest>) {
+        let (changes, views, history) = {
+            let mut tr = lock(&self.tracker);
+            let changes = tr.replay_history(
+                request,
+                pings
+                    .into_iter()
+                    .map(|p| (p.device, p.carrier, p.seq.unsigned_abs(), p.ping)),
+            );
+            let mut views = relay_views(&tr, &changes, now);
+            if views.is_empty() {
+                views.extend(tr.relay_view(&request.relay, now, true));
+            }
+            (changes, views, tr.take_history_requests())
+        };
+        self.bump();
+        self.publish(&changes, views, now);
+        (proximity_of(changes), history)
+    }
+
+    /// Lets time pass (stage legs end on time), streams what changed, raises alerts from the
+    /// flags that turned on.
+    pub fn tick(&self, now: Timestamp) -> Vec<Alert> {
+        let (changes, views, flags) = {
+            let mut tr = lock(&self.tracker);
+            let changes = tr.tick(now);
+            let views = relay_views(&tr, &changes, now);
+            let flags: Vec<(String, Flags)> = tr
+                .flags(now)
+                .into_iter()
+                .map(|(id, f)| (id.to_string(), f))
+                .collect();
+            (changes, views, flags)
+        };
+        self.publish(&changes, views, now);
+        self.alerts(&flags, now)
+    }
+
+    /// Makes the tracker agree with a relay's custody chain, streams what changed, and returns
+    /// the proximity handoffs the replay found (an earlier gap in the log may have hidden them).
+    pub fn sync_custody(&self, relay: &str, chain: &Chain, now: Timestamp) -> Vec<Change> {
+        let (changes, views) = {
+            let mut tr = lock(&self.tracker);
+            let mut changes = tr.set_shifts(relay, chain.shifts(), now);
+            changes.extend(tr.set_recorded(relay, chain.recorded(), now));
+            let mut views = relay_views(&tr, &changes, now);
+            if views.is_empty() {
+                views.extend(tr.relay_view(relay, now, true));
+            }
+            (changes, views)
+        };
+        self.bump();
+        self.publish(&changes, views, now);
+        proximity_of(changes)
+    }
+
+    fn bump(&self) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends one message to every stream.
+    pub fn send(&self, msg: &Message) {
+        self.bump();
+        let _ = self.tx.send(msg.frame());
+    }
+
+    /// Alert transitions since the last look: a flag turning on for the leg now current.
+    fn alerts(&self, now_flags: &[(String, Flags)], now: Timestamp) -> Vec<Alert> {
+        let mut flags = lock(&self.flags);
+        let mut out = Vec::new();
+        for (relay, f) in now_flags {
+            let before = flags.get(relay).copied().unwrap_or_default();
+            let same_leg = before.leg == f.leg;
+            for (kind, on, was) in [
+                ("overdue", f.overdue, before.overdue),
+                ("off_route", f.off_route, before.off_route),
+                ("silent", f.silent, before.silent),
+            ] {
+                if on && !(was && same_leg) {
+                    let holders = self
+                        .plan
+                        .relay(relay)
+                        .and_then(|r| f.leg.and_then(|l| r.legs.get(l)))
+                        .map(|l| l.carriers.clone())
+                        .unwrap_or_default();
+                    out.push(Alert {
+                        kind,
+                        event: self.plan.event.id.clone(),
+                        relay: relay.clone(),
+                        leg: f.leg,
+                        holders,
+                        at: now,
+                    });
+                }
+            }
+            if before != *f {
+                flags.insert(relay.clone(), *f);
+            }
+        }
+        drop(flags);
+        for a in &out {
+            self.send(&Message::Alert(a.clone()));
+        }
+        out
+    }
+
+    fn publish(&self, changes: &[Change], views: Vec<RelayView>, now: Timestamp) {
+        if changes.is_empty() && views.is_empty() {
+            return;
+        }
+        self.bump();
+        let delay_ms = self.plan.event.public_delay_ms;
+        for c in changes {
+            let msg = match c {
+                Change::Position {
+                    relay,
+                    leg,
+                    fix,
+                    fraction,
+                } => Message::Position {
+                    relay: relay.clone(),
+                    leg: *leg,
+                    t: fix.t,
+                    lon: fix.lon,
+                    lat: fix.lat,
+                    acc_m: fix.acc_m,
+                    along_m: fix.along_m,
+                    fraction: *fraction,
+                    now: (delay_ms == 0).then_some(now),
+                },
+                Change::Handoff {
+                    relay,
+                    from_leg,
+                    to_leg,
+                    at,
+                } => Message::Handoff {
+                    relay: relay.clone(),
+                    from_leg: *from_leg,
+                    to_leg: *to_leg,
+                    at: *at,
+                    verified: false,
+                    method: None,
+                    seq: None,
+                },
+                // The verified handoff is announced when its custody entry is stored.
+                Change::Proximity { .. } => continue,
+            };
+            let frame = msg.frame();
+            if delay_ms > 0 && matches!(msg, Message::Position { .. }) {
+                // Spectators see positions only after the event's public delay.
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs()))
+                        .await;
+                    let _ = tx.send(frame);
+                });
+            } else {
+                let _ = self.tx.send(frame);
+            }
+        }
+        for v in views {
+            let legs = v
+                .legs
+                .iter()
+                .map(|l| EtaLeg {
+                    index: l.index,
+                    status: l.status,
+                    eta_start: l.eta_start,
+                    eta_end: l.eta_end,
+                    delta_s: l.delta_s,
+                    verified: l.verified,
+                })
+                .collect();
+            let msg = Message::Eta(EtaMessage {
+                relay: v.id,
+                status: v.status,
+                current_leg: v.current_leg,
+                eta_finish: v.eta_finish,
+                off_route: v.off_route,
+                overdue: v.overdue,
+                silent: v.silent,
+                legs,
+                now,
+            });
+            let _ = self.tx.send(msg.frame());
+        }
+    }
+
+    #[must_use]
+    pub fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
+        lock(&self.tracker).snapshot(now, public)
+    }
+
+    /// The `/live` document at `now`, built at most once per change and second and shared by
+    /// every request (and every stream's first message) until then.
+    #[must_use]
+    pub fn document(&self, now: Timestamp, public: bool) -> Arc<Document> {
+        let at = (self.seq(), now.as_second());
+        let mut published = lock(&self.published);
+        if let Some(p) = published.as_mut().filter(|p| p.at == at) {
+            if public {
+                return Arc::clone(&p.public);
+            }
+            if let Some(a) = &p.admin {
+                return Arc::clone(a);
+            }
+            let a = Arc::new(self.build_document(at, now, false));
+            p.admin = Some(Arc::clone(&a));
+            return a;
+        }
+        let doc = Arc::new(self.build_document(at, now, public));
+        *published = Some(if public {
+            Published {
+                at,
+                public: Arc::clone(&doc),
+                admin: None,
+            }
+        } else {
+            Published {
+                at,
+                public: Arc::new(self.build_document(at, now, true)),
+                admin: Some(Arc::clone(&doc)),
+            }
+        });
+        doc
+    }
+
+    fn build_document(&self, at: (u64, i64), now: Timestamp, public: bool) -> Document {
+        let snap = self.snapshot(now, public);
+        let etag = format!(
+            "\"{}-{}-{}-{}\"",
+            self.version,
+            at.0,
+            at.1,
+            if public { "p" } else { "a" }
+        );
+        Document::new(etag, serde_json::to_vec(&snap).unwrap_or_default())
+    }
+
+    #[must_use]
+    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<RelayView> {
+        lock(&self.tracker).relay_view(relay, now, public)
+    }
+
+    #[must_use]
+    pub fn accuracy(&self, relay: &str) -> Option<Vec<LegAccuracy>> {
+        lock(&self.tracker).accuracy(relay)
+    }
+
+    #[must_use]
+    pub fn knows_carrier(&self, carrier: &str) -> bool {
+        lock(&self.tracker).knows_carrier(carrier)
+    }
+
+    /// What the engine holds in memory.
+    #[must_use]
+    pub fn held(&self) -> Held {
+        lock(&self.tracker).held()
+    }
+}
+
+fn proximity_of(changes: Vec<Change>) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter(|c| matches!(c, Change::Proximity { .. }))
+        .collect()
+}
+
+/// Pings committed to the store, applied to the live state in a task of its own: it runs to
+/// its end even if the request that stored them is dropped. Proximity handoffs found are
+/// recorded, and deep replays the tracker asks for are served from the store.
+pub fn apply_committed(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    pings: Vec<Committed>,
+) -> tokio::task::JoinHandle<()> {
+    let (state, live) = (Arc::clone(state), Arc::clone(live));
+    tokio::spawn(async move {
+        let (found, history) = live.apply(&pings, state.now());
+        crate::custody::record_proximity(&state, &live, found).await;
+        serve_history(&state, &live, history).await;
+    })
+}
+
+/// Brings back from the store the pings a relay's deep replay needs, and replays it.
+pub async fn serve_history(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    mut requests: Vec<HistoryRequest>,
+) {
+    // A few rounds at most: a request can lead to another when checkpoints were thinned.
+    for _ in 0..4 {
+        if requests.is_empty() {
+            return;
+        }
+        let devices = match state.store.devices(&live.plan.event.id).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("handoff: deep replay of {}: {e}", live.plan.event.id);
+                return;
+            }
+        };
+        let mut next = Vec::new();
+        for r in requests {
+            let mut pings = Vec::new();
+            for d in devices.iter().filter(|d| r.carriers.contains(&d.carrier)) {
+                match state
+                    .store
+                    .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
+                    .await
+                {
+                    Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {
+                        device: p.device_id,
+                        carrier: d.carrier.clone(),
+                        seq: p.seq,
+                        ping: p.ping,
+                    })),
+                    Err(e) => {
+                        eprintln!("handoff: deep replay of {}: {e}", r.relay);
+                        return;
+                    }
+                }
+            }
+            let (found, more) = live.replay_history(&r, pings, state.now());
+            crate::custody::record_proximity(state, live, found).await;
+            next.extend(more);
+        }
+        requests = next;
+    }
+}
+
+/// The (public) view of every relay a batch of changes touched, for the `eta` messages.
+fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayView> {
+    let mut ids: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Position { relay, .. }
+            | Change::Handoff { relay, .. }
+            | Change::Proximity { relay, .. } => relay.as_str(),
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| tr.relay_view(id, now, true))
+        .collect()
+}
