@@ -52,8 +52,8 @@ pub const STALE_MS: i64 = 60_000;
 pub const CHECKPOINT_EVERY: usize = 32;
 /// Pings this far (device time) behind a relay's newest are let go from memory.
 pub const KEEP_INPUTS_MS: i64 = 20 * 60_000;
-/// Checkpoints older than the kept pings are thinned to about this many (for deep replays).
-const OLD_CHECKPOINTS: usize = 48;
+/// Checkpoints older than the kept pings, half a window apart, before they thin out further.
+const OLD_CHECKPOINTS: usize = 24;
 
 /// The order of pings: device time, then arrival sequence (stable, unlike names).
 pub type Key = (Timestamp, u64);
@@ -645,11 +645,29 @@ fn release(_ri: usize, rt: &mut RelayTrack, keep_ms: i64) {
     }
     rt.pings = rt.pings.split_off(&(base.0, base.1 + 1));
     rt.released = Some(base);
+    thin_old_checkpoints(rt, base, keep_ms);
+}
+
+/// Checkpoints older than the kept pings serve deep replays, whose cost is the pings from the
+/// checkpoint before the late input: keep the newest checkpoint of each half window for
+/// [`OLD_CHECKPOINTS`] windows back, then of ever wider spans (twice as wide each time the age
+/// doubles), and the very first. The spans are fixed in time, so thinning again keeps them.
+fn thin_old_checkpoints(rt: &mut RelayTrack, base: Key, keep_ms: i64) {
     let old: Vec<Key> = rt.checkpoints.range(..base).map(|(k, _)| *k).collect();
-    if old.len() > OLD_CHECKPOINTS {
-        // Every other one of the older half goes: the spacing grows with age.
-        let half = old.len() / 2;
-        for k in old[..half].iter().skip(1).step_by(2) {
+    let gap_ms = (keep_ms / 2).max(1);
+    let near_ms = gap_ms.saturating_mul(i64::try_from(OLD_CHECKPOINTS).unwrap_or(i64::MAX));
+    let base_ms = base.0.as_millisecond();
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in old.iter().enumerate().rev() {
+        let t_ms = k.0.as_millisecond();
+        let age_ms = base_ms.saturating_sub(t_ms);
+        let tier = if age_ms < near_ms {
+            0
+        } else {
+            (age_ms / near_ms).ilog2() + 1
+        };
+        let width = gap_ms.saturating_mul(1_i64 << tier.min(40));
+        if !seen.insert((tier, t_ms.div_euclid(width))) && i != 0 {
             rt.checkpoints.remove(k);
         }
     }

@@ -1,0 +1,166 @@
+//! What a late ping costs the live engine on a relay that has seen a million pings.
+//!
+//! A torch-like relay: 1,700 legs of 500 m walked one after another, the holder's phone and
+//! the next bearer's phone (waiting at the exchange) each reporting once a second: 1,000,000
+//! pings over ~139 hours. The tracker is fed them in order (with its default memory window),
+//! then measured applying one more ping that is 30 s late, and one that is 1 h late (older
+//! than the kept window, so it asks for a deep replay: the pings since the checkpoint before it
+//! are handed back, as the server pages them from the store, and the relay replays from there).
+//!
+//! `cargo bench -p handoff-core --bench late`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use handoff_core::ping::Ping;
+use handoff_core::plan::{NoFiles, parse};
+use handoff_core::track::Tracker;
+use jiff::Timestamp;
+
+const LEGS: usize = 1_700;
+const PINGS: usize = 1_000_000;
+const LEG_M: f64 = 500.0;
+/// Degrees of longitude per metre at 10° N.
+const DEG_PER_M: f64 = 1.0 / 109_500.0;
+const T0: i64 = 1_800_000_000;
+
+fn plan_text() -> String {
+    let mut s =
+        String::from("[event]\nid = \"torch\"\nname = \"Torch\"\n[[relays]]\nid = \"torch\"\n");
+    for i in 0..LEGS {
+        #[allow(clippy::cast_precision_loss)]
+        let (a, b) = (
+            i as f64 * LEG_M * DEG_PER_M,
+            (i + 1) as f64 * LEG_M * DEG_PER_M,
+        );
+        let start = if i == 0 {
+            "start = \"2027-01-15T08:00:00Z\"\n"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "[[relays.legs]]\ncarriers = [\"B{i}\"]\nmode = \"walk\"\n{start}\
+             route = {{ points = [[{a:.7}, 10.0], [{b:.7}, 10.0]] }}\nduration = \"5m\"\n"
+        ));
+    }
+    s
+}
+
+/// The `k`-th ping of the relay: even ones the holder's, odd ones the next bearer's, waiting.
+fn ping(k: usize) -> (String, Ping) {
+    // 300 s per leg, two phones at 1 Hz: 600 pings a leg.
+    let leg = (k / 600).min(LEGS - 1);
+    let s = (k % 600) / 2;
+    let holder = k.is_multiple_of(2);
+    #[allow(clippy::cast_precision_loss)]
+    let along = if holder {
+        leg as f64 * LEG_M + LEG_M * s as f64 / 300.0
+    } else {
+        (leg + 1) as f64 * LEG_M + 20.0
+    };
+    let carrier = if holder { leg } else { (leg + 1).min(LEGS - 1) };
+    #[allow(clippy::cast_possible_wrap)]
+    let t = T0 + (k / 600 * 300 + s) as i64;
+    let p = Ping {
+        t: Timestamp::from_second(t).expect("valid"),
+        lon: along * DEG_PER_M,
+        lat: 10.0
+            + if k.is_multiple_of(4) {
+                0.00003
+            } else {
+                -0.00003
+            },
+        acc_m: Some(6.0),
+        speed_mps: None,
+        heading_deg: None,
+        alt_m: None,
+        batt_pct: None,
+    };
+    (format!("B{carrier}"), p)
+}
+
+fn late(c: &mut Criterion) {
+    let plan = Arc::new(parse(&plan_text(), &NoFiles).expect("the bench plan parses"));
+    let mut tr = Tracker::new(Arc::clone(&plan));
+    let all: Vec<(String, Ping)> = (0..PINGS).map(ping).collect();
+    let started = Instant::now();
+    for (k, (carrier, p)) in all.iter().enumerate() {
+        tr.apply_batch(std::iter::once((
+            carrier.as_str(),
+            carrier.as_str(),
+            k as u64 + 1,
+            p,
+        )));
+    }
+    eprintln!(
+        "fed {PINGS} pings in order in {:.2} s ({:.2} µs each); held: {:?}",
+        started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64() * 1e6 / PINGS as f64,
+        tr.held()
+    );
+    let newest = all.last().map(|(_, p)| p.t).expect("pings");
+    // The holder's phone, one ping it buffered: 30 s late (at an instant nobody reported at).
+    let holder = &all[PINGS - 2].0;
+    let mut p30 = all[PINGS - 62].1;
+    p30.t = newest - jiff::SignedDuration::from_millis(30_500);
+    let mut group = c.benchmark_group("late ping");
+    group.sample_size(30);
+    group.bench_function("30 s late, in memory", |b| {
+        b.iter_batched(
+            || tr.clone(),
+            |mut t| {
+                black_box(t.apply_batch(std::iter::once((
+                    holder.as_str(),
+                    holder.as_str(),
+                    u64::MAX - 1,
+                    &p30,
+                ))));
+                t
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    // One hour late: the tracker has let those pings go and asks for them back.
+    let hour_back = PINGS - 7_200 - 1;
+    let (c1h, mut p1h) = all[hour_back].clone();
+    p1h.t -= jiff::SignedDuration::from_millis(500);
+    group.bench_function("1 h late, deep replay", |b| {
+        b.iter_batched(
+            || tr.clone(),
+            |mut t| {
+                t.apply_batch(std::iter::once((
+                    c1h.as_str(),
+                    c1h.as_str(),
+                    u64::MAX - 2,
+                    &p1h,
+                )));
+                let requests = t.take_history_requests();
+                assert_eq!(requests.len(), 1, "a deep replay is asked for");
+                for r in &requests {
+                    let since = r.since.unwrap_or(Timestamp::MIN);
+                    // What the store would page back: the relay's pings since the checkpoint.
+                    let from = all.partition_point(|(_, p)| p.t < since);
+                    let history = all[from..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (c, p))| (c.clone(), c.clone(), (from + i) as u64 + 1, *p))
+                        .chain(std::iter::once((
+                            c1h.clone(),
+                            c1h.clone(),
+                            u64::MAX - 2,
+                            p1h,
+                        )));
+                    black_box(t.replay_history(r, history));
+                }
+                t
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, late);
+criterion_main!(benches);
