@@ -1,0 +1,264 @@
+//! The live engine never drifts from the store: a client that hangs up mid-write, pings that
+//! arrive while a new plan version is installed, two uploads at once, and shifts (a stage in
+//! progress stays in progress, its ETAs move; a race-wide delay moves every relay).
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::Write;
+
+use crate::common::{ADMIN, EVENT, PLAN, RUN, STAGE, Server, at, flag, plan, ts, walk};
+
+/// Sends a raw HTTP request and hangs up at once, before any answer.
+async fn send_and_hang_up(s: &Server, request: &str) -> Result<()> {
+    let addr = s.base.trim_start_matches("http://");
+    // A blocking socket is fine here: connecting and a small write finish in the kernel.
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.write_all(request.as_bytes())?;
+    conn.flush()?;
+    drop(conn);
+    Ok(())
+}
+
+/// Waits (bounded) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    for _ in 0..200 {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("{what}: not within 5 s")
+}
+
+#[tokio::test]
+async fn a_custody_write_whose_client_hung_up_is_applied_and_the_next_handoff_succeeds()
+-> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(30));
+    let path = format!("/api/v1/events/{EVENT}/relays/flag/handoffs");
+    let body = "{}";
+    let addr = s.base.trim_start_matches("http://");
+    send_and_hang_up(
+        &s,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await?;
+    // The entry reaches the store (genesis + the handoff)…
+    eventually("the handoff is stored", || async {
+        Ok(s.state.store.custody(EVENT, "flag").await?.len() == 2)
+    })
+    .await?;
+    // …and the live state: the runner holds the flag, and the next handoff is the next one.
+    eventually("the live state follows", || async {
+        Ok(flag(&s.live(true).await?)["current_leg"] == json!(RUN))
+    })
+    .await?;
+    let next = s.handoff(EVENT, "flag").await?;
+    ensure!(next["from"]["leg"] == json!(RUN), "{next}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn pings_whose_client_hung_up_are_applied() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(130));
+    let p = plan();
+    let fixes = walk(&p, RUN, at(121), 3.0, 10, None);
+    let f = &fixes[1];
+    s.tick_at(at(140));
+    let addr = s.base.trim_start_matches("http://");
+    send_and_hang_up(
+        &s,
+        &format!(
+            "GET /osmand?id={}&lat={}&lon={}&timestamp={} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+            s.tokens[RUN],
+            f.lat,
+            f.lon,
+            f.t.as_second()
+        ),
+    )
+    .await?;
+    eventually("the ping is stored", || async {
+        Ok(s.ping_count().await? == 1)
+    })
+    .await?;
+    eventually("the ping is in the live state", || async {
+        let live = s.live(true).await?;
+        Ok(flag(&live)["position"]["t"] == json!(f.t.to_string()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pings_sent_while_a_new_plan_version_installs_all_reach_it() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(130));
+    let p = plan();
+    let fixes = walk(&p, RUN, at(121), 2.5, 2, None);
+    let token = s.tokens[RUN].clone();
+    let renamed = PLAN.replace("name = \"Olympic flag: through Paris\"", "name = \"v2\"");
+    let (sent, installed) = tokio::join!(
+        async {
+            for f in &fixes {
+                s.send(&token, &[f.json()]).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            s.upload(EVENT, &renamed).await
+        }
+    );
+    sent?;
+    installed?;
+    s.tick_at(at(600));
+    let before = s.live(true).await?;
+    ensure!(before["name"] == json!("v2"), "{}", before["name"]);
+    let last = fixes.last().map(|f| f.t).expect("fixes");
+    // The live state has every ping: it equals a rebuild from the store after a restart.
+    let (dir, clock, _) = s.stop().await?;
+    let again = Server::open(dir, clock).await?;
+    again.tick_at(at(600));
+    let after = again.live(true).await?;
+    ensure!(
+        before == after,
+        "live state before the restart:\n{before}\nafter:\n{after}"
+    );
+    ensure!(
+        flag(&after)["current_leg"].as_u64() > Some(RUN as u64)
+            || ts(&flag(&after)["position"]["t"]) == last,
+        "{after}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_uploads_at_once_leave_the_newer_version_live() -> Result<()> {
+    let s = Server::with_relay().await?;
+    for round in 0..5 {
+        let a = PLAN.replace(
+            "name = \"Olympic flag: through Paris\"",
+            &format!("name = \"a{round}\""),
+        );
+        let b = PLAN.replace(
+            "name = \"Olympic flag: through Paris\"",
+            &format!("name = \"b{round}\""),
+        );
+        let (ra, rb) = tokio::join!(s.upload(EVENT, &a), s.upload(EVENT, &b));
+        ra?;
+        rb?;
+        let stored = s.state.store.plan(EVENT).await?.expect("a plan");
+        let live = s.state.event(EVENT).expect("the event");
+        ensure!(
+            live.version == stored.version,
+            "live version {} but the store's newest is {}",
+            live.version,
+            stored.version
+        );
+    }
+    Ok(())
+}
+
+fn leg<'a>(live: &'a Value, relay: &str, i: usize) -> &'a Value {
+    &live["relays"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["id"] == json!(relay)))
+        .expect("the relay")["legs"][i]
+}
+
+#[tokio::test]
+async fn a_shift_during_a_stage_keeps_it_on_and_moves_its_etas() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(60));
+    let before = s.live(true).await?;
+    ensure!(flag(&before)["current_leg"] == json!(STAGE), "{before}");
+    let (end0, next0) = (
+        ts(&leg(&before, "flag", STAGE)["eta_end"]),
+        ts(&leg(&before, "flag", RUN)["eta_end"]),
+    );
+    let delta0 = leg(&before, "flag", RUN)["delta_s"].clone();
+    s.admin_post(
+        &format!("/api/v1/events/{EVENT}/shift"),
+        json!({ "minutes": 5 }),
+    )
+    .await?;
+    // Past the stage's planned 2 minutes: it is still on, for 5 more.
+    s.tick_at(at(200));
+    let after = s.live(true).await?;
+    ensure!(flag(&after)["current_leg"] == json!(STAGE), "{after}");
+    ensure!(
+        leg(&after, "flag", STAGE)["status"] == json!("current"),
+        "{after}"
+    );
+    let (end1, next1) = (
+        ts(&leg(&after, "flag", STAGE)["eta_end"]),
+        ts(&leg(&after, "flag", RUN)["eta_end"]),
+    );
+    ensure!(
+        end1.duration_since(end0).as_secs() == 300,
+        "{end0} → {end1}"
+    );
+    ensure!(
+        next1.duration_since(next0).as_secs() == 300,
+        "{next0} → {next1}"
+    );
+    ensure!(
+        leg(&after, "flag", RUN)["delta_s"] == delta0,
+        "the ETA moved with the plan: {delta0} → {}",
+        leg(&after, "flag", RUN)["delta_s"]
+    );
+    // And it ends when its extended time is up.
+    s.tick_at(at(421));
+    ensure!(flag(&s.live(true).await?)["current_leg"] == json!(RUN));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_race_wide_shift_moves_every_relay() -> Result<()> {
+    let two = PLAN.replace(
+        "[[relays]]\nid = \"flag\"",
+        "[[relays]]\nid = \"twin\"\nname = \"Twin\"\nobject = \"Baton\"\n\n[[relays.legs]]\n\
+         carriers = [\"Somebody\"]\nmode = \"stage\"\nplace = \"concorde\"\n\
+         start = \"2024-08-11T23:00:00+02:00[Europe/Paris]\"\nduration = \"10m\"\n\n\
+         [[relays]]\nid = \"flag\"",
+    );
+    let s = Server::with_plan(EVENT, &two, at(-60)).await?;
+    s.tick_at(at(60));
+    let before = s.live(true).await?;
+    let reply = s
+        .admin_post(
+            &format!("/api/v1/events/{EVENT}/shift"),
+            json!({ "minutes": 3 }),
+        )
+        .await?;
+    ensure!(reply["shifted"] == json!(2), "{reply}");
+    s.tick_at(at(61));
+    let after = s.live(true).await?;
+    for relay in ["flag", "twin"] {
+        let (a, b) = (
+            ts(&leg(&before, relay, 0)["eta_end"]),
+            ts(&leg(&after, relay, 0)["eta_end"]),
+        );
+        ensure!(b.duration_since(a).as_secs() == 180, "{relay}: {a} → {b}");
+    }
+    let (status, _) = crate::common::answer(
+        s.http
+            .get(s.url(&format!("/api/v1/events/{EVENT}/live")))
+            .header("accept-encoding", "gzip"),
+    )
+    .await?;
+    ensure!(status == StatusCode::OK);
+    Ok(())
+}
