@@ -85,6 +85,7 @@ fn late(c: &mut Criterion) {
     let plan = Arc::new(parse(&plan_text(), &NoFiles).expect("the bench plan parses"));
     let mut tr = Tracker::new(Arc::clone(&plan));
     let all: Vec<(String, Ping)> = (0..PINGS).map(ping).collect();
+    let rss_before = rss_kib();
     let started = Instant::now();
     for (k, (carrier, p)) in all.iter().enumerate() {
         tr.apply_batch(std::iter::once((
@@ -95,10 +96,11 @@ fn late(c: &mut Criterion) {
         )));
     }
     eprintln!(
-        "fed {PINGS} pings in order in {:.2} s ({:.2} µs each); held: {:?}",
+        "fed {PINGS} pings in order in {:.2} s ({:.2} µs each); held: {:?}; resident memory grew by {} KiB",
         started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64() * 1e6 / PINGS as f64,
-        tr.held()
+        tr.held(),
+        rss_kib().saturating_sub(rss_before)
     );
     let newest = all.last().map(|(_, p)| p.t).expect("pings");
     // The holder's phone, one ping it buffered: 30 s late (at an instant nobody reported at).
@@ -160,6 +162,19 @@ fn late(c: &mut Criterion) {
         );
     });
     group.finish();
+}
+
+/// The process's resident memory (Linux), KiB; 0 where unknown.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 criterion_group!(benches, late);
