@@ -16,7 +16,7 @@ use std::time::Instant;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use handoff_core::ping::Ping;
 use handoff_core::plan::{NoFiles, parse};
-use handoff_core::track::Tracker;
+use handoff_core::track::{PingOf, Tracker};
 use jiff::Timestamp;
 
 const LEGS: usize = 1_700;
@@ -88,12 +88,13 @@ fn late(c: &mut Criterion) {
     let rss_before = rss_kib();
     let started = Instant::now();
     for (k, (carrier, p)) in all.iter().enumerate() {
-        tr.apply_batch(std::iter::once((
-            carrier.as_str(),
-            carrier.as_str(),
-            k as u64 + 1,
-            p,
-        )));
+        tr.apply_batch(std::iter::once(PingOf {
+            device: carrier,
+            carrier,
+            relay: None,
+            seq: k as u64 + 1,
+            ping: p,
+        }));
     }
     eprintln!(
         "fed {PINGS} pings in order in {:.2} s ({:.2} µs each); held: {:?}; resident memory grew by {} KiB",
@@ -113,12 +114,13 @@ fn late(c: &mut Criterion) {
         b.iter_batched(
             || tr.clone(),
             |mut t| {
-                black_box(t.apply_batch(std::iter::once((
-                    holder.as_str(),
-                    holder.as_str(),
-                    u64::MAX - 1,
-                    &p30,
-                ))));
+                black_box(t.apply_batch(std::iter::once(PingOf {
+                    device: holder,
+                    carrier: holder,
+                    relay: None,
+                    seq: u64::MAX - 1,
+                    ping: &p30,
+                })));
                 t
             },
             BatchSize::LargeInput,
@@ -132,12 +134,13 @@ fn late(c: &mut Criterion) {
         b.iter_batched(
             || tr.clone(),
             |mut t| {
-                t.apply_batch(std::iter::once((
-                    c1h.as_str(),
-                    c1h.as_str(),
-                    u64::MAX - 2,
-                    &p1h,
-                )));
+                t.apply_batch(std::iter::once(PingOf {
+                    device: &c1h,
+                    carrier: &c1h,
+                    relay: None,
+                    seq: u64::MAX - 2,
+                    ping: &p1h,
+                }));
                 let requests = t.take_history_requests();
                 assert_eq!(requests.len(), 1, "a deep replay is asked for");
                 for r in &requests {

@@ -179,10 +179,8 @@ impl AppState {
         const PAGE: usize = 50_000;
         let event = &live.plan.event.id;
         let devices = self.store.devices(event).await?;
-        let carrier_of: HashMap<&str, &str> = devices
-            .iter()
-            .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
-            .collect();
+        let carrier_of: HashMap<&str, &handoff_store::Device> =
+            devices.iter().map(|d| (d.device_id.as_str(), d)).collect();
         loop {
             let page = self.store.pings_after(event, live.cursor(), PAGE).await?;
             let Some(last) = page.last().map(|p| p.seq) else {
@@ -194,8 +192,9 @@ impl AppState {
                 .filter_map(|p| {
                     carrier_of
                         .get(p.device_id.as_str())
-                        .map(|c| crate::engine::Committed {
-                            carrier: (*c).to_string(),
+                        .map(|d| crate::engine::Committed {
+                            carrier: d.carrier.clone(),
+                            relay: d.relay_id.clone(),
                             device: p.device_id,
                             seq: p.seq,
                             ping: p.ping,

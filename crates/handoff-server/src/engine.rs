@@ -17,7 +17,9 @@ use handoff_core::custody::{Custody, Entry, Kind};
 use handoff_core::ping::Ping;
 use handoff_core::plan::Plan;
 use handoff_core::snapshot::{RelayStatus, RelayView, Snapshot};
-use handoff_core::track::{Change, Flags, Held, HistoryRequest, LegAccuracy, Shift, Tracker};
+use handoff_core::track::{
+    Change, Flags, Held, HistoryRequest, LegAccuracy, PingOf, Shift, Tracker,
+};
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -253,6 +255,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Committed {
     pub device: String,
     pub carrier: String,
+    /// The relay the device is bound to, if it was registered for one.
+    pub relay: Option<String>,
     pub seq: i64,
     pub ping: Ping,
 }
@@ -300,13 +304,12 @@ impl EventLive {
     pub fn apply(&self, pings: &[Committed], now: Timestamp) -> (Vec<Change>, Vec<HistoryRequest>) {
         let (changes, views, history) = {
             let mut tr = lock(&self.tracker);
-            let changes = tr.apply_batch(pings.iter().map(|p| {
-                (
-                    p.device.as_str(),
-                    p.carrier.as_str(),
-                    p.seq.unsigned_abs(),
-                    &p.ping,
-                )
+            let changes = tr.apply_batch(pings.iter().map(|p| PingOf {
+                device: &p.device,
+                carrier: &p.carrier,
+                relay: p.relay.as_deref(),
+                seq: p.seq.unsigned_abs(),
+                ping: &p.ping,
             }));
             let views = relay_views(&tr, &changes, now);
             (changes, views, tr.take_history_requests())
@@ -575,6 +578,16 @@ impl EventLive {
         lock(&self.tracker).knows_carrier(carrier)
     }
 
+    /// The relays (ids) a carrier carries in.
+    #[must_use]
+    pub fn relays_of(&self, carrier: &str) -> Vec<String> {
+        lock(&self.tracker)
+            .relays_of(carrier)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// What the engine holds in memory.
     #[must_use]
     pub fn held(&self) -> Held {
@@ -626,7 +639,11 @@ pub async fn serve_history(
         let mut next = Vec::new();
         for r in requests {
             let mut pings = Vec::new();
-            for d in devices.iter().filter(|d| r.carriers.contains(&d.carrier)) {
+            let of_relay = |d: &&handoff_store::Device| {
+                r.carriers.contains(&d.carrier)
+                    && d.relay_id.as_deref().is_none_or(|id| id == r.relay)
+            };
+            for d in devices.iter().filter(of_relay) {
                 match state
                     .store
                     .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
@@ -635,6 +652,7 @@ pub async fn serve_history(
                     Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {
                         device: p.device_id,
                         carrier: d.carrier.clone(),
+                        relay: d.relay_id.clone(),
                         seq: p.seq,
                         ping: p.ping,
                     })),

@@ -262,3 +262,105 @@ async fn a_race_wide_shift_moves_every_relay() -> Result<()> {
     ensure!(status == StatusCode::OK);
     Ok(())
 }
+
+/// Two teams on one course, both with a "Runner 1" and a "Runner 2".
+const RACE: &str = r#"
+[event]
+id = "race"
+name = "Two teams"
+
+[[courses]]
+id = "c"
+[[courses.legs]]
+mode = "run"
+route = { points = [[2.3500, 48.8500], [2.3650, 48.8500]] }
+duration = "6m"
+[[courses.legs]]
+mode = "run"
+route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
+duration = "6m"
+
+[[relays]]
+id = "team-a"
+course = "c"
+start = "2024-08-11T21:00:00Z"
+carriers = ["Runner 1", "Runner 2"]
+
+[[relays]]
+id = "team-b"
+course = "c"
+start = "2024-08-11T21:00:00Z"
+carriers = ["Runner 1", "Runner 2"]
+"#;
+
+#[tokio::test]
+async fn two_teams_sharing_carrier_names_never_mix() -> Result<()> {
+    let s = Server::with_plan("race", RACE, at(-60)).await?;
+    // A name in two relays needs the relay.
+    let (status, body) = s.register_in("race", "a1", "Runner 1").await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
+    ensure!(
+        crate::common::error_of(&body) == ("missing_field", Some("relay")),
+        "{body}"
+    );
+    let register = |device: &'static str, carrier: &'static str, relay: &'static str| {
+        let req = s
+            .http
+            .post(s.url("/api/v1/events/race/devices"))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "device": device, "carrier": carrier, "relay": relay }));
+        async move {
+            let (status, body) = crate::common::answer(req).await?;
+            ensure!(status == StatusCode::CREATED, "{status} {body}");
+            Ok::<String, anyhow::Error>(body["token"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let a1 = register("a1", "Runner 1", "team-a").await?;
+    let a2 = register("a2", "Runner 2", "team-a").await?;
+    let b2 = register("b2", "Runner 2", "team-b").await?;
+    s.tick_at(at(200));
+    // Team A's runner 1 runs half the first leg; team B has not moved.
+    for k in 0..=10 {
+        let lon = 2.35 + 0.0075 * f64::from(k) / 10.0;
+        let t = at(10 + i64::from(k) * 10);
+        s.send(
+            &a1,
+            &[json!({ "t": t.to_string(), "lon": lon, "lat": 48.85, "acc": 5 })],
+        )
+        .await?;
+    }
+    let live = s.text("/api/v1/events/race/live", true).await?;
+    let live: Value = serde_json::from_str(&live)?;
+    let relay = |id: &str| {
+        live["relays"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["id"] == json!(id)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (a, b) = (relay("team-a"), relay("team-b"));
+    ensure!(a["progress"]["fraction"].as_f64() > Some(0.3), "{a}");
+    ensure!(b["position"].is_null(), "team B saw team A's runner: {b}");
+    ensure!(b["progress"]["along_m"].as_f64() == Some(0.0), "{b}");
+    // Team A's runner 2 asks for a code; team B's runner 2 cannot use it, team A's can.
+    let code_path = "/api/v1/events/race/relays/team-a/handoffs/code";
+    let (_, _) = crate::common::answer(s.http.post(s.url(code_path)).bearer_auth(&a1)).await?;
+    let (status, body) =
+        crate::common::answer(s.http.post(s.url(code_path)).bearer_auth(&a2)).await?;
+    ensure!(
+        status == StatusCode::CONFLICT,
+        "runner 2 holds nothing yet: {status} {body}"
+    );
+    let (status, body) = crate::common::answer(
+        s.http
+            .post(s.url("/api/v1/events/race/relays/team-a/handoffs"))
+            .bearer_auth(&b2)
+            .json(&json!({ "code": "000000" })),
+    )
+    .await?;
+    ensure!(
+        status == StatusCode::CONFLICT && crate::common::error_of(&body).0 == "wrong_party",
+        "team B's runner 2 received team A's flag: {status} {body}"
+    );
+    Ok(())
+}

@@ -122,6 +122,8 @@ pub struct NewDevice {
     pub event_id: String,
     pub device_id: String,
     pub carrier: String,
+    /// The relay the carrier carries in, when the name alone does not say (race mode).
+    pub relay_id: Option<String>,
     /// SHA-256 of the device token, lowercase hex.
     pub token_hash: String,
 }
@@ -132,6 +134,8 @@ pub struct Device {
     pub event_id: String,
     pub device_id: String,
     pub carrier: String,
+    /// The relay the carrier carries in, when the name alone does not say (race mode).
+    pub relay_id: Option<String>,
     /// SHA-256 of the device token, lowercase hex. Redacted in `Debug`.
     pub token_hash: String,
     pub created_at: Timestamp,
@@ -144,6 +148,7 @@ impl fmt::Debug for NewDevice {
             .field("event_id", &self.event_id)
             .field("device_id", &self.device_id)
             .field("carrier", &self.carrier)
+            .field("relay_id", &self.relay_id)
             .field("token_hash", &"<redacted>")
             .finish()
     }
@@ -155,6 +160,7 @@ impl fmt::Debug for Device {
             .field("event_id", &self.event_id)
             .field("device_id", &self.device_id)
             .field("carrier", &self.carrier)
+            .field("relay_id", &self.relay_id)
             .field("token_hash", &"<redacted>")
             .field("created_at", &self.created_at)
             .finish()

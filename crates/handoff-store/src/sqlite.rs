@@ -225,7 +225,7 @@ impl Store for SqliteStore {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us FROM devices
+                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id FROM devices
                  WHERE token_hash = ?1",
             )?;
             Ok(stmt.query_row([&token_hash], device_from_row).optional()?)
@@ -237,7 +237,7 @@ impl Store for SqliteStore {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us FROM devices
+                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id FROM devices
                  WHERE event_id = ?1 ORDER BY device_id",
             )?;
             let devices = stmt.query_map([&event_id], device_from_row)?;
@@ -467,15 +467,16 @@ fn put_plan(conn: &Connection, event_id: &str, plan_json: &str, plan_hash: &str)
 fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us, relay_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             device.event_id,
             device.device_id,
             device.carrier,
             device.token_hash,
-            Timestamp::now().as_microsecond()
+            Timestamp::now().as_microsecond(),
+            device.relay_id
         ]);
     match inserted {
         Ok(_) => Ok(()),
@@ -674,6 +675,7 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
         carrier: row.get(2)?,
         token_hash: row.get(3)?,
         created_at: timestamp(row, 4)?,
+        relay_id: row.get(5)?,
     })
 }
 

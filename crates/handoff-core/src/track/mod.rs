@@ -110,6 +110,18 @@ pub enum Change {
     },
 }
 
+/// One committed ping on its way in: from `device`, bound to `carrier` (of `relay` only, when
+/// the device was registered for one: in race mode every team has a "Runner 1"), numbered
+/// `seq` in arrival order.
+#[derive(Debug, Clone, Copy)]
+pub struct PingOf<'a> {
+    pub device: &'a str,
+    pub carrier: &'a str,
+    pub relay: Option<&'a str>,
+    pub seq: u64,
+    pub ping: &'a Ping,
+}
+
 /// A relay needs pings the tracker has let go: those of `carriers` from `since` on (device
 /// time), to be passed to [`Tracker::replay_history`] with `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +275,20 @@ impl Tracker {
         self.carrier_legs.contains_key(carrier)
     }
 
+    /// The relays (ids) this carrier carries in.
+    #[must_use]
+    pub fn relays_of(&self, carrier: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .carrier_legs
+            .get(carrier)
+            .into_iter()
+            .flatten()
+            .map(|(r, _)| self.plan.relays[*r].id.as_str())
+            .collect();
+        out.dedup();
+        out
+    }
+
     fn relay_index(&self, relay: &str) -> Option<usize> {
         self.relay_ids.get(relay).copied()
     }
@@ -271,27 +297,41 @@ impl Tracker {
     /// tracker itself.
     pub fn apply(&mut self, device: &str, carrier: &str, ping: &Ping) -> Vec<Change> {
         self.local_seq += 1;
-        let seq = self.local_seq;
-        self.apply_batch(std::iter::once((device, carrier, seq, ping)))
+        self.apply_batch(std::iter::once(PingOf {
+            device,
+            carrier,
+            relay: None,
+            seq: self.local_seq,
+            ping,
+        }))
     }
 
-    /// Applies pings (device, carrier, arrival sequence, ping) in any order, such as a phone's
-    /// buffered batch: each in-order one is a step, and each relay that got late ones replays
-    /// once, from the checkpoint before the earliest.
-    pub fn apply_batch<'a>(
-        &mut self,
-        pings: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a Ping)>,
-    ) -> Vec<Change> {
+    /// Applies pings in any order, such as a phone's buffered batch: each in-order one is a
+    /// step, and each relay that got late ones replays once, from the checkpoint before the
+    /// earliest.
+    pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = PingOf<'a>>) -> Vec<Change> {
         let plan = Arc::clone(&self.plan);
         let mut touched: Vec<usize> = Vec::new();
         // relay → (earliest late key, the leg current before the replay)
         let mut late: HashMap<usize, (Key, usize)> = HashMap::new();
         let mut changes = Vec::new();
-        for (device, carrier, seq, ping) in pings {
+        for PingOf {
+            device,
+            carrier,
+            relay,
+            seq,
+            ping,
+        } in pings
+        {
             let Some(legs) = self.carrier_legs.get(carrier) else {
                 continue;
             };
-            let mut relays: Vec<usize> = legs.iter().map(|(r, _)| *r).collect();
+            let bound = relay.map(|r| self.relay_ids.get(r).copied());
+            let mut relays: Vec<usize> = legs
+                .iter()
+                .map(|(r, _)| *r)
+                .filter(|r| bound.is_none_or(|b| b == Some(*r)))
+                .collect();
             relays.dedup();
             let key = (ping.t, seq);
             for ri in relays {
@@ -872,11 +912,13 @@ duration = "6m"
                 shuffled.apply(c, c, p);
             }
         }
-        shuffled.apply_batch(
-            late.iter()
-                .zip(1000..)
-                .map(|((c, p), seq)| (*c, *c, seq, p)),
-        );
+        shuffled.apply_batch(late.iter().zip(1000..).map(|((c, p), seq)| PingOf {
+            device: c,
+            carrier: c,
+            relay: None,
+            seq,
+            ping: p,
+        }));
         let now = t(800);
         assert_eq!(in_order.snapshot(now, false), shuffled.snapshot(now, false));
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use proptest::prelude::*;
 
-use super::{Shift, Tracker};
+use super::{PingOf, Shift, Tracker};
 use crate::ping::Ping;
 use crate::plan::{NoFiles, parse};
 
@@ -183,10 +183,13 @@ fn scenario(seed: u64, runners: usize) -> (Vec<Input>, Vec<(usize, Timestamp)>, 
 fn feed(tr: &mut Tracker, inputs: &[Input], batch: usize, end: Timestamp) {
     let mut buf: Vec<(String, String, u64, Ping)> = Vec::new();
     let flush = |tr: &mut Tracker, buf: &mut Vec<(String, String, u64, Ping)>| {
-        tr.apply_batch(
-            buf.iter()
-                .map(|(d, c, s, p)| (d.as_str(), c.as_str(), *s, p)),
-        );
+        tr.apply_batch(buf.iter().map(|(d, c, s, p)| PingOf {
+            device: d,
+            carrier: c,
+            relay: None,
+            seq: *s,
+            ping: p,
+        }));
         buf.clear();
     };
     for input in inputs {
@@ -234,7 +237,13 @@ fn in_order(
     tr.set_recorded("r", recorded.to_vec(), ts(-3600));
     tr.set_shifts("r", shifts.to_vec(), ts(-3600));
     for (d, c, s, p) in &pings {
-        tr.apply_batch(std::iter::once((d.as_str(), c.as_str(), *s, p)));
+        tr.apply_batch(std::iter::once(PingOf {
+            device: d,
+            carrier: c,
+            relay: None,
+            seq: *s,
+            ping: p,
+        }));
     }
     tr.tick(end);
     tr

@@ -133,6 +133,8 @@ pub async fn get(
 pub struct NewDeviceBody {
     device: Option<String>,
     carrier: Option<String>,
+    /// The relay the carrier carries in: needed when the name is in several (race mode).
+    relay: Option<String>,
 }
 
 /// `POST /api/v1/events/{event}/devices` (admin): binds a device to a carrier; the token is
@@ -191,11 +193,44 @@ pub async fn add_device(
         )
         .field("carrier"));
     }
+    let relays = live.relays_of(&carrier);
+    let relay = match b.relay {
+        Some(r) if !relays.contains(&r) => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                format!(
+                    "`{carrier}` carries nothing in relay `{r}`; they carry in: {}",
+                    relays.join(", ")
+                ),
+            )
+            .field("relay"));
+        }
+        Some(r) => Some(r),
+        None if relays.len() > 1 => {
+            let shown: Vec<&str> = relays.iter().take(10).map(String::as_str).collect();
+            return Err(ApiError::bad_request(
+                "missing_field",
+                format!(
+                    "`{carrier}` carries in {} relays ({}{}): say which one with `relay`",
+                    relays.len(),
+                    shown.join(", "),
+                    if relays.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .field("relay"));
+        }
+        None => None,
+    };
     let token = new_token()?;
     let nd = NewDevice {
         event_id: event.clone(),
         device_id: device.clone(),
         carrier: carrier.clone(),
+        relay_id: relay.clone(),
         token_hash: token_hash(&token),
     };
     state.store.add_device(nd).await.map_err(|e| match e {
@@ -209,13 +244,15 @@ pub async fn add_device(
         event_id: event,
         device_id: device.clone(),
         carrier: carrier.clone(),
+        relay_id: relay.clone(),
         token_hash: token_hash(&token),
         created_at: state.now(),
     });
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "device": device, "carrier": carrier, "token": token })),
-    ))
+    let mut answer = json!({ "device": device, "carrier": carrier, "token": token });
+    if let Some(r) = relay {
+        answer["relay"] = json!(r);
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// `GET /api/v1/events/{event}/plan.toml`: the plan exactly as stored, so its SHA-256 can be

@@ -68,6 +68,12 @@ fn event_of(state: &AppState, event: &str) -> Result<Arc<EventLive>> {
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
 }
 
+/// Whether a device may act in `relay`: a device registered for one relay (race mode, where
+/// every team has a "Runner 1") acts in that relay only.
+fn bound_to(device: &Device, relay: &str) -> bool {
+    device.relay_id.as_deref().is_none_or(|r| r == relay)
+}
+
 /// Admin, or a device of this event (by its bearer token).
 enum Caller {
     Admin,
@@ -299,7 +305,7 @@ async fn check_code(
         .legs
         .get(from + 1)
         .ok_or_else(|| conflict("finished", "the relay has finished"))?;
-    if !to.carriers.contains(&receiver.carrier) {
+    if !to.carriers.contains(&receiver.carrier) || !bound_to(receiver, &relay.id) {
         return Err(conflict(
             "wrong_party",
             format!(
@@ -379,7 +385,7 @@ pub async fn code(
             "this is the last leg: there is no handoff after it",
         ));
     }
-    if !giver.carriers.contains(&device.carrier) {
+    if !giver.carriers.contains(&device.carrier) || !bound_to(&device, &relay) {
         return Err(conflict(
             "wrong_party",
             format!(

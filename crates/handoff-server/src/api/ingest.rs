@@ -56,6 +56,7 @@ async fn store_and_apply(
                     Inserted::New { seq } => Some(Committed {
                         device: device.device_id.clone(),
                         carrier: device.carrier.clone(),
+                        relay: device.relay_id.clone(),
                         seq: *seq,
                         ping: *p,
                     }),

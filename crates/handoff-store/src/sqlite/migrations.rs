@@ -125,6 +125,10 @@ const MIGRATIONS: &[&str] = &[
     r"
     CREATE INDEX pings_by_event_seq ON pings (event_id, seq);
     ",
+    // 4: a device is bound to a carrier of one relay (race mode: every team has a "Runner 1").
+    r"
+    ALTER TABLE devices ADD COLUMN relay_id TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -51,6 +51,7 @@ fn device(event_id: &str, device_id: &str, token_hash: &str) -> NewDevice {
         event_id: event_id.to_owned(),
         device_id: device_id.to_owned(),
         carrier: "Tom Cruise".to_owned(),
+        relay_id: None,
         token_hash: token_hash.to_owned(),
     }
 }
@@ -406,7 +407,7 @@ async fn a_newer_schema_is_refused() -> Result<()> {
             opened,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 3
+                known: 4
             })
         ),
         "{opened:?}"
