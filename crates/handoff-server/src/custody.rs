@@ -8,6 +8,7 @@
 use handoff_core::custody::{Entry, Evidence, Holder, Kind, Method, Point};
 use handoff_core::track::Change;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::app::AppState;
@@ -140,6 +141,81 @@ pub async fn append(
             record_proximity(&state, &live, found).await;
         }
         Ok(entry)
+    });
+    task.await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the custody write failed: {e}"),
+        )
+    })?
+}
+
+/// Appends one entry to each of several relays' chains (a race-wide shift) in one store
+/// transaction, all or nothing; `build` drafts them from the chains (relay id, draft). Then
+/// each relay is brought up to date once. Runs in a task of its own, as [`append`] does.
+///
+/// # Errors
+/// What `build` refuses, a lost race (409, the chains reloaded), or storage failures.
+pub async fn append_many(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    build: impl FnOnce(&HashMap<String, Chain>) -> Result<Vec<(String, Entry)>>,
+) -> Result<Vec<Entry>> {
+    let mut chains = Arc::clone(&live.chains).lock_owned().await;
+    let drafts = build(&chains)?;
+    let (state, live) = (Arc::clone(state), Arc::clone(live));
+    let task = tokio::spawn(async move {
+        let mut sealed = Vec::with_capacity(drafts.len());
+        for (relay, mut draft) in drafts {
+            let chain = chains
+                .get(&relay)
+                .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
+            let (seq, prev) = chain.state.next_link();
+            draft.seq = seq;
+            draft.prev_hash = prev;
+            sealed.push((relay, draft.sealed()));
+        }
+        let rows = sealed
+            .iter()
+            .map(|(relay, e)| handoff_store::NewCustody {
+                relay_id: relay.clone(),
+                entry_json: e.to_line(),
+                hash: e.hash.clone(),
+                prev_hash: e.prev_hash.clone(),
+            })
+            .collect();
+        if let Err(e) = state
+            .store
+            .append_custody_many(&live.plan.event.id, rows)
+            .await
+        {
+            if matches!(e, handoff_store::StoreError::Conflict(_)) {
+                for (relay, _) in &sealed {
+                    if let Ok(fresh) = load_chain(&state, &live, relay).await {
+                        let _ = live.sync_custody(relay, &fresh, state.now());
+                        chains.insert(relay.clone(), fresh);
+                    }
+                }
+                return Err(ApiError::conflict(
+                    "another entry was appended to one of these custody logs at the same moment; reload and try again",
+                ));
+            }
+            return Err(e.into());
+        }
+        let now = state.now();
+        for (relay, entry) in &sealed {
+            if let Some(chain) = chains.get_mut(relay) {
+                chain.state.apply(entry);
+                chain.entries.push(entry.clone());
+                let _ = live.sync_custody(relay, chain, now);
+            }
+        }
+        drop(chains);
+        for (relay, entry) in &sealed {
+            announce(&state, &live, relay, entry);
+        }
+        Ok(sealed.into_iter().map(|(_, e)| e).collect())
     });
     task.await.map_err(|e| {
         ApiError::new(

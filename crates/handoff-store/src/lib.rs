@@ -85,6 +85,15 @@ pub trait Store: Send + Sync {
         prev_hash: &str,
     ) -> Result<i64>;
 
+    /// Appends one entry to each of several custody logs of an event, all or nothing, in one
+    /// transaction (a race-wide shift): `(relay_id, entry_json, hash, prev_hash)` each, with
+    /// the rules of [`Store::append_custody`]. Returns their `seq`s in order.
+    async fn append_custody_many(
+        &self,
+        event_id: &str,
+        entries: Vec<NewCustody>,
+    ) -> Result<Vec<i64>>;
+
     /// The custody log of one relay, in chain order.
     async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>>;
 
@@ -197,6 +206,15 @@ pub struct StoredPing {
     pub device_id: String,
     pub ping: Ping,
     pub received_at: Timestamp,
+}
+
+/// An entry for [`Store::append_custody_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCustody {
+    pub relay_id: String,
+    pub entry_json: String,
+    pub hash: String,
+    pub prev_hash: String,
 }
 
 /// One entry of a relay's custody log.

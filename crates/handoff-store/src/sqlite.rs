@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Delivery, Device, Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store, StoredCustody,
-    StoredPing, StoredPlan, Webhook,
+    Delivery, Device, Inserted, NewCustody, NewDelivery, NewDevice, NewPing, NewWebhook, Store,
+    StoredCustody, StoredPing, StoredPlan, Webhook,
 };
 use writer::Writer;
 
@@ -336,6 +336,29 @@ impl Store for SqliteStore {
         };
         self.writer
             .submit(1, move |conn| append_custody(conn, &entry))
+            .await
+    }
+
+    async fn append_custody_many(
+        &self,
+        event_id: &str,
+        entries: Vec<NewCustody>,
+    ) -> Result<Vec<i64>> {
+        let entries: Vec<CustodyEntry> = entries
+            .into_iter()
+            .map(|e| CustodyEntry {
+                event_id: event_id.to_owned(),
+                relay_id: e.relay_id,
+                entry_json: e.entry_json,
+                hash: e.hash,
+                prev_hash: e.prev_hash,
+            })
+            .collect();
+        // One writer task: its savepoint makes the entries land together or not at all.
+        self.writer
+            .submit(entries.len(), move |conn| {
+                entries.iter().map(|e| append_custody(conn, e)).collect()
+            })
             .await
     }
 

@@ -492,9 +492,9 @@ pub async fn shift(
         None => live.plan.relays.iter().map(|r| r.id.clone()).collect(),
     };
     let now = state.now();
-    let mut entries = Vec::new();
+    // Each relay shifts from the leg it is on (a relay not started yet: from its first leg).
+    let mut from: Vec<(String, usize)> = Vec::new();
     for relay in relays {
-        let r = live.plan.relay(&relay).cloned();
         let from_leg = live.relay_view(&relay, now, false).and_then(|v| {
             v.current_leg.or(
                 if v.status == handoff_core::snapshot::RelayStatus::Planned {
@@ -504,21 +504,27 @@ pub async fn shift(
                 },
             )
         });
-        let (Some(r), Some(from_leg)) = (r, from_leg) else {
-            continue;
-        }; // finished: nothing to shift
-        let e = append(&state, &live, &relay, |_| {
-            let mut e = Entry::draft(Kind::Shift, &event, &relay, now, now);
-            e.shift_s = Some(b.minutes * 60);
-            e.from = Some(Holder {
-                leg: from_leg,
-                carriers: r.legs[from_leg].carriers.clone(),
-            });
-            e.note.clone_from(&b.note);
-            Ok(e)
-        })
-        .await?;
-        entries.push(e);
+        if let Some(leg) = from_leg {
+            from.push((relay, leg)); // finished relays have nothing to shift
+        }
     }
+    // One store transaction for all of them (a race-wide delay), then one recompute each.
+    let entries = crate::custody::append_many(&state, &live, |_| {
+        Ok(from
+            .iter()
+            .filter_map(|(relay, leg)| {
+                let r = live.plan.relay(relay)?;
+                let mut e = Entry::draft(Kind::Shift, &event, relay, now, now);
+                e.shift_s = Some(b.minutes * 60);
+                e.from = Some(Holder {
+                    leg: *leg,
+                    carriers: r.legs[*leg].carriers.clone(),
+                });
+                e.note.clone_from(&b.note);
+                Some((relay.clone(), e))
+            })
+            .collect())
+    })
+    .await?;
     Ok(Json(json!({ "shifted": entries.len(), "entries": entries })).into_response())
 }

@@ -688,3 +688,79 @@ async fn webhook_rows_are_append_only_and_survive_a_reopen() -> Result<()> {
     drop(db.dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn entries_for_several_relays_land_together_or_not_at_all() -> Result<()> {
+    let db = open_temp()?;
+    let s = &db.store;
+    for relay in ["a", "b"] {
+        s.append_custody("race", relay, "{}", &format!("{relay}0"), "plan")
+            .await?;
+    }
+    let entry = |relay: &str, prev: &str| crate::NewCustody {
+        relay_id: relay.to_owned(),
+        entry_json: "{\"kind\":\"shift\"}".to_owned(),
+        hash: format!("{relay}1"),
+        prev_hash: prev.to_owned(),
+    };
+    // One of them follows a stale head: neither is stored.
+    let refused = s
+        .append_custody_many("race", vec![entry("a", "a0"), entry("b", "stale")])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(s.custody("race", "a").await?.len(), 1);
+    assert_eq!(s.custody("race", "b").await?.len(), 1);
+    let seqs = s
+        .append_custody_many("race", vec![entry("a", "a0"), entry("b", "b0")])
+        .await?;
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(s.custody("race", "a").await?.len(), 2);
+    assert_eq!(s.custody("race", "b").await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pings_page_in_arrival_order_and_devices_keep_their_relay() -> Result<()> {
+    let db = open_temp()?;
+    let s = &db.store;
+    let mut d = device("race", "a1", "hash-a1");
+    d.relay_id = Some("team-a".to_owned());
+    s.add_device(d).await?;
+    let found = s
+        .device_by_token_hash("hash-a1")
+        .await?
+        .expect("registered");
+    assert_eq!(found.relay_id.as_deref(), Some("team-a"));
+    let batch: Vec<NewPing> = (0..5)
+        .rev()
+        .map(|k| NewPing {
+            event_id: "race".to_owned(),
+            device_id: "a1".to_owned(),
+            ping: handoff_core::ping::Ping {
+                t: at(k),
+                lon: 2.0,
+                lat: 48.0,
+                acc_m: None,
+                speed_mps: None,
+                heading_deg: None,
+                alt_m: None,
+                batt_pct: None,
+            },
+            received_at: at(10),
+        })
+        .collect();
+    s.insert_pings(batch).await?;
+    let first = s.pings_after("race", 0, 3).await?;
+    assert_eq!(first.len(), 3);
+    let rest = s.pings_after("race", first[2].seq, 3).await?;
+    assert_eq!(rest.len(), 2);
+    let seqs: Vec<i64> = first.iter().chain(&rest).map(|p| p.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Arrival order, not device time: the batch came newest first.
+    assert!(first[0].ping.t > first[1].ping.t);
+    assert!(s.pings_after("other", 0, 10).await?.is_empty());
+    Ok(())
+}
