@@ -686,3 +686,129 @@ fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayVie
         .filter_map(|id| tr.relay_view(id, now, true))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wire shape of every stream message, as the pages read it.
+
+    use super::*;
+    use handoff_core::custody::{Evidence, Holder, Method, Point};
+    use handoff_core::snapshot::LegStatus;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_723_410_000 + s).unwrap()
+    }
+
+    fn entry() -> Entry {
+        let mut e = Entry::draft(Kind::Handoff, "paris", "flag", t(300), t(301));
+        e.from = Some(Holder {
+            leg: 0,
+            carriers: vec!["Anne Hidalgo".into()],
+        });
+        e.to = Some(Holder {
+            leg: 1,
+            carriers: vec!["Marie-José Pérec".into()],
+        });
+        e.position = Some(Point::from_deg(2.3522, 48.8566));
+        e.evidence = Some(Evidence {
+            method: Method::Operator,
+            giver_device: None,
+            receiver_device: None,
+            distance_m: None,
+        });
+        e.prev_hash = "0".repeat(64);
+        e.sealed()
+    }
+
+    fn frame(m: &Message) -> serde_json::Value {
+        let f = m.frame();
+        assert_eq!(f.event, m.name());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&f.data).unwrap()["type"],
+            serde_json::json!(f.event),
+            "the SSE event name is the message's type"
+        );
+        serde_json::from_str(&f.data).unwrap()
+    }
+
+    #[test]
+    fn position() {
+        insta::assert_json_snapshot!(frame(&Message::Position {
+            relay: "flag".into(),
+            leg: 1,
+            t: t(200),
+            lon: 2.3495,
+            lat: 48.8577,
+            acc_m: Some(8.0),
+            along_m: 215.5,
+            fraction: 0.187,
+            now: Some(t(201)),
+        }));
+    }
+
+    #[test]
+    fn eta() {
+        insta::assert_json_snapshot!(frame(&Message::Eta(EtaMessage {
+            relay: "flag".into(),
+            status: RelayStatus::Running,
+            current_leg: Some(1),
+            eta_finish: t(1500),
+            off_route: false,
+            overdue: false,
+            silent: true,
+            legs: vec![EtaLeg {
+                index: 1,
+                status: LegStatus::Current,
+                eta_start: t(120),
+                eta_end: t(560),
+                delta_s: 20,
+                verified: false,
+            }],
+            now: t(201),
+        })));
+    }
+
+    #[test]
+    fn handoff_custody_alert_and_plan() {
+        insta::assert_json_snapshot!(
+            "handoff",
+            frame(&Message::Handoff {
+                relay: "flag".into(),
+                from_leg: 0,
+                to_leg: Some(1),
+                at: t(300),
+                verified: true,
+                method: Some(Method::Operator),
+                seq: Some(1),
+            })
+        );
+        insta::assert_json_snapshot!(
+            "custody",
+            frame(&Message::Custody {
+                relay: "flag".into(),
+                entry: entry(),
+            })
+        );
+        insta::assert_json_snapshot!(
+            "alert",
+            frame(&Message::Alert(Alert {
+                kind: "off_route",
+                event: "paris".into(),
+                relay: "flag".into(),
+                leg: Some(2),
+                holders: vec!["Tony Estanguet".into()],
+                at: t(900),
+            }))
+        );
+        insta::assert_json_snapshot!(
+            "plan",
+            frame(&Message::Plan {
+                kind: "shift",
+                relay: Some("flag".into()),
+                entry: None,
+                event: "paris".into(),
+                version: 2,
+            })
+        );
+    }
+}
