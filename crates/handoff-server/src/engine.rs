@@ -435,6 +435,9 @@ impl EventLive {
             return;
         }
         self.bump();
+        if self.tx.receiver_count() == 0 {
+            return; // nobody listens (start-up, or no page open): nothing to serialise
+        }
         let delay_ms = self.plan.event.public_delay_ms;
         for c in changes {
             let msg = match c {

@@ -351,8 +351,10 @@ impl Tracker {
                 if !touched.contains(&ri) {
                     touched.push(ri);
                 }
+                // A ping goes before the events of its own instant: one at the instant of the
+                // latest event is late too.
                 let in_order = rt.last_applied.is_none_or(|k| key > k)
-                    && rt.state.transition_t.is_none_or(|tt| ping.t >= tt);
+                    && rt.state.transition_t.is_none_or(|tt| ping.t > tt);
                 if let Some((from, _)) = late.get_mut(&ri) {
                     *from = (*from).min(key);
                     rt.pings.insert(key, input);
@@ -443,6 +445,22 @@ impl Tracker {
         };
         recorded.sort_by_key(|(leg, at)| (*at, *leg));
         let rt = &mut self.relays[ri];
+        if already_reflected(rt, &recorded) {
+            // Handoffs the state found itself (proximity) and the log now records at that very
+            // time: at their place in the fold they change nothing, so nothing is replayed.
+            let old = rt.recorded.len();
+            for &(_, at) in &recorded[old..] {
+                rt.state.transition_t = Some(rt.state.transition_t.map_or(at, |t| t.max(at)));
+            }
+            rt.state.recorded_applied = recorded.len();
+            rt.recorded = recorded;
+            let plan = Arc::clone(&self.plan);
+            let rt = &mut self.relays[ri];
+            rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
+            let mut changes = Vec::new();
+            advance(&plan, ri, rt, now, &mut changes);
+            return changes;
+        }
         let changed_at = first_difference(&rt.recorded, &recorded, |(_, at)| *at);
         rt.recorded = recorded;
         self.input_changed(ri, changed_at, now)
@@ -592,7 +610,7 @@ fn advance(plan: &Plan, ri: usize, rt: &mut RelayTrack, now: Timestamp, changes:
         recorded: &rt.recorded,
         shifts: &rt.shifts,
     };
-    step::advance_time(c, &mut rt.state, now, changes);
+    step::advance_time(c, &mut rt.state, now, false, changes);
 }
 
 /// One ping, in order: time passes to it, it is applied, and a checkpoint is kept when due.
@@ -610,7 +628,7 @@ fn step_ping(
         shifts: &rt.shifts,
     };
     let before = rt.state.current;
-    step::advance_time(c, &mut rt.state, key.0, changes);
+    step::advance_time(c, &mut rt.state, key.0, true, changes);
     step::apply_ping(
         c,
         &mut rt.state,
@@ -735,6 +753,19 @@ fn request_history(
         since: after.map(|(t, _)| t),
         after,
     });
+}
+
+/// Whether `new` only appends, to a fully applied list, handoffs the state already has: each
+/// leg verified (by proximity) at exactly that time, no later than what has been applied.
+fn already_reflected(rt: &RelayTrack, new: &[(usize, Timestamp)]) -> bool {
+    let old = &rt.recorded;
+    new.len() > old.len()
+        && new.starts_with(old)
+        && rt.state.recorded_applied == old.len()
+        && new[old.len()..].iter().all(|&(leg, at)| {
+            rt.state.legs.get(leg).and_then(|l| l.verified_at) == Some(at)
+                && rt.last_applied.is_some_and(|(t, _)| at <= t)
+        })
 }
 
 /// The time of the earliest element that differs between two time-sorted lists.

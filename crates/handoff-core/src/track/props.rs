@@ -253,9 +253,24 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_order_and_batching_gives_the_same_state(seed in any::<u64>(), runners in 2usize..5, batch in 1usize..20, delay in any::<bool>()) {
+    fn any_order_and_batching_gives_the_same_state(seed in any::<u64>(), runners in 2usize..5, batch in 1usize..20, delay in any::<bool>(), log_proximity in any::<bool>()) {
         let plan = plan(runners, delay);
-        let (inputs, recorded, shifts) = scenario(seed, runners);
+        let (mut inputs, mut recorded, shifts) = scenario(seed, runners);
+        if log_proximity {
+            // The operator records the stage's end; the server records the proximity handoffs
+            // the tracker finds after it, at their own time.
+            if !recorded.iter().any(|(l, _)| *l == 0) {
+                recorded.insert(0, (0, ts(240)));
+            }
+            let found = proximity_of(&plan, &inputs, &recorded);
+            for &(leg, at) in &found {
+                if !recorded.iter().any(|(l, _)| *l == leg) {
+                    recorded.push((leg, at));
+                }
+            }
+            recorded.sort_by_key(|(l, at)| (*at, *l));
+            inputs.push(Input::Recorded(recorded.clone()));
+        }
         let end = ts(2400);
         let expected = in_order(&plan, &inputs, &recorded, &shifts, end, super::KEEP_INPUTS_MS);
         let mut tr = Tracker::new(Arc::clone(&plan));
@@ -294,6 +309,39 @@ proptest! {
         prop_assert_eq!(expected.snapshot(end, false), tr.snapshot(end, false));
         prop_assert_eq!(expected.accuracy("r"), tr.accuracy("r"));
     }
+}
+
+/// The proximity handoffs a tracker finds from the pings alone, in order.
+fn proximity_of(
+    plan: &Arc<crate::plan::Plan>,
+    inputs: &[Input],
+    recorded: &[(usize, Timestamp)],
+) -> Vec<(usize, Timestamp)> {
+    let mut tr = Tracker::new(Arc::clone(plan));
+    tr.set_recorded("r", recorded.to_vec(), ts(-3600));
+    let mut pings: Vec<(String, String, u64, Ping)> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Ping(d, c, s, p) => Some((d.clone(), c.clone(), *s, *p)),
+            _ => None,
+        })
+        .collect();
+    pings.sort_by_key(|(_, _, s, p)| (p.t, *s));
+    let mut found = Vec::new();
+    for (d, c, s, p) in &pings {
+        for ch in tr.apply_batch(std::iter::once(PingOf {
+            device: d,
+            carrier: c,
+            relay: None,
+            seq: *s,
+            ping: p,
+        })) {
+            if let super::Change::Proximity { from_leg, at, .. } = ch {
+                found.push((from_leg, at));
+            }
+        }
+    }
+    found
 }
 
 /// Answers the tracker's history requests from `stored`, as the server does from the store.
@@ -341,4 +389,14 @@ fn memory_is_let_go_behind_the_kept_window() {
         short.held(),
         all.held()
     );
+}
+
+#[test]
+fn the_scenarios_do_meet_at_the_exchanges() {
+    // The property above records proximity handoffs: the scenarios must produce some.
+    let plan = plan(3, false);
+    let found: usize = (1..20)
+        .map(|seed| proximity_of(&plan, &scenario(seed, 3).0, &[(0, ts(240))]).len())
+        .sum();
+    assert!(found > 10, "{found}");
 }

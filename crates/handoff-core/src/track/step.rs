@@ -30,6 +30,8 @@ const RECENT_FIXES: usize = 64;
 pub(crate) struct LegTrack {
     pub actual_start: Option<Timestamp>,
     pub actual_end: Option<Timestamp>,
+    /// When a verified handoff (recorded or proximity) ended this leg.
+    pub verified_at: Option<Timestamp>,
     pub along_m: f64,
     /// When `along_m` last moved forward (or the leg began): the base of the plausibility check.
     pub along_t: Option<Timestamp>,
@@ -139,10 +141,11 @@ enum Due {
     End(usize, Timestamp),
 }
 
-fn next_due(cx: Ctx<'_>, st: &RelayState, now: Timestamp) -> Option<Due> {
+fn next_due(cx: Ctx<'_>, st: &RelayState, now: Timestamp, before: bool) -> Option<Due> {
     let mut best: Option<(Timestamp, Due)> = None;
     let mut consider = |at: Timestamp, d: Due| {
-        if at <= now && best.as_ref().is_none_or(|(b, _)| at < *b) {
+        let due = if before { at < now } else { at <= now };
+        if due && best.as_ref().is_none_or(|(b, _)| at < *b) {
             best = Some((at, d));
         }
     };
@@ -182,14 +185,17 @@ pub(crate) fn untracked_end(cx: Ctx<'_>, i: usize, start: Timestamp, known: usiz
     shifted(start, leg.duration_ms() + cx.held_ms(i, start, known))
 }
 
-/// Lets time pass up to `now`, one event at a time.
+/// Lets time pass up to `now`, one event at a time. With `before`, only the events strictly
+/// before `now` (time passing up to a ping: a ping goes before the events of its own instant,
+/// so a handoff found by that very ping and later recorded at its time changes nothing).
 pub(crate) fn advance_time(
     cx: Ctx<'_>,
     st: &mut RelayState,
     now: Timestamp,
+    before: bool,
     changes: &mut Vec<Change>,
 ) {
-    while let Some(due) = next_due(cx, st, now) {
+    while let Some(due) = next_due(cx, st, now, before) {
         match due {
             Due::Recorded(leg, at) => {
                 st.recorded_applied += 1;
@@ -225,6 +231,10 @@ fn verified_end(
     if from >= relay.legs.len() {
         return;
     }
+    if st.legs[from].verified_at == Some(at) {
+        // Verified already at this very instant (proximity found it, then the log recorded it).
+        return;
+    }
     if st.current <= from {
         let cur = st.current;
         if st.legs[cur].actual_start.is_none() {
@@ -240,6 +250,7 @@ fn verified_end(
             st.leg_mut(from + 1).actual_start = Some(at);
         }
     }
+    st.leg_mut(from).verified_at = Some(at);
     st.verified = st.verified.max(from + 1);
     st.giver_near = None;
     st.receiver_near = None;
