@@ -102,3 +102,85 @@ fn postgres_is_refused_with_a_clear_message() {
         "{err}"
     );
 }
+
+#[test]
+fn a_database_in_a_missing_folder_names_the_folder_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-folder");
+    let db = missing.join("h.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let folder = missing.display().to_string();
+    assert_eq!(err.matches(&folder).count(), 1, "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("--db"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "nothing was created");
+}
+
+#[test]
+fn serve_help_names_the_admin_token_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("HANDOFF_ADMIN_TOKEN"), "{help}");
+}
+
+#[test]
+fn a_server_url_without_a_scheme_says_to_add_http() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/valid/flag/plan.toml"
+    );
+    for args in [
+        vec![
+            "plan",
+            "push",
+            plan,
+            "--token",
+            "t",
+            "--server",
+            "127.0.0.1:8080",
+        ],
+        vec![
+            "replay",
+            "--device",
+            "d",
+            "--token",
+            "t",
+            "--server",
+            "127.0.0.1:8080",
+            "x.gpx",
+        ],
+        vec![
+            "log",
+            "verify",
+            "--event",
+            "e",
+            "--relay",
+            "r",
+            "--server",
+            "127.0.0.1:8080",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(&args)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("write http://127.0.0.1:8080") && !err.contains("builder error"),
+            "{args:?}: {err}"
+        );
+    }
+}
