@@ -80,6 +80,27 @@ fn osmand_on_its_own_port_reaches_the_same_server() {
         curl("GET", &format!("{osmand}/api/v1/events"), None, None).0,
         404
     );
+    // `serve` said what it received: the new event, then the ping (within its report period,
+    // read on a thread so a server that never says it fails the test instead of hanging it).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l.contains("1 ping stored")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => said.push(line),
+            Err(_) => panic!("serve did not report the ping: {said:?}"),
+        }
+    }
+    let event = format!("event os: plan version 1, 1 relay, 1 leg; live page {base}/e/os");
+    assert!(said.contains(&event), "{said:?}");
 }
 
 #[test]

@@ -106,14 +106,13 @@ pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Resul
                 "admin token: the one printed on the first start (its hash is beside the database)"
             ),
         }
-        let events = state.events();
-        if events.is_empty() {
+        if state.events().is_empty() {
             say!("no events yet: upload a plan with `handoff plan push PLAN --server {base}`");
         }
         let mut shown = HashMap::new();
         announce_events(&state, &base, &mut shown);
         say!("Ctrl-C stops.");
-        let progress = tokio::spawn(report_progress(Arc::clone(&state), base));
+        let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
         handoff_server::launch(state, listener, osmand, async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -125,7 +124,7 @@ pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Resul
 }
 
 /// How often `serve` says what it has received.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// A line per event that is new or has a new plan version since `shown` (event → version).
 fn announce_events(state: &AppState, base: &str, shown: &mut HashMap<String, i64>) {
@@ -147,12 +146,7 @@ fn announce_events(state: &AppState, base: &str, shown: &mut HashMap<String, i64
 
 /// While serving: new events and plan versions as they arrive, and every few seconds in which
 /// pings came, how many.
-async fn report_progress(state: Arc<AppState>, base: String) {
-    let mut shown: HashMap<String, i64> = state
-        .events()
-        .iter()
-        .map(|e| (e.plan.event.id.clone(), e.version))
-        .collect();
+async fn report_progress(state: Arc<AppState>, base: String, mut shown: HashMap<String, i64>) {
     let mut pings = state.metrics.accepted_total();
     let mut every = tokio::time::interval(PROGRESS_EVERY);
     every.tick().await;
@@ -162,9 +156,9 @@ async fn report_progress(state: Arc<AppState>, base: String) {
         let now = state.metrics.accepted_total();
         if now != pings {
             say!(
-                "{}  {} pings stored in the last {} s ({now} since start)",
+                "{}  {} stored in the last {} s ({now} since start)",
                 jiff::ZonedDateTime::now().strftime("%H:%M:%S"),
-                now - pings,
+                super::count(usize::try_from(now - pings).unwrap_or(usize::MAX), "ping"),
                 PROGRESS_EVERY.as_secs()
             );
             pings = now;
