@@ -1,8 +1,14 @@
 //! Embeds the web pages in the server: our own files under `web/src/`, and the few files the
 //! pages use from npm packages (Leaflet, topojson-client, the world-atlas basemap) out of
 //! `web/node_modules/`. A fresh clone has no `node_modules`, so this runs `npm ci` in `web/`
-//! when a needed file is missing: `cargo build` alone builds a complete server, and the server
-//! reads no files at run time. Nothing from `node_modules` is ever committed.
+//! when a needed file is missing or the install is older than `web/package-lock.json`:
+//! `cargo build` alone builds a complete server, and the server reads no files at run time.
+//! Nothing from `node_modules` is ever committed.
+//!
+//! The build depends on the lockfile, not on `node_modules`: the npm files are copied into
+//! `OUT_DIR` and embedded from there, and only `web/src/`, `package.json` and
+//! `package-lock.json` are watched. So an `npm ci` (by this script, by `scripts/test`, by hand)
+//! that reinstalls the same versions never makes cargo rebuild the server.
 //!
 //! Output: `$OUT_DIR/assets.rs`, a sorted table of `(path under /assets/, bytes)`.
 
@@ -37,24 +43,21 @@ fn main() {
     let src = web.join("src");
     let modules = web.join("node_modules");
 
+    let lockfile = web.join("package-lock.json");
     println!("cargo:rerun-if-changed={}", src.display());
     println!(
         "cargo:rerun-if-changed={}",
         web.join("package.json").display()
     );
-    println!(
-        "cargo:rerun-if-changed={}",
-        web.join("package-lock.json").display()
-    );
-    for (_, from) in VENDOR {
-        // A missing file counts as changed, so deleting node_modules reruns this script.
-        println!("cargo:rerun-if-changed={}", modules.join(from).display());
-    }
+    println!("cargo:rerun-if-changed={}", lockfile.display());
 
-    if VENDOR.iter().any(|(_, from)| !modules.join(from).is_file()) {
+    if VENDOR.iter().any(|(_, from)| !modules.join(from).is_file())
+        || !installed_after(&modules, &lockfile)
+    {
         npm_ci(&web);
     }
 
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     walk(&src, &src, &mut files);
     for (to, from) in VENDOR {
@@ -65,7 +68,12 @@ fn main() {
             path.display(),
             web.display()
         );
-        files.push(((*to).to_string(), path));
+        let copy = out_dir.join("npm").join(from);
+        std::fs::create_dir_all(copy.parent().expect("a file has a folder"))
+            .expect("create a folder in OUT_DIR");
+        std::fs::copy(&path, &copy)
+            .unwrap_or_else(|e| panic!("cannot copy {} into OUT_DIR: {e}", path.display()));
+        files.push(((*to).to_string(), copy));
     }
     files.sort();
 
@@ -80,8 +88,20 @@ fn main() {
         );
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it")).join("assets.rs");
-    std::fs::write(&dest, out).expect("write assets.rs");
+    std::fs::write(out_dir.join("assets.rs"), out).expect("write assets.rs");
+}
+
+/// Whether npm's record of what it installed (`node_modules/.package-lock.json`) is newer than
+/// the lockfile, i.e. the install follows the lockfile as it is now.
+fn installed_after(modules: &Path, lockfile: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(&modules.join(".package-lock.json")),
+        modified(lockfile),
+    ) {
+        (Some(installed), Some(locked)) => installed >= locked,
+        _ => false,
+    }
 }
 
 /// Every file under `dir` (skipping dotfiles), as (path relative to `root` with `/`, path).

@@ -60,18 +60,23 @@ test('the live page shows the finished handover and the LA28 countdown', async (
   for (const relay of ['flag', 'stage']) {
     await page.locator(`article.relay[data-relay="${relay}"]`).getByText('Finished', { exact: true }).waitFor();
   }
-  const la28 = page.locator('#countdown-list li', { hasText: 'LA28 Opening Ceremony' });
-  await la28.waitFor();
-  const left = la28.locator('.cd-left');
-  const first = await left.textContent();
-  // It ticks: the text changes within a few seconds (seconds are shown while days remain).
-  await page.waitForFunction((el) => el.textContent !== el.dataset.before, await left.evaluateHandle((el) => {
-    el.dataset.before = el.textContent;
-    return el;
-  }), { timeout: 5000 }).catch(() => {});
-  const second = await left.textContent();
-  assert.ok(first && first.trim().length > 0, 'the countdown shows a time left');
-  assert.match(first, /\d/);
-  assert.notEqual(first, second, `the countdown does not tick: ${first}`);
+  // The list is drawn first and the time left filled in by the page's ticker, and the list is
+  // redrawn on every snapshot: so each wait reads the DOM afresh until the text it needs is
+  // there, rather than holding an element or waiting for a fixed time.
+  const name = 'LA28 Opening Ceremony';
+  const shown = await page.waitForFunction((milestone) => {
+    const li = [...document.querySelectorAll('#countdown-list li')].find((x) => x.textContent.includes(milestone));
+    const text = li?.querySelector('.cd-left')?.textContent ?? '';
+    return /\d/.test(text) && text;
+  }, name);
+  const first = await shown.jsonValue();
+  assert.match(first, /\d/, 'the countdown shows a time left');
+  // It ticks: seconds are shown while days remain, so the text changes within seconds.
+  const ticked = await page.waitForFunction(([milestone, before]) => {
+    const li = [...document.querySelectorAll('#countdown-list li')].find((x) => x.textContent.includes(milestone));
+    const text = li?.querySelector('.cd-left')?.textContent ?? '';
+    return /\d/.test(text) && text !== before && text;
+  }, [name, first], { timeout: 10000 });
+  assert.notEqual(await ticked.jsonValue(), first, `the countdown does not tick: ${first}`);
   assertClean(seen, 'live page after the demo');
 });

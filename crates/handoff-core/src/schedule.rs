@@ -46,6 +46,25 @@ pub fn local(t: Timestamp, zone_name: &str) -> String {
         .to_string()
 }
 
+/// An instant in three short lines, for narrow table cells: the date and time in the named
+/// zone, then the time in UTC, marked `+1d` or `-1d` when UTC is on another day:
+/// `2024-08-11\n23:05 CEST\n21:05 UTC`, `2024-08-11\n20:00 PDT\n03:00 UTC +1d`.
+#[must_use]
+pub fn local_and_utc_lines(t: Timestamp, zone_name: &str) -> String {
+    let here = t.to_zoned_datetime(zone(zone_name));
+    let utc_date = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let day = match utc_date.cmp(&here.date()) {
+        std::cmp::Ordering::Equal => "",
+        std::cmp::Ordering::Greater => " +1d",
+        std::cmp::Ordering::Less => " -1d",
+    };
+    format!(
+        "{}\n{}{day}",
+        here.strftime("%Y-%m-%d\n%H:%M %Z"),
+        t.strftime("%H:%M UTC")
+    )
+}
+
 /// An instant as `YYYY-MM-DD HH:MM UTC`.
 #[must_use]
 pub fn utc(t: Timestamp) -> String {
@@ -160,5 +179,24 @@ pub fn fmt_signed(d: SignedDuration) -> String {
         fmt_duration(d)
     } else {
         format!("+{}", fmt_duration(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_in_lines_marks_a_utc_time_on_another_day() {
+        let t: Timestamp = "2024-08-11T21:05:00Z".parse().expect("time");
+        assert_eq!(
+            local_and_utc_lines(t, "Europe/Paris"),
+            "2024-08-11\n23:05 CEST\n21:05 UTC"
+        );
+        let late: Timestamp = "2024-08-12T03:00:00Z".parse().expect("time");
+        assert_eq!(
+            local_and_utc_lines(late, "America/Los_Angeles"),
+            "2024-08-11\n20:00 PDT\n03:00 UTC +1d"
+        );
     }
 }

@@ -360,6 +360,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/owntracks", post(api::ingest::owntracks))
         // The pages (live map, console, carrier) and their embedded assets.
         .merge(crate::pages::router())
+        .fallback(api::meta::no_route)
+        .method_not_allowed_fallback(api::meta::method_not_allowed)
         .with_state(state)
 }
 
@@ -374,6 +376,8 @@ pub fn osmand_router(state: Arc<AppState>) -> Router {
             "/osmand",
             get(api::ingest::osmand_get).post(api::ingest::osmand_post),
         )
+        .fallback(api::meta::no_route)
+        .method_not_allowed_fallback(api::meta::method_not_allowed)
         .with_state(state)
 }
 

@@ -78,7 +78,19 @@ impl Default for Metrics {
     }
 }
 
+/// The wire formats pings arrive in: every value of the `format` label.
+pub const FORMATS: [&str; 3] = ["batch", "osmand", "owntracks"];
+
 impl Metrics {
+    /// Pings stored since the server started, over every wire format.
+    #[must_use]
+    pub fn accepted_total(&self) -> u64 {
+        FORMATS
+            .iter()
+            .filter_map(|&format| self.accepted.get(&FormatLabel { format }).map(|c| c.get()))
+            .sum()
+    }
+
     pub fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }

@@ -683,3 +683,44 @@ async fn assert_plan_unchanged(s: &Server) -> Result<()> {
     assert_eq!(body["plan"]["event"]["name"], "Olympic flag: through Paris");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unknown_route_or_method_answers_the_contracts_json_error() -> Result<()> {
+    let s = Server::start().await?;
+    for path in [
+        "/no/such/route",
+        "/api/v1/nope",
+        "/api/v1/events/e/relays/r/nope",
+    ] {
+        let r = s.http.get(s.url(path)).send().await?;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            r.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{path}"
+        );
+        let body: Value = r.json().await?;
+        assert_eq!(error_of(&body), ("not_found", None), "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(path)),
+            "{body}"
+        );
+    }
+    // A route that exists, asked with a method it does not take.
+    let r = s.http.delete(s.url("/api/v1/events")).send().await?;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r
+        .headers()
+        .get(reqwest::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(allow.contains("GET"), "Allow: {allow}");
+    let body: Value = r.json().await?;
+    assert_eq!(error_of(&body), ("method_not_allowed", None), "{body}");
+    Ok(())
+}

@@ -28,13 +28,13 @@ pub enum Command {
     },
     /// Send a recorded GPX track to a server as live pings, shifted to start now.
     Replay {
-        /// The server, e.g. http://127.0.0.1:8080
-        #[arg(long)]
+        /// The server's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long, value_parser = server_url)]
         server: String,
         /// The device's id (as registered).
         #[arg(long)]
         device: String,
-        /// The device's token (as shown once at registration).
+        /// The device's token (as shown once at registration; or set HANDOFF_DEVICE_TOKEN).
         #[arg(long, env = "HANDOFF_DEVICE_TOKEN", hide_env_values = true)]
         token: String,
         /// The track: a GPX file with timed track points (untimed points are sent 5 s apart).
@@ -43,7 +43,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
-    /// The server: ingest, API, live stream.
+    /// The server: ingest, API, live stream, pages.
+    #[command(
+        after_help = "Environment:\n  HANDOFF_ADMIN_TOKEN  the admin token (plan upload, \
+        devices, console). When unset, one is generated on the first start, printed once, and \
+        kept as a hash beside the database (FILE.admin-token.sha256)."
+    )]
     Serve {
         /// Address for the API, the pages and the phone protocols.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -76,21 +81,31 @@ pub enum Command {
 pub enum PlanCommand {
     /// Check plan files: exit 0 when valid, else one `FILE:LINE:COL: message` line per problem.
     Check {
+        /// Plan files (TOML; route files are read beside each).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Print the schedule: each leg's start and end in its local zone and in UTC, and the
     /// countdowns to the milestones.
-    Show { file: PathBuf },
+    Show {
+        /// The plan: a TOML file (route files are read beside it).
+        file: PathBuf,
+    },
     /// Upload a plan to a server, with its route files inlined (admin token from
     /// HANDOFF_ADMIN_TOKEN).
     Push {
+        /// The plan: a TOML file (route files are read beside it and sent inline).
         file: PathBuf,
-        /// The server, e.g. http://127.0.0.1:8080
-        #[arg(long)]
+        /// The server's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long, value_parser = server_url)]
         server: String,
+        /// The server's admin token.
         #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
         token: String,
+        /// Move every relay's times by one amount so that the plan starts now (milestones stay):
+        /// to try a past or future plan live.
+        #[arg(long)]
+        rebase_now: bool,
     },
 }
 
@@ -102,11 +117,80 @@ pub enum LogCommand {
         /// A custody log as NDJSON (as `GET …/custody` returns it).
         #[arg(required_unless_present = "server", conflicts_with = "server")]
         file: Option<PathBuf>,
-        #[arg(long, requires_all = ["event", "relay"])]
+        /// Fetch the log from this server (base URL, e.g. http://127.0.0.1:8080).
+        #[arg(long, requires_all = ["event", "relay"], value_parser = server_url)]
         server: Option<String>,
+        /// The event's id (with --server).
         #[arg(long)]
         event: Option<String>,
+        /// The relay's id (with --server).
         #[arg(long)]
         relay: Option<String>,
     },
+}
+
+/// A server's base URL: `http://` or `https://` and a host, checked here so a missing scheme
+/// is named at once (not as an HTTP client's "relative URL without a base").
+fn server_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| {
+            if s.contains("://") {
+                format!("`{s}` is not an http:// or https:// URL")
+            } else {
+                format!("`{s}` has no scheme; write http://{s}")
+            }
+        })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!(
+            "`{s}` names no host; write e.g. http://127.0.0.1:8080"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, as `handoff plan push --server`, that `--help`
+    /// shows without a description.
+    fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_a_description() {
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        undescribed(&cmd, "handoff", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn a_server_url_needs_its_scheme() {
+        assert_eq!(
+            server_url("http://127.0.0.1:8080/").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
+        assert!(server_url("https://relay.example.org").is_ok());
+        assert_eq!(
+            server_url("127.0.0.1:8080"),
+            Err("`127.0.0.1:8080` has no scheme; write http://127.0.0.1:8080".into())
+        );
+        assert!(server_url("ftp://x").is_err());
+        assert!(server_url("http://").is_err());
+    }
 }

@@ -15,6 +15,7 @@ fn the_demo_runs_the_flag_handover_to_the_end() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["demo", "--listen", "127.0.0.1:0", "--speed", "12", "--data"])
         .arg(dir.path())
+        .env_remove("COLUMNS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -54,6 +55,12 @@ fn the_demo_runs_the_flag_handover_to_the_end() {
         base.starts_with("http://127.0.0.1:") && !admin.is_empty(),
         "{text}"
     );
+    // The summary's tables fit 100 columns when no terminal says otherwise.
+    assert!(text.contains("ETA error"), "{text}");
+    for l in &lines {
+        let width = l.chars().count();
+        assert!(width <= 100, "a line of {width} columns:\n{l}");
+    }
 
     // The server is still up: check what it says, not only what was printed.
     let ev = format!("{base}/api/v1/events/flag-handover");

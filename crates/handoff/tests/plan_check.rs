@@ -25,7 +25,11 @@ const BROKEN: &[Case] = &[
     // notices on the next line and asks for a comma. Pinned as it is, not as it should be.
     ("02-toml-unclosed-array", 29, 1, "missing comma between array elements"),
     ("03-toml-unclosed-table-header", 36, 10, "unclosed array table"),
-    ("04-unknown-key", 50, 1, "unknown field `colour`"),
+    ("04-unknown-key", 50, 1, "unknown field `colour`, expected one of `name`, `carriers`, `mode`"),
+    // An unknown key does not hide the other problems: all are reported in one run.
+    ("64-unknown-keys-and-other-problems", 5, 1, "unknown field `nmae`, expected one of `id`, `name`"),
+    ("64-unknown-keys-and-other-problems", 29, 16, "latitude 91 is out of range"),
+    ("64-unknown-keys-and-other-problems", 51, 1, "unknown field `colour`"),
     // Zones and times.
     ("05-bad-zone", 29, 12, "unknown time zone `Europe/Pariss`"),
     ("06-bad-timestamp", 44, 9, "month"),
@@ -102,8 +106,6 @@ const KNOWN_VALIDATOR_BUGS: &[&str] = &[
     "62-negative-public-delay",
     "63-course-leg-with-start",
 ];
-
-const VALID: &[&str] = &["flag/plan.toml", "race/plan.toml"];
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -243,16 +245,24 @@ fn every_broken_fixture_is_in_a_table_and_says_what_is_broken() {
     assert_no_mismatches(&bad);
 }
 
+/// `(file, its one line on stdout)`: a valid plan gets an `ok` line with what it holds, and
+/// nothing on stderr (every line of `plan check` is on stdout).
+const VALID: &[(&str, &str)] = &[
+    ("flag/plan.toml", "flag/plan.toml: ok (1 relay, 5 legs)"),
+    ("race/plan.toml", "race/plan.toml: ok (2 relays, 6 legs)"),
+];
+
 #[test]
-fn valid_plans_pass_silently() {
+fn valid_plans_get_one_ok_line_on_stdout() {
     let mut bad = Vec::new();
-    for file in VALID {
+    for (file, line) in VALID {
         let out = plan_check(&fixtures().join("valid"), &[file]);
-        if out.status.code() != Some(0) || !out.stdout.is_empty() {
+        let stdout = text(&out.stdout);
+        if out.status.code() != Some(0) || stdout != format!("{line}\n") || !out.stderr.is_empty() {
             bad.push(format!(
-                "{file}: exit {:?}, stdout:\n{}",
+                "{file}: exit {:?}, expected `{line}`; stdout:\n{stdout}stderr:\n{}",
                 out.status.code(),
-                text(&out.stdout)
+                text(&out.stderr)
             ));
         }
     }
@@ -272,9 +282,17 @@ fn several_files_report_only_the_broken_ones_and_fail() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
-        lines[0].starts_with("broken/09-latitude-91/plan.toml:28:16: latitude 91"),
+        lines[0].starts_with("valid/flag/plan.toml: ok ("),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("broken/09-latitude-91/plan.toml:28:16: latitude 91"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("valid/race/plan.toml: ok ("),
         "{stdout}"
     );
 }

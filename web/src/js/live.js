@@ -242,6 +242,9 @@ function countdowns() {
       h('span', { class: 'cd-left' }, until(t, 'now', '')),
       when(t, c.timezone));
   }));
+  // Filled at once: the list is redrawn on every snapshot, and `render` (which ticks) runs
+  // later, so without this the time left would be blank for a moment.
+  tick($('#countdown-list'));
 }
 
 /** The visually hidden summary of what the map shows, spoken when a holder changes. */

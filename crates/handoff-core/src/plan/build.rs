@@ -36,10 +36,9 @@ impl Cx<'_> {
 }
 
 pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems> {
-    let raw: RawPlan = toml::from_str(src)
-        .map_err(|e| Problems(vec![Problem::new(e.span(), "", toml_message(e.message()))]))?;
+    let (raw, unknown_keys): (RawPlan, _) = super::raw::read(src).map_err(|p| Problems(vec![p]))?;
     let mut cx = Cx {
-        problems: Vec::new(),
+        problems: unknown_keys,
         files,
         places: HashMap::new(),
         event_zone: "UTC".into(),
@@ -235,10 +234,6 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
 }
 
 /// The TOML parser's messages, with its trailing newline trimmed.
-fn toml_message(m: &str) -> String {
-    m.trim().to_string()
-}
-
 fn check_id(cx: &mut Cx, id: &Sp<String>, field: &str, what: &str) {
     let s = id.get_ref();
     let ok = (1..=64).contains(&s.len())

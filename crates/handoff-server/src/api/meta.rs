@@ -1,14 +1,16 @@
-//! `GET /healthz` and `GET /metrics`.
+//! `GET /healthz` and `GET /metrics`; and the answers for a path no route serves and a method
+//! a route does not take, JSON like every other error (axum's own are empty).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::error::ApiError;
 
 pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(json!({ "status": "ok", "events": state.events().len() }))
@@ -21,5 +23,22 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
+    )
+}
+
+/// The router's fallback: 404 with the contract's error body.
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route `{}`", uri.path()))
+}
+
+/// A known path asked with a method it does not take: 405 (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "`{}` does not take {method}; the Allow header lists what it takes",
+            uri.path()
+        ),
     )
 }

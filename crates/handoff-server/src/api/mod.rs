@@ -1,4 +1,4 @@
-//! HTTP handlers, one module per area of the contract in DESIGN.md.
+//! HTTP handlers, one module per area of the HTTP contract (docs/api.md).
 
 pub mod events;
 pub mod exports;

@@ -8,6 +8,15 @@ mod serve;
 use crate::cli::{Cli, Command, LogCommand, PlanCommand};
 use std::process::ExitCode;
 
+/// `1 relay`, `2 relays`: a count and its noun.
+pub fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan {
@@ -22,8 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     file,
                     server,
                     token,
+                    rebase_now,
                 },
-        } => plan::push(&file, &server, &token),
+        } => plan::push(&file, &server, &token, rebase_now),
         Command::Demo {
             listen,
             data,

@@ -1,10 +1,10 @@
 //! `handoff plan check` and `handoff plan show`.
 
+use super::count;
 use crate::files::DirFiles;
 use anyhow::Context;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use handoff_core::plan::{self, Plan};
-use handoff_core::schedule::{self, fmt_countdown, fmt_distance, local, utc};
+use handoff_core::schedule::{self, fmt_countdown, fmt_distance, local, local_and_utc_lines, utc};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,16 +17,19 @@ pub fn load(path: &Path) -> Result<Plan, Vec<String>> {
         .map_err(|ps| ps.0.iter().map(|p| p.render(&shown, &src)).collect())
 }
 
+/// Every line on stdout, in file order: `FILE: ok (…)` for a valid plan, else one
+/// `FILE:LINE:COL: message` line per problem.
 pub fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
         match load(f) {
             Ok(p) => {
                 let legs: usize = p.relays.iter().map(|r| r.legs.len()).sum();
-                eprintln!(
-                    "{}: ok ({} relays, {legs} legs)",
+                println!(
+                    "{}: ok ({}, {})",
                     f.display(),
-                    p.relays.len()
+                    count(p.relays.len(), "relay"),
+                    count(legs, "leg")
                 );
             }
             Err(lines) => {
@@ -75,40 +78,29 @@ pub fn render_schedule(plan: &Plan, now: jiff::Timestamp) -> String {
                 format!(" — {}", relay.object)
             }
         );
-        let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED);
-        t.set_header([
-            "leg",
-            "carriers",
-            "mode",
-            "from → to",
-            "distance",
-            "start (local)",
-            "end (local)",
-            "start (UTC)",
-            "end (UTC)",
-        ]);
+        // Short cells over several lines (a time as its date, local time and UTC), so the
+        // table reads at 100 columns.
+        let mut t = crate::table::new();
+        t.set_header(["leg", "carriers", "mode", "from → to", "start", "end"]);
         for r in rows.iter().filter(|r| r.relay == relay.id) {
             t.add_row([
                 r.leg.to_string(),
                 r.carriers.join(", "),
-                r.mode.to_string(),
+                if r.distance_m > 0.0 {
+                    format!("{}\n{}", r.mode, fmt_distance(r.distance_m))
+                } else {
+                    r.mode.to_string()
+                },
                 if r.from == r.to {
                     r.from.clone()
                 } else {
-                    format!("{} → {}", r.from, r.to)
+                    format!("{}\n→ {}", r.from, r.to)
                 },
-                if r.distance_m > 0.0 {
-                    fmt_distance(r.distance_m)
-                } else {
-                    "—".into()
-                },
-                r.start_local(),
-                r.end_local(),
-                utc(r.start),
-                utc(r.end),
+                local_and_utc_lines(r.start, &r.start_zone),
+                local_and_utc_lines(r.end, &r.end_zone),
             ]);
         }
+        crate::table::keep_whole(&mut t, &[0, 2, 4, 5]);
         let _ = writeln!(out, "{t}");
     }
     let cds = schedule::countdowns(plan, now);
@@ -194,7 +186,48 @@ pub fn inline_route_files(
     Ok(())
 }
 
-pub fn push(file: &Path, server: &str, token: &str) -> anyhow::Result<ExitCode> {
+/// Moves every relay's times (leg `start`s and `end`s, a race team's `start`) by `by`;
+/// milestones stay, as they are the real dates counted down to.
+pub fn shift_relays(doc: &mut toml::Table, by: jiff::SignedDuration) -> anyhow::Result<()> {
+    let shift = |v: &mut toml::Value| -> anyhow::Result<()> {
+        let Some(text) = v.as_str() else {
+            return Ok(());
+        };
+        // With a zone (RFC 9557) it stays in that zone; with an offset only, it becomes UTC.
+        let moved = if text.contains('[') {
+            text.parse::<jiff::ZonedDateTime>()?
+                .checked_add(by)?
+                .to_string()
+        } else {
+            text.parse::<jiff::Timestamp>()?
+                .checked_add(by)?
+                .to_string()
+        };
+        *v = toml::Value::String(moved);
+        Ok(())
+    };
+    let Some(toml::Value::Array(relays)) = doc.get_mut("relays") else {
+        return Ok(());
+    };
+    for relay in relays.iter_mut().filter_map(toml::Value::as_table_mut) {
+        if let Some(v) = relay.get_mut("start") {
+            shift(v)?;
+        }
+        let Some(toml::Value::Array(legs)) = relay.get_mut("legs") else {
+            continue;
+        };
+        for leg in legs.iter_mut().filter_map(toml::Value::as_table_mut) {
+            for key in ["start", "end"] {
+                if let Some(v) = leg.get_mut(key) {
+                    shift(v)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn push(file: &Path, server: &str, token: &str, rebase_now: bool) -> anyhow::Result<ExitCode> {
     let plan = match load(file) {
         Ok(p) => p,
         Err(lines) => {
@@ -204,7 +237,19 @@ pub fn push(file: &Path, server: &str, token: &str) -> anyhow::Result<ExitCode> 
             return Ok(ExitCode::FAILURE);
         }
     };
-    let body = inline_routes(file)?;
+    let mut body = inline_routes(file)?;
+    if rebase_now && let Some(start) = plan.start() {
+        let now = jiff::Timestamp::now().round(jiff::Unit::Second)?;
+        let by = now.duration_since(start);
+        let mut doc: toml::Table = toml::from_str(&body)?;
+        shift_relays(&mut doc, by)?;
+        body = toml::to_string(&doc)?;
+        println!(
+            "rebased: the plan starts now ({}), its times moved by {}",
+            handoff_core::schedule::utc(now),
+            handoff_core::schedule::fmt_signed(by)
+        );
+    }
     let url = format!(
         "{}/api/v1/events/{}",
         server.trim_end_matches('/'),

@@ -2,9 +2,11 @@
 //! shifted so the first point is now, paced like the recording (or `--speed` times faster).
 
 use anyhow::{Context, bail};
+use handoff_core::schedule::fmt_duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -63,8 +65,21 @@ pub fn run(
     }
     let pts = points(track)?;
     let url = format!("{}/api/v1/pings", server.trim_end_matches('/'));
+    let span_s = pts.last().map_or(0.0, |p| p.0) / speed;
+    println!(
+        "replaying {} ({} points) to {url} as device {device}: about {} at speed {speed}",
+        track.display(),
+        pts.len(),
+        fmt_duration(SignedDuration::from_secs_f64(span_s.max(0.0)))
+    );
     let start = Timestamp::now();
-    let bar = ProgressBar::new(pts.len() as u64);
+    // A bar on a terminal; elsewhere (a pipe, a log) a line at each tenth of the track.
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        ProgressBar::new(pts.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:40.cyan/blue}] {pos}/{len} pings  {msg}")?
             .progress_chars("█▌ "),
@@ -73,6 +88,7 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let n = pts.len() as u64;
     let (accepted, duplicates) = rt.block_on(async {
         let http = reqwest::Client::new();
         let (mut accepted, mut duplicates) = (0, 0);
@@ -97,11 +113,20 @@ pub fn run(
                 bail!("{url} answered {status}: {body}");
             }
             if let Some(r) = body["rejected"].as_array().and_then(|r| r.first()) {
-                bar.println(format!("refused: {}", r["error"]["message"]));
+                let line = format!("refused: {}", r["error"]["message"]);
+                if tty {
+                    bar.println(line);
+                } else {
+                    eprintln!("{line}");
+                }
             }
             accepted += body["accepted"].as_u64().unwrap_or(0);
             duplicates += body["duplicates"].as_u64().unwrap_or(0);
             bar.inc(1);
+            let sent = bar.position();
+            if !tty && sent * 10 / n > (sent - 1) * 10 / n {
+                println!("  {sent}/{n} pings sent ({accepted} accepted)");
+            }
         }
         anyhow::Ok((accepted, duplicates))
     })?;

@@ -4,9 +4,20 @@ use anyhow::{Context, bail};
 use handoff_server::auth::{AdminToken, new_token};
 use handoff_server::{AppState, Config};
 use handoff_store::SqliteStore;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A line on stdout. A server outlives whoever reads its output: once stdout is closed (a log
+/// reader that stopped, `| head`), lines are dropped rather than stopping the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// The SQLite file named by `sqlite://FILE` (or a bare path).
 pub fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
@@ -43,15 +54,30 @@ pub fn admin_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>
     Ok((admin, Some(token)))
 }
 
+/// Refuses a database whose folder does not exist (SQLite's own error says only "unable to
+/// open database file").
+fn check_folder(path: &Path) -> anyhow::Result<()> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder
+        && !folder.is_dir()
+    {
+        bail!(
+            "the folder {} for the database does not exist: create it, or choose another --db",
+            folder.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
+    check_folder(&path)?;
     let (admin, fresh) = admin_token(&path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store =
-            SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let store = SqliteStore::open(&path)?;
         let state = AppState::open(Arc::new(store), Config { admin, clock: None })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -66,22 +92,76 @@ pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Resul
             ),
             None => None,
         };
-        println!(
-            "handoff serving on http://{} (database {})",
-            listener.local_addr()?,
-            path.display()
-        );
+        let base = format!("http://{}", listener.local_addr()?);
+        say!("handoff serving on {base} (database {})", path.display());
         if let Some(o) = &osmand {
-            println!("OsmAnd protocol on http://{}", o.local_addr()?);
+            say!("OsmAnd protocol on http://{}", o.local_addr()?);
         }
-        if let Some(t) = fresh {
-            println!("admin token (shown once, keep it): {t}");
+        match fresh {
+            Some(t) => say!("admin token (shown once, keep it): {t}"),
+            None if std::env::var_os("HANDOFF_ADMIN_TOKEN").is_some() => {
+                say!("admin token from HANDOFF_ADMIN_TOKEN");
+            }
+            None => say!(
+                "admin token: the one printed on the first start (its hash is beside the database)"
+            ),
         }
+        if state.events().is_empty() {
+            say!("no events yet: upload a plan with `handoff plan push PLAN --server {base}`");
+        }
+        let mut shown = HashMap::new();
+        announce_events(&state, &base, &mut shown);
+        say!("Ctrl-C stops.");
+        let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
         handoff_server::launch(state, listener, osmand, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-        println!("stopped");
+        progress.abort();
+        say!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How often `serve` says what it has received.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A line per event that is new or has a new plan version since `shown` (event → version).
+fn announce_events(state: &AppState, base: &str, shown: &mut HashMap<String, i64>) {
+    for ev in state.events() {
+        let id = &ev.plan.event.id;
+        if shown.get(id) == Some(&ev.version) {
+            continue;
+        }
+        let legs: usize = ev.plan.relays.iter().map(|r| r.legs.len()).sum();
+        say!(
+            "event {id}: plan version {}, {}, {}; live page {base}/e/{id}",
+            ev.version,
+            super::count(ev.plan.relays.len(), "relay"),
+            super::count(legs, "leg")
+        );
+        shown.insert(id.clone(), ev.version);
+    }
+}
+
+/// While serving: new events and plan versions as they arrive, and every few seconds in which
+/// pings came, how many.
+async fn report_progress(state: Arc<AppState>, base: String, mut shown: HashMap<String, i64>) {
+    let mut pings = state.metrics.accepted_total();
+    let mut every = tokio::time::interval(PROGRESS_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        announce_events(&state, &base, &mut shown);
+        let now = state.metrics.accepted_total();
+        if now != pings {
+            say!(
+                "{}  {} stored in the last {} s ({now} since start)",
+                jiff::ZonedDateTime::now().strftime("%H:%M:%S"),
+                super::count(usize::try_from(now - pings).unwrap_or(usize::MAX), "ping"),
+                PROGRESS_EVERY.as_secs()
+            );
+            pings = now;
+        }
+    }
 }

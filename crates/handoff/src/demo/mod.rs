@@ -11,13 +11,12 @@ mod sim;
 
 use anyhow::Context;
 use clock::DemoClock;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use handoff_core::plan::{NoFiles, Plan};
-use handoff_core::schedule::fmt_signed;
+use handoff_core::schedule::{fmt_signed, local_and_utc_lines};
 use handoff_server::auth::{AdminToken, new_token};
 use handoff_server::{AppState, Config};
 use handoff_store::SqliteStore;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use sim::{Phone, Sim, Wire};
@@ -241,8 +240,13 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
 
 /// Follows `/live` until every relay has finished: a progress bar per relay, a line per handoff.
 async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> anyhow::Result<()> {
-    let tty = std::io::stdout().is_terminal();
-    let mp = MultiProgress::new();
+    // Bars only when someone watches: on a terminal, not in a pipe, a log or `cargo test`.
+    let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let mp = if tty {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+    };
     let style = ProgressStyle::with_template("{prefix:>10} [{bar:32.cyan/blue}] {msg}")?
         .progress_chars("█▌ ");
     let bars: Vec<ProgressBar> = plan
@@ -392,17 +396,15 @@ async fn summary(
             .and_then(|rs| rs.iter().find(|r| r["id"] == relay.id.as_str()))
             .cloned()
             .unwrap_or(Value::Null);
-        let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED);
+        let mut t = crate::table::new();
         t.set_header([
             "leg",
             "carriers",
-            "mode",
             "planned end",
             "actual end",
             "late by",
-            "ETA error (first → last)",
-            "handoff verified by",
+            "ETA error\nfirst → last",
+            "verified",
         ]);
         for leg in &relay.legs {
             let lv = &view["legs"][leg.index];
@@ -417,7 +419,7 @@ async fn summary(
                 || "—".to_string(),
                 |a| {
                     format!(
-                        "{} → {} ({} predictions)",
+                        "{} → {}\n{} predictions",
                         fmt_signed(SignedDuration::from_secs(
                             a["first_error_s"].as_i64().unwrap_or(0)
                         )),
@@ -442,18 +444,15 @@ async fn summary(
             }
             t.add_row([
                 (leg.index + 1).to_string(),
-                leg.carriers.join(", "),
-                leg.mode.to_string(),
-                handoff_core::schedule::local(leg.end, &leg.end_zone),
-                actual.map_or_else(
-                    || "—".into(),
-                    |a| handoff_core::schedule::local(a, &leg.end_zone),
-                ),
+                format!("{}\n({})", leg.carriers.join(", "), leg.mode),
+                local_and_utc_lines(leg.end, &leg.end_zone),
+                actual.map_or_else(|| "—".into(), |a| local_and_utc_lines(a, &leg.end_zone)),
                 late.unwrap_or_else(|| "—".into()),
                 eta,
                 how,
             ]);
         }
+        crate::table::keep_whole(&mut t, &[0, 2, 3, 4, 5, 6]);
         println!("\n{} — {}", relay.name, relay.object);
         println!("{t}");
         match handoff_core::custody::verify(&log) {

@@ -228,12 +228,21 @@ impl Sim {
                         .await?;
                 }
                 if along >= length {
-                    let arrive = self.fix(route.end(), route.end(), now, leg.mode, 0.0, 0.0);
+                    // The carrier arrived when the pace says, not at this tick: at high
+                    // `--speed` a tick is many virtual minutes, and the relay would fall behind
+                    // by one tick per leg.
+                    let arrived = p
+                        .started
+                        .checked_add(SignedDuration::from_secs_f64(length / speed.max(1e-9)))
+                        .map_or(now, |t| t.min(now));
+                    let arrive = self.fix(route.end(), route.end(), arrived, leg.mode, 0.0, 0.0);
                     self.report(&holder, arrive, false, leg.mode).await?;
                     match (next, verify) {
-                        (None, _) => self.operator_handoff(&relay.id, p.leg, now).await?,
+                        (None, _) => self.operator_handoff(&relay.id, p.leg, arrived).await?,
                         (Some(n), Verify::Proximity) if n.carriers[0] != holder => {
-                            let t = now.checked_add(SignedDuration::from_secs(1)).unwrap_or(now);
+                            let t = arrived
+                                .checked_add(SignedDuration::from_secs(1))
+                                .unwrap_or(arrived);
                             let wait = self.fix(route.end(), route.end(), t, Mode::Walk, 0.0, 0.0);
                             self.report(&n.carriers[0].clone(), wait, false, Mode::Walk)
                                 .await?;
@@ -243,10 +252,10 @@ impl Sim {
                             self.two_party(&relay.id, &holder, &n.carriers[0]).await?
                         }
                         (Some(_), Verify::Operator) => {
-                            self.operator_handoff(&relay.id, p.leg, now).await?
+                            self.operator_handoff(&relay.id, p.leg, arrived).await?
                         }
                     }
-                    self.next_leg(relay, p, now);
+                    self.next_leg(relay, p, arrived);
                 }
             }
         }
