@@ -250,6 +250,14 @@ fn every_broken_fixture_is_in_a_table_and_says_what_is_broken() {
 const VALID: &[(&str, &str)] = &[
     ("flag/plan.toml", "flag/plan.toml: ok (1 relay, 5 legs)"),
     ("race/plan.toml", "race/plan.toml: ok (2 relays, 6 legs)"),
+    // Two teams with a "Runner 1": valid, with a note on how their devices tell them apart.
+    (
+        "race-shared-names/plan.toml",
+        "race-shared-names/plan.toml: ok (2 relays, 6 legs)\n\
+         race-shared-names/plan.toml: note: 2 carrier names appear in several relays (\"Runner 1\" \
+         in 2); register each of their devices with its relay, POST …/devices {\"device\", \
+         \"carrier\", \"relay\"}, so teams never see each other's pings, codes or handoffs",
+    ),
 ];
 
 #[test]

@@ -231,6 +231,33 @@ fn serialize_route<S: Serializer>(route: &Arc<Route>, s: S) -> Result<S::Ok, S::
 }
 
 impl Plan {
+    /// Carrier names that appear in more than one relay (race mode: every team has a
+    /// "Runner 1"), with how many relays each is in, most first. A device of such a carrier is
+    /// registered with its relay.
+    #[must_use]
+    pub fn shared_carriers(&self) -> Vec<(String, usize)> {
+        let mut relays_of: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in &self.relays {
+            let mut names: Vec<&str> = r
+                .legs
+                .iter()
+                .flat_map(|l| l.carriers.iter().map(String::as_str))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            for n in names {
+                *relays_of.entry(n).or_default() += 1;
+            }
+        }
+        let mut shared: Vec<(String, usize)> = relays_of
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(c, n)| (c.to_string(), n))
+            .collect();
+        shared.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        shared
+    }
+
     #[must_use]
     pub fn relay(&self, id: &str) -> Option<&Relay> {
         self.relays.iter().find(|r| r.id == id)

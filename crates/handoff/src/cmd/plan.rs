@@ -31,6 +31,9 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                     count(p.relays.len(), "relay"),
                     count(legs, "leg")
                 );
+                if let Some(note) = shared_carriers_note(&p) {
+                    println!("{}: note: {note}", f.display());
+                }
             }
             Err(lines) => {
                 ok = false;
@@ -45,6 +48,22 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A warning (not an error) for carrier names in several relays: a device names its relay.
+fn shared_carriers_note(plan: &Plan) -> Option<String> {
+    let shared = plan.shared_carriers();
+    let (name, relays) = shared.first()?;
+    Some(format!(
+        "{} appear in several relays (\"{name}\" in {relays}); register each of their devices \
+         with its relay, POST …/devices {{\"device\", \"carrier\", \"relay\"}}, so teams never \
+         see each other's pings, codes or handoffs",
+        if shared.len() == 1 {
+            "1 carrier name".to_string()
+        } else {
+            format!("{} carrier names", shared.len())
+        }
+    ))
 }
 
 pub fn show(file: &Path) -> anyhow::Result<ExitCode> {
