@@ -46,8 +46,8 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
         return;
     }
     st.last_prediction_ms = Some(t_ms);
-    let etas = eta_times(cx, st, st.shifts_applied, t, None);
     let cur = st.current;
+    let etas = eta_times(cx, st, st.shifts_applied, t, None, cur + PREDICTION_LEGS);
     for (i, (_, eta)) in etas.into_iter().enumerate().skip(cur).take(PREDICTION_LEGS) {
         let preds = &mut st.leg_mut(i).predictions;
         preds.push((t_ms, eta.as_millisecond()));
@@ -61,19 +61,21 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
 
 /// The predicted (or, once done, actual) start and end of every leg at `now`, counting the
 /// first `known` shifts: the current leg's end from its pace plus the delays announced while it
-/// is on, each later leg its planned duration after the one before it.
+/// is on, each later leg its planned duration after the one before it. Only the first `upto`
+/// legs (a prediction needs the next few, a view all of them).
 pub(crate) fn eta_times(
     cx: Ctx<'_>,
     st: &RelayState,
     known: usize,
     now: Timestamp,
     public_fix: Option<Fix>,
+    upto: usize,
 ) -> Vec<(Timestamp, Timestamp)> {
     let relay: &Relay = cx.relay;
     let cur = st.current;
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
-    for (i, (leg, lt)) in relay.legs.iter().zip(&st.legs).enumerate() {
+    for (i, (leg, lt)) in relay.legs.iter().zip(st.legs.iter()).enumerate().take(upto) {
         let planned_start = shifted(leg.start, cx.shift_ms(i, known));
         let (s, e) = if i < cur {
             (

@@ -44,6 +44,51 @@ pub(crate) struct LegTrack {
     pub predictions: Vec<(i64, i64)>,
 }
 
+/// Legs per shared chunk of [`Legs`].
+const CHUNK: usize = 32;
+
+/// Every leg's track, copy-on-write at two levels (chunks of legs, then legs): cloning the
+/// state for a checkpoint copies one pointer per 32 legs, and writing a leg copies its chunk's
+/// pointers and that leg only. A torch relay has 10,000 legs.
+#[derive(Debug, Clone)]
+pub(crate) struct Legs {
+    chunks: Vec<Arc<Vec<Arc<LegTrack>>>>,
+    len: usize,
+}
+
+impl Legs {
+    fn new(n: usize) -> Self {
+        let blank = Arc::new(LegTrack::default());
+        let chunks = (0..n.div_ceil(CHUNK))
+            .map(|c| Arc::new(vec![Arc::clone(&blank); CHUNK.min(n - c * CHUNK)]))
+            .collect();
+        Self { chunks, len: n }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get(&self, i: usize) -> Option<&LegTrack> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK).map(|l| &**l)
+    }
+
+    fn make_mut(&mut self, i: usize) -> &mut LegTrack {
+        Arc::make_mut(&mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &LegTrack> {
+        self.chunks.iter().flat_map(|c| c.iter().map(|l| &**l))
+    }
+}
+
+impl std::ops::Index<usize> for Legs {
+    type Output = LegTrack;
+    fn index(&self, i: usize) -> &LegTrack {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// A device seen inside an exchange radius.
 #[derive(Debug, Clone)]
 pub(crate) struct Near {
@@ -68,12 +113,11 @@ pub(crate) struct RelayState {
     /// first leg's start, a stage running out). A ping older than it arrived too late to be
     /// applied on top: the relay replays from a checkpoint before it.
     pub transition_t: Option<Timestamp>,
-    pub legs: Vec<Arc<LegTrack>>,
+    pub legs: Legs,
 }
 
 impl RelayState {
     pub fn new(n_legs: usize) -> Self {
-        let blank = Arc::new(LegTrack::default());
         Self {
             current: 0,
             verified: 0,
@@ -83,13 +127,13 @@ impl RelayState {
             recorded_applied: 0,
             shifts_applied: 0,
             transition_t: None,
-            legs: vec![blank; n_legs],
+            legs: Legs::new(n_legs),
         }
     }
 
     /// Leg `i`'s track, for writing (copied first if a checkpoint shares it).
     pub fn leg_mut(&mut self, i: usize) -> &mut LegTrack {
-        Arc::make_mut(&mut self.legs[i])
+        self.legs.make_mut(i)
     }
 
     fn transition(&mut self, at: Timestamp) {

@@ -38,11 +38,12 @@ pub(crate) fn relay_view(
         } else {
             None
         },
+        relay.legs.len(),
     );
     let legs = relay
         .legs
         .iter()
-        .zip(&st.legs)
+        .zip(st.legs.iter())
         .zip(times)
         .enumerate()
         .map(|(i, ((leg, lt), (eta_start, eta_end)))| {
