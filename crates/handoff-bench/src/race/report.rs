@@ -215,7 +215,7 @@ impl RaceRun {
         );
         let _ = writeln!(
             s,
-            "\nScheduler: reports left loadgen at most {} ms after they were due (p99 {} ms); at most {} reports under way at once, of which at most {} on the wire: the rest waited in loadgen for a connection (p50 {} ms, p99 {} ms, max {} ms; the latency above is counted from when the request went out); unanswered at the end: {}; loadgen's own RSS at most {} MiB. \
+            "\nScheduler: reports left loadgen at most {} ms after they were due (p99 {} ms); at most {} reports under way at once (loadgen lets {} at a time go out; the others wait for a slot: p50 {} ms, p99 {} ms, max {} ms, not counted in the latency above); unanswered at the end: {}; loadgen's own RSS at most {} MiB. \
              Answers in the warm-up: {}; after the measured minutes (the last reports on their way): {}.",
             ms(r.slip_us.max()),
             q(&r.slip_us, 0.99),
