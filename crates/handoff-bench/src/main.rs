@@ -1,6 +1,9 @@
-//! `loadgen`: measures handoff's two ingest paths — one ping per OsmAnd request, as phones send
-//! them live, and 1,000-ping batches on `POST /api/v1/pings`, as a phone uploads a backlog — and
-//! prints the result as a Markdown table for `docs/benchmarks.md`.
+//! `loadgen`: measures handoff under load and prints the result as Markdown for
+//! `docs/benchmarks.md`. Two scenarios: `ingest` (the default) loads the two ingest paths — one
+//! ping per OsmAnd request, as phones send them live, and 1,000-ping batches on
+//! `POST /api/v1/pings`, as a phone uploads a backlog; `race` runs a relay race at full scale
+//! (1,000 teams × 12 phones, out-of-order pings, an SSE spectator measuring the lag) and then
+//! loads `/live` (see `race`).
 //!
 //! It only ever talks to a server on this machine: by default it starts `handoff serve` itself
 //! on 127.0.0.1 with a fresh SQLite file and stops it at the end; `--server` must name a loopback
@@ -8,9 +11,12 @@
 //! first, and the run ends by checking that the server stored exactly what it acknowledged.
 
 mod fixture;
+mod live;
+mod race;
 mod report;
 mod scenario;
 mod target;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,10 +26,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
-/// Load generator for handoff's ingest (loopback only).
+/// Load generator for handoff's ingest and live engine (loopback only).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 struct Args {
+    /// What to run: `ingest` (the OsmAnd and batch ingest paths) or `race` (a relay race at
+    /// full scale, then `/live` under load).
+    #[arg(long, value_enum, default_value_t = Scenario::Ingest)]
+    scenario: Scenario,
     /// A running server to load, e.g. http://127.0.0.1:8080 (loopback addresses only). Without
     /// it, loadgen starts `handoff serve` on 127.0.0.1 with a temporary SQLite file.
     #[arg(long)]
@@ -37,7 +47,7 @@ struct Args {
     /// Event id of the generated plan.
     #[arg(long, default_value = "loadgen")]
     event: String,
-    /// Devices to register, one per carrier (each carrier walks its own relay).
+    /// Ingest: devices to register, one per carrier (each carrier walks its own relay).
     #[arg(long, default_value_t = 50)]
     devices: u64,
     /// OsmAnd scenario: at most this many requests (one ping each).
@@ -49,21 +59,32 @@ struct Args {
     /// Batch scenario: pings per request (the body must stay under the server's 1 MiB limit).
     #[arg(long, default_value_t = 1_000)]
     batch_size: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once (race: for the setup and the `/live` clients).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Each scenario stops starting requests after this many seconds.
+    /// Ingest: each scenario stops starting requests after this many seconds.
     #[arg(long, default_value_t = 30)]
     max_seconds: u64,
+    #[command(flatten)]
+    race: race::RaceArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Ingest,
+    Race,
 }
 
 impl Args {
     fn check(&self) -> anyhow::Result<()> {
-        if self.devices == 0 || self.devices > 10_000 {
-            bail!("--devices must be within 1..=10000");
-        }
         if self.concurrency == 0 || self.concurrency > 1_024 {
             bail!("--concurrency must be within 1..=1024");
+        }
+        if self.scenario == Scenario::Race {
+            return self.race.check();
+        }
+        if self.devices == 0 || self.devices > 10_000 {
+            bail!("--devices must be within 1..=10000");
         }
         if self.batch_size == 0 || self.batch_size > 5_000 {
             bail!(
@@ -120,6 +141,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     target
         .wait_healthy(&client, Duration::from_secs(30))
         .await?;
+    if args.scenario == Scenario::Race {
+        let run = race::run(&client, &target, &args.event, args.concurrency, &args.race).await?;
+        println!("{}", run.markdown());
+        drop(target); // stops a server loadgen started
+        return Ok(if run.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
 
     let fixture =
         Arc::new(fixture::Fixture::install(&client, &target, &args.event, args.devices).await?);

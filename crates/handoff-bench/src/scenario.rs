@@ -127,7 +127,7 @@ pub async fn batch(
 
 /// Runs `request(i)` for i = 0, 1, … on `concurrency` workers until `count` requests have
 /// started or `max` has passed; a request already started is waited for.
-async fn drive<F, Fut>(
+pub async fn drive<F, Fut>(
     name: &str,
     count: u64,
     concurrency: usize,

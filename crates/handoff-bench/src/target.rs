@@ -87,6 +87,11 @@ impl Target {
         })
     }
 
+    /// The pid of a server loadgen started.
+    pub fn pid(&self) -> Option<u32> {
+        self.spawned.as_ref().map(|s| s.child.id())
+    }
+
     /// One line for the report: which server was loaded.
     pub fn describe(&self) -> String {
         match &self.spawned {
