@@ -212,11 +212,12 @@ impl Document {
     }
 }
 
-/// The `/live` documents as of one (change count, second).
-struct Published {
-    at: (u64, i64),
-    public: Arc<Document>,
-    admin: Option<Arc<Document>>,
+/// The latest `/live` document of one kind (public or admin): the change count when its
+/// build began, the second it is of, and whether a build is under way.
+#[derive(Default)]
+struct Slot {
+    doc: Option<(u64, i64, Arc<Document>)>,
+    building: bool,
 }
 
 pub struct EventLive {
@@ -241,7 +242,22 @@ pub struct EventLive {
     /// Every ping up to this store sequence has been read from the store by a catch-up (pings
     /// applied as they come are not counted: a lower one may still be on its way).
     cursor: AtomicI64,
-    published: Mutex<Option<Published>>,
+    /// The `/live` documents, public and admin, and a wake-up for requests waiting on a build.
+    published: Mutex<[Slot; 2]>,
+    built: tokio::sync::Notify,
+}
+
+/// A `/live` build under way: when it ends (or unwinds), its slot is free and waiters wake.
+struct Building<'a> {
+    live: &'a EventLive,
+    kind: usize,
+}
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        lock(&self.live.published)[self.kind].building = false;
+        self.live.built.notify_waiters();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -278,7 +294,8 @@ impl EventLive {
             retired: tokio::sync::watch::Sender::new(false),
             seq: 0.into(),
             cursor: AtomicI64::new(0),
-            published: Mutex::new(None),
+            published: Mutex::new([Slot::default(), Slot::default()]),
+            built: tokio::sync::Notify::new(),
         }
     }
 
@@ -471,8 +488,9 @@ impl EventLive {
                     method: None,
                     seq: None,
                 },
-                // The verified handoff is announced when its custody entry is stored.
-                Change::Proximity { .. } => continue,
+                // The verified handoff is announced when its custody entry is stored; a replay
+                // is announced by the `eta` of its relay below.
+                Change::Proximity { .. } | Change::Replayed { .. } => continue,
             };
             let frame = msg.frame();
             if delay_ms > 0 && matches!(msg, Message::Position { .. }) {
@@ -520,38 +538,43 @@ impl EventLive {
         lock(&self.tracker).snapshot(now, public)
     }
 
-    /// The `/live` document at `now`, built at most once per change and second and shared by
-    /// every request (and every stream's first message) until then.
-    #[must_use]
-    pub fn document(&self, now: Timestamp, public: bool) -> Arc<Document> {
-        let at = (self.seq(), now.as_second());
-        let mut published = lock(&self.published);
-        if let Some(p) = published.as_mut().filter(|p| p.at == at) {
-            if public {
-                return Arc::clone(&p.public);
+    /// The `/live` document at `now`: one that includes every change made before this call,
+    /// shared by every request (and every stream's first message). One build runs at a time:
+    /// requests that come while it runs wait for the next, so under a stream of changes (a
+    /// race) builds follow each other instead of one per request, and nobody gets a document
+    /// older than their request.
+    pub async fn document(&self, now: Timestamp, public: bool) -> Arc<Document> {
+        let want = self.seq();
+        let second = now.as_second();
+        let kind = usize::from(!public);
+        loop {
+            let notified = self.built.notified();
+            tokio::pin!(notified);
+            {
+                let mut slots = lock(&self.published);
+                let slot = &mut slots[kind];
+                if let Some((seq, sec, doc)) = &slot.doc
+                    && *seq >= want
+                    && *sec == second
+                {
+                    return Arc::clone(doc);
+                }
+                if !slot.building {
+                    slot.building = true;
+                    drop(slots);
+                    // Whatever happens in the build, the slot is free again after it.
+                    let building = Building { live: self, kind };
+                    let seq = self.seq();
+                    let doc = Arc::new(self.build_document((seq, second), now, public));
+                    lock(&self.published)[kind].doc = Some((seq, second, Arc::clone(&doc)));
+                    drop(building);
+                    return doc;
+                }
+                // Registered before the lock is let go, so the build's wake-up is not missed.
+                notified.as_mut().enable();
             }
-            if let Some(a) = &p.admin {
-                return Arc::clone(a);
-            }
-            let a = Arc::new(self.build_document(at, now, false));
-            p.admin = Some(Arc::clone(&a));
-            return a;
+            notified.await;
         }
-        let doc = Arc::new(self.build_document(at, now, public));
-        *published = Some(if public {
-            Published {
-                at,
-                public: Arc::clone(&doc),
-                admin: None,
-            }
-        } else {
-            Published {
-                at,
-                public: Arc::new(self.build_document(at, now, true)),
-                admin: Some(Arc::clone(&doc)),
-            }
-        });
-        doc
     }
 
     fn build_document(&self, at: (u64, i64), now: Timestamp, public: bool) -> Document {
@@ -680,6 +703,7 @@ fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayVie
         .map(|c| match c {
             Change::Position { relay, .. }
             | Change::Handoff { relay, .. }
+            | Change::Replayed { relay }
             | Change::Proximity { relay, .. } => relay.as_str(),
         })
         .collect();

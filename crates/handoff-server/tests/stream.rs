@@ -196,6 +196,11 @@ async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<
     );
     // The watch reconnects and uploads its buffer: the relay is replayed from the start.
     s.send(&s.tokens[RUN].clone(), &late).await?;
+    // Nothing watchers see changed (the gap was mid-leg of a finished leg): nothing is sent.
+    // The cyclist's next ping is then the very next news.
+    let next = &ride[4];
+    s.set_clock(next.t);
+    s.send(&s.tokens[BIKE].clone(), &[next.json()]).await?;
     let events = sse.until("eta", SOON).await?;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
@@ -204,10 +209,9 @@ async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<
         "only the news: no handoff announced twice, no old positions"
     );
     let position = &events[0].data;
-    let last = ridden.last().context("a ride")?;
     assert_eq!(
         (&position["leg"], ts(&position["t"])),
-        (&json!(BIKE), last.t),
+        (&json!(BIKE), next.t),
         "{position}"
     );
     let after = s.live(false).await?;
@@ -215,7 +219,6 @@ async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<
         flag(&after)["legs"][RUN]["actual_end"],
         flag(&before)["legs"][RUN]["actual_end"]
     );
-    assert_eq!(flag(&after)["progress"], flag(&before)["progress"]);
     Ok(())
 }
 

@@ -97,6 +97,9 @@ pub enum Change {
         to_leg: Option<usize>,
         at: Timestamp,
     },
+    /// A late input made the relay replay: its view may have changed, though nothing above
+    /// says how (the position watchers have is still the newest).
+    Replayed { relay: String },
     /// The giver's and the receiver's devices met at the exchange point: a verified handoff
     /// for the custody log.
     Proximity {
@@ -312,8 +315,8 @@ impl Tracker {
     pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = PingOf<'a>>) -> Vec<Change> {
         let plan = Arc::clone(&self.plan);
         let mut touched: Vec<usize> = Vec::new();
-        // relay → (earliest late key, the leg current before the replay)
-        let mut late: HashMap<usize, (Key, usize)> = HashMap::new();
+        // relay → (earliest late key, the leg current before the replay, what watchers saw)
+        let mut late: HashMap<usize, (Key, usize, Seen)> = HashMap::new();
         let mut changes = Vec::new();
         for PingOf {
             device,
@@ -355,28 +358,47 @@ impl Tracker {
                 // latest event is late too.
                 let in_order = rt.last_applied.is_none_or(|k| key > k)
                     && rt.state.transition_t.is_none_or(|tt| ping.t > tt);
-                if let Some((from, _)) = late.get_mut(&ri) {
+                if let Some((from, _, _)) = late.get_mut(&ri) {
                     *from = (*from).min(key);
                     rt.pings.insert(key, input);
                 } else if in_order {
                     step_ping(&plan, ri, rt, key, &input, &mut changes);
                     rt.pings.insert(key, input);
                 } else {
-                    let verified = rt.checkpoint_before(key).map_or(0, |(_, s)| s.verified);
-                    let affects = step::may_affect(&plan.relays[ri], carrier, verified);
-                    rt.pings.insert(key, input);
+                    let blank;
+                    let before = match rt.checkpoint_before(key) {
+                        Some((_, s)) => s,
+                        None => {
+                            blank = RelayState::new(plan.relays[ri].legs.len());
+                            &blank
+                        }
+                    };
+                    let affects =
+                        step::may_affect(&plan.relays[ri], before, &rt.state, carrier, ping);
                     if affects {
-                        late.insert(ri, (key, rt.state.current));
+                        late.insert(ri, (key, rt.state.current, Seen::of(&rt.state)));
                     }
+                    rt.pings.insert(key, input);
                 }
             }
         }
         for &ri in &touched {
             let rt = &mut self.relays[ri];
-            if let Some(&(from, before)) = late.get(&ri) {
+            if let Some((from, before, seen)) = late.remove(&ri) {
                 let mut these = Vec::new();
                 replay_from(&plan, ri, rt, from, &mut these);
-                changes.extend(news_of_replay(these, before));
+                let mut news = news_of_replay(these, before);
+                // The position watchers already have is no news.
+                news.retain(|c| match c {
+                    Change::Position { leg, fix, .. } => Some((*leg, *fix)) != seen.position,
+                    _ => true,
+                });
+                if news.is_empty() && seen != Seen::of(&rt.state) {
+                    news.push(Change::Replayed {
+                        relay: plan.relays[ri].id.clone(),
+                    });
+                }
+                changes.extend(news);
             } else if let Some(w) = rt.watermark {
                 advance(&plan, ri, rt, w, &mut changes);
             }
@@ -768,6 +790,39 @@ fn already_reflected(rt: &RelayTrack, new: &[(usize, Timestamp)]) -> bool {
         })
 }
 
+/// What watchers see of a relay's state: whether a replay changed it.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    current: usize,
+    verified: usize,
+    /// The current leg and its last fix.
+    position: Option<(usize, Fix)>,
+    along_m: f64,
+    off_route_run: u32,
+    pace: Option<(f64, i64)>,
+    /// Each leg's actual start and end.
+    times: Vec<(Option<Timestamp>, Option<Timestamp>)>,
+}
+
+impl Seen {
+    fn of(st: &RelayState) -> Self {
+        let cur = st.legs.get(st.current);
+        Self {
+            current: st.current,
+            verified: st.verified,
+            position: cur.and_then(|l| l.last_fix).map(|f| (st.current, f)),
+            along_m: cur.map_or(0.0, |l| l.along_m),
+            off_route_run: cur.map_or(0, |l| l.off_route_run),
+            pace: cur.and_then(|l| l.pace.observed()),
+            times: st
+                .legs
+                .iter()
+                .map(|l| (l.actual_start, l.actual_end))
+                .collect(),
+        }
+    }
+}
+
 /// The time of the earliest element that differs between two time-sorted lists.
 fn first_difference<T: PartialEq>(
     old: &[T],
@@ -795,7 +850,7 @@ fn news_of_replay(changes: Vec<Change>, before: usize) -> Vec<Change> {
         .filter(|(i, c)| match c {
             Change::Position { .. } => Some(*i) == last_position,
             Change::Handoff { from_leg, .. } => *from_leg >= before,
-            Change::Proximity { .. } => true,
+            Change::Proximity { .. } | Change::Replayed { .. } => true,
         })
         .map(|(_, c)| c)
         .collect()
@@ -910,7 +965,9 @@ duration = "6m"
                         assert!(fix.along_m >= last_along, "progress ran backwards");
                         last_along = fix.along_m;
                     }
-                    Change::Position { .. } | Change::Proximity { .. } => {}
+                    Change::Position { .. }
+                    | Change::Proximity { .. }
+                    | Change::Replayed { .. } => {}
                 }
             }
         }

@@ -513,12 +513,46 @@ pub(crate) fn apply_ping(
     }
 }
 
-/// Whether a ping of `carrier` can change a state that has already verified the legs below
-/// `verified`: only carriers of a later leg (holding, receiving or giving there) can.
-pub(crate) fn may_affect(relay: &Relay, carrier: &str, verified: usize) -> bool {
-    relay
+/// Whether a late ping of `carrier` can change the fold, given the checkpoint before it and the
+/// live state (the fold without it, later in time: its current leg and verified count bound
+/// those at the ping's time). Only a possible holder at that time, a giver or receiver inside
+/// the exchange radius of a possibly-next exchange, or a later carrier on their own route clear
+/// of its start can; anybody else's late ping (the runner waiting in the van) changes nothing.
+pub(crate) fn may_affect(
+    relay: &Relay,
+    before: &RelayState,
+    live: &RelayState,
+    carrier: &str,
+    ping: &Ping,
+) -> bool {
+    let legs: Vec<usize> = relay
         .legs
         .iter()
-        .skip(verified)
-        .any(|l| l.carriers.iter().any(|c| c == carrier))
+        .enumerate()
+        .filter(|(_, l)| l.carriers.iter().any(|c| c == carrier))
+        .map(|(i, _)| i)
+        .collect();
+    if legs
+        .iter()
+        .any(|&i| i >= before.current && i <= live.current)
+    {
+        return true;
+    }
+    let here = Coord::new(ping.lon, ping.lat);
+    let last = relay.legs.len().saturating_sub(1);
+    for p in before.verified..=live.verified.min(last) {
+        let takes_part = legs.contains(&p) || legs.contains(&(p + 1));
+        let giver = &relay.legs[p];
+        if takes_part && distance_m(giver.exchange_point(), here) <= giver.exchange_radius_m {
+            return true;
+        }
+    }
+    let limit = off_route_limit_m(ping.acc_m);
+    legs.iter().filter(|&&i| i > before.current).any(|&i| {
+        let leg = &relay.legs[i];
+        leg.geometry.route().is_some_and(|route| {
+            let p = route.project(here, Some(0.0));
+            p.along_m > leg.exchange_radius_m.max(limit) && p.cross_track_m <= limit
+        })
+    })
 }

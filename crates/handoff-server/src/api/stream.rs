@@ -9,8 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::error::{ApiError, Result};
@@ -27,7 +26,7 @@ pub async fn live(
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
     let public = !state.admin.matches(&headers);
-    let doc = e.document(state.now(), public);
+    let doc = e.document(state.now(), public).await;
     let etag = HeaderValue::from_str(&doc.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let cache = HeaderValue::from_static(if public {
         "public, max-age=1"
@@ -94,7 +93,7 @@ pub async fn stream(
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
     let rx = e.tx.subscribe();
-    let first = snapshot_event(&e, state.now());
+    let first = snapshot_event(&e, state.now()).await;
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));
     let mut closing = state.closing.subscribe();
@@ -108,13 +107,23 @@ pub async fn stream(
     };
     let live = Arc::clone(&e);
     let st = Arc::clone(&state);
-    let updates = BroadcastStream::new(rx).map(move |m| {
-        let _keep = &guard;
-        Ok(match m {
-            Ok(msg) => Event::default().event(msg.event).data(&msg.data),
-            // A slow client missed messages: give it the whole picture again.
-            Err(BroadcastStreamRecvError::Lagged(_)) => snapshot_event(&live, st.now()),
-        })
+    let updates = futures_util::stream::unfold(rx, move |mut rx| {
+        let (live, st, guard) = (Arc::clone(&live), Arc::clone(&st), Arc::clone(&guard));
+        async move {
+            let _keep = guard;
+            let event = match rx.recv().await {
+                Ok(msg) => Event::default().event(msg.event).data(&msg.data),
+                // A slow client missed messages: it gets the whole picture again and goes on
+                // from the newest message, not from the stale ones still queued (which would
+                // leave it behind, and send it the whole picture again and again).
+                Err(RecvError::Lagged(_)) => {
+                    rx = rx.resubscribe();
+                    snapshot_event(&live, st.now()).await
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok::<_, Infallible>(event), rx))
+        }
     });
     let all = futures_util::stream::once(async move { Ok(first) })
         .chain(updates)
@@ -122,8 +131,8 @@ pub async fn stream(
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
-fn snapshot_event(e: &crate::engine::EventLive, now: jiff::Timestamp) -> Event {
-    let doc = e.document(now, true);
+async fn snapshot_event(e: &crate::engine::EventLive, now: jiff::Timestamp) -> Event {
+    let doc = e.document(now, true).await;
     Event::default()
         .event("snapshot")
         .data(String::from_utf8_lossy(&doc.json))
