@@ -1,7 +1,8 @@
 //! How long `handoff serve` takes to rebuild an event's live state from its stored pings.
 //!
-//! A torch-like event (one relay of 1,700 legs of 500 m; the holder's phone and the next
-//! bearer's, at 1 Hz) with `PINGS` stored pings (default 1,000,000; `PINGS=10000000` for the
+//! A torch relay (10,000 legs of 500 m walked in 500 s each; the holder's phone and the next
+//! bearer's, waiting at the exchange, at 1 Hz: 1,000 pings a leg, so 10,000,000 pings cover
+//! the whole relay) with `PINGS` stored pings (default 1,000,000; `PINGS=10000000` for the
 //! issue's target) in a fresh SQLite file, started once (which records the proximity handoffs
 //! in the custody log, as a live server would have); then a restart is timed: reading every
 //! ping a page at a time and folding it into the engine.
@@ -17,7 +18,10 @@ use handoff_server::{AppState, Config};
 use handoff_store::{NewDevice, NewPing, SqliteStore, Store};
 use jiff::Timestamp;
 
-const LEGS: usize = 1_700;
+const LEGS: usize = 10_000;
+/// Seconds per leg, and pings per leg (two phones at 1 Hz).
+const LEG_S: usize = 500;
+const PER_LEG: usize = 2 * LEG_S;
 const LEG_M: f64 = 500.0;
 const DEG_PER_M: f64 = 1.0 / 109_500.0;
 const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
@@ -38,7 +42,7 @@ fn plan_text() -> String {
         };
         s.push_str(&format!(
             "[[relays.legs]]\ncarriers = [\"B{i}\"]\nmode = \"walk\"\n{start}\
-             route = {{ points = [[{a:.7}, 10.0], [{b:.7}, 10.0]] }}\nduration = \"5m\"\n"
+             route = {{ points = [[{a:.7}, 10.0], [{b:.7}, 10.0]] }}\nduration = \"500s\"\n"
         ));
     }
     s
@@ -46,18 +50,18 @@ fn plan_text() -> String {
 
 /// The `k`-th ping: even ones the holder's, odd ones the next bearer's, waiting.
 fn ping(k: usize) -> (usize, Ping) {
-    let leg = (k / 600) % LEGS;
-    let s = (k % 600) / 2;
+    let leg = (k / PER_LEG).min(LEGS - 1);
+    let s = (k % PER_LEG) / 2;
     let holder = k.is_multiple_of(2);
     #[allow(clippy::cast_precision_loss)]
     let along = if holder {
-        leg as f64 * LEG_M + LEG_M * s as f64 / 300.0
+        leg as f64 * LEG_M + LEG_M * s as f64 / LEG_S as f64
     } else {
         (leg + 1) as f64 * LEG_M + 20.0
     };
-    let carrier = if holder { leg } else { (leg + 1) % LEGS };
+    let carrier = if holder { leg } else { (leg + 1).min(LEGS - 1) };
     #[allow(clippy::cast_possible_wrap)]
-    let t = T0 + (k / 600 * 300 + s) as i64;
+    let t = T0 + (k / PER_LEG * LEG_S + s) as i64;
     (
         carrier,
         Ping {
