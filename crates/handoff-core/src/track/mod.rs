@@ -50,8 +50,9 @@ pub use step::{OFF_ROUTE_PINGS, PROXIMITY_WINDOW_MS};
 pub const STALE_MS: i64 = 60_000;
 /// A checkpoint of a relay's state is kept after this many applied pings (and at leg ends).
 pub const CHECKPOINT_EVERY: usize = 32;
-/// Pings this far (device time) behind a relay's newest are let go from memory.
-pub const KEEP_INPUTS_MS: i64 = 20 * 60_000;
+/// Pings this far (device time) behind a relay's newest are let go from memory (older inputs
+/// are replayed from the store).
+pub const KEEP_INPUTS_MS: i64 = 10 * 60_000;
 /// Checkpoints older than the kept pings, half a window apart, before they thin out further.
 const OLD_CHECKPOINTS: usize = 24;
 
@@ -221,6 +222,8 @@ pub struct Tracker {
     local_seq: u64,
     keep_ms: i64,
     history: Vec<HistoryRequest>,
+    /// Carrier and device names, shared by the pings held.
+    names: std::collections::HashSet<Arc<str>>,
 }
 
 impl Tracker {
@@ -256,6 +259,7 @@ impl Tracker {
             local_seq: 0,
             keep_ms: KEEP_INPUTS_MS,
             history: Vec::new(),
+            names: std::collections::HashSet::new(),
         }
     }
 
@@ -337,6 +341,9 @@ impl Tracker {
                 .collect();
             relays.dedup();
             let key = (ping.t, seq);
+            // One shared copy of each name, not two allocations per ping held.
+            let carrier_name = intern(&mut self.names, carrier);
+            let device_name = intern(&mut self.names, device);
             for ri in relays {
                 let rt = &mut self.relays[ri];
                 if rt.pings.contains_key(&key) {
@@ -347,8 +354,8 @@ impl Tracker {
                     continue;
                 }
                 let input = Input {
-                    carrier: Arc::from(carrier),
-                    device: Arc::from(device),
+                    carrier: Arc::clone(&carrier_name),
+                    device: Arc::clone(&device_name),
                     ping: *ping,
                 };
                 if !touched.contains(&ri) {
@@ -623,6 +630,16 @@ fn cx<'a>(plan: &'a Plan, ri: usize, rt: &'a RelayTrack) -> Ctx<'a> {
         recorded: &rt.recorded,
         shifts: &rt.shifts,
     }
+}
+
+/// The shared copy of `name`.
+fn intern(names: &mut std::collections::HashSet<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(n) = names.get(name) {
+        return Arc::clone(n);
+    }
+    let n: Arc<str> = Arc::from(name);
+    names.insert(Arc::clone(&n));
+    n
 }
 
 /// Lets a relay's time pass to `now`.

@@ -180,9 +180,20 @@ fn scenario(seed: u64, runners: usize) -> (Vec<Input>, Vec<(usize, Timestamp)>, 
     (inputs, recorded, shifts)
 }
 
-fn feed(tr: &mut Tracker, inputs: &[Input], batch: usize, end: Timestamp) {
+/// Feeds `inputs` in `batch`es, answering the tracker's history requests as the server does
+/// from the store (every ping fed so far has been stored before it was applied).
+fn feed(
+    tr: &mut Tracker,
+    inputs: &[Input],
+    batch: usize,
+    end: Timestamp,
+) -> Vec<(String, String, u64, Ping)> {
+    let mut stored: Vec<(String, String, u64, Ping)> = Vec::new();
     let mut buf: Vec<(String, String, u64, Ping)> = Vec::new();
-    let flush = |tr: &mut Tracker, buf: &mut Vec<(String, String, u64, Ping)>| {
+    let flush = |tr: &mut Tracker,
+                 buf: &mut Vec<(String, String, u64, Ping)>,
+                 stored: &mut Vec<(String, String, u64, Ping)>| {
+        stored.extend(buf.iter().cloned());
         tr.apply_batch(buf.iter().map(|(d, c, s, p)| PingOf {
             device: d,
             carrier: c,
@@ -191,30 +202,33 @@ fn feed(tr: &mut Tracker, inputs: &[Input], batch: usize, end: Timestamp) {
             ping: p,
         }));
         buf.clear();
+        serve_history(tr, stored);
     };
     for input in inputs {
         match input {
             Input::Ping(d, c, s, p) => {
                 buf.push((d.clone(), c.clone(), *s, *p));
                 if buf.len() >= batch {
-                    flush(tr, &mut buf);
+                    flush(tr, &mut buf, &mut stored);
                 }
             }
             Input::Recorded(r) => {
-                flush(tr, &mut buf);
+                flush(tr, &mut buf, &mut stored);
                 tr.set_recorded("r", r.clone(), end);
             }
             Input::Shifts(s) => {
-                flush(tr, &mut buf);
+                flush(tr, &mut buf, &mut stored);
                 tr.set_shifts("r", s.clone(), end);
             }
             Input::Tick(t) => {
-                flush(tr, &mut buf);
+                flush(tr, &mut buf, &mut stored);
                 tr.tick(*t);
             }
         }
+        serve_history(tr, &stored);
     }
-    flush(tr, &mut buf);
+    flush(tr, &mut buf, &mut stored);
+    stored
 }
 
 fn in_order(
@@ -274,9 +288,10 @@ proptest! {
         let end = ts(2400);
         let expected = in_order(&plan, &inputs, &recorded, &shifts, end, super::KEEP_INPUTS_MS);
         let mut tr = Tracker::new(Arc::clone(&plan));
-        feed(&mut tr, &inputs, batch, end);
+        let stored = feed(&mut tr, &inputs, batch, end);
         tr.set_recorded("r", recorded.clone(), end);
         tr.set_shifts("r", shifts.clone(), end);
+        serve_history(&mut tr, &stored);
         tr.tick(end);
         for now in [end, ts(3000)] {
             prop_assert_eq!(expected.snapshot(now, false), tr.snapshot(now, false));
@@ -294,14 +309,7 @@ proptest! {
         let end = ts(2400);
         let expected = in_order(&plan, &inputs, &recorded, &shifts, end, super::KEEP_INPUTS_MS);
         let mut tr = Tracker::new(Arc::clone(&plan)).keeping(60_000);
-        let mut stored: Vec<(String, String, u64, Ping)> = Vec::new();
-        for input in &inputs {
-            if let Input::Ping(d, c, s, p) = input {
-                stored.push((d.clone(), c.clone(), *s, *p));
-            }
-            feed(&mut tr, std::slice::from_ref(input), 1, end);
-            serve_history(&mut tr, &stored);
-        }
+        let stored = feed(&mut tr, &inputs, 1, end);
         tr.set_recorded("r", recorded.clone(), end);
         tr.set_shifts("r", shifts.clone(), end);
         serve_history(&mut tr, &stored);
