@@ -19,72 +19,25 @@ use handoff_core::plan::{NoFiles, parse};
 use handoff_core::track::{PingOf, Tracker};
 use jiff::Timestamp;
 
-const LEGS: usize = 1_700;
+#[path = "support/torch.rs"]
+mod torch;
+
 const PINGS: usize = 1_000_000;
-const LEG_M: f64 = 500.0;
-/// Degrees of longitude per metre at 10° N.
-const DEG_PER_M: f64 = 1.0 / 109_500.0;
-const T0: i64 = 1_800_000_000;
-
-fn plan_text() -> String {
-    let mut s =
-        String::from("[event]\nid = \"torch\"\nname = \"Torch\"\n[[relays]]\nid = \"torch\"\n");
-    for i in 0..LEGS {
-        #[allow(clippy::cast_precision_loss)]
-        let (a, b) = (
-            i as f64 * LEG_M * DEG_PER_M,
-            (i + 1) as f64 * LEG_M * DEG_PER_M,
-        );
-        let start = if i == 0 {
-            "start = \"2027-01-15T08:00:00Z\"\n"
-        } else {
-            ""
-        };
-        s.push_str(&format!(
-            "[[relays.legs]]\ncarriers = [\"B{i}\"]\nmode = \"walk\"\n{start}\
-             route = {{ points = [[{a:.7}, 10.0], [{b:.7}, 10.0]] }}\nduration = \"5m\"\n"
-        ));
-    }
-    s
-}
-
-/// The `k`-th ping of the relay: even ones the holder's, odd ones the next bearer's, waiting.
-fn ping(k: usize) -> (String, Ping) {
-    // 300 s per leg, two phones at 1 Hz: 600 pings a leg.
-    let leg = (k / 600).min(LEGS - 1);
-    let s = (k % 600) / 2;
-    let holder = k.is_multiple_of(2);
-    #[allow(clippy::cast_precision_loss)]
-    let along = if holder {
-        leg as f64 * LEG_M + LEG_M * s as f64 / 300.0
-    } else {
-        (leg + 1) as f64 * LEG_M + 20.0
-    };
-    let carrier = if holder { leg } else { (leg + 1).min(LEGS - 1) };
-    #[allow(clippy::cast_possible_wrap)]
-    let t = T0 + (k / 600 * 300 + s) as i64;
-    let p = Ping {
-        t: Timestamp::from_second(t).expect("valid"),
-        lon: along * DEG_PER_M,
-        lat: 10.0
-            + if k.is_multiple_of(4) {
-                0.00003
-            } else {
-                -0.00003
-            },
-        acc_m: Some(6.0),
-        speed_mps: None,
-        heading_deg: None,
-        alt_m: None,
-        batt_pct: None,
-    };
-    (format!("B{carrier}"), p)
-}
+/// 1,700 legs of 300 s: 600 pings a leg, so a million pings cover the relay.
+const TORCH: torch::Torch = torch::Torch {
+    legs: 1_700,
+    leg_s: 300,
+};
 
 fn late(c: &mut Criterion) {
-    let plan = Arc::new(parse(&plan_text(), &NoFiles).expect("the bench plan parses"));
+    let plan = Arc::new(parse(&TORCH.plan(), &NoFiles).expect("the bench plan parses"));
     let mut tr = Tracker::new(Arc::clone(&plan));
-    let all: Vec<(String, Ping)> = (0..PINGS).map(ping).collect();
+    let all: Vec<(String, Ping)> = (0..PINGS)
+        .map(|k| {
+            let (c, p) = TORCH.ping(k);
+            (format!("B{c}"), p)
+        })
+        .collect();
     let rss_before = rss_kib();
     let started = Instant::now();
     for (k, (carrier, p)) in all.iter().enumerate() {

@@ -12,70 +12,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use handoff_core::ping::Ping;
 use handoff_server::auth::AdminToken;
 use handoff_server::{AppState, Config};
 use handoff_store::{NewDevice, NewPing, SqliteStore, Store};
 use jiff::Timestamp;
 
-const LEGS: usize = 10_000;
-/// Seconds per leg, and pings per leg (two phones at 1 Hz).
-const LEG_S: usize = 500;
-const PER_LEG: usize = 2 * LEG_S;
-const LEG_M: f64 = 500.0;
-const DEG_PER_M: f64 = 1.0 / 109_500.0;
-const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+#[path = "../../handoff-core/benches/support/torch.rs"]
+mod torch;
 
-fn plan_text() -> String {
-    let mut s =
-        String::from("[event]\nid = \"torch\"\nname = \"Torch\"\n[[relays]]\nid = \"torch\"\n");
-    for i in 0..LEGS {
-        #[allow(clippy::cast_precision_loss)]
-        let (a, b) = (
-            i as f64 * LEG_M * DEG_PER_M,
-            (i + 1) as f64 * LEG_M * DEG_PER_M,
-        );
-        let start = if i == 0 {
-            "start = \"2027-01-15T08:00:00Z\"\n"
-        } else {
-            ""
-        };
-        s.push_str(&format!(
-            "[[relays.legs]]\ncarriers = [\"B{i}\"]\nmode = \"walk\"\n{start}\
-             route = {{ points = [[{a:.7}, 10.0], [{b:.7}, 10.0]] }}\nduration = \"500s\"\n"
-        ));
-    }
-    s
-}
-
-/// The `k`-th ping: even ones the holder's, odd ones the next bearer's, waiting.
-fn ping(k: usize) -> (usize, Ping) {
-    let leg = (k / PER_LEG).min(LEGS - 1);
-    let s = (k % PER_LEG) / 2;
-    let holder = k.is_multiple_of(2);
-    #[allow(clippy::cast_precision_loss)]
-    let along = if holder {
-        leg as f64 * LEG_M + LEG_M * s as f64 / LEG_S as f64
-    } else {
-        (leg + 1) as f64 * LEG_M + 20.0
-    };
-    let carrier = if holder { leg } else { (leg + 1).min(LEGS - 1) };
-    #[allow(clippy::cast_possible_wrap)]
-    let t = T0 + (k / PER_LEG * LEG_S + s) as i64;
-    (
-        carrier,
-        Ping {
-            t: Timestamp::from_second(t).expect("valid"),
-            lon: along * DEG_PER_M,
-            lat: 10.0,
-            acc_m: Some(6.0),
-            speed_mps: None,
-            heading_deg: None,
-            alt_m: None,
-            batt_pct: None,
-        },
-    )
-}
+/// 10,000 legs of 500 s: 1,000 pings a leg, so ten million pings cover the relay.
+const TORCH: torch::Torch = torch::Torch {
+    legs: 10_000,
+    leg_s: 500,
+};
+const LEGS: usize = TORCH.legs;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -85,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("startup.db");
-    let now = Timestamp::from_second(T0 + i64::try_from(n / 2).unwrap_or(0) + 600)?;
+    let now = Timestamp::from_second(torch::T0 + i64::try_from(n / 2).unwrap_or(0) + 600)?;
     {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path)?);
         let state = AppState::open(
@@ -96,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-        state.put_plan("torch", plan_text()).await?;
+        state.put_plan("torch", TORCH.plan()).await?;
         for i in 0..LEGS {
             store
                 .add_device(NewDevice {
@@ -113,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             let batch = chunk
                 .iter()
                 .map(|&k| {
-                    let (c, p) = ping(k);
+                    let (c, p) = TORCH.ping(k);
                     NewPing {
                         event_id: "torch".into(),
                         device_id: format!("d{c}"),
