@@ -140,6 +140,8 @@ pub async fn append(
             // A late-recorded handoff can reveal proximity handoffs after it.
             record_proximity(&state, &live, found).await;
         }
+        // One recorded long after it happened may need pings the engine has let go.
+        crate::engine::serve_history(&state, &live, live.take_history()).await;
         Ok(entry)
     });
     task.await.map_err(|e| {
@@ -215,6 +217,7 @@ pub async fn append_many(
         for (relay, entry) in &sealed {
             announce(&state, &live, relay, entry);
         }
+        crate::engine::serve_history(&state, &live, live.take_history()).await;
         Ok(sealed.into_iter().map(|(_, e)| e).collect())
     });
     task.await.map_err(|e| {

@@ -397,6 +397,12 @@ impl EventLive {
         proximity_of(changes)
     }
 
+    /// Deep replays asked for by inputs other than pings (a handoff recorded long after it
+    /// happened, a correction): the caller serves them with [`serve_history`].
+    pub fn take_history(&self) -> Vec<HistoryRequest> {
+        lock(&self.tracker).take_history_requests()
+    }
+
     fn bump(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
     }
