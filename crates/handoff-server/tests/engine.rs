@@ -9,7 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::Write;
 
-use crate::common::{ADMIN, EVENT, PLAN, RUN, STAGE, Server, at, flag, plan, ts, walk};
+use crate::common::{
+    ADMIN, BIKE, EVENT, LOOP, PLAN, RUN, STAGE, Server, at, flag, plan, planned_speed_mps, route,
+    ts, walk,
+};
 
 /// Sends a raw HTTP request and hangs up at once, before any answer.
 async fn send_and_hang_up(s: &Server, request: &str) -> Result<()> {
@@ -361,6 +364,63 @@ async fn two_teams_sharing_carrier_names_never_mix() -> Result<()> {
     ensure!(
         status == StatusCode::CONFLICT && crate::common::error_of(&body).0 == "wrong_party",
         "team B's runner 2 received team A's flag: {status} {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ping_older_than_the_engine_keeps_is_replayed_from_the_store() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(120));
+    s.handoff(EVENT, "flag").await?; // the stage → the runner, by the operator
+    let p = plan();
+    let run = walk(&p, RUN, at(120), planned_speed_mps(&p, RUN), 10, None);
+    let arrived = run.last().map(|f| f.t).expect("a run");
+    let ride = walk(&p, BIKE, arrived, planned_speed_mps(&p, BIKE), 10, None);
+    let rode = ride.last().map(|f| f.t).expect("a ride");
+    // The cyclist's phone reports only once clear of the exchange…
+    let ride: Vec<_> = ride.into_iter().filter(|f| f.true_along_m > 80.0).collect();
+    let lap = walk(&p, LOOP, rode, planned_speed_mps(&p, LOOP), 10, None);
+    // …and its report from the exchange, waiting as the runner arrives, is held back (no
+    // network) until long after: older than the engine keeps.
+    let exchange = route(&p, BIKE).point_at(0.0);
+    let waiting = json!({ "t": (arrived - jiff::SignedDuration::from_secs(20)).to_string(),
+                          "lon": exchange.lon, "lat": exchange.lat, "acc": 5 });
+    for (token, fixes) in [(RUN, &run), (BIKE, &ride), (LOOP, &lap)] {
+        for f in fixes.iter() {
+            s.set_clock(f.t);
+            s.send(&s.tokens[token].clone(), &[f.json()]).await?;
+        }
+    }
+    let before = s.live(true).await?;
+    ensure!(
+        flag(&before)["legs"][RUN]["verified"] == json!(false),
+        "{before}"
+    );
+    ensure!(
+        s.state.event(EVENT).expect("the event").held().pings < run.len() + ride.len() + lap.len(),
+        "the engine let the oldest pings go"
+    );
+    s.send(&s.tokens[BIKE].clone(), &[waiting]).await?;
+    // Replayed from the store: giver and receiver met at the exchange, a verified handoff.
+    let after = s.live(true).await?;
+    ensure!(
+        flag(&after)["legs"][RUN]["verified"] == json!(true),
+        "{after}"
+    );
+    let log = s
+        .text(
+            &format!("/api/v1/events/{EVENT}/relays/flag/custody"),
+            false,
+        )
+        .await?;
+    ensure!(log.contains("\"proximity\""), "{log}");
+    // And it is the state a restart rebuilds from the store.
+    let (dir, clock, _) = s.stop().await?;
+    let again = Server::open(dir, clock).await?;
+    ensure!(
+        after == again.live(true).await?,
+        "a restart gives another state"
     );
     Ok(())
 }
