@@ -95,8 +95,7 @@ async fn store_entry(
 }
 
 /// Appends an entry built by `build` from the chain's current state (which it may refuse),
-/// then updates the tracker and streams the entry. The store write and everything after it
-/// run in a task of their own: they finish even if the caller is dropped.
+/// then updates the tracker and streams the entry: [`append_many`] for one relay.
 ///
 /// # Errors
 /// What `build` refuses (409), a lost race with another writer (409, the chain reloaded), or
@@ -107,55 +106,27 @@ pub async fn append(
     relay: &str,
     build: impl FnOnce(&Chain) -> Result<Entry>,
 ) -> Result<Entry> {
-    let mut chains = Arc::clone(&live.chains).lock_owned().await;
-    let chain = chains
-        .get_mut(relay)
-        .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
-    let draft = build(chain)?;
-    let (state, live, relay) = (Arc::clone(state), Arc::clone(live), relay.to_string());
-    let task = tokio::spawn(async move {
-        let Some(chain) = chains.get_mut(&relay) else {
-            return Err(ApiError::not_found(format!(
-                "no relay `{relay}` in this event"
-            )));
-        };
-        let stored = store_entry(&state, &live.plan.event.id, chain, draft).await;
-        let entry = match stored {
-            Ok(entry) => entry,
-            Err(e) => {
-                if e.status == axum::http::StatusCode::CONFLICT {
-                    // Another writer won: what it wrote is the truth now.
-                    if let Ok(fresh) = load_chain(&state, &live, &relay).await {
-                        let _ = live.sync_custody(&relay, &fresh, state.now());
-                        *chain = fresh;
-                    }
-                }
-                return Err(e);
-            }
-        };
-        let found = live.sync_custody(&relay, chain, state.now());
-        drop(chains);
-        announce(&state, &live, &relay, &entry);
-        if !found.is_empty() {
-            // A late-recorded handoff can reveal proximity handoffs after it.
-            record_proximity(&state, &live, found).await;
-        }
-        // One recorded long after it happened may need pings the engine has let go.
-        crate::engine::serve_history(&state, &live, live.take_history()).await;
-        Ok(entry)
-    });
-    task.await.map_err(|e| {
+    let mut entries = append_many(state, live, |chains| {
+        let chain = chains
+            .get(relay)
+            .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
+        Ok(vec![(relay.to_string(), build(chain)?)])
+    })
+    .await?;
+    entries.pop().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("the custody write failed: {e}"),
+            "the custody write stored nothing",
         )
-    })?
+    })
 }
 
-/// Appends one entry to each of several relays' chains (a race-wide shift) in one store
-/// transaction, all or nothing; `build` drafts them from the chains (relay id, draft). Then
-/// each relay is brought up to date once. Runs in a task of its own, as [`append`] does.
+/// Appends one entry to each of several relays' chains (a race-wide shift: one store
+/// transaction, all or nothing); `build` drafts them from the chains (relay id, draft). Then
+/// each relay is brought up to date once, the entries are streamed, and the proximity
+/// handoffs a late-recorded one reveals are recorded. The store write and everything after
+/// it run in a task of their own: they finish even if the caller is dropped.
 ///
 /// # Errors
 /// What `build` refuses, a lost race (409, the chains reloaded), or storage failures.
@@ -200,23 +171,27 @@ pub async fn append_many(
                     }
                 }
                 return Err(ApiError::conflict(
-                    "another entry was appended to one of these custody logs at the same moment; reload and try again",
+                    "another entry was appended to this custody log at the same moment; reload and try again",
                 ));
             }
             return Err(e.into());
         }
         let now = state.now();
+        let mut found = Vec::new();
         for (relay, entry) in &sealed {
             if let Some(chain) = chains.get_mut(relay) {
                 chain.state.apply(entry);
                 chain.entries.push(entry.clone());
-                let _ = live.sync_custody(relay, chain, now);
+                found.extend(live.sync_custody(relay, chain, now));
             }
         }
         drop(chains);
         for (relay, entry) in &sealed {
             announce(&state, &live, relay, entry);
         }
+        // A late-recorded handoff can reveal proximity handoffs after it, and one recorded long
+        // after it happened may need pings the engine has let go.
+        record_proximity(&state, &live, found).await;
         crate::engine::serve_history(&state, &live, live.take_history()).await;
         Ok(sealed.into_iter().map(|(_, e)| e).collect())
     });

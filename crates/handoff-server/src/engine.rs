@@ -328,11 +328,30 @@ impl EventLive {
                 seq: p.seq.unsigned_abs(),
                 ping: &p.ping,
             }));
-            let views = relay_views(&tr, &changes, now);
+            let views = self.views(&tr, &changes, None, now);
             (changes, views, tr.take_history_requests())
         };
         self.publish(&changes, views, now);
         (proximity_of(changes), history)
+    }
+
+    /// The public view of every relay the changes touched (or of `relay`, if none), for the
+    /// `eta` messages: built only while somebody listens.
+    fn views(
+        &self,
+        tr: &Tracker,
+        changes: &[Change],
+        relay: Option<&str>,
+        now: Timestamp,
+    ) -> Vec<RelayView> {
+        if self.tx.receiver_count() == 0 {
+            return Vec::new();
+        }
+        let mut views = relay_views(tr, changes, now);
+        if views.is_empty() {
+            views.extend(relay.and_then(|r| tr.relay_view(r, now, true)));
+        }
+        views
     }
 
     /// Replays a relay with its pings brought back from the store.
@@ -350,10 +369,7 @@ impl EventLive {
                     .into_iter()
                     .map(|p| (p.device, p.carrier, p.seq.unsigned_abs(), p.ping)),
             );
-            let mut views = relay_views(&tr, &changes, now);
-            if views.is_empty() {
-                views.extend(tr.relay_view(&request.relay, now, true));
-            }
+            let views = self.views(&tr, &changes, Some(&request.relay), now);
             (changes, views, tr.take_history_requests())
         };
         self.bump();
@@ -367,7 +383,7 @@ impl EventLive {
         let (changes, views, flags) = {
             let mut tr = lock(&self.tracker);
             let changes = tr.tick(now);
-            let views = relay_views(&tr, &changes, now);
+            let views = self.views(&tr, &changes, None, now);
             let flags: Vec<(String, Flags)> = tr
                 .flags(now)
                 .into_iter()
@@ -386,10 +402,7 @@ impl EventLive {
             let mut tr = lock(&self.tracker);
             let mut changes = tr.set_shifts(relay, chain.shifts(), now);
             changes.extend(tr.set_recorded(relay, chain.recorded(), now));
-            let mut views = relay_views(&tr, &changes, now);
-            if views.is_empty() {
-                views.extend(tr.relay_view(relay, now, true));
-            }
+            let views = self.views(&tr, &changes, Some(relay), now);
             (changes, views)
         };
         self.bump();
@@ -634,20 +647,14 @@ fn proximity_of(changes: Vec<Change>) -> Vec<Change> {
         .collect()
 }
 
-/// Pings committed to the store, applied to the live state in a task of its own: it runs to
-/// its end even if the request that stored them is dropped. Proximity handoffs found are
-/// recorded, and deep replays the tracker asks for are served from the store.
-pub fn apply_committed(
-    state: &Arc<AppState>,
-    live: &Arc<EventLive>,
-    pings: Vec<Committed>,
-) -> tokio::task::JoinHandle<()> {
-    let (state, live) = (Arc::clone(state), Arc::clone(live));
-    tokio::spawn(async move {
-        let (found, history) = live.apply(&pings, state.now());
-        crate::custody::record_proximity(&state, &live, found).await;
-        serve_history(&state, &live, history).await;
-    })
+/// Pings committed to the store, applied to the live state; the proximity handoffs found are
+/// recorded, and the deep replays the tracker asks for served from the store. Call it from
+/// the task that stored them (not from a request's own future): it must run to its end even
+/// if the request is dropped.
+pub async fn apply_committed(state: &Arc<AppState>, live: &Arc<EventLive>, pings: &[Committed]) {
+    let (found, history) = live.apply(pings, state.now());
+    crate::custody::record_proximity(state, live, found).await;
+    serve_history(state, live, history).await;
 }
 
 /// Brings back from the store the pings a relay's deep replay needs, and replays it.

@@ -177,6 +177,8 @@ struct RelayTrack {
     released: Option<Key>,
     /// The latest `now` time has been advanced to.
     watermark: Option<Timestamp>,
+    /// Pings applied again by replays, in all: what late inputs cost.
+    replayed: u64,
 }
 
 impl RelayTrack {
@@ -191,7 +193,13 @@ impl RelayTrack {
             since_checkpoint: 0,
             released: None,
             watermark: None,
+            replayed: 0,
         }
+    }
+
+    /// Time has been looked at up to `now`.
+    fn see(&mut self, now: Timestamp) {
+        self.watermark = Some(self.watermark.map_or(now, |w| w.max(now)));
     }
 
     /// How far the state has been advanced: its newest ping or the latest `now`.
@@ -319,8 +327,8 @@ impl Tracker {
     pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = PingOf<'a>>) -> Vec<Change> {
         let plan = Arc::clone(&self.plan);
         let mut touched: Vec<usize> = Vec::new();
-        // relay → (earliest late key, the leg current before the replay, what watchers saw)
-        let mut late: HashMap<usize, (Key, usize, Seen)> = HashMap::new();
+        // relay → the earliest late key that can change it
+        let mut late: HashMap<usize, Key> = HashMap::new();
         let mut changes = Vec::new();
         for PingOf {
             device,
@@ -365,7 +373,7 @@ impl Tracker {
                 // latest event is late too.
                 let in_order = rt.last_applied.is_none_or(|k| key > k)
                     && rt.state.transition_t.is_none_or(|tt| ping.t > tt);
-                if let Some((from, _, _)) = late.get_mut(&ri) {
+                if let Some(from) = late.get_mut(&ri) {
                     *from = (*from).min(key);
                     rt.pings.insert(key, input);
                 } else if in_order {
@@ -380,10 +388,16 @@ impl Tracker {
                             &blank
                         }
                     };
-                    let affects =
-                        step::may_affect(&plan.relays[ri], before, &rt.state, carrier, ping);
+                    // The first checkpoint after it bounds the state at its time from above
+                    // (the live state, if there is none yet).
+                    let upper = rt
+                        .checkpoints
+                        .range((Bound::Excluded(key), Bound::Unbounded))
+                        .next()
+                        .map_or(&rt.state, |(_, s)| s);
+                    let affects = step::may_affect(&plan.relays[ri], before, upper, carrier, ping);
                     if affects {
-                        late.insert(ri, (key, rt.state.current, Seen::of(&rt.state)));
+                        late.insert(ri, key);
                     }
                     rt.pings.insert(key, input);
                 }
@@ -391,25 +405,12 @@ impl Tracker {
         }
         for &ri in &touched {
             let rt = &mut self.relays[ri];
-            if let Some((from, before, seen)) = late.remove(&ri) {
-                let mut these = Vec::new();
-                replay_from(&plan, ri, rt, from, &mut these);
-                let mut news = news_of_replay(these, before);
-                // The position watchers already have is no news.
-                news.retain(|c| match c {
-                    Change::Position { leg, fix, .. } => Some((*leg, *fix)) != seen.position,
-                    _ => true,
-                });
-                if news.is_empty() && seen != Seen::of(&rt.state) {
-                    news.push(Change::Replayed {
-                        relay: plan.relays[ri].id.clone(),
-                    });
-                }
-                changes.extend(news);
+            if let Some(from) = late.remove(&ri) {
+                changes.extend(replay(&plan, ri, rt, from));
             } else if let Some(w) = rt.watermark {
                 advance(&plan, ri, rt, w, &mut changes);
             }
-            release(ri, rt, self.keep_ms);
+            release(rt, self.keep_ms);
         }
         changes
     }
@@ -446,19 +447,19 @@ impl Tracker {
             if base.is_some_and(|b| key <= b) {
                 continue;
             }
-            rt.pings.entry(key).or_insert_with(|| Input {
-                carrier: Arc::from(carrier.as_str()),
-                device: Arc::from(device.as_str()),
-                ping,
-            });
+            if let std::collections::btree_map::Entry::Vacant(slot) = rt.pings.entry(key) {
+                slot.insert(Input {
+                    carrier: intern(&mut self.names, &carrier),
+                    device: intern(&mut self.names, &device),
+                    ping,
+                });
+            }
         }
         rt.released = base;
-        let before = rt.state.current;
         let from = base.map_or((Timestamp::MIN, 0), |(t, s)| (t, s + 1));
-        let mut changes = Vec::new();
-        replay_from(&plan, ri, rt, from, &mut changes);
-        release(ri, rt, self.keep_ms);
-        news_of_replay(changes, before)
+        let changes = replay(&plan, ri, rt, from);
+        release(rt, self.keep_ms);
+        changes
     }
 
     /// Sets the handoffs recorded in a relay's custody log (from leg, at), corrections applied.
@@ -483,12 +484,7 @@ impl Tracker {
             }
             rt.state.recorded_applied = recorded.len();
             rt.recorded = recorded;
-            let plan = Arc::clone(&self.plan);
-            let rt = &mut self.relays[ri];
-            rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
-            let mut changes = Vec::new();
-            advance(&plan, ri, rt, now, &mut changes);
-            return changes;
+            return self.input_changed(ri, None, now);
         }
         let changed_at = first_difference(&rt.recorded, &recorded, |(_, at)| *at);
         rt.recorded = recorded;
@@ -524,7 +520,7 @@ impl Tracker {
         let rt = &mut self.relays[ri];
         // Has the state already passed the change? If not, it takes effect as time reaches it.
         let passed = changed_at.is_some_and(|t0| rt.advanced().is_some_and(|a| t0 <= a));
-        rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
+        rt.see(now);
         let mut changes = Vec::new();
         let Some(t0) = changed_at.filter(|_| passed) else {
             advance(&plan, ri, rt, now, &mut changes);
@@ -535,9 +531,7 @@ impl Tracker {
             request_history(&mut self.history, &plan, ri, rt, key);
             return changes;
         }
-        let before = rt.state.current;
-        replay_from(&plan, ri, rt, key, &mut changes);
-        news_of_replay(changes, before)
+        replay(&plan, ri, rt, key)
     }
 
     /// Lets time pass with no ping: recorded handoffs take effect, legs at a place end when
@@ -546,7 +540,7 @@ impl Tracker {
         let mut changes = Vec::new();
         let plan = Arc::clone(&self.plan);
         for (ri, rt) in self.relays.iter_mut().enumerate() {
-            rt.watermark = Some(rt.watermark.map_or(now, |w| w.max(now)));
+            rt.see(now);
             advance(&plan, ri, rt, now, &mut changes);
         }
         changes
@@ -612,6 +606,13 @@ impl Tracker {
                 (self.plan.relays[ri].id.as_str(), f)
             })
             .collect()
+    }
+
+    /// How many pings replays have applied again, in all (each in-order ping is applied once;
+    /// a late input costs the pings after the checkpoint before it).
+    #[must_use]
+    pub fn replayed(&self) -> u64 {
+        self.relays.iter().map(|rt| rt.replayed).sum()
     }
 
     /// What the tracker holds in memory.
@@ -698,17 +699,13 @@ fn replay_from(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key, changes: 
     rt.last_applied = base_key;
     rt.since_checkpoint = 0;
     let lower = base_key.map_or(Bound::Unbounded, Bound::Excluded);
-    let keys: Vec<Key> = rt
-        .pings
-        .range((lower, Bound::Unbounded))
-        .map(|(k, _)| *k)
-        .collect();
-    for key in keys {
-        let Some(input) = rt.pings.get(&key).cloned() else {
-            continue;
-        };
-        step_ping(plan, ri, rt, key, &input, changes);
+    // The pings are read, not changed, while the state steps through them.
+    let pings = std::mem::take(&mut rt.pings);
+    for (key, input) in pings.range((lower, Bound::Unbounded)) {
+        step_ping(plan, ri, rt, *key, input, changes);
+        rt.replayed += 1;
     }
+    rt.pings = pings;
     if let Some(w) = rt.watermark {
         advance(plan, ri, rt, w, changes);
     }
@@ -716,7 +713,7 @@ fn replay_from(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key, changes: 
 
 /// Lets go of pings older than the kept window (keeping a checkpoint to replay from) and thins
 /// the checkpoints before it.
-fn release(_ri: usize, rt: &mut RelayTrack, keep_ms: i64) {
+fn release(rt: &mut RelayTrack, keep_ms: i64) {
     let (Some((first, _)), Some((last_t, _))) = (rt.pings.keys().next().copied(), rt.last_applied)
     else {
         return;
@@ -855,22 +852,35 @@ fn first_difference<T: PartialEq>(
     }
 }
 
-/// What a replay changed for those watching: handoffs beyond the leg that held the object
-/// before, proximity findings (the custody log ignores those it has), and the last position.
-fn news_of_replay(changes: Vec<Change>, before: usize) -> Vec<Change> {
+/// Replays a relay from the checkpoint before `from` and tells those watching only what it
+/// changed for them: handoffs beyond the leg that held the object before, proximity findings
+/// (the custody log ignores those it has), the last position if it is not the one they have,
+/// or else, if their view changed all the same, that the relay was replayed.
+fn replay(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key) -> Vec<Change> {
+    let seen = Seen::of(&rt.state);
+    let mut changes = Vec::new();
+    replay_from(plan, ri, rt, from, &mut changes);
     let last_position = changes
         .iter()
         .rposition(|c| matches!(c, Change::Position { .. }));
-    changes
+    let mut news: Vec<Change> = changes
         .into_iter()
         .enumerate()
         .filter(|(i, c)| match c {
-            Change::Position { .. } => Some(*i) == last_position,
-            Change::Handoff { from_leg, .. } => *from_leg >= before,
+            Change::Position { leg, fix, .. } => {
+                Some(*i) == last_position && Some((*leg, *fix)) != seen.position
+            }
+            Change::Handoff { from_leg, .. } => *from_leg >= seen.current,
             Change::Proximity { .. } | Change::Replayed { .. } => true,
         })
         .map(|(_, c)| c)
-        .collect()
+        .collect();
+    if news.is_empty() && seen != Seen::of(&rt.state) {
+        news.push(Change::Replayed {
+            relay: plan.relays[ri].id.clone(),
+        });
+    }
+    news
 }
 
 #[cfg(test)]

@@ -240,14 +240,7 @@ fn in_order(
     keep_ms: i64,
 ) -> Tracker {
     let mut tr = Tracker::new(Arc::clone(plan)).keeping(keep_ms);
-    let mut pings: Vec<(String, String, u64, Ping)> = inputs
-        .iter()
-        .filter_map(|i| match i {
-            Input::Ping(d, c, s, p) => Some((d.clone(), c.clone(), *s, *p)),
-            _ => None,
-        })
-        .collect();
-    pings.sort_by_key(|(_, _, s, p)| (p.t, *s));
+    let pings = pings_in_order(inputs);
     tr.set_recorded("r", recorded.to_vec(), ts(-3600));
     tr.set_shifts("r", shifts.to_vec(), ts(-3600));
     for (d, c, s, p) in &pings {
@@ -319,14 +312,8 @@ proptest! {
     }
 }
 
-/// The proximity handoffs a tracker finds from the pings alone, in order.
-fn proximity_of(
-    plan: &Arc<crate::plan::Plan>,
-    inputs: &[Input],
-    recorded: &[(usize, Timestamp)],
-) -> Vec<(usize, Timestamp)> {
-    let mut tr = Tracker::new(Arc::clone(plan));
-    tr.set_recorded("r", recorded.to_vec(), ts(-3600));
+/// The pings among `inputs`, in fold order (device time, then arrival).
+fn pings_in_order(inputs: &[Input]) -> Vec<(String, String, u64, Ping)> {
     let mut pings: Vec<(String, String, u64, Ping)> = inputs
         .iter()
         .filter_map(|i| match i {
@@ -335,6 +322,18 @@ fn proximity_of(
         })
         .collect();
     pings.sort_by_key(|(_, _, s, p)| (p.t, *s));
+    pings
+}
+
+/// The proximity handoffs a tracker finds from the pings alone, in order.
+fn proximity_of(
+    plan: &Arc<crate::plan::Plan>,
+    inputs: &[Input],
+    recorded: &[(usize, Timestamp)],
+) -> Vec<(usize, Timestamp)> {
+    let mut tr = Tracker::new(Arc::clone(plan));
+    tr.set_recorded("r", recorded.to_vec(), ts(-3600));
+    let pings = pings_in_order(inputs);
     let mut found = Vec::new();
     for (d, c, s, p) in &pings {
         for ch in tr.apply_batch(std::iter::once(PingOf {
@@ -371,16 +370,73 @@ fn serve_history(tr: &mut Tracker, stored: &[(String, String, u64, Ping)]) {
 }
 
 #[test]
-fn a_late_ping_replays_only_from_the_checkpoint_before_it() {
-    let plan = plan(3, false);
-    let (inputs, _, _) = scenario(7, 3);
+fn a_late_ping_costs_the_pings_after_the_checkpoint_before_it_and_a_bystanders_nothing() {
+    let plan = plan(2, false);
+    let fix = |s: i64, lon: f64, lat: f64| Ping {
+        t: ts(s),
+        lon,
+        lat,
+        acc_m: Some(5.0),
+        speed_mps: None,
+        heading_deg: None,
+        alt_m: None,
+        batt_pct: None,
+    };
+    // R0 runs leg 1 (from 241 s, just after the stage ends), a fix every 2 s: 166 pings.
+    let run: Vec<Ping> = (0..166)
+        .map(|k| {
+            #[allow(clippy::cast_precision_loss)]
+            let f = f64::from(k) / 166.0;
+            fix(241 + i64::from(k) * 2, 2.35 + 0.015 * f, 48.85)
+        })
+        .collect();
+    let held = 145; // 40 s before the newest
     let mut tr = Tracker::new(Arc::clone(&plan));
-    feed(&mut tr, &inputs, 1, ts(0));
-    let held = tr.held();
+    let mut in_order = Tracker::new(Arc::clone(&plan));
+    tr.tick(ts(240));
+    in_order.tick(ts(240));
+    for (k, p) in run.iter().enumerate() {
+        let ping = PingOf {
+            device: "R0-0",
+            carrier: "R0",
+            relay: None,
+            seq: k as u64 + 1,
+            ping: p,
+        };
+        in_order.apply_batch(std::iter::once(ping));
+        if k != held {
+            tr.apply_batch(std::iter::once(ping));
+        }
+    }
+    assert_eq!(tr.replayed(), 0, "pings in order are never replayed");
+    let late = PingOf {
+        device: "R0-0",
+        carrier: "R0",
+        relay: None,
+        seq: held as u64 + 1,
+        ping: &run[held],
+    };
+    tr.apply_batch(std::iter::once(late));
+    let after = run.len() - held;
+    let cost = tr.replayed();
     assert!(
-        held.checkpoints >= held.pings / super::CHECKPOINT_EVERY,
-        "{held:?}"
+        cost >= after as u64 && cost <= (after + super::CHECKPOINT_EVERY) as u64,
+        "a ping {after} pings late replayed {cost} pings"
     );
+    assert_eq!(
+        tr.snapshot(ts(600), false),
+        in_order.snapshot(ts(600), false)
+    );
+    // R1, the next runner, pings late from home, 5 km away: nothing to replay.
+    let home = fix(300, 2.40, 48.89);
+    tr.apply_batch(std::iter::once(PingOf {
+        device: "R1-0",
+        carrier: "R1",
+        relay: None,
+        seq: 10_000,
+        ping: &home,
+    }));
+    assert_eq!(tr.replayed(), cost, "a bystander's late ping cost a replay");
 }
 
 #[test]

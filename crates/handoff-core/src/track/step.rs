@@ -204,10 +204,8 @@ fn next_due(cx: Ctx<'_>, st: &RelayState, now: Timestamp, before: bool) -> Optio
     if let Some(leg) = cx.relay.legs.get(i) {
         match st.legs[i].actual_start {
             None if i == 0 => {
-                consider(
-                    shifted(leg.start, cx.shift_ms(0, st.shifts_applied)),
-                    Due::Start(shifted(leg.start, cx.shift_ms(0, st.shifts_applied))),
-                );
+                let start = shifted(leg.start, cx.shift_ms(0, st.shifts_applied));
+                consider(start, Due::Start(start));
             }
             None => {}
             Some(start) => {
@@ -513,15 +511,15 @@ pub(crate) fn apply_ping(
     }
 }
 
-/// Whether a late ping of `carrier` can change the fold, given the checkpoint before it and the
-/// live state (the fold without it, later in time: its current leg and verified count bound
-/// those at the ping's time). Only a possible holder at that time, a giver or receiver inside
+/// Whether a late ping of `carrier` can change the fold, given the checkpoints before and
+/// after it (`after` may be the live state: any state of the fold without it, later in time,
+/// whose current leg and verified count bound those at the ping's time). Only a possible holder at that time, a giver or receiver inside
 /// the exchange radius of a possibly-next exchange, or a later carrier on their own route clear
 /// of its start can; anybody else's late ping (the runner waiting in the van) changes nothing.
 pub(crate) fn may_affect(
     relay: &Relay,
     before: &RelayState,
-    live: &RelayState,
+    after: &RelayState,
     carrier: &str,
     ping: &Ping,
 ) -> bool {
@@ -534,13 +532,13 @@ pub(crate) fn may_affect(
         .collect();
     if legs
         .iter()
-        .any(|&i| i >= before.current && i <= live.current)
+        .any(|&i| i >= before.current && i <= after.current)
     {
         return true;
     }
     let here = Coord::new(ping.lon, ping.lat);
     let last = relay.legs.len().saturating_sub(1);
-    for p in before.verified..=live.verified.min(last) {
+    for p in before.verified..=after.verified.min(last) {
         let takes_part = legs.contains(&p) || legs.contains(&(p + 1));
         let giver = &relay.legs[p];
         if takes_part && distance_m(giver.exchange_point(), here) <= giver.exchange_radius_m {

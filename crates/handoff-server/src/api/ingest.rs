@@ -66,7 +66,7 @@ async fn store_and_apply(
             let counts = (fresh.len(), pings.len() - fresh.len());
             if let Some(live) = state.event(&device.event_id) {
                 // Applied before the answer, so what was acknowledged is in the live state.
-                let _ = apply_committed(&state, &live, fresh).await;
+                apply_committed(&state, &live, &fresh).await;
             }
             Ok::<_, ApiError>(counts)
         })
