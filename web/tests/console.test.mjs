@@ -132,7 +132,8 @@ test('a handoff recorded in the console shows on the live page within a second',
   last = (await custody('flag')).at(-1);
   assert.equal(last.void, true);
   await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ann' }).waitFor({ timeout: 3000 });
-  assert.equal(await record.textContent(), 'Record handoff: Ann → Ben (leg 1 → 2)');
+  // The console reads the log again after the void; wait for that read, not for time.
+  await block.locator('button.record', { hasText: 'Record handoff: Ann → Ben (leg 1 → 2)' }).waitFor({ timeout: 3000 });
 
   assertClean(seen, 'console');
   assertClean(spectator.seen, 'live page');

@@ -69,8 +69,19 @@ function recorded(entries) {
   return ends;
 }
 
+// Reads can overlap (a refresh after an action, another after its stream message): only the
+// newest read of each thing is kept, so a slow older answer never overwrites a newer one.
+const reads = new Map();
+async function newest(key, load) {
+  const n = (reads.get(key) ?? 0) + 1;
+  reads.set(key, n);
+  const value = await load();
+  return reads.get(key) === n ? value : undefined;
+}
+
 async function loadCustody(relayId) {
-  const text = await getText(paths.custody(eventId, relayId), auth());
+  const text = await newest(`custody:${relayId}`, () => getText(paths.custody(eventId, relayId), auth()));
+  if (text === undefined) return;
   const entries = text.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
   state.custody.set(relayId, recorded(entries));
 }
@@ -269,9 +280,11 @@ const render = coalesce(() => {
 
 async function refresh(relayId) {
   const relays = relayId ? [relayId] : state.m.relays.map((r) => r.id);
-  const [snap] = await Promise.all([getJSON(paths.live(eventId), auth()), ...relays.map(loadCustody)]);
-  syncClock(snap.now);
-  state.live.replace(snap);
+  const [snap] = await Promise.all([newest('live', () => getJSON(paths.live(eventId), auth())), ...relays.map(loadCustody)]);
+  if (snap) {
+    syncClock(snap.now);
+    state.live.replace(snap);
+  }
   render();
 }
 
