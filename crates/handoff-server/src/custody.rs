@@ -94,6 +94,14 @@ async fn store_entry(
     Ok(entry)
 }
 
+/// A request's `Idempotency-Key`, and a fingerprint of what it asked (the same key with
+/// another request is refused).
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: String,
+    pub fingerprint: u64,
+}
+
 /// Appends an entry built by `build` from the chain's current state (which it may refuse),
 /// then updates the tracker and streams the entry: [`append_many`] for one relay.
 ///
@@ -106,14 +114,49 @@ pub async fn append(
     relay: &str,
     build: impl FnOnce(&Chain) -> Result<Entry>,
 ) -> Result<Entry> {
-    let mut entries = append_many(state, live, |chains| {
+    Ok(append_keyed(state, live, relay, None, build).await?.0)
+}
+
+/// [`append`] for a request that may carry an idempotency key: a request whose key the chain
+/// has seen gets the entry it stored the first time, and nothing is appended (the bool is
+/// false then). The check, the append and remembering the key happen under the chain's lock.
+///
+/// # Errors
+/// As [`append`]; 422 for a key used before with another request.
+pub async fn append_keyed(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    relay: &str,
+    key: Option<Keyed>,
+    build: impl FnOnce(&Chain) -> Result<Entry>,
+) -> Result<(Entry, bool)> {
+    let mut replayed = None;
+    let remember = key.clone().map(|k| (relay.to_string(), k));
+    let mut entries = write(state, live, remember, |chains| {
         let chain = chains
             .get(relay)
             .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
+        if let Some(k) = &key
+            && let Some((fingerprint, entry)) = chain.answered(&k.key)
+        {
+            if fingerprint != k.fingerprint {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for another request; use a new key for a new handoff",
+                )
+                .field("Idempotency-Key"));
+            }
+            replayed = Some(entry.clone());
+            return Ok(Vec::new());
+        }
         Ok(vec![(relay.to_string(), build(chain)?)])
     })
     .await?;
-    entries.pop().ok_or_else(|| {
+    if let Some(e) = replayed {
+        return Ok((e, false));
+    }
+    entries.pop().map(|e| (e, true)).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -135,8 +178,22 @@ pub async fn append_many(
     live: &Arc<EventLive>,
     build: impl FnOnce(&HashMap<String, Chain>) -> Result<Vec<(String, Entry)>>,
 ) -> Result<Vec<Entry>> {
+    write(state, live, None, build).await
+}
+
+/// [`append_many`], remembering the idempotency key of the request (relay, key) with what it
+/// stored, in the same task that applies it.
+async fn write(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    remember: Option<(String, Keyed)>,
+    build: impl FnOnce(&HashMap<String, Chain>) -> Result<Vec<(String, Entry)>>,
+) -> Result<Vec<Entry>> {
     let mut chains = Arc::clone(&live.chains).lock_owned().await;
     let drafts = build(&chains)?;
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
     let (state, live) = (Arc::clone(state), Arc::clone(live));
     let task = tokio::spawn(async move {
         let mut sealed = Vec::with_capacity(drafts.len());
@@ -165,8 +222,11 @@ pub async fn append_many(
         {
             if matches!(e, handoff_store::StoreError::Conflict(_)) {
                 for (relay, _) in &sealed {
-                    if let Ok(fresh) = load_chain(&state, &live, relay).await {
+                    if let Ok(mut fresh) = load_chain(&state, &live, relay).await {
                         let _ = live.sync_custody(relay, &fresh, state.now());
+                        if let Some(old) = chains.get_mut(relay) {
+                            fresh.answered = std::mem::take(&mut old.answered);
+                        }
                         chains.insert(relay.clone(), fresh);
                     }
                 }
@@ -183,6 +243,11 @@ pub async fn append_many(
                 chain.state.apply(entry);
                 chain.entries.push(entry.clone());
                 found.extend(live.sync_custody(relay, chain, now));
+                if let Some((r, k)) = &remember
+                    && r == relay
+                {
+                    chain.remember(k.key.clone(), k.fingerprint, entry.clone());
+                }
             }
         }
         drop(chains);

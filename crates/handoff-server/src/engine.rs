@@ -145,13 +145,41 @@ pub struct Frame {
 pub struct Chain {
     pub entries: Vec<Entry>,
     pub state: Custody,
+    /// The latest requests answered by an `Idempotency-Key` (key, fingerprint of the request,
+    /// the entry it stored), newest last: a retried request gets the same entry back.
+    pub answered: std::collections::VecDeque<(String, u64, Entry)>,
 }
+
+/// Idempotency keys remembered per relay (a retry comes within seconds; a relay's whole log
+/// is rarely longer).
+const ANSWERED_KEYS: usize = 256;
 
 impl Chain {
     #[must_use]
     pub fn new(n_legs: usize, entries: Vec<Entry>) -> Self {
         let state = Custody::from_entries(n_legs, &entries);
-        Self { entries, state }
+        Self {
+            entries,
+            state,
+            answered: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The entry a request with this idempotency key stored, and its request's fingerprint.
+    #[must_use]
+    pub fn answered(&self, key: &str) -> Option<(u64, &Entry)> {
+        self.answered
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, f, e)| (*f, e))
+    }
+
+    /// Remembers what a keyed request stored.
+    pub fn remember(&mut self, key: String, fingerprint: u64, entry: Entry) {
+        if self.answered.len() >= ANSWERED_KEYS {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((key, fingerprint, entry));
     }
 
     /// Handoffs as the log says (corrections applied): (from leg, at).

@@ -92,11 +92,27 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => Self::conflict(m),
             StoreError::Invalid(m) => Self::bad_request("invalid", m),
             // 503, not 500: phone apps retry on 5xx, and nothing was acknowledged.
-            other => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage",
-                format!("storage is unavailable: {other}"),
-            ),
+            // The detail (a path, a driver's message) is for the operator's log, not the client.
+            other => {
+                eprintln!("handoff: storage error: {other}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "storage is unavailable; nothing was stored, try again",
+                )
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_tells_the_client_nothing_internal() {
+        let e: ApiError = StoreError::Task("panicked reading /srv/secret/handoff.db".into()).into();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.message.contains("/srv"), "{}", e.message);
     }
 }

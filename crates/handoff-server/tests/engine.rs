@@ -52,6 +52,7 @@ async fn a_custody_write_whose_client_hung_up_is_applied_and_the_next_handoff_su
         &s,
         &format!(
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Idempotency-Key: hung-up-1\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
@@ -67,6 +68,18 @@ async fn a_custody_write_whose_client_hung_up_is_applied_and_the_next_handoff_su
         Ok(flag(&s.live(true).await?)["current_leg"] == json!(RUN))
     })
     .await?;
+    // The client retries with the same key (it never saw the answer): it gets the entry that
+    // was stored, and nothing is recorded twice.
+    let (status, again) = crate::common::as_admin(
+        s.http
+            .post(s.url(&path))
+            .header("Idempotency-Key", "hung-up-1")
+            .body(body),
+    )
+    .await?;
+    ensure!(status == StatusCode::OK, "{status} {again}");
+    ensure!(again["seq"] == json!(1), "{again}");
+    ensure!(s.state.store.custody(EVENT, "flag").await?.len() == 2);
     let next = s.handoff(EVENT, "flag").await?;
     ensure!(next["from"]["leg"] == json!(RUN), "{next}");
     Ok(())

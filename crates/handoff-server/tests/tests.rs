@@ -11,4 +11,5 @@ mod ingest;
 mod restart;
 mod stream;
 mod tracking;
+mod trust;
 mod webhooks;

@@ -39,6 +39,38 @@ impl RouteFiles for DirFiles {
                 "route file `{shown}` leads outside the plan's folder; keep route files beside the plan"
             ));
         }
+        // A FIFO or a device would block the check forever (or never end): regular files only.
+        let meta = std::fs::metadata(&real)
+            .map_err(|e| format!("cannot read route file `{shown}`: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!(
+                "route file `{shown}` is not a regular file (a folder, a pipe or a device)"
+            ));
+        }
         std::fs::read_to_string(&real).map_err(|e| format!("cannot read route file `{shown}`: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_file_that_is_a_pipe_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("plan.toml");
+        let fifo = dir.path().join("route.gpx");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO for reading blocks until a writer comes: this would hang before.
+        let err = DirFiles::beside(&plan)
+            .read(Path::new("route.gpx"))
+            .unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let folder = DirFiles::beside(&plan).read(Path::new(".")).unwrap_err();
+        assert!(folder.contains("not a regular file"), "{folder}");
     }
 }

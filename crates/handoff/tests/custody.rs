@@ -174,7 +174,14 @@ fn operator_handoffs_and_every_409_reason() {
     assert_eq!(log[0]["kind"], "genesis");
     assert_eq!(log[0]["prev_hash"], log[0]["plan_hash"]);
 
+    // An operator's request names the step it records (a double click records nothing twice).
     let (st, e) = handoff(&ev, ADMIN, &json!({}));
+    assert_eq!(
+        (st, e["error"]["field"].as_str()),
+        (400, Some("from_leg")),
+        "{e}"
+    );
+    let (st, e) = handoff(&ev, ADMIN, &json!({"from_leg": 0}));
     assert_eq!(st, 201, "{e}");
     assert_eq!(
         (
@@ -199,20 +206,32 @@ fn operator_handoffs_and_every_409_reason() {
         "{e}"
     );
     // Before the previous handoff.
-    let (st, e) = handoff(&ev, ADMIN, &json!({"at": "2020-01-01T00:00:00Z"}));
+    let earlier = now() - jiff::SignedDuration::from_mins(10);
+    let (st, e) = handoff(
+        &ev,
+        ADMIN,
+        &json!({"from_leg": 1, "at": earlier.to_string()}),
+    );
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (409, Some("before_previous")),
         "{e}"
     );
+    // Nor long before the relay's planned start (a date from nowhere).
+    let (st, e) = handoff(
+        &ev,
+        ADMIN,
+        &json!({"from_leg": 1, "at": "0001-01-01T00:00:00Z"}),
+    );
+    assert_eq!((st, e["error"]["field"].as_str()), (400, Some("at")), "{e}");
     // Late marking is normal; the rest of the chain follows.
-    assert_eq!(handoff(&ev, ADMIN, &json!({})).0, 201);
-    assert_eq!(handoff(&ev, ADMIN, &json!({})).0, 201);
+    assert_eq!(handoff(&ev, ADMIN, &json!({"from_leg": 1})).0, 201);
+    assert_eq!(handoff(&ev, ADMIN, &json!({"from_leg": 2})).0, 201);
     // The last leg's entry records the arrival (no receiver); after it, nothing is next.
-    let (st, e) = handoff(&ev, ADMIN, &json!({}));
+    let (st, e) = handoff(&ev, ADMIN, &json!({"from_leg": 3}));
     assert_eq!(st, 201, "{e}");
     assert_eq!(e["to"], Value::Null);
-    let (st, e) = handoff(&ev, ADMIN, &json!({}));
+    let (st, e) = handoff(&ev, ADMIN, &json!({"from_leg": 4}));
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (409, Some("finished")),
@@ -257,7 +276,7 @@ fn two_party_handoff_with_the_givers_code() {
     let ann = device(&ev, "ann-phone", "Ann");
     let bob = device(&ev, "bob-phone", "Bob");
     let cy = device(&ev, "cy-phone", "Cy");
-    assert_eq!(handoff(&ev, ADMIN, &json!({})).0, 201); // stage → Ann
+    assert_eq!(handoff(&ev, ADMIN, &json!({"from_leg": 0})).0, 201); // stage → Ann
     // Only the holder gets a code.
     let (st, e) = curl(
         "POST",
@@ -308,8 +327,12 @@ fn two_party_handoff_with_the_givers_code() {
 fn a_correction_is_appended_never_edited() {
     let s = start();
     let ev = setup(&s);
-    let (_, first) = handoff(&ev, ADMIN, &json!({}));
-    let (_, wrong) = handoff(&ev, ADMIN, &json!({"note": "marked by mistake"}));
+    let (_, first) = handoff(&ev, ADMIN, &json!({"from_leg": 0}));
+    let (_, wrong) = handoff(
+        &ev,
+        ADMIN,
+        &json!({"from_leg": 1, "note": "marked by mistake"}),
+    );
     let seq = wrong["seq"].as_u64().expect("seq");
     // Only the last handoff can be voided.
     let (st, e) = handoff(
@@ -391,7 +414,10 @@ fn proximity_handoff_from_noisy_positions() {
         .checked_sub(jiff::SignedDuration::from_secs(5))
         .expect("time")
         .to_string();
-    assert_eq!(handoff(&ev, ADMIN, &json!({"at": stage_end})).0, 201);
+    assert_eq!(
+        handoff(&ev, ADMIN, &json!({"from_leg": 0, "at": stage_end})).0,
+        201
+    );
     // Ann runs her leg with noise; Bob waits at the exchange point (2.3650, 48.85), also noisy.
     let mut ann_pings = Vec::new();
     for k in 0..=30 {
@@ -482,8 +508,8 @@ fn tamper(db: &Path, sql: &str) {
 fn tampered_log_after(sql: &str) -> (bool, String) {
     let s = start();
     let ev = setup(&s);
-    for _ in 0..3 {
-        assert_eq!(handoff(&ev, ADMIN, &json!({})).0, 201);
+    for leg in 0..3 {
+        assert_eq!(handoff(&ev, ADMIN, &json!({"from_leg": leg})).0, 201);
     }
     let db = s.db.clone();
     let dir = s.stop();

@@ -96,6 +96,9 @@ const BROKEN: &[Case] = &[
     ("57-course-without-legs", 35, 1, "course `inland` has no legs"),
     ("58-relay-with-course-and-legs", 45, 10, "a relay runs either a `course` or its own `legs`, not both"),
     ("59-course-gap-beyond-exchange-radius", 27, 9, "leg 1 ends 1.1 km from where leg 2 starts; exchange radius is 30 m"),
+    // Out-of-range durations (a huge public delay overflowed once and published at once).
+    ("65-public-delay-too-long", 6, 16, "duration `1000000000h` is too long: at most 24h"),
+    ("66-leg-duration-too-long", 51, 12, "duration `800h` is too long: at most 30 days (720h)"),
 ];
 
 /// Fixtures with a test of their own below (they were validator bugs once: a cascade, a wrong

@@ -167,7 +167,12 @@ function updateBlock(relay, b, r) {
 
 async function record(relay, b) {
   const at = instant(b.at);
-  const entry = await postJSON(paths.handoffs(eventId, relay.id), at ? { at } : {}, auth());
+  // The step this button shows (after the last recorded handoff): a second click, or another
+  // operator's click at the same moment, gets a clear conflict instead of recording the next.
+  const ends = state.custody.get(relay.id) ?? new Map();
+  const fromLeg = ends.size ? Math.max(...ends.keys()) + 1 : 0;
+  const body = at ? { from_leg: fromLeg, at } : { from_leg: fromLeg };
+  const entry = await postJSON(paths.handoffs(eventId, relay.id), body, auth());
   b.at.value = '';
   say(entry.to
     ? `Recorded: ${names(entry.from.carriers)} → ${names(entry.to.carriers)} at ${clock(ms(entry.at), relay.legs[entry.from.leg].end_zone)} (custody entry ${entry.seq}).`

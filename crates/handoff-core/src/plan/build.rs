@@ -459,8 +459,26 @@ fn parse_instant(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<(Timestamp,
     }
 }
 
+/// The longest public delay and silence threshold: beyond a day they hide the relay itself.
+const MAX_EVENT_DURATION: SignedDuration = SignedDuration::from_hours(24);
+/// The longest leg (a stage or a sea crossing can take days; a torch relay's legs take minutes).
+const MAX_LEG_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24);
+
 fn parse_duration(cx: &mut Cx, s: &Sp<String>, field: &str) -> Option<SignedDuration> {
+    let (max, what) = if field.starts_with("event.") {
+        (MAX_EVENT_DURATION, "24h")
+    } else {
+        (MAX_LEG_DURATION, "30 days (720h)")
+    };
     match s.get_ref().parse::<SignedDuration>() {
+        Ok(d) if d > max => {
+            cx.err(
+                s.span(),
+                field,
+                format!("duration `{}` is too long: at most {what}", s.get_ref()),
+            );
+            None
+        }
         Ok(d) if d.is_negative() => {
             let why = if field.starts_with("event.") {
                 "a delay cannot be negative"

@@ -564,7 +564,8 @@ impl Tracker {
     fn as_of(&self, now: Timestamp, public: bool) -> Timestamp {
         if public {
             now.checked_sub(SignedDuration::from_millis(self.plan.event.public_delay_ms))
-                .unwrap_or(now)
+                // A delay beyond the time scale shows nothing, never everything.
+                .unwrap_or(Timestamp::MIN)
         } else {
             now
         }

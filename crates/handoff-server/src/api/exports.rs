@@ -175,7 +175,8 @@ async fn tracks<'a>(
     // Positions become public only after the event's public delay.
     let public_until = now
         .checked_sub(SignedDuration::from_millis(live.plan.event.public_delay_ms))
-        .unwrap_or(now);
+        // A delay beyond the time scale shows nothing, never everything.
+        .unwrap_or(Timestamp::MIN);
     let mut out = Vec::new();
     for view in legs {
         let Some(start) = view.actual_start else {

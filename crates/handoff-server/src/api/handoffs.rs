@@ -14,11 +14,12 @@ use handoff_store::Device;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
+use std::hash::{Hash, Hasher};
 
 use super::events::{MAX_BODY_BYTES, read_body};
 use crate::app::AppState;
 use crate::auth::bearer;
-use crate::custody::append;
+use crate::custody::{Keyed, append_keyed};
 use crate::engine::EventLive;
 use crate::error::{ApiError, Result};
 
@@ -142,7 +143,85 @@ fn parse_at(state: &AppState, at: Option<&str>) -> Result<Timestamp> {
     Ok(t)
 }
 
+/// Longest note on a custody entry, in characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
+/// How far a device's `at` may be from the server's time: a phone records a handoff as it
+/// happens.
+const DEVICE_AT_WINDOW_MS: i64 = 2 * 60_000;
+/// How far before its planned start a relay's handoff may be dated.
+const BEFORE_START_MS: i64 = 7 * 24 * 3_600_000;
+/// How far from the exchange point a device's reported position may be (or ten exchange radii,
+/// when that is more): a phone at the exchange, with a poor fix.
+const DEVICE_POSITION_SLACK_M: f64 = 500.0;
+
+/// A note on a custody entry: human text of a bounded size. No control characters but line
+/// breaks and tabs, so every JSON tool writes the entry's canonical form the same way (`jq`
+/// escapes U+007F, serde_json does not).
+pub fn check_note(note: Option<&str>) -> Result<()> {
+    let Some(n) = note else { return Ok(()) };
+    if n.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_request(
+            "too_long",
+            format!("a note is at most {MAX_NOTE_CHARS} characters"),
+        )
+        .field("note"));
+    }
+    if let Some(c) = n
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!(
+                "a note is text: control character U+{:04X} is not allowed (line breaks and tabs are)",
+                u32::from(c)
+            ),
+        )
+        .field("note"));
+    }
+    Ok(())
+}
+
+/// The request's `Idempotency-Key`, with a fingerprint of who asks what.
+fn idempotency(
+    headers: &HeaderMap,
+    who: &Caller,
+    relay: &str,
+    body: &[u8],
+) -> Result<Option<Keyed>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_value",
+                "an Idempotency-Key is 1 to 255 visible ASCII characters (a UUID, say)",
+            )
+            .field("Idempotency-Key")
+        })?;
+    let mut h = std::hash::DefaultHasher::new();
+    match who {
+        Caller::Admin => "admin".hash(&mut h),
+        Caller::Device(d) => d.device_id.hash(&mut h),
+    }
+    relay.hash(&mut h);
+    body.hash(&mut h);
+    Ok(Some(Keyed {
+        key: key.to_string(),
+        fingerprint: h.finish(),
+    }))
+}
+
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs`.
+///
+/// Every handoff request names the step it records: `from_leg`, or the giver's code (issued
+/// for one step), or an `Idempotency-Key` (its retries get the first answer). Checking the
+/// request and appending the entry are one step under the chain's lock, so two requests at
+/// once never both pass a check made for one of them.
 pub async fn record(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -164,7 +243,30 @@ pub async fn record(
         .relay(&relay)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?
         .clone();
+    let key = idempotency(&headers, &who, &relay, &bytes)?;
+    check_note(b.note.as_deref())?;
     let at = parse_at(&state, b.at.as_deref())?;
+    let now = state.now();
+    let earliest = r
+        .legs
+        .first()
+        .map(|l| l.start.as_millisecond() - BEFORE_START_MS);
+    if earliest.is_some_and(|e| at.as_millisecond() < e) {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "`at` is more than 7 days before the relay's planned start",
+        )
+        .field("at"));
+    }
+    if let Caller::Device(_) = who
+        && (at.as_millisecond() - now.as_millisecond()).abs() > DEVICE_AT_WINDOW_MS
+    {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "a device records a handoff as it happens: leave `at` out (the server's time) or send a time within 2 minutes of it",
+        )
+        .field("at"));
+    }
     if let Some([lon, lat]) = b.position
         && !((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat))
     {
@@ -173,22 +275,28 @@ pub async fn record(
                 .field("position"),
         );
     }
-    let now = state.now();
-    let entry = match b.kind.as_deref().unwrap_or("handoff") {
+    let (entry, created) = match b.kind.as_deref().unwrap_or("handoff") {
         "handoff" => {
-            let (method, giver_device, receiver_device) = match &who {
-                Caller::Admin => (Method::Operator, None, None),
-                Caller::Device(d) => {
-                    let giver =
-                        check_code(&live, &r, d, b.code.as_deref(), b.from_leg, now).await?;
-                    (Method::TwoParty, Some(giver), Some(d.device_id.clone()))
-                }
-            };
-            let entry = append(&state, &live, &relay, |chain| {
-                let from_leg = b.from_leg.unwrap_or(chain.state.current);
+            if matches!(who, Caller::Admin) && b.from_leg.is_none() && key.is_none() {
+                return Err(ApiError::bad_request(
+                    "missing_field",
+                    "name the handoff you record: `from_leg` (the leg handing on), or send an Idempotency-Key header so a repeated request records nothing twice",
+                )
+                .field("from_leg"));
+            }
+            let written = append_keyed(&state, &live, &relay, key, |chain| {
+                let current = chain.state.current;
+                let (from_leg, method, giver_device, receiver_device) = match &who {
+                    Caller::Admin => (b.from_leg.unwrap_or(current), Method::Operator, None, None),
+                    Caller::Device(d) => {
+                        let (leg, giver) =
+                            check_code(&live, &r, d, b.code.as_deref(), b.from_leg, current, now)?;
+                        (leg, Method::TwoParty, Some(giver), Some(d.device_id.clone()))
+                    }
+                };
                 let holders = r
                     .legs
-                    .get(chain.state.current)
+                    .get(current)
                     .map(|l| l.carriers.join(", "))
                     .unwrap_or_default();
                 chain
@@ -196,6 +304,23 @@ pub async fn record(
                     .check_next(from_leg, at, r.legs.len(), &holders)
                     .map_err(|e| from_handoff_error(&e))?;
                 let from = &r.legs[from_leg];
+                let exchange = from.exchange_point();
+                let p = b.position.map_or(exchange, |[lon, lat]| {
+                    handoff_core::geodesic::Coord::new(lon, lat)
+                });
+                let slack = DEVICE_POSITION_SLACK_M.max(10.0 * from.exchange_radius_m);
+                if matches!(who, Caller::Device(_))
+                    && handoff_core::geodesic::distance_m(p, exchange) > slack
+                {
+                    return Err(ApiError::bad_request(
+                        "out_of_range",
+                        format!(
+                            "the position is {:.0} m from the exchange; a device records the handoff where it happens (within {slack:.0} m)",
+                            handoff_core::geodesic::distance_m(p, exchange)
+                        ),
+                    )
+                    .field("position"));
+                }
                 let mut e = Entry::draft(Kind::Handoff, &event, &relay, at, now);
                 e.from = Some(Holder {
                     leg: from_leg,
@@ -206,29 +331,25 @@ pub async fn record(
                     leg: from_leg + 1,
                     carriers: to.carriers.clone(),
                 });
-                let p = b.position.map_or_else(
-                    || from.exchange_point(),
-                    |[lon, lat]| handoff_core::geodesic::Coord::new(lon, lat),
-                );
                 e.position = Some(Point::from_deg(p.lon, p.lat));
                 e.evidence = Some(Evidence {
                     method,
-                    giver_device: giver_device.clone(),
-                    receiver_device: receiver_device.clone(),
+                    giver_device,
+                    receiver_device,
                     distance_m: None,
                 });
                 e.note.clone_from(&b.note);
                 Ok(e)
             })
             .await?;
-            if let Some(from) = entry.from.as_ref() {
+            if let Some(from) = written.0.from.as_ref() {
                 // The code is spent.
                 live.codes
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&(relay.clone(), from.leg));
             }
-            entry
+            written
         }
         "correction" => {
             if !matches!(who, Caller::Admin) {
@@ -243,7 +364,7 @@ pub async fn record(
                 )
                 .field("corrects")
             })?;
-            append(&state, &live, &relay, |chain| {
+            append_keyed(&state, &live, &relay, key, |chain| {
                 let leg = chain
                     .state
                     .check_correction(target, b.void)
@@ -272,25 +393,26 @@ pub async fn record(
             .field("kind"));
         }
     };
-    Ok((StatusCode::CREATED, Json(entry)).into_response())
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK // a retry: the entry the first request stored
+    };
+    Ok((status, Json(entry)).into_response())
 }
 
-/// Checks a two-party handoff: the receiver's device enters the code the giver's device got.
-/// Returns the giver's device id.
-async fn check_code(
+/// Checks a two-party handoff under the chain's lock: the receiver's device enters the code
+/// the giver's device got for the step custody is at (`current`). Returns the step's leg and
+/// the giver's device id.
+fn check_code(
     live: &EventLive,
     relay: &handoff_core::plan::Relay,
     receiver: &Device,
     code: Option<&str>,
     from_leg: Option<usize>,
+    current: usize,
     now: Timestamp,
-) -> Result<String> {
-    let current = live
-        .chains
-        .lock()
-        .await
-        .get(&relay.id)
-        .map_or(0, |c| c.state.current);
+) -> Result<(usize, String)> {
     let from = from_leg.unwrap_or(current);
     if from != current {
         return Err(conflict(
@@ -348,7 +470,7 @@ async fn check_code(
         }
         return Err(conflict("bad_code", "wrong code"));
     }
-    Ok(issued.device.clone())
+    Ok((from, issued.device.clone()))
 }
 
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs/code` (the giver's device): a
@@ -475,7 +597,8 @@ pub async fn shift(
             format!("expected {{\"minutes\": N}}: {e}"),
         )
     })?;
-    if b.minutes == 0 || b.minutes.abs() > 7 * 24 * 60 {
+    check_note(b.note.as_deref())?;
+    if b.minutes == 0 || b.minutes.unsigned_abs() > 7 * 24 * 60 {
         return Err(ApiError::bad_request(
             "out_of_range",
             "minutes must be non-zero and at most a week",
@@ -527,4 +650,82 @@ pub async fn shift(
     })
     .await?;
     Ok(Json(json!({ "shifted": entries.len(), "entries": entries })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sha2::Digest;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// What `jq -cS 'del(.hash)' | tr -d '\n'` prints for each line (docs/custody.md's recipe).
+    fn jq_canonical(lines: &[String]) -> Vec<String> {
+        let mut jq = Command::new("jq")
+            .args(["-cS", "del(.hash)"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("jq is installed (CI installs it: docs/custody.md's recipe uses it)");
+        let mut input = jq.stdin.take().expect("stdin");
+        let text = lines.join("\n");
+        let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+        let out = jq.wait_with_output().expect("jq runs");
+        writer.join().expect("writer").expect("write to jq");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Every note the server accepts hashes the same with the documented `jq` recipe as
+        /// with the server's canonical JSON (U+007F once differed: jq escapes it).
+        #[test]
+        fn the_jq_recipe_agrees_with_the_server_on_accepted_notes(
+            notes in proptest::collection::vec(any::<String>(), 32),
+        ) {
+            let t = Timestamp::from_second(1_723_410_000).unwrap();
+            let mut entries = Vec::new();
+            for (i, note) in notes.iter().enumerate() {
+                // The strategy's strings are mostly refused (control characters): also try the
+                // same note with them taken out, which must be accepted.
+                let clean: String = note.chars().filter(|c| !c.is_control() || *c == '\n').collect();
+                prop_assert!(check_note(Some(&clean)).is_ok() || clean.chars().count() > MAX_NOTE_CHARS);
+                for n in [note.clone(), clean] {
+                    if check_note(Some(&n)).is_err() {
+                        continue;
+                    }
+                    let mut e = Entry::draft(Kind::Handoff, "ev", "r", t, t);
+                    e.seq = u64::try_from(i).unwrap();
+                    e.note = Some(n);
+                    entries.push(e.sealed());
+                }
+            }
+            let lines: Vec<String> = entries.iter().map(Entry::to_line).collect();
+            let jq = jq_canonical(&lines);
+            prop_assert_eq!(jq.len(), entries.len());
+            for (e, j) in entries.iter().zip(&jq) {
+                let hash = hex::encode(sha2::Sha256::digest(j.as_bytes()));
+                prop_assert_eq!(&hash, &e.hash, "jq printed {}", j);
+            }
+        }
+    }
+
+    #[test]
+    fn notes_are_bounded_text() {
+        assert!(check_note(None).is_ok());
+        assert!(check_note(Some("on stage\n\tthe flag")).is_ok());
+        assert!(check_note(Some(&"é".repeat(MAX_NOTE_CHARS))).is_ok());
+        assert!(check_note(Some(&"é".repeat(MAX_NOTE_CHARS + 1))).is_err());
+        for bad in ["\u{7f}", "a\u{0}b", "\u{1b}[31m", "\u{85}", "\r"] {
+            let e = check_note(Some(bad)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("note"), "{bad:?}");
+        }
+    }
 }

@@ -429,10 +429,16 @@ impl Server {
         Ok(reply)
     }
 
-    /// The operator records the next handoff of `relay` of event `event`, now: the entry.
+    /// The operator records the next handoff of `relay` of event `event`, now: the entry. The
+    /// request names no leg, so it carries an idempotency key (a fresh one).
     pub async fn handoff(&self, event: &str, relay: &str) -> Result<Value> {
         let path = format!("/api/v1/events/{event}/relays/{relay}/handoffs");
-        let (status, body) = as_admin(self.http.post(self.url(&path)).json(&json!({}))).await?;
+        let key = format!("test-{}", getrandom::u64()?);
+        let req = self
+            .http
+            .post(self.url(&path))
+            .header("Idempotency-Key", key);
+        let (status, body) = as_admin(req.json(&json!({}))).await?;
         ensure!(
             status == StatusCode::CREATED,
             "POST handoff: {status} {body}"
