@@ -50,6 +50,8 @@ pub struct AppState {
     devices: RwLock<HashMap<String, Device>>,
     /// Outgoing webhooks of every event (a cache of the store's table) and their client.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Rate limits on failed sign-ins and wrong handoff codes.
+    pub limits: crate::limits::Limiters,
 }
 
 /// The stored form of a plan: its TOML source, self-contained (routes inline).
@@ -76,6 +78,7 @@ impl AppState {
             installing: tokio::sync::Mutex::new(()),
             devices: RwLock::new(HashMap::new()),
             webhooks: crate::webhooks::Webhooks::new(),
+            limits: crate::limits::Limiters::default(),
         });
         for stored in state.store.latest_plans().await? {
             state.install(&stored).await?;
@@ -381,7 +384,8 @@ pub fn osmand_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, ticking live state every second.
+/// Serves `router` on `listener` until `shutdown` resolves, ticking live state every second,
+/// with the default [`Limits`](crate::serve::Limits).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -391,6 +395,28 @@ pub async fn launch(
     osmand: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    launch_with(
+        state,
+        listener,
+        osmand,
+        crate::serve::Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`launch`] with other connection limits and timeouts.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn launch_with(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    osmand: Option<TcpListener>,
+    limits: crate::serve::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
     let ticker = {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
@@ -404,26 +430,33 @@ pub async fn launch(
     };
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let osmand_task = osmand.map(|l| {
-        let app = osmand_router(Arc::clone(&state));
+        let app = crate::layers::around(osmand_router(Arc::clone(&state)), &state);
         let mut rx = stop_tx.subscribe();
-        tokio::spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-        })
+        tokio::spawn(crate::serve::serve(
+            l,
+            app,
+            limits,
+            async move {
+                let _ = rx.recv().await;
+            },
+            GRACE,
+        ))
     });
-    let app = router(Arc::clone(&state));
+    let app = crate::layers::around(router(Arc::clone(&state)), &state);
     let stop = stop_tx.clone();
     let closing = state.closing.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let result = crate::serve::serve(
+        listener,
+        app,
+        limits,
+        async move {
             shutdown.await;
             closing.send_replace(true);
             let _ = stop.send(());
-        })
-        .await;
+        },
+        GRACE,
+    )
+    .await;
     ticker.abort();
     if let Some(t) = osmand_task {
         let _ = t.await;

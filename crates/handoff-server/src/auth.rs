@@ -39,6 +39,39 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The least entropy an admin token should have (a generated one has 256 bits).
+pub const MIN_TOKEN_BITS: f64 = 128.0;
+
+/// An upper estimate of a token's entropy in bits: its length times the bits of the character
+/// classes it uses (digits, lower case, upper case, others). A token made by a person ("secret",
+/// "password123") scores far below [`MIN_TOKEN_BITS`]; 24 random bytes in base64 score above.
+#[must_use]
+pub fn entropy_bits(token: &str) -> f64 {
+    let mut alphabet = 0u32;
+    if token.chars().any(|c| c.is_ascii_digit()) {
+        alphabet += 10;
+    }
+    if token.chars().any(|c| c.is_ascii_lowercase()) {
+        alphabet += 26;
+    }
+    if token.chars().any(|c| c.is_ascii_uppercase()) {
+        alphabet += 26;
+    }
+    if token.chars().any(|c| !c.is_ascii_alphanumeric()) {
+        alphabet += 32;
+    }
+    // Repeats say less than their length: count each distinct character once more than the
+    // rest, so "aaaaaaaa…" is not long random text.
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let len = token.chars().count().min(distinct * 2);
+    #[allow(clippy::cast_precision_loss)]
+    let bits = len as f64 * f64::from(alphabet.max(1)).log2();
+    bits
+}
+
 /// The admin token, kept hashed; `Debug` never shows it.
 #[derive(Clone)]
 pub struct AdminToken {
@@ -87,5 +120,24 @@ impl AdminToken {
                 "this needs the admin token: Authorization: Bearer <token>",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod entropy_tests {
+    use super::*;
+
+    #[test]
+    fn weak_tokens_score_below_the_minimum_and_generated_ones_above() {
+        for weak in ["secret", "password123", "test-admin-token", &"a".repeat(64)] {
+            assert!(
+                entropy_bits(weak) < MIN_TOKEN_BITS,
+                "{weak}: {}",
+                entropy_bits(weak)
+            );
+        }
+        let generated = new_token().unwrap();
+        assert!(entropy_bits(&generated) >= MIN_TOKEN_BITS, "{generated}");
+        assert!(entropy_bits("kX9vQ2mZr7LtW4pN8bYc1Hs6") >= MIN_TOKEN_BITS);
     }
 }

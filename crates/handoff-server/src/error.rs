@@ -18,6 +18,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Extra details (e.g. every problem of a plan).
     pub details: Option<serde_json::Value>,
+    /// Seconds after which to try again (`Retry-After`, on 429 and 503).
+    pub retry_after_s: Option<u64>,
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -30,7 +32,15 @@ impl ApiError {
             message: message.into(),
             field: None,
             details: None,
+            retry_after_s: None,
         }
+    }
+
+    /// 429: over a rate limit; try again after `retry_after_s`.
+    pub fn too_many(message: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.retry_after_s = Some(retry_after_s.max(1));
+        e
     }
 
     #[must_use]
@@ -69,7 +79,12 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.details {
             err["details"] = d;
         }
-        (self.status, Json(json!({ "error": err }))).into_response()
+        let mut resp = (self.status, Json(json!({ "error": err }))).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }
 
@@ -82,6 +97,7 @@ impl From<IngestError> for ApiError {
             message: e.message,
             field: e.field,
             details: None,
+            retry_after_s: None,
         }
     }
 }

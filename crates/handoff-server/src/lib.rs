@@ -9,8 +9,11 @@ pub mod custody;
 pub mod engine;
 pub mod error;
 pub mod ingest;
+pub mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod pages;
+pub mod serve;
 pub mod webhooks;
 
 pub use app::{AppState, Clock, Config, launch};

@@ -9,6 +9,7 @@ mod engine;
 mod exports;
 mod ingest;
 mod restart;
+mod slow;
 mod stream;
 mod tracking;
 mod trust;

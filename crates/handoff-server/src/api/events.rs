@@ -22,9 +22,19 @@ pub const MAX_PLAN_BYTES: usize = 16 << 20;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Reads a request body up to `limit` bytes; larger is a 413 with the contract's JSON body.
+/// A request's body, at most `limit` bytes, all of it within the connection's body deadline
+/// (a client that trickles it gets 408).
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
-    axum::body::to_bytes(body, limit)
+    let deadline = crate::serve::body_deadline();
+    tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} s", deadline.as_secs()),
+            )
+        })?
         .map_err(|_| ApiError::too_large(format!("the body is larger than {limit} bytes")))
 }
 

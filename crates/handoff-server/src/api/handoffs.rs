@@ -228,8 +228,31 @@ pub async fn record(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let answer = record_step(&state, &event, &relay, &headers, body).await;
+    if let Err(e) = &answer {
+        // In the request's span (with its id); never the token or the code.
+        tracing::info!(
+            event,
+            relay,
+            status = e.status.as_u16(),
+            code = e.code,
+            "handoff refused: {}",
+            e.message
+        );
+    }
+    answer
+}
+
+async fn record_step(
+    state: &Arc<AppState>,
+    event: &str,
+    relay: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let (state, event, relay) = (state.clone(), event.to_string(), relay.to_string());
     let live = event_of(&state, &event)?;
-    let who = caller(&state, &headers, &event).await?;
+    let who = caller(&state, headers, &event).await?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let b: HandoffBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         HandoffBody::default()
@@ -243,7 +266,7 @@ pub async fn record(
         .relay(&relay)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?
         .clone();
-    let key = idempotency(&headers, &who, &relay, &bytes)?;
+    let key = idempotency(headers, &who, &relay, &bytes)?;
     check_note(b.note.as_deref())?;
     let at = parse_at(&state, b.at.as_deref())?;
     let now = state.now();
@@ -290,7 +313,7 @@ pub async fn record(
                     Caller::Admin => (b.from_leg.unwrap_or(current), Method::Operator, None, None),
                     Caller::Device(d) => {
                         let (leg, giver) =
-                            check_code(&live, &r, d, b.code.as_deref(), b.from_leg, current, now)?;
+                            check_code(&state, &live, &r, d, &b, current)?;
                         (leg, Method::TwoParty, Some(giver), Some(d.device_id.clone()))
                     }
                 };
@@ -405,15 +428,15 @@ pub async fn record(
 /// the giver's device got for the step custody is at (`current`). Returns the step's leg and
 /// the giver's device id.
 fn check_code(
+    state: &AppState,
     live: &EventLive,
     relay: &handoff_core::plan::Relay,
     receiver: &Device,
-    code: Option<&str>,
-    from_leg: Option<usize>,
+    b: &HandoffBody,
     current: usize,
-    now: Timestamp,
 ) -> Result<(usize, String)> {
-    let from = from_leg.unwrap_or(current);
+    let (strikes, code, now) = (&state.limits.codes, b.code.as_deref(), state.now());
+    let from = b.from_leg.unwrap_or(current);
     if from != current {
         return Err(conflict(
             "not_next",
@@ -441,28 +464,37 @@ fn check_code(
     let code = code.ok_or_else(|| {
         ApiError::bad_request("missing_field", "enter the giver's one-time code").field("code")
     })?;
+    let key = (live.plan.event.id.clone(), relay.id.clone());
+    let clock = std::time::Instant::now();
+    if let Some(wait) = strikes.refused(&key, clock) {
+        return Err(ApiError::too_many(
+            "too many wrong codes for this relay; wait, then ask the giver for a new code",
+            crate::limits::seconds(wait),
+        ));
+    }
     let mut codes = live
         .codes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let key = (relay.id.clone(), from);
-    let Some(issued) = codes.get_mut(&key) else {
+    let slot = (relay.id.clone(), from);
+    let Some(issued) = codes.get_mut(&slot) else {
         return Err(conflict(
             "bad_code",
             "no code was issued for this handoff; the giver asks for one on their device",
         ));
     };
     if issued.expires_at < now {
-        codes.remove(&key);
+        codes.remove(&slot);
         return Err(conflict(
             "code_expired",
             "the code has expired; the giver asks for a new one",
         ));
     }
     if issued.code != code.trim() {
+        strikes.strike(key, clock);
         issued.attempts += 1;
         if issued.attempts >= CODE_ATTEMPTS {
-            codes.remove(&key);
+            codes.remove(&slot);
             return Err(conflict(
                 "bad_code",
                 "wrong code, and too many attempts: the giver asks for a new one",

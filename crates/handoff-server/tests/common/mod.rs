@@ -232,6 +232,21 @@ impl Server {
 
     /// A server over the database in `dir` (a new one, or one a stopped server left).
     pub async fn open(dir: Arc<TempDir>, clock: TestClock) -> Result<Server> {
+        Server::open_with(dir, clock, handoff_server::serve::Limits::default()).await
+    }
+
+    /// A server over a new, empty database with other connection limits and timeouts.
+    pub async fn with_limits(limits: handoff_server::serve::Limits) -> Result<Server> {
+        let dir = Arc::new(tempfile::tempdir()?);
+        Server::open_with(dir, TestClock::new(at(-60)), limits).await
+    }
+
+    /// [`Server::open`] with `limits`.
+    pub async fn open_with(
+        dir: Arc<TempDir>,
+        clock: TestClock,
+        limits: handoff_server::serve::Limits,
+    ) -> Result<Server> {
         let store = SqliteStore::open(&dir.path().join("h.db"))?;
         let config = Config {
             admin: AdminToken::new(ADMIN),
@@ -241,10 +256,11 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(handoff_server::launch(
+        let task = tokio::spawn(handoff_server::app::launch_with(
             Arc::clone(&state),
             listener,
             None,
+            limits,
             async move {
                 let _ = stopped.await;
             },

@@ -19,6 +19,17 @@ macro_rules! say {
     }};
 }
 
+/// Log lines (`tracing`) on stderr: `info` and up unless `HANDOFF_LOG` says otherwise (an
+/// `EnvFilter` such as `debug` or `handoff_server=debug,tower_http=debug`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// The SQLite file named by `sqlite://FILE` (or a bare path).
 pub fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
     if let Some(rest) = db.strip_prefix("sqlite://") {
@@ -41,6 +52,36 @@ pub fn admin_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>
         }
         return Ok((AdminToken::new(t.trim()), None));
     }
+    stored_or_new_token(db_path)
+}
+
+/// Refuses a weak `HANDOFF_ADMIN_TOKEN` on an address others can reach, and says loudly that
+/// it is weak on loopback (where the README's tour uses a short one).
+fn check_token_strength(listen: &str) -> anyhow::Result<()> {
+    let Ok(t) = std::env::var("HANDOFF_ADMIN_TOKEN") else {
+        return Ok(()); // generated: 256 bits
+    };
+    let bits = handoff_server::auth::entropy_bits(t.trim());
+    if bits >= handoff_server::auth::MIN_TOKEN_BITS {
+        return Ok(());
+    }
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| listen.starts_with("localhost:"));
+    let advice = "use at least 128 bits, e.g. `openssl rand -base64 24`";
+    if !loopback {
+        bail!(
+            "HANDOFF_ADMIN_TOKEN is weak (about {bits:.0} bits) for a server on {listen}: {advice}"
+        );
+    }
+    eprintln!(
+        "WARNING: HANDOFF_ADMIN_TOKEN is weak (about {bits:.0} bits): fine on loopback for a try-out, refused on any other address; {advice}"
+    );
+    Ok(())
+}
+
+fn stored_or_new_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>)> {
     let mut hash_file = db_path.as_os_str().to_owned();
     hash_file.push(".admin-token.sha256");
     let hash_file = PathBuf::from(hash_file);
@@ -72,6 +113,11 @@ fn check_folder(path: &Path) -> anyhow::Result<()> {
 pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
     check_folder(&path)?;
+    check_token_strength(listen)?;
+    if let Some(o) = osmand_listen {
+        check_token_strength(o)?;
+    }
+    init_logging();
     let (admin, fresh) = admin_token(&path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,121 @@
+//! Rate limits on failures: wrong credentials per client address and per OwnTracks user, and
+//! wrong handoff codes per relay. Each is a count of strikes in a fixed window; over the limit,
+//! the key is refused (429 with `Retry-After`) until its window ends. In memory, per server.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most `max` strikes per key in each `window`.
+pub struct Strikes<K> {
+    max: u32,
+    window: Duration,
+    keys: Mutex<HashMap<K, (Instant, u32)>>,
+}
+
+/// Keys kept before windows that are over are let go.
+const PRUNE_AT: usize = 10_000;
+
+impl<K: Eq + Hash + Clone> Strikes<K> {
+    #[must_use]
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When `key` is over the limit: how long until its window ends.
+    pub fn refused(&self, key: &K, now: Instant) -> Option<Duration> {
+        let keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (start, n) = keys.get(key)?;
+        let end = *start + self.window;
+        (*n >= self.max && now < end).then(|| end - now)
+    }
+
+    /// Counts a strike against `key`.
+    pub fn strike(&self, key: K, now: Instant) {
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keys.len() >= PRUNE_AT {
+            let window = self.window;
+            keys.retain(|_, (start, _)| now < *start + window);
+        }
+        let e = keys.entry(key).or_insert((now, 0));
+        if now >= e.0 + self.window {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
+}
+
+/// Every limit of one server.
+pub struct Limiters {
+    /// Requests answered 401, per client address.
+    pub auth_by_ip: Strikes<IpAddr>,
+    /// Requests answered 401, per OwnTracks (HTTP Basic) user name.
+    pub auth_by_user: Strikes<String>,
+    /// Wrong handoff codes per (event, relay), whichever device enters them.
+    pub codes: Strikes<(String, String)>,
+}
+
+/// Wrong credentials allowed per address (and per user name) each minute.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 20;
+/// Wrong handoff codes allowed per relay each 10 minutes (a code is burnt after 5).
+pub const CODE_FAILURES_PER_10_MIN: u32 = 20;
+
+impl Default for Limiters {
+    fn default() -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            auth_by_ip: Strikes::new(AUTH_FAILURES_PER_MINUTE, minute),
+            auth_by_user: Strikes::new(AUTH_FAILURES_PER_MINUTE, minute),
+            codes: Strikes::new(CODE_FAILURES_PER_10_MIN, 10 * minute),
+        }
+    }
+}
+
+/// Whole seconds to wait, at least one.
+#[must_use]
+pub fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_over_the_limit_is_refused_until_its_window_ends() {
+        let s = Strikes::new(3, Duration::from_secs(60));
+        let t = Instant::now();
+        for i in 0..3 {
+            assert_eq!(s.refused(&"a", t), None, "strike {i}");
+            s.strike("a", t);
+        }
+        let wait = s
+            .refused(&"a", t + Duration::from_secs(10))
+            .expect("refused");
+        assert_eq!(seconds(wait), 50);
+        assert_eq!(s.refused(&"b", t), None, "another key is not");
+        assert_eq!(
+            s.refused(&"a", t + Duration::from_secs(60)),
+            None,
+            "a new window"
+        );
+        s.strike("a", t + Duration::from_secs(61));
+        assert_eq!(
+            s.refused(&"a", t + Duration::from_secs(61)),
+            None,
+            "counted afresh"
+        );
+    }
+}
