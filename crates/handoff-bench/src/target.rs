@@ -69,6 +69,9 @@ impl Target {
                 &format!("127.0.0.1:{port}"),
                 "--db",
                 &format!("sqlite://{}", db.display()),
+                // Every simulated phone and spectator comes from 127.0.0.1.
+                "--max-connections-per-ip",
+                "0",
             ])
             .env("HANDOFF_ADMIN_TOKEN", &admin_token)
             .stdin(Stdio::null())

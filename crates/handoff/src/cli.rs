@@ -59,6 +59,13 @@ pub enum Command {
         /// Also serve the OsmAnd protocol alone on this address (Traccar's default is port 5055).
         #[arg(long)]
         osmand_listen: Option<String>,
+        /// Open connections at most (live streams included); more get 503 with Retry-After.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// Open connections from one client address at most (0: no limit; use 0 behind a
+        /// proxy, where every client has the proxy's address).
+        #[arg(long, default_value_t = 256)]
+        max_connections_per_ip: usize,
     },
     /// Run the built-in Olympic flag handover.
     Demo {

@@ -70,6 +70,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             db,
             osmand_listen,
-        } => serve::run(&listen, &db, osmand_listen.as_deref()),
+            max_connections,
+            max_connections_per_ip,
+        } => serve::run(
+            &listen,
+            &db,
+            osmand_listen.as_deref(),
+            handoff_server::serve::Limits {
+                max_connections,
+                max_connections_per_ip,
+                ..handoff_server::serve::Limits::default()
+            },
+        ),
     }
 }

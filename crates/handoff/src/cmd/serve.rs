@@ -110,7 +110,12 @@ fn check_folder(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    listen: &str,
+    db: &str,
+    osmand_listen: Option<&str>,
+    limits: handoff_server::serve::Limits,
+) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
     check_folder(&path)?;
     check_token_strength(listen)?;
@@ -159,7 +164,7 @@ pub fn run(listen: &str, db: &str, osmand_listen: Option<&str>) -> anyhow::Resul
         announce_events(&state, &base, &mut shown);
         say!("Ctrl-C stops.");
         let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
-        handoff_server::launch(state, listener, osmand, async {
+        handoff_server::app::launch_with(state, listener, osmand, limits, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
