@@ -22,7 +22,9 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
     for relay in &live.plan.relays {
         let mut chain = load_chain(state, live, &relay.id).await?;
         let mut draft = None;
-        if chain.entries.is_empty() {
+        if chain.broken.is_some() {
+            // Nothing is linked to a log that does not verify.
+        } else if chain.entries.is_empty() {
             let mut g = Entry::draft(Kind::Genesis, &live.plan.event.id, &relay.id, now, now);
             g.plan_hash = Some(live.plan_hash.clone());
             g.plan_version = Some(live.version);
@@ -51,25 +53,22 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
     Ok(())
 }
 
-/// A relay's chain as the store has it.
+/// A relay's chain as the store has it, verified: a log that fails (an entry edited, removed,
+/// reordered or unreadable) is kept up to its last good entry and marked broken, and the rest
+/// of the server runs on.
 async fn load_chain(state: &AppState, live: &EventLive, relay: &str) -> Result<Chain> {
     let n_legs = live.plan.relay(relay).map_or(0, |r| r.legs.len());
     let stored = state.store.custody(&live.plan.event.id, relay).await?;
-    let mut entries = Vec::with_capacity(stored.len());
-    for s in stored {
-        let e: Entry = serde_json::from_str(&s.entry_json).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "custody",
-                format!(
-                    "stored custody entry {} of {relay} is unreadable: {e}",
-                    s.seq
-                ),
-            )
-        })?;
-        entries.push(e);
+    let lines: Vec<String> = stored.into_iter().map(|s| s.entry_json).collect();
+    let chain = Chain::verified(n_legs, &lines);
+    if let Some(why) = &chain.broken {
+        tracing::error!(
+            event = %live.plan.event.id,
+            relay,
+            "the custody log failed verification: {why}; no entry is appended to it until the store is repaired (restore a backup) and the server restarted"
+        );
     }
-    Ok(Chain::new(n_legs, entries))
+    Ok(chain)
 }
 
 /// Links, seals and stores `draft` at the head of `chain`.
@@ -136,6 +135,7 @@ pub async fn append_keyed(
         let chain = chains
             .get(relay)
             .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in this event")))?;
+        refuse_unverified(relay, chain)?;
         if let Some(k) = &key
             && let Some((fingerprint, entry)) = chain.answered(&k.key)
         {
@@ -163,6 +163,20 @@ pub async fn append_keyed(
             "the custody write stored nothing",
         )
     })
+}
+
+/// A log that failed verification at start-up takes no new entry.
+fn refuse_unverified(relay: &str, chain: &Chain) -> Result<()> {
+    match &chain.broken {
+        None => Ok(()),
+        Some(why) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "custody_unverified",
+            format!(
+                "the custody log of `{relay}` failed verification when the server started ({why}); nothing is appended to it until an operator restores the store from a backup and restarts"
+            ),
+        )),
+    }
 }
 
 /// Appends one entry to each of several relays' chains (a race-wide shift: one store
@@ -193,6 +207,11 @@ async fn write(
     let drafts = build(&chains)?;
     if drafts.is_empty() {
         return Ok(Vec::new());
+    }
+    for (relay, _) in &drafts {
+        if let Some(c) = chains.get(relay) {
+            refuse_unverified(relay, c)?;
+        }
     }
     let (state, live) = (Arc::clone(state), Arc::clone(live));
     let task = tokio::spawn(async move {

@@ -148,6 +148,10 @@ pub struct Chain {
     /// The latest requests answered by an `Idempotency-Key` (key, fingerprint of the request,
     /// the entry it stored), newest last: a retried request gets the same entry back.
     pub answered: std::collections::VecDeque<(String, u64, Entry)>,
+    /// Why the stored log failed verification at start-up (an edited, removed or unreadable
+    /// entry), if it did: `entries` then hold only the verified prefix, and nothing more is
+    /// appended until an operator repairs the store (restores a backup) and restarts.
+    pub broken: Option<String>,
 }
 
 /// Idempotency keys remembered per relay (a retry comes within seconds; a relay's whole log
@@ -162,7 +166,33 @@ impl Chain {
             entries,
             state,
             answered: std::collections::VecDeque::new(),
+            broken: None,
         }
+    }
+
+    /// A chain from its stored lines, verified as `handoff log verify` does: the entries up to
+    /// the first that fails, and why it failed.
+    #[must_use]
+    pub fn verified(n_legs: usize, lines: &[String]) -> Self {
+        let (upto, mut broken) = match handoff_core::custody::verify(&lines.join("\n")) {
+            Ok(_) => (lines.len(), None),
+            Err(_) if lines.is_empty() => (0, None), // a new relay: opened with its genesis
+            // `index` counts the entries before the bad one: all of them verified.
+            Err(e) => (e.index, Some(e.to_string())),
+        };
+        let mut good = Vec::with_capacity(upto);
+        for line in &lines[..upto] {
+            match serde_json::from_str::<Entry>(line) {
+                Ok(e) => good.push(e),
+                Err(e) => {
+                    broken.get_or_insert_with(|| format!("unreadable entry: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut chain = Self::new(n_legs, good);
+        chain.broken = broken;
+        chain
     }
 
     /// The entry a request with this idempotency key stored, and its request's fingerprint.

@@ -555,3 +555,37 @@ fn log_verify_catches_two_reordered_entries() {
     assert!(!ok, "{out}");
     assert!(out.contains("entry 1 "), "{out}");
 }
+
+/// A server started on a database whose log was edited, or holds an unreadable row, says so
+/// and refuses to extend that log, instead of serving and extending it (or not starting).
+#[test]
+fn a_tampered_or_unreadable_log_is_marked_at_start_up_and_not_extended() {
+    for sql in [
+        "UPDATE custody SET entry_json = replace(entry_json, '\"Bob\"', '\"Bop\"') WHERE seq = (SELECT seq FROM custody ORDER BY seq LIMIT 1 OFFSET 2)",
+        "UPDATE custody SET entry_json = 'not json at all' WHERE seq = (SELECT seq FROM custody ORDER BY seq LIMIT 1 OFFSET 1)",
+    ] {
+        let s = start();
+        let ev = setup(&s);
+        for leg in 0..2 {
+            assert_eq!(handoff(&ev, ADMIN, &json!({"from_leg": leg})).0, 201);
+        }
+        let db = s.db.clone();
+        let dir = s.stop();
+        tamper(&db, sql);
+        let s = start_on(dir);
+        let ev = format!("{}/api/v1/events/cust", s.base);
+        let (st, health) = curl("GET", &format!("{}/healthz", s.base), None, None);
+        let health = json_of(&health);
+        assert_eq!(st, 200);
+        assert_eq!(health["status"], "degraded", "{sql}: {health}");
+        assert_eq!(health["unverified_custody"][0]["relay"], "flag", "{health}");
+        let (st, e) = handoff(&ev, ADMIN, &json!({"from_leg": 2}));
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (409, Some("custody_unverified")),
+            "{sql}: {e}"
+        );
+        // The rest of the server runs: the live view is served.
+        assert_eq!(curl("GET", &format!("{ev}/live"), None, None).0, 200);
+    }
+}

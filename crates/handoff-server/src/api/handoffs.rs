@@ -589,7 +589,25 @@ pub async fn custody(
         body.push_str(&r.entry_json);
         body.push('\n');
     }
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    // Whether the log verified when the server started (the body is served either way: it is
+    // the evidence).
+    let verified = live
+        .chains
+        .lock()
+        .await
+        .get(&relay)
+        .is_none_or(|c| c.broken.is_none());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::HeaderName::from_static("x-custody-verified"),
+                if verified { "true" } else { "false" },
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/accuracy`.

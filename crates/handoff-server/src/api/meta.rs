@@ -12,8 +12,28 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+/// `GET /healthz`: `ok`, or `degraded` with the custody logs that failed verification at
+/// start-up (each refuses new entries until the store is repaired).
 pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(json!({ "status": "ok", "events": state.events().len() }))
+    let mut unverified = Vec::new();
+    for live in state.events() {
+        for (relay, chain) in live.chains.lock().await.iter() {
+            if let Some(why) = &chain.broken {
+                unverified
+                    .push(json!({ "event": live.plan.event.id, "relay": relay, "problem": why }));
+            }
+        }
+    }
+    let status = if unverified.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let mut body = json!({ "status": status, "events": state.events().len() });
+    if !unverified.is_empty() {
+        body["unverified_custody"] = json!(unverified);
+    }
+    Json(body)
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
