@@ -232,6 +232,7 @@ pub async fn add_device(
         carrier: carrier.clone(),
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
+        speed_unit: None,
     };
     state.store.add_device(nd).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict(format!(
@@ -246,6 +247,7 @@ pub async fn add_device(
         carrier: carrier.clone(),
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
+        speed_unit: None,
         created_at: state.now(),
     });
     let mut answer = json!({ "device": device, "carrier": carrier, "token": token });
