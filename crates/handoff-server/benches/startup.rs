@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                     carrier: format!("B{i}"),
                     relay_id: None,
                     token_hash: format!("{i:064}"),
+                    speed_unit: None,
                 })
                 .await?;
         }

@@ -52,6 +52,10 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Rate limits on failed sign-ins and wrong handoff codes.
     pub limits: crate::limits::Limiters,
+    /// Reports of known devices that could not be stored, per device (in memory).
+    pub dropped: crate::ingest::dropped::Dropped,
+    /// The detected unit of each device's OsmAnd `speed` (in memory).
+    pub speed_units: crate::ingest::speed_unit::SpeedUnits,
 }
 
 /// The stored form of a plan: its TOML source, self-contained (routes inline).
@@ -79,6 +83,8 @@ impl AppState {
             devices: RwLock::new(HashMap::new()),
             webhooks: crate::webhooks::Webhooks::new(),
             limits: crate::limits::Limiters::default(),
+            dropped: crate::ingest::dropped::Dropped::default(),
+            speed_units: crate::ingest::speed_unit::SpeedUnits::default(),
         });
         for stored in state.store.latest_plans().await? {
             state.install(&stored).await?;
@@ -311,7 +317,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/events/{event}/stream", get(api::stream::stream))
         .route(
             "/api/v1/events/{event}/devices",
-            post(api::events::add_device),
+            post(api::events::add_device).get(api::events::list_devices),
         )
         .route("/api/v1/events/{event}/plan.toml", get(api::events::source))
         .route("/api/v1/events/{event}/shift", post(api::handoffs::shift))

@@ -1,5 +1,7 @@
 //! Prometheus metrics (`GET /metrics`): pings accepted per wire format, rejected per reason,
-//! ingest latency per wire format, live SSE clients.
+//! reports of known devices dropped (answered 2xx, not stored) per wire format and reason,
+//! ingest latency per wire format, live SSE clients. Dropped reports per device are in the
+//! device listing instead: a device label would make one series per phone.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +20,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabel {
+    pub format: &'static str,
+    pub reason: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to ~3.3 s.
     Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
@@ -28,6 +36,7 @@ pub struct Metrics {
     pub accepted: Family<FormatLabel, Counter>,
     pub duplicates: Family<FormatLabel, Counter>,
     pub rejected: Family<ReasonLabel, Counter>,
+    pub dropped: Family<DroppedLabel, Counter>,
     pub latency: Family<FormatLabel, Histogram, fn() -> Histogram>,
     pub sse_clients: Gauge,
 }
@@ -38,6 +47,7 @@ impl Default for Metrics {
         let accepted = Family::<FormatLabel, Counter>::default();
         let duplicates = Family::<FormatLabel, Counter>::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
+        let dropped = Family::<DroppedLabel, Counter>::default();
         let latency = Family::<FormatLabel, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -58,6 +68,12 @@ impl Default for Metrics {
             rejected.clone(),
         );
         registry.register(
+            "handoff_reports_dropped",
+            "Reports of known devices answered 2xx but not stored (no position, out of range, \
+             future time, ...), by wire format and reason",
+            dropped.clone(),
+        );
+        registry.register(
             "handoff_ingest_latency_seconds",
             "Time to answer an ingest request, by wire format",
             latency.clone(),
@@ -72,6 +88,7 @@ impl Default for Metrics {
             accepted,
             duplicates,
             rejected,
+            dropped,
             latency,
             sse_clients,
         }

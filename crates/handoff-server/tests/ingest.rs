@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{
-    BIKE, CARRIERS, DEVICES, LOOP, RUN, Server, answer, at, at_ms, flag, plan, route, secs_between,
-    ts,
+    BIKE, CARRIERS, DEVICES, LOOP, RUN, Server, answer, at, at_ms, flag, metric, plan, route,
+    secs_between, ts,
 };
 
 /// A server whose stage has ended (at T0 + 2 min): the runner holds the flag, the clock reads
@@ -535,10 +535,11 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
         .post_pings(Some("not-a-token"), Some("application/json"), "[]")
         .await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A known device's report that cannot be stored is answered 200 and counted as dropped.
     let (status, _) = s
         .osmand_get(&format!("id={token}&lat=NaN&lon=2.35"))
         .await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::OK);
 
     let m = s.metrics().await?;
     for (name, labels, want) in [
@@ -555,7 +556,16 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
             "reason=\"unauthorized\"",
             1.0,
         ),
-        ("handoff_pings_rejected_total", "reason=\"not_finite\"", 1.0),
+        (
+            "handoff_reports_dropped_total",
+            "format=\"osmand\",reason=\"not_finite\"",
+            1.0,
+        ),
+        (
+            "handoff_reports_dropped_total",
+            "format=\"batch\",reason=\"out_of_range\"",
+            1.0,
+        ),
         (
             "handoff_ingest_latency_seconds_count",
             "format=\"batch\"",
@@ -568,14 +578,10 @@ async fn metrics_count_accepted_and_rejected_pings() -> Result<()> {
             "{name}{{{labels}}} in\n{m}"
         );
     }
+    assert_eq!(
+        metric(&m, "handoff_pings_rejected_total", "reason=\"not_finite\""),
+        None
+    );
     assert_eq!(s.ping_count().await?, 4);
     Ok(())
-}
-
-/// The value of the sample `name{labels}` in Prometheus text.
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod engine;
 mod exports;
 mod ingest;
+mod phones;
 mod restart;
 mod slow;
 mod stream;

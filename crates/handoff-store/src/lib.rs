@@ -16,7 +16,7 @@ pub mod sqlite;
 use std::fmt;
 
 use async_trait::async_trait;
-use handoff_core::ping::Ping;
+use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
 
 pub use error::{Result, StoreError};
@@ -135,6 +135,8 @@ pub struct NewDevice {
     pub relay_id: Option<String>,
     /// SHA-256 of the device token, lowercase hex.
     pub token_hash: String,
+    /// The unit of its OsmAnd-form `speed`, when the operator knows it (`None`: detected).
+    pub speed_unit: Option<SpeedUnit>,
 }
 
 /// A registered device.
@@ -147,6 +149,8 @@ pub struct Device {
     pub relay_id: Option<String>,
     /// SHA-256 of the device token, lowercase hex. Redacted in `Debug`.
     pub token_hash: String,
+    /// The unit of its OsmAnd-form `speed`, when the operator registered it (`None`: detected).
+    pub speed_unit: Option<SpeedUnit>,
     pub created_at: Timestamp,
 }
 
@@ -159,6 +163,7 @@ impl fmt::Debug for NewDevice {
             .field("carrier", &self.carrier)
             .field("relay_id", &self.relay_id)
             .field("token_hash", &"<redacted>")
+            .field("speed_unit", &self.speed_unit)
             .finish()
     }
 }
@@ -171,6 +176,7 @@ impl fmt::Debug for Device {
             .field("carrier", &self.carrier)
             .field("relay_id", &self.relay_id)
             .field("token_hash", &"<redacted>")
+            .field("speed_unit", &self.speed_unit)
             .field("created_at", &self.created_at)
             .finish()
     }

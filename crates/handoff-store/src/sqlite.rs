@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use handoff_core::ping::Ping;
+use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
@@ -225,7 +225,8 @@ impl Store for SqliteStore {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id FROM devices
+                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit
+                 FROM devices
                  WHERE token_hash = ?1",
             )?;
             Ok(stmt.query_row([&token_hash], device_from_row).optional()?)
@@ -237,7 +238,8 @@ impl Store for SqliteStore {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id FROM devices
+                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit
+                 FROM devices
                  WHERE event_id = ?1 ORDER BY device_id",
             )?;
             let devices = stmt.query_map([&event_id], device_from_row)?;
@@ -490,8 +492,9 @@ fn put_plan(conn: &Connection, event_id: &str, plan_json: &str, plan_hash: &str)
 fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us, relay_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us, relay_id,
+                                  speed_unit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             device.event_id,
@@ -499,7 +502,8 @@ fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
             device.carrier,
             device.token_hash,
             Timestamp::now().as_microsecond(),
-            device.relay_id
+            device.relay_id,
+            device.speed_unit.map(SpeedUnit::as_str)
         ]);
     match inserted {
         Ok(_) => Ok(()),
@@ -699,7 +703,18 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
         token_hash: row.get(3)?,
         created_at: timestamp(row, 4)?,
         relay_id: row.get(5)?,
+        speed_unit: speed_unit(row, 6)?,
     })
+}
+
+/// Reads a nullable speed-unit column (the schema's CHECK keeps it to the known names).
+fn speed_unit(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<SpeedUnit>> {
+    let name: Option<String> = row.get(index)?;
+    name.map(|n| {
+        n.parse::<SpeedUnit>()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::from(e)))
+    })
+    .transpose()
 }
 
 /// Reads an INTEGER microseconds column back into an instant.

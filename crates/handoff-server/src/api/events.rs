@@ -1,4 +1,4 @@
-//! Events: upload a plan (`PUT`, admin), read plans, register devices (admin).
+//! Events: upload a plan (`PUT`, admin), read plans, register and list devices (admin).
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use handoff_core::ping::SpeedUnit;
 use handoff_core::plan::{self, NoFiles};
 use handoff_store::NewDevice;
 use serde::Deserialize;
@@ -145,6 +146,9 @@ pub struct NewDeviceBody {
     carrier: Option<String>,
     /// The relay the carrier carries in: needed when the name is in several (race mode).
     relay: Option<String>,
+    /// The unit of the device's OsmAnd-form `speed` (`knots`, `mps`, `kmh`); detected when
+    /// left out.
+    speed_unit: Option<String>,
 }
 
 /// `POST /api/v1/events/{event}/devices` (admin): binds a device to a carrier; the token is
@@ -235,6 +239,22 @@ pub async fn add_device(
         }
         None => None,
     };
+    let speed_unit = b
+        .speed_unit
+        .map(|u| {
+            u.parse::<SpeedUnit>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_value",
+                    format!(
+                        "`speed_unit` is the unit of the app's OsmAnd `speed`: \"knots\" \
+                         (Traccar Client), \"mps\" (the OsmAnd app, GPSLogger, Colota) or \
+                         \"kmh\"; leave it out to have it detected; got {u:?}"
+                    ),
+                )
+                .field("speed_unit")
+            })
+        })
+        .transpose()?;
     let token = new_token()?;
     let nd = NewDevice {
         event_id: event.clone(),
@@ -242,6 +262,7 @@ pub async fn add_device(
         carrier: carrier.clone(),
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
+        speed_unit,
     };
     state.store.add_device(nd).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict(format!(
@@ -256,13 +277,60 @@ pub async fn add_device(
         carrier: carrier.clone(),
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
+        speed_unit,
         created_at: state.now(),
     });
     let mut answer = json!({ "device": device, "carrier": carrier, "token": token });
     if let Some(r) = relay {
         answer["relay"] = json!(r);
     }
+    if let Some(u) = speed_unit {
+        answer["speed_unit"] = json!(u);
+    }
     Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET /api/v1/events/{event}/devices` (admin): every registered device, with what the
+/// operator needs to look after it: its OsmAnd speed unit (registered or detected) and the
+/// reports it sent that could not be stored, by reason, with the last one's message. The
+/// detection and the counts are in memory, since this server started.
+pub async fn list_devices(
+    State(state): State<Arc<AppState>>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    state.admin.require(&headers)?;
+    if state.event(&event).is_none() {
+        return Err(ApiError::not_found(format!("no event `{event}`")));
+    }
+    let devices: Vec<_> = state
+        .store
+        .devices(&event)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let detected = state.speed_units.detected(&event, &d.device_id);
+            let dropped = state.dropped.of(&event, &d.device_id);
+            json!({
+                "device": d.device_id,
+                "carrier": d.carrier,
+                "relay": d.relay_id,
+                "created_at": d.created_at,
+                "speed_unit": {
+                    "registered": d.speed_unit,
+                    "detected": detected.unit,
+                    "pairs": detected.samples,
+                    "used": d.speed_unit.or(detected.unit).unwrap_or(SpeedUnit::Knots),
+                },
+                "dropped": {
+                    "total": dropped.total(),
+                    "by_reason": dropped.by_reason,
+                    "last": dropped.last,
+                },
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "event": event, "devices": devices })))
 }
 
 /// `GET /api/v1/events/{event}/plan.toml`: the plan exactly as stored, so its SHA-256 can be

@@ -1,7 +1,12 @@
 //! The ingest endpoints: our batch API, the OsmAnd protocol (Traccar Client, OsmAnd,
-//! GPSLogger…) and OwnTracks HTTP. Each decodes with `crate::ingest`, authenticates the device,
-//! stores the pings (the answer waits for the commit: a 2xx means durable), then hands the new
-//! ones to the event's tracker.
+//! GPSLogger…) and OwnTracks HTTP. Each authenticates the device, decodes with
+//! `crate::ingest`, stores the pings (the answer waits for the commit: a 2xx means durable),
+//! then hands the new ones to the event's tracker.
+//!
+//! On the phone routes, once the device is known, a report that can never be stored is
+//! answered as if it were (phones retry a refused one forever, blocking their queue) and
+//! counted per device instead ([`crate::ingest::dropped`]); a 4xx there means bad credentials,
+//! or a request too broken to say whose it is.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use handoff_core::ping::Ping;
+use handoff_core::ping::{Ping, SpeedUnit};
 use handoff_store::{Device, Inserted, NewPing};
 use serde_json::json;
 
@@ -20,8 +25,8 @@ use crate::app::AppState;
 use crate::auth::bearer;
 use crate::engine::{Committed, apply_committed};
 use crate::error::{ApiError, Result};
-use crate::ingest::{IngestError, batch, osmand, owntracks};
-use crate::metrics::FormatLabel;
+use crate::ingest::{IngestError, batch, osmand, owntracks, speed_unit};
+use crate::metrics::{DroppedLabel, FormatLabel};
 
 /// Stores pings of one device and applies the new ones. Returns (accepted, duplicates).
 /// The write and the apply run in a task of their own: once the store has them, the live
@@ -92,6 +97,47 @@ async fn store_and_apply(
     Ok((accepted, duplicates))
 }
 
+/// Counts a report of a known device that `e` keeps from being stored, for the operator.
+fn drop_report(state: &AppState, device: &Device, format: &'static str, e: &IngestError) {
+    let reason = state
+        .dropped
+        .count(&device.event_id, &device.device_id, format, e);
+    state
+        .metrics
+        .dropped
+        .get_or_create(&DroppedLabel {
+            format,
+            reason: reason.as_str(),
+        })
+        .inc();
+}
+
+/// Stores one decoded report of a known device, or counts it when it cannot be stored.
+async fn store_or_drop(
+    state: &Arc<AppState>,
+    device: &Device,
+    format: &'static str,
+    ping: std::result::Result<Ping, IngestError>,
+) -> Result<()> {
+    match ping {
+        Ok(p) => {
+            store_and_apply(state, device, vec![p], format).await?;
+        }
+        Err(e) => drop_report(state, device, format, &e),
+    }
+    Ok(())
+}
+
+/// The unit to read a device's OsmAnd `speed` in: as registered, else as detected from its
+/// fixes so far (this one included), else knots.
+fn speed_unit_of(state: &AppState, device: &Device, fix: speed_unit::Fix) -> SpeedUnit {
+    device.speed_unit.unwrap_or_else(|| {
+        state
+            .speed_units
+            .observe(&device.event_id, &device.device_id, fix)
+    })
+}
+
 async fn device_for(state: &AppState, token: Option<&str>) -> Result<Device> {
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::unauthorized("send the device token: Authorization: Bearer <token>")
@@ -136,6 +182,7 @@ async fn pings_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> 
             Ok(p) => good.push(p),
             Err(e) => {
                 state.metrics.reject(e.code);
+                drop_report(state, &device, "batch", &e);
                 rejected.push(json!({ "index": index, "error": e }));
             }
         }
@@ -181,9 +228,9 @@ pub async fn osmand_post(
             .unwrap_or("")
             .to_ascii_lowercase();
         if ct.starts_with("application/json") {
-            let (id, ping) = osmand::decode_json(&bytes, state.now())?;
+            let (id, report) = osmand::decode_json(&bytes)?;
             let device = device_for(&state, Some(&id)).await?;
-            store_and_apply(&state, &device, vec![ping], "osmand").await?;
+            store_or_drop(&state, &device, "osmand", report.ping(state.now())).await?;
             return Ok(StatusCode::OK.into_response());
         }
         let mut pairs = query_pairs(q.as_deref())?;
@@ -202,9 +249,11 @@ pub async fn osmand_post(
 }
 
 async fn osmand_pairs(state: &Arc<AppState>, pairs: &[(String, String)]) -> Result<Response> {
-    let (id, ping) = osmand::decode_params(pairs, state.now())?;
-    let device = device_for(state, Some(&id)).await?;
-    store_and_apply(state, &device, vec![ping], "osmand").await?;
+    let device = device_for(state, Some(osmand::device_id(pairs)?)).await?;
+    let now = state.now();
+    let ping = osmand::decode_params(pairs, now)
+        .and_then(|report| report.ping(now, |fix| speed_unit_of(state, &device, fix)));
+    store_or_drop(state, &device, "osmand", ping).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -234,8 +283,10 @@ pub async fn owntracks(
             ));
         }
         let bytes = read_body(body, MAX_BODY_BYTES).await?;
-        if let Some(ping) = owntracks::decode(&bytes, state.now())? {
-            store_and_apply(&state, &device, vec![ping], "owntracks").await?;
+        match owntracks::decode(&bytes, state.now()) {
+            Ok(None) => {}
+            Ok(Some(ping)) => store_or_drop(&state, &device, "owntracks", Ok(ping)).await?,
+            Err(e) => drop_report(&state, &device, "owntracks", &e),
         }
         Ok(Json(json!([])).into_response())
     }

@@ -32,6 +32,9 @@ impl IngestError {
     pub const UNSUPPORTED_MEDIA_TYPE: &'static str = "unsupported_media_type";
     pub const TOO_MANY_PINGS: &'static str = "too_many_pings";
     pub const UNAUTHORIZED: &'static str = "unauthorized";
+    /// An OwnTracks payload encrypted with a key the server does not have: never sent to a
+    /// client (the report is counted as dropped), but kept apart so the operator is told why.
+    pub const ENCRYPTED: &'static str = "encrypted";
 
     pub fn new(code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
         IngestError {

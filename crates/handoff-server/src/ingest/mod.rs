@@ -9,9 +9,11 @@
 //! is unit-tested without a server.
 
 pub mod batch;
+pub mod dropped;
 pub mod error;
 pub mod osmand;
 pub mod owntracks;
+pub mod speed_unit;
 
 use std::str::FromStr;
 

@@ -2,62 +2,96 @@
 //! OsmAnd, GPSLogger and many other apps speak, so any of them can carry the flag.
 //!
 //! Two shapes arrive. Parameters (`GET /osmand?id=…&lat=…`, or the same as a form body), where
-//! `speed` is in **knots**, a habit from NMEA that Traccar keeps; and the JSON body of Traccar
-//! Client 9+, which is its location SDK's native format, with `speed` in **m/s** and `-1` for
-//! "unknown". Both give the device id (here the device token) and one ping. What Traccar keeps
-//! as free attributes (`hdop`, `valid`, `cell`, `wifi`, `charge`, `is_moving`, `odometer`, …) has
-//! no place in a ping and is ignored.
+//! Traccar reads `speed` as **knots**, a habit from NMEA, though some apps send m/s there (the
+//! unit is chosen per device, see [`super::speed_unit`]); and the JSON body of Traccar Client
+//! 9+, which is its location SDK's native format, with `speed` in **m/s**. In both, `-1` means
+//! "unknown". Each is read in two steps: the device id (here the device token) first, so the
+//! caller can authenticate, then the ping, whose failure is then the device's problem to be
+//! counted rather than a reason to refuse the request. What Traccar keeps as free attributes
+//! (`hdop`, `valid`, `cell`, `wifi`, `charge`, `is_moving`, `odometer`, …) has no place in a
+//! ping and is ignored.
 
-use handoff_core::ping::Ping;
+use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{
     IngestError, RawPing, Reading, Result, from_unix_seconds_or_millis, json_number, json_object,
-    json_str, parse_datetime_text, parse_json, parse_number, required, unknown_if_minus_one,
-    validate,
+    json_str, parse_datetime_text, parse_json, parse_number, required, speed_unit,
+    unknown_if_minus_one, validate,
 };
 
-/// Knots to metres per second: one knot is one nautical mile (1852 m) per hour.
-fn knots_to_mps(knots: f64) -> f64 {
-    knots * 1852.0 / 3600.0
-}
-
-/// Decodes the parameters of an OsmAnd request, from its query string or its form body, into
-/// the device id (the device token) and the ping.
-///
-/// Parameters: `id` or `deviceid`; `lat` and `lon`, or `location=lat,lon`; `timestamp` (Unix
-/// seconds, Unix milliseconds from 2^31 on, ISO 8601 with offset, or `yyyy-MM-dd HH:mm:ss` in
-/// UTC); optional `speed` (knots), `bearing` or `heading` (degrees), `altitude` (m), `accuracy`
-/// (m), `batt` (%). A repeated parameter takes its last value, as in Traccar; an empty optional
-/// one counts as absent (GPSLogger leaves placeholders empty); unknown ones are ignored.
+/// Reads the device id (the device token): `id` or `deviceid`, the last non-empty one. It is
+/// read on its own, before the rest, so that what a known device sends can be answered 2xx
+/// even when it holds no usable position.
 ///
 /// # Errors
-/// `missing_field` for no `id`, `lat` or `lon`; `invalid_value` for text that is not a number or
-/// a time; then whatever [`validate`] refuses.
-pub fn decode_params(params: &[(String, String)], now: Timestamp) -> Result<(String, Ping)> {
-    let mut p = Params::default();
-    for (key, value) in params {
-        let value = Some(value.as_str()).filter(|v| !v.trim().is_empty());
-        match key.as_str() {
-            "id" | "deviceid" => p.id = value,
-            "lat" => p.lat = value,
-            "lon" => p.lon = value,
-            "location" => p.location = value,
-            "timestamp" => p.timestamp = value,
-            "speed" => p.speed = value,
-            "bearing" => p.heading = value.map(|v| ("bearing", v)),
-            "heading" => p.heading = value.map(|v| ("heading", v)),
-            "altitude" => p.altitude = value,
-            "accuracy" => p.accuracy = value,
-            "batt" => p.batt = value,
-            // `hdop` is a dilution factor, not metres: turning it into an accuracy would need
-            // the receiver's error model, so it is left out rather than guessed.
-            _ => {}
-        }
-    }
-    let id = required(p.id, "id")?;
+/// `missing_field` (`id`) when there is none.
+pub fn device_id(params: &[(String, String)]) -> Result<&str> {
+    required(Params::read(params).id, "id")
+}
 
+/// One decoded OsmAnd report, its `speed` still a bare number: the field's unit depends on the
+/// app (knots from Traccar Client, m/s from the OsmAnd app, GPSLogger and Colota), so the
+/// caller says which unit to read it in ([`Report::ping`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    raw: RawPing,
+    speed: Option<Reading>,
+}
+
+impl Report {
+    /// The ping, its speed read in the unit `unit_of` gives for this fix (it is only asked when
+    /// the report has a speed, and only once the rest of the report is valid).
+    ///
+    /// # Errors
+    /// Whatever [`validate`] refuses.
+    pub fn ping(
+        &self,
+        now: Timestamp,
+        unit_of: impl FnOnce(speed_unit::Fix) -> SpeedUnit,
+    ) -> Result<Ping> {
+        let with_unit = |unit: SpeedUnit| {
+            let mut raw = self.raw;
+            raw.speed_mps = self.speed.map(|r| Reading {
+                value: unit.to_mps(r.value),
+                ..r
+            });
+            validate(&raw, now)
+        };
+        // Validity does not depend on the unit (a speed must be finite and non-negative in
+        // any): check it once, then ask for the unit with a fix known to be good.
+        let ping = with_unit(SpeedUnit::Knots)?;
+        let Some(speed) = self.speed else {
+            return Ok(ping);
+        };
+        let unit = unit_of(speed_unit::Fix {
+            t: ping.t,
+            lon: ping.lon,
+            lat: ping.lat,
+            acc_m: ping.acc_m,
+            speed: speed.value,
+        });
+        with_unit(unit)
+    }
+}
+
+/// Decodes the parameters of an OsmAnd request, from its query string or its form body (the
+/// device id is read by [`device_id`]).
+///
+/// Parameters: `lat` and `lon`, or `location=lat,lon`; `timestamp` (Unix seconds, Unix
+/// milliseconds from 2^31 on, ISO 8601 with offset, or `yyyy-MM-dd HH:mm:ss` in UTC); optional
+/// `speed` (unit per device, see [`Report`]), `bearing` or `heading` (degrees), `altitude` (m),
+/// `accuracy` (m), `batt` (%). A repeated parameter takes its last value, as in Traccar; an
+/// empty optional one counts as absent (GPSLogger leaves placeholders empty); `-1` in `speed`,
+/// `bearing`, `heading`, `accuracy` or `batt` means unknown (what Android's location API and
+/// Traccar Client send for a value they do not have); unknown parameters are ignored.
+///
+/// # Errors
+/// `missing_field` for no `lat` or `lon` (a heartbeat); `invalid_value` for text that is not a
+/// number or a time.
+pub fn decode_params(params: &[(String, String)], now: Timestamp) -> Result<Report> {
+    let p = Params::read(params);
     let (lat, lon) = match (p.lat, p.lon, p.location) {
         (Some(lat), Some(lon), _) => (parse_number("lat", lat)?, parse_number("lon", lon)?),
         (_, _, Some(location)) => parse_location(location)?,
@@ -71,15 +105,10 @@ pub fn decode_params(params: &[(String, String)], now: Timestamp) -> Result<(Str
     };
     let optional =
         |field: &'static str, v: Option<&str>| v.map(|v| parse_number(field, v)).transpose();
-    let speed_mps = optional("speed", p.speed)?.map(|r| Reading {
-        value: knots_to_mps(r.value),
-        ..r
-    });
     let heading_deg = p
         .heading
         .map(|(field, v)| parse_number(field, v))
         .transpose()?;
-
     let raw = RawPing {
         t: Reading {
             field: "timestamp",
@@ -87,13 +116,16 @@ pub fn decode_params(params: &[(String, String)], now: Timestamp) -> Result<(Str
         },
         lon,
         lat,
-        acc_m: optional("accuracy", p.accuracy)?,
-        speed_mps,
-        heading_deg,
+        acc_m: unknown_if_minus_one(optional("accuracy", p.accuracy)?),
+        speed_mps: None,
+        heading_deg: unknown_if_minus_one(heading_deg),
         alt_m: optional("altitude", p.altitude)?,
-        batt_pct: optional("batt", p.batt)?,
+        batt_pct: unknown_if_minus_one(optional("batt", p.batt)?),
     };
-    Ok((id.to_owned(), validate(&raw, now)?))
+    Ok(Report {
+        raw,
+        speed: unknown_if_minus_one(optional("speed", p.speed)?),
+    })
 }
 
 /// The parameters we read, each the last non-empty value sent.
@@ -109,6 +141,32 @@ struct Params<'a> {
     altitude: Option<&'a str>,
     accuracy: Option<&'a str>,
     batt: Option<&'a str>,
+}
+
+impl<'a> Params<'a> {
+    fn read(params: &'a [(String, String)]) -> Params<'a> {
+        let mut p = Params::default();
+        for (key, value) in params {
+            let value = Some(value.as_str()).filter(|v| !v.trim().is_empty());
+            match key.as_str() {
+                "id" | "deviceid" => p.id = value,
+                "lat" => p.lat = value,
+                "lon" => p.lon = value,
+                "location" => p.location = value,
+                "timestamp" => p.timestamp = value,
+                "speed" => p.speed = value,
+                "bearing" => p.heading = value.map(|v| ("bearing", v)),
+                "heading" => p.heading = value.map(|v| ("heading", v)),
+                "altitude" => p.altitude = value,
+                "accuracy" => p.accuracy = value,
+                "batt" => p.batt = value,
+                // `hdop` is a dilution factor, not metres: turning it into an accuracy would
+                // need the receiver's error model, so it is left out rather than guessed.
+                _ => {}
+            }
+        }
+        p
+    }
 }
 
 /// `location=lat,lon` (latitude first, as Traccar reads it).
@@ -145,15 +203,14 @@ fn parse_timestamp(text: &str) -> Result<Timestamp> {
 /// Decodes the JSON body of Traccar Client 9+:
 /// `{"location":{"timestamp","coords":{"latitude","longitude","accuracy","speed","heading",
 /// "altitude"},"battery":{"level","is_charging"},…},"device_id"}`, into the device id (the
-/// device token) and the ping. `timestamp` is ISO 8601 or a number (Unix milliseconds, or
+/// device token) and the rest. `timestamp` is ISO 8601 or a number (Unix milliseconds, or
 /// seconds below 2^31); `speed` is m/s; `battery.level` is a fraction of 1; `-1` in `accuracy`,
 /// `speed`, `heading`, `altitude` or `battery.level` means unknown.
 ///
 /// # Errors
-/// `malformed_json` when the body is not a JSON object; `missing_field` for no `device_id`,
-/// `location`, `location.timestamp`, `location.coords` or latitude/longitude; `invalid_value`
-/// for a value of the wrong type; then whatever [`validate`] refuses.
-pub fn decode_json(body: &[u8], now: Timestamp) -> Result<(String, Ping)> {
+/// `malformed_json` when the body is not a JSON object; `missing_field` for no `device_id`;
+/// `invalid_value` when it is not a string. The location is read by [`JsonReport::ping`].
+pub fn decode_json(body: &[u8]) -> Result<(String, JsonReport)> {
     let root = parse_json(body)?;
     let Value::Object(root) = root else {
         return Err(IngestError::malformed_json(
@@ -163,8 +220,30 @@ pub fn decode_json(body: &[u8], now: Timestamp) -> Result<(String, Ping)> {
     let id = required(
         json_str(&root, "device_id")?.filter(|s| !s.is_empty()),
         "device_id",
-    )?;
-    let location = required(json_object(&root, "location")?, "location")?;
+    )?
+    .to_owned();
+    Ok((id, JsonReport(root)))
+}
+
+/// A Traccar Client JSON body whose device id has been read; its location is decoded once the
+/// device is known ([`JsonReport::ping`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonReport(Map<String, Value>);
+
+impl JsonReport {
+    /// The ping of the body's `location`.
+    ///
+    /// # Errors
+    /// `missing_field` for no `location`, `location.timestamp`, `location.coords` or
+    /// latitude/longitude (a heartbeat); `invalid_value` for a value of the wrong type; then
+    /// whatever [`validate`] refuses.
+    pub fn ping(&self, now: Timestamp) -> Result<Ping> {
+        decode_location(&self.0, now)
+    }
+}
+
+fn decode_location(root: &Map<String, Value>, now: Timestamp) -> Result<Ping> {
+    let location = required(json_object(root, "location")?, "location")?;
     let t = match location.get("timestamp") {
         None | Some(Value::Null) => return Err(IngestError::missing_field("location.timestamp")),
         Some(Value::String(text)) => parse_datetime_text("location.timestamp", text)?,
@@ -215,7 +294,7 @@ pub fn decode_json(body: &[u8], now: Timestamp) -> Result<(String, Ping)> {
         alt_m: unknown_if_minus_one(json_number(coords, "location.coords.altitude")?),
         batt_pct,
     };
-    Ok((id.to_owned(), validate(&raw, now)?))
+    validate(&raw, now)
 }
 
 #[cfg(test)]
@@ -231,8 +310,16 @@ mod tests {
         serde_urlencoded::from_str(q).unwrap()
     }
 
+    /// The device id and the ping, its speed read as knots (Traccar's unit).
     fn decode(q: &str) -> Result<(String, Ping)> {
-        decode_params(&query(q), ts(NOW))
+        decode_in(q, SpeedUnit::Knots)
+    }
+
+    fn decode_in(q: &str, unit: SpeedUnit) -> Result<(String, Ping)> {
+        let pairs = query(q);
+        let id = device_id(&pairs)?.to_owned();
+        let ping = decode_params(&pairs, ts(NOW))?.ping(ts(NOW), |_| unit)?;
+        Ok((id, ping))
     }
 
     fn error(q: &str) -> (&'static str, u16, Option<String>) {
@@ -306,6 +393,81 @@ mod tests {
     }
 
     #[test]
+    fn minus_one_means_unknown_in_speed_bearing_heading_accuracy_and_battery() {
+        let (_, p) =
+            decode("id=d&lat=48&lon=2&speed=-1&bearing=-1&accuracy=-1&batt=-1&altitude=-1")
+                .unwrap();
+        assert_eq!(
+            (p.speed_mps, p.heading_deg, p.acc_m, p.batt_pct),
+            (None, None, None, None)
+        );
+        // An altitude of -1 m is a real altitude (below sea level), not a marker.
+        assert_eq!(p.alt_m, Some(-1.0));
+        let (_, p) = decode("id=d&lat=48&lon=2&heading=-1.0").unwrap();
+        assert_eq!(p.heading_deg, None, "not 359°");
+        // Other negative headings are still turned into [0, 360).
+        assert_eq!(
+            decode("id=d&lat=48&lon=2&heading=-2")
+                .unwrap()
+                .1
+                .heading_deg,
+            Some(358.0)
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_without_position_is_missing_lat_but_its_id_is_read() {
+        // Traccar Client's heartbeat: id, timestamp, battery; no fix.
+        let pairs = query("id=cruise-moto-7f3a&timestamp=1723410300&batt=81.5&charge=true");
+        assert_eq!(device_id(&pairs).unwrap(), "cruise-moto-7f3a");
+        let e = decode_params(&pairs, ts(NOW)).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("lat")));
+    }
+
+    #[test]
+    fn the_speed_is_read_in_the_unit_asked_for_with_the_fix_it_belongs_to() {
+        let q = "id=d&lat=48.5&lon=2.25&timestamp=1723410300&accuracy=5&speed=10";
+        for (unit, want_mps) in [
+            (SpeedUnit::Knots, 5.144_444_444_444_445),
+            (SpeedUnit::Mps, 10.0),
+            (SpeedUnit::Kmh, 2.777_777_777_777_777_7),
+        ] {
+            assert_eq!(decode_in(q, unit).unwrap().1.speed_mps, Some(want_mps));
+        }
+        let report = decode_params(&query(q), ts(NOW)).unwrap();
+        let mut seen = None;
+        report
+            .ping(ts(NOW), |fix| {
+                seen = Some(fix);
+                SpeedUnit::Mps
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            Some(speed_unit::Fix {
+                t: ts("2024-08-11T21:05:00Z"),
+                lon: 2.25,
+                lat: 48.5,
+                acc_m: Some(5.0),
+                speed: 10.0
+            })
+        );
+        // Without a speed, or with an invalid fix, the unit is never asked for.
+        let asked = |q: &str| {
+            let mut asked = false;
+            let report = decode_params(&query(q), ts(NOW)).unwrap();
+            let _ = report.ping(ts(NOW), |_| {
+                asked = true;
+                SpeedUnit::Mps
+            });
+            asked
+        };
+        assert!(!asked("id=d&lat=48&lon=2"));
+        assert!(!asked("id=d&lat=91&lon=2&speed=3"));
+        assert!(!asked("id=d&lat=48&lon=2&speed=-1"));
+    }
+
+    #[test]
     fn deviceid_location_and_heading_aliases() {
         let (id, p) =
             decode("deviceid=token-1&location=34.01413%2C-118.28786&heading=-90").unwrap();
@@ -326,7 +488,7 @@ mod tests {
     #[test]
     fn a_form_body_decodes_like_a_query_string() {
         let body = "id=d&lat=48.5&lon=2.25&timestamp=2024-08-11+21%3A05%3A00&speed=1.5";
-        let (_, p) = decode_params(&query(body), ts(NOW)).unwrap();
+        let (_, p) = decode(body).unwrap();
         assert_eq!(
             (p.lat, p.lon, p.t),
             (48.5, 2.25, ts("2024-08-11T21:05:00Z"))
@@ -408,7 +570,8 @@ mod tests {
     }"#;
 
     fn decode_j(body: &str) -> Result<(String, Ping)> {
-        decode_json(body.as_bytes(), ts(NOW))
+        let (id, report) = decode_json(body.as_bytes())?;
+        Ok((id, report.ping(ts(NOW))?))
     }
 
     #[test]

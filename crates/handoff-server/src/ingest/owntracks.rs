@@ -1,11 +1,11 @@
 //! OwnTracks in HTTP mode: the app POSTs each message as JSON, authenticated with Basic auth
 //! (user = our device id, password = the device token).
 //!
-//! The app keeps a queue and reads the HTTP status: a 4xx makes it drop the message, anything
-//! else (5xx, a timeout) makes it retry later. So only input that can never succeed (not JSON,
-//! no coordinates, a coordinate out of range, bad credentials) is a 4xx here; message types we
-//! do not use are accepted and ignored rather than refused, or the app would drop them one by
-//! one and fill its log with errors.
+//! The Android app keeps a message the server refused at the head of its queue and retries it,
+//! blocking every location behind it; so the route answers a known device 200 `[]` whatever
+//! the body holds, and what [`decode`] cannot turn into a ping is counted, not refused.
+//! Message types we do not use (`transition`, `waypoint`, `lwt`, `card`, `cmd`, `status`, …) and
+//! the empty body Android sends when a contact is cleared are simply ignored.
 
 use base64::{
     Engine as _, alphabet,
@@ -27,22 +27,36 @@ fn kmh_to_mps(kmh: f64) -> f64 {
 
 /// Decodes one OwnTracks message. A `_type:"location"` gives `Some(ping)`: `lat`, `lon`, `tst`
 /// (Unix seconds), and optional `acc` (m), `alt` (m), `vel` (**km/h**), `cog` (degrees), `batt`
-/// (%). Every other `_type` (`transition`, `waypoint`, `lwt`, `status`, `encrypted`, …) gives
-/// `None`: accepted and ignored. `vel` or `cog` of `-1` (iOS's "invalid" marker) means unknown,
-/// so that a good position is not dropped for a missing speed.
+/// (%). Every other `_type` (`transition`, `waypoint`, `lwt`, `card`, `cmd`, `status`, …), and an
+/// empty body, gives `None`: accepted and ignored. `-1` in `vel`, `cog`, `acc` or `batt` is the
+/// apps' "unknown" (iOS sends `batt` and `acc` of -1 when it has no reading), so that a good
+/// position is not lost for a missing detail.
 ///
 /// # Errors
 /// `malformed_json` when the body is not a JSON object; `missing_field` for no `_type`, or for
-/// a location without `lat`, `lon` or `tst`; `invalid_value` for a value of the wrong type; then
-/// whatever [`validate`] refuses.
+/// a location without `lat`, `lon` or `tst`; `invalid_value` for a value of the wrong type;
+/// `encrypted` for a payload encrypted with the app's secret key (which the server does not
+/// have); then whatever [`validate`] refuses.
 pub fn decode(body: &[u8], now: Timestamp) -> Result<Option<Ping>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
     let Value::Object(msg) = parse_json(body)? else {
         return Err(IngestError::malformed_json(
             "expected an OwnTracks message: a JSON object with a `_type`",
         ));
     };
-    if required(json_str(&msg, "_type")?, "_type")? != "location" {
-        return Ok(None);
+    match required(json_str(&msg, "_type")?, "_type")? {
+        "location" => {}
+        "encrypted" => {
+            return Err(IngestError::new(
+                IngestError::ENCRYPTED,
+                "the message is encrypted with the app's secret key, which this server does \
+                 not have: clear the key in the app (Preferences → Encryption key)",
+                None,
+            ));
+        }
+        _ => return Ok(None),
     }
     let tst = required(json_number(&msg, "tst")?, "tst")?;
     let raw = RawPing {
@@ -52,14 +66,14 @@ pub fn decode(body: &[u8], now: Timestamp) -> Result<Option<Ping>> {
         },
         lon: required(json_number(&msg, "lon")?, "lon")?,
         lat: required(json_number(&msg, "lat")?, "lat")?,
-        acc_m: json_number(&msg, "acc")?,
+        acc_m: unknown_if_minus_one(json_number(&msg, "acc")?),
         speed_mps: unknown_if_minus_one(json_number(&msg, "vel")?).map(|r| Reading {
             value: kmh_to_mps(r.value),
             ..r
         }),
         heading_deg: unknown_if_minus_one(json_number(&msg, "cog")?),
         alt_m: json_number(&msg, "alt")?,
-        batt_pct: json_number(&msg, "batt")?,
+        batt_pct: unknown_if_minus_one(json_number(&msg, "batt")?),
     };
     validate(&raw, now).map(Some)
 }
@@ -164,6 +178,35 @@ mod tests {
     }
 
     #[test]
+    fn ios_batt_and_acc_minus_one_mean_unknown() {
+        // OwnTracks iOS with no battery reading and no horizontal accuracy.
+        let body = r#"{"_type":"location","acc":-1,"alt":0,"batt":-1,"bs":0,"conn":"w",
+            "lat":48.92446,"lon":2.36015,"tid":"TC","tst":1723410300,"vac":-1,"vel":-1,
+            "cog":-1,"t":"p","topic":"owntracks/cruise/iphone","created_at":1723410301}"#;
+        let p = decode_s(body).unwrap().unwrap();
+        assert_eq!((p.lon, p.lat), (2.36015, 48.92446));
+        assert_eq!(
+            (p.acc_m, p.batt_pct, p.speed_mps, p.heading_deg),
+            (None, None, None, None)
+        );
+        assert_eq!(p.alt_m, Some(0.0));
+    }
+
+    #[test]
+    fn an_empty_body_is_ignored() {
+        for body in ["", " ", "\n", "\r\n"] {
+            assert_eq!(decode_s(body).unwrap(), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn an_encrypted_message_says_how_to_turn_encryption_off() {
+        let e = decode_s(r#"{"_type":"encrypted","data":"c2VjcmV0"}"#).unwrap_err();
+        assert_eq!(e.code, IngestError::ENCRYPTED);
+        assert!(e.message.contains("Encryption key"), "{}", e.message);
+    }
+
+    #[test]
     fn other_message_types_are_accepted_and_ignored() {
         let others = [
             r#"{"_type":"transition","wtst":1723400000,"lat":48.9,"lon":2.3,"tst":1723410300,
@@ -172,7 +215,8 @@ mod tests {
                 "rad":150,"tst":1723400000}"#,
             r#"{"_type":"lwt","tst":1723410300}"#,
             r#"{"_type":"status","android":{"hib":1,"bo":1,"loc":0}}"#,
-            r#"{"_type":"encrypted","data":"c2VjcmV0"}"#,
+            r#"{"_type":"card","name":"Tom Cruise","tid":"TC"}"#,
+            r#"{"_type":"cmd","action":"reportLocation"}"#,
         ];
         for body in others {
             assert_eq!(decode_s(body).unwrap(), None, "{body}");
@@ -180,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn input_that_can_never_succeed_is_a_4xx_naming_the_field() {
+    fn input_that_can_never_be_stored_is_an_error_naming_the_field() {
         let some = |s: &str| Some(s.to_owned());
         let cases = [
             (

@@ -490,6 +490,68 @@ impl Server {
         Ok(self.state.store.pings(EVENT).await?)
     }
 
+    /// `GET /api/v1/events/{EVENT}/devices` (admin): the listed device `device`.
+    pub async fn listed_device(&self, device: &str) -> Result<Value> {
+        let req = self
+            .http
+            .get(self.url(&format!("/api/v1/events/{EVENT}/devices")));
+        let (status, body) = as_admin(req).await?;
+        ensure!(status == StatusCode::OK, "GET devices: {status} {body}");
+        body["devices"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["device"] == device))
+            .cloned()
+            .with_context(|| format!("{device} in {body}"))
+    }
+
+    /// How many reports of `device` were dropped for `reason`, as the device listing says.
+    pub async fn dropped(&self, device: &str, reason: &str) -> Result<u64> {
+        let d = self.listed_device(device).await?;
+        Ok(d["dropped"]["by_reason"][reason].as_u64().unwrap_or(0))
+    }
+
+    /// The value of `handoff_reports_dropped_total{format,reason}` in `/metrics` (0 if absent).
+    pub async fn dropped_metric(&self, format: &str, reason: &str) -> Result<f64> {
+        let m = self.metrics().await?;
+        Ok(metric(
+            &m,
+            "handoff_reports_dropped_total",
+            &format!("format=\"{format}\",reason=\"{reason}\""),
+        )
+        .unwrap_or(0.0))
+    }
+
+    /// Sends `req`, a report of the known device `device` that can never be stored, and
+    /// asserts what a phone needs: a 2xx, nothing stored, and the report counted under
+    /// `(format, reason)` in the device listing and in `/metrics`. The answer's body.
+    pub async fn assert_dropped(
+        &self,
+        req: reqwest::RequestBuilder,
+        device: &str,
+        (format, reason): (&str, &str),
+    ) -> Result<Value> {
+        let stored = self.ping_count().await?;
+        let listed = self.dropped(device, reason).await?;
+        let counted = self.dropped_metric(format, reason).await?;
+        let (status, body) = answer(req).await?;
+        ensure!(status == StatusCode::OK, "want 200, got {status} {body}");
+        ensure!(
+            self.ping_count().await? == stored,
+            "nothing is stored after {body}"
+        );
+        let now_listed = self.dropped(device, reason).await?;
+        ensure!(
+            now_listed == listed + 1,
+            "{device} dropped[{reason}] {listed} → {now_listed}"
+        );
+        let now_counted = self.dropped_metric(format, reason).await?;
+        ensure!(
+            (now_counted - counted - 1.0).abs() < 1e-9,
+            "handoff_reports_dropped_total{{{format},{reason}}} {counted} → {now_counted}"
+        );
+        Ok(body)
+    }
+
     /// The text of `GET /metrics`.
     pub async fn metrics(&self) -> Result<String> {
         Ok(self
@@ -509,6 +571,14 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
+}
+
+/// The value of the sample `name{labels}` in Prometheus text.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Sends a request; the status and the body as JSON (`null` for an empty body, a string for

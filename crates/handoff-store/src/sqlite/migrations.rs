@@ -129,6 +129,13 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE devices ADD COLUMN relay_id TEXT;
     ",
+    // 6: the unit of a device's OsmAnd `speed`, when the operator registered it (NULL: detect
+    // it from the device's fixes). Migration 5 (engine checkpoints) is written on another
+    // branch: until it is merged in before this one, this entry runs as version 5. It touches
+    // only `devices`, so the two apply in either order.
+    r"
+    ALTER TABLE devices ADD COLUMN speed_unit TEXT CHECK (speed_unit IN ('knots', 'mps', 'kmh'));
+    ",
 ];
 
 /// The schema version this build writes.
