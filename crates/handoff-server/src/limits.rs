@@ -1,5 +1,5 @@
-//! Rate limits on failures: wrong credentials per client address and per OwnTracks user, and
-//! wrong handoff codes per relay. Each is a count of strikes in a fixed window; over the limit,
+//! Rate limits: wrong credentials per client address and per OwnTracks user, wrong handoff
+//! codes per relay, and ingest requests per device. Each is a count of strikes in a fixed window; over the limit,
 //! the key is refused (429 with `Retry-After`) until its window ends. In memory, per server.
 
 use std::collections::HashMap;
@@ -65,7 +65,13 @@ pub struct Limiters {
     pub auth_by_user: Strikes<String>,
     /// Wrong handoff codes per (event, relay), whichever device enters them.
     pub codes: Strikes<(String, String)>,
+    /// Ingest requests per (event, device).
+    pub ingest: Strikes<(String, String)>,
 }
+
+/// Ingest requests allowed per device each minute (20 a second: a phone reports every few
+/// seconds, and one catching up after a tunnel sends its backlog quickly, or in one batch).
+pub const INGEST_PER_MINUTE: u32 = 1200;
 
 /// Wrong credentials allowed per address (and per user name) each minute.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 20;
@@ -79,6 +85,7 @@ impl Default for Limiters {
             auth_by_ip: Strikes::new(AUTH_FAILURES_PER_MINUTE, minute),
             auth_by_user: Strikes::new(AUTH_FAILURES_PER_MINUTE, minute),
             codes: Strikes::new(CODE_FAILURES_PER_10_MIN, 10 * minute),
+            ingest: Strikes::new(INGEST_PER_MINUTE, minute),
         }
     }
 }

@@ -220,3 +220,39 @@ async fn every_answer_carries_a_request_id() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn one_device_cannot_flood_the_ingest() -> Result<()> {
+    let s = Server::with_relay().await?;
+    let limit = handoff_server::limits::INGEST_PER_MINUTE;
+    let token = s.tokens[crate::common::RUN].clone();
+    // Heartbeats (no position): answered 200 and stored nothing, but they count.
+    let query = format!("id={token}&timestamp={}&batt=80", crate::common::T0_S);
+    let mut statuses = Vec::new();
+    for chunk in (0..=limit).collect::<Vec<_>>().chunks(32) {
+        let answers =
+            futures_util::future::join_all(chunk.iter().map(|_| s.osmand_get(&query))).await;
+        for a in answers {
+            statuses.push(a?.0);
+        }
+    }
+    let ok = statuses.iter().filter(|s| s.is_success()).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    ensure!(
+        ok == usize::try_from(limit)? && limited == 1,
+        "{ok} answered, {limited} limited"
+    );
+    // Another device is not affected.
+    let other = s.tokens[crate::common::BIKE].clone();
+    let (status, body) = s
+        .osmand_get(&format!(
+            "id={other}&timestamp={}&batt=80",
+            crate::common::T0_S
+        ))
+        .await?;
+    ensure!(status.is_success(), "{status} {body}");
+    Ok(())
+}

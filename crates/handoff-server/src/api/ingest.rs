@@ -142,11 +142,25 @@ async fn device_for(state: &AppState, token: Option<&str>) -> Result<Device> {
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::unauthorized("send the device token: Authorization: Bearer <token>")
     })?;
-    state.device_by_token(token).await?.ok_or_else(|| {
+    let device = state.device_by_token(token).await?.ok_or_else(|| {
         ApiError::unauthorized(
             "unknown device token; register the device with POST /api/v1/events/{event}/devices",
         )
-    })
+    })?;
+    // A phone catching up after a tunnel sends fast, but not this fast for long.
+    let key = (device.event_id.clone(), device.device_id.clone());
+    let now = Instant::now();
+    if let Some(wait) = state.limits.ingest.refused(&key, now) {
+        return Err(ApiError::too_many(
+            format!(
+                "more than {} reports a minute from this device; send batches, or wait",
+                crate::limits::INGEST_PER_MINUTE
+            ),
+            crate::limits::seconds(wait),
+        ));
+    }
+    state.limits.ingest.strike(key, now);
+    Ok(device)
 }
 
 fn observe(state: &AppState, format: &'static str, started: Instant, r: &Result<Response>) {
