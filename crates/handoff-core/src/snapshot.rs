@@ -1,18 +1,27 @@
 //! The live view as spectators and operators read it (`GET …/live`, the SSE `snapshot`): per
 //! relay the current leg, holders, last position with its age, progress, off-route and stale
 //! flags, and the ETA of every remaining handoff; and the countdowns to the milestones.
+//!
+//! Two shapes of leg: [`LegView`], everything about a leg, and [`LegLive`], only what changes
+//! while the relay runs (status, ETAs, actual times, how far a shift moved it). The rest
+//! (carriers, mode, length, planned times) is in the plan, so the event-wide document sends
+//! `LegLive`s: for a 1,000-team race that is most of its size. Values are kept exact here and
+//! rounded only as they are written out ([`wire`]): an ETA to the second, an instant to the
+//! millisecond, a distance to 0.1 m.
 
 use crate::plan::{Leg, Mode, Plan, Relay};
 use crate::track::Fix;
 use jiff::Timestamp;
 use serde::Serialize;
 
+/// The live view of an event, with legs of type `L` ([`LegView`] or [`LegLive`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Snapshot {
+pub struct Snapshot<L = LegView> {
     pub event: String,
     pub name: String,
+    #[serde(serialize_with = "wire::milli")]
     pub now: Timestamp,
-    pub relays: Vec<RelayView>,
+    pub relays: Vec<RelayView<L>>,
     pub countdowns: Vec<CountdownView>,
 }
 
@@ -37,8 +46,22 @@ impl Snapshot {
         }
     }
 
+    /// The same view with only the live part of each leg.
     #[must_use]
-    pub fn relay(&self, id: &str) -> Option<&RelayView> {
+    pub fn compact(self) -> Snapshot<LegLive> {
+        Snapshot {
+            event: self.event,
+            name: self.name,
+            now: self.now,
+            relays: self.relays.into_iter().map(RelayView::compact).collect(),
+            countdowns: self.countdowns,
+        }
+    }
+}
+
+impl<L> Snapshot<L> {
+    #[must_use]
+    pub fn relay(&self, id: &str) -> Option<&RelayView<L>> {
         self.relays.iter().find(|r| r.id == id)
     }
 }
@@ -60,7 +83,7 @@ pub enum RelayStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RelayView {
+pub struct RelayView<L = LegView> {
     pub id: String,
     pub name: String,
     pub object: String,
@@ -80,9 +103,11 @@ pub struct RelayView {
     /// The holder of a tracked leg has not reported for the event's `silent_after`.
     pub silent: bool,
     /// The ETA of the finish (the last leg's end).
+    #[serde(serialize_with = "wire::second")]
     pub eta_finish: Timestamp,
+    #[serde(serialize_with = "wire::milli")]
     pub planned_finish: Timestamp,
-    pub legs: Vec<LegView>,
+    pub legs: Vec<L>,
 }
 
 impl RelayView {
@@ -127,21 +152,63 @@ impl RelayView {
             legs,
         }
     }
+
+    /// The same view with only the live part of each leg.
+    #[must_use]
+    pub fn compact(self) -> RelayView<LegLive> {
+        RelayView {
+            id: self.id,
+            name: self.name,
+            object: self.object,
+            status: self.status,
+            current_leg: self.current_leg,
+            holders: self.holders,
+            mode: self.mode,
+            position: self.position,
+            progress: self.progress,
+            off_route: self.off_route,
+            overdue: self.overdue,
+            silent: self.silent,
+            eta_finish: self.eta_finish,
+            planned_finish: self.planned_finish,
+            legs: live_legs(&self.legs),
+        }
+    }
+}
+
+/// The live part of each of a relay's legs (in order).
+#[must_use]
+pub fn live_legs(legs: &[LegView]) -> Vec<LegLive> {
+    let mut prev = None;
+    legs.iter()
+        .map(|l| {
+            let live = l.live(prev);
+            prev = Some(l);
+            live
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Progress {
+    #[serde(serialize_with = "wire::decimetre")]
     pub along_m: f64,
+    #[serde(serialize_with = "wire::decimetre")]
     pub length_m: f64,
+    #[serde(serialize_with = "wire::fraction")]
     pub fraction: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Position {
+    #[serde(serialize_with = "wire::milli")]
     pub t: Timestamp,
     pub lon: f64,
     pub lat: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::decimetre_opt"
+    )]
     pub acc_m: Option<f64>,
     pub age_s: i64,
     pub stale: bool,
@@ -170,37 +237,93 @@ pub enum LegStatus {
     Upcoming,
 }
 
+/// Everything about one leg (`/live?legs=full`, and what the exports read).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegView {
     pub index: usize,
     pub carriers: Vec<String>,
     pub mode: Mode,
     pub status: LegStatus,
+    /// The plan's times, moved by the operator's shifts.
+    #[serde(serialize_with = "wire::milli")]
     pub planned_start: Timestamp,
+    #[serde(serialize_with = "wire::milli")]
     pub planned_end: Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How far the operator's shifts moved this leg's planned times, seconds (absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shift_s: i64,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::milli_opt"
+    )]
     pub actual_start: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::milli_opt"
+    )]
     pub actual_end: Option<Timestamp>,
     /// Predicted (or, once done, actual) start and end.
+    #[serde(serialize_with = "wire::second")]
     pub eta_start: Timestamp,
+    #[serde(serialize_with = "wire::second")]
     pub eta_end: Timestamp,
     /// ETA minus plan at the leg's end, seconds (positive = late).
     pub delta_s: i64,
+    #[serde(serialize_with = "wire::decimetre")]
     pub along_m: f64,
+    #[serde(serialize_with = "wire::decimetre")]
     pub length_m: f64,
     pub off_route: bool,
     /// Done, and its end is a verified handoff in the custody log (not only inferred).
     pub verified: bool,
 }
 
+/// What of a leg changes while the relay runs: the default `/live` leg, and the `eta`
+/// message's. Its planned times are the plan's moved by `shift_s`; its progress, while it is
+/// current, is the relay's `progress`. A leg starts when the one before it ends, so a start
+/// that is the previous leg's end is left out (in a race that is most of them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegLive {
+    pub index: usize,
+    pub status: LegStatus,
+    /// Absent when it is the previous leg's `eta_end` (as written, to the second).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::second_opt"
+    )]
+    pub eta_start: Option<Timestamp>,
+    #[serde(serialize_with = "wire::second")]
+    pub eta_end: Timestamp,
+    pub delta_s: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shift_s: i64,
+    /// Absent before the leg starts, and when it is the previous leg's `actual_end` (as
+    /// written, to the millisecond).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::milli_opt"
+    )]
+    pub actual_start: Option<Timestamp>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::milli_opt"
+    )]
+    pub actual_end: Option<Timestamp>,
+    pub verified: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 impl LegView {
+    /// The leg of `leg` whose plan the operator's shifts moved by `shift_ms`.
     #[allow(clippy::too_many_arguments)]
     #[must_use]
     pub fn new(
         leg: &Leg,
-        planned_start: Timestamp,
-        planned_end: Timestamp,
+        shift_ms: i64,
         actual_start: Option<Timestamp>,
         actual_end: Option<Timestamp>,
         eta_start: Timestamp,
@@ -210,18 +333,27 @@ impl LegView {
         off_route: bool,
         verified: bool,
     ) -> Self {
+        let shifted = |t: Timestamp| {
+            t.checked_add(jiff::SignedDuration::from_millis(shift_ms))
+                .unwrap_or(t)
+        };
+        let planned_end = shifted(leg.end);
+        // To the nearest second (half up, as the ETA is written), so that `eta_end` as written
+        // minus `delta_s` is the planned end.
+        let late_ns = eta_end.duration_since(planned_end).as_nanos();
         Self {
             index: leg.index,
             carriers: leg.carriers.clone(),
             mode: leg.mode,
             status,
-            planned_start,
+            planned_start: shifted(leg.start),
             planned_end,
+            shift_s: shift_ms / 1000,
             actual_start,
             actual_end,
             eta_start,
             eta_end,
-            delta_s: eta_end.duration_since(planned_end).as_secs(),
+            delta_s: i64::try_from((late_ns + 500_000_000).div_euclid(1_000_000_000)).unwrap_or(0),
             along_m: if status == LegStatus::Done {
                 leg.length_m()
             } else {
@@ -230,6 +362,36 @@ impl LegView {
             length_m: leg.length_m(),
             off_route: status == LegStatus::Current && off_route,
             verified: status == LegStatus::Done && verified,
+        }
+    }
+
+    /// Only what changes while the relay runs; `prev` is the leg before it.
+    #[must_use]
+    pub fn live(&self, prev: Option<&LegView>) -> LegLive {
+        let same = |a: Option<Timestamp>, b: Option<Timestamp>, unit| {
+            a.is_some() && a.map(|t| wire::round(t, unit)) == b.map(|t| wire::round(t, unit))
+        };
+        let chained_eta = same(
+            Some(self.eta_start),
+            prev.map(|p| p.eta_end),
+            jiff::Unit::Second,
+        );
+        let chained_actual = self.status != LegStatus::Upcoming
+            && same(
+                self.actual_start,
+                prev.and_then(|p| p.actual_end),
+                jiff::Unit::Millisecond,
+            );
+        LegLive {
+            index: self.index,
+            status: self.status,
+            eta_start: (!chained_eta).then_some(self.eta_start),
+            eta_end: self.eta_end,
+            delta_s: self.delta_s,
+            shift_s: self.shift_s,
+            actual_start: self.actual_start.filter(|_| !chained_actual),
+            actual_end: self.actual_end,
+            verified: self.verified,
         }
     }
 
@@ -268,4 +430,93 @@ pub fn overdue(
     let slack_ms = (planned_ms / 5).clamp(120_000, 900_000);
     let due_ms = i128::from(start.as_millisecond()) + planned_ms + slack_ms;
     i128::from(now.as_millisecond()) > due_ms
+}
+
+/// How `/live` writes its numbers: exact inside, rounded on the wire to what they mean. An ETA
+/// is a prediction (to the second), an instant that happened to the millisecond, a distance
+/// to 0.1 m, a fraction to 0.01 %. Nothing reads these back: custody hashes and ETA accuracy
+/// are computed from the exact values.
+pub mod wire {
+    use jiff::{Timestamp, Unit};
+    use serde::Serializer;
+
+    /// `t` to the nearest `unit` (half up), as it is written.
+    #[must_use]
+    pub fn round(t: Timestamp, unit: Unit) -> Timestamp {
+        t.round(unit).unwrap_or(t)
+    }
+
+    fn rounded<S: Serializer>(t: Timestamp, unit: Unit, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&round(t, unit))
+    }
+
+    /// An optional ETA, to the second.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+    pub fn second_opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => second(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// An ETA, to the second.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn second<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        rounded(*t, Unit::Second, s)
+    }
+
+    /// An instant, to the millisecond.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn milli<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        rounded(*t, Unit::Millisecond, s)
+    }
+
+    /// An optional instant, to the millisecond.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+    pub fn milli_opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => milli(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A distance, to 0.1 m.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // the signature serde's `serialize_with` calls
+    pub fn decimetre<S: Serializer>(m: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((m * 10.0).round() / 10.0)
+    }
+
+    /// An optional distance, to 0.1 m.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+    pub fn decimetre_opt<S: Serializer>(m: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => decimetre(m, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A fraction, to 0.01 %.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // the signature serde's `serialize_with` calls
+    pub fn fraction<S: Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((f * 10_000.0).round() / 10_000.0)
+    }
 }

@@ -6,7 +6,8 @@
 //! that hangs up cannot leave the live state behind the store.
 //!
 //! Every stream message is one [`Message`], serialised once into a [`Frame`] that every
-//! subscriber shares; the `snapshot` that opens a stream is the `/live` document itself.
+//! subscriber shares; the `snapshot` that opens a stream is the `/live` document itself (the
+//! compact one: legs as [`LegLive`], their static part being in the plan).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use axum::body::Bytes;
 use handoff_core::custody::{Custody, Entry, Kind};
 use handoff_core::ping::Ping;
 use handoff_core::plan::Plan;
-use handoff_core::snapshot::{RelayStatus, RelayView, Snapshot};
+use handoff_core::snapshot::{LegLive, RelayStatus, RelayView, Snapshot, wire};
 use handoff_core::track::{
     Change, Flags, Held, HistoryRequest, LegAccuracy, PingOf, Shift, Tracker,
 };
@@ -35,14 +36,23 @@ pub enum Message {
     Position {
         relay: String,
         leg: usize,
+        #[serde(serialize_with = "wire::milli")]
         t: Timestamp,
         lon: f64,
         lat: f64,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "wire::decimetre_opt"
+        )]
         acc_m: Option<f64>,
+        #[serde(serialize_with = "wire::decimetre")]
         along_m: f64,
+        #[serde(serialize_with = "wire::fraction")]
         fraction: f64,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "wire::milli_opt"
+        )]
         now: Option<Timestamp>,
     },
     /// A relay's progress, flags and the ETA of each of its legs.
@@ -81,22 +91,15 @@ pub struct EtaMessage {
     pub relay: String,
     pub status: RelayStatus,
     pub current_leg: Option<usize>,
+    #[serde(serialize_with = "wire::second")]
     pub eta_finish: Timestamp,
     pub off_route: bool,
     pub overdue: bool,
     pub silent: bool,
-    pub legs: Vec<EtaLeg>,
+    /// Each leg as the compact `/live` has it.
+    pub legs: Vec<LegLive>,
+    #[serde(serialize_with = "wire::milli")]
     pub now: Timestamp,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EtaLeg {
-    pub index: usize,
-    pub status: handoff_core::snapshot::LegStatus,
-    pub eta_start: Timestamp,
-    pub eta_end: Timestamp,
-    pub delta_s: i64,
-    pub verified: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,12 +241,26 @@ impl Chain {
     }
 }
 
+/// Which legs a `/live` document carries: the live part of each (the default; carriers, modes,
+/// lengths and planned times are in the plan) or everything (`?legs=full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legs {
+    Compact,
+    Full,
+}
+
+/// The gzip level of `/live` documents. A document is compressed once for every request
+/// that gets it, so it is worth compressing hard; measured on the compact document of a
+/// 1,000-team race (docs/benchmarks.md), level 6 takes a fifth of level 9's time for a body
+/// within 3 % of its size.
+const GZIP_LEVEL: u32 = 6;
+
 /// One `/live` document, serialised once and compressed on the first request that asks.
 #[derive(Debug)]
 pub struct Document {
     pub etag: String,
     pub json: Bytes,
-    gzip: std::sync::OnceLock<Bytes>,
+    gzip: tokio::sync::OnceCell<Bytes>,
 }
 
 impl Document {
@@ -251,27 +268,32 @@ impl Document {
         Self {
             etag,
             json: Bytes::from(json),
-            gzip: std::sync::OnceLock::new(),
+            gzip: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// The document gzip-compressed (computed once).
-    pub fn gzip(&self) -> Bytes {
+    /// The document gzip-compressed, computed once: requests that come while it is being
+    /// compressed wait for it without holding a thread.
+    pub async fn gzip(&self) -> Bytes {
         self.gzip
-            .get_or_init(|| {
-                use std::io::Write;
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                // Writing to a Vec cannot fail.
-                let _ = enc.write_all(&self.json);
-                Bytes::from(enc.finish().unwrap_or_default())
-            })
+            .get_or_init(|| async { Bytes::from(gzip(&self.json, GZIP_LEVEL)) })
+            .await
             .clone()
     }
 }
 
-/// The latest `/live` document of one kind (public or admin): the change count when its
-/// build began, the second it is of, and whether a build is under way.
+/// `bytes` gzip-compressed at `level` (0–9).
+#[must_use]
+pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+/// The latest `/live` document of one kind (public or admin, compact or full): the change
+/// count when its build began, the second it is of, and whether a build is under way.
 #[derive(Default)]
 struct Slot {
     doc: Option<(u64, i64, Arc<Document>)>,
@@ -300,8 +322,9 @@ pub struct EventLive {
     /// Every ping up to this store sequence has been read from the store by a catch-up (pings
     /// applied as they come are not counted: a lower one may still be on its way).
     cursor: AtomicI64,
-    /// The `/live` documents, public and admin, and a wake-up for requests waiting on a build.
-    published: Mutex<[Slot; 2]>,
+    /// The `/live` documents (public and admin, each compact and full; see [`slot_of`]), and a
+    /// wake-up for requests waiting on a build.
+    published: Mutex<[Slot; 4]>,
     built: tokio::sync::Notify,
 }
 
@@ -352,7 +375,7 @@ impl EventLive {
             retired: tokio::sync::watch::Sender::new(false),
             seq: 0.into(),
             cursor: AtomicI64::new(0),
-            published: Mutex::new([Slot::default(), Slot::default()]),
+            published: Mutex::new(Default::default()),
             built: tokio::sync::Notify::new(),
         }
     }
@@ -583,18 +606,7 @@ impl EventLive {
             }
         }
         for v in views {
-            let legs = v
-                .legs
-                .iter()
-                .map(|l| EtaLeg {
-                    index: l.index,
-                    status: l.status,
-                    eta_start: l.eta_start,
-                    eta_end: l.eta_end,
-                    delta_s: l.delta_s,
-                    verified: l.verified,
-                })
-                .collect();
+            let legs = handoff_core::snapshot::live_legs(&v.legs);
             let msg = Message::Eta(EtaMessage {
                 relay: v.id,
                 status: v.status,
@@ -620,10 +632,10 @@ impl EventLive {
     /// requests that come while it runs wait for the next, so under a stream of changes (a
     /// race) builds follow each other instead of one per request, and nobody gets a document
     /// older than their request.
-    pub async fn document(&self, now: Timestamp, public: bool) -> Arc<Document> {
+    pub async fn document(&self, now: Timestamp, public: bool, legs: Legs) -> Arc<Document> {
         let want = self.seq();
         let second = now.as_second();
-        let kind = usize::from(!public);
+        let kind = slot_of(public, legs);
         loop {
             let notified = self.built.notified();
             tokio::pin!(notified);
@@ -642,7 +654,7 @@ impl EventLive {
                     // Whatever happens in the build, the slot is free again after it.
                     let building = Building { live: self, kind };
                     let seq = self.seq();
-                    let doc = Arc::new(self.build_document((seq, second), now, public));
+                    let doc = Arc::new(self.build_document((seq, second), now, public, legs));
                     lock(&self.published)[kind].doc = Some((seq, second, Arc::clone(&doc)));
                     drop(building);
                     return doc;
@@ -654,16 +666,21 @@ impl EventLive {
         }
     }
 
-    fn build_document(&self, at: (u64, i64), now: Timestamp, public: bool) -> Document {
+    fn build_document(&self, at: (u64, i64), now: Timestamp, public: bool, legs: Legs) -> Document {
         let snap = self.snapshot(now, public);
         let etag = format!(
-            "\"{}-{}-{}-{}\"",
+            "\"{}-{}-{}-{}{}\"",
             self.version,
             at.0,
             at.1,
-            if public { "p" } else { "a" }
+            if public { "p" } else { "a" },
+            if legs == Legs::Full { "f" } else { "" }
         );
-        Document::new(etag, serde_json::to_vec(&snap).unwrap_or_default())
+        let json = match legs {
+            Legs::Compact => serde_json::to_vec(&snap.compact()),
+            Legs::Full => serde_json::to_vec(&snap),
+        };
+        Document::new(etag, json.unwrap_or_default())
     }
 
     #[must_use]
@@ -696,6 +713,11 @@ impl EventLive {
     pub fn held(&self) -> Held {
         lock(&self.tracker).held()
     }
+}
+
+/// Where the `/live` document of a kind is kept.
+fn slot_of(public: bool, legs: Legs) -> usize {
+    usize::from(!public) | usize::from(legs == Legs::Full) << 1
 }
 
 fn proximity_of(changes: Vec<Change>) -> Vec<Change> {
@@ -837,9 +859,10 @@ mod tests {
             t: t(200),
             lon: 2.3495,
             lat: 48.8577,
-            acc_m: Some(8.0),
-            along_m: 215.5,
-            fraction: 0.187,
+            // Written to 0.1 m and 0.01 %.
+            acc_m: Some(8.04),
+            along_m: 215.543_21,
+            fraction: 0.187_000_04,
             now: Some(t(201)),
         }));
     }
@@ -854,12 +877,15 @@ mod tests {
             off_route: false,
             overdue: false,
             silent: true,
-            legs: vec![EtaLeg {
+            legs: vec![LegLive {
                 index: 1,
                 status: LegStatus::Current,
-                eta_start: t(120),
+                eta_start: Some(t(120)),
                 eta_end: t(560),
                 delta_s: 20,
+                shift_s: 0,
+                actual_start: Some(t(120)),
+                actual_end: None,
                 verified: false,
             }],
             now: t(201),

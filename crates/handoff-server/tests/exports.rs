@@ -219,7 +219,8 @@ async fn the_calendar_has_one_event_per_leg_at_the_live_etas() -> Result<()> {
         events[2].property_value("DTSTART"),
         Some(ical(at(540 + 600)).as_str())
     );
-    let live: Value = serde_json::from_str(&s.text("/api/v1/events/paris/live", false).await?)?;
+    let live: Value =
+        serde_json::from_str(&s.text("/api/v1/events/paris/live?legs=full", false).await?)?;
     for (e, leg) in events
         .iter()
         .zip(live["relays"][0]["legs"].as_array().context("legs")?)

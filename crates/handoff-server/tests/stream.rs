@@ -107,7 +107,8 @@ async fn the_stream_sends_a_snapshot_then_positions_etas_and_handoffs() -> Resul
     let along = position["along_m"].as_f64().unwrap_or(0.0);
     assert!((along - 100.0).abs() < 1.0, "{position}");
     assert!(
-        (position["fraction"].as_f64().unwrap_or(0.0) - along / route.length_m()).abs() < 1e-9,
+        // Written to 0.1 m and 0.01 %.
+        (position["fraction"].as_f64().unwrap_or(0.0) - along / route.length_m()).abs() < 1e-4,
         "{position}"
     );
     let eta = &named(&events, "eta").context("an eta")?.data;
@@ -336,6 +337,142 @@ async fn a_new_plan_version_ends_old_streams_after_saying_so() -> Result<()> {
     assert_eq!(
         sse.next(SOON).await?.context("no first event")?.event,
         "snapshot"
+    );
+    Ok(())
+}
+
+/// The leg fields of the default `/live`: what changes while a relay runs.
+const COMPACT_LEG: [&str; 9] = [
+    "index",
+    "status",
+    "eta_start",
+    "eta_end",
+    "delta_s",
+    "shift_s",
+    "actual_start",
+    "actual_end",
+    "verified",
+];
+
+#[tokio::test]
+async fn live_legs_are_compact_unless_full_ones_are_asked_for() -> Result<()> {
+    let s = Server::with_relay().await?;
+    let runner = s.tokens[RUN].clone();
+    s.tick_at(at(125));
+    let start = route(&plan(), RUN).point_at(0.0);
+    let p = route(&plan(), RUN).point_at(123.456);
+    s.send(
+        &runner,
+        &[
+            json!({"t": at(121).to_string(), "lon": start.lon, "lat": start.lat}),
+            json!({"t": at(150).to_string(), "lon": p.lon, "lat": p.lat, "acc": 7.25}),
+        ],
+    )
+    .await?;
+    s.admin_post(
+        &format!("/api/v1/events/{EVENT}/shift"),
+        json!({ "minutes": 5 }),
+    )
+    .await?;
+    s.set_clock(at(160));
+    let plan_body = s.text(&format!("/api/v1/events/{EVENT}"), false).await?;
+    let plan_body: Value = serde_json::from_str(&plan_body)?;
+    for admin in [false, true] {
+        let compact = s.live(admin).await?;
+        let full = s.live_full(admin).await?;
+        // Everything but the legs is the same document.
+        for key in ["event", "name", "now", "countdowns"] {
+            anyhow::ensure!(compact[key] == full[key], "{key}: {compact} vs {full}");
+        }
+        let (c, f) = (flag(&compact), flag(&full));
+        let relay = c.as_object().context("a relay")?;
+        for (key, value) in relay.iter().filter(|(k, _)| *k != "legs") {
+            anyhow::ensure!(*value == f[key], "{key}: {value} vs {}", f[key]);
+        }
+        // Distances to 0.1 m, fractions to 0.01 %, ETAs to the second.
+        let along = c["progress"]["along_m"].as_f64().context("along_m")?;
+        let decimetres = along * 10.0;
+        anyhow::ensure!(
+            (decimetres.round() - decimetres).abs() < 1e-6 && (along - 123.5).abs() < 1.0,
+            "{c}"
+        );
+        anyhow::ensure!(c["position"]["acc_m"] == json!(7.3), "{c}");
+        anyhow::ensure!(
+            !c["eta_finish"].as_str().context("eta")?.contains('.'),
+            "{c}"
+        );
+        let (cl, fl) = (
+            c["legs"].as_array().context("legs")?,
+            f["legs"].as_array().context("legs")?,
+        );
+        anyhow::ensure!(cl.len() == 4 && fl.len() == 4, "{c}");
+        let fl_prev = |i: usize, key: &str| fl[i - 1][key].clone();
+        // The run's start is the stage's end, so it is left out.
+        anyhow::ensure!(
+            cl[RUN].get("eta_start").is_none() && cl[RUN].get("actual_start").is_none(),
+            "{c}"
+        );
+        for (i, (cl, fl)) in cl.iter().zip(fl).enumerate() {
+            let leg = cl.as_object().context("a leg")?;
+            for (key, value) in leg {
+                anyhow::ensure!(COMPACT_LEG.contains(&key.as_str()), "leg {i}: {key}");
+                anyhow::ensure!(*value == fl[key], "leg {i} {key}: {value} vs {}", fl[key]);
+            }
+            // A start left out is the end of the leg before.
+            if i > 0 {
+                anyhow::ensure!(
+                    leg.contains_key("eta_start") || fl["eta_start"] == fl_prev(i, "eta_end"),
+                    "leg {i}: {cl} {fl}"
+                );
+                anyhow::ensure!(
+                    leg.contains_key("actual_start")
+                        || fl["actual_start"].is_null()
+                        || fl["actual_start"] == fl_prev(i, "actual_end"),
+                    "leg {i}: {cl} {fl}"
+                );
+            }
+            for key in [
+                "carriers",
+                "mode",
+                "planned_start",
+                "planned_end",
+                "length_m",
+            ] {
+                anyhow::ensure!(!fl[key].is_null(), "full leg {i} has {key}: {fl}");
+            }
+            // What the pages derive: the plan's times moved by the leg's shift; the planned
+            // end is also the ETA less the delay.
+            let shift = jiff::SignedDuration::from_secs(cl["shift_s"].as_i64().unwrap_or(0));
+            let planned = &plan_body["plan"]["relays"][0]["legs"][i];
+            for (plan_key, key) in [("start", "planned_start"), ("end", "planned_end")] {
+                anyhow::ensure!(
+                    ts(&planned[plan_key]).checked_add(shift)? == ts(&fl[key]),
+                    "leg {i}: {key} {} is the plan's {} + {shift}",
+                    fl[key],
+                    planned[plan_key]
+                );
+            }
+            let delta = jiff::SignedDuration::from_secs(cl["delta_s"].as_i64().context("Δ")?);
+            anyhow::ensure!(
+                ts(&cl["eta_end"]).checked_sub(delta)? == ts(&fl["planned_end"]),
+                "leg {i}: {cl} {fl}"
+            );
+        }
+        // The shift moved the legs from the one holding the flag on.
+        anyhow::ensure!(cl[0].get("shift_s").is_none(), "{c}");
+        anyhow::ensure!(cl[RUN]["shift_s"] == json!(300), "{c}");
+    }
+    // Two documents, two ETags; a wrong `legs` is named.
+    let url = s.url(&format!("/api/v1/events/{EVENT}/live"));
+    let etag = |r: &reqwest::Response| r.headers().get(ETAG).cloned();
+    let compact = s.http.get(&url).send().await?;
+    let full = s.http.get(format!("{url}?legs=full")).send().await?;
+    anyhow::ensure!(etag(&compact).is_some() && etag(&compact) != etag(&full));
+    let (status, body) = crate::common::answer(s.http.get(format!("{url}?legs=some"))).await?;
+    anyhow::ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
+    anyhow::ensure!(
+        crate::common::error_of(&body) == ("invalid_query", Some("legs")),
+        "{body}"
     );
     Ok(())
 }

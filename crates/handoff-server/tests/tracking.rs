@@ -1,7 +1,7 @@
-//! The tracker as spectators meet it, over HTTP: carriers walk their legs with realistic GPS
-//! noise, and `/live` must show progress that never runs backwards, ETAs that home in on the
-//! real arrival, a loop followed through its turn, handoffs where the flag changes hands, and
-//! the same picture however late or out of order the pings arrived.
+//! The tracker as spectators meet it, over HTTP (`/live?legs=full`, every leg whole): carriers walk
+//! their legs with realistic GPS noise, and `/live` must show progress that never runs backwards,
+//! ETAs that home in on the real arrival, a loop followed through its turn, handoffs where the flag
+//! changes hands, and the same picture however late or out of order the pings arrived.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ async fn progress_never_runs_backwards_and_the_eta_converges() -> Result<()> {
     for f in &fixes {
         s.set_clock(f.t);
         s.send(&token, &[f.json()]).await?;
-        let live = s.live(true).await?;
+        let live = s.live_full(true).await?;
         let r = flag(&live);
         if r["current_leg"] != 1 {
             handed_at.get_or_insert((f.t, f.true_along_m));
@@ -75,7 +75,7 @@ async fn progress_never_runs_backwards_and_the_eta_converges() -> Result<()> {
         handoff_along > length - 60.0,
         "handed on {handoff_along} m into {length} m"
     );
-    let live = s.live(true).await?;
+    let live = s.live_full(true).await?;
     let r = flag(&live);
     assert_eq!(
         (&r["current_leg"], &r["holders"]),
@@ -139,7 +139,7 @@ async fn progress_follows_a_route_that_loops_back_on_itself() -> Result<()> {
         s.set_clock(start);
         s.send(&s.tokens[leg].clone(), &jsons(&fixes)).await?;
     }
-    let live = s.live(true).await?;
+    let live = s.live_full(true).await?;
     assert_eq!(
         (&flag(&live)["current_leg"], &flag(&live)["holders"]),
         (&json!(3), &json!([CARRIERS[LOOP]]))
@@ -161,7 +161,7 @@ async fn progress_follows_a_route_that_loops_back_on_itself() -> Result<()> {
     for f in &fixes {
         s.set_clock(f.t);
         s.send(&token, &[f.json()]).await?;
-        let live = s.live(true).await?;
+        let live = s.live_full(true).await?;
         if flag(&live)["current_leg"] != 3 {
             assert!(
                 f.true_along_m > route.length_m() - 60.0,
@@ -188,7 +188,7 @@ async fn progress_follows_a_route_that_loops_back_on_itself() -> Result<()> {
         last_along = a;
     }
     assert!(on_return > 10, "{on_return} readings on the way back");
-    let live = s.live(true).await?;
+    let live = s.live_full(true).await?;
     let r = flag(&live);
     assert_eq!(r["status"], "finished", "{r}");
     assert_eq!(r["legs"][LOOP]["status"], "done");
@@ -304,7 +304,7 @@ async fn late_and_out_of_order_pings_give_the_same_live_view() -> Result<()> {
 #[tokio::test]
 async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
     let s = Server::with_relay().await?;
-    let live = s.live(false).await?;
+    let live = s.live_full(false).await?;
     let r = flag(&live);
     assert_eq!(r["status"], "planned");
     assert!(r["current_leg"].is_null() && r["position"].is_null(), "{r}");
@@ -312,7 +312,7 @@ async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
     assert_eq!(ts(&r["legs"][STAGE]["eta_end"]), at(120));
 
     s.tick_at(at(30));
-    let live = s.live(false).await?;
+    let live = s.live_full(false).await?;
     let r = flag(&live);
     assert_eq!(
         (&r["status"], &r["current_leg"], &r["holders"], &r["mode"]),
@@ -328,7 +328,7 @@ async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
 
     s.tick_at(at(119));
     assert_eq!(
-        flag(&s.live(false).await?)["current_leg"],
+        flag(&s.live_full(false).await?)["current_leg"],
         0,
         "a second to go"
     );
@@ -337,7 +337,7 @@ async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
     s.set_clock(at(121));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let live = loop {
-        let live = s.live(false).await?;
+        let live = s.live_full(false).await?;
         if flag(&live)["current_leg"] == 1 || tokio::time::Instant::now() > deadline {
             break live;
         }

@@ -1,11 +1,19 @@
 // The live view kept current from the stream. A `snapshot` (or `GET …/live`) replaces it;
 // `position`, `eta` and `handoff` messages patch it in place so the page moves at once, and
 // the page re-reads `/live` after handoffs to stay exactly in step with the server.
+//
+// `/live` and the `eta` message send of each leg only what changes live (status, ETAs, actual
+// times, `shift_s`; a start that is the previous leg's end left out); the model completes
+// every leg from the leg before it, the plan (carriers, mode, length, and the planned times
+// moved by `shift_s`) and the relay's progress, so the pages read one whole leg as before.
 
-/** Wraps a snapshot with lookups; `planModel` supplies carriers and modes of legs. */
+const iso = (t) => new Date(t).toISOString();
+
+/** Wraps a snapshot with lookups; `planModel` supplies what the plan says of each leg. */
 export class LiveModel {
   constructor(planModel) {
     this.plan = planModel;
+    this.planById = new Map(planModel.relays.map((r) => [r.id, r]));
     this.snapshot = null;
     this.byId = new Map();
   }
@@ -13,6 +21,30 @@ export class LiveModel {
   replace(snapshot) {
     this.snapshot = snapshot;
     this.byId = new Map(snapshot.relays.map((r) => [r.id, r]));
+    for (const r of snapshot.relays) {
+      for (const leg of r.legs) this.complete(r, leg);
+    }
+  }
+
+  /**
+   * Fills in a live leg what the plan, the leg before it (a start left out is its end) and
+   * the relay's progress say of it. Legs are completed in order.
+   */
+  complete(r, leg) {
+    const before = r.legs[leg.index - 1];
+    leg.eta_start ??= before?.eta_end;
+    if (leg.status !== 'upcoming') leg.actual_start ??= before?.actual_end;
+    const p = this.planById.get(r.id)?.legs[leg.index];
+    if (!p) return;
+    const shiftMs = (leg.shift_s ?? 0) * 1000;
+    leg.carriers = p.carriers;
+    leg.mode = p.mode;
+    leg.length_m = p.lengthM;
+    leg.planned_start = iso(Date.parse(p.startAt) + shiftMs);
+    leg.planned_end = iso(Date.parse(p.endAt) + shiftMs);
+    if (leg.status === 'done') leg.along_m = p.lengthM;
+    else if (leg.status === 'current' && r.current_leg === leg.index) leg.along_m = r.progress?.along_m ?? leg.along_m ?? 0;
+    else leg.along_m ??= 0;
   }
 
   relay(id) {
@@ -60,10 +92,12 @@ export class LiveModel {
         eta_start: l.eta_start,
         eta_end: l.eta_end,
         delta_s: l.delta_s,
+        shift_s: l.shift_s,
+        actual_start: l.actual_start,
+        actual_end: l.actual_end,
         verified: l.verified,
       });
-      if (l.status !== 'upcoming' && !leg.actual_start) leg.actual_start = l.eta_start;
-      if (l.status === 'done' && !leg.actual_end) leg.actual_end = l.eta_end;
+      this.complete(r, leg);
     }
     this.setCurrent(r, e.current_leg, previous);
   }
@@ -71,6 +105,7 @@ export class LiveModel {
   handoff(r, h) {
     const from = r.legs[h.from_leg];
     if (from) Object.assign(from, { status: 'done', actual_end: h.at, eta_end: h.at, verified: !!h.verified });
+    if (from) this.complete(r, from);
     const to = h.to_leg === null || h.to_leg === undefined ? undefined : r.legs[h.to_leg];
     if (to) Object.assign(to, { status: 'current', actual_start: h.at, eta_start: h.at });
     else r.status = 'finished';

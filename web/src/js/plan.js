@@ -26,6 +26,9 @@ export function model(body) {
       const cum = cumulative(points);
       return {
         ...leg,
+        // The plan's times (as the shifts left them is in `/live`: see live-model.js).
+        startAt: leg.start,
+        endAt: leg.end,
         points,
         cum,
         lengthM: geometry?.route?.length_m ?? cum[cum.length - 1] ?? 0,

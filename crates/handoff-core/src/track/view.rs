@@ -54,11 +54,9 @@ pub(crate) fn relay_view(
             } else {
                 LegStatus::Upcoming
             };
-            let shift = cx.shift_ms(i, known);
             LegView::new(
                 leg,
-                shifted(leg.start, shift),
-                shifted(leg.end, shift),
+                cx.shift_ms(i, known),
                 lt.actual_start,
                 lt.actual_end,
                 eta_start,

@@ -4,29 +4,53 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
+use serde::Deserialize;
+
 use crate::app::AppState;
+use crate::engine::Legs;
 use crate::error::{ApiError, Result};
+
+/// `?legs=compact` (the default) or `?legs=full`.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    legs: Option<String>,
+}
 
 /// `GET /api/v1/events/{event}/live`. The admin token gets the undelayed view. The body is
 /// the engine's precomputed document (built once per change and second, for every request),
-/// gzip-compressed when the client accepts it.
+/// gzip-compressed when the client accepts it. Its legs carry what changes live, unless
+/// `?legs=full` asks for everything (carriers, mode, planned times, distances).
 pub async fn live(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
     let e = state
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let query: LiveQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("unreadable query: {e}")))?;
+    let legs = match query.legs.as_deref() {
+        None | Some("compact") => Legs::Compact,
+        Some("full") => Legs::Full,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("`legs` is `compact` (the default) or `full`, not `{other}`"),
+            )
+            .field("legs"));
+        }
+    };
     let public = !state.admin.matches(&headers);
-    let doc = e.document(state.now(), public).await;
+    let doc = e.document(state.now(), public, legs).await;
     let etag = HeaderValue::from_str(&doc.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let cache = HeaderValue::from_static(if public {
         "public, max-age=1"
@@ -64,7 +88,11 @@ pub async fn live(
             (header::ETAG, etag),
             (header::VARY, vary),
         ],
-        if gzip { doc.gzip() } else { doc.json.clone() },
+        if gzip {
+            doc.gzip().await
+        } else {
+            doc.json.clone()
+        },
     )
         .into_response();
     if gzip {
@@ -132,7 +160,7 @@ pub async fn stream(
 }
 
 async fn snapshot_event(e: &crate::engine::EventLive, now: jiff::Timestamp) -> Event {
-    let doc = e.document(now, true).await;
+    let doc = e.document(now, true, Legs::Compact).await;
     Event::default()
         .event("snapshot")
         .data(String::from_utf8_lossy(&doc.json))

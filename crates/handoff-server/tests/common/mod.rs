@@ -467,11 +467,20 @@ impl Server {
         answer(self.http.get(self.url(&format!("/osmand?{query}")))).await
     }
 
-    /// `GET …/live`: the public view, or the operators' (admin token) one.
+    /// `GET …/live`: the public view, or the operators' (admin token) one, with compact legs.
     pub async fn live(&self, admin: bool) -> Result<Value> {
+        self.live_query(admin, "").await
+    }
+
+    /// `GET …/live?legs=full`: every leg with everything (carriers, planned times, distances).
+    pub async fn live_full(&self, admin: bool) -> Result<Value> {
+        self.live_query(admin, "?legs=full").await
+    }
+
+    async fn live_query(&self, admin: bool, query: &str) -> Result<Value> {
         let mut req = self
             .http
-            .get(self.url(&format!("/api/v1/events/{EVENT}/live")));
+            .get(self.url(&format!("/api/v1/events/{EVENT}/live{query}")));
         if admin {
             req = req.bearer_auth(ADMIN);
         }
