@@ -28,6 +28,7 @@
 mod predict;
 #[cfg(test)]
 mod props;
+mod saved;
 mod step;
 mod view;
 
@@ -43,6 +44,7 @@ use crate::ping::Ping;
 use crate::plan::Plan;
 
 pub use predict::LegAccuracy;
+pub use saved::{FORMAT, Frozen, SavedError};
 use step::{Ctx, RelayState};
 pub use step::{OFF_ROUTE_PINGS, PROXIMITY_WINDOW_MS};
 
@@ -230,6 +232,9 @@ pub struct Tracker {
     local_seq: u64,
     keep_ms: i64,
     history: Vec<HistoryRequest>,
+    /// Deep replays handed out by [`Tracker::take_history_requests`] and not answered yet: a
+    /// saved state carries them, so a restart serves them (the state does not reflect them).
+    pending: Vec<HistoryRequest>,
     /// Carrier and device names, shared by the pings held.
     names: std::collections::HashSet<Arc<str>>,
 }
@@ -267,6 +272,7 @@ impl Tracker {
             local_seq: 0,
             keep_ms: KEEP_INPUTS_MS,
             history: Vec::new(),
+            pending: Vec::new(),
             names: std::collections::HashSet::new(),
         }
     }
@@ -417,7 +423,19 @@ impl Tracker {
 
     /// Deep replays the tracker needs: pings it has let go. See [`Tracker::replay_history`].
     pub fn take_history_requests(&mut self) -> Vec<HistoryRequest> {
-        std::mem::take(&mut self.history)
+        let taken = std::mem::take(&mut self.history);
+        for h in &taken {
+            // One from an earlier point of the same relay covers it.
+            if !self
+                .pending
+                .iter()
+                .any(|p| p.relay == h.relay && p.after <= h.after)
+            {
+                self.pending.retain(|p| p.relay != h.relay);
+                self.pending.push(h.clone());
+            }
+        }
+        taken
     }
 
     /// Replays a relay with pings brought back from the store (device, carrier, arrival
@@ -431,6 +449,9 @@ impl Tracker {
         let Some(ri) = self.relay_index(&request.relay) else {
             return Vec::new();
         };
+        // Answered now (or asked again below, from an earlier point).
+        self.pending
+            .retain(|p| p.relay != request.relay || p.after < request.after);
         let rt = &mut self.relays[ri];
         // The checkpoint the request was made from may have been thinned away since.
         let base = match request.after {
