@@ -129,6 +129,21 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE devices ADD COLUMN relay_id TEXT;
     ",
+    // 5: the newest saved state of each event's live engine. Derived data, not a fact: one row
+    // per event, replaced as the engine moves on (so not append-only), and dropping it costs
+    // only a full replay at the next start.
+    r"
+    CREATE TABLE engine_checkpoints (
+        event_id     TEXT    PRIMARY KEY,
+        plan_version INTEGER NOT NULL,
+        plan_hash    TEXT    NOT NULL,
+        format       INTEGER NOT NULL,
+        -- Every ping of the event with seq <= cursor is reflected in the state.
+        cursor       INTEGER NOT NULL,
+        created_us   INTEGER NOT NULL,
+        state        BLOB    NOT NULL
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes.
