@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use super::step::{LegTrack, Legs, Near, RelayState};
 use super::{Fix, HistoryRequest, Input, Key, RelayTrack, Shift, Tracker};
@@ -29,7 +30,8 @@ use crate::plan::Plan;
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
 pub const FORMAT: u32 = 1;
 
-/// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), then the body.
+/// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
+/// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
 const MAGIC: &[u8; 8] = b"HANDOFFT";
 
 /// Why a saved state was refused.
@@ -39,6 +41,8 @@ pub enum SavedError {
     NotSaved,
     #[error("saved in format {found}, this build reads format {FORMAT}")]
     Format { found: u32 },
+    #[error("the saved state is damaged (its checksum does not match)")]
+    Damaged,
     #[error("saved for plan {found}, not for plan {expected}")]
     Plan { found: String, expected: String },
     #[error("the saved state is unreadable: {0}")]
@@ -104,6 +108,10 @@ impl Tracker {
         if found != FORMAT {
             return Err(SavedError::Format { found });
         }
+        let (digest, body) = body.split_first_chunk::<32>().ok_or(SavedError::NotSaved)?;
+        if sha2::Sha256::digest(body)[..] != digest[..] {
+            return Err(SavedError::Damaged);
+        }
         let saved: Body =
             postcard::from_bytes(body).map_err(|e| SavedError::Decode(e.to_string()))?;
         if saved.plan_hash != plan_hash {
@@ -145,10 +153,13 @@ impl Frozen {
             legs: w.legs,
             chunks: w.chunks,
         };
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&FORMAT.to_le_bytes());
         // Writing plain data to a Vec cannot fail.
-        out.extend(postcard::to_allocvec(&body).unwrap_or_default());
+        let body = postcard::to_allocvec(&body).unwrap_or_default();
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + 32 + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        out.extend_from_slice(&sha2::Sha256::digest(&body));
+        out.extend(body);
         out
     }
 }
@@ -681,11 +692,17 @@ duration = "6m"
             Tracker::restore(Arc::clone(&plan), b"{\"json\":1}", "h1").err(),
             Some(SavedError::NotSaved)
         );
-        let cut = &bytes[..bytes.len() - 3];
-        assert!(matches!(
-            Tracker::restore(Arc::clone(&plan), cut, "h1"),
-            Err(SavedError::Decode(_))
-        ));
+        let mut flipped = bytes.clone();
+        let middle = flipped.len() - 20;
+        flipped[middle] ^= 1;
+        assert_eq!(
+            Tracker::restore(Arc::clone(&plan), &flipped, "h1").err(),
+            Some(SavedError::Damaged)
+        );
+        assert_eq!(
+            Tracker::restore(Arc::clone(&plan), &bytes[..20], "h1").err(),
+            Some(SavedError::NotSaved)
+        );
         let renamed = PLAN.replace("id = \"r\"", "id = \"x\"");
         let plan2 = Arc::new(parse(&renamed, &NoFiles).unwrap());
         assert!(matches!(
