@@ -177,12 +177,13 @@ pub async fn save(
     let current = state
         .event(&live.plan.event.id)
         .is_some_and(|l| Arc::ptr_eq(&l, live));
-    let changes = live.seq();
-    if !current || live.saved_at() == Some(changes) {
+    // The cursor first: whatever is applied before it is in the copy taken after. Pings that
+    // change nothing watchers see move only the cursor.
+    let mark = (live.seq(), live.applied_through());
+    if !current || live.saved_at() == Some(mark) {
         return Ok(None);
     }
-    // The cursor first: whatever is applied before it is in the copy taken after.
-    let cursor = live.applied_through();
+    let cursor = mark.1;
     let frozen = live.freeze();
     let (plan, hash) = (Arc::clone(&live.plan), live.plan_hash.clone());
     let bytes = tokio::task::spawn_blocking(move || frozen.encode(&plan, &hash))
@@ -207,7 +208,7 @@ pub async fn save(
             state: bytes,
         })
         .await?;
-    live.mark_saved(changes);
+    live.mark_saved(mark);
     Ok(Some(size))
 }
 

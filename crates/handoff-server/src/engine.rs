@@ -244,8 +244,8 @@ pub struct EventLive {
     cursor: AtomicI64,
     /// The ingest requests under way (shared with the engines of the event's other versions).
     pub applied: Arc<crate::checkpoint::Applied>,
-    /// The change count ([`EventLive::seq`]) when the engine was last saved.
-    saved: Mutex<Option<u64>>,
+    /// The change count ([`EventLive::seq`]) and the cursor when the engine was last saved.
+    saved: Mutex<Option<(u64, i64)>>,
     /// The cursor of the saved state this engine was restored from, if it was.
     restored_from: Mutex<Option<i64>>,
     /// The `/live` documents, public and admin, and a wake-up for requests waiting on a build.
@@ -365,14 +365,14 @@ impl EventLive {
         frozen
     }
 
-    /// The change count when the engine was last saved.
+    /// The change count and the cursor when the engine was last saved.
     #[must_use]
-    pub fn saved_at(&self) -> Option<u64> {
+    pub fn saved_at(&self) -> Option<(u64, i64)> {
         *lock(&self.saved)
     }
 
-    pub fn mark_saved(&self, changes: u64) {
-        *lock(&self.saved) = Some(changes);
+    pub fn mark_saved(&self, at: (u64, i64)) {
+        *lock(&self.saved) = Some(at);
     }
 
     /// Applies committed pings, streams what changed, and returns the proximity handoffs found

@@ -10,33 +10,7 @@ use handoff_store::{NewPing, SqliteStore, Store};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::common::{
-    BIKE, DEVICES, EVENT, Fix, Lcg, RUN, Server, TestClock, at, plan, planned_speed_mps, walk,
-};
-
-/// The runner's leg and the bike's, at the speeds of `restart.rs`.
-fn fixes() -> (Vec<Fix>, Vec<Fix>) {
-    let plan = plan();
-    let mut rng = Lcg::new(2024);
-    let run = walk(
-        &plan,
-        RUN,
-        at(120),
-        0.9 * planned_speed_mps(&plan, RUN),
-        5,
-        Some(&mut rng),
-    );
-    let start = run.last().map_or(at(500), |f| f.t);
-    let bike = walk(
-        &plan,
-        BIKE,
-        start,
-        planned_speed_mps(&plan, BIKE),
-        5,
-        Some(&mut rng),
-    );
-    (run, bike)
-}
+use crate::common::{BIKE, DEVICES, EVENT, Fix, RUN, Server, TestClock, at, run_then_bike};
 
 async fn send_all(s: &Server, leg: usize, fixes: &[Fix]) -> Result<()> {
     for batch in fixes.chunks(6) {
@@ -75,7 +49,7 @@ fn restored_from(s: &Server) -> Option<i64> {
 #[tokio::test]
 async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> Result<()> {
     let s = Server::with_relay().await?;
-    let (run, bike) = fixes();
+    let (run, bike) = run_then_bike(2024);
     let (ridden, to_come) = bike.split_at(bike.len() / 2);
     // Two of the runner's reports come in late, after the restart, and out of order.
     let (late, run_early) = (
@@ -186,7 +160,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
 #[tokio::test]
 async fn a_damaged_or_foreign_saved_state_is_ignored_for_a_full_replay() -> Result<()> {
     let s = Server::with_relay().await?;
-    let (run, _) = fixes();
+    let (run, _) = run_then_bike(2024);
     s.tick_at(at(120));
     send_all(&s, RUN, &run[..run.len() / 2]).await?;
     let expected = views(&s).await?;

@@ -911,7 +911,7 @@ mod tests {
     use crate::snapshot::{LegStatus, RelayStatus};
 
     /// A stage of 4 minutes, then two runners along a straight street in Paris (~1.1 km each).
-    const PLAN: &str = r#"
+    pub(super) const PLAN: &str = r#"
 [event]
 id = "t"
 name = "T"
@@ -939,15 +939,15 @@ route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
 duration = "6m"
 "#;
 
-    fn tracker() -> Tracker {
+    pub(super) fn tracker() -> Tracker {
         Tracker::new(Arc::new(parse(PLAN, &NoFiles).unwrap()))
     }
 
-    fn t(s: i64) -> Timestamp {
+    pub(super) fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_723_410_000 + s).unwrap() // 2024-08-11T21:00:00Z
     }
 
-    fn ping(s: i64, lon: f64, lat: f64) -> Ping {
+    pub(super) fn ping(s: i64, lon: f64, lat: f64) -> Ping {
         Ping {
             t: t(s),
             lon,

@@ -633,48 +633,12 @@ mod tests {
 
     use super::*;
     use crate::plan::{NoFiles, parse};
-
-    const PLAN: &str = r#"
-[event]
-id = "t"
-name = "T"
-[[places]]
-id = "a"
-at = [2.3500, 48.8500]
-timezone = "Europe/Paris"
-[[relays]]
-id = "r"
-[[relays.legs]]
-carriers = ["Ann"]
-mode = "run"
-route = { points = [[2.3500, 48.8500], [2.3650, 48.8500]] }
-start = "2024-08-11T21:00:00Z"
-duration = "6m"
-"#;
-
-    fn tracker() -> Tracker {
-        let mut tr = Tracker::new(Arc::new(parse(PLAN, &NoFiles).unwrap()));
-        let t = Timestamp::from_second(1_723_410_030).unwrap();
-        tr.apply(
-            "ann-phone",
-            "Ann",
-            &Ping {
-                t,
-                lon: 2.351,
-                lat: 48.85,
-                acc_m: Some(5.0),
-                speed_mps: None,
-                heading_deg: None,
-                alt_m: None,
-                batt_pct: None,
-            },
-        );
-        tr
-    }
+    use crate::track::tests::{PLAN, ping, tracker};
 
     #[test]
     fn another_plan_format_or_garbage_is_refused() {
-        let tr = tracker();
+        let mut tr = tracker();
+        tr.apply("ann-phone", "Ann", &ping(250, 2.351, 48.85));
         let plan = Arc::clone(tr.plan());
         let bytes = tr.freeze().encode(&plan, "h1");
         assert!(Tracker::restore(Arc::clone(&plan), &bytes, "h1").is_ok());

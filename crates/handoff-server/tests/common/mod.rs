@@ -680,3 +680,28 @@ impl SseReader {
         }
     }
 }
+
+/// The runner's leg at 90 % of the planned pace from 120 s, then the bike's at the planned pace,
+/// a fix every 5 s with noise from `seed`: what the restart tests send.
+pub fn run_then_bike(seed: u64) -> (Vec<Fix>, Vec<Fix>) {
+    let plan = plan();
+    let mut rng = Lcg::new(seed);
+    let run = walk(
+        &plan,
+        RUN,
+        at(120),
+        0.9 * planned_speed_mps(&plan, RUN),
+        5,
+        Some(&mut rng),
+    );
+    let start = run.last().map_or(at(500), |f| f.t);
+    let bike = walk(
+        &plan,
+        BIKE,
+        start,
+        planned_speed_mps(&plan, BIKE),
+        5,
+        Some(&mut rng),
+    );
+    (run, bike)
+}
