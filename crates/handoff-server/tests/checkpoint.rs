@@ -12,18 +12,6 @@ use tempfile::TempDir;
 
 use crate::common::{BIKE, DEVICES, EVENT, Fix, RUN, Server, TestClock, at, run_then_bike};
 
-async fn send_all(s: &Server, leg: usize, fixes: &[Fix]) -> Result<()> {
-    for batch in fixes.chunks(6) {
-        s.set_clock(batch.last().context("a batch")?.t);
-        s.send(
-            &s.tokens[leg].clone(),
-            &batch.iter().map(Fix::json).collect::<Vec<_>>(),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// The store of a stopped server, opened on its own to look at or change the saved state.
 async fn with_store<T>(dir: &TempDir, f: impl AsyncFnOnce(&SqliteStore) -> Result<T>) -> Result<T> {
     let store = SqliteStore::open(&dir.path().join("h.db"))?;
@@ -61,8 +49,8 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
             .collect::<Vec<_>>(),
     );
     s.tick_at(at(120));
-    send_all(&s, RUN, &run_early).await?;
-    send_all(&s, BIKE, ridden).await?;
+    s.send_walk(RUN, &run_early).await?;
+    s.send_walk(BIKE, ridden).await?;
     let before = views(&s).await?;
     let pings = s.ping_count().await?;
     let (dir, clock, tokens) = s.stop().await?;
@@ -132,7 +120,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
         &late.iter().map(Fix::json).collect::<Vec<_>>(),
     )
     .await?;
-    send_all(&s, BIKE, to_come).await?;
+    s.send_walk(BIKE, to_come).await?;
     s.tick_at(to_come.last().context("more to ride")?.t);
     let after = views(&s).await?;
     ensure!(after != before, "the later pings moved the relay on");
@@ -162,7 +150,7 @@ async fn a_damaged_or_foreign_saved_state_is_ignored_for_a_full_replay() -> Resu
     let s = Server::with_relay().await?;
     let (run, _) = run_then_bike(2024);
     s.tick_at(at(120));
-    send_all(&s, RUN, &run[..run.len() / 2]).await?;
+    s.send_walk(RUN, &run[..run.len() / 2]).await?;
     let expected = views(&s).await?;
     let (dir, clock, tokens) = s.stop().await?;
     let good = with_store(&dir, async |st| Ok(st.engine_checkpoint(EVENT).await?))

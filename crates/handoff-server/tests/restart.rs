@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::common::{BIKE, CARRIERS, Fix, RUN, Server, at, flag, run_then_bike};
+use crate::common::{BIKE, CARRIERS, RUN, Server, at, flag, run_then_bike};
 
 #[tokio::test]
 async fn a_restarted_server_rebuilds_the_same_live_view() -> Result<()> {
@@ -14,16 +14,8 @@ async fn a_restarted_server_rebuilds_the_same_live_view() -> Result<()> {
     // Half way along the Seine when the server goes down.
     let (ridden, to_come) = bike.split_at(bike.len() / 2);
     s.tick_at(at(120));
-    for (leg, fixes) in [(RUN, &run[..]), (BIKE, ridden)] {
-        for batch in fixes.chunks(6) {
-            s.set_clock(batch.last().context("a batch")?.t);
-            s.send(
-                &s.tokens[leg].clone(),
-                &batch.iter().map(Fix::json).collect::<Vec<_>>(),
-            )
-            .await?;
-        }
-    }
+    s.send_walk(RUN, &run).await?;
+    s.send_walk(BIKE, ridden).await?;
     s.set_clock(
         ridden
             .last()

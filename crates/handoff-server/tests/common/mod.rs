@@ -388,6 +388,19 @@ impl Server {
         answer(req).await
     }
 
+    /// Sends a carrier's walk in batches of six, the clock following the fixes.
+    pub async fn send_walk(&self, leg: usize, fixes: &[Fix]) -> Result<()> {
+        for batch in fixes.chunks(6) {
+            self.set_clock(batch.last().context("a batch")?.t);
+            self.send(
+                &self.tokens[leg].clone(),
+                &batch.iter().map(Fix::json).collect::<Vec<_>>(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Sends pings of one device as a JSON array; every one must be accepted.
     pub async fn send(&self, token: &str, pings: &[Value]) -> Result<Value> {
         let (status, body) = self
