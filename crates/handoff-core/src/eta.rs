@@ -57,6 +57,20 @@ pub struct PaceWindow {
 }
 
 impl PaceWindow {
+    /// A window holding `samples` (time ms, metres along), oldest first, as [`Self::samples`]
+    /// gave them.
+    #[must_use]
+    pub fn from_samples(samples: impl IntoIterator<Item = (i64, f64)>) -> Self {
+        Self {
+            samples: samples.into_iter().collect(),
+        }
+    }
+
+    /// The samples held, oldest first.
+    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.samples.iter().copied()
+    }
+
     pub fn clear(&mut self) {
         self.samples.clear();
     }

@@ -4,8 +4,11 @@
 //! bearer's, waiting at the exchange, at 1 Hz: 1,000 pings a leg, so 10,000,000 pings cover
 //! the whole relay) with `PINGS` stored pings (default 1,000,000; `PINGS=10000000` for the
 //! issue's target) in a fresh SQLite file, started once (which records the proximity handoffs
-//! in the custody log, as a live server would have); then a restart is timed: reading every
-//! ping a page at a time and folding it into the engine.
+//! in the custody log, as a live server would have, and saves the engine's state as it does at
+//! shutdown). Then two starts are timed: one with the saved state dropped (the full replay:
+//! reading every ping a page at a time and folding it into the engine), and one restoring the
+//! state that the full replay's engine saved (reading and decoding it, then the pings stored
+//! after it, if any). Both must show the same live view.
 //!
 //! `cargo bench -p handoff-server --bench startup` (`PINGS=… ` to change the size)
 
@@ -94,27 +97,63 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         let entries = first.store.custody("torch", "torch").await?.len();
+        handoff_server::checkpoint::save_all(&first).await;
         eprintln!(
             "first start (records {entries} custody entries) took {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
+    let config = || Config {
+        admin: AdminToken::new("bench"),
+        clock: Some(Arc::new(move || now)),
+    };
+    // The full replay: the saved state dropped.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path)?);
+    store.delete_engine_checkpoint("torch").await?;
+    let started = Instant::now();
+    let replayed = AppState::open(store, config()).await?;
+    let replay_s = started.elapsed().as_secs_f64();
+    let held = replayed.event("torch").map(|e| e.held());
+    println!(
+        "full replay: rebuilt the live state of {n} stored pings in {replay_s:.2} s ({:.2} µs a ping); the engine holds {held:?}",
+        replay_s * 1e6 / n as f64
+    );
+    // Its engine saves its state after the install, in the background, as the server does.
+    let started = Instant::now();
+    handoff_server::checkpoint::save_all(&replayed).await;
+    let saved = replayed
+        .store
+        .engine_checkpoint("torch")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no saved state"))?;
+    println!(
+        "saved state: {:.1} MB, cursor {}, written {:.2} s after the start (encode and write, off the engine's lock)",
+        saved.state.len() as f64 / 1e6,
+        saved.cursor,
+        started.elapsed().as_secs_f64()
+    );
+    let expected = replayed.event("torch").map(|e| e.snapshot(now, false));
+    drop(replayed);
+
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path)?);
     let started = Instant::now();
-    let state = AppState::open(
-        store,
-        Config {
-            admin: AdminToken::new("bench"),
-            clock: Some(Arc::new(move || now)),
-        },
-    )
-    .await?;
+    let state = AppState::open(store, config()).await?;
     let took = started.elapsed();
-    let held = state.event("torch").map(|e| e.held());
+    let live = state.event("torch");
+    let held = live.as_ref().map(|e| e.held());
     println!(
-        "rebuilt the live state of {n} stored pings in {:.2} s ({:.2} µs a ping); the engine holds {held:?}",
+        "restore: rebuilt the live state of {n} stored pings in {:.2} s from the saved state (cursor {:?}); the engine holds {held:?}",
         took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / n as f64
+        live.as_ref().and_then(|e| e.restored_from()),
     );
+    anyhow::ensure!(
+        live.as_ref().is_some_and(|e| e.restored_from().is_some()),
+        "the start did not restore the saved state"
+    );
+    anyhow::ensure!(
+        live.map(|e| e.snapshot(now, false)) == expected,
+        "the restored live view differs from the full replay's"
+    );
+    println!("the restored live view equals the full replay's");
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     events: RwLock<HashMap<String, Arc<EventLive>>>,
     /// Installs of plan versions, one at a time (so a stale version never wins).
     installing: tokio::sync::Mutex<()>,
+    /// Saves of engine states, one at a time (`checkpoint::save`).
+    pub(crate) saving: tokio::sync::Mutex<()>,
     /// Registered devices by token hash (a cache of the store's table).
     devices: RwLock<HashMap<String, Device>>,
     /// Outgoing webhooks of every event (a cache of the store's table) and their client.
@@ -80,6 +82,7 @@ impl AppState {
             closing: tokio::sync::watch::Sender::new(false),
             events: RwLock::new(HashMap::new()),
             installing: tokio::sync::Mutex::new(()),
+            saving: tokio::sync::Mutex::new(()),
             devices: RwLock::new(HashMap::new()),
             webhooks: crate::webhooks::Webhooks::new(),
             limits: crate::limits::Limiters::default(),
@@ -119,11 +122,12 @@ impl AppState {
         v
     }
 
-    /// Parses a stored plan, replays the event's stored pings into a fresh engine (a page at a
-    /// time, in arrival order: the engine gives the same state for any order), makes it the live
-    /// one, then catches up from the store's cursor with what was committed meanwhile (those
-    /// pings reached the old engine). Installs are serialised and an older version never
-    /// replaces a newer one.
+    /// Parses a stored plan, builds its engine (from the saved state of this very plan version
+    /// if one is kept, then the pings stored after it; else from every stored ping, a page at a
+    /// time, in arrival order: the engine gives the same state for any order), syncs it with
+    /// the custody chains, makes it the live one, then catches up from its cursor with what was
+    /// committed meanwhile (those pings reached the old engine), and saves it in the
+    /// background. Installs are serialised and an older version never replaces a newer one.
     async fn install(self: &Arc<Self>, stored: &StoredPlan) -> Result<Arc<EventLive>> {
         let _one_at_a_time = self.installing.lock().await;
         if let Some(current) = self.event(&stored.event_id)
@@ -145,18 +149,26 @@ impl AppState {
                 format!("stored plan of {} no longer parses: {p}", stored.event_id),
             )
         })?;
+        // Ingest requests under way on the old version's engine end after reaching this one.
+        let applied = self
+            .event(&stored.event_id)
+            .map_or_else(Default::default, |old| Arc::clone(&old.applied));
         let live = Arc::new(EventLive::new(
             Arc::new(plan),
             stored.version,
             stored.plan_hash.clone(),
             env.source,
+            applied,
         ));
         self.webhooks.load(
             &stored.event_id,
             self.store.webhooks(&stored.event_id).await?,
         );
+        crate::checkpoint::restore(self, &live).await;
         crate::custody::open_chains(self, &live).await?;
         self.catch_up(&live).await?;
+        // Deep replays the custody sync asked for, or the saved state still had to do.
+        crate::engine::serve_history(self, &live, live.take_history()).await;
         live.tick(self.now());
         let old = self
             .events
@@ -180,6 +192,15 @@ impl AppState {
                 old.retired.send_replace(true);
             });
         }
+        let (state, saved) = (Arc::clone(self), Arc::clone(&live));
+        tokio::spawn(async move {
+            if let Err(e) = crate::checkpoint::save(&state, &saved).await {
+                eprintln!(
+                    "handoff: {}: saving the engine state failed: {e}",
+                    saved.plan.event.id
+                );
+            }
+        });
         Ok(live)
     }
 
@@ -434,6 +455,18 @@ pub async fn launch_with(
             }
         })
     };
+    let saver = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::checkpoint::SAVE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await; // the first tick is at once: installs have just saved
+            loop {
+                every.tick().await;
+                crate::checkpoint::save_all(&state).await;
+            }
+        })
+    };
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let osmand_task = osmand.map(|l| {
         let app = crate::layers::around(osmand_router(Arc::clone(&state)), &state);
@@ -464,8 +497,11 @@ pub async fn launch_with(
     )
     .await;
     ticker.abort();
+    saver.abort();
     if let Some(t) = osmand_task {
         let _ = t.await;
     }
+    // What changed since the last save, so the next start replays next to nothing.
+    crate::checkpoint::save_all(&state).await;
     result
 }

@@ -319,9 +319,15 @@ pub struct EventLive {
     pub retired: tokio::sync::watch::Sender<bool>,
     /// Bumped on every change; part of the `/live` ETag.
     seq: AtomicU64,
-    /// Every ping up to this store sequence has been read from the store by a catch-up (pings
-    /// applied as they come are not counted: a lower one may still be on its way).
+    /// Every ping up to this store sequence has been read from the store by a catch-up (or was
+    /// in the saved state restored); pings applied as they come are counted by `applied`.
     cursor: AtomicI64,
+    /// The ingest requests under way (shared with the engines of the event's other versions).
+    pub applied: Arc<crate::checkpoint::Applied>,
+    /// The change count ([`EventLive::seq`]) and the cursor when the engine was last saved.
+    saved: Mutex<Option<(u64, i64)>>,
+    /// The cursor of the saved state this engine was restored from, if it was.
+    restored_from: Mutex<Option<i64>>,
     /// The `/live` documents (public and admin, each compact and full; see [`slot_of`]), and a
     /// wake-up for requests waiting on a build.
     published: Mutex<[Slot; 4]>,
@@ -360,7 +366,13 @@ pub struct Committed {
 
 impl EventLive {
     #[must_use]
-    pub fn new(plan: Arc<Plan>, version: i64, plan_hash: String, source: String) -> Self {
+    pub fn new(
+        plan: Arc<Plan>,
+        version: i64,
+        plan_hash: String,
+        source: String,
+        applied: Arc<crate::checkpoint::Applied>,
+    ) -> Self {
         let (tx, _) = broadcast::channel(4096);
         Self {
             tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
@@ -375,6 +387,9 @@ impl EventLive {
             retired: tokio::sync::watch::Sender::new(false),
             seq: 0.into(),
             cursor: AtomicI64::new(0),
+            applied,
+            saved: Mutex::new(None),
+            restored_from: Mutex::new(None),
             published: Mutex::new(Default::default()),
             built: tokio::sync::Notify::new(),
         }
@@ -395,6 +410,50 @@ impl EventLive {
     /// included, which the engine has no use for).
     pub fn advance_cursor(&self, seq: i64) {
         self.cursor.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Every ping of the event up to this store sequence is in the engine: read by a
+    /// catch-up, or applied by an ingest request with none before it still under way.
+    #[must_use]
+    pub fn applied_through(&self) -> i64 {
+        self.cursor().max(self.applied.through())
+    }
+
+    /// Takes over a tracker restored from a saved state in which every ping up to `cursor` is.
+    /// Only before the engine is live (an install).
+    pub fn restore(&self, tracker: Tracker, cursor: i64) {
+        *lock(&self.tracker) = tracker;
+        self.advance_cursor(cursor);
+        *lock(&self.restored_from) = Some(cursor);
+    }
+
+    /// The cursor of the saved state this engine started from, if it did.
+    #[must_use]
+    pub fn restored_from(&self) -> Option<i64> {
+        *lock(&self.restored_from)
+    }
+
+    /// A copy of the tracker's state to save, taken a few relays at a time (a race has a
+    /// thousand): ingest waits on the lock for one part, never for the whole copy.
+    #[must_use]
+    pub fn freeze(&self) -> handoff_core::track::Frozen {
+        const RELAYS_AT_A_TIME: usize = 16;
+        let n = lock(&self.tracker).relay_count();
+        let mut frozen = handoff_core::track::Frozen::default();
+        for from in (0..n).step_by(RELAYS_AT_A_TIME) {
+            frozen.extend(lock(&self.tracker).freeze_part(from, RELAYS_AT_A_TIME));
+        }
+        frozen
+    }
+
+    /// The change count and the cursor when the engine was last saved.
+    #[must_use]
+    pub fn saved_at(&self) -> Option<(u64, i64)> {
+        *lock(&self.saved)
+    }
+
+    pub fn mark_saved(&self, at: (u64, i64)) {
+        *lock(&self.saved) = Some(at);
     }
 
     /// Applies committed pings, streams what changed, and returns the proximity handoffs found

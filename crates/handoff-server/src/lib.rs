@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod checkpoint;
 pub mod custody;
 pub mod engine;
 pub mod error;

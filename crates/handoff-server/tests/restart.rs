@@ -1,48 +1,21 @@
-//! Live state is never stored: it is derived from the plan and the pings. So a server stopped
-//! mid-relay and started again on the same SQLite file must show exactly what it showed before.
+//! Live state is derived from the plan and the pings (a saved engine state is only a cache of
+//! it, `checkpoint.rs`). So a server stopped mid-relay and started again on the same SQLite file
+//! must show exactly what it showed before.
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::common::{
-    BIKE, CARRIERS, Fix, Lcg, RUN, Server, at, flag, plan, planned_speed_mps, walk,
-};
+use crate::common::{BIKE, CARRIERS, RUN, Server, at, flag, run_then_bike};
 
 #[tokio::test]
 async fn a_restarted_server_rebuilds_the_same_live_view() -> Result<()> {
     let s = Server::with_relay().await?;
-    let plan = plan();
-    let mut rng = Lcg::new(1896);
-    let run = walk(
-        &plan,
-        RUN,
-        at(120),
-        0.9 * planned_speed_mps(&plan, RUN),
-        5,
-        Some(&mut rng),
-    );
-    let bike_start = run.last().context("a walk")?.t;
-    let bike = walk(
-        &plan,
-        BIKE,
-        bike_start,
-        planned_speed_mps(&plan, BIKE),
-        5,
-        Some(&mut rng),
-    );
+    let (run, bike) = run_then_bike(1896);
     // Half way along the Seine when the server goes down.
     let (ridden, to_come) = bike.split_at(bike.len() / 2);
     s.tick_at(at(120));
-    for (leg, fixes) in [(RUN, &run[..]), (BIKE, ridden)] {
-        for batch in fixes.chunks(6) {
-            s.set_clock(batch.last().context("a batch")?.t);
-            s.send(
-                &s.tokens[leg].clone(),
-                &batch.iter().map(Fix::json).collect::<Vec<_>>(),
-            )
-            .await?;
-        }
-    }
+    s.send_walk(RUN, &run).await?;
+    s.send_walk(BIKE, ridden).await?;
     s.set_clock(
         ridden
             .last()

@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_input;
+mod checkpoint;
 mod engine;
 mod exports;
 mod ingest;

@@ -1,6 +1,8 @@
 //! Persistence for handoff behind one trait, [`Store`]: append-only plans (versioned), devices,
-//! pings and custody-log entries, and the event's webhooks with their delivery log. Live state is never stored; the server derives it from these
-//! rows and rebuilds it at start-up.
+//! pings and custody-log entries, and the event's webhooks with their delivery log. Live state
+//! is derived from these rows; the one exception is a cache of it, the newest saved state of
+//! each event's engine ([`EngineCheckpoint`]), which lets a start skip most of the replay and
+//! can always be dropped and rebuilt from the rows.
 //!
 //! One idea runs through the API: **an answered write is durable**. Every write method returns
 //! only after its transaction has committed, so the server may answer 2xx as soon as the call
@@ -112,6 +114,44 @@ pub trait Store: Send + Sync {
 
     /// The last `limit` delivery attempts of an event, newest first.
     async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// Keeps `checkpoint` as its event's newest saved engine state, replacing the one kept,
+    /// unless that one is of a newer plan version.
+    async fn put_engine_checkpoint(&self, checkpoint: EngineCheckpoint) -> Result<()>;
+
+    /// The saved engine state of an event, if one is kept.
+    async fn engine_checkpoint(&self, event_id: &str) -> Result<Option<EngineCheckpoint>>;
+
+    /// Drops the saved engine state of an event (the next start replays every ping).
+    async fn delete_engine_checkpoint(&self, event_id: &str) -> Result<()>;
+}
+
+/// The saved state of an event's live engine: derived data, valid only for the plan version
+/// and hash and the format it names; every ping of the event with `seq <= cursor` is in it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EngineCheckpoint {
+    pub event_id: String,
+    pub plan_version: i64,
+    pub plan_hash: String,
+    pub format: u32,
+    pub cursor: i64,
+    pub created_at: Timestamp,
+    pub state: Vec<u8>,
+}
+
+// Megabytes of state are of no use in a log.
+impl fmt::Debug for EngineCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineCheckpoint")
+            .field("event_id", &self.event_id)
+            .field("plan_version", &self.plan_version)
+            .field("plan_hash", &self.plan_hash)
+            .field("format", &self.format)
+            .field("cursor", &self.cursor)
+            .field("created_at", &self.created_at)
+            .field("state_bytes", &self.state.len())
+            .finish()
+    }
 }
 
 /// One version of an event's plan.

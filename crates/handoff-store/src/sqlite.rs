@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Delivery, Device, Inserted, NewCustody, NewDelivery, NewDevice, NewPing, NewWebhook, Store,
-    StoredCustody, StoredPing, StoredPlan, Webhook,
+    Delivery, Device, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice, NewPing,
+    NewWebhook, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
 };
 use writer::Writer;
 
@@ -466,9 +466,73 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_engine_checkpoint(&self, checkpoint: EngineCheckpoint) -> Result<()> {
+        self.writer
+            .submit(1, move |conn| put_engine_checkpoint(conn, &checkpoint))
+            .await
+    }
+
+    async fn engine_checkpoint(&self, event_id: &str) -> Result<Option<EngineCheckpoint>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, plan_version, plan_hash, format, cursor, created_us, state
+                 FROM engine_checkpoints WHERE event_id = ?1",
+            )?;
+            Ok(stmt
+                .query_row([&event_id], |row| {
+                    Ok(EngineCheckpoint {
+                        event_id: row.get(0)?,
+                        plan_version: row.get(1)?,
+                        plan_hash: row.get(2)?,
+                        format: row.get(3)?,
+                        cursor: row.get(4)?,
+                        created_at: timestamp(row, 5)?,
+                        state: row.get(6)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_engine_checkpoint(&self, event_id: &str) -> Result<()> {
+        let event_id = event_id.to_owned();
+        self.writer
+            .submit(1, move |conn| {
+                conn.prepare_cached("DELETE FROM engine_checkpoints WHERE event_id = ?1")?
+                    .execute([&event_id])?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 // ---- writes: each runs on the writer thread, inside the request's savepoint ----
+
+fn put_engine_checkpoint(conn: &Connection, c: &EngineCheckpoint) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO engine_checkpoints
+             (event_id, plan_version, plan_hash, format, cursor, created_us, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (event_id) DO UPDATE SET
+             plan_version = excluded.plan_version, plan_hash = excluded.plan_hash,
+             format = excluded.format, cursor = excluded.cursor,
+             created_us = excluded.created_us, state = excluded.state
+         WHERE excluded.plan_version >= engine_checkpoints.plan_version",
+    )?
+    .execute(params![
+        c.event_id,
+        c.plan_version,
+        c.plan_hash,
+        c.format,
+        c.cursor,
+        c.created_at.as_microsecond(),
+        c.state
+    ])?;
+    Ok(())
+}
 
 fn put_plan(conn: &Connection, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
     // The single writer makes MAX + 1 race-free here; the primary key would catch it otherwise.

@@ -28,6 +28,7 @@
 mod predict;
 #[cfg(test)]
 mod props;
+mod saved;
 mod step;
 mod view;
 
@@ -43,6 +44,7 @@ use crate::ping::Ping;
 use crate::plan::Plan;
 
 pub use predict::LegAccuracy;
+pub use saved::{FORMAT, Frozen, SavedError};
 use step::{Ctx, RelayState};
 pub use step::{OFF_ROUTE_PINGS, PROXIMITY_WINDOW_MS};
 
@@ -230,6 +232,9 @@ pub struct Tracker {
     local_seq: u64,
     keep_ms: i64,
     history: Vec<HistoryRequest>,
+    /// Deep replays handed out by [`Tracker::take_history_requests`] and not answered yet: a
+    /// saved state carries them, so a restart serves them (the state does not reflect them).
+    pending: Vec<HistoryRequest>,
     /// Carrier and device names, shared by the pings held.
     names: std::collections::HashSet<Arc<str>>,
 }
@@ -267,6 +272,7 @@ impl Tracker {
             local_seq: 0,
             keep_ms: KEEP_INPUTS_MS,
             history: Vec::new(),
+            pending: Vec::new(),
             names: std::collections::HashSet::new(),
         }
     }
@@ -417,7 +423,19 @@ impl Tracker {
 
     /// Deep replays the tracker needs: pings it has let go. See [`Tracker::replay_history`].
     pub fn take_history_requests(&mut self) -> Vec<HistoryRequest> {
-        std::mem::take(&mut self.history)
+        let taken = std::mem::take(&mut self.history);
+        for h in &taken {
+            // One from an earlier point of the same relay covers it.
+            if !self
+                .pending
+                .iter()
+                .any(|p| p.relay == h.relay && p.after <= h.after)
+            {
+                self.pending.retain(|p| p.relay != h.relay);
+                self.pending.push(h.clone());
+            }
+        }
+        taken
     }
 
     /// Replays a relay with pings brought back from the store (device, carrier, arrival
@@ -431,6 +449,9 @@ impl Tracker {
         let Some(ri) = self.relay_index(&request.relay) else {
             return Vec::new();
         };
+        // Answered now (or asked again below, from an earlier point).
+        self.pending
+            .retain(|p| p.relay != request.relay || p.after < request.after);
         let rt = &mut self.relays[ri];
         // The checkpoint the request was made from may have been thinned away since.
         let base = match request.after {
@@ -891,7 +912,7 @@ mod tests {
     use crate::snapshot::{LegStatus, RelayStatus};
 
     /// A stage of 4 minutes, then two runners along a straight street in Paris (~1.1 km each).
-    const PLAN: &str = r#"
+    pub(super) const PLAN: &str = r#"
 [event]
 id = "t"
 name = "T"
@@ -919,15 +940,15 @@ route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
 duration = "6m"
 "#;
 
-    fn tracker() -> Tracker {
+    pub(super) fn tracker() -> Tracker {
         Tracker::new(Arc::new(parse(PLAN, &NoFiles).unwrap()))
     }
 
-    fn t(s: i64) -> Timestamp {
+    pub(super) fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_723_410_000 + s).unwrap() // 2024-08-11T21:00:00Z
     }
 
-    fn ping(s: i64, lon: f64, lat: f64) -> Ping {
+    pub(super) fn ping(s: i64, lon: f64, lat: f64) -> Ping {
         Ping {
             t: t(s),
             lon,

@@ -80,6 +80,20 @@ impl Legs {
     pub fn iter(&self) -> impl Iterator<Item = &LegTrack> {
         self.chunks.iter().flat_map(|c| c.iter().map(|l| &**l))
     }
+
+    /// The shared chunks, for saving the state with its sharing ([`super::saved`]).
+    pub fn chunks(&self) -> &[Arc<Vec<Arc<LegTrack>>>] {
+        &self.chunks
+    }
+
+    /// Legs made of saved chunks: `None` unless every chunk but the last is full and they hold
+    /// `len` legs in all.
+    pub fn from_chunks(chunks: Vec<Arc<Vec<Arc<LegTrack>>>>, len: usize) -> Option<Self> {
+        let full = chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK);
+        let last_ok = chunks.last().is_none_or(|c| (1..=CHUNK).contains(&c.len()));
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        (full && last_ok && total == len).then_some(Self { chunks, len })
+    }
 }
 
 impl std::ops::Index<usize> for Legs {

@@ -53,6 +53,10 @@ async fn store_and_apply(
     let task = {
         let (state, device) = (Arc::clone(state), device.clone());
         tokio::spawn(async move {
+            // Counted as under way from before the write, so no saved state claims its pings
+            // before they are applied.
+            let live = state.event(&device.event_id);
+            let mut ticket = live.as_ref().map(|l| l.applied.begin());
             let outcomes = state.store.insert_pings(batch).await?;
             let fresh: Vec<Committed> = outcomes
                 .iter()
@@ -69,9 +73,22 @@ async fn store_and_apply(
                 })
                 .collect();
             let counts = (fresh.len(), pings.len() - fresh.len());
-            if let Some(live) = state.event(&device.event_id) {
+            let first = fresh.iter().map(|c| c.seq).min();
+            if let (Some(t), Some(first)) = (ticket.as_mut(), first) {
+                t.committed(first);
+            }
+            if let Some(live) = live.or_else(|| state.event(&device.event_id)) {
                 // Applied before the answer, so what was acknowledged is in the live state.
                 apply_committed(&state, &live, &fresh).await;
+                // A new plan version went live meanwhile, after its catch-up read the store.
+                if let Some(newer) = state.event(&device.event_id)
+                    && !Arc::ptr_eq(&newer, &live)
+                {
+                    apply_committed(&state, &newer, &fresh).await;
+                }
+            }
+            if let Some(t) = ticket {
+                t.finish(fresh.iter().map(|c| c.seq).max());
             }
             Ok::<_, ApiError>(counts)
         })

@@ -404,6 +404,19 @@ impl Server {
         answer(req).await
     }
 
+    /// Sends a carrier's walk in batches of six, the clock following the fixes.
+    pub async fn send_walk(&self, leg: usize, fixes: &[Fix]) -> Result<()> {
+        for batch in fixes.chunks(6) {
+            self.set_clock(batch.last().context("a batch")?.t);
+            self.send(
+                &self.tokens[leg].clone(),
+                &batch.iter().map(Fix::json).collect::<Vec<_>>(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Sends pings of one device as a JSON array; every one must be accepted.
     pub async fn send(&self, token: &str, pings: &[Value]) -> Result<Value> {
         let (status, body) = self
@@ -780,4 +793,29 @@ impl SseReader {
             }
         }
     }
+}
+
+/// The runner's leg at 90 % of the planned pace from 120 s, then the bike's at the planned pace,
+/// a fix every 5 s with noise from `seed`: what the restart tests send.
+pub fn run_then_bike(seed: u64) -> (Vec<Fix>, Vec<Fix>) {
+    let plan = plan();
+    let mut rng = Lcg::new(seed);
+    let run = walk(
+        &plan,
+        RUN,
+        at(120),
+        0.9 * planned_speed_mps(&plan, RUN),
+        5,
+        Some(&mut rng),
+    );
+    let start = run.last().map_or(at(500), |f| f.t);
+    let bike = walk(
+        &plan,
+        BIKE,
+        start,
+        planned_speed_mps(&plan, BIKE),
+        5,
+        Some(&mut rng),
+    );
+    (run, bike)
 }

@@ -129,10 +129,23 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE devices ADD COLUMN relay_id TEXT;
     ",
+    // 5: the newest saved state of each event's live engine. Derived data, not a fact: one row
+    // per event, replaced as the engine moves on (so not append-only), and dropping it costs
+    // only a full replay at the next start.
+    r"
+    CREATE TABLE engine_checkpoints (
+        event_id     TEXT    PRIMARY KEY,
+        plan_version INTEGER NOT NULL,
+        plan_hash    TEXT    NOT NULL,
+        format       INTEGER NOT NULL,
+        -- Every ping of the event with seq <= cursor is reflected in the state.
+        cursor       INTEGER NOT NULL,
+        created_us   INTEGER NOT NULL,
+        state        BLOB    NOT NULL
+    ) STRICT;
+    ",
     // 6: the unit of a device's OsmAnd `speed`, when the operator registered it (NULL: detect
-    // it from the device's fixes). Migration 5 (engine checkpoints) is written on another
-    // branch: until it is merged in before this one, this entry runs as version 5. It touches
-    // only `devices`, so the two apply in either order.
+    // it from the device's fixes).
     r"
     ALTER TABLE devices ADD COLUMN speed_unit TEXT CHECK (speed_unit IN ('knots', 'mps', 'kmh'));
     ",

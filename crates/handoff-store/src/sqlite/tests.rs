@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::SqliteStore;
 use super::writer::MAX_BATCH_REQUESTS;
 use crate::error::{Result, StoreError};
-use crate::{Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store};
+use crate::{EngineCheckpoint, Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store};
 
 struct TestDb {
     // Keeps the directory alive for the store's lifetime.
@@ -789,5 +789,49 @@ async fn pings_page_in_arrival_order_and_devices_keep_their_relay() -> Result<()
     // Arrival order, not device time: the batch came newest first.
     assert!(first[0].ping.t > first[1].ping.t);
     assert!(s.pings_after("other", 0, 10).await?.is_empty());
+    Ok(())
+}
+
+fn engine_checkpoint(event: &str, version: i64, cursor: i64, state: &[u8]) -> EngineCheckpoint {
+    EngineCheckpoint {
+        event_id: event.to_owned(),
+        plan_version: version,
+        plan_hash: format!("hash-{version}"),
+        format: 1,
+        cursor,
+        created_at: at(cursor),
+        state: state.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn one_engine_checkpoint_per_event_the_newest_plan_versions_wins() -> Result<()> {
+    let db = open_temp()?;
+    let s = &db.store;
+    assert_eq!(s.engine_checkpoint("paris").await?, None);
+    s.put_engine_checkpoint(engine_checkpoint("paris", 1, 10, b"one"))
+        .await?;
+    s.put_engine_checkpoint(engine_checkpoint("lyon", 1, 11, b"lyon"))
+        .await?;
+    s.put_engine_checkpoint(engine_checkpoint("paris", 2, 20, &[0, 255, 7]))
+        .await?;
+    assert_eq!(
+        s.engine_checkpoint("paris").await?,
+        Some(engine_checkpoint("paris", 2, 20, &[0, 255, 7])),
+        "replaced, bytes kept exactly"
+    );
+    // A retired version's late write does not replace the newer one.
+    s.put_engine_checkpoint(engine_checkpoint("paris", 1, 30, b"stale"))
+        .await?;
+    assert_eq!(
+        s.engine_checkpoint("paris").await?.map(|c| c.cursor),
+        Some(20)
+    );
+    s.delete_engine_checkpoint("paris").await?;
+    assert_eq!(s.engine_checkpoint("paris").await?, None);
+    assert_eq!(
+        s.engine_checkpoint("lyon").await?.map(|c| c.state),
+        Some(b"lyon".to_vec())
+    );
     Ok(())
 }
