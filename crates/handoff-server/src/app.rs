@@ -178,7 +178,7 @@ impl AppState {
         // Pings committed while the new engine was being built went to the old one.
         self.catch_up(&live).await?;
         if let Some(old) = old {
-            old.send(&crate::engine::Message::Plan {
+            old.send_everyone(&crate::engine::Message::Plan {
                 kind: "version",
                 relay: None,
                 entry: None,
@@ -312,13 +312,20 @@ impl AppState {
 
     /// Lets time pass on every event (stage legs end on time, overdue flags rise), and sends
     /// each alert that rose to the webhooks subscribed to its kind.
-    pub fn tick(&self) {
+    pub fn tick(self: &Arc<Self>) {
         let now = self.now();
         for e in self.events() {
             for alert in e.tick(now) {
                 if let Ok(payload) = serde_json::to_value(&alert) {
                     crate::webhooks::notify(self, &e, alert.kind, &payload);
                 }
+            }
+            // The public engine may need pings brought back from the store.
+            if e.public.is_some() {
+                let (state, live) = (Arc::clone(self), Arc::clone(&e));
+                tokio::spawn(async move {
+                    crate::engine::serve_public_history(&state, &live).await;
+                });
             }
         }
     }

@@ -290,8 +290,19 @@ async fn write(
 
 /// Streams a stored entry and notifies the webhooks.
 fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
+    for msg in messages(relay, entry, &live.plan.event.id, live.version) {
+        live.send(&msg);
+    }
+    crate::webhooks::notify_custody(state, live, relay, entry);
+}
+
+/// The stream messages of a stored entry: the verified handoff or the plan change it records,
+/// then the entry itself.
+#[must_use]
+pub fn messages(relay: &str, entry: &Entry, event: &str, version: i64) -> Vec<Message> {
+    let mut out = Vec::with_capacity(2);
     match entry.kind {
-        Kind::Handoff => live.send(&Message::Handoff {
+        Kind::Handoff => out.push(Message::Handoff {
             relay: relay.to_string(),
             from_leg: entry.from.as_ref().map_or(0, |h| h.leg),
             to_leg: entry.to.as_ref().map(|h| h.leg),
@@ -300,7 +311,7 @@ fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
             method: entry.evidence.as_ref().map(|e| e.method),
             seq: Some(entry.seq),
         }),
-        Kind::Shift | Kind::Plan => live.send(&Message::Plan {
+        Kind::Shift | Kind::Plan => out.push(Message::Plan {
             kind: if entry.kind == Kind::Shift {
                 "shift"
             } else {
@@ -308,16 +319,16 @@ fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
             },
             relay: Some(relay.to_string()),
             entry: Some(entry.clone()),
-            event: live.plan.event.id.clone(),
-            version: live.version,
+            event: event.to_string(),
+            version,
         }),
         Kind::Correction | Kind::Genesis => {}
     }
-    live.send(&Message::Custody {
+    out.push(Message::Custody {
         relay: relay.to_string(),
         entry: entry.clone(),
     });
-    crate::webhooks::notify_custody(state, live, relay, entry);
+    out
 }
 
 /// Records the proximity handoffs the tracker found, skipping those the log already has.

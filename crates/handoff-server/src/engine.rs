@@ -331,6 +331,11 @@ pub struct EventLive {
     /// The `/live` documents (public and admin, each compact and full; see [`slot_of`]), and a
     /// wake-up for requests waiting on a build.
     published: Mutex<[Slot; 4]>,
+    /// With a public delay, the engine spectators see (see [`crate::public`]); without one,
+    /// this engine is public.
+    pub public: Option<crate::public::Delayed>,
+    /// Deep replays the public engine asked for, to serve from the store.
+    public_history: Mutex<Vec<HistoryRequest>>,
     built: tokio::sync::Notify,
 }
 
@@ -374,6 +379,8 @@ impl EventLive {
         applied: Arc<crate::checkpoint::Applied>,
     ) -> Self {
         let (tx, _) = broadcast::channel(4096);
+        let public = (plan.event.public_delay_ms > 0)
+            .then(|| crate::public::Delayed::new(Arc::clone(&plan), version));
         Self {
             tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
             plan,
@@ -391,6 +398,8 @@ impl EventLive {
             saved: Mutex::new(None),
             restored_from: Mutex::new(None),
             published: Mutex::new(Default::default()),
+            public,
+            public_history: Mutex::new(Vec::new()),
             built: tokio::sync::Notify::new(),
         }
     }
@@ -472,7 +481,30 @@ impl EventLive {
             (changes, views, tr.take_history_requests())
         };
         self.publish(&changes, views, now);
+        if let Some(p) = &self.public {
+            let more = p.pings(pings, now);
+            lock(&self.public_history).extend(more);
+        }
         (proximity_of(changes), history)
+    }
+
+    /// Deep replays the public engine asked for (served by [`serve_history`]).
+    pub fn take_public_history(&self) -> Vec<HistoryRequest> {
+        std::mem::take(&mut *lock(&self.public_history))
+    }
+
+    /// The stream spectators follow: the public engine's, when there is a public delay.
+    #[must_use]
+    pub fn stream_tx(&self) -> &broadcast::Sender<Arc<Frame>> {
+        self.public.as_ref().map_or(&self.tx, |p| &p.tx)
+    }
+
+    /// Sends a message to operators and spectators alike (a new plan version).
+    pub fn send_everyone(&self, msg: &Message) {
+        self.send(msg);
+        if let Some(p) = &self.public {
+            p.send(msg);
+        }
     }
 
     /// The public view of every relay the changes touched (or of `relay`, if none), for the
@@ -532,6 +564,10 @@ impl EventLive {
             (changes, views, flags)
         };
         self.publish(&changes, views, now);
+        if let Some(p) = &self.public {
+            let more = p.tick(now);
+            lock(&self.public_history).extend(more);
+        }
         self.alerts(&flags, now)
     }
 
@@ -547,6 +583,9 @@ impl EventLive {
         };
         self.bump();
         self.publish(&changes, views, now);
+        if let Some(p) = &self.public {
+            p.custody(relay, chain, now);
+        }
         proximity_of(changes)
     }
 
@@ -612,78 +651,27 @@ impl EventLive {
         }
         self.bump();
         if self.tx.receiver_count() == 0 {
-            return; // nobody listens (start-up, or no page open): nothing to serialise
+            return; // nobody listens (start-up, no page open, or a delayed event's operators)
         }
-        let delay_ms = self.plan.event.public_delay_ms;
-        for c in changes {
-            let msg = match c {
-                Change::Position {
-                    relay,
-                    leg,
-                    fix,
-                    fraction,
-                } => Message::Position {
-                    relay: relay.clone(),
-                    leg: *leg,
-                    t: fix.t,
-                    lon: fix.lon,
-                    lat: fix.lat,
-                    acc_m: fix.acc_m,
-                    along_m: fix.along_m,
-                    fraction: *fraction,
-                    now: (delay_ms == 0).then_some(now),
-                },
-                Change::Handoff {
-                    relay,
-                    from_leg,
-                    to_leg,
-                    at,
-                } => Message::Handoff {
-                    relay: relay.clone(),
-                    from_leg: *from_leg,
-                    to_leg: *to_leg,
-                    at: *at,
-                    verified: false,
-                    method: None,
-                    seq: None,
-                },
-                // The verified handoff is announced when its custody entry is stored; a replay
-                // is announced by the `eta` of its relay below.
-                Change::Proximity { .. } | Change::Replayed { .. } => continue,
-            };
-            let frame = msg.frame();
-            if delay_ms > 0 && matches!(msg, Message::Position { .. }) {
-                // Spectators see positions only after the event's public delay.
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unsigned_abs()))
-                        .await;
-                    let _ = tx.send(frame);
-                });
-            } else {
-                let _ = self.tx.send(frame);
-            }
-        }
-        for v in views {
-            let legs = handoff_core::snapshot::live_legs(&v.legs);
-            let msg = Message::Eta(EtaMessage {
-                relay: v.id,
-                status: v.status,
-                current_leg: v.current_leg,
-                eta_finish: v.eta_finish,
-                off_route: v.off_route,
-                overdue: v.overdue,
-                silent: v.silent,
-                legs,
-                now,
-            });
-            let _ = self.tx.send(msg.frame());
+        stream_changes(&self.tx, changes, views, now, self.public.is_none());
+    }
+
+    /// The live view at `now`: with `public`, what spectators may see (the public engine's,
+    /// when there is a public delay).
+    #[must_use]
+    pub fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
+        match (&self.public, public) {
+            (Some(p), true) => p.snapshot(now),
+            _ => lock(&self.tracker).snapshot(now, public),
         }
     }
 
-    #[must_use]
-    pub fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
-        lock(&self.tracker).snapshot(now, public)
+    /// The change count of the view `/live` serves (the public engine's for spectators).
+    fn seq_of(&self, public: bool) -> u64 {
+        match (&self.public, public) {
+            (Some(p), true) => p.seq(),
+            _ => self.seq(),
+        }
     }
 
     /// The `/live` document at `now`: one that includes every change made before this call,
@@ -692,7 +680,7 @@ impl EventLive {
     /// race) builds follow each other instead of one per request, and nobody gets a document
     /// older than their request.
     pub async fn document(&self, now: Timestamp, public: bool, legs: Legs) -> Arc<Document> {
-        let want = self.seq();
+        let want = self.seq_of(public);
         let second = now.as_second();
         let kind = slot_of(public, legs);
         loop {
@@ -712,7 +700,7 @@ impl EventLive {
                     drop(slots);
                     // Whatever happens in the build, the slot is free again after it.
                     let building = Building { live: self, kind };
-                    let seq = self.seq();
+                    let seq = self.seq_of(public);
                     let doc = Arc::new(self.build_document((seq, second), now, public, legs));
                     lock(&self.published)[kind].doc = Some((seq, second, Arc::clone(&doc)));
                     drop(building);
@@ -744,12 +732,19 @@ impl EventLive {
 
     #[must_use]
     pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<RelayView> {
-        lock(&self.tracker).relay_view(relay, now, public)
+        match (&self.public, public) {
+            (Some(p), true) => p.relay_view(relay, now),
+            _ => lock(&self.tracker).relay_view(relay, now, public),
+        }
     }
 
+    /// The ETA accuracy of each finished leg: with `public`, of those spectators know about.
     #[must_use]
-    pub fn accuracy(&self, relay: &str) -> Option<Vec<LegAccuracy>> {
-        lock(&self.tracker).accuracy(relay)
+    pub fn accuracy(&self, relay: &str, public: bool) -> Option<Vec<LegAccuracy>> {
+        match (&self.public, public) {
+            (Some(p), true) => p.accuracy(relay),
+            _ => lock(&self.tracker).accuracy(relay),
+        }
     }
 
     #[must_use]
@@ -771,6 +766,71 @@ impl EventLive {
     #[must_use]
     pub fn held(&self) -> Held {
         lock(&self.tracker).held()
+    }
+}
+
+/// Streams what changed: a `position` or `handoff` message per change, then an `eta` per
+/// relay view. `now` goes with a position only when the stream is undelayed (with a delay it
+/// would say how old the fix is, to the second).
+pub(crate) fn stream_changes(
+    tx: &broadcast::Sender<Arc<Frame>>,
+    changes: &[Change],
+    views: Vec<RelayView>,
+    now: Timestamp,
+    undelayed: bool,
+) {
+    for c in changes {
+        let msg = match c {
+            Change::Position {
+                relay,
+                leg,
+                fix,
+                fraction,
+            } => Message::Position {
+                relay: relay.clone(),
+                leg: *leg,
+                t: fix.t,
+                lon: fix.lon,
+                lat: fix.lat,
+                acc_m: fix.acc_m,
+                along_m: fix.along_m,
+                fraction: *fraction,
+                now: undelayed.then_some(now),
+            },
+            Change::Handoff {
+                relay,
+                from_leg,
+                to_leg,
+                at,
+            } => Message::Handoff {
+                relay: relay.clone(),
+                from_leg: *from_leg,
+                to_leg: *to_leg,
+                at: *at,
+                verified: false,
+                method: None,
+                seq: None,
+            },
+            // The verified handoff is announced when its custody entry is stored; a replay
+            // is announced by the `eta` of its relay below.
+            Change::Proximity { .. } | Change::Replayed { .. } => continue,
+        };
+        let _ = tx.send(msg.frame());
+    }
+    for v in views {
+        let legs = handoff_core::snapshot::live_legs(&v.legs);
+        let msg = Message::Eta(EtaMessage {
+            relay: v.id,
+            status: v.status,
+            current_leg: v.current_leg,
+            eta_finish: v.eta_finish,
+            off_route: v.off_route,
+            overdue: v.overdue,
+            silent: v.silent,
+            legs,
+            now,
+        });
+        let _ = tx.send(msg.frame());
     }
 }
 
@@ -805,51 +865,81 @@ pub async fn serve_history(
     // A few rounds at most: a request can lead to another when checkpoints were thinned.
     for _ in 0..4 {
         if requests.is_empty() {
-            return;
+            break;
         }
-        let devices = match state.store.devices(&live.plan.event.id).await {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("handoff: deep replay of {}: {e}", live.plan.event.id);
-                return;
-            }
-        };
         let mut next = Vec::new();
         for r in requests {
-            let mut pings = Vec::new();
-            let of_relay = |d: &&handoff_store::Device| {
-                r.carriers.contains(&d.carrier)
-                    && d.relay_id.as_deref().is_none_or(|id| id == r.relay)
+            let Some(pings) = history_pings(state, live, &r).await else {
+                return;
             };
-            for d in devices.iter().filter(of_relay) {
-                match state
-                    .store
-                    .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
-                    .await
-                {
-                    Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {
-                        device: p.device_id,
-                        carrier: d.carrier.clone(),
-                        relay: d.relay_id.clone(),
-                        seq: p.seq,
-                        ping: p.ping,
-                    })),
-                    Err(e) => {
-                        eprintln!("handoff: deep replay of {}: {e}", r.relay);
-                        return;
-                    }
-                }
-            }
             let (found, more) = live.replay_history(&r, pings, state.now());
             crate::custody::record_proximity(state, live, found).await;
             next.extend(more);
         }
         requests = next;
     }
+    serve_public_history(state, live).await;
+}
+
+/// [`serve_history`] for the public engine of an event with a public delay.
+pub async fn serve_public_history(state: &Arc<AppState>, live: &Arc<EventLive>) {
+    let Some(public) = &live.public else { return };
+    for _ in 0..4 {
+        let requests = live.take_public_history();
+        if requests.is_empty() {
+            return;
+        }
+        for r in requests {
+            let Some(pings) = history_pings(state, live, &r).await else {
+                return;
+            };
+            let more = public.replay_history(&r, pings, state.now());
+            lock(&live.public_history).extend(more);
+        }
+    }
+}
+
+/// The stored pings a deep replay needs: those of the relay's carriers since its checkpoint.
+async fn history_pings(
+    state: &AppState,
+    live: &EventLive,
+    r: &HistoryRequest,
+) -> Option<Vec<Committed>> {
+    let devices = match state.store.devices(&live.plan.event.id).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(event = %live.plan.event.id, "deep replay: {e}");
+            return None;
+        }
+    };
+    let mut pings = Vec::new();
+    let of_relay = |d: &&handoff_store::Device| {
+        r.carriers.contains(&d.carrier) && d.relay_id.as_deref().is_none_or(|id| id == r.relay)
+    };
+    for d in devices.iter().filter(of_relay) {
+        match state
+            .store
+            .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
+            .await
+        {
+            Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {
+                device: p.device_id,
+                carrier: d.carrier.clone(),
+                relay: d.relay_id.clone(),
+                seq: p.seq,
+                ping: p.ping,
+            })),
+            Err(e) => {
+                tracing::error!(relay = %r.relay, "deep replay: {e}");
+                return None;
+            }
+        }
+    }
+    Some(pings)
 }
 
 /// The (public) view of every relay a batch of changes touched, for the `eta` messages.
-fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayView> {
+pub(crate) fn relay_views(tr: &Tracker, changes: &[Change], now: Timestamp) -> Vec<RelayView> {
     let mut ids: Vec<&str> = changes
         .iter()
         .map(|c| match c {

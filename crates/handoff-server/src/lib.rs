@@ -14,6 +14,7 @@ pub mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod pages;
+pub mod public;
 pub mod serve;
 pub mod webhooks;
 

@@ -10,6 +10,7 @@ mod engine;
 mod exports;
 mod ingest;
 mod phones;
+mod privacy;
 mod restart;
 mod slow;
 mod stream;

@@ -238,8 +238,8 @@ async fn out_of_range_shifts_and_delays_are_refused() -> Result<()> {
     ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
     // A public delay past the time scale once published positions at once: refused.
     let huge = PLAN.replace(
-        "timezone = \"Europe/Paris\"\n\n[[places]]",
-        "timezone = \"Europe/Paris\"\npublic_delay = \"1000000000h\"\n\n[[places]]",
+        "name = \"Olympic flag: through Paris\"\n",
+        "name = \"Olympic flag: through Paris\"\npublic_delay = \"1000000000h\"\n",
     );
     ensure!(huge != PLAN);
     let (status, body) = s.put_plan(Some(ADMIN), "application/toml", &huge).await?;

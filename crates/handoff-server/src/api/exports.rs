@@ -227,7 +227,7 @@ pub async fn track_gpx(
     let r = relay_of(&live.plan, &event, &relay)?;
     let now = state.now();
     let view = live
-        .relay_view(&relay, now, false)
+        .relay_view(&relay, now, true)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, &view.legs, now).await?;
     let mut track = gpx::Track::new();
@@ -287,7 +287,7 @@ pub async fn track_geojson(
     let r = relay_of(&live.plan, &event, &relay)?;
     let now = state.now();
     let view = live
-        .relay_view(&relay, now, false)
+        .relay_view(&relay, now, true)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, &view.legs, now).await?;
     let features = legs.iter().map(|leg| {

@@ -575,6 +575,7 @@ pub async fn code(
 pub async fn custody(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response> {
     let live = event_of(&state, &event)?;
     if live.plan.relay(&relay).is_none() {
@@ -582,10 +583,16 @@ pub async fn custody(
             "no relay `{relay}` in `{event}`"
         )));
     }
-    // Straight from the store: what an auditor checks is what was committed.
+    // Straight from the store: what an auditor checks is what was committed. With a public
+    // delay, spectators get the entries recorded longer ago than it (a prefix of the log,
+    // which verifies on its own); operators get all of it.
     let rows = state.store.custody(&event, &relay).await?;
+    let shown = match &live.public {
+        Some(p) if !state.admin.matches(&headers) => p.public_entries(&relay),
+        _ => rows.len(),
+    };
     let mut body = String::new();
-    for r in rows {
+    for r in rows.into_iter().take(shown) {
         body.push_str(&r.entry_json);
         body.push('\n');
     }
@@ -614,10 +621,12 @@ pub async fn custody(
 pub async fn accuracy(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response> {
     let live = event_of(&state, &event)?;
+    let public = !state.admin.matches(&headers);
     let legs = live
-        .accuracy(&relay)
+        .accuracy(&relay, public)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     Ok(Json(json!({ "event": event, "relay": relay, "legs": legs })).into_response())
 }

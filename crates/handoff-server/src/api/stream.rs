@@ -120,7 +120,7 @@ pub async fn stream(
     let e = state
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
-    let rx = e.tx.subscribe();
+    let rx = e.stream_tx().subscribe();
     let first = snapshot_event(&e, state.now()).await;
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));

@@ -1,0 +1,249 @@
+//! What spectators see of an event with a public delay: a second engine of its own, fed only
+//! what has become public. A ping becomes public when its device time is older than the delay;
+//! a custody entry when it was recorded longer ago than the delay. Everything public (the
+//! `/live` document and its ETag, the stream, the calendar, the tracks, the accuracy report,
+//! the custody export) is derived from this engine, so nothing of the last `delay` can be read
+//! around it: not a leg's real end, not a recorded handoff, not an ETA that moved with an
+//! undelayed ping. Operators (the admin token) read the undelayed engine.
+//!
+//! An event without a delay has no second engine: its one engine is public.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use handoff_core::custody::Entry;
+use handoff_core::plan::Plan;
+use handoff_core::snapshot::{RelayView, Snapshot};
+use handoff_core::track::{HistoryRequest, LegAccuracy, PingOf, Tracker};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::broadcast;
+
+use crate::engine::{Chain, Committed, Frame, Message};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Inputs not public yet, and each relay's log with how much of it is public.
+#[derive(Default)]
+struct Pending {
+    /// Pings by the device time they were taken (and arrival), released when it is older than
+    /// the delay.
+    pings: BTreeMap<(Timestamp, i64), Committed>,
+    /// Each relay's custody entries as the log has them, and how many of them are public.
+    logs: HashMap<String, (Vec<Entry>, usize)>,
+}
+
+/// The public engine of an event with a public delay.
+pub struct Delayed {
+    delay: SignedDuration,
+    plan: Arc<Plan>,
+    version: i64,
+    tracker: Mutex<Tracker>,
+    pending: Mutex<Pending>,
+    /// Bumped when the public state changes (part of the public `/live` ETag).
+    seq: AtomicU64,
+    /// The spectators' stream.
+    pub tx: broadcast::Sender<Arc<Frame>>,
+}
+
+impl Delayed {
+    #[must_use]
+    pub fn new(plan: Arc<Plan>, version: i64) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self {
+            delay: SignedDuration::from_millis(plan.event.public_delay_ms),
+            tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
+            plan,
+            version,
+            pending: Mutex::new(Pending::default()),
+            seq: AtomicU64::new(0),
+            tx,
+        }
+    }
+
+    /// The instant up to which things are public at `now`.
+    #[must_use]
+    pub fn as_of(&self, now: Timestamp) -> Timestamp {
+        // A delay beyond the time scale shows nothing, never everything.
+        now.checked_sub(self.delay).unwrap_or(Timestamp::MIN)
+    }
+
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Takes committed pings: those already older than the delay are applied at once, the
+    /// others when their time comes. Returns the deep replays the public engine asks for.
+    pub fn pings(&self, pings: &[Committed], now: Timestamp) -> Vec<HistoryRequest> {
+        let as_of = self.as_of(now);
+        let mut ready = Vec::new();
+        {
+            let mut pending = lock(&self.pending);
+            for p in pings {
+                if p.ping.t <= as_of {
+                    ready.push(p.clone());
+                } else {
+                    pending.pings.insert((p.ping.t, p.seq), p.clone());
+                }
+            }
+        }
+        self.apply(&ready, now)
+    }
+
+    fn apply(&self, pings: &[Committed], now: Timestamp) -> Vec<HistoryRequest> {
+        if pings.is_empty() {
+            return Vec::new();
+        }
+        let mut tr = lock(&self.tracker);
+        let changes = tr.apply_batch(pings.iter().map(|p| PingOf {
+            device: &p.device,
+            carrier: &p.carrier,
+            relay: p.relay.as_deref(),
+            seq: p.seq.unsigned_abs(),
+            ping: &p.ping,
+        }));
+        self.publish(&tr, &changes, now);
+        tr.take_history_requests()
+    }
+
+    /// Takes a relay's custody log as it now is (the public part is released by [`tick`]).
+    ///
+    /// [`tick`]: Self::tick
+    pub fn custody(&self, relay: &str, chain: &Chain, now: Timestamp) {
+        {
+            let mut pending = lock(&self.pending);
+            let (log, public) = pending.logs.entry(relay.to_string()).or_default();
+            let same_prefix = log.len() <= chain.entries.len()
+                && log
+                    .iter()
+                    .zip(&chain.entries)
+                    .all(|(a, b)| a.hash == b.hash);
+            if same_prefix {
+                log.extend(chain.entries[log.len()..].iter().cloned());
+            } else {
+                // Reloaded from the store: start over from what it says.
+                *log = chain.entries.clone();
+                *public = 0;
+            }
+        }
+        self.release_custody(now);
+    }
+
+    /// Releases the custody entries recorded longer ago than the delay: the public engine
+    /// takes the handoffs and shifts of the public part of each log, and the stream announces
+    /// each entry.
+    fn release_custody(&self, now: Timestamp) {
+        let as_of = self.as_of(now);
+        let mut released = Vec::new();
+        {
+            let mut pending = lock(&self.pending);
+            for (relay, (log, public)) in &mut pending.logs {
+                // Entries are appended in order, so the public part is a prefix.
+                let n = log.iter().take_while(|e| e.recorded_at <= as_of).count();
+                if n > *public {
+                    let n_legs = self.plan.relay(relay).map_or(0, |r| r.legs.len());
+                    let chain = Chain::new(n_legs, log[..n].to_vec());
+                    released.push((relay.clone(), chain, log[*public..n].to_vec()));
+                    *public = n;
+                }
+            }
+        }
+        for (relay, chain, entries) in released {
+            {
+                let mut tr = lock(&self.tracker);
+                let mut changes = tr.set_shifts(&relay, chain.shifts(), as_of);
+                changes.extend(tr.set_recorded(&relay, chain.recorded(), as_of));
+                self.publish(&tr, &changes, now);
+            }
+            for e in &entries {
+                for msg in crate::custody::messages(&relay, e, &self.plan.event.id, self.version) {
+                    self.send(&msg);
+                }
+            }
+        }
+    }
+
+    /// How many entries of a relay's log are public.
+    #[must_use]
+    pub fn public_entries(&self, relay: &str) -> usize {
+        lock(&self.pending).logs.get(relay).map_or(0, |(_, n)| *n)
+    }
+
+    /// Lets the delay pass: releases the pings and entries that became public, and lets the
+    /// public engine's time pass to `now − delay` (a stage leg ends for spectators when it
+    /// ended that long ago). Returns the deep replays asked for.
+    pub fn tick(&self, now: Timestamp) -> Vec<HistoryRequest> {
+        let as_of = self.as_of(now);
+        let ready: Vec<Committed> = {
+            let mut pending = lock(&self.pending);
+            let later = pending.pings.split_off(&(as_of, i64::MAX));
+            std::mem::replace(&mut pending.pings, later)
+                .into_values()
+                .collect()
+        };
+        let mut history = self.apply(&ready, now);
+        self.release_custody(now);
+        let mut tr = lock(&self.tracker);
+        let changes = tr.tick(as_of);
+        self.publish(&tr, &changes, now);
+        history.extend(tr.take_history_requests());
+        history
+    }
+
+    /// Replays a relay of the public engine with pings brought back from the store (only
+    /// those already public).
+    pub fn replay_history(
+        &self,
+        request: &HistoryRequest,
+        pings: Vec<Committed>,
+        now: Timestamp,
+    ) -> Vec<HistoryRequest> {
+        let as_of = self.as_of(now);
+        let mut tr = lock(&self.tracker);
+        let changes = tr.replay_history(
+            request,
+            pings
+                .into_iter()
+                .filter(|p| p.ping.t <= as_of)
+                .map(|p| (p.device, p.carrier, p.seq.unsigned_abs(), p.ping)),
+        );
+        self.publish(&tr, &changes, now);
+        tr.take_history_requests()
+    }
+
+    /// Sends one message to every spectator.
+    pub fn send(&self, msg: &Message) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(msg.frame());
+    }
+
+    fn publish(&self, tr: &Tracker, changes: &[handoff_core::track::Change], now: Timestamp) {
+        if changes.is_empty() {
+            return;
+        }
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let views = crate::engine::relay_views(tr, changes, now);
+        crate::engine::stream_changes(&self.tx, changes, views, now, false);
+    }
+
+    #[must_use]
+    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
+        lock(&self.tracker).snapshot(now, true)
+    }
+
+    #[must_use]
+    pub fn relay_view(&self, relay: &str, now: Timestamp) -> Option<RelayView> {
+        lock(&self.tracker).relay_view(relay, now, true)
+    }
+
+    #[must_use]
+    pub fn accuracy(&self, relay: &str) -> Option<Vec<LegAccuracy>> {
+        lock(&self.tracker).accuracy(relay)
+    }
+}

@@ -1,0 +1,162 @@
+//! The public delay holds on every public route: with `public_delay = "2m"`, spectators learn
+//! of a handoff, a leg's end and a carrier's positions only two minutes after they happened
+//! (after the entry was recorded), in `/live` (and its ETag), the custody export, the calendar,
+//! the track exports and the accuracy report; operators see everything at once.
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use crate::common::{
+    ADMIN, CARRIERS, DEVICES, EVENT, PLAN, RUN, STAGE, Server, at, flag, plan, planned_speed_mps,
+    walk,
+};
+
+/// The test plan with a two-minute public delay.
+fn delayed_plan() -> String {
+    let p = PLAN.replace(
+        "name = \"Olympic flag: through Paris\"\n",
+        "name = \"Olympic flag: through Paris\"\npublic_delay = \"2m\"\n",
+    );
+    assert_ne!(p, PLAN);
+    p
+}
+
+async fn server() -> Result<Server> {
+    let mut s = Server::with_plan(EVENT, &delayed_plan(), at(-60)).await?;
+    for (device, carrier) in DEVICES.iter().zip(CARRIERS) {
+        let token = s.device(device, carrier).await?;
+        s.tokens.push(token);
+    }
+    Ok(s)
+}
+
+async fn etag(s: &Server, admin: bool) -> Result<String> {
+    let mut req = s.http.get(s.url(&format!("/api/v1/events/{EVENT}/live")));
+    if admin {
+        req = req.bearer_auth(ADMIN);
+    }
+    let resp = req.send().await?;
+    Ok(resp
+        .headers()
+        .get("etag")
+        .context("an ETag")?
+        .to_str()?
+        .to_string())
+}
+
+fn entries(ndjson: &str) -> Vec<Value> {
+    ndjson
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_public_delay_holds_on_every_public_route() -> Result<()> {
+    let s = server().await?;
+    let p = plan();
+    // The stage ends early: the operator records the handoff at 100 s, at 105 s.
+    s.tick_at(at(105));
+    let (status, body) = crate::common::as_admin(
+        s.http
+            .post(s.url(&format!("/api/v1/events/{EVENT}/relays/flag/handoffs")))
+            .json(&json!({ "from_leg": STAGE, "at": at(100).to_string() })),
+    )
+    .await?;
+    ensure!(status.as_u16() == 201, "{status} {body}");
+    // The runner sets off and reports.
+    let run = walk(&p, RUN, at(100), planned_speed_mps(&p, RUN), 10, None);
+    for f in run.iter().take_while(|f| f.t <= at(200)) {
+        s.set_clock(f.t);
+        s.send(&s.tokens[RUN].clone(), &[f.json()]).await?;
+    }
+    s.tick_at(at(200));
+
+    // Operators see the run; spectators (as of 80 s) still see the stage.
+    let admin = s.live(true).await?;
+    ensure!(flag(&admin)["current_leg"] == json!(RUN), "{admin}");
+    let public = s.live(false).await?;
+    let pf = flag(&public);
+    ensure!(
+        pf["current_leg"] == json!(STAGE),
+        "the next leg leaked: {pf}"
+    );
+    ensure!(
+        pf["legs"][0].get("actual_end").is_none(),
+        "the real end leaked: {pf}"
+    );
+    ensure!(
+        pf["position"].is_null() || pf["mode"] == json!("stage"),
+        "{pf}"
+    );
+    let full = s.live_full(false).await?;
+    ensure!(
+        flag(&full)["legs"][RUN]["status"] == json!("upcoming"),
+        "{full}"
+    );
+
+    // The custody export: spectators get the log recorded two minutes ago and before.
+    let path = format!("/api/v1/events/{EVENT}/relays/flag/custody");
+    let public_log = entries(&s.text(&path, false).await?);
+    let admin_log = entries(&s.text(&path, true).await?);
+    ensure!(
+        public_log.len() == 1 && admin_log.len() == 2,
+        "{public_log:?}"
+    );
+    // The calendar and the tracks do not know of the early end or the run.
+    let ics = s
+        .text(&format!("/api/v1/events/{EVENT}/calendar.ics"), false)
+        .await?;
+    ensure!(
+        !ics.contains("20240811T210140Z"),
+        "the real end leaked: {ics}"
+    );
+    let geo: Value = serde_json::from_str(
+        &s.text(
+            &format!("/api/v1/events/{EVENT}/relays/flag/track.geojson"),
+            false,
+        )
+        .await?,
+    )?;
+    let features = geo["features"].as_array().context("features")?;
+    ensure!(
+        features
+            .iter()
+            .all(|f| f["properties"]["leg"] != json!(RUN)),
+        "the run leaked into the track: {geo}"
+    );
+    // A new ping changes the operators' document, not the spectators'.
+    let (before, admin_before) = (etag(&s, false).await?, etag(&s, true).await?);
+    let next = run
+        .iter()
+        .find(|f| f.t > at(200))
+        .context("a fix after 200 s")?;
+    s.send(&s.tokens[RUN].clone(), &[next.json()]).await?;
+    ensure!(
+        etag(&s, false).await? == before,
+        "the public ETag moved with a ping"
+    );
+    ensure!(
+        etag(&s, true).await? != admin_before,
+        "the operators' did not"
+    );
+
+    // Two minutes after the entry was recorded (and the end), spectators know.
+    s.tick_at(at(230));
+    let public = s.live(false).await?;
+    let pf = flag(&public);
+    ensure!(pf["current_leg"] == json!(RUN), "{pf}");
+    ensure!(
+        pf["legs"][0]["actual_end"] == json!(at(100).to_string()),
+        "{pf}"
+    );
+    ensure!(entries(&s.text(&path, false).await?).len() == 2);
+    let ics = s
+        .text(&format!("/api/v1/events/{EVENT}/calendar.ics"), false)
+        .await?;
+    ensure!(ics.contains("20240811T210140Z"), "{ics}");
+    // Positions up to 110 s are public, none after.
+    let t = pf["position"]["t"].as_str().context("a public position")?;
+    ensure!(t.parse::<jiff::Timestamp>()? <= at(110), "{pf}");
+    Ok(())
+}
