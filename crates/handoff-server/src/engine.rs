@@ -781,6 +781,8 @@ pub(crate) fn stream_changes(
 ) {
     for c in changes {
         let msg = match c {
+            // The stream is public: a carrier off the leg's course is not shown.
+            Change::Position { fix, .. } if !fix.on_course => continue,
             Change::Position {
                 relay,
                 leg,

@@ -160,3 +160,61 @@ async fn the_public_delay_holds_on_every_public_route() -> Result<()> {
     ensure!(t.parse::<jiff::Timestamp>()? <= at(110), "{pf}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_carrier_is_public_only_on_the_course_once_the_leg_has_begun() -> Result<()> {
+    // No public delay: this is about where a carrier is shown at all.
+    let mut s = Server::with_plan(EVENT, PLAN, at(-480)).await?;
+    for (device, carrier) in DEVICES.iter().zip(CARRIERS) {
+        let token = s.device(device, carrier).await?;
+        s.tokens.push(token);
+    }
+    let home = json!({ "lon": 2.7522, "lat": 48.8566, "acc": 5 }); // 29 km east of the stage
+    let ping = |t: jiff::Timestamp, at: &Value| {
+        let mut p = at.clone();
+        p["t"] = json!(t.to_string());
+        p
+    };
+    // Eight minutes before the start, the first carrier's phone reports from home.
+    s.tick_at(at(-400));
+    s.send(&s.tokens[STAGE].clone(), &[ping(at(-400), &home)])
+        .await?;
+    for admin in [false, true] {
+        let live = s.live(admin).await?;
+        let f = flag(&live);
+        ensure!(
+            f["status"] == json!("planned"),
+            "the relay started early: {f}"
+        );
+        ensure!(f["position"].is_null(), "home was shown: {f}");
+    }
+    // The stage begins on time; the home fix stays out of the public track.
+    s.tick_at(at(30));
+    let stage = json!({ "lon": 2.3522, "lat": 48.8566, "acc": 5 });
+    s.set_clock(at(40));
+    s.send(&s.tokens[STAGE].clone(), &[ping(at(40), &stage)])
+        .await?;
+    let live = s.live(false).await?;
+    ensure!(flag(&live)["status"] == json!("running"), "{live}");
+    ensure!(flag(&live)["position"]["lon"] == json!(2.3522), "{live}");
+    // Gone home mid-leg: operators see it, spectators keep the last fix on the course.
+    s.set_clock(at(60));
+    s.send(&s.tokens[STAGE].clone(), &[ping(at(60), &home)])
+        .await?;
+    ensure!(flag(&s.live(true).await?)["position"]["lon"] == json!(2.7522));
+    let public = s.live(false).await?;
+    ensure!(
+        flag(&public)["position"]["lon"] == json!(2.3522),
+        "{public}"
+    );
+    for path in ["track.geojson", "track.gpx"] {
+        let text = s
+            .text(&format!("/api/v1/events/{EVENT}/relays/flag/{path}"), false)
+            .await?;
+        ensure!(
+            !text.contains("2.7522"),
+            "home in the public {path}: {text}"
+        );
+    }
+    Ok(())
+}

@@ -71,6 +71,36 @@ pub struct Fix {
     pub acc_m: Option<f64>,
     pub along_m: f64,
     pub cross_track_m: f64,
+    /// Within the leg's public corridor ([`public_corridor_m`]): spectators see a carrier only
+    /// there; operators see every fix.
+    #[serde(skip)]
+    pub on_course: bool,
+}
+
+/// How far from a leg's route (or place) a carrier is still shown to spectators: GPS noise and
+/// the detours of a course, never a home or a hotel kilometres away. A flight's track strays
+/// far from the planned great circle, a boat's and a parachute's less.
+#[must_use]
+pub fn public_corridor_m(mode: crate::plan::Mode, acc_m: Option<f64>) -> f64 {
+    use crate::plan::Mode;
+    let base: f64 = match mode {
+        Mode::Flight => 100_000.0,
+        Mode::Boat | Mode::Parachute => 5_000.0,
+        _ => 250.0,
+    };
+    base.max(3.0 * acc_m.unwrap_or(0.0))
+}
+
+/// Whether a position is in a leg's public corridor: for the exports, which read pings from
+/// the store.
+#[must_use]
+pub fn on_course(leg: &crate::plan::Leg, lon: f64, lat: f64, acc_m: Option<f64>) -> bool {
+    let here = crate::geodesic::Coord::new(lon, lat);
+    let cross = match leg.geometry.route() {
+        Some(route) => route.project(here, None).cross_track_m,
+        None => crate::geodesic::distance_m(leg.geometry.start(), here),
+    };
+    cross <= public_corridor_m(leg.mode, acc_m)
 }
 
 /// An operator's delay of the remaining plan: from `from_leg` on, `ms` later, announced `at`.
@@ -572,14 +602,27 @@ impl Tracker {
     pub fn snapshot(&self, now: Timestamp, public: bool) -> crate::snapshot::Snapshot {
         let as_of = self.as_of(now, public);
         let relays = (0..self.relays.len())
-            .map(|ri| self.view(ri, now, as_of))
+            .map(|ri| self.view(ri, now, as_of, public))
             .collect();
         crate::snapshot::Snapshot::new(&self.plan, now, relays)
     }
 
-    fn view(&self, ri: usize, now: Timestamp, as_of: Timestamp) -> crate::snapshot::RelayView {
+    fn view(
+        &self,
+        ri: usize,
+        now: Timestamp,
+        as_of: Timestamp,
+        public: bool,
+    ) -> crate::snapshot::RelayView {
         let rt = &self.relays[ri];
-        view::relay_view(cx(&self.plan, ri, rt), &rt.state, &self.plan, now, as_of)
+        view::relay_view(
+            cx(&self.plan, ri, rt),
+            &rt.state,
+            &self.plan,
+            now,
+            as_of,
+            public,
+        )
     }
 
     fn as_of(&self, now: Timestamp, public: bool) -> Timestamp {
@@ -601,7 +644,7 @@ impl Tracker {
         public: bool,
     ) -> Option<crate::snapshot::RelayView> {
         let ri = self.relay_index(relay)?;
-        Some(self.view(ri, now, self.as_of(now, public)))
+        Some(self.view(ri, now, self.as_of(now, public), public))
     }
 
     /// Index of the leg holding the object in relay `relay` (== legs.len() when finished).

@@ -28,7 +28,7 @@ use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
@@ -235,6 +235,7 @@ struct SavedFix {
     acc_m: Option<f64>,
     along_m: f64,
     cross_track_m: f64,
+    on_course: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -274,6 +275,7 @@ impl SavedFix {
             acc_m: f.acc_m,
             along_m: f.along_m,
             cross_track_m: f.cross_track_m,
+            on_course: f.on_course,
         }
     }
 
@@ -285,6 +287,7 @@ impl SavedFix {
             acc_m: self.acc_m,
             along_m: self.along_m,
             cross_track_m: self.cross_track_m,
+            on_course: self.on_course,
         })
     }
 }

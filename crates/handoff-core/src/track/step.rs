@@ -449,6 +449,12 @@ pub(crate) fn apply_ping(
     };
     let leg = &relay.legs[li];
     let here = Coord::new(ping.lon, ping.lat);
+    if st.legs[cur].actual_start.is_none() {
+        // The relay has not begun (time has been advanced to the ping: its first leg starts at
+        // its planned time): a carrier's phone on the way there, or at home, neither starts it
+        // nor shows where they are.
+        return;
+    }
     if li > cur {
         // A later carrier moving along their own leg, clear of its start: earlier legs are over.
         let Some(route) = leg.geometry.route() else {
@@ -457,9 +463,6 @@ pub(crate) fn apply_ping(
         let p = route.project(here, Some(0.0));
         let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
         if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
-            if st.legs[cur].actual_start.is_none() {
-                st.leg_mut(cur).actual_start = Some(ping.t);
-            }
             for k in cur..li {
                 end_leg(relay, st, k, ping.t, changes);
             }
@@ -495,6 +498,7 @@ pub(crate) fn apply_ping(
         acc_m: ping.acc_m,
         along_m: lt.along_m,
         cross_track_m: cross_m,
+        on_course: cross_m <= super::public_corridor_m(leg.mode, ping.acc_m),
     };
     lt.last_fix = Some(fix);
     lt.recent.push(fix);

@@ -17,16 +17,21 @@ pub(crate) fn relay_view(
     plan: &Plan,
     now: Timestamp,
     as_of: Timestamp,
+    public: bool,
 ) -> RelayView {
     let relay = cx.relay;
     let cur = st.current;
     let known = cx.shifts.len();
-    // The last fix spectators may see; with a public delay, progress and ETAs are as of it too,
-    // or they would give away where the carrier is now.
-    let public_fix = st
-        .legs
-        .get(cur)
-        .and_then(|lt| lt.recent.iter().rev().find(|f| f.t <= as_of).copied());
+    // The last fix spectators may see (on the leg's course: a carrier off it, gone home say,
+    // is not public); with a public delay, progress and ETAs are as of it too, or they would
+    // give away where the carrier is now.
+    let public_fix = st.legs.get(cur).and_then(|lt| {
+        lt.recent
+            .iter()
+            .rev()
+            .find(|f| f.t <= as_of && (!public || f.on_course))
+            .copied()
+    });
     let delayed = as_of < now;
     let times = super::predict::eta_times(
         cx,
@@ -140,5 +145,6 @@ fn start_fix(cx: Ctx<'_>, st: &RelayState) -> Fix {
         acc_m: None,
         along_m: 0.0,
         cross_track_m: 0.0,
+        on_course: true,
     }
 }

@@ -160,6 +160,7 @@ struct LegTrack<'a> {
 async fn tracks<'a>(
     state: &AppState,
     live: &EventLive,
+    relay: &handoff_core::plan::Relay,
     legs: &'a [LegView],
     now: Timestamp,
 ) -> Result<Vec<LegTrack<'a>>> {
@@ -200,6 +201,12 @@ async fn tracks<'a>(
                 }
             }
         }
+        // Only on the leg's course: a carrier is public while carrying the object along it.
+        if let Some(leg) = relay.legs.get(view.index) {
+            pings.retain(|p| {
+                handoff_core::track::on_course(leg, p.ping.lon, p.ping.lat, p.ping.acc_m)
+            });
+        }
         pings.sort_by_key(|p| (p.ping.t, p.seq));
         out.push(LegTrack {
             view,
@@ -229,7 +236,7 @@ pub async fn track_gpx(
     let view = live
         .relay_view(&relay, now, true)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
-    let legs = tracks(&state, &live, &view.legs, now).await?;
+    let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let mut track = gpx::Track::new();
     track.name = Some(r.name.clone());
     track.type_ = Some("handoff relay".to_owned());
@@ -289,7 +296,7 @@ pub async fn track_geojson(
     let view = live
         .relay_view(&relay, now, true)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
-    let legs = tracks(&state, &live, &view.legs, now).await?;
+    let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let features = legs.iter().map(|leg| {
         let coords: Vec<Coord> = leg
             .pings
