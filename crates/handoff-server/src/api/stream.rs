@@ -17,6 +17,13 @@ use crate::error::{ApiError, Result};
 /// `GET /api/v1/events/{event}/live`. The admin token gets the undelayed view. The body is
 /// the engine's precomputed document (built once per change and second, for every request),
 /// gzip-compressed when the client accepts it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/live",
+    tag = "live",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The snapshot (admin: undelayed)", body = crate::api::openapi::LiveSnapshot), (status = 304, description = "Not modified (If-None-Match)"))
+)]
 pub async fn live(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -85,6 +92,13 @@ impl Drop for ClientGuard {
 }
 
 /// `GET /api/v1/events/{event}/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/stream",
+    tag = "live",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert`", content_type = "text/event-stream", body = String))
+)]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
