@@ -146,6 +146,7 @@ async fn index() -> Response {
 #[utoipa::path(
     get,
     path = "/e/{event}",
+    operation_id = "live_page",
     tag = "pages",
     params(("event" = String, Path, description = "The event id")),
     responses((status = 200, description = "The live page", content_type = "text/html", body = String), (status = 404, description = "The live page, saying the event is unknown", content_type = "text/html", body = String))

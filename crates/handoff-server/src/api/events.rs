@@ -130,6 +130,7 @@ pub async fn put(
 #[utoipa::path(
     get,
     path = "/api/v1/events",
+    operation_id = "list_events",
     tag = "events",
     responses((status = 200, description = "Every event", body = crate::api::openapi::EventList))
 )]

@@ -360,6 +360,7 @@ mod tests {
         let doc: Value = serde_json::from_str(&DOCUMENT).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().unwrap();
+        let mut ids = std::collections::BTreeSet::new();
         assert!(paths.contains_key("/api/v1/openapi.json"));
         assert!(
             paths.contains_key("/assets/{path}"),
@@ -367,6 +368,8 @@ mod tests {
         );
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default();
+                assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
                 assert!(
                     op["responses"]["4XX"]["content"]["application/json"].is_object(),
                     "{method} {path} has no 4XX error body"

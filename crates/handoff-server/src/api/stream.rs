@@ -20,6 +20,7 @@ use crate::error::{ApiError, Result};
 #[utoipa::path(
     get,
     path = "/api/v1/events/{event}/live",
+    operation_id = "live_snapshot",
     tag = "live",
     params(("event" = String, Path, description = "The event id")),
     responses((status = 200, description = "The snapshot (admin: undelayed)", body = crate::api::openapi::LiveSnapshot), (status = 304, description = "Not modified (If-None-Match)"))

@@ -110,6 +110,7 @@ fn check_kinds(kinds: Vec<String>) -> Result<Vec<String>> {
 #[utoipa::path(
     post,
     path = "/api/v1/events/{event}/webhooks",
+    operation_id = "add_webhook",
     tag = "webhooks",
     params(("event" = String, Path, description = "The event id")),
     request_body = NewWebhookBody,
@@ -173,6 +174,7 @@ pub async fn add(
 #[utoipa::path(
     get,
     path = "/api/v1/events/{event}/webhooks",
+    operation_id = "list_webhooks",
     tag = "webhooks",
     params(("event" = String, Path, description = "The event id")),
     security(("admin" = [])),
