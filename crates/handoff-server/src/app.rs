@@ -7,11 +7,13 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use handoff_core::plan::{self, NoFiles};
 use handoff_store::{Device, Store, StoredPlan};
 use jiff::Timestamp;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api;
 use crate::auth::AdminToken;
@@ -331,75 +333,48 @@ impl AppState {
     }
 }
 
-/// The routes of the API and the ingest protocols.
+/// The routes of the API and the ingest protocols, and the pages.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(api::meta::healthz))
-        .route("/metrics", get(api::meta::metrics))
-        .route("/api/v1/events", get(api::events::list))
-        .route(
-            "/api/v1/events/{event}",
-            put(api::events::put).get(api::events::get),
-        )
-        .route("/api/v1/events/{event}/live", get(api::stream::live))
-        .route("/api/v1/events/{event}/stream", get(api::stream::stream))
-        .route(
-            "/api/v1/events/{event}/devices",
-            post(api::events::add_device).get(api::events::list_devices),
-        )
-        .route("/api/v1/events/{event}/plan.toml", get(api::events::source))
-        .route("/api/v1/events/{event}/shift", post(api::handoffs::shift))
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/handoffs",
-            post(api::handoffs::record),
-        )
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/handoffs/code",
-            post(api::handoffs::code),
-        )
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/custody",
-            get(api::handoffs::custody),
-        )
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/accuracy",
-            get(api::handoffs::accuracy),
-        )
-        .route(
-            "/api/v1/events/{event}/webhooks",
-            post(api::webhooks::add).get(api::webhooks::list),
-        )
-        .route(
-            "/api/v1/events/{event}/webhooks/deliveries",
-            get(api::webhooks::deliveries),
-        )
-        .route(
-            "/api/v1/events/{event}/calendar.ics",
-            get(api::exports::calendar),
-        )
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/track.gpx",
-            get(api::exports::track_gpx),
-        )
-        .route(
-            "/api/v1/events/{event}/relays/{relay}/track.geojson",
-            get(api::exports::track_geojson),
-        )
-        .route(
-            "/api/v1/events/{event}/pings.csv",
-            get(api::exports::pings_csv),
-        )
-        .route("/api/v1/pings", post(api::ingest::pings))
-        .route(
-            "/osmand",
-            get(api::ingest::osmand_get).post(api::ingest::osmand_post),
-        )
-        .route("/owntracks", post(api::ingest::owntracks))
-        // The pages (live map, console, carrier) and their embedded assets.
-        .merge(crate::pages::router())
+    let (routes, _) = api_router().split_for_parts();
+    routes
         .fallback(api::meta::no_route)
         .method_not_allowed_fallback(api::meta::method_not_allowed)
         .with_state(state)
+}
+
+/// Every route, each registered from its handler's `#[utoipa::path]` attribute (method and
+/// path), so the OpenAPI description (`GET /api/v1/openapi.json`) lists exactly what is
+/// mounted. A route goes in with `.routes(routes!(handler))`, never `.route(…)`: the access
+/// matrix test (`tests/access.rs`) checks every described route, and fails on one it has no
+/// row for.
+pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
+    use api::{events, exports, handoffs, ingest, meta, openapi, stream, webhooks};
+    OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(events::list))
+        .routes(routes!(events::put, events::get))
+        .routes(routes!(stream::live))
+        .routes(routes!(stream::stream))
+        .routes(routes!(events::add_device, events::list_devices))
+        .routes(routes!(events::source))
+        .routes(routes!(handoffs::shift))
+        .routes(routes!(handoffs::record))
+        .routes(routes!(handoffs::code))
+        .routes(routes!(handoffs::custody))
+        .routes(routes!(handoffs::accuracy))
+        .routes(routes!(webhooks::add, webhooks::list))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(exports::calendar))
+        .routes(routes!(exports::track_gpx))
+        .routes(routes!(exports::track_geojson))
+        .routes(routes!(exports::pings_csv))
+        .routes(routes!(ingest::pings))
+        .routes(routes!(ingest::osmand_get, ingest::osmand_post))
+        .routes(routes!(ingest::owntracks))
+        // The pages (live map, console, carrier) and their embedded assets.
+        .merge(crate::pages::router())
 }
 
 /// Only the OsmAnd protocol, at `/` as Traccar Client expects on its own port (5055).

@@ -11,14 +11,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::events::read_body;
 use crate::app::AppState;
@@ -81,16 +82,22 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// The pages and their assets, merged into the app's router.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(index))
-        .route("/e/{event}", get(live))
-        .route("/e/{event}/console", get(console))
-        .route("/carrier", get(carrier))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    /// `/assets/{*path}` takes slashes, which an OpenAPI path parameter cannot say: it is
+    /// mounted by hand and described as `/assets/{path}`.
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(asset))]
+    struct Assets;
+
+    OpenApiRouter::with_openapi(<Assets as utoipa::OpenApi>::openapi())
+        .routes(routes!(index))
+        .routes(routes!(live))
+        .routes(routes!(console))
+        .routes(routes!(carrier))
         .route("/assets/{*path}", get(asset))
-        .route("/console/session", get(session))
-        .route("/console/qr", post(qr))
-        .route("/carrier/me", get(me))
+        .routes(routes!(session))
+        .routes(routes!(qr))
+        .routes(routes!(me))
 }
 
 /// An embedded HTML page with the headers every page gets.
@@ -125,11 +132,25 @@ fn page(name: &str, status: StatusCode) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    responses((status = 200, description = "The events list page", content_type = "text/html", body = String))
+)]
 async fn index() -> Response {
     page("index.html", StatusCode::OK)
 }
 
 /// The live page; an unknown event still gets the page (it says so), with a 404 status.
+#[utoipa::path(
+    get,
+    path = "/e/{event}",
+    operation_id = "live_page",
+    tag = "pages",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The live page", content_type = "text/html", body = String), (status = 404, description = "The live page, saying the event is unknown", content_type = "text/html", body = String))
+)]
 async fn live(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Response {
     let status = if state.event(&event).is_some() {
         StatusCode::OK
@@ -139,6 +160,13 @@ async fn live(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> 
     page("live.html", status)
 }
 
+#[utoipa::path(
+    get,
+    path = "/e/{event}/console",
+    tag = "pages",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The operator console", content_type = "text/html", body = String), (status = 404, description = "The console, saying the event is unknown", content_type = "text/html", body = String))
+)]
 async fn console(State(state): State<Arc<AppState>>, Path(event): Path<String>) -> Response {
     let status = if state.event(&event).is_some() {
         StatusCode::OK
@@ -148,11 +176,24 @@ async fn console(State(state): State<Arc<AppState>>, Path(event): Path<String>) 
     page("console.html", status)
 }
 
+#[utoipa::path(
+    get,
+    path = "/carrier",
+    tag = "pages",
+    responses((status = 200, description = "The carrier page", content_type = "text/html", body = String))
+)]
 async fn carrier() -> Response {
     page("carrier.html", StatusCode::OK)
 }
 
 /// `GET /assets/{path}`, with ETag revalidation.
+#[utoipa::path(
+    get,
+    path = "/assets/{path}",
+    tag = "pages",
+    params(("path" = String, Path, description = "The asset's path, slashes included")),
+    responses((status = 200, description = "An embedded asset (ETag revalidation)", content_type = "application/octet-stream", body = String), (status = 304, description = "Not modified"))
+)]
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some(a) = ASSETS.get(path.as_str()) else {
         return ApiError::not_found(format!("no asset `{path}`")).into_response();
@@ -193,6 +234,12 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 /// `GET /console/session` → `{"admin": bool}`: whether the bearer token is the admin token,
 /// so the console can tell a mistyped token at once (a 200 either way: a wrong guess is an
 /// answer here, not an error).
+#[utoipa::path(
+    get,
+    path = "/console/session",
+    tag = "pages",
+    responses((status = 200, description = "Whether the bearer token is the admin token", body = crate::api::openapi::Session))
+)]
 async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
@@ -201,13 +248,21 @@ async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct QrBody {
     text: String,
 }
 
 /// `POST /console/qr` (admin) `{"text": "…"}` → the text as a QR code, SVG. Admin only and
 /// never cached: the text is a device's token.
+#[utoipa::path(
+    post,
+    path = "/console/qr",
+    tag = "pages",
+    request_body = QrBody,
+    security(("admin" = [])),
+    responses((status = 200, description = "The text as a QR code", content_type = "image/svg+xml", body = String))
+)]
 async fn qr(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -257,6 +312,13 @@ fn qr_svg(text: &str) -> Result<String> {
 
 /// `GET /carrier/me` (device token) → `{"event","device","carrier"}`: the carrier page is
 /// given only a token, and learns from it which event and carrier it reports for.
+#[utoipa::path(
+    get,
+    path = "/carrier/me",
+    tag = "pages",
+    security(("device" = [])),
+    responses((status = 200, description = "The device token's event, device and carrier", body = crate::api::openapi::Me))
+)]
 async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
     let token = bearer(&headers).ok_or_else(|| {
         ApiError::unauthorized("send the device token: Authorization: Bearer <token>")

@@ -52,6 +52,15 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 /// `PUT /api/v1/events/{event}`: a self-contained plan as TOML or JSON.
+#[utoipa::path(
+    put,
+    path = "/api/v1/events/{event}",
+    tag = "events",
+    params(("event" = String, Path, description = "The event id")),
+    request_body(description = "A self-contained plan (routes inline), TOML or the same as JSON", content(("application/toml"), ("application/json"))),
+    security(("admin" = [])),
+    responses((status = 200, description = "Stored and live", body = crate::api::openapi::PlanStored))
+)]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -118,6 +127,13 @@ pub async fn put(
 }
 
 /// `GET /api/v1/events`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "list_events",
+    tag = "events",
+    responses((status = 200, description = "Every event", body = crate::api::openapi::EventList))
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let events: Vec<_> = state
         .events()
@@ -128,6 +144,13 @@ pub async fn list(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// `GET /api/v1/events/{event}`: the plan as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}",
+    tag = "events",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The plan as JSON", body = crate::api::openapi::PlanJson))
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -140,7 +163,7 @@ pub async fn get(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDeviceBody {
     device: Option<String>,
     carrier: Option<String>,
@@ -153,6 +176,15 @@ pub struct NewDeviceBody {
 
 /// `POST /api/v1/events/{event}/devices` (admin): binds a device to a carrier; the token is
 /// shown once and stored hashed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/devices",
+    tag = "events",
+    params(("event" = String, Path, description = "The event id")),
+    request_body = NewDeviceBody,
+    security(("admin" = [])),
+    responses((status = 201, description = "Registered; the token is shown once", body = crate::api::openapi::DeviceRegistered))
+)]
 pub async fn add_device(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -294,6 +326,14 @@ pub async fn add_device(
 /// operator needs to look after it: its OsmAnd speed unit (registered or detected) and the
 /// reports it sent that could not be stored, by reason, with the last one's message. The
 /// detection and the counts are in memory, since this server started.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/devices",
+    tag = "events",
+    params(("event" = String, Path, description = "The event id")),
+    security(("admin" = [])),
+    responses((status = 200, description = "Every device", body = crate::api::openapi::DeviceList))
+)]
 pub async fn list_devices(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -335,6 +375,13 @@ pub async fn list_devices(
 
 /// `GET /api/v1/events/{event}/plan.toml`: the plan exactly as stored, so its SHA-256 can be
 /// checked against the `plan_hash` the custody log commits to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/plan.toml",
+    tag = "events",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The plan exactly as stored", content_type = "application/toml", body = String))
+)]
 pub async fn source(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,

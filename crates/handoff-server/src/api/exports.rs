@@ -82,6 +82,13 @@ fn leg_location(plan: &Plan, leg: &handoff_core::plan::Leg) -> String {
 
 /// `GET /api/v1/events/{event}/calendar.ics`: one VEVENT per leg of every relay, at its live
 /// ETA (its actual times once done).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/calendar.ics",
+    tag = "exports",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "iCalendar: every leg and milestone", content_type = "text/calendar", body = String))
+)]
 pub async fn calendar(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -226,6 +233,13 @@ fn gpx_time(t: Timestamp) -> Option<gpx::Time> {
 
 /// `GET /api/v1/events/{event}/relays/{relay}/track.gpx`: one track, one segment per leg that
 /// has started (segment i is leg i).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/relays/{relay}/track.gpx",
+    tag = "exports",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id")),
+    responses((status = 200, description = "The public track as GPX", content_type = "application/gpx+xml", body = String))
+)]
 pub async fn track_gpx(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -286,6 +300,13 @@ pub async fn track_gpx(
 /// `GET /api/v1/events/{event}/relays/{relay}/track.geojson`: a FeatureCollection with one
 /// Feature per leg that has started; its geometry a LineString, a MultiLineString when it
 /// crosses the antimeridian, or null with fewer than two positions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/relays/{relay}/track.geojson",
+    tag = "exports",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id")),
+    responses((status = 200, description = "The public track as GeoJSON", content_type = "application/geo+json", body = Object))
+)]
 pub async fn track_geojson(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -359,6 +380,14 @@ pub const CSV_HEADER: [&str; 11] = [
 
 /// `GET /api/v1/events/{event}/pings.csv` (admin): every stored ping of the event, in device
 /// time order. Empty cells are values the device did not report.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/pings.csv",
+    tag = "exports",
+    params(("event" = String, Path, description = "The event id")),
+    security(("admin" = [])),
+    responses((status = 200, description = "Every stored ping", content_type = "text/csv", body = String))
+)]
 pub async fn pings_csv(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,

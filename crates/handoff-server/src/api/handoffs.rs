@@ -102,7 +102,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, event: &str) -> Result<Ca
     Ok(Caller::Device(device))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandoffBody {
     /// `handoff` (default) or `correction`.
@@ -222,6 +222,15 @@ fn idempotency(
 /// for one step), or an `Idempotency-Key` (its retries get the first answer). Checking the
 /// request and appending the entry are one step under the chain's lock, so two requests at
 /// once never both pass a check made for one of them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/relays/{relay}/handoffs",
+    tag = "handoffs",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry record nothing twice")),
+    request_body(content = inline(HandoffBody), description = "Every field is optional; an empty body means the next handoff, now"),
+    security(("admin" = []), ("device" = [])),
+    responses((status = 201, description = "Recorded: the custody entry", body = crate::api::openapi::CustodyEntry), (status = 200, description = "A retry with the same Idempotency-Key: the first entry", body = crate::api::openapi::CustodyEntry))
+)]
 pub async fn record(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -507,6 +516,14 @@ fn check_code(
 
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs/code` (the giver's device): a
 /// one-time code for the next handoff, to show the receiver.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/relays/{relay}/handoffs/code",
+    tag = "handoffs",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id")),
+    security(("device" = [])),
+    responses((status = 200, description = "The giver's one-time code", body = crate::api::openapi::HandoffCode))
+)]
 pub async fn code(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -572,6 +589,13 @@ pub async fn code(
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/custody`: the log as NDJSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/relays/{relay}/custody",
+    tag = "handoffs",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id")),
+    responses((status = 200, description = "The custody log, one entry a line", content_type = "application/x-ndjson", body = String))
+)]
 pub async fn custody(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -618,6 +642,13 @@ pub async fn custody(
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/accuracy`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/relays/{relay}/accuracy",
+    tag = "handoffs",
+    params(("event" = String, Path, description = "The event id"), ("relay" = String, Path, description = "The relay id")),
+    responses((status = 200, description = "ETA errors measured at each real handoff", body = crate::api::openapi::Accuracy))
+)]
 pub async fn accuracy(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
@@ -631,7 +662,7 @@ pub async fn accuracy(
     Ok(Json(json!({ "event": event, "relay": relay, "legs": legs })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShiftBody {
     minutes: i64,
@@ -641,6 +672,15 @@ pub struct ShiftBody {
 
 /// `POST /api/v1/events/{event}/shift` (admin): shift the remaining plan of every relay (or
 /// one) by N minutes, from the leg holding the object on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/shift",
+    tag = "handoffs",
+    params(("event" = String, Path, description = "The event id")),
+    request_body = ShiftBody,
+    security(("admin" = [])),
+    responses((status = 200, description = "The shift entries written", body = crate::api::openapi::Shifted))
+)]
 pub async fn shift(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,

@@ -192,6 +192,14 @@ fn observe(state: &AppState, format: &'static str, started: Instant, r: &Result<
 }
 
 /// `POST /api/v1/pings`: a JSON array or NDJSON of pings from one device.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pings",
+    tag = "ingest",
+    request_body(description = "A JSON array (or one object) or NDJSON of pings of one device", content((crate::api::openapi::PingIn = "application/json"), ("application/x-ndjson"))),
+    security(("device" = [])),
+    responses((status = 200, description = "Stored (durable); per-ping refusals listed", body = crate::api::openapi::PingsAnswer))
+)]
 pub async fn pings(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let r = pings_inner(&state, &headers, body).await;
@@ -232,6 +240,13 @@ fn query_pairs(q: Option<&str>) -> Result<Vec<(String, String)>> {
 }
 
 /// `GET /osmand?id=…&lat=…&lon=…&timestamp=…`.
+#[utoipa::path(
+    get,
+    path = "/osmand",
+    tag = "ingest",
+    params(("id" = Option<String>, Query, description = "The device token (or `deviceid`)"), ("deviceid" = Option<String>, Query), ("lat" = Option<f64>, Query), ("lon" = Option<f64>, Query), ("location" = Option<String>, Query, description = "`lat,lon`"), ("timestamp" = Option<String>, Query, description = "Unix seconds or milliseconds, ISO 8601, or `yyyy-MM-dd HH:mm:ss`"), ("speed" = Option<f64>, Query, description = "Knots (Traccar Client); per device otherwise"), ("bearing" = Option<f64>, Query), ("heading" = Option<f64>, Query), ("altitude" = Option<f64>, Query), ("accuracy" = Option<f64>, Query), ("hdop" = Option<f64>, Query), ("batt" = Option<f64>, Query)),
+    responses((status = 200, description = "Stored, or counted as dropped (a known device always gets a 2xx)"))
+)]
 pub async fn osmand_get(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
     let started = Instant::now();
     let r = async {
@@ -244,6 +259,14 @@ pub async fn osmand_get(State(state): State<Arc<AppState>>, RawQuery(q): RawQuer
 }
 
 /// `POST /osmand`: the query form, a form body, or Traccar Client's JSON body.
+#[utoipa::path(
+    post,
+    path = "/osmand",
+    tag = "ingest",
+    params(("id" = Option<String>, Query, description = "The device token (or in the form body)")),
+    request_body(description = "The query form's fields as a form body, or Traccar Client's JSON", content(("application/x-www-form-urlencoded"), (crate::api::openapi::TraccarJson = "application/json"))),
+    responses((status = 200, description = "Stored, or counted as dropped (a known device always gets a 2xx)"))
+)]
 pub async fn osmand_post(
     State(state): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
@@ -289,6 +312,14 @@ async fn osmand_pairs(state: &Arc<AppState>, pairs: &[(String, String)]) -> Resu
 }
 
 /// `POST /owntracks`: Basic auth (user = device id, password = token); replies `[]`.
+#[utoipa::path(
+    post,
+    path = "/owntracks",
+    tag = "ingest",
+    request_body(content = crate::api::openapi::OwnTracksMessage, content_type = "application/json"),
+    security(("owntracks" = [])),
+    responses((status = 200, description = "`[]`: stored, ignored (other `_type`s) or counted as dropped", body = Vec<Object>))
+)]
 pub async fn owntracks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

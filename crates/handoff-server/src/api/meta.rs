@@ -14,6 +14,12 @@ use crate::error::ApiError;
 
 /// `GET /healthz`: `ok`, or `degraded` with the custody logs that failed verification at
 /// start-up (each refuses new entries until the store is repaired).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "ok, or degraded", body = crate::api::openapi::Health))
+)]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut unverified = Vec::new();
     for live in state.events() {
@@ -36,6 +42,12 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String))
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(

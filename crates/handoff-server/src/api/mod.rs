@@ -5,5 +5,6 @@ pub mod exports;
 pub mod handoffs;
 pub mod ingest;
 pub mod meta;
+pub mod openapi;
 pub mod stream;
 pub mod webhooks;

@@ -27,6 +27,14 @@ pub struct LiveQuery {
 /// the engine's precomputed document (built once per change and second, for every request),
 /// gzip-compressed when the client accepts it. Its legs carry what changes live, unless
 /// `?legs=full` asks for everything (carriers, mode, planned times, distances).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/live",
+    operation_id = "live_snapshot",
+    tag = "live",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "The snapshot (admin: undelayed)", body = crate::api::openapi::LiveSnapshot), (status = 304, description = "Not modified (If-None-Match)"))
+)]
 pub async fn live(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -113,6 +121,13 @@ impl Drop for ClientGuard {
 }
 
 /// `GET /api/v1/events/{event}/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/stream",
+    tag = "live",
+    params(("event" = String, Path, description = "The event id")),
+    responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert`", content_type = "text/event-stream", body = String))
+)]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,

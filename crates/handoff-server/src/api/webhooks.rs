@@ -25,7 +25,7 @@ const MAX_URL_BYTES: usize = 2048;
 const DEFAULT_LOG_LIMIT: usize = 100;
 const MAX_LOG_LIMIT: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookBody {
     url: Option<String>,
@@ -107,6 +107,16 @@ fn check_kinds(kinds: Vec<String>) -> Result<Vec<String>> {
 }
 
 /// `POST /api/v1/events/{event}/webhooks` (admin): `{"url","secret","kinds"?}` → 201 `{"id"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/webhooks",
+    operation_id = "add_webhook",
+    tag = "webhooks",
+    params(("event" = String, Path, description = "The event id")),
+    request_body = NewWebhookBody,
+    security(("admin" = [])),
+    responses((status = 201, description = "Subscribed", body = crate::api::openapi::WebhookAdded))
+)]
 pub async fn add(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -161,6 +171,15 @@ pub async fn add(
 }
 
 /// `GET /api/v1/events/{event}/webhooks` (admin): the webhooks, without their secrets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/webhooks",
+    operation_id = "list_webhooks",
+    tag = "webhooks",
+    params(("event" = String, Path, description = "The event id")),
+    security(("admin" = [])),
+    responses((status = 200, description = "The subscriptions (secrets not shown)", body = crate::api::openapi::WebhookList))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
@@ -187,6 +206,14 @@ pub struct LogQuery {
 
 /// `GET /api/v1/events/{event}/webhooks/deliveries?limit=N` (admin): the last attempts,
 /// newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{event}/webhooks/deliveries",
+    tag = "webhooks",
+    params(("event" = String, Path, description = "The event id"), ("limit" = Option<u32>, Query, description = "At most this many (default 100, at most 1000)")),
+    security(("admin" = [])),
+    responses((status = 200, description = "The newest deliveries first", body = crate::api::openapi::DeliveryLog))
+)]
 pub async fn deliveries(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
