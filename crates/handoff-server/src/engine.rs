@@ -126,20 +126,36 @@ impl Message {
         }
     }
 
+    /// The relay the message is about (none for a new plan version of the whole event).
+    #[must_use]
+    pub fn relay(&self) -> Option<&str> {
+        match self {
+            Self::Position { relay, .. }
+            | Self::Handoff { relay, .. }
+            | Self::Custody { relay, .. } => Some(relay),
+            Self::Eta(e) => Some(&e.relay),
+            Self::Alert(a) => Some(&a.relay),
+            Self::Plan { relay, .. } => relay.as_deref(),
+        }
+    }
+
     /// Serialised once, for every subscriber.
     #[must_use]
     pub fn frame(&self) -> Arc<Frame> {
         Arc::new(Frame {
             event: self.name(),
+            relay: self.relay().map(Arc::from),
             data: serde_json::to_string(self).unwrap_or_else(|_| "{}".into()),
         })
     }
 }
 
-/// One stream message as sent: the SSE event name and its JSON data.
+/// One stream message as sent: the SSE event name, the relay it is about (for the streams of
+/// one relay), and its JSON data.
 #[derive(Debug)]
 pub struct Frame {
     pub event: &'static str,
+    pub relay: Option<Arc<str>>,
     pub data: String,
 }
 

@@ -273,7 +273,7 @@ async fn a_race_wide_shift_moves_every_relay() -> Result<()> {
 }
 
 /// Two teams on one course, both with a "Runner 1" and a "Runner 2".
-const RACE: &str = r#"
+pub const RACE: &str = r#"
 [event]
 id = "race"
 name = "Two teams"

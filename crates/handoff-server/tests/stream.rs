@@ -476,3 +476,54 @@ async fn live_legs_are_compact_unless_full_ones_are_asked_for() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_stream_of_one_relay_carries_that_relay_only() -> Result<()> {
+    let s = Server::with_plan("race", crate::engine::RACE, at(-60)).await?;
+    let token = |device: &'static str, relay: &'static str| {
+        let req = s
+            .http
+            .post(s.url("/api/v1/events/race/devices"))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "device": device, "carrier": "Runner 1", "relay": relay }));
+        async move {
+            let (_, body) = crate::common::answer(req).await?;
+            Ok::<String, anyhow::Error>(body["token"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let a = token("a1", "team-a").await?;
+    let b = token("b1", "team-b").await?;
+    s.tick_at(at(30));
+    let missing = s
+        .http
+        .get(s.url("/api/v1/events/race/stream?relay=team-z"))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let resp = s
+        .http
+        .get(s.url("/api/v1/events/race/stream?relay=team-b"))
+        .timeout(Duration::from_secs(9))
+        .send()
+        .await?;
+    let mut sse = SseReader::new(resp);
+    let first = sse.next(SOON).await?.context("no snapshot")?;
+    assert_eq!(first.event, "snapshot");
+    let ids: Vec<&Value> = first.data["relays"]
+        .as_array()
+        .context("relays")?
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, [&json!("team-b")]);
+    // Team A's runner moves: nothing on team B's stream. Then team B's does: the next message
+    // is about team B.
+    let ping = |k: i64| json!({ "t": at(30 + k).to_string(), "lon": 2.351 + 0.0002 * k as f64, "lat": 48.85, "acc": 5 });
+    for k in 0..3 {
+        s.send(&a, &[ping(k)]).await?;
+    }
+    s.send(&b, &[ping(3)]).await?;
+    let next = sse.next(SOON).await?.context("a message for team B")?;
+    assert_eq!(next.data["relay"], "team-b", "{:?}", next.data);
+    Ok(())
+}

@@ -120,23 +120,43 @@ impl Drop for ClientGuard {
     }
 }
 
-/// `GET /api/v1/events/{event}/stream`.
+/// `?relay=ID`: the stream of one relay only.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    relay: Option<String>,
+}
+
+/// `GET /api/v1/events/{event}/stream`, or `?relay=ID` for one relay's messages only (a race
+/// spectator following their team needs none of the other 999: its first `snapshot` holds
+/// that relay alone, and messages about other relays are not sent).
 #[utoipa::path(
     get,
     path = "/api/v1/events/{event}/stream",
     tag = "live",
-    params(("event" = String, Path, description = "The event id")),
+    params(
+        ("event" = String, Path, description = "The event id"),
+        ("relay" = Option<String>, Query, description = "Only this relay's messages"),
+    ),
     responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert`", content_type = "text/event-stream", body = String))
 )]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let e = state
         .event(&event)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let query: StreamQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("unreadable query: {e}")))?;
+    if let Some(r) = &query.relay
+        && e.plan.relay(r).is_none()
+    {
+        return Err(ApiError::not_found(format!("no relay `{r}` in `{event}`")).field("relay"));
+    }
+    let only: Option<Arc<str>> = query.relay.as_deref().map(Arc::from);
     let rx = e.stream_tx().subscribe();
-    let first = snapshot_event(&e, state.now()).await;
+    let first = snapshot_event(&e, state.now(), only.as_deref()).await;
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));
     let mut closing = state.closing.subscribe();
@@ -151,19 +171,31 @@ pub async fn stream(
     let live = Arc::clone(&e);
     let st = Arc::clone(&state);
     let updates = futures_util::stream::unfold(rx, move |mut rx| {
-        let (live, st, guard) = (Arc::clone(&live), Arc::clone(&st), Arc::clone(&guard));
+        let (live, st, guard, only) = (
+            Arc::clone(&live),
+            Arc::clone(&st),
+            Arc::clone(&guard),
+            only.clone(),
+        );
         async move {
             let _keep = guard;
-            let event = match rx.recv().await {
-                Ok(msg) => Event::default().event(msg.event).data(&msg.data),
-                // A slow client missed messages: it gets the whole picture again and goes on
-                // from the newest message, not from the stale ones still queued (which would
-                // leave it behind, and send it the whole picture again and again).
-                Err(RecvError::Lagged(_)) => {
-                    rx = rx.resubscribe();
-                    snapshot_event(&live, st.now()).await
+            let event = loop {
+                match rx.recv().await {
+                    // Another relay's message, on the stream of one relay: not sent.
+                    Ok(msg)
+                        if only
+                            .as_ref()
+                            .is_some_and(|o| msg.relay.as_ref().is_some_and(|r| r != o)) => {}
+                    Ok(msg) => break Event::default().event(msg.event).data(&msg.data),
+                    // A slow client missed messages: it gets the whole picture again and goes
+                    // on from the newest message, not from the stale ones still queued (which
+                    // would leave it behind, and send it the whole picture again and again).
+                    Err(RecvError::Lagged(_)) => {
+                        rx = rx.resubscribe();
+                        break snapshot_event(&live, st.now(), only.as_deref()).await;
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Closed) => return None,
             };
             Some((Ok::<_, Infallible>(event), rx))
         }
@@ -174,9 +206,23 @@ pub async fn stream(
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
-async fn snapshot_event(e: &crate::engine::EventLive, now: jiff::Timestamp) -> Event {
-    let doc = e.document(now, true, Legs::Compact).await;
-    Event::default()
-        .event("snapshot")
-        .data(String::from_utf8_lossy(&doc.json))
+/// The first message of a stream: the public `/live` document (shared by every stream of the
+/// event), or for the stream of one relay, a snapshot with that relay only.
+async fn snapshot_event(
+    e: &crate::engine::EventLive,
+    now: jiff::Timestamp,
+    only: Option<&str>,
+) -> Event {
+    let data = match only {
+        None => {
+            let doc = e.document(now, true, Legs::Compact).await;
+            String::from_utf8_lossy(&doc.json).into_owned()
+        }
+        Some(relay) => {
+            let mut snap = e.snapshot(now, true);
+            snap.relays.retain(|r| r.id == relay);
+            serde_json::to_string(&snap.compact()).unwrap_or_default()
+        }
+    };
+    Event::default().event("snapshot").data(data)
 }
