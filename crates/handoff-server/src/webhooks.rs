@@ -19,7 +19,8 @@
 //! when one is added through this node.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The webhooks of every event (a cache of the store's table), and the client that calls them.
 pub struct Webhooks {
     client: reqwest::Client,
+    /// Whether targets on loopback, link-local and private addresses are allowed (off: a
+    /// webhook must not reach into the server's own network).
+    private_ok: Arc<AtomicBool>,
     backoff_ms: AtomicU64,
     by_event: RwLock<HashMap<String, Vec<Arc<Webhook>>>>,
 }
@@ -65,8 +69,12 @@ impl Default for Webhooks {
 impl Webhooks {
     #[must_use]
     pub fn new() -> Self {
+        let private_ok = Arc::new(AtomicBool::new(false));
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
+            .dns_resolver(Guard {
+                private_ok: Arc::clone(&private_ok),
+            })
             .user_agent(concat!("handoff/", env!("CARGO_PKG_VERSION")))
             // A receiver that redirects is misconfigured: say so in the log rather than follow
             // a POST somewhere the organiser did not name.
@@ -75,11 +83,24 @@ impl Webhooks {
             .unwrap_or_default();
         Self {
             client,
+            private_ok,
             backoff_ms: AtomicU64::new(
                 u64::try_from(DEFAULT_BACKOFF.as_millis()).unwrap_or(u64::MAX),
             ),
             by_event: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Allows webhook targets on loopback, link-local and private addresses (`handoff serve
+    /// --allow-private-webhooks`; tests, whose receivers listen on 127.0.0.1).
+    pub fn allow_private_targets(&self, allow: bool) {
+        self.private_ok.store(allow, Ordering::Relaxed);
+    }
+
+    /// Whether a target address may be called.
+    #[must_use]
+    pub fn may_call(&self, ip: IpAddr) -> bool {
+        self.private_ok.load(Ordering::Relaxed) || public_address(ip)
     }
 
     /// The base delay between attempts (doubled after each failed one).
@@ -162,6 +183,7 @@ pub fn notify(state: &AppState, live: &EventLive, kind: &str, payload: &Value) {
         let ctx = Context {
             store: Arc::clone(&state.store),
             client: state.webhooks.client.clone(),
+            private_ok: Arc::clone(&state.webhooks.private_ok),
             clock: Arc::clone(&state.clock),
             backoff: state.webhooks.backoff(),
             closing: state.closing.subscribe(),
@@ -214,6 +236,7 @@ fn delivery_id() -> Result<String, getrandom::Error> {
 struct Context {
     store: Arc<dyn Store>,
     client: reqwest::Client,
+    private_ok: Arc<AtomicBool>,
     clock: Clock,
     backoff: Duration,
     /// Retries stop when the server shuts down.
@@ -233,7 +256,7 @@ async fn deliver(mut ctx: Context, d: Delivery) {
     let signature = signature(&d.hook.secret, &d.body);
     for attempt in 1..=ATTEMPTS {
         let (status, error) = tokio::select! {
-            outcome = attempt_once(&ctx.client, &d, &signature) => outcome,
+            outcome = attempt_once(&ctx.client, &ctx.private_ok, &d, &signature) => outcome,
             () = closed(&mut ctx.closing) => return,
         };
         let delivered = error.is_none();
@@ -276,9 +299,21 @@ async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
 /// One POST: the receiver's status, and why the attempt failed (`None` when it answered 2xx).
 async fn attempt_once(
     client: &reqwest::Client,
+    private_ok: &AtomicBool,
     d: &Delivery,
     signature: &str,
 ) -> (Option<u16>, Option<String>) {
+    // An address in the URL is not resolved, so the guard on names does not see it.
+    if let Some(ip) = literal_ip(&d.hook.url)
+        && !(private_ok.load(Ordering::Relaxed) || public_address(ip))
+    {
+        return (
+            None,
+            Some(format!(
+                "{ip} is a loopback, link-local or private address: not called (handoff serve --allow-private-webhooks allows it)"
+            )),
+        );
+    }
     let sent = client
         .post(&d.hook.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -365,5 +400,99 @@ mod tests {
         assert_eq!(ids("handoff"), ["all"]);
         assert_eq!(ids("silent"), ["all", "alerts"]);
         assert!(hooks.subscribed("other", "handoff").is_empty());
+    }
+}
+
+/// The address a URL names literally, if it does (`http://10.0.0.1/…`, `http://[::1]/…`).
+#[must_use]
+pub fn literal_ip(url: &str) -> Option<IpAddr> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Whether an address is on the public internet: not loopback, private (RFC 1918, unique
+/// local), link-local (cloud metadata services live there), shared (CGNAT), unspecified,
+/// multicast or broadcast, nor an IPv4 one of those in IPv6 clothing.
+#[must_use]
+pub fn public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let [x, y, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || x == 0
+                || (x == 100 && (64..128).contains(&y)))
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return public_address(IpAddr::V4(v4));
+            }
+            let first = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Resolves webhook hosts and keeps only the addresses a webhook may call, at the moment of
+/// the call (a name that resolved to a public address when registered may not later point
+/// inside).
+struct Guard {
+    private_ok: Arc<AtomicBool>,
+}
+
+impl reqwest::dns::Resolve for Guard {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let private_ok = self.private_ok.load(Ordering::Relaxed);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .collect();
+            let allowed: Vec<SocketAddr> = all
+                .into_iter()
+                .filter(|a| private_ok || public_address(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to loopback, link-local or private addresses: not called"
+                )
+                .into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod ssrf_tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_called() {
+        for private in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
+            "100.64.0.1", "224.0.0.1", "255.255.255.255", "::1", "fd00::1", "fe80::1",
+            "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+        ] {
+            assert!(!public_address(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(public_address(public.parse().unwrap()), "{public}");
+        }
+        assert_eq!(literal_ip("http://[::1]:8080/x"), Some("::1".parse().unwrap()));
+        assert_eq!(literal_ip("https://example.org/x"), None);
     }
 }

@@ -66,10 +66,12 @@ fn hooks(rest: &str) -> String {
     format!("/api/v1/events/{EVENT}{rest}")
 }
 
-/// A server with the plan uploaded, its clock at `t`, retrying after 20, 40, 80 … ms.
+/// A server with the plan uploaded, its clock at `t`, retrying after 20, 40, 80 … ms, and
+/// calling webhooks on loopback (where the test receivers listen).
 async fn start(t: Timestamp) -> Result<Server> {
     let s = Server::with_plan(EVENT, PLAN, t).await?;
     s.state.webhooks.set_backoff(Duration::from_millis(20));
+    s.state.webhooks.allow_private_targets(true);
     Ok(s)
 }
 
@@ -410,5 +412,39 @@ async fn webhooks_survive_a_restart() -> Result<()> {
     let state = &s.state;
     assert_eq!(state.webhooks.subscribed(EVENT, "handoff").len(), 1);
     assert!(state.webhooks.subscribed(EVENT, "silent").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_cannot_reach_into_the_servers_own_network() -> Result<()> {
+    let rx = Receiver::start(0).await?;
+    let s = Server::with_plan(EVENT, PLAN, at(60)).await?;
+    s.state.webhooks.set_backoff(Duration::from_millis(20));
+    // An address in the URL is refused at once.
+    for url in [
+        rx.url.clone(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://[::1]:9/x".to_owned(),
+        "http://10.0.0.7/x".to_owned(),
+    ] {
+        let (status, body) = as_admin(
+            s.http
+                .post(s.url(&hooks("/webhooks")))
+                .json(&json!({ "url": url, "secret": SECRET })),
+        )
+        .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url} → {body}");
+        assert_eq!(body["error"]["field"], "url", "{body}");
+    }
+    // A name is checked where it is resolved, at every call: `localhost` never gets the POST.
+    let by_name = rx.url.replace("127.0.0.1", "localhost");
+    add_webhook(&s, &by_name, &["handoff"]).await?;
+    s.set_clock(at(121));
+    s.handoff(EVENT, "flag").await?;
+    let log = wait_for_deliveries(&s, 1).await?;
+    assert_eq!(log[0]["ok"], false, "{log:?}");
+    let why = log[0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("loopback"), "{why}");
+    assert!(rx.got().is_empty(), "the receiver on loopback was called");
     Ok(())
 }

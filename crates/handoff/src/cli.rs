@@ -66,6 +66,10 @@ pub enum Command {
         /// proxy, where every client has the proxy's address).
         #[arg(long, default_value_t = 256)]
         max_connections_per_ip: usize,
+        /// Let webhooks call loopback, link-local and private addresses (refused by default:
+        /// a webhook must not reach into the server's own network).
+        #[arg(long)]
+        allow_private_webhooks: bool,
     },
     /// Run the built-in Olympic flag handover.
     Demo {

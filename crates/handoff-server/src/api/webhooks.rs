@@ -34,7 +34,7 @@ pub struct NewWebhookBody {
     kinds: Vec<String>,
 }
 
-fn check_url(url: Option<String>) -> Result<String> {
+fn check_url(state: &AppState, url: Option<String>) -> Result<String> {
     let url = url
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
@@ -60,6 +60,18 @@ fn check_url(url: Option<String>) -> Result<String> {
         return Err(ApiError::bad_request(
             "invalid_value",
             format!("a webhook URL is http:// or https:// with a host, not `{url}`"),
+        )
+        .field("url"));
+    }
+    // A name is checked again at every call, where it is resolved (it may change).
+    if let Some(ip) = crate::webhooks::literal_ip(&url)
+        && !state.webhooks.may_call(ip)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!(
+                "{ip} is a loopback, link-local or private address; a webhook goes to a public host (an operator who means it starts the server with --allow-private-webhooks)"
+            ),
         )
         .field("url"));
     }
@@ -134,7 +146,7 @@ pub async fn add(
             format!("expected {{\"url\":\"…\",\"secret\":\"…\",\"kinds\":[…]}}: {e}"),
         )
     })?;
-    let url = check_url(b.url)?;
+    let url = check_url(&state, b.url)?;
     let secret = check_secret(b.secret)?;
     let kinds = check_kinds(b.kinds)?;
     let mut id = [0u8; 8];

@@ -72,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             osmand_listen,
             max_connections,
             max_connections_per_ip,
+            allow_private_webhooks,
         } => serve::run(
             &listen,
             &db,
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections_per_ip,
                 ..handoff_server::serve::Limits::default()
             },
+            allow_private_webhooks,
         ),
     }
 }

@@ -116,6 +116,7 @@ pub fn run(
     db: &str,
     osmand_listen: Option<&str>,
     limits: handoff_server::serve::Limits,
+    allow_private_webhooks: bool,
 ) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
     check_folder(&path)?;
@@ -133,6 +134,7 @@ pub fn run(
         let state = AppState::open(Arc::new(store), Config { admin, clock: None })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        state.webhooks.allow_private_targets(allow_private_webhooks);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
