@@ -458,9 +458,7 @@ impl reqwest::dns::Resolve for Guard {
         let private_ok = self.private_ok.load(Ordering::Relaxed);
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = all
                 .into_iter()
                 .filter(|a| private_ok || public_address(a.ip()))
@@ -483,16 +481,30 @@ mod ssrf_tests {
     #[test]
     fn only_public_addresses_are_called() {
         for private in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "224.0.0.1", "255.255.255.255", "::1", "fd00::1", "fe80::1",
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!public_address(private.parse().unwrap()), "{private}");
         }
         for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             assert!(public_address(public.parse().unwrap()), "{public}");
         }
-        assert_eq!(literal_ip("http://[::1]:8080/x"), Some("::1".parse().unwrap()));
+        assert_eq!(
+            literal_ip("http://[::1]:8080/x"),
+            Some("::1".parse().unwrap())
+        );
         assert_eq!(literal_ip("https://example.org/x"), None);
     }
 }
