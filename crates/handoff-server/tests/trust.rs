@@ -74,6 +74,15 @@ async fn a_double_click_records_one_handoff() -> Result<()> {
         ea["seq"] == eb["seq"] && ea["hash"] == eb["hash"],
         "{ea} {eb}"
     );
+    // A key is 1 to 255 visible ASCII characters.
+    for bad in ["", "has space", &"k".repeat(256)] {
+        let (status, body) = as_admin(operator(&s, &json!({}), Some(bad))).await?;
+        ensure!(
+            status == StatusCode::BAD_REQUEST,
+            "{bad:?}: {status} {body}"
+        );
+        ensure!(error_of(&body).1 == Some("Idempotency-Key"), "{body}");
+    }
     // The same key for another request is refused.
     let (status, body) =
         as_admin(operator(&s, &json!({ "note": "another" }), Some("click-7"))).await?;
