@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// At most `max` strikes per key in each `window`.
 pub struct Strikes<K> {
-    max: u32,
+    /// 0: no limit.
+    max: AtomicU32,
     window: Duration,
     keys: Mutex<HashMap<K, (Instant, u32)>>,
 }
@@ -22,21 +24,30 @@ impl<K: Eq + Hash + Clone> Strikes<K> {
     #[must_use]
     pub fn new(max: u32, window: Duration) -> Self {
         Self {
-            max,
+            max: AtomicU32::new(max),
             window,
             keys: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Sets the number of strikes allowed per window (0: no limit).
+    pub fn set_max(&self, max: u32) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
     /// When `key` is over the limit: how long until its window ends.
     pub fn refused(&self, key: &K, now: Instant) -> Option<Duration> {
+        let max = self.max.load(Ordering::Relaxed);
+        if max == 0 {
+            return None;
+        }
         let keys = self
             .keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (start, n) = keys.get(key)?;
         let end = *start + self.window;
-        (*n >= self.max && now < end).then(|| end - now)
+        (*n >= max && now < end).then(|| end - now)
     }
 
     /// Counts a strike against `key`.
@@ -123,6 +134,16 @@ mod tests {
             s.refused(&"a", t + Duration::from_secs(61)),
             None,
             "counted afresh"
+        );
+        for _ in 0..5 {
+            s.strike("a", t + Duration::from_secs(62));
+        }
+        assert!(s.refused(&"a", t + Duration::from_secs(62)).is_some());
+        s.set_max(0);
+        assert_eq!(
+            s.refused(&"a", t + Duration::from_secs(62)),
+            None,
+            "no limit"
         );
     }
 }

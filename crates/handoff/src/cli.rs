@@ -70,6 +70,10 @@ pub enum Command {
         /// a webhook must not reach into the server's own network).
         #[arg(long)]
         allow_private_webhooks: bool,
+        /// Failed sign-ins allowed per client address (and per OwnTracks user) each minute
+        /// before its requests with credentials get 429 (0: no limit; for a fuzzer on loopback).
+        #[arg(long, default_value_t = handoff_server::limits::AUTH_FAILURES_PER_MINUTE)]
+        max_failed_sign_ins: u32,
     },
     /// Run the built-in Olympic flag handover.
     Demo {

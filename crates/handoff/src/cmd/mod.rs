@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections,
             max_connections_per_ip,
             allow_private_webhooks,
+            max_failed_sign_ins,
         } => serve::run(
             &listen,
             &db,
@@ -82,7 +83,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections_per_ip,
                 ..handoff_server::serve::Limits::default()
             },
-            allow_private_webhooks,
+            serve::Options {
+                allow_private_webhooks,
+                max_failed_sign_ins,
+            },
         ),
     }
 }

@@ -111,12 +111,19 @@ fn check_folder(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `serve` takes besides its addresses and connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub allow_private_webhooks: bool,
+    pub max_failed_sign_ins: u32,
+}
+
 pub fn run(
     listen: &str,
     db: &str,
     osmand_listen: Option<&str>,
     limits: handoff_server::serve::Limits,
-    allow_private_webhooks: bool,
+    options: Options,
 ) -> anyhow::Result<ExitCode> {
     let path = sqlite_path(db)?;
     check_folder(&path)?;
@@ -134,7 +141,14 @@ pub fn run(
         let state = AppState::open(Arc::new(store), Config { admin, clock: None })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        state.webhooks.allow_private_targets(allow_private_webhooks);
+        state
+            .webhooks
+            .allow_private_targets(options.allow_private_webhooks);
+        state.limits.auth_by_ip.set_max(options.max_failed_sign_ins);
+        state
+            .limits
+            .auth_by_user
+            .set_max(options.max_failed_sign_ins);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
