@@ -78,6 +78,15 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   const res = await sendPings(server.url, token, [pingAt(LEG0, 0.3, 300)]);
   assert.equal(res.accepted, 1);
 
+  // The phone is listed; a report it sends that cannot be stored (a heartbeat with no
+  // position) is answered 200 and counted where the operator sees it.
+  const row = page.locator('#phones tr[data-device="ann-phone"]');
+  await row.locator('td.dropped', { hasText: 'none' }).waitFor();
+  const beat = await fetch(`${server.url}/osmand?id=${token}&timestamp=${Math.floor(Date.now() / 1000)}&batt=50`);
+  assert.equal(beat.status, 200);
+  await page.getByRole('button', { name: 'Refresh the phones' }).click();
+  await row.locator('td.dropped', { hasText: /^1 · last: no_position/ }).waitFor();
+
   // The QR route is admin-only.
   const anon = await fetch(`${server.url}/console/qr`, { method: 'POST', body: '{"text":"x"}' });
   assert.equal(anon.status, 401);

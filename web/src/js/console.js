@@ -268,6 +268,23 @@ async function register() {
   $('#device-id').value = '';
   out.querySelector('h3').setAttribute('tabindex', '-1');
   out.querySelector('h3').focus();
+  await loadPhones();
+}
+
+/** The registered phones, with the reports each sent that could not be stored. */
+async function loadPhones() {
+  const body = await getJSON(paths.devices(eventId), auth());
+  fill($('#phones tbody'), body.devices.map((d) => {
+    const n = d.dropped?.total ?? 0;
+    const last = d.dropped?.last;
+    return h('tr', { 'data-device': d.device },
+      h('td', {}, d.device),
+      h('td', {}, d.carrier),
+      h('td', {}, d.relay ?? '—'),
+      h('td', {}, d.speed_unit?.used ?? '—'),
+      h('td', { class: n ? 'dropped warn' : 'dropped' },
+        n ? `${n} · last: ${last?.reason ?? '?'} (${last?.format ?? '?'}): ${last?.message ?? ''}` : 'none'));
+  }));
 }
 
 // ------------------------------------------------------------------ wiring
@@ -322,6 +339,7 @@ async function start() {
   $('#login').hidden = true;
   $('#app').hidden = false;
   await loadPlan();
+  await loadPhones();
   state.stream = follow(paths.stream(eventId), {
     onMessage: (kind, data) => {
       if (kind === 'alert') {
@@ -367,6 +385,7 @@ async function main() {
     });
   });
   $('#sign-out').addEventListener('click', () => signOut());
+  $('#phones-refresh').addEventListener('click', () => act(loadPhones));
   for (const [form, fn] of [['#shift-form', shift], ['#device-form', register]]) {
     $(form).addEventListener('submit', (e) => {
       e.preventDefault();
