@@ -107,6 +107,11 @@ pub struct RelayView<L = LegView> {
     pub eta_finish: Timestamp,
     #[serde(serialize_with = "wire::milli")]
     pub planned_finish: Timestamp,
+    /// The relay's custody log failed verification when the server started: its handoffs are
+    /// as far as the log verified, and it takes no new entry until an operator repairs it.
+    /// (Present only then.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub custody_unverified: bool,
     pub legs: Vec<L>,
 }
 
@@ -149,6 +154,7 @@ impl RelayView {
             silent: cur.is_some() && silent,
             eta_finish,
             planned_finish,
+            custody_unverified: false,
             legs,
         }
     }
@@ -171,6 +177,7 @@ impl RelayView {
             silent: self.silent,
             eta_finish: self.eta_finish,
             planned_finish: self.planned_finish,
+            custody_unverified: self.custody_unverified,
             legs: live_legs(&self.legs),
         }
     }

@@ -352,6 +352,8 @@ pub struct EventLive {
     pub public: Option<crate::public::Delayed>,
     /// Deep replays the public engine asked for, to serve from the store.
     public_history: Mutex<Vec<HistoryRequest>>,
+    /// Relays whose custody log failed verification at start-up (marked in every view).
+    unverified: Mutex<std::collections::HashSet<String>>,
     built: tokio::sync::Notify,
 }
 
@@ -416,6 +418,7 @@ impl EventLive {
             published: Mutex::new(Default::default()),
             public,
             public_history: Mutex::new(Vec::new()),
+            unverified: Mutex::new(std::collections::HashSet::new()),
             built: tokio::sync::Notify::new(),
         }
     }
@@ -590,6 +593,9 @@ impl EventLive {
     /// Makes the tracker agree with a relay's custody chain, streams what changed, and returns
     /// the proximity handoffs the replay found (an earlier gap in the log may have hidden them).
     pub fn sync_custody(&self, relay: &str, chain: &Chain, now: Timestamp) -> Vec<Change> {
+        if chain.broken.is_some() {
+            lock(&self.unverified).insert(relay.to_string());
+        }
         let (changes, views) = {
             let mut tr = lock(&self.tracker);
             let mut changes = tr.set_shifts(relay, chain.shifts(), now);
@@ -676,10 +682,17 @@ impl EventLive {
     /// when there is a public delay).
     #[must_use]
     pub fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
-        match (&self.public, public) {
+        let mut snap = match (&self.public, public) {
             (Some(p), true) => p.snapshot(now),
             _ => lock(&self.tracker).snapshot(now, public),
+        };
+        let unverified = lock(&self.unverified);
+        if !unverified.is_empty() {
+            for r in &mut snap.relays {
+                r.custody_unverified = unverified.contains(&r.id);
+            }
         }
+        snap
     }
 
     /// The change count of the view `/live` serves (the public engine's for spectators).
@@ -748,10 +761,12 @@ impl EventLive {
 
     #[must_use]
     pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<RelayView> {
-        match (&self.public, public) {
+        let mut view = match (&self.public, public) {
             (Some(p), true) => p.relay_view(relay, now),
             _ => lock(&self.tracker).relay_view(relay, now, public),
-        }
+        }?;
+        view.custody_unverified = lock(&self.unverified).contains(relay);
+        Some(view)
     }
 
     /// The ETA accuracy of each finished leg: with `public`, of those spectators know about.

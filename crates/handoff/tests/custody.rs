@@ -585,7 +585,13 @@ fn a_tampered_or_unreadable_log_is_marked_at_start_up_and_not_extended() {
             (409, Some("custody_unverified")),
             "{sql}: {e}"
         );
-        // The rest of the server runs: the live view is served.
-        assert_eq!(curl("GET", &format!("{ev}/live"), None, None).0, 200);
+        // The rest of the server runs: the live view is served, and marks the relay.
+        let (st, live) = curl("GET", &format!("{ev}/live"), None, None);
+        assert_eq!(st, 200);
+        assert_eq!(
+            json_of(&live)["relays"][0]["custody_unverified"],
+            true,
+            "{live}"
+        );
     }
 }

@@ -123,7 +123,8 @@ function updateBlock(relay, b, r) {
   const ends = state.custody.get(relay.id) ?? new Map();
   const cur = r.current_leg;
   const n = relay.legs.length;
-  const flags = [r.off_route && 'off route', r.overdue && 'overdue', r.silent && 'silent'].filter(Boolean);
+  const flags = [r.off_route && 'off route', r.overdue && 'overdue', r.silent && 'silent',
+    r.custody_unverified && 'custody log failed verification: no new entry until the store is restored'].filter(Boolean);
   fill(b.summary, r.status === 'running'
     ? `· leg ${cur + 1}/${n}, ${names(r.holders)}${flags.length ? ` · ${flags.join(', ')}` : ''}`
     : `· ${r.status}`);

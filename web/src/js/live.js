@@ -117,6 +117,7 @@ function updatePanel(relay, { f }, r) {
 
   const flags = [];
   if (r.off_route) flags.push(h('span', { class: 'badge warn' }, 'Off route'));
+  if (r.custody_unverified) flags.push(h('span', { class: 'badge warn' }, 'Custody log unverified'));
   if (r.overdue) flags.push(h('span', { class: 'badge warn' }, 'Overdue'));
   if (r.silent) flags.push(h('span', { class: 'badge' }, 'No signal'));
   fill(f.flags, flags);
