@@ -7,6 +7,7 @@
 //! `synchronous=FULL` fsyncs the WAL at every commit; group commit amortises that fsync over all
 //! the requests waiting at the time, which is what keeps ingest fast.
 
+pub mod backup;
 mod migrations;
 mod writer;
 

@@ -1,5 +1,6 @@
 //! Backups, against the real binary: after a clean stop the `.db` file alone holds everything
-//! (the WAL was checkpointed).
+//! (the WAL was checkpointed), and `handoff backup` taken while pings and custody entries keep
+//! arriving restores, on a fresh `handoff serve`, everything that was acknowledged before it.
 
 mod common;
 
@@ -189,3 +190,179 @@ fn after_a_clean_stop_the_db_file_alone_holds_every_ping_and_entry() {
     assert_eq!(hashes[1..], handoffs);
 }
 
+#[test]
+fn a_backup_during_ingest_restores_everything_acknowledged_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("h.db");
+    let (server, base) = serve(&db);
+
+    // A quiet event: pings, two handoffs, a correction and a shift, then nothing more.
+    let quiet = set_up(&base, "quiet");
+    send_pings(
+        &base,
+        &quiet,
+        jiff::Timestamp::now().as_second() - 60,
+        0,
+        30,
+    );
+    hand_off(&base, "quiet", 0);
+    let late = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(20);
+    let (st, body) = curl(
+        "POST",
+        &format!("{base}/api/v1/events/quiet/relays/r/handoffs"),
+        Some(ADMIN),
+        Some(&format!(
+            r#"{{"kind":"correction","corrects":1,"at":"{late}","note":"marked late"}}"#
+        )),
+    );
+    assert_eq!(st, 201, "{body}");
+    let (st, body) = curl(
+        "POST",
+        &format!("{base}/api/v1/events/quiet/shift"),
+        Some(ADMIN),
+        Some(r#"{"minutes":5}"#),
+    );
+    assert_eq!(st, 200, "{body}");
+    let quiet_live = live(&base, "quiet");
+    let quiet_log = custody(&base, "quiet");
+
+    // A busy event: pings and shifts keep arriving while the backup runs.
+    let busy = set_up(&base, "busy");
+    let acked_pings = Arc::new(AtomicUsize::new(0));
+    let acked_shifts = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let ingest = {
+        let (base, acked_pings, acked_shifts, done) = (
+            base.clone(),
+            Arc::clone(&acked_pings),
+            Arc::clone(&acked_shifts),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || {
+            // An hour back, so that however long this runs no ping is in the future.
+            let t0 = jiff::Timestamp::now().as_second() - 3600;
+            let mut n = 0;
+            while !done.load(Ordering::SeqCst) || n < 50 {
+                send_pings(&base, &busy, t0, n, n + 5);
+                n += 5;
+                acked_pings.store(n, Ordering::SeqCst);
+                if n % 25 == 0 {
+                    let (st, body) = curl(
+                        "POST",
+                        &format!("{base}/api/v1/events/busy/shift"),
+                        Some(ADMIN),
+                        Some(r#"{"minutes":1}"#),
+                    );
+                    assert_eq!(st, 200, "{body}");
+                    let hash = json_of(&body)["entries"][0]["hash"]
+                        .as_str()
+                        .expect("hash")
+                        .to_string();
+                    acked_shifts.lock().expect("lock").push(hash);
+                }
+                // Under the per-device ingest limit (20 requests a second).
+                std::thread::sleep(std::time::Duration::from_millis(60));
+            }
+        })
+    };
+    // Wait until ingest is under way.
+    while acked_pings.load(Ordering::SeqCst) < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    let out = dir.path().join("backup.db");
+    let pings_before = acked_pings.load(Ordering::SeqCst);
+    let shifts_before = acked_shifts.lock().expect("lock").clone();
+    let backup = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["backup", "--db"])
+        .arg(format!("sqlite://{}", db.display()))
+        .arg(&out)
+        .output()
+        .expect("backup");
+    let said = String::from_utf8_lossy(&backup.stdout);
+    assert!(
+        backup.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert!(said.contains("integrity ok; 2 events,"), "{said}");
+    assert!(said.contains("in 2 logs, every log verified"), "{said}");
+    done.store(true, Ordering::SeqCst);
+    ingest.join().expect("ingest");
+    let pings_sent = acked_pings.load(Ordering::SeqCst);
+    stop(server);
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("backup.db"))
+            .count(),
+        1,
+        "the backup is one file"
+    );
+
+    // Restore: a server on the copy.
+    let (restored, base) = serve(&out);
+    assert_eq!(live(&base, "quiet"), quiet_live);
+    assert_eq!(custody(&base, "quiet"), quiet_log);
+    let (st, csv) = curl(
+        "GET",
+        &format!("{base}/api/v1/events/busy/pings.csv"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(st, 200, "{csv}");
+    let restored_pings = csv.lines().count() - 1;
+    assert!(
+        (pings_before..=pings_sent + 5).contains(&restored_pings),
+        "{restored_pings} pings restored; {pings_before} were acknowledged before the backup, {pings_sent} by the end"
+    );
+    let busy_log = custody(&base, "busy");
+    for hash in &shifts_before {
+        assert!(busy_log.contains(hash.as_str()), "shift {hash} was lost");
+    }
+    assert!(
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args([
+                "log", "verify", "--server", &base, "--event", "busy", "--relay", "r"
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("verify")
+            .success()
+    );
+    stop(restored);
+}
+
+#[test]
+fn a_backup_never_overwrites_and_names_a_missing_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .arg("backup")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("backup");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--db", "sqlite://nope.db", "out.db"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "error: there is no database at nope.db: give the file `handoff serve --db` uses\n"
+    );
+    std::fs::write(dir.path().join("taken.db"), "precious").expect("write");
+    let (server, _) = serve(&dir.path().join("h.db"));
+    stop(server);
+    let (code, err) = run(&["--db", "sqlite://h.db", "taken.db"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("taken.db already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken.db")).expect("read"),
+        "precious"
+    );
+}
