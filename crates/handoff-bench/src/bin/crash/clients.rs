@@ -139,7 +139,7 @@ impl Shared {
 /// Sleeps a random pause, or waits a little longer when the server did not answer.
 async fn pause(rng: &mut Rng, answered: bool, min_ms: u64, max_ms: u64) {
     let ms = if answered {
-        rng.range(min_ms, max_ms)
+        min_ms + rng.below(max_ms - min_ms)
     } else {
         20
     };
@@ -202,7 +202,7 @@ pub async fn pings(shared: Shared, format: Format, devices: Vec<Device>, mut rng
         turn += 1;
         let n = match format {
             Format::BatchJson | Format::BatchNdjson => {
-                usize::try_from(rng.range(1, 20)).unwrap_or(1)
+                usize::try_from(1 + rng.below(19)).unwrap_or(1)
             }
             _ => 1,
         };
@@ -211,8 +211,8 @@ pub async fn pings(shared: Shared, format: Format, devices: Vec<Device>, mut rng
                 format: format.name(),
                 device: track.device.id.clone(),
                 t_s: track.next_t + i64::try_from(i).unwrap_or(0),
-                lon: 2.35 + rng.unit() * 0.03,
-                lat: 48.851 + rng.unit() * 0.002,
+                lon: 2.35 + rng.range(0.0, 1.0) * 0.03,
+                lat: 48.851 + rng.range(0.0, 1.0) * 0.002,
             })
             .collect();
         track.next_t += i64::try_from(n).unwrap_or(1);
@@ -368,7 +368,7 @@ pub async fn relay(shared: Shared, relay: String, legs: Vec<Device>, mut rng: Rn
         let current = standing.current;
         let last = standing.last.map(|(seq, _)| seq);
         let last_at = standing.last.map(|(_, at)| at);
-        let roll = rng.range(0, 100);
+        let roll = rng.below(100);
         let admin = |b: reqwest::RequestBuilder| b.bearer_auth(&shared.admin);
         // 20 % operator with from_leg, 20 % operator with an Idempotency-Key, 20 % two-party
         // (operator for the arrival, which has no receiver), 25 % void, 7 % correction, 8 %
@@ -397,7 +397,7 @@ pub async fn relay(shared: Shared, relay: String, legs: Vec<Device>, mut rng: Rn
             );
             a
         } else if roll >= 92 {
-            let minutes = if rng.range(0, 2) == 0 { 1 } else { -1 };
+            let minutes = if rng.below(2) == 0 { 1 } else { -1 };
             let a = shared
                 .send(
                     admin(shared.client.post(format!(
@@ -427,7 +427,7 @@ pub async fn relay(shared: Shared, relay: String, legs: Vec<Device>, mut rng: Rn
             a
         } else if roll < 40 {
             key += 1;
-            let k = format!("crash-{relay}-{}-{key}", rng.range(0, u64::MAX));
+            let k = format!("crash-{relay}-{}-{key}", rng.below(u64::MAX));
             let send = || {
                 shared.send(
                     admin(shared.client.post(&url))
@@ -439,7 +439,7 @@ pub async fn relay(shared: Shared, relay: String, legs: Vec<Device>, mut rng: Rn
             ack_entry(&shared, "operator, Idempotency-Key", &relay, a.as_ref());
             if let Some((s, first)) = &a
                 && *s == StatusCode::CREATED
-                && rng.range(0, 3) == 0
+                && rng.below(3) == 0
             {
                 // A retry as a phone or a double click sends it: the same entry, answered 200.
                 if let Some((s2, again)) = send().await {
@@ -520,7 +520,7 @@ pub async fn event_shifts(shared: Shared, mut rng: Rng) {
     let mut n = 0u64;
     while !shared.stopped() {
         n += 1;
-        let note = format!("event shift {n}-{}", rng.range(0, u64::MAX));
+        let note = format!("event shift {n}-{}", rng.below(u64::MAX));
         let minutes = if n.is_multiple_of(2) { 1 } else { -1 };
         let a = shared
             .send(

@@ -11,6 +11,8 @@
 
 mod check;
 mod clients;
+// The generator loadgen's race uses (SplitMix64), shared as one file by the two binaries.
+#[path = "../../race/rng.rs"]
 mod rng;
 mod server;
 
@@ -222,7 +224,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             shared.clone(),
             format,
             mine,
-            rng.fork(),
+            Rng::new(rng.next_u64()),
         )));
     }
     for (relay, legs) in RELAYS.iter().zip(&devices) {
@@ -230,12 +232,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             shared.clone(),
             (*relay).to_owned(),
             legs.clone(),
-            rng.fork(),
+            Rng::new(rng.next_u64()),
         )));
     }
     tasks.push(tokio::spawn(clients::event_shifts(
         shared.clone(),
-        rng.fork(),
+        Rng::new(rng.next_u64()),
     )));
     if args.phantom {
         ledger.phantom();
@@ -245,8 +247,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut totals = Totals::default();
     for kill in 1..=args.kills {
         // Run a while, then compare the live state with a fresh replay of a copy of the store.
-        tokio::time::sleep(Duration::from_millis(rng.range(0, args.max_uptime_ms))).await;
-        if kill > 1 || rng.range(0, 2) == 0 {
+        tokio::time::sleep(Duration::from_millis(rng.below(args.max_uptime_ms))).await;
+        if kill > 1 || rng.below(2) == 0 {
             let paused = gate.write().await;
             match replay_differs(&client, &srv, &dir.path().join("replica.db"), &log).await {
                 Ok(None) => totals.replays_equal += 1,
@@ -259,7 +261,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
             drop(paused);
         }
-        tokio::time::sleep(Duration::from_millis(rng.range(0, args.max_uptime_ms))).await;
+        tokio::time::sleep(Duration::from_millis(rng.below(args.max_uptime_ms))).await;
         srv.kill()?;
         let health = srv.start(&client).await?;
         if health["status"] != "ok" {
