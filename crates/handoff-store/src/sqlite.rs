@@ -7,6 +7,7 @@
 //! `synchronous=FULL` fsyncs the WAL at every commit; group commit amortises that fsync over all
 //! the requests waiting at the time, which is what keeps ingest fast.
 
+pub mod backup;
 mod migrations;
 mod writer;
 
@@ -33,11 +34,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IDLE_READERS: usize = 4;
 
 /// The SQLite store. Open it once and share it (`Arc<dyn Store>`); dropping it (or
-/// [`SqliteStore::close`]) stops the writer after it has committed everything queued.
+/// [`SqliteStore::close`]) stops the writer after it has committed everything queued and
+/// checkpointed the WAL into the database file.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Writer,
+    // Fields drop in order: the readers close before the writer, whose connection is then the
+    // last one and closes the WAL.
     readers: Arc<ReadPool>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -106,21 +110,31 @@ impl SqliteStore {
         self.writer.commits()
     }
 
-    /// Stops the writer after it has committed everything queued, and reports whether it
+    /// Stops the writer after it has committed everything queued and checkpointed the WAL
+    /// (TRUNCATE: afterwards the `.db` file alone holds everything), and reports whether it
     /// stopped cleanly. Dropping the store does the same, without the report.
     ///
     /// # Errors
-    /// [`StoreError::Task`] when the writer thread had panicked.
+    /// [`StoreError::Task`] when the writer thread had panicked; the checkpoint's error when
+    /// another connection kept it from finishing.
     pub async fn close(self) -> Result<()> {
+        tokio::task::spawn_blocking(move || self.close_blocking())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// [`SqliteStore::close`], from a thread that may block (after the runtime has stopped).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::close`].
+    pub fn close_blocking(self) -> Result<()> {
         let SqliteStore {
             mut writer,
             readers,
             ..
         } = self;
         drop(readers);
-        tokio::task::spawn_blocking(move || writer.stop())
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        writer.stop()
     }
 
     /// Runs a read on a pooled read-only connection, off the async runtime.

@@ -75,6 +75,20 @@ pub enum Command {
         #[arg(long, default_value_t = handoff_server::limits::AUTH_FAILURES_PER_MINUTE)]
         max_failed_sign_ins: u32,
     },
+    /// Copy a database while a server may be using it (SQLite's online backup), then check the
+    /// copy: integrity, and every custody log's hash chain.
+    #[command(
+        after_help = "Restore by starting `handoff serve --db sqlite://OUT` on the copy (see \
+        docs/operations.md). The admin token's hash is not in the database: keep \
+        FILE.admin-token.sha256, or HANDOFF_ADMIN_TOKEN, with the backup."
+    )]
+    Backup {
+        /// The database to copy: sqlite://FILE (PostgreSQL is planned).
+        #[arg(long, default_value = "sqlite://handoff.db")]
+        db: String,
+        /// The copy: a new file (an existing one is never overwritten).
+        out: PathBuf,
+    },
     /// Run the built-in Olympic flag handover.
     Demo {
         /// Address to serve the live page on.

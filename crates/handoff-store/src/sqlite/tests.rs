@@ -835,3 +835,52 @@ async fn one_engine_checkpoint_per_event_the_newest_plan_versions_wins() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn dropping_the_store_checkpoints_the_wal_so_the_file_alone_holds_everything() -> Result<()> {
+    let TestDb { dir, store } = open_temp()?;
+    let path = dir.path().join("handoff.db");
+    let batch: Vec<NewPing> = (0..100).map(|i| ping("ev", "dev", at(i))).collect();
+    store.insert_pings(batch).await?;
+    store
+        .append_custody("ev", "flag", r#"{"seq":0}"#, "h0", "plan")
+        .await?;
+    // A reader still open (pooled, idle) must not keep the checkpoint from finishing; dropping
+    // the store (as a server does on exit) must checkpoint as closing it does.
+    assert_eq!(store.ping_count().await?, 100);
+    tokio::task::spawn_blocking(move || drop(store))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+    let wal = dir.path().join("handoff.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "the WAL is empty"
+    );
+
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).map_err(|e| StoreError::Task(e.to_string()))?;
+    let contents = super::backup::inspect(&copy)?;
+    assert!(contents.is_sound(), "{:?}", contents.integrity);
+    assert_eq!((contents.pings, contents.entries), (100, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backup_is_one_complete_file_and_never_overwrites() -> Result<()> {
+    let TestDb { dir, store } = open_temp()?;
+    let batch: Vec<NewPing> = (0..10).map(|i| ping("ev", "dev", at(i))).collect();
+    store.insert_pings(batch).await?;
+    let out = dir.path().join("backup.db");
+    // The store is open (its newest pages in the WAL) while the backup runs.
+    super::backup::backup(&dir.path().join("handoff.db"), &out)?;
+    for leftover in ["backup.db-wal", "backup.db-shm", "backup.db.partial"] {
+        assert!(!dir.path().join(leftover).exists(), "{leftover}");
+    }
+    assert_eq!(super::backup::inspect(&out)?.pings, 10);
+    let again = super::backup::backup(&dir.path().join("handoff.db"), &out);
+    assert!(matches!(again, Err(StoreError::Invalid(_))), "{again:?}");
+    assert_eq!(super::backup::inspect(&out)?.pings, 10);
+    store.close().await?;
+    Ok(())
+}

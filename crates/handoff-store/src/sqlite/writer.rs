@@ -8,6 +8,10 @@
 //!
 //! Each request runs inside its own savepoint, so a request that fails (a conflict) is rolled
 //! back alone and the others in the group still commit. A failed commit fails them all.
+//!
+//! When the queue closes (the store is closed or dropped) the writer checkpoints the WAL into
+//! the database file and truncates it, so that after a clean stop the `.db` file alone holds
+//! everything (a copy of it is a complete backup).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +81,7 @@ where
 /// The handle on the writer thread: the queue's sending end and the thread to join.
 pub(super) struct Writer {
     sender: Option<mpsc::Sender<Box<dyn Task>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
     commits: Arc<AtomicU64>,
 }
 
@@ -132,13 +136,17 @@ impl Writer {
             .map_or(0, |s| s.max_capacity() - s.capacity())
     }
 
-    /// Closes the queue and waits for the writer to finish what was queued. Blocking.
+    /// Closes the queue and waits for the writer to finish what was queued and checkpoint the
+    /// WAL. Blocking.
+    ///
+    /// # Errors
+    /// When the writer thread panicked, or the final checkpoint failed.
     pub(super) fn stop(&mut self) -> Result<()> {
         drop(self.sender.take());
         match self.thread.take() {
             Some(thread) => thread
                 .join()
-                .map_err(|_| StoreError::Task("the writer thread panicked".to_owned())),
+                .map_err(|_| StoreError::Task("the writer thread panicked".to_owned()))?,
             None => Ok(()),
         }
     }
@@ -151,7 +159,11 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn Task>>, commits: &AtomicU64) {
+fn run(
+    mut conn: Connection,
+    mut receiver: mpsc::Receiver<Box<dyn Task>>,
+    commits: &AtomicU64,
+) -> Result<()> {
     while let Some(first) = receiver.blocking_recv() {
         let mut rows = first.rows();
         let mut batch = vec![first];
@@ -172,6 +184,26 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn Task>>, commit
             task.finish(committed.clone());
         }
     }
+    checkpoint(&conn)
+}
+
+/// Copies every committed page of the WAL into the database file and truncates the WAL to
+/// zero bytes. Waits (the busy timeout) for readers still inside a read transaction; fails
+/// rather than leaving part of the WAL behind.
+pub(super) fn checkpoint(conn: &Connection) -> Result<()> {
+    // TRUNCATE answers (busy, frames in the WAL, frames checkpointed); busy = 1 when a reader
+    // or another writer kept it from finishing.
+    let (busy, log, done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    if busy != 0 {
+        return Err(StoreError::Invalid(format!(
+            "the WAL checkpoint could not finish ({done} of {log} frames copied): another \
+             connection is still reading or writing the database"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs every task of the batch in its own savepoint of one transaction, then commits.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod backup;
 mod log;
 pub mod plan;
 mod replay;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             event.as_deref(),
             relay.as_deref(),
         ),
+        Command::Backup { db, out } => backup::run(&db, &out),
         Command::Replay {
             server,
             device,

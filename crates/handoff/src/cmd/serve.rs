@@ -1,4 +1,5 @@
-//! `handoff serve`: opens the store, rebuilds live state, serves until Ctrl-C.
+//! `handoff serve`: opens the store, rebuilds live state, serves until Ctrl-C or SIGTERM, then
+//! closes the store (which checkpoints the WAL into the database file).
 
 use anyhow::{Context, bail};
 use handoff_server::auth::{AdminToken, new_token};
@@ -136,9 +137,11 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let store = SqliteStore::open(&path)?;
-        let state = AppState::open(Arc::new(store), Config { admin, clock: None })
+    let store = Arc::new(SqliteStore::open(&path)?);
+    let shared: Arc<dyn handoff_store::Store> = Arc::clone(&store) as _;
+    let db_path = path.clone();
+    let served = rt.block_on(async move {
+        let state = AppState::open(shared, Config { admin, clock: None })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         state
@@ -160,8 +163,9 @@ pub fn run(
             ),
             None => None,
         };
+        let stop = stop_signal()?;
         let base = format!("http://{}", listener.local_addr()?);
-        say!("handoff serving on {base} (database {})", path.display());
+        say!("handoff serving on {base} (database {})", db_path.display());
         if let Some(o) = &osmand {
             say!("OsmAnd protocol on http://{}", o.local_addr()?);
         }
@@ -179,16 +183,55 @@ pub fn run(
         }
         let mut shown = HashMap::new();
         announce_events(&state, &base, &mut shown);
-        say!("Ctrl-C stops.");
+        say!("Ctrl-C (or SIGTERM) stops.");
         let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
-        handoff_server::app::launch_with(state, listener, osmand, limits, async {
+        handoff_server::app::launch_with(state, listener, osmand, limits, stop).await?;
+        progress.abort();
+        anyhow::Ok(())
+    });
+    // Every task (and with it every handle on the store) ends with the runtime; then the store
+    // commits what is queued and checkpoints the WAL, so the .db file alone holds everything.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    served?;
+    let store = Arc::try_unwrap(store).map_err(|_| {
+        anyhow::anyhow!(
+            "the database is still in use after the server stopped; its WAL was not checkpointed \
+             (the data is safe in {}-wal)",
+            path.display()
+        )
+    })?;
+    store
+        .close_blocking()
+        .with_context(|| format!("cannot checkpoint {} on shutdown", path.display()))?;
+    say!(
+        "stopped; {} holds everything (WAL checkpointed)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what systemd, Docker and Kubernetes send
+/// to stop a service). The handlers are installed here, before the server says it is serving:
+/// a signal sent as soon as that line appears is never missed (nor kills the process outright).
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
-        progress.abort();
-        say!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+    }
 }
 
 /// How often `serve` says what it has received.
