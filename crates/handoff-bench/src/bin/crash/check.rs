@@ -257,8 +257,13 @@ pub fn in_file(
     Ok(found)
 }
 
-/// The admin `/live` without what moves with the clock alone.
-pub async fn live(client: &Client, base: &str, admin: &str, event: &str) -> anyhow::Result<Value> {
+/// The admin `/live` without what moves with the clock alone, and the `now` it was built at.
+pub async fn live(
+    client: &Client,
+    base: &str,
+    admin: &str,
+    event: &str,
+) -> anyhow::Result<(Value, jiff::Timestamp)> {
     let mut v: Value = client
         .get(format!("{base}/api/v1/events/{event}/live"))
         .bearer_auth(admin)
@@ -267,8 +272,12 @@ pub async fn live(client: &Client, base: &str, admin: &str, event: &str) -> anyh
         .error_for_status()?
         .json()
         .await?;
+    let now = v["now"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .context("/live has no `now`")?;
     strip_clock(&mut v);
-    Ok(v)
+    Ok((v, now))
 }
 
 fn strip_clock(v: &mut Value) {
@@ -284,8 +293,10 @@ fn strip_clock(v: &mut Value) {
     }
 }
 
-/// The first place where two JSON values differ, as a path and the two values.
-pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+/// The first place where two JSON values differ, as a path and the two values. `clock_ns` is
+/// how much later the first document was built than the second: an instant that differs by
+/// exactly that much is the clock, not the state (an overdue leg's ETA is "now").
+pub fn first_difference(a: &Value, b: &Value, path: &str, clock_ns: i128) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -294,15 +305,23 @@ pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
                     x.get(k).unwrap_or(&Value::Null),
                     y.get(k).unwrap_or(&Value::Null),
                 );
-                first_difference(l, r, &format!("{path}.{k}"))
+                first_difference(l, r, &format!("{path}.{k}"), clock_ns)
             })
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
             .iter()
             .zip(y)
             .enumerate()
-            .find_map(|(i, (l, r))| first_difference(l, r, &format!("{path}[{i}]"))),
+            .find_map(|(i, (l, r))| first_difference(l, r, &format!("{path}[{i}]"), clock_ns)),
         _ if a == b => None,
+        (Value::String(x), Value::String(y))
+            if x.parse::<jiff::Timestamp>()
+                .ok()
+                .zip(y.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|(x, y)| x.as_nanosecond() - y.as_nanosecond() == clock_ns) =>
+        {
+            None
+        }
         _ => Some(format!("{path}: {a} vs {b}")),
     }
 }

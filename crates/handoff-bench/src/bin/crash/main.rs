@@ -424,12 +424,15 @@ async fn replay_differs(
     drop_engine_checkpoints(copy)?;
     let replica = Replica::start(&srv.bin, copy, &srv.admin, log, client).await?;
     let mut diff = None;
-    // Both read within moments of each other; a flag that flips at a threshold of the clock
-    // (stale, silent) between the two reads is time, not state, so read again before judging.
+    // Both read within moments of each other. An instant that differs by exactly the time
+    // between the two documents is the clock (see `first_difference`); a flag that flips at a
+    // threshold of the clock (stale, silent) between the two reads is time, not state too, so
+    // read again before judging.
     for _ in 0..3 {
-        let a = check::live(client, &srv.base, &srv.admin, EVENT).await?;
-        let b = check::live(client, &replica.base, &srv.admin, EVENT).await?;
-        diff = check::first_difference(&a, &b, "live");
+        let (a, now_a) = check::live(client, &srv.base, &srv.admin, EVENT).await?;
+        let (b, now_b) = check::live(client, &replica.base, &srv.admin, EVENT).await?;
+        let clock_ns = now_a.as_nanosecond() - now_b.as_nanosecond();
+        diff = check::first_difference(&a, &b, "live", clock_ns);
         if diff.is_none() {
             break;
         }
