@@ -102,6 +102,15 @@ impl AppState {
         (self.clock)()
     }
 
+    /// The live event `id`, or the API's 404 naming it.
+    ///
+    /// # Errors
+    /// 404 when there is no such event.
+    pub fn live_event(&self, id: &str) -> Result<Arc<EventLive>> {
+        self.event(id)
+            .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))
+    }
+
     #[must_use]
     pub fn event(&self, id: &str) -> Option<Arc<EventLive>> {
         self.events

@@ -155,9 +155,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
 ) -> Result<impl IntoResponse> {
-    let e = state
-        .event(&event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let e = state.live_event(&event)?;
     Ok(Json(
         json!({ "version": e.version, "plan_hash": e.plan_hash, "plan": &*e.plan }),
     ))
@@ -199,9 +197,7 @@ pub async fn add_device(
             format!("expected {{\"device\":\"…\",\"carrier\":\"…\"}}: {e}"),
         )
     })?;
-    let live = state
-        .event(&event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let live = state.live_event(&event)?;
     let device = b.device.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
         ApiError::bad_request("missing_field", "give the device's id").field("device")
     })?;
@@ -340,9 +336,7 @@ pub async fn list_devices(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
-    if state.event(&event).is_none() {
-        return Err(ApiError::not_found(format!("no event `{event}`")));
-    }
+    state.live_event(&event)?;
     let devices: Vec<_> = state
         .store
         .devices(&event)
@@ -386,9 +380,7 @@ pub async fn source(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
 ) -> Result<impl IntoResponse> {
-    let e = state
-        .event(&event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let e = state.live_event(&event)?;
     Ok((
         [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
         e.source.clone(),

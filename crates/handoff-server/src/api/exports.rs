@@ -29,12 +29,6 @@ use crate::error::{ApiError, Result};
 /// Calendar clients are asked to refresh this often: the ETAs move.
 const CALENDAR_REFRESH: &str = "PT5M";
 
-fn event_of(state: &AppState, event: &str) -> Result<Arc<EventLive>> {
-    state
-        .event(event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
-}
-
 fn relay_of<'p>(plan: &'p Plan, event: &str, relay: &str) -> Result<&'p Relay> {
     plan.relay(relay)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))
@@ -93,7 +87,7 @@ pub async fn calendar(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let now = state.now();
     let snapshot = live.snapshot(now, true);
     let plan = &live.plan;
@@ -244,7 +238,7 @@ pub async fn track_gpx(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let r = relay_of(&live.plan, &event, &relay)?;
     let now = state.now();
     let view = live
@@ -311,7 +305,7 @@ pub async fn track_geojson(
     State(state): State<Arc<AppState>>,
     Path((event, relay)): Path<(String, String)>,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let r = relay_of(&live.plan, &event, &relay)?;
     let now = state.now();
     let view = live
@@ -394,7 +388,7 @@ pub async fn pings_csv(
     headers: HeaderMap,
 ) -> Result<Response> {
     state.admin.require(&headers)?;
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let devices = state.store.devices(&live.plan.event.id).await?;
     let carrier_of: HashMap<&str, &str> = devices
         .iter()

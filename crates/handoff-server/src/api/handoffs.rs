@@ -63,12 +63,6 @@ fn from_handoff_error(e: &HandoffError) -> ApiError {
     conflict(code, e.to_string())
 }
 
-fn event_of(state: &AppState, event: &str) -> Result<Arc<EventLive>> {
-    state
-        .event(event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))
-}
-
 /// Whether a device may act in `relay`: a device registered for one relay (race mode, where
 /// every team has a "Runner 1") acts in that relay only.
 fn bound_to(device: &Device, relay: &str) -> bool {
@@ -260,7 +254,7 @@ async fn record_step(
     body: Body,
 ) -> Result<Response> {
     let (state, event, relay) = (state.clone(), event.to_string(), relay.to_string());
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let who = caller(&state, headers, &event).await?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let b: HandoffBody = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -529,7 +523,7 @@ pub async fn code(
     Path((event, relay)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let Caller::Device(device) = caller(&state, &headers, &event).await? else {
         return Err(ApiError::bad_request(
             "not_a_device",
@@ -601,7 +595,7 @@ pub async fn custody(
     Path((event, relay)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     if live.plan.relay(&relay).is_none() {
         return Err(ApiError::not_found(format!(
             "no relay `{relay}` in `{event}`"
@@ -654,7 +648,7 @@ pub async fn accuracy(
     Path((event, relay)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let public = !state.admin.matches(&headers);
     let legs = live
         .accuracy(&relay, public)
@@ -688,7 +682,7 @@ pub async fn shift(
     body: Body,
 ) -> Result<Response> {
     state.admin.require(&headers)?;
-    let live = event_of(&state, &event)?;
+    let live = state.live_event(&event)?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let b: ShiftBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(

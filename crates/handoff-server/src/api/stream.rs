@@ -41,9 +41,7 @@ pub async fn live(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let e = state
-        .event(&event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let e = state.live_event(&event)?;
     let query: LiveQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request("invalid_query", format!("unreadable query: {e}")))?;
     let legs = match query.legs.as_deref() {
@@ -144,9 +142,7 @@ pub async fn stream(
     Path(event): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let e = state
-        .event(&event)
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event}`")))?;
+    let e = state.live_event(&event)?;
     let query: StreamQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request("invalid_query", format!("unreadable query: {e}")))?;
     if let Some(r) = &query.relay

@@ -136,9 +136,7 @@ pub async fn add(
     body: Body,
 ) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
-    if state.event(&event).is_none() {
-        return Err(ApiError::not_found(format!("no event `{event}`")));
-    }
+    state.live_event(&event)?;
     let bytes = read_body(body, MAX_BODY_BYTES).await?;
     let b: NewWebhookBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
@@ -198,9 +196,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
-    if state.event(&event).is_none() {
-        return Err(ApiError::not_found(format!("no event `{event}`")));
-    }
+    state.live_event(&event)?;
     let hooks: Vec<_> = state
         .store
         .webhooks(&event)
@@ -233,9 +229,7 @@ pub async fn deliveries(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
-    if state.event(&event).is_none() {
-        return Err(ApiError::not_found(format!("no event `{event}`")));
-    }
+    state.live_event(&event)?;
     let q: LogQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| {
         ApiError::bad_request("invalid_value", format!("`limit` is a whole number: {e}"))
             .field("limit")
