@@ -14,7 +14,13 @@ pub struct Strikes<K> {
     /// 0: no limit.
     max: AtomicU32,
     window: Duration,
-    keys: Mutex<HashMap<K, (Instant, u32)>>,
+    keys: Mutex<Keys<K>>,
+}
+
+/// Each key's window start and strikes, and when windows that are over were last let go.
+struct Keys<K> {
+    by_key: HashMap<K, (Instant, u32)>,
+    pruned: Option<Instant>,
 }
 
 /// Keys kept before windows that are over are let go.
@@ -26,7 +32,10 @@ impl<K: Eq + Hash + Clone> Strikes<K> {
         Self {
             max: AtomicU32::new(max),
             window,
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(Keys {
+                by_key: HashMap::new(),
+                pruned: None,
+            }),
         }
     }
 
@@ -45,9 +54,48 @@ impl<K: Eq + Hash + Clone> Strikes<K> {
             .keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (start, n) = keys.get(key)?;
+        let (start, n) = keys.by_key.get(key)?;
         let end = *start + self.window;
         (*n >= max && now < end).then(|| end - now)
+    }
+
+    /// One request of `key` (every request counts, not only failures): refused with how long
+    /// to wait when over the limit, else counted. One look at the map.
+    pub fn take(&self, key: &K, now: Instant) -> Option<Duration> {
+        let max = self.max.load(Ordering::Relaxed);
+        if max == 0 {
+            return None;
+        }
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((start, n)) = keys.by_key.get_mut(key) {
+            let end = *start + self.window;
+            if now >= end {
+                (*start, *n) = (now, 1);
+                return None;
+            }
+            if *n >= max {
+                return Some(end - now);
+            }
+            *n += 1;
+            return None;
+        }
+        self.insert(&mut keys, key.clone(), now);
+        None
+    }
+
+    /// A new key, with its first strike; windows that are over are let go at most once a
+    /// window when there are many keys (a race has 12,000 devices: sweeping them on every
+    /// request would cost more than the request).
+    fn insert(&self, keys: &mut Keys<K>, key: K, now: Instant) {
+        if keys.by_key.len() >= PRUNE_AT && keys.pruned.is_none_or(|p| now >= p + self.window) {
+            let window = self.window;
+            keys.by_key.retain(|_, (start, _)| now < *start + window);
+            keys.pruned = Some(now);
+        }
+        keys.by_key.insert(key, (now, 1));
     }
 
     /// Counts a strike against `key`.
@@ -56,15 +104,11 @@ impl<K: Eq + Hash + Clone> Strikes<K> {
             .keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if keys.len() >= PRUNE_AT {
-            let window = self.window;
-            keys.retain(|_, (start, _)| now < *start + window);
+        match keys.by_key.get_mut(&key) {
+            Some(e) if now < e.0 + self.window => e.1 += 1,
+            Some(e) => *e = (now, 1),
+            None => self.insert(&mut keys, key, now),
         }
-        let e = keys.entry(key).or_insert((now, 0));
-        if now >= e.0 + self.window {
-            *e = (now, 0);
-        }
-        e.1 += 1;
     }
 }
 

@@ -166,8 +166,7 @@ async fn device_for(state: &AppState, token: Option<&str>) -> Result<Device> {
     })?;
     // A phone catching up after a tunnel sends fast, but not this fast for long.
     let key = (device.event_id.clone(), device.device_id.clone());
-    let now = Instant::now();
-    if let Some(wait) = state.limits.ingest.refused(&key, now) {
+    if let Some(wait) = state.limits.ingest.take(&key, Instant::now()) {
         return Err(ApiError::too_many(
             format!(
                 "more than {} reports a minute from this device; send batches, or wait",
@@ -176,7 +175,6 @@ async fn device_for(state: &AppState, token: Option<&str>) -> Result<Device> {
             crate::limits::seconds(wait),
         ));
     }
-    state.limits.ingest.strike(key, now);
     Ok(device)
 }
 
