@@ -332,7 +332,7 @@ impl AppState {
                 }
             }
             // The public engine may need pings brought back from the store.
-            if e.public.is_some() {
+            if e.wants_public_history() {
                 let (state, live) = (Arc::clone(self), Arc::clone(&e));
                 tokio::spawn(async move {
                     crate::engine::serve_public_history(&state, &live).await;

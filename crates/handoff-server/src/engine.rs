@@ -507,6 +507,12 @@ impl EventLive {
         (proximity_of(changes), history)
     }
 
+    /// Whether the public engine is waiting for deep replays.
+    #[must_use]
+    pub fn wants_public_history(&self) -> bool {
+        !lock(&self.public_history).is_empty()
+    }
+
     /// Deep replays the public engine asked for (served by [`serve_history`]).
     pub fn take_public_history(&self) -> Vec<HistoryRequest> {
         std::mem::take(&mut *lock(&self.public_history))

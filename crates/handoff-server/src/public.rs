@@ -31,8 +31,9 @@ struct Pending {
     /// Pings by the device time they were taken (and arrival), released when it is older than
     /// the delay.
     pings: BTreeMap<(Timestamp, i64), Committed>,
-    /// Each relay's custody entries as the log has them, and how many of them are public.
-    logs: HashMap<String, (Vec<Entry>, usize)>,
+    /// Each relay's custody entries as the log has them, and the public prefix of it as a
+    /// chain (extended entry by entry as they become public, never rebuilt).
+    logs: HashMap<String, (Vec<Entry>, Chain)>,
 }
 
 /// The public engine of an event with a public delay.
@@ -114,19 +115,23 @@ impl Delayed {
     /// [`tick`]: Self::tick
     pub fn custody(&self, relay: &str, chain: &Chain, now: Timestamp) {
         {
+            let n_legs = self.plan.relay(relay).map_or(0, |r| r.legs.len());
             let mut pending = lock(&self.pending);
-            let (log, public) = pending.logs.entry(relay.to_string()).or_default();
-            let same_prefix = log.len() <= chain.entries.len()
+            let (log, public) = pending
+                .logs
+                .entry(relay.to_string())
+                .or_insert_with(|| (Vec::new(), Chain::new(n_legs, Vec::new())));
+            // The chain only grows, unless it was reloaded from the store after a lost race:
+            // then its newest known entry is not where it was.
+            let grown = log.len() <= chain.entries.len()
                 && log
-                    .iter()
-                    .zip(&chain.entries)
-                    .all(|(a, b)| a.hash == b.hash);
-            if same_prefix {
+                    .last()
+                    .is_none_or(|e| chain.entries[log.len() - 1].hash == e.hash);
+            if grown {
                 log.extend(chain.entries[log.len()..].iter().cloned());
             } else {
-                // Reloaded from the store: start over from what it says.
                 *log = chain.entries.clone();
-                *public = 0;
+                *public = Chain::new(n_legs, Vec::new());
             }
         }
         self.release_custody(now);
@@ -142,20 +147,27 @@ impl Delayed {
             let mut pending = lock(&self.pending);
             for (relay, (log, public)) in &mut pending.logs {
                 // Entries are appended in order, so the public part is a prefix.
-                let n = log.iter().take_while(|e| e.recorded_at <= as_of).count();
-                if n > *public {
-                    let n_legs = self.plan.relay(relay).map_or(0, |r| r.legs.len());
-                    let chain = Chain::new(n_legs, log[..n].to_vec());
-                    released.push((relay.clone(), chain, log[*public..n].to_vec()));
-                    *public = n;
+                let from = public.entries.len();
+                let newly: Vec<Entry> = log[from..]
+                    .iter()
+                    .take_while(|e| e.recorded_at <= as_of)
+                    .cloned()
+                    .collect();
+                if newly.is_empty() {
+                    continue;
                 }
+                for e in &newly {
+                    public.state.apply(e);
+                    public.entries.push(e.clone());
+                }
+                released.push((relay.clone(), public.recorded(), public.shifts(), newly));
             }
         }
-        for (relay, chain, entries) in released {
+        for (relay, recorded, shifts, entries) in released {
             {
                 let mut tr = lock(&self.tracker);
-                let mut changes = tr.set_shifts(&relay, chain.shifts(), as_of);
-                changes.extend(tr.set_recorded(&relay, chain.recorded(), as_of));
+                let mut changes = tr.set_shifts(&relay, shifts, as_of);
+                changes.extend(tr.set_recorded(&relay, recorded, as_of));
                 self.publish(&tr, &changes, now);
             }
             for e in &entries {
@@ -169,7 +181,10 @@ impl Delayed {
     /// How many entries of a relay's log are public.
     #[must_use]
     pub fn public_entries(&self, relay: &str) -> usize {
-        lock(&self.pending).logs.get(relay).map_or(0, |(_, n)| *n)
+        lock(&self.pending)
+            .logs
+            .get(relay)
+            .map_or(0, |(_, public)| public.entries.len())
     }
 
     /// Lets the delay pass: releases the pings and entries that became public, and lets the
