@@ -31,13 +31,26 @@ pub enum StoreError {
     /// The file was written by a newer build of handoff; refusing it beats corrupting it.
     #[error(
         "the database schema is version {found}, newer than this build knows ({known}): \
-         upgrade handoff or point it at another file"
+         upgrade handoff or point it at another database"
     )]
     SchemaTooNew { found: i64, known: i64 },
 
     /// An error from SQLite while reading or writing.
     #[error("SQLite: {0}")]
     Sqlite(#[source] Arc<rusqlite::Error>),
+
+    /// The PostgreSQL server could not be reached, or refused the connection (`target` is
+    /// `host:port/database`, never the password).
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: Arc<sqlx_core::Error>,
+    },
+
+    /// An error from PostgreSQL (or the connection to it) while reading or writing.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[source] Arc<sqlx_core::Error>),
 
     /// The store was closed (or its writer thread stopped) before the request was answered;
     /// nothing from an unanswered write may be assumed durable.

@@ -9,10 +9,12 @@
 //! returns. Uniqueness rules live in the schema (not in a check-then-write in the caller), so a
 //! duplicate ping is idempotent and a handoff wins exactly once even with several writers.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default; a PostgreSQL backend is a second module
-//! implementing the same trait. The trait is object-safe (`Arc<dyn Store>`).
+//! [`sqlite::SqliteStore`] is the embedded default; [`postgres::PostgresStore`] implements the
+//! same trait on a PostgreSQL server that several nodes can share. The trait is object-safe
+//! (`Arc<dyn Store>`).
 
 pub mod error;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -22,6 +24,7 @@ use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
 
 pub use error::{Result, StoreError};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The persistence capability the server needs. All methods are async and never block the

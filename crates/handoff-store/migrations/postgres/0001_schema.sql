@@ -1,0 +1,176 @@
+-- The PostgreSQL schema of handoff, version 1: the same tables and rules as the SQLite schema
+-- (crates/handoff-store/src/sqlite/migrations.rs, all of its migrations), written once for a
+-- server that several nodes share. Never edit a released migration: add the next file.
+--
+-- Conventions, as in SQLite: instants are BIGINT microseconds since the Unix epoch, UTC
+-- (`*_us`), so that a ping's identity (event, device, t to the microsecond) is the same on both
+-- backends; the tables of facts are append-only, enforced here by triggers, not by the code.
+
+CREATE TABLE plans (
+    event_id   TEXT   NOT NULL,
+    version    BIGINT NOT NULL CHECK (version >= 1),
+    plan_json  TEXT   NOT NULL,
+    plan_hash  TEXT   NOT NULL,
+    created_us BIGINT NOT NULL,
+    -- Two nodes storing a plan at once: one gets the version, the other retries with the next.
+    PRIMARY KEY (event_id, version)
+);
+
+CREATE TABLE devices (
+    event_id   TEXT   NOT NULL,
+    device_id  TEXT   NOT NULL,
+    carrier    TEXT   NOT NULL,
+    -- The relay the carrier carries in, when the name alone does not say (race mode).
+    relay_id   TEXT,
+    token_hash TEXT   NOT NULL,
+    speed_unit TEXT   CHECK (speed_unit IN ('knots', 'mps', 'kmh')),
+    created_us BIGINT NOT NULL,
+    PRIMARY KEY (event_id, device_id),
+    CONSTRAINT devices_token_hash_key UNIQUE (token_hash)
+);
+
+-- seq is an identity: it only grows. Sequences hand out numbers at insert, not at commit, so
+-- the store takes a transaction-level lock around every ping insert (see postgres.rs) to make
+-- them commit in seq order: a reader paging by `seq > cursor` never skips a late committer.
+CREATE TABLE pings (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id    TEXT             NOT NULL,
+    device_id   TEXT             NOT NULL,
+    t_us        BIGINT           NOT NULL,
+    lon         DOUBLE PRECISION NOT NULL,
+    lat         DOUBLE PRECISION NOT NULL,
+    acc_m       DOUBLE PRECISION,
+    speed_mps   DOUBLE PRECISION,
+    heading_deg DOUBLE PRECISION,
+    alt_m       DOUBLE PRECISION,
+    batt_pct    DOUBLE PRECISION,
+    received_us BIGINT           NOT NULL,
+    -- A resent ping (same device time) is a duplicate: ingest is idempotent.
+    CONSTRAINT pings_identity_key UNIQUE (event_id, device_id, t_us)
+);
+-- Rebuilding an event's live state reads its pings in device-time order; catching up pages
+-- them in arrival order.
+CREATE INDEX pings_by_event_time ON pings (event_id, t_us);
+CREATE INDEX pings_by_event_seq ON pings (event_id, seq);
+
+CREATE TABLE custody (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id   TEXT   NOT NULL,
+    relay_id   TEXT   NOT NULL,
+    -- 0 for the first entry of a chain, then one more per entry: two nodes appending the same
+    -- step (even the first, whatever each thinks the chain commits to) collide here, and
+    -- exactly one wins.
+    position   BIGINT NOT NULL CHECK (position >= 0),
+    entry_json TEXT   NOT NULL,
+    hash       TEXT   NOT NULL,
+    prev_hash  TEXT   NOT NULL,
+    created_us BIGINT NOT NULL,
+    CONSTRAINT custody_position_key UNIQUE (event_id, relay_id, position),
+    -- Two entries can never follow the same one: a handoff wins exactly once.
+    CONSTRAINT custody_prev_hash_key UNIQUE (event_id, relay_id, prev_hash),
+    -- A hash can't appear twice in one chain (that would be a cycle).
+    CONSTRAINT custody_hash_key UNIQUE (event_id, relay_id, hash)
+);
+
+-- Each entry after the first follows the entry before it: its prev_hash is that entry's hash.
+CREATE FUNCTION handoff_custody_follows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.position > 0 AND NOT EXISTS (
+        SELECT 1 FROM custody
+        WHERE event_id = NEW.event_id AND relay_id = NEW.relay_id
+          AND position = NEW.position - 1 AND hash = NEW.prev_hash
+    ) THEN
+        RAISE EXCEPTION 'custody entry % of relay % in event % does not follow entry %',
+            NEW.position, NEW.relay_id, NEW.event_id, NEW.position - 1
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER custody_follows BEFORE INSERT ON custody
+    FOR EACH ROW EXECUTE FUNCTION handoff_custody_follows();
+
+CREATE TABLE webhooks (
+    -- The order they were added in.
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+    event_id   TEXT   NOT NULL,
+    webhook_id TEXT   NOT NULL,
+    url        TEXT   NOT NULL,
+    -- The HMAC key, kept as given: signing needs it (unlike a token, it cannot be hashed).
+    secret     TEXT   NOT NULL,
+    -- The kinds of notification wanted; empty means every kind.
+    kinds      TEXT[] NOT NULL,
+    created_us BIGINT NOT NULL,
+    PRIMARY KEY (event_id, webhook_id)
+);
+
+-- One row per attempt: a notification retried three times is three rows with one
+-- delivery_id. status is the receiver's HTTP status (NULL when it never answered).
+CREATE TABLE webhook_deliveries (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id    TEXT    NOT NULL,
+    webhook_id  TEXT    NOT NULL,
+    delivery_id TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    attempt     BIGINT  NOT NULL CHECK (attempt >= 1),
+    status      INTEGER CHECK (status BETWEEN 0 AND 65535),
+    error       TEXT,
+    at_us       BIGINT  NOT NULL
+);
+CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id, seq);
+
+-- The newest saved state of each event's live engine. Derived data, not a fact: one row per
+-- event, replaced as the engine moves on (so not append-only); dropping it costs only a full
+-- replay at the next start.
+CREATE TABLE engine_checkpoints (
+    event_id     TEXT   PRIMARY KEY,
+    plan_version BIGINT NOT NULL,
+    plan_hash    TEXT   NOT NULL,
+    format       BIGINT NOT NULL CHECK (format BETWEEN 0 AND 4294967295),
+    -- Every ping of the event with seq <= cursor is reflected in the state.
+    cursor       BIGINT NOT NULL,
+    created_us   BIGINT NOT NULL,
+    state        BYTEA  NOT NULL
+);
+
+-- The admin token's hash when `handoff serve` generated the token (no HANDOFF_ADMIN_TOKEN):
+-- in the database, so that every node sharing it accepts the one token printed on the first
+-- start. One row at most; deleting it makes the next start generate and print a new token.
+CREATE TABLE admin_token (
+    only_one   BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_one),
+    token_hash TEXT    NOT NULL,
+    created_us BIGINT  NOT NULL
+);
+
+-- Facts are never changed nor removed: row triggers refuse UPDATE and DELETE, a statement
+-- trigger TRUNCATE (which row triggers do not see).
+CREATE FUNCTION handoff_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
+END
+$$;
+
+CREATE TRIGGER plans_append_only BEFORE UPDATE OR DELETE ON plans
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('plans are append-only');
+CREATE TRIGGER plans_append_only_truncate BEFORE TRUNCATE ON plans
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('plans are append-only');
+CREATE TRIGGER devices_append_only BEFORE UPDATE OR DELETE ON devices
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('devices are append-only');
+CREATE TRIGGER devices_append_only_truncate BEFORE TRUNCATE ON devices
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('devices are append-only');
+CREATE TRIGGER pings_append_only BEFORE UPDATE OR DELETE ON pings
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('pings are append-only');
+CREATE TRIGGER pings_append_only_truncate BEFORE TRUNCATE ON pings
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('pings are append-only');
+CREATE TRIGGER custody_append_only BEFORE UPDATE OR DELETE ON custody
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('the custody log is append-only');
+CREATE TRIGGER custody_append_only_truncate BEFORE TRUNCATE ON custody
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('the custody log is append-only');
+CREATE TRIGGER webhooks_append_only BEFORE UPDATE OR DELETE ON webhooks
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('webhooks are append-only');
+CREATE TRIGGER webhooks_append_only_truncate BEFORE TRUNCATE ON webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('webhooks are append-only');
+CREATE TRIGGER webhook_deliveries_append_only BEFORE UPDATE OR DELETE ON webhook_deliveries
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('the webhook delivery log is append-only');
+CREATE TRIGGER webhook_deliveries_append_only_truncate BEFORE TRUNCATE ON webhook_deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('the webhook delivery log is append-only');
