@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use handoff_core::ping::Ping;
-use handoff_store::{NewPing, SqliteStore, Store};
+use handoff_store::{NewPing, Store};
 use serde_json::Value;
-use tempfile::TempDir;
 
-use crate::common::{BIKE, DEVICES, EVENT, Fix, RUN, Server, TestClock, at, run_then_bike};
+use crate::common::{BIKE, DEVICES, EVENT, Fix, RUN, Server, TestClock, TestDb, at, run_then_bike};
 
 /// The store of a stopped server, opened on its own to look at or change the saved state.
-async fn with_store<T>(dir: &TempDir, f: impl AsyncFnOnce(&SqliteStore) -> Result<T>) -> Result<T> {
-    let store = SqliteStore::open(&dir.path().join("h.db"))?;
-    let out = f(&store).await?;
-    store.close().await?;
+async fn with_store<T>(dir: &TestDb, f: impl AsyncFnOnce(&dyn Store) -> Result<T>) -> Result<T> {
+    let store = dir.store().await?;
+    let out = f(&*store).await?;
+    // SQLite: the last handle closes the file (and checkpoints its WAL), which blocks.
+    tokio::task::spawn_blocking(move || drop(store)).await?;
     Ok(out)
 }
 
@@ -24,7 +24,7 @@ async fn views(s: &Server) -> Result<(Value, Value)> {
     Ok((s.live(true).await?, s.live(false).await?))
 }
 
-async fn reopen(dir: &Arc<TempDir>, clock: &TestClock, tokens: &[String]) -> Result<Server> {
+async fn reopen(dir: &Arc<TestDb>, clock: &TestClock, tokens: &[String]) -> Result<Server> {
     let mut s = Server::open(Arc::clone(dir), clock.clone()).await?;
     s.tokens = tokens.to_vec();
     Ok(s)

@@ -47,13 +47,15 @@ pub enum Command {
     #[command(
         after_help = "Environment:\n  HANDOFF_ADMIN_TOKEN  the admin token (plan upload, \
         devices, console). When unset, one is generated on the first start, printed once, and \
-        kept as a hash beside the database (FILE.admin-token.sha256)."
+        kept as a hash beside the database (FILE.admin-token.sha256), or on PostgreSQL in the \
+        database (shared by every node on it)."
     )]
     Serve {
         /// Address for the API, the pages and the phone protocols.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Database: sqlite://FILE (PostgreSQL is planned).
+        /// Database: sqlite://FILE, or postgres://USER:PASSWORD@HOST:PORT/DATABASE (an
+        /// existing database; the schema is created on the first start).
         #[arg(long, default_value = "sqlite://handoff.db")]
         db: String,
         /// Also serve the OsmAnd protocol alone on this address (Traccar's default is port 5055).
@@ -83,7 +85,8 @@ pub enum Command {
         FILE.admin-token.sha256, or HANDOFF_ADMIN_TOKEN, with the backup."
     )]
     Backup {
-        /// The database to copy: sqlite://FILE (PostgreSQL is planned).
+        /// The database to copy: sqlite://FILE (for PostgreSQL, use pg_dump: see
+        /// docs/operations.md).
         #[arg(long, default_value = "sqlite://handoff.db")]
         db: String,
         /// The copy: a new file (an existing one is never overwritten).

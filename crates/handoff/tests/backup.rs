@@ -366,3 +366,25 @@ fn a_backup_never_overwrites_and_names_a_missing_database() {
         "precious"
     );
 }
+
+#[test]
+fn a_postgres_database_is_pointed_to_pg_dump() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args([
+            "backup",
+            "--db",
+            "postgres://handoff:s3cret-pw@127.0.0.1/handoff",
+        ])
+        .arg(out_dir.path().join("copy.db"))
+        .output()
+        .expect("backup");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pg_dump") && err.contains("docs/operations.md"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    assert!(!out_dir.path().join("copy.db").exists());
+}

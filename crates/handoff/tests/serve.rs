@@ -1,5 +1,6 @@
 //! `handoff serve` as a process: the OsmAnd protocol on its own port (as Traccar Client
-//! expects), and clear refusals of what it cannot do.
+//! expects), a server on PostgreSQL (when `HANDOFF_TEST_PG` is set), and clear refusals of
+//! what it cannot do.
 
 mod common;
 
@@ -104,23 +105,135 @@ fn osmand_on_its_own_port_reaches_the_same_server() {
 }
 
 #[test]
-fn postgres_is_refused_with_a_clear_message() {
+fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
+    // Port 1 on loopback: nothing listens there.
     let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            "postgres://localhost/handoff",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg("postgres://handoff:s3cret-pw@127.0.0.1:1/handoff")
         .env("HANDOFF_ADMIN_TOKEN", "adm")
         .output()
         .expect("serve");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("PostgreSQL is not supported yet") && err.contains("sqlite://"),
+        err.contains("cannot connect to PostgreSQL at 127.0.0.1:1/handoff")
+            && err.contains("check that the server is running"),
         "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+#[test]
+fn an_unknown_database_scheme_is_refused_without_echoing_the_url() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg("mysql://handoff:s3cret-pw@db/handoff")
+        .env("HANDOFF_ADMIN_TOKEN", "adm")
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown database URL scheme `mysql://`") && err.contains("postgres://"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+/// Starts `handoff serve --db URL` with no HANDOFF_ADMIN_TOKEN and reads its first lines up to
+/// the one about the admin token: (the server, the API's base URL, that line).
+fn serve_on(url: &str) -> (KillOnDrop, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", url])
+        .env_remove("HANDOFF_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let guard = KillOnDrop(child);
+    let serving = lines.next().expect("a line").expect("text");
+    assert!(
+        serving.starts_with("handoff serving on") && serving.contains("(database postgres://"),
+        "{serving}"
+    );
+    assert!(!serving.contains('@'), "no user or password: {serving}");
+    let base = serving
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_string();
+    let token_line = lines.next().expect("a line").expect("text");
+    // Keep reading (and dropping) what it says, so that a full pipe never blocks it.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    (guard, base, token_line)
+}
+
+#[test]
+fn serve_on_postgres_keeps_acknowledged_pings_and_the_generated_admin_token_across_a_kill() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let Some(db) = rt
+        .block_on(handoff_store::postgres::testing::TestDatabase::create(
+            "serve_on_postgres_keeps_acknowledged_pings_and_the_generated_admin_token_across_a_kill",
+        ))
+        .expect("a test database")
+    else {
+        return;
+    };
+    let (first, base, said) = serve_on(&db.url());
+    let token = said
+        .strip_prefix("admin token (shown once, keep it): ")
+        .unwrap_or_else(|| panic!("a generated token: {said}"))
+        .to_string();
+    let start = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_mins(1))
+        .expect("time");
+    let plan = format!(
+        "[event]\nid = \"pg\"\nname = \"On PostgreSQL\"\n[[relays]]\nid = \"r\"\n[[relays.legs]]\ncarriers = [\"Ann\"]\nmode = \"run\"\nstart = \"{start}\"\nroute = {{ points = [[2.35, 48.85], [2.365, 48.85]] }}\nduration = \"6m\"\n"
+    );
+    let put = curl(
+        "PUT",
+        &format!("{base}/api/v1/events/pg"),
+        Some(&token),
+        Some(&plan),
+    );
+    assert_eq!(put.0, 200, "{put:?}");
+    let (_, dev) = curl(
+        "POST",
+        &format!("{base}/api/v1/events/pg/devices"),
+        Some(&token),
+        Some(r#"{"device":"phone","carrier":"Ann"}"#),
+    );
+    let device = json_of(&dev)["token"].as_str().expect("token").to_string();
+    let now = jiff::Timestamp::now().as_second();
+    let sent = curl(
+        "GET",
+        &format!("{base}/osmand?id={device}&lat=48.85&lon=2.352&timestamp={now}"),
+        None,
+        None,
+    );
+    assert_eq!(sent.0, 200, "{sent:?}");
+    // SIGKILL: nothing gets a chance to flush; what was answered must already be stored.
+    drop(first);
+
+    let (_second, base, said) = serve_on(&db.url());
+    assert_eq!(
+        said,
+        "admin token: the one printed on the first start (its hash is in the database)"
+    );
+    let (status, live) = curl("GET", &format!("{base}/api/v1/events/pg/live"), None, None);
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(
+        json_of(&live)["relays"][0]["position"]["lon"].as_f64(),
+        Some(2.352),
+        "{live}"
+    );
+    let again = curl("GET", &format!("{base}/api/v1/events"), Some(&token), None);
+    assert_eq!(
+        again.0, 200,
+        "the first start's token still works: {again:?}"
     );
 }
 

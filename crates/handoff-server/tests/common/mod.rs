@@ -1,5 +1,6 @@
 //! The harness every area shares: a real server on `127.0.0.1:0` over a real SQLite file in a
-//! temporary folder, with a clock that only the test moves, so that every snapshot (its `now`
+//! temporary folder (or, when `HANDOFF_TEST_PG` names a PostgreSQL server, a fresh database of
+//! its own there, dropped after the test: the same tests on the other backend), with a clock that only the test moves, so that every snapshot (its `now`
 //! included) is the same on every run. Also the test plan (an Olympic flag relay through Paris),
 //! and a walker that turns "this carrier is `d` metres along leg `i` at time `t`" into pings,
 //! with seeded GPS noise.
@@ -14,7 +15,8 @@ use handoff_core::plan::{NoFiles, Plan};
 use handoff_core::route::Route;
 use handoff_server::auth::AdminToken;
 use handoff_server::{AppState, Clock, Config};
-use handoff_store::{SqliteStore, StoredPing};
+use handoff_store::postgres::testing::{TEST_PG_VAR, TestDatabase};
+use handoff_store::{SqliteStore, Store, StoredPing};
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -186,6 +188,37 @@ impl TestClock {
     }
 }
 
+/// The database of a test server, kept across a restart: a SQLite file in a temporary
+/// folder, or a fresh PostgreSQL database when `HANDOFF_TEST_PG` is set (dropped with this).
+#[derive(Debug)]
+pub enum TestDb {
+    Sqlite(TempDir),
+    Postgres(TestDatabase),
+}
+
+impl TestDb {
+    /// A new, empty database on the backend the environment selects.
+    pub async fn new() -> Result<Arc<TestDb>> {
+        let db = if std::env::var_os(TEST_PG_VAR).is_some_and(|v| !v.is_empty()) {
+            let pg = TestDatabase::create("server test")
+                .await?
+                .context("HANDOFF_TEST_PG is set")?;
+            TestDb::Postgres(pg)
+        } else {
+            TestDb::Sqlite(tempfile::tempdir()?)
+        };
+        Ok(Arc::new(db))
+    }
+
+    /// A store on it (the server's, or one a test opens on a stopped server's database).
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        Ok(match self {
+            TestDb::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("h.db"))?),
+            TestDb::Postgres(pg) => Arc::new(pg.store().await?),
+        })
+    }
+}
+
 /// A running server.
 pub struct Server {
     pub state: Arc<AppState>,
@@ -194,7 +227,7 @@ pub struct Server {
     pub http: reqwest::Client,
     /// One token per leg's carrier (`tokens[RUN]` is the runner's), once registered.
     pub tokens: Vec<String>,
-    dir: Arc<TempDir>,
+    dir: Arc<TestDb>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -207,8 +240,7 @@ impl Server {
 
     /// A server over a new, empty database, its clock at `t`.
     pub async fn start_at(t: Timestamp) -> Result<Server> {
-        let dir = Arc::new(tempfile::tempdir()?);
-        Server::open(dir, TestClock::new(t)).await
+        Server::open(TestDb::new().await?, TestClock::new(t)).await
     }
 
     /// A server over a new database with `plan` (the TOML of event `event`) uploaded, its
@@ -230,29 +262,28 @@ impl Server {
         Ok(s)
     }
 
-    /// A server over the database in `dir` (a new one, or one a stopped server left).
-    pub async fn open(dir: Arc<TempDir>, clock: TestClock) -> Result<Server> {
+    /// A server over the database `dir` (a new one, or one a stopped server left).
+    pub async fn open(dir: Arc<TestDb>, clock: TestClock) -> Result<Server> {
         Server::open_with(dir, clock, handoff_server::serve::Limits::default()).await
     }
 
     /// A server over a new, empty database with other connection limits and timeouts.
     pub async fn with_limits(limits: handoff_server::serve::Limits) -> Result<Server> {
-        let dir = Arc::new(tempfile::tempdir()?);
-        Server::open_with(dir, TestClock::new(at(-60)), limits).await
+        Server::open_with(TestDb::new().await?, TestClock::new(at(-60)), limits).await
     }
 
     /// [`Server::open`] with `limits`.
     pub async fn open_with(
-        dir: Arc<TempDir>,
+        dir: Arc<TestDb>,
         clock: TestClock,
         limits: handoff_server::serve::Limits,
     ) -> Result<Server> {
-        let store = SqliteStore::open(&dir.path().join("h.db"))?;
+        let store = dir.store().await?;
         let config = Config {
             admin: AdminToken::new(ADMIN),
             clock: Some(clock.clock()),
         };
-        let state = AppState::open(Arc::new(store), config).await?;
+        let state = AppState::open(store, config).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -282,7 +313,7 @@ impl Server {
     }
 
     /// Shuts the server down (as Ctrl-C would) and hands back its database and clock.
-    pub async fn stop(mut self) -> Result<(Arc<TempDir>, TestClock, Vec<String>)> {
+    pub async fn stop(mut self) -> Result<(Arc<TestDb>, TestClock, Vec<String>)> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

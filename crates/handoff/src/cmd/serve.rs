@@ -1,10 +1,11 @@
-//! `handoff serve`: opens the store, rebuilds live state, serves until Ctrl-C or SIGTERM, then
-//! closes the store (which checkpoints the WAL into the database file).
+//! `handoff serve`: opens the store (a SQLite file, or a PostgreSQL database that several
+//! nodes may share), rebuilds live state, serves until Ctrl-C or SIGTERM, then closes the
+//! store (SQLite: which checkpoints the WAL into the database file).
 
 use anyhow::{Context, bail};
 use handoff_server::auth::{AdminToken, new_token};
 use handoff_server::{AppState, Config};
-use handoff_store::SqliteStore;
+use handoff_store::{PostgresStore, SqliteStore, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,29 +33,82 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The SQLite file named by `sqlite://FILE` (or a bare path).
-pub fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
+/// What `--db` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite://FILE`, or a bare path.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, kept whole (it may hold a password: never print it).
+    Postgres(String),
+}
+
+/// Reads a `--db` value.
+pub fn database(db: &str) -> anyhow::Result<Database> {
     if let Some(rest) = db.strip_prefix("sqlite://") {
-        Ok(PathBuf::from(rest))
+        Ok(Database::Sqlite(PathBuf::from(rest)))
     } else if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported yet; use --db sqlite://FILE")
-    } else if db.contains("://") {
-        bail!("unknown database URL `{db}`; use sqlite://FILE")
+        Ok(Database::Postgres(db.to_owned()))
+    } else if let Some((scheme, _)) = db.split_once("://") {
+        // Only the scheme: the rest may hold a password.
+        bail!(
+            "unknown database URL scheme `{scheme}://`; use sqlite://FILE or \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
     } else {
-        Ok(PathBuf::from(db))
+        Ok(Database::Sqlite(PathBuf::from(db)))
+    }
+}
+
+/// The SQLite file named by `sqlite://FILE` (or a bare path), for what works on SQLite files
+/// only (`handoff backup`).
+pub fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
+    match database(db)? {
+        Database::Sqlite(path) => Ok(path),
+        Database::Postgres(_) => bail!(
+            "handoff backup copies SQLite files; back up a PostgreSQL database with pg_dump \
+             (docs/operations.md has the commands)"
+        ),
+    }
+}
+
+/// `HANDOFF_ADMIN_TOKEN`, when set (and not empty).
+fn token_from_env() -> anyhow::Result<Option<AdminToken>> {
+    match std::env::var("HANDOFF_ADMIN_TOKEN") {
+        Ok(t) if t.trim().is_empty() => bail!("HANDOFF_ADMIN_TOKEN is set but empty"),
+        Ok(t) => Ok(Some(AdminToken::new(t.trim()))),
+        Err(_) => Ok(None),
     }
 }
 
 /// The admin token: `HANDOFF_ADMIN_TOKEN`, or one generated on first start, printed once, and
 /// kept only as a hash beside the database.
 pub fn admin_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>)> {
-    if let Ok(t) = std::env::var("HANDOFF_ADMIN_TOKEN") {
-        if t.trim().is_empty() {
-            bail!("HANDOFF_ADMIN_TOKEN is set but empty");
-        }
-        return Ok((AdminToken::new(t.trim()), None));
+    match token_from_env()? {
+        Some(admin) => Ok((admin, None)),
+        None => stored_or_new_token(db_path),
     }
-    stored_or_new_token(db_path)
+}
+
+/// [`admin_token`] on PostgreSQL: the hash is kept in the database, so that every node
+/// sharing it accepts the one token; when two nodes start at once, the first to store its
+/// hash wins and only that node prints its token.
+async fn postgres_admin_token(
+    store: &PostgresStore,
+) -> anyhow::Result<(AdminToken, Option<String>)> {
+    if let Some(admin) = token_from_env()? {
+        return Ok((admin, None));
+    }
+    if let Some(hash) = store.admin_token_hash().await? {
+        return Ok((AdminToken::from_hash(&hash), None));
+    }
+    let token = new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = AdminToken::new(&token);
+    let kept = store.keep_admin_token_hash(admin.hash()).await?;
+    if kept == admin.hash() {
+        Ok((admin, Some(token)))
+    } else {
+        Ok((AdminToken::from_hash(&kept), None))
+    }
 }
 
 /// Refuses a weak `HANDOFF_ADMIN_TOKEN` on an address others can reach, and says loudly that
@@ -126,69 +180,57 @@ pub fn run(
     limits: handoff_server::serve::Limits,
     options: Options,
 ) -> anyhow::Result<ExitCode> {
-    let path = sqlite_path(db)?;
-    check_folder(&path)?;
+    let database = database(db)?;
+    if let Database::Sqlite(path) = &database {
+        check_folder(path)?;
+    }
     check_token_strength(listen)?;
     if let Some(o) = osmand_listen {
         check_token_strength(o)?;
     }
     init_logging();
-    let (admin, fresh) = admin_token(&path)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let addresses = Addresses {
+        listen,
+        osmand_listen,
+        limits,
+        options,
+    };
+    match database {
+        Database::Sqlite(path) => run_sqlite(&path, &addresses),
+        Database::Postgres(url) => run_postgres(&url, &addresses),
+    }
+}
+
+/// Where and how `serve` listens, whatever the database.
+struct Addresses<'a> {
+    listen: &'a str,
+    osmand_listen: Option<&'a str>,
+    limits: handoff_server::serve::Limits,
+    options: Options,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    let store = Arc::new(SqliteStore::open(&path)?);
-    let shared: Arc<dyn handoff_store::Store> = Arc::clone(&store) as _;
-    let db_path = path.clone();
-    let served = rt.block_on(async move {
-        let state = AppState::open(shared, Config { admin, clock: None })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        state
-            .webhooks
-            .allow_private_targets(options.allow_private_webhooks);
-        state.limits.auth_by_ip.set_max(options.max_failed_sign_ins);
-        state
-            .limits
-            .auth_by_user
-            .set_max(options.max_failed_sign_ins);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let osmand = match osmand_listen {
-            Some(a) => Some(
-                tokio::net::TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("cannot listen on {a}"))?,
-            ),
-            None => None,
-        };
-        let stop = stop_signal()?;
-        let base = format!("http://{}", listener.local_addr()?);
-        say!("handoff serving on {base} (database {})", db_path.display());
-        if let Some(o) = &osmand {
-            say!("OsmAnd protocol on http://{}", o.local_addr()?);
-        }
-        match fresh {
-            Some(t) => say!("admin token (shown once, keep it): {t}"),
-            None if std::env::var_os("HANDOFF_ADMIN_TOKEN").is_some() => {
-                say!("admin token from HANDOFF_ADMIN_TOKEN");
-            }
-            None => say!(
-                "admin token: the one printed on the first start (its hash is beside the database)"
-            ),
-        }
-        if state.events().is_empty() {
-            say!("no events yet: upload a plan with `handoff plan push PLAN --server {base}`");
-        }
-        let mut shown = HashMap::new();
-        announce_events(&state, &base, &mut shown);
-        say!("Ctrl-C (or SIGTERM) stops.");
-        let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
-        handoff_server::app::launch_with(state, listener, osmand, limits, stop).await?;
-        progress.abort();
-        anyhow::Ok(())
-    });
+        .build()?)
+}
+
+fn run_sqlite(path: &Path, addresses: &Addresses<'_>) -> anyhow::Result<ExitCode> {
+    let (admin, fresh) = admin_token(path)?;
+    let rt = runtime()?;
+    let store = Arc::new(SqliteStore::open(path)?);
+    let shared: Arc<dyn Store> = Arc::clone(&store) as _;
+    let token = match fresh {
+        Some(t) => Shown::Fresh(t),
+        None => Shown::Kept("its hash is beside the database"),
+    };
+    let served = rt.block_on(serve(
+        shared,
+        admin,
+        token,
+        &path.display().to_string(),
+        addresses,
+    ));
     // Every task (and with it every handle on the store) ends with the runtime; then the store
     // commits what is queued and checkpoints the WAL, so the .db file alone holds everything.
     rt.shutdown_timeout(Duration::from_secs(10));
@@ -208,6 +250,101 @@ pub fn run(
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_postgres(url: &str, addresses: &Addresses<'_>) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let served = rt.block_on(async {
+        // The store's errors name host, port and database, never the password.
+        let store = PostgresStore::connect(url).await.context(
+            "cannot open the PostgreSQL database: check that the server is running and \
+             that the URL's user, password and database are right (docs/operations.md)",
+        )?;
+        let (admin, fresh) = postgres_admin_token(&store).await?;
+        let token = match fresh {
+            Some(t) => Shown::Fresh(t),
+            None => Shown::Kept("its hash is in the database"),
+        };
+        let label = format!("postgres://{}", store.target());
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let served = serve(shared, admin, token, &label, addresses).await;
+        // Every write was committed when it was answered: closing only ends the connections.
+        store.close().await;
+        served.map(|()| label)
+    });
+    rt.shutdown_timeout(Duration::from_secs(10));
+    let label = served?;
+    say!("stopped; {label} holds everything (every answered write was committed)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` says about the admin token.
+enum Shown {
+    /// Generated now: printed once.
+    Fresh(String),
+    /// The one printed on the first start, kept where this says.
+    Kept(&'static str),
+}
+
+/// Serves until a stop signal: the part of `serve` that is the same on every database.
+async fn serve(
+    store: Arc<dyn Store>,
+    admin: AdminToken,
+    token: Shown,
+    db_label: &str,
+    addresses: &Addresses<'_>,
+) -> anyhow::Result<()> {
+    let Addresses {
+        listen,
+        osmand_listen,
+        limits,
+        options,
+    } = *addresses;
+    let state = AppState::open(store, Config { admin, clock: None })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state
+        .webhooks
+        .allow_private_targets(options.allow_private_webhooks);
+    state.limits.auth_by_ip.set_max(options.max_failed_sign_ins);
+    state
+        .limits
+        .auth_by_user
+        .set_max(options.max_failed_sign_ins);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let osmand = match osmand_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a}"))?,
+        ),
+        None => None,
+    };
+    let stop = stop_signal()?;
+    let base = format!("http://{}", listener.local_addr()?);
+    say!("handoff serving on {base} (database {db_label})");
+    if let Some(o) = &osmand {
+        say!("OsmAnd protocol on http://{}", o.local_addr()?);
+    }
+    match token {
+        Shown::Fresh(t) => say!("admin token (shown once, keep it): {t}"),
+        Shown::Kept(_) if std::env::var_os("HANDOFF_ADMIN_TOKEN").is_some() => {
+            say!("admin token from HANDOFF_ADMIN_TOKEN");
+        }
+        Shown::Kept(place) => say!("admin token: the one printed on the first start ({place})"),
+    }
+    if state.events().is_empty() {
+        say!("no events yet: upload a plan with `handoff plan push PLAN --server {base}`");
+    }
+    let mut shown = HashMap::new();
+    announce_events(&state, &base, &mut shown);
+    say!("Ctrl-C (or SIGTERM) stops.");
+    let progress = tokio::spawn(report_progress(Arc::clone(&state), base, shown));
+    handoff_server::app::launch_with(state, listener, osmand, limits, stop).await?;
+    progress.abort();
+    Ok(())
 }
 
 /// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what systemd, Docker and Kubernetes send
