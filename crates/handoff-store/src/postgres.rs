@@ -13,12 +13,14 @@
 //!
 //! Arrival order: a sequence hands out `seq` at insert, not at commit, so two concurrent
 //! transactions can commit out of order, and a reader paging by `seq > cursor` in between
-//! would move its cursor past a row that becomes visible later, and never read it. So every
-//! ping insert takes one transaction-level advisory lock ([`FEED_LOCK`]) before its rows get
-//! their `seq`s and holds it to its commit: `seq`s commit in order, and whatever a reader sees
-//! below the highest `seq` it has read is final. The cost is that ping batches commit one at
-//! a time across the cluster (one fsync each; a batch is one multi-row insert); readers take
-//! no lock. docs/operations.md has the measured cost.
+//! would move its cursor past a row that becomes visible later, and never read it. The schema
+//! closes that gap with one advisory lock (the migration explains it): every ping insert holds
+//! it shared from before its rows get their `seq`s to its commit, so writers run side by side;
+//! [`Store::pings_after`] first takes it exclusive for a moment to learn the horizon, the
+//! highest `seq` whose transaction is over, and reads only up to it. Writers pay nothing but a
+//! shared lock; a reader waits for the commits in flight (and holds new ones back that long).
+//! docs/operations.md has the measured cost, and that of the simpler alternative (one
+//! exclusive lock around every insert, which makes commits one at a time).
 
 mod migrations;
 pub mod testing;
@@ -42,15 +44,11 @@ use crate::{
     NewWebhook, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
 };
 
-/// Connections kept to the server at most (reads run in parallel; ping writes queue on the
-/// feed lock whatever their number).
+/// Connections kept to the server at most (one per request being served).
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection (or for the server to answer a new one)
 /// before it fails; the server answers 503 then.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The advisory lock every ping insert holds from the allocation of its `seq`s to its commit
-/// (see the module note). Advisory locks are per database, so this is "handoff" in ASCII.
-pub const FEED_LOCK: i64 = 0x68_61_6e_64_6f_66_66;
 /// How often a plan version taken by a concurrent commit is retried with the next one.
 const PLAN_VERSION_ATTEMPTS: u32 = 16;
 
@@ -377,14 +375,24 @@ impl Store for PostgresStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredPing>> {
+        // Its own statement (and transaction), so that the lock is released at once and the
+        // page's snapshot is taken after every transaction below the horizon has ended.
+        let horizon: i64 = query("SELECT handoff_ping_horizon()")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if horizon <= after {
+            return Ok(Vec::new());
+        }
         let rows = query(concat!(
             "SELECT ",
             ping_columns!(),
-            " FROM pings WHERE event_id = $1 AND seq > $2
-             ORDER BY seq LIMIT $3"
+            " FROM pings WHERE event_id = $1 AND seq > $2 AND seq <= $3
+             ORDER BY seq LIMIT $4"
         ))
         .bind(event_id)
         .bind(after)
+        .bind(horizon)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
@@ -642,7 +650,8 @@ impl Store for PostgresStore {
 // ---- writes that take more than one statement ----
 
 /// The batch as one multi-row insert from arrays (eleven binds whatever its size), in batch
-/// order, under the feed lock. A row that is already stored, or repeats an earlier row of the
+/// order, in one statement (its own transaction: one round trip, committed when it returns;
+/// the schema's trigger takes the feed lock). A row that is already stored, or repeats an earlier row of the
 /// batch, is skipped by `ON CONFLICT DO NOTHING`; `RETURNING` names the rows that were stored,
 /// and the first item of the batch with each such key is the one that was.
 async fn insert_pings(pool: &PgPool, batch: &[NewPing]) -> Result<Vec<Inserted>> {
@@ -672,11 +681,6 @@ async fn insert_pings(pool: &PgPool, batch: &[NewPing]) -> Result<Vec<Inserted>>
         batt.push(measured(p.batt_pct));
         received_us.push(item.received_at.as_microsecond());
     }
-    let mut tx = pool.begin().await?;
-    query("SELECT pg_advisory_xact_lock($1)")
-        .bind(FEED_LOCK)
-        .execute(&mut *tx)
-        .await?;
     let rows = query(
         "INSERT INTO pings (event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg,
                             alt_m, batt_pct, received_us)
@@ -702,9 +706,8 @@ async fn insert_pings(pool: &PgPool, batch: &[NewPing]) -> Result<Vec<Inserted>>
     .bind(&alt)
     .bind(&batt)
     .bind(&received_us)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    tx.commit().await?;
 
     let mut stored: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
     for row in &rows {

@@ -2,6 +2,9 @@
 -- (crates/handoff-store/src/sqlite/migrations.rs, all of its migrations), written once for a
 -- server that several nodes share. Never edit a released migration: add the next file.
 --
+-- The functions keep the search_path they were created with (the store's schema), so that the
+-- tables they name are found whatever the caller's search_path.
+--
 -- Conventions, as in SQLite: instants are BIGINT microseconds since the Unix epoch, UTC
 -- (`*_us`), so that a ping's identity (event, device, t to the microsecond) is the same on both
 -- backends; the tables of facts are append-only, enforced here by triggers, not by the code.
@@ -29,11 +32,11 @@ CREATE TABLE devices (
     CONSTRAINT devices_token_hash_key UNIQUE (token_hash)
 );
 
--- seq is an identity: it only grows. Sequences hand out numbers at insert, not at commit, so
--- the store takes a transaction-level lock around every ping insert (see postgres.rs) to make
--- them commit in seq order: a reader paging by `seq > cursor` never skips a late committer.
+-- seq is an identity: it only grows (CACHE 1, the default: values are handed out in time order
+-- across sessions). A sequence hands out numbers at insert, not at commit, so transactions can
+-- commit out of seq order; see the feed lock below for how a reader paging by seq stays right.
 CREATE TABLE pings (
-    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME pings_seq) PRIMARY KEY,
     event_id    TEXT             NOT NULL,
     device_id   TEXT             NOT NULL,
     t_us        BIGINT           NOT NULL,
@@ -52,6 +55,37 @@ CREATE TABLE pings (
 -- them in arrival order.
 CREATE INDEX pings_by_event_time ON pings (event_id, t_us);
 CREATE INDEX pings_by_event_seq ON pings (event_id, seq);
+
+-- The feed lock: what lets a reader page pings by `seq > cursor` without ever skipping one
+-- that commits late. Every statement inserting pings first takes a transaction-level advisory
+-- lock in SHARED mode (a BEFORE statement trigger, so before any row gets its seq, and whoever
+-- inserts: the store, a migration tool, psql); writers never wait for one another, and each
+-- commit is PostgreSQL's own (group commit included). A reader first asks for the horizon
+-- (handoff_ping_horizon): it takes the same lock EXCLUSIVE, which is granted once every writer
+-- that holds it has committed or rolled back (new writers queue behind it for that moment),
+-- and reads the highest seq handed out so far. Every seq up to the horizon is then final, and
+-- any later one will be higher, so a page `seq > cursor AND seq <= horizon` is complete.
+-- The key is "handoff" in ASCII; advisory locks are per database.
+CREATE FUNCTION handoff_feed_write() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(29400045363307366);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER pings_feed_write BEFORE INSERT ON pings
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_feed_write();
+
+CREATE FUNCTION handoff_ping_horizon() RETURNS BIGINT LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+DECLARE
+    horizon BIGINT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(29400045363307366);
+    SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO horizon FROM pings_seq;
+    RETURN horizon;
+END
+$$;
 
 CREATE TABLE custody (
     seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -73,7 +107,8 @@ CREATE TABLE custody (
 );
 
 -- Each entry after the first follows the entry before it: its prev_hash is that entry's hash.
-CREATE FUNCTION handoff_custody_follows() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION handoff_custody_follows() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     IF NEW.position > 0 AND NOT EXISTS (
         SELECT 1 FROM custody
@@ -144,7 +179,8 @@ CREATE TABLE admin_token (
 
 -- Facts are never changed nor removed: row triggers refuse UPDATE and DELETE, a statement
 -- trigger TRUNCATE (which row triggers do not see).
-CREATE FUNCTION handoff_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION handoff_append_only() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
 END
