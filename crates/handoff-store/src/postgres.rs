@@ -8,8 +8,8 @@
 //! version taken by another node's commit is retried with the next one.
 //!
 //! Durability: every write method returns after its transaction has committed, and each
-//! connection commits with `synchronous_commit` at least `on` (turned back on where the server
-//! default is `off`), so an answered write is on disk (and on any synchronous standby).
+//! connection commits with `synchronous_commit` turned back on where the server's default is
+//! `off`, so an answered write is on disk.
 //!
 //! Arrival order: a sequence hands out `seq` at insert, not at commit, so two concurrent
 //! transactions can commit out of order, and a reader paging by `seq > cursor` in between
@@ -114,7 +114,11 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn connect_with(options: PgConnectOptions) -> Result<PostgresStore> {
-        let options = options.application_name("handoff");
+        // Warnings and up only: the migrator's "already exists, skipping" notices on every start
+        // are not news.
+        let options = options
+            .application_name("handoff")
+            .options([("client_min_messages", "warning")]);
         let target = target_of(&options);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -179,14 +183,15 @@ impl PostgresStore {
 }
 
 /// Turns `synchronous_commit` back on for this connection when the server's default is `off`
-/// (a commit would then return before its WAL is flushed: not durable). Stronger settings
-/// (`remote_apply`, …) are left as the operator chose them.
+/// (a commit would then return before its WAL is flushed: not durable). The other settings all
+/// flush locally at least (`local`, and `remote_write`, `remote_apply` for a synchronous
+/// standby) and are left as the operator chose them.
 async fn require_durable_commits(
     conn: &mut PgConnection,
 ) -> std::result::Result<(), sqlx_core::Error> {
     query(
         "SELECT set_config('synchronous_commit', 'on', false)
-         WHERE current_setting('synchronous_commit') IN ('off', 'local')",
+         WHERE current_setting('synchronous_commit') = 'off'",
     )
     .execute(conn)
     .await?;

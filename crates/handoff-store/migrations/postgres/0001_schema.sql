@@ -107,6 +107,8 @@ CREATE TABLE custody (
 );
 
 -- Each entry after the first follows the entry before it: its prev_hash is that entry's hash.
+-- Checked at commit (a deferred constraint trigger), so that a restore copying the rows in any
+-- order (pg_restore) passes, and so does a transaction appending several entries of a chain.
 CREATE FUNCTION handoff_custody_follows() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
 BEGIN
@@ -119,10 +121,11 @@ BEGIN
             NEW.position, NEW.relay_id, NEW.event_id, NEW.position - 1
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
-CREATE TRIGGER custody_follows BEFORE INSERT ON custody
+CREATE CONSTRAINT TRIGGER custody_follows AFTER INSERT ON custody
+    DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION handoff_custody_follows();
 
 CREATE TABLE webhooks (

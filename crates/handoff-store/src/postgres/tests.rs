@@ -688,6 +688,26 @@ async fn the_first_admin_token_hash_kept_wins() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn commits_are_flushed_even_where_the_server_default_is_not() -> Result<()> {
+    on_postgres!(
+        commits_are_flushed_even_where_the_server_default_is_not,
+        |db, s| {
+            s.close().await;
+            for (asked, kept) in [("off", "on"), ("local", "local"), ("on", "on")] {
+                let options = db.options().options([("synchronous_commit", asked)]);
+                let store = PostgresStore::connect_with(options).await?;
+                let row = query("SELECT current_setting('synchronous_commit')")
+                    .fetch_one(store.pool())
+                    .await?;
+                assert_eq!(row.try_get::<String, _>(0)?, kept, "asked {asked}");
+                store.close().await;
+            }
+        }
+    );
+    Ok(())
+}
+
 // ---- what only a shared server has: writers racing ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
