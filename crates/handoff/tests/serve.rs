@@ -105,39 +105,31 @@ fn osmand_on_its_own_port_reaches_the_same_server() {
 }
 
 #[test]
-fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
-    // Port 1 on loopback: nothing listens there.
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg("postgres://handoff:s3cret-pw@127.0.0.1:1/handoff")
-        .env("HANDOFF_ADMIN_TOKEN", "adm")
-        .output()
-        .expect("serve");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot connect to PostgreSQL at 127.0.0.1:1/handoff")
-            && err.contains("check that the server is running"),
-        "{err}"
-    );
-    assert!(!err.contains("s3cret-pw"), "{err}");
-}
-
-#[test]
-fn an_unknown_database_scheme_is_refused_without_echoing_the_url() {
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg("mysql://handoff:s3cret-pw@db/handoff")
-        .env("HANDOFF_ADMIN_TOKEN", "adm")
-        .output()
-        .expect("serve");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("unknown database URL scheme `mysql://`") && err.contains("postgres://"),
-        "{err}"
-    );
-    assert!(!err.contains("s3cret-pw"), "{err}");
+fn a_database_it_cannot_use_is_a_clear_error_without_the_password() {
+    for (url, says) in [
+        // Port 1 on loopback: nothing listens there.
+        (
+            "postgres://handoff:s3cret-pw@127.0.0.1:1/handoff",
+            &[
+                "cannot connect to PostgreSQL at 127.0.0.1:1/handoff",
+                "check that the server is running",
+            ][..],
+        ),
+        (
+            "mysql://handoff:s3cret-pw@db/handoff",
+            &["unknown database URL scheme `mysql://`", "postgres://"][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", url])
+            .env("HANDOFF_ADMIN_TOKEN", "adm")
+            .output()
+            .expect("serve");
+        assert!(!out.status.success(), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(says.iter().all(|s| err.contains(s)), "{url}: {err}");
+        assert!(!err.contains("s3cret-pw"), "{err}");
+    }
 }
 
 /// Starts `handoff serve --db URL` with no HANDOFF_ADMIN_TOKEN and reads its first lines up to
