@@ -164,13 +164,13 @@ impl AppState {
         let applied = self
             .event(&stored.event_id)
             .map_or_else(Default::default, |old| Arc::clone(&old.applied));
-        let live = Arc::new(EventLive::new(
+        let live = EventLive::new(
             Arc::new(plan),
             stored.version,
             stored.plan_hash.clone(),
             env.source,
             applied,
-        ));
+        );
         self.webhooks.load(
             &stored.event_id,
             self.store.webhooks(&stored.event_id).await?,
@@ -179,8 +179,8 @@ impl AppState {
         crate::custody::open_chains(self, &live).await?;
         self.catch_up(&live).await?;
         // Deep replays the custody sync asked for, or the saved state still had to do.
-        crate::engine::serve_history(self, &live, live.take_history()).await;
-        live.tick(self.now());
+        crate::engine::serve_history(self, &live, live.take_history().await).await;
+        live.tick(self.now()).await;
         let old = self
             .events
             .write()
@@ -242,7 +242,7 @@ impl AppState {
                         })
                 })
                 .collect();
-            let (found, history) = live.apply(&pings, self.now());
+            let (found, history) = live.apply(pings, self.now()).await;
             live.advance_cursor(last);
             // Proximity handoffs the log does not have yet (the server stopped before storing
             // them) are recorded now; those it has are skipped.
@@ -323,10 +323,10 @@ impl AppState {
 
     /// Lets time pass on every event (stage legs end on time, overdue flags rise), and sends
     /// each alert that rose to the webhooks subscribed to its kind.
-    pub fn tick(self: &Arc<Self>) {
+    pub async fn tick(self: &Arc<Self>) {
         let now = self.now();
         for e in self.events() {
-            for alert in e.tick(now) {
+            for alert in e.tick(now).await {
                 if let Ok(payload) = serde_json::to_value(&alert) {
                     crate::webhooks::notify(self, &e, alert.kind, &payload);
                 }
@@ -442,7 +442,7 @@ pub async fn launch_with(
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 every.tick().await;
-                state.tick();
+                state.tick().await;
             }
         })
     };

@@ -189,7 +189,7 @@ pub async fn save(
         return Ok(None);
     }
     let cursor = mark.1;
-    let frozen = live.freeze();
+    let frozen = live.freeze().await;
     let (plan, hash) = (Arc::clone(&live.plan), live.plan_hash.clone());
     let bytes = tokio::task::spawn_blocking(move || frozen.encode(&plan, &hash))
         .await

@@ -48,7 +48,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
             .map(|(_, f)| *f)
             .collect::<Vec<_>>(),
     );
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.send_walk(RUN, &run_early).await?;
     s.send_walk(BIKE, ridden).await?;
     let before = views(&s).await?;
@@ -121,7 +121,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
     )
     .await?;
     s.send_walk(BIKE, to_come).await?;
-    s.tick_at(to_come.last().context("more to ride")?.t);
+    s.tick_at(to_come.last().context("more to ride")?.t).await;
     let after = views(&s).await?;
     ensure!(after != before, "the later pings moved the relay on");
     let (dir, clock, tokens) = s.stop().await?;
@@ -149,7 +149,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
 async fn a_damaged_or_foreign_saved_state_is_ignored_for_a_full_replay() -> Result<()> {
     let s = Server::with_relay().await?;
     let (run, _) = run_then_bike(2024);
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.send_walk(RUN, &run[..run.len() / 2]).await?;
     let expected = views(&s).await?;
     let (dir, clock, tokens) = s.stop().await?;

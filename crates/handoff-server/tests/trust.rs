@@ -41,7 +41,7 @@ fn operator(s: &Server, body: &Value, key: Option<&str>) -> reqwest::RequestBuil
 #[tokio::test]
 async fn a_double_click_records_one_handoff() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     // A request that names no step is refused: a second click would record the next one.
     let (status, body) = as_admin(operator(&s, &json!({}), None)).await?;
     ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
@@ -120,7 +120,7 @@ async fn a_code_checked_for_one_step_is_never_recorded_on_another() -> Result<()
     // the requests up, the test holds the custody chains' lock (tokio's is fair: first come,
     // first served) while the receiver's request, then the operator's, queue on it.
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     let (status, body) = as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
     ensure!(status == StatusCode::CREATED, "{status} {body}");
     let code = code(&s, RUN).await?;
@@ -167,7 +167,7 @@ async fn a_code_checked_for_one_step_is_never_recorded_on_another() -> Result<()
 #[tokio::test]
 async fn a_receivers_phone_cannot_write_history_into_the_log() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
     let code = code(&s, RUN).await?;
     let p = plan();

@@ -89,7 +89,7 @@ pub async fn calendar(
 ) -> Result<Response> {
     let live = state.live_event(&event)?;
     let now = state.now();
-    let snapshot = live.snapshot(now, true);
+    let snapshot = live.snapshot(now, true).await;
     let plan = &live.plan;
     let mut cal = Calendar::empty();
     cal.append_property(Property::new("VERSION", "2.0"))
@@ -243,6 +243,7 @@ pub async fn track_gpx(
     let now = state.now();
     let view = live
         .relay_view(&relay, now, true)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let mut track = gpx::Track::new();
@@ -310,6 +311,7 @@ pub async fn track_geojson(
     let now = state.now();
     let view = live
         .relay_view(&relay, now, true)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let features = legs.iter().map(|leg| {

@@ -215,8 +215,9 @@ async fn snapshot_event(
             String::from_utf8_lossy(&doc.json).into_owned()
         }
         Some(relay) => {
-            let mut snap = e.snapshot(now, true);
-            snap.relays.retain(|r| r.id == relay);
+            let view = e.relay_view(relay, now, true).await;
+            let snap =
+                handoff_core::snapshot::Snapshot::new(&e.plan, now, view.into_iter().collect());
             serde_json::to_string(&snap.compact()).unwrap_or_default()
         }
     };

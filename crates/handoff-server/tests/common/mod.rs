@@ -309,9 +309,9 @@ impl Server {
     }
 
     /// Moves the clock to `t` and lets the server see the time pass (stage legs end).
-    pub fn tick_at(&self, t: Timestamp) {
+    pub async fn tick_at(&self, t: Timestamp) {
         self.clock.set(t);
-        self.state.tick();
+        self.state.tick().await;
     }
 
     /// `PUT /api/v1/events/{EVENT}` with whatever token, content type and body.
