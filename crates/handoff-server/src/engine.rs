@@ -757,9 +757,10 @@ impl EventLive {
         }
         self.bump();
         if self.tx.receiver_count() == 0 {
-            return; // nobody listens (start-up, no page open, or a delayed event's operators)
+            return; // nobody listens (start-up, no page open)
         }
-        stream_changes(&self.tx, changes, views, now, self.public.is_none());
+        // The operators' stream (and the public one, when the event has no delay).
+        stream_changes(&self.tx, changes, views, now, true);
     }
 
     /// The live view at `now`: with `public`, what spectators may see (the public engine's,

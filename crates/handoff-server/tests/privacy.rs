@@ -216,3 +216,59 @@ async fn a_carrier_is_public_only_on_the_course_once_the_leg_has_begun() -> Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn operators_follow_the_undelayed_stream_spectators_the_delayed_one() -> Result<()> {
+    use crate::common::SseReader;
+    use std::time::Duration;
+    let s = server().await?;
+    let p = plan();
+    s.tick_at(at(130)).await;
+    let url = s.url(&format!("/api/v1/events/{EVENT}/stream"));
+    let open = |admin: bool| {
+        let mut req = s.http.get(&url).timeout(Duration::from_secs(20));
+        if admin {
+            req = req.bearer_auth(ADMIN);
+        }
+        req.send()
+    };
+    let mut operators = SseReader::new(open(true).await?);
+    let mut spectators = SseReader::new(open(false).await?);
+    for (who, sse) in [
+        ("operators", &mut operators),
+        ("spectators", &mut spectators),
+    ] {
+        let first = sse
+            .next(Duration::from_secs(2))
+            .await?
+            .context("a snapshot")?;
+        ensure!(first.event == "snapshot", "{who}: {}", first.event);
+    }
+    // The runner reports at 130 s: operators see the fix at once, spectators two minutes on.
+    let run = walk(&p, RUN, at(121), planned_speed_mps(&p, RUN), 9, None);
+    let f = run[1];
+    s.send(&s.tokens[RUN].clone(), &[f.json()]).await?;
+    let seen = operators.until("position", Duration::from_secs(2)).await?;
+    let pos = &seen.last().context("a position")?.data;
+    ensure!(pos["t"] == json!(f.t.to_string()), "{pos}");
+    ensure!(
+        pos.get("now").is_some(),
+        "an undelayed position says when it was sent: {pos}"
+    );
+    // Spectators: nothing about the fix while it is not public (the tick streams their etas).
+    s.tick_at(at(140)).await;
+    while let Some(e) = spectators.next(Duration::from_millis(300)).await? {
+        ensure!(
+            e.event != "position",
+            "a position leaked to spectators: {:?}",
+            e.data
+        );
+    }
+    s.tick_at(f.t.checked_add(jiff::SignedDuration::from_mins(2))?)
+        .await;
+    let seen = spectators.until("position", Duration::from_secs(2)).await?;
+    let pos = &seen.last().context("a position")?.data;
+    ensure!(pos["t"] == json!(f.t.to_string()), "{pos}");
+    ensure!(pos.get("now").is_none(), "{pos}");
+    Ok(())
+}
