@@ -9,8 +9,13 @@
 //! returns. Uniqueness rules live in the schema (not in a check-then-write in the caller), so a
 //! duplicate ping is idempotent and a handoff wins exactly once even with several writers.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default; a PostgreSQL backend is a second module
-//! implementing the same trait. The trait is object-safe (`Arc<dyn Store>`).
+//! The trait is backend-neutral: [`StoreError`] names no driver type, the store reads no clock
+//! (every instant is an argument), reads that grow with a relay are paged, and every input is
+//! numbered in one change feed ([`Store::changes_since`], [`Store::subscribe`]) that other
+//! nodes can follow. [`sqlite::SqliteStore`] is the embedded default; a PostgreSQL backend is a
+//! second module implementing the same trait. The trait is object-safe (`Arc<dyn Store>`).
+//! Every backend must pass the shared suite in [`suite`] (feature `suite`), run with one
+//! [`store_suite!`] call.
 
 pub mod error;
 pub mod sqlite;
@@ -39,7 +44,7 @@ pub use sqlite::SqliteStore;
 ///   webhooks) is read whole.
 /// - **One change feed.** Every input (plan version, device, ping, custody entry — shifts and
 ///   corrections included —, webhook) gets a number in ONE increasing sequence when it is
-///   committed, in commit order: once a reader has seen change `n`, no change numbered below
+///   committed, in commit order (the pings of one event stored by one write share a number): once a reader has seen change `n`, no change numbered below
 ///   `n` can still appear. [`Store::changes_since`] pages through it, [`Store::subscribe`]
 ///   wakes on new numbers.
 #[async_trait]
@@ -155,13 +160,16 @@ pub trait Store: Send + Sync {
     async fn delete_engine_checkpoint(&self, event_id: &str) -> Result<()>;
 
     /// Up to `limit` changes with `seq > after`, in `seq` (commit) order, each carrying its
-    /// row. Start from 0; the next page starts after the last one's `seq`.
+    /// row (or, for pings, the rows of one write). Start from 0; the next page starts after the
+    /// last one's `seq`.
     async fn changes_since(&self, after: i64, limit: usize) -> Result<Vec<Change>>;
 
     /// The `seq` of the newest committed change (0 before the first), updated after every
-    /// commit of this store: await `changed()` on it, then read [`Store::changes_since`] from
-    /// the last `seq` seen. A wake-up may cover several commits, and one may be missed while
-    /// the receiver lags, so a reader always reads up to the end of the feed.
+    /// commit: await `changed()` on it, then read [`Store::changes_since`] from the last `seq`
+    /// seen. A write of this store is in it by the time the write returns; a write of another
+    /// process or node arrives when the backend hears of it (SQLite: not at all, it has no
+    /// notifications; PostgreSQL: `LISTEN`). A wake-up may cover several commits, so a reader
+    /// always reads up to the end of the feed.
     fn subscribe(&self) -> watch::Receiver<i64>;
 }
 
@@ -346,7 +354,8 @@ pub struct NewWebhook {
     pub url: String,
     /// The HMAC key. Kept as given (signing needs it); redacted in `Debug`.
     pub secret: String,
-    /// `handoff`, `overdue`, `off_route`, `silent`; empty means every kind.
+    /// `handoff`, `overdue`, `off_route`, `silent`; empty means every kind. Each one non-empty
+    /// and without a comma ([`StoreError::Invalid`] otherwise).
     pub kinds: Vec<String>,
     /// When it was registered (the caller's clock).
     pub created_at: Timestamp,
@@ -455,7 +464,9 @@ pub struct Change {
 pub enum ChangeRow {
     Plan(StoredPlan),
     Device(Device),
-    Ping(StoredPing),
+    /// The pings of one event that one write stored (one [`Store::insert_pings`] call, so at
+    /// most a request's worth), in `seq` order; never empty.
+    Pings(Vec<StoredPing>),
     Custody(StoredCustody),
     Webhook(Webhook),
 }
@@ -508,7 +519,7 @@ impl Change {
         match &self.row {
             ChangeRow::Plan(_) => ChangeKind::Plan,
             ChangeRow::Device(_) => ChangeKind::Device,
-            ChangeRow::Ping(_) => ChangeKind::Ping,
+            ChangeRow::Pings(_) => ChangeKind::Ping,
             ChangeRow::Custody(_) => ChangeKind::Custody,
             ChangeRow::Webhook(_) => ChangeKind::Webhook,
         }
@@ -520,7 +531,7 @@ impl Change {
         match &self.row {
             ChangeRow::Plan(p) => &p.event_id,
             ChangeRow::Device(d) => &d.event_id,
-            ChangeRow::Ping(p) => &p.event_id,
+            ChangeRow::Pings(p) => p.first().map_or("", |p| &p.event_id),
             ChangeRow::Custody(c) => &c.event_id,
             ChangeRow::Webhook(w) => &w.event_id,
         }

@@ -636,6 +636,8 @@ fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
          ON CONFLICT (event_id, device_id, t_us) DO NOTHING",
     )?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    // The pings stored so far of the current event: one change for each run of one event.
+    let mut run: Option<(&str, i64, i64)> = None;
     for item in batch {
         let p = &item.ping;
         let changed = stmt.execute(params![
@@ -655,9 +657,22 @@ fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
             Inserted::Duplicate
         } else {
             let seq = conn.last_insert_rowid();
-            record_change(conn, ChangeKind::Ping, &item.event_id, Some(seq), None)?;
+            run = match run {
+                Some((event, first, last)) if event == item.event_id && seq == last + 1 => {
+                    Some((event, first, seq))
+                }
+                other => {
+                    if let Some(done) = other {
+                        record_pings_change(conn, done)?;
+                    }
+                    Some((item.event_id.as_str(), seq, seq))
+                }
+            };
             Inserted::New { seq }
         });
+    }
+    if let Some(done) = run {
+        record_pings_change(conn, done)?;
     }
     Ok(outcomes)
 }
@@ -782,26 +797,52 @@ fn record_change(
     Ok(())
 }
 
+/// Numbers the pings `first..=last` of `event_id`, just stored by one write, as one change.
+fn record_pings_change(conn: &Connection, (event_id, first, last): (&str, i64, i64)) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO changes (kind, event_id, row_seq, last_seq) VALUES ('ping', ?1, ?2, ?3)",
+    )?
+    .execute(params![event_id, first, last])?;
+    Ok(())
+}
+
 /// The `seq` of the newest change (0 when there is none).
 fn newest_change(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |row| {
-        row.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |row| {
+            row.get(0)
+        })?,
+    )
 }
 
 /// A page of the change feed, each change with its row.
 fn changes_since(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Change>> {
-    let keys: Vec<(i64, String, String, Option<i64>, Option<String>)> = conn
+    type Key = (
+        i64,
+        String,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    let keys: Vec<Key> = conn
         .prepare_cached(
-            "SELECT seq, kind, event_id, row_seq, row_id FROM changes
+            "SELECT seq, kind, event_id, row_seq, last_seq, row_id FROM changes
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?
         .query_map(params![after, limit], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut changes = Vec::with_capacity(keys.len());
-    for (seq, kind, event_id, row_seq, row_id) in keys {
+    for (seq, kind, event_id, row_seq, last_seq, row_id) in keys {
         let missing = || {
             StoreError::Invalid(format!(
                 "change {seq} names a {kind} of event '{event_id}' that is not stored"
@@ -831,13 +872,17 @@ fn changes_since(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Change
                 )
             }
             ChangeKind::Ping => {
-                let mut stmt =
-                    conn.prepare_cached(&format!("SELECT {PING_COLUMNS} FROM pings WHERE seq = ?1"))?;
-                ChangeRow::Ping(
-                    stmt.query_row([row_seq], ping_from_row)
-                        .optional()?
-                        .ok_or_else(missing)?,
-                )
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {PING_COLUMNS} FROM pings WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+                ))?;
+                let pings: Vec<StoredPing> = stmt
+                    .query_map(params![row_seq, last_seq], ping_from_row)?
+                    .collect::<rusqlite::Result<_>>()?;
+                let expected = last_seq.zip(row_seq).map(|(last, first)| last - first + 1);
+                if i64::try_from(pings.len()).ok() != expected {
+                    return Err(missing());
+                }
+                ChangeRow::Pings(pings)
             }
             ChangeKind::Custody => {
                 let mut stmt = conn.prepare_cached(&format!(

@@ -77,7 +77,9 @@ async fn until_queued(store: &SqliteStore, n: usize) {
 async fn reopening_the_file_keeps_everything() -> Result<()> {
     let db = open_temp()?;
     let path = db.store.path().to_owned();
-    db.store.put_plan("flag-handover", "{}", "p1", at(0)).await?;
+    db.store
+        .put_plan("flag-handover", "{}", "p1", at(0))
+        .await?;
     db.store
         .add_device(device("flag-handover", "moto", "tok"))
         .await?;
@@ -369,7 +371,7 @@ async fn a_file_from_before_the_change_feed_is_upgraded_with_its_history_numbere
     let pings: Vec<i64> = feed
         .iter()
         .filter_map(|c| match &c.row {
-            ChangeRow::Ping(p) => Some(p.seq),
+            ChangeRow::Pings(p) => Some(p[0].seq),
             _ => None,
         })
         .collect();
@@ -415,7 +417,10 @@ async fn a_database_locked_by_another_process_is_unavailable_not_broken() -> Res
         matches!(&refused, Err(e @ StoreError::Unavailable { backend: "SQLite", .. }) if e.is_retryable()),
         "{refused:?}"
     );
-    assert!(started.elapsed() >= super::BUSY_TIMEOUT / 2, "it waited first");
+    assert!(
+        started.elapsed() >= super::BUSY_TIMEOUT / 2,
+        "it waited first"
+    );
     other.execute_batch("ROLLBACK")?;
     assert_eq!(db.store.put_plan("e", "{}", "h", at(0)).await?, 1);
     assert_eq!(db.store.changes_since(0, 10).await?.len(), 1);
