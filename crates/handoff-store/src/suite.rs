@@ -11,23 +11,39 @@
 //! anew for each case, that gives a fresh, empty store:
 //! `Result<Option<(Arc<dyn Store>, guard)>, E>`, where `guard` is anything that must outlive
 //! the store (a temporary folder, a scratch schema) and `None` skips the case (no server to
-//! test against). For PostgreSQL, in `crates/handoff-store/tests/postgres.rs`:
+//! test against). SQLite does it in `sqlite/tests.rs`:
 //!
 //! ```ignore
-//! // Cargo.toml: [dev-dependencies] handoff-store = { path = ".", features = ["suite"] }
-//! use std::sync::Arc;
-//! use handoff_store::Store;
+//! async fn fresh() -> Result<Option<(Arc<dyn Store>, tempfile::TempDir)>> {
+//!     let TestDb { dir, store } = open_temp()?;
+//!     Ok(Some((Arc::new(store), dir)))
+//! }
 //!
+//! mod suite {
+//!     crate::store_suite!(super::fresh());
+//! }
+//! ```
+//!
+//! PostgreSQL, in `postgres/tests.rs` beside it (or, from another crate, with
+//! `handoff-store = { …, features = ["suite"] }` and tokio with `macros` and `rt-multi-thread`
+//! in its dev-dependencies, calling `handoff_store::store_suite!`):
+//!
+//! ```ignore
 //! /// A store on a schema of its own, or None when HANDOFF_TEST_PG is not set.
-//! async fn fresh() -> anyhow::Result<Option<(Arc<dyn Store>, Scratch)>> {
+//! async fn fresh() -> Result<Option<(Arc<dyn Store>, Scratch)>> {
 //!     let Ok(url) = std::env::var("HANDOFF_TEST_PG") else { return Ok(None) };
-//!     let scratch = Scratch::create(&url).await?;
+//!     let scratch = Scratch::create(&url).await?; // drops the schema when dropped
 //!     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&scratch.url()).await?);
 //!     Ok(Some((store, scratch)))
 //! }
 //!
-//! handoff_store::store_suite!(fresh());
+//! mod suite {
+//!     crate::store_suite!(super::fresh());
+//! }
 //! ```
+//!
+//! A new case is a `pub async fn name(s: Arc<dyn Store>) -> Result<()>` here plus its name
+//! in the macro's list.
 //!
 //! A case panics (an `assert!`) or returns the store's error when the backend breaks the
 //! contract. Instants are fixed ones far from the present, so a backend that stamps rows with
