@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                     relay_id: None,
                     token_hash: format!("{i:064}"),
                     speed_unit: None,
+                    created_at: now,
                 })
                 .await?;
         }

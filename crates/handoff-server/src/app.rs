@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use axum::routing::get;
 use handoff_core::plan::{self, NoFiles};
-use handoff_store::{Device, Store, StoredPlan};
-use jiff::Timestamp;
+use handoff_store::{Device, Store, StoredPing, StoredPlan};
+use jiff::{SignedDuration, Timestamp};
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -278,15 +278,50 @@ impl AppState {
             source,
         })
         .map_err(|e| ApiError::bad_request("plan", e.to_string()))?;
-        let version = self.store.put_plan(event_id, &json, &hash).await?;
+        let created_at = self.now();
+        let version = self
+            .store
+            .put_plan(event_id, &json, &hash, created_at)
+            .await?;
         let stored = StoredPlan {
             event_id: event_id.to_string(),
             version,
             plan_json: json,
             plan_hash: hash,
-            created_at: self.now(),
+            created_at,
         };
         self.install(&stored).await
+    }
+
+    /// One device's pings with `from <= t < to`, in device-time order, read from the store in
+    /// pages (each one short query, whatever the length of the device's history).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn device_pings(
+        &self,
+        event: &str,
+        device: &str,
+        mut from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredPing>> {
+        const PAGE: usize = 5_000;
+        let mut pings = Vec::new();
+        loop {
+            let page = self
+                .store
+                .pings_for_device(event, device, from, to, PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            // A device has one ping per instant: the next page starts just past the last.
+            from = page
+                .last()
+                .and_then(|p| p.ping.t.checked_add(SignedDuration::from_micros(1)).ok());
+            pings.extend(page);
+            if !full || from.is_none() {
+                return Ok(pings);
+            }
+        }
     }
 
     /// The device a token belongs to.

@@ -84,7 +84,13 @@ async fn store_entry(
         draft.prev_hash = prev;
     }
     let entry = draft.sealed();
-    state.store.append_custody(event, &entry.relay, &entry.to_line(), &entry.hash, &entry.prev_hash).await.map_err(|e| match e {
+    let row = handoff_store::NewCustody {
+        relay_id: entry.relay.clone(),
+        entry_json: entry.to_line(),
+        hash: entry.hash.clone(),
+        prev_hash: entry.prev_hash.clone(),
+    };
+    state.store.append_custody(event, row, state.now()).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict("another entry was appended to this custody log at the same moment; reload and try again"),
         other => other.into(),
     })?;
@@ -236,7 +242,7 @@ async fn write(
             .collect();
         if let Err(e) = state
             .store
-            .append_custody_many(&live.plan.event.id, rows)
+            .append_custody_many(&live.plan.event.id, rows, state.now())
             .await
         {
             if matches!(e, handoff_store::StoreError::Conflict(_)) {

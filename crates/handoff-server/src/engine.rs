@@ -1063,8 +1063,7 @@ async fn history_pings(
     };
     for d in devices.iter().filter(of_relay) {
         match state
-            .store
-            .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
+            .device_pings(&live.plan.event.id, &d.device_id, r.since, None)
             .await
         {
             Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {

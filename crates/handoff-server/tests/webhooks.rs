@@ -403,6 +403,7 @@ async fn webhooks_survive_a_restart() -> Result<()> {
             url: rx.url.clone(),
             secret: SECRET.to_owned(),
             kinds: vec!["handoff".to_owned()],
+            created_at: s.state.now(),
         })
         .await?;
     let (dir, clock, _) = s.stop().await?;
