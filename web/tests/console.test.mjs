@@ -49,7 +49,7 @@ test('asks for the admin token, refuses a wrong one, remembers it for the tab', 
   assert.equal(await page.locator('.relay-block[data-relay="flag"] tbody tr').count(), 3);
   const row = await page.locator('.relay-block[data-relay="flag"] tbody tr').first().locator('td').allTextContents();
   assert.equal(row[1], 'Ann');
-  assert.match(row[3], /GMT\+1/);
+  assert.match(row[3], /CET|CEST/);
   assert.match(row[7], /current/);
   await page.locator('#alert-now li.overdue', { hasText: 'Late relay' }).waitFor();
   await page.locator('#alert-now li.silent', { hasText: 'Dee' }).waitFor();
@@ -171,6 +171,36 @@ test('shifts the remaining plan by N minutes', async () => {
 
   await page.setViewportSize(PHONE);
   assert.deepEqual(await layoutProblems(page), []);
+  assertClean(seen, 'console');
+  await context.close();
+});
+
+test('with a public delay the console follows the undelayed stream: a handoff recorded elsewhere shows at once', async () => {
+  const toml = testPlan('e2e-delayed').replace(
+    'name = "Test relay across Paris"\n',
+    'name = "Test relay across Paris"\npublic_delay = "5m"\n',
+  );
+  assert.ok(toml.includes('public_delay'));
+  await putPlan(server.url, 'e2e-delayed', toml);
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e-delayed/console`);
+  const streamed = page.waitForRequest((req) => req.url().endsWith('/api/v1/events/e2e-delayed/stream')
+    && req.headers().authorization === `Bearer ${ADMIN}`);
+  await signIn(page);
+  await streamed;
+  await page.locator('#conn', { hasText: 'Live' }).waitFor();
+  const record = page.locator('.relay-block[data-relay="flag"] button.record');
+  assert.equal(await record.textContent(), 'Record handoff: Ann → Ben (leg 1 → 2)');
+
+  // Another operator records the handoff; spectators learn of it in five minutes, this console
+  // from its stream at once (nothing else makes it read the log again).
+  const res = await fetch(`${server.url}/api/v1/events/e2e-delayed/relays/flag/handoffs`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ from_leg: 0 }),
+  });
+  assert.equal(res.status, 201, await res.text());
+  await page.locator('.relay-block[data-relay="flag"] button.record', { hasText: 'Ben →' }).waitFor({ timeout: 3000 });
+
   assertClean(seen, 'console');
   await context.close();
 });

@@ -112,6 +112,8 @@ pub fn place_name(plan: &Plan, at: Coord) -> String {
 pub struct Countdown {
     pub name: String,
     pub at: Timestamp,
+    /// Set when the plan gave only a date (`at` is the start of that day in `timezone`).
+    pub date: Option<jiff::civil::Date>,
     pub timezone: String,
     /// Negative once the moment has passed.
     pub remaining: SignedDuration,
@@ -125,6 +127,7 @@ pub fn countdowns(plan: &Plan, now: Timestamp) -> Vec<Countdown> {
         .map(|m| Countdown {
             name: m.name.clone(),
             at: m.at,
+            date: m.date,
             timezone: m.timezone.clone(),
             remaining: m.at.duration_since(now),
         })

@@ -33,6 +33,7 @@ impl Snapshot {
             .map(|c| CountdownView {
                 name: c.name,
                 at: c.at,
+                date: c.date,
                 timezone: c.timezone,
                 remaining_s: c.remaining.as_secs(),
             })
@@ -70,6 +71,10 @@ impl<L> Snapshot<L> {
 pub struct CountdownView {
     pub name: String,
     pub at: Timestamp,
+    /// Set when the milestone is a day, not an instant (`at` is the start of it in `timezone`):
+    /// pages show the date, with its year, and no time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<jiff::civil::Date>,
     pub timezone: String,
     pub remaining_s: i64,
 }

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                     relay_id: None,
                     token_hash: format!("{i:064}"),
                     speed_unit: None,
+                    created_at: now,
                 })
                 .await?;
         }
@@ -113,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let replayed = AppState::open(store, config()).await?;
     let replay_s = started.elapsed().as_secs_f64();
-    let held = replayed.event("torch").map(|e| e.held());
+    let held = match replayed.event("torch") {
+        Some(e) => Some(e.held().await),
+        None => None,
+    };
     println!(
         "full replay: rebuilt the live state of {n} stored pings in {replay_s:.2} s ({:.2} µs a ping); the engine holds {held:?}",
         replay_s * 1e6 / n as f64
@@ -132,7 +136,10 @@ async fn main() -> anyhow::Result<()> {
         saved.cursor,
         started.elapsed().as_secs_f64()
     );
-    let expected = replayed.event("torch").map(|e| e.snapshot(now, false));
+    let expected = match replayed.event("torch") {
+        Some(e) => Some(e.snapshot(now, false).await),
+        None => None,
+    };
     drop(replayed);
 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path)?);
@@ -140,7 +147,10 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::open(store, config()).await?;
     let took = started.elapsed();
     let live = state.event("torch");
-    let held = live.as_ref().map(|e| e.held());
+    let held = match &live {
+        Some(e) => Some(e.held().await),
+        None => None,
+    };
     println!(
         "restore: rebuilt the live state of {n} stored pings in {:.2} s from the saved state (cursor {:?}); the engine holds {held:?}",
         took.as_secs_f64(),
@@ -150,8 +160,12 @@ async fn main() -> anyhow::Result<()> {
         live.as_ref().is_some_and(|e| e.restored_from().is_some()),
         "the start did not restore the saved state"
     );
+    let restored = match &live {
+        Some(e) => Some(e.snapshot(now, false).await),
+        None => None,
+    };
     anyhow::ensure!(
-        live.map(|e| e.snapshot(now, false)) == expected,
+        restored == expected,
         "the restored live view differs from the full replay's"
     );
     println!("the restored live view equals the full replay's");

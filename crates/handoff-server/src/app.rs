@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use axum::routing::get;
 use handoff_core::plan::{self, NoFiles};
-use handoff_store::{Device, Store, StoredPlan};
-use jiff::Timestamp;
+use handoff_store::{Device, Store, StoredPing, StoredPlan};
+use jiff::{SignedDuration, Timestamp};
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -164,13 +164,13 @@ impl AppState {
         let applied = self
             .event(&stored.event_id)
             .map_or_else(Default::default, |old| Arc::clone(&old.applied));
-        let live = Arc::new(EventLive::new(
+        let live = EventLive::new(
             Arc::new(plan),
             stored.version,
             stored.plan_hash.clone(),
             env.source,
             applied,
-        ));
+        );
         self.webhooks.load(
             &stored.event_id,
             self.store.webhooks(&stored.event_id).await?,
@@ -179,8 +179,8 @@ impl AppState {
         crate::custody::open_chains(self, &live).await?;
         self.catch_up(&live).await?;
         // Deep replays the custody sync asked for, or the saved state still had to do.
-        crate::engine::serve_history(self, &live, live.take_history()).await;
-        live.tick(self.now());
+        crate::engine::serve_history(self, &live, live.take_history().await).await;
+        live.tick(self.now()).await;
         let old = self
             .events
             .write()
@@ -242,7 +242,7 @@ impl AppState {
                         })
                 })
                 .collect();
-            let (found, history) = live.apply(&pings, self.now());
+            let (found, history) = live.apply(pings, self.now()).await;
             live.advance_cursor(last);
             // Proximity handoffs the log does not have yet (the server stopped before storing
             // them) are recorded now; those it has are skipped.
@@ -278,15 +278,50 @@ impl AppState {
             source,
         })
         .map_err(|e| ApiError::bad_request("plan", e.to_string()))?;
-        let version = self.store.put_plan(event_id, &json, &hash).await?;
+        let created_at = self.now();
+        let version = self
+            .store
+            .put_plan(event_id, &json, &hash, created_at)
+            .await?;
         let stored = StoredPlan {
             event_id: event_id.to_string(),
             version,
             plan_json: json,
             plan_hash: hash,
-            created_at: self.now(),
+            created_at,
         };
         self.install(&stored).await
+    }
+
+    /// One device's pings with `from <= t < to`, in device-time order, read from the store in
+    /// pages (each one short query, whatever the length of the device's history).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn device_pings(
+        &self,
+        event: &str,
+        device: &str,
+        mut from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredPing>> {
+        const PAGE: usize = 5_000;
+        let mut pings = Vec::new();
+        loop {
+            let page = self
+                .store
+                .pings_for_device(event, device, from, to, PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            // A device has one ping per instant: the next page starts just past the last.
+            from = page
+                .last()
+                .and_then(|p| p.ping.t.checked_add(SignedDuration::from_micros(1)).ok());
+            pings.extend(page);
+            if !full || from.is_none() {
+                return Ok(pings);
+            }
+        }
     }
 
     /// The device a token belongs to.
@@ -323,10 +358,10 @@ impl AppState {
 
     /// Lets time pass on every event (stage legs end on time, overdue flags rise), and sends
     /// each alert that rose to the webhooks subscribed to its kind.
-    pub fn tick(self: &Arc<Self>) {
+    pub async fn tick(self: &Arc<Self>) {
         let now = self.now();
         for e in self.events() {
-            for alert in e.tick(now) {
+            for alert in e.tick(now).await {
                 if let Ok(payload) = serde_json::to_value(&alert) {
                     crate::webhooks::notify(self, &e, alert.kind, &payload);
                 }
@@ -442,7 +477,7 @@ pub async fn launch_with(
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 every.tick().await;
-                state.tick();
+                state.tick().await;
             }
         })
     };

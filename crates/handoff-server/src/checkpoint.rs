@@ -10,6 +10,9 @@
 //! request from before its store write to after its apply, and the cursor stops below the
 //! first one still under way. Custody is not part of it: the chains are loaded from the store
 //! at every start and the tracker synced with them, which replays only what changed.
+//!
+//! An event with a public delay has a second engine, the public one ([`crate::public`]); its
+//! saved state holds both trackers and the pings not yet public ([`Both`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +22,7 @@ use handoff_core::track::{FORMAT, Tracker};
 use handoff_store::EngineCheckpoint;
 
 use crate::app::AppState;
-use crate::engine::EventLive;
+use crate::engine::{Committed, EventLive};
 
 /// How often a changed engine is saved while the server runs.
 pub const SAVE_EVERY: Duration = Duration::from_secs(60);
@@ -114,16 +117,59 @@ impl Drop for Ticket {
     }
 }
 
-/// Restores `live`'s tracker from the event's saved state, if one is kept for its plan
-/// version, hash and this build's format; the catch-up then goes on from its cursor. Whatever
-/// goes wrong is logged and leaves the engine as it was, for the full replay.
+/// The saved state of an event with a public delay: `MAGIC`, then the operators' tracker and
+/// the public one, each as [`Tracker`]'s saved form behind its length (u64, little-endian),
+/// then the pings not yet public (JSON).
+struct Both;
+
+type Parts<'a> = (&'a [u8], &'a [u8], Vec<Committed>);
+
+impl Both {
+    const MAGIC: &'static [u8] = b"handoff delayed engines\n";
+
+    fn encode(operators: &[u8], public: &[u8], pending: &[Committed]) -> Vec<u8> {
+        let pending = serde_json::to_vec(pending).unwrap_or_default();
+        let mut out = Vec::with_capacity(
+            Self::MAGIC.len() + 16 + operators.len() + public.len() + pending.len(),
+        );
+        out.extend_from_slice(Self::MAGIC);
+        for part in [operators, public] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&pending);
+        out
+    }
+
+    /// The three parts (the operators' tracker, the public one, the pings not yet public), or
+    /// why not.
+    fn decode(bytes: &[u8]) -> Result<Parts<'_>, String> {
+        let mut rest = bytes
+            .strip_prefix(Self::MAGIC)
+            .ok_or("not the saved state of an event with a public delay")?;
+        let mut part = || -> Result<&[u8], String> {
+            let (len, body) = rest.split_first_chunk::<8>().ok_or("cut short")?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|e| e.to_string())?;
+            if body.len() < len {
+                return Err("cut short".into());
+            }
+            let (this, after) = body.split_at(len);
+            rest = after;
+            Ok(this)
+        };
+        let operators = part()?;
+        let public = part()?;
+        let pending = serde_json::from_slice(rest).map_err(|e| format!("pending pings: {e}"))?;
+        Ok((operators, public, pending))
+    }
+}
+
+/// Restores `live`'s tracker (and its public engine's, with a public delay) from the event's
+/// saved state, if one is kept for its plan version, hash and this build's format; the
+/// catch-up then goes on from its cursor. Whatever goes wrong is logged and leaves the engine
+/// as it was, for the full replay.
 pub async fn restore(state: &AppState, live: &EventLive) -> bool {
     let event = &live.plan.event.id;
-    if live.public.is_some() {
-        // The saved state is the operators' engine; the public one (behind the delay) is
-        // rebuilt with it from every ping, so both replay in full. Still to do: save both.
-        return false;
-    }
     let saved = match state.store.engine_checkpoint(event).await {
         Ok(Some(c)) => c,
         Ok(None) => return false,
@@ -146,10 +192,27 @@ pub async fn restore(state: &AppState, live: &EventLive) -> bool {
         return false;
     }
     let (plan, hash, cursor) = (Arc::clone(&live.plan), live.plan_hash.clone(), saved.cursor);
-    let restored =
-        tokio::task::spawn_blocking(move || Tracker::restore(plan, &saved.state, &hash)).await;
+    let delayed = live.public.is_some();
+    let restored = tokio::task::spawn_blocking(move || {
+        if !delayed {
+            return Tracker::restore(plan, &saved.state, &hash)
+                .map(|t| (t, None))
+                .map_err(|e| e.to_string());
+        }
+        let (operators, public, pending) = Both::decode(&saved.state)?;
+        let operators = Tracker::restore(Arc::clone(&plan), operators, &hash);
+        let public = Tracker::restore(plan, public, &hash);
+        match (operators, public) {
+            (Ok(o), Ok(p)) => Ok((o, Some((p, pending)))),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
+    })
+    .await;
     match restored {
-        Ok(Ok(tracker)) => {
+        Ok(Ok((tracker, public))) => {
+            if let (Some(p), Some((tracker, pending))) = (&live.public, public) {
+                p.restore(tracker, pending);
+            }
             live.restore(tracker, cursor);
             true
         }
@@ -189,17 +252,35 @@ pub async fn save(
         return Ok(None);
     }
     let cursor = mark.1;
-    let frozen = live.freeze();
+    let frozen = live.freeze().await;
+    // The public engine's part in one job of the owner after the operators' parts: every ping
+    // in those is in it too, applied or pending.
+    let public = match live.public {
+        Some(_) => live
+            .run(|_, live| live.public.as_ref().map(crate::public::Delayed::freeze))
+            .await
+            .flatten(),
+        None => None,
+    };
+    if live.public.is_some() && public.is_none() {
+        return Ok(None); // the job panicked: nothing to save this time
+    }
     let (plan, hash) = (Arc::clone(&live.plan), live.plan_hash.clone());
-    let bytes = tokio::task::spawn_blocking(move || frozen.encode(&plan, &hash))
-        .await
-        .map_err(|e| {
-            crate::error::ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("encoding the engine state failed: {e}"),
-            )
-        })?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let operators = frozen.encode(&plan, &hash);
+        match public {
+            Some((p, pending)) => Both::encode(&operators, &p.encode(&plan, &hash), &pending),
+            None => operators,
+        }
+    })
+    .await
+    .map_err(|e| {
+        crate::error::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("encoding the engine state failed: {e}"),
+        )
+    })?;
     let size = bytes.len();
     state
         .store
@@ -232,6 +313,39 @@ pub async fn save_all(state: &Arc<AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_engines_round_trip_and_a_cut_or_foreign_state_is_refused() {
+        let ping = handoff_core::ping::Ping {
+            t: jiff::Timestamp::from_second(1_723_410_000).unwrap(),
+            lon: 2.35,
+            lat: 48.85,
+            acc_m: Some(5.0),
+            speed_mps: None,
+            heading_deg: None,
+            alt_m: None,
+            batt_pct: None,
+        };
+        let pending = vec![Committed {
+            device: "bike-1".into(),
+            carrier: "Tony Estanguet".into(),
+            relay: Some("flag".into()),
+            seq: 42,
+            ping,
+        }];
+        let bytes = Both::encode(b"operators", b"public part", &pending);
+        let (o, p, back) = Both::decode(&bytes).unwrap();
+        assert_eq!((o, p), (&b"operators"[..], &b"public part"[..]));
+        assert_eq!(back, pending);
+        for cut in [
+            Both::MAGIC.len() + 3,
+            Both::MAGIC.len() + 12,
+            bytes.len() - 1,
+        ] {
+            assert!(Both::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(Both::decode(b"operators").is_err());
+    }
 
     #[test]
     fn the_cursor_stops_below_the_first_request_under_way() {

@@ -47,7 +47,7 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
             }
         }
         // Proximity found here is recorded by the caller after the pings are applied.
-        let _ = live.sync_custody(&relay.id, &chain, now);
+        live.sync_custody(&relay.id, &chain, now).await;
         live.chains.lock().await.insert(relay.id.clone(), chain);
     }
     Ok(())
@@ -84,7 +84,13 @@ async fn store_entry(
         draft.prev_hash = prev;
     }
     let entry = draft.sealed();
-    state.store.append_custody(event, &entry.relay, &entry.to_line(), &entry.hash, &entry.prev_hash).await.map_err(|e| match e {
+    let row = handoff_store::NewCustody {
+        relay_id: entry.relay.clone(),
+        entry_json: entry.to_line(),
+        hash: entry.hash.clone(),
+        prev_hash: entry.prev_hash.clone(),
+    };
+    state.store.append_custody(event, row, state.now()).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict("another entry was appended to this custody log at the same moment; reload and try again"),
         other => other.into(),
     })?;
@@ -236,13 +242,13 @@ async fn write(
             .collect();
         if let Err(e) = state
             .store
-            .append_custody_many(&live.plan.event.id, rows)
+            .append_custody_many(&live.plan.event.id, rows, state.now())
             .await
         {
             if matches!(e, handoff_store::StoreError::Conflict(_)) {
                 for (relay, _) in &sealed {
                     if let Ok(mut fresh) = load_chain(&state, &live, relay).await {
-                        let _ = live.sync_custody(relay, &fresh, state.now());
+                        live.sync_custody(relay, &fresh, state.now()).await;
                         if let Some(old) = chains.get_mut(relay) {
                             fresh.answered = std::mem::take(&mut old.answered);
                         }
@@ -261,7 +267,7 @@ async fn write(
             if let Some(chain) = chains.get_mut(relay) {
                 chain.state.apply(entry);
                 chain.entries.push(entry.clone());
-                found.extend(live.sync_custody(relay, chain, now));
+                found.extend(live.sync_custody(relay, chain, now).await);
                 if let Some((r, k)) = &remember
                     && r == relay
                 {
@@ -276,7 +282,7 @@ async fn write(
         // A late-recorded handoff can reveal proximity handoffs after it, and one recorded long
         // after it happened may need pings the engine has let go.
         record_proximity(&state, &live, found).await;
-        crate::engine::serve_history(&state, &live, live.take_history()).await;
+        crate::engine::serve_history(&state, &live, live.take_history().await).await;
         Ok(sealed.into_iter().map(|(_, e)| e).collect())
     });
     task.await.map_err(|e| {

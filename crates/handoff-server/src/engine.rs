@@ -1,17 +1,24 @@
-//! The server's live engine: one `EventLive` per event holds its `Tracker` (the pure fold of
-//! its inputs), its relays' custody chains, the stream every page listens to, and the
-//! precomputed `/live` documents. Pings reach it only after the store has committed them, and
-//! custody entries only after they are stored, so what streams out is always durable; and the
-//! work that must follow a commit runs in a task of its own ([`apply_committed`]), so a client
-//! that hangs up cannot leave the live state behind the store.
+//! The server's live engine: one `EventLive` per event, with its relays' custody chains, the
+//! stream every page listens to, and the precomputed `/live` documents. Its `Tracker` (the pure
+//! fold of its inputs) has one owner: a thread of its own, to which ingest, custody, the clock
+//! and every reader send jobs, run one at a time in the order they were sent (see
+//! [`EventLive::run`]). Nothing else touches the tracker, so no request waits on a lock another
+//! holds through a replay, and the engine's CPU work never stalls the async runtime.
+//!
+//! Pings reach it only after the store has committed them, and custody entries only after they
+//! are stored, so what streams out is always durable. A job is queued when it is sent, not when
+//! its answer is awaited: once the commit is followed by the send (no `.await` between), a
+//! client that hangs up cannot leave the live state behind the store; and the work that must
+//! follow a commit runs in a task of its own ([`apply_committed`]).
 //!
 //! Every stream message is one [`Message`], serialised once into a [`Frame`] that every
 //! subscriber shares; the `snapshot` that opens a stream is the `/live` document itself (the
 //! compact one: legs as [`LegLive`], their static part being in the plan).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use axum::body::Bytes;
 use handoff_core::custody::{Custody, Entry, Kind};
@@ -322,7 +329,8 @@ pub struct EventLive {
     pub plan_hash: String,
     /// The plan's source as stored (TOML).
     pub source: String,
-    tracker: Mutex<Tracker>,
+    /// Where the jobs for the tracker's owner go (see [`EventLive::run`]).
+    inbox: tokio::sync::mpsc::UnboundedSender<Job>,
     /// Custody chains by relay id. An async mutex, shared so an append can finish in a task
     /// of its own after the request that started it has gone.
     pub chains: Arc<tokio::sync::Mutex<HashMap<String, Chain>>>,
@@ -357,6 +365,27 @@ pub struct EventLive {
     built: tokio::sync::Notify,
 }
 
+/// Work for the owner of an event's tracker.
+type Job = Box<dyn FnOnce(&mut Tracker, &EventLive) + Send>;
+
+/// The owner of an event's tracker: runs the jobs sent to it, in order, until the event's
+/// engine is dropped (its inbox closes).
+fn own(
+    mut tracker: Tracker,
+    live: Weak<EventLive>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(job) = inbox.blocking_recv() {
+        let Some(live) = live.upgrade() else { break };
+        // A job that panics loses its answer (its caller sees the engine gone), not the engine:
+        // every step of the tracker finishes before it returns, so its state is whole.
+        let run = std::panic::AssertUnwindSafe(|| job(&mut tracker, &live));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!(event = %live.plan.event.id, "an engine job panicked");
+        }
+    }
+}
+
 /// A `/live` build under way: when it ends (or unwinds), its slot is free and waiters wake.
 struct Building<'a> {
     live: &'a EventLive,
@@ -377,7 +406,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A committed ping on its way to the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Committed {
     pub device: String,
     pub carrier: String,
@@ -388,6 +417,10 @@ pub struct Committed {
 }
 
 impl EventLive {
+    /// The engine of one plan version, its owner thread started.
+    ///
+    /// # Panics
+    /// When the system cannot start a thread.
     #[must_use]
     pub fn new(
         plan: Arc<Plan>,
@@ -395,12 +428,15 @@ impl EventLive {
         plan_hash: String,
         source: String,
         applied: Arc<crate::checkpoint::Applied>,
-    ) -> Self {
+    ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(4096);
         let public = (plan.event.public_delay_ms > 0)
             .then(|| crate::public::Delayed::new(Arc::clone(&plan), version));
-        Self {
-            tracker: Mutex::new(Tracker::new(Arc::clone(&plan))),
+        let (inbox, jobs) = tokio::sync::mpsc::unbounded_channel();
+        let tracker = Tracker::new(Arc::clone(&plan));
+        let name = format!("engine {}", plan.event.id);
+        let live = Arc::new(Self {
+            inbox,
             plan,
             version,
             plan_hash,
@@ -420,7 +456,28 @@ impl EventLive {
             public_history: Mutex::new(Vec::new()),
             unverified: Mutex::new(std::collections::HashSet::new()),
             built: tokio::sync::Notify::new(),
-        }
+        });
+        let owner = Arc::downgrade(&live);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || own(tracker, owner, jobs))
+            .expect("starting the engine's thread");
+        live
+    }
+
+    /// Sends `job` to the tracker's owner and returns its answer (`None` if the job panicked).
+    /// The job is queued at once, in order after every job sent before: awaiting the answer
+    /// is optional, and dropping the future does not cancel the job.
+    pub fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Tracker, &EventLive) -> R + Send + 'static,
+    ) -> impl Future<Output = Option<R>> + Send + 'static {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        // The owner runs as long as this engine exists, so the send cannot fail here.
+        let _ = self.inbox.send(Box::new(move |tr, live| {
+            let _ = answer.send(job(tr, live));
+        }));
+        async move { answered.await.ok() }
     }
 
     #[must_use]
@@ -450,7 +507,7 @@ impl EventLive {
     /// Takes over a tracker restored from a saved state in which every ping up to `cursor` is.
     /// Only before the engine is live (an install).
     pub fn restore(&self, tracker: Tracker, cursor: i64) {
-        *lock(&self.tracker) = tracker;
+        drop(self.run(move |tr, _| *tr = tracker));
         self.advance_cursor(cursor);
         *lock(&self.restored_from) = Some(cursor);
     }
@@ -462,14 +519,17 @@ impl EventLive {
     }
 
     /// A copy of the tracker's state to save, taken a few relays at a time (a race has a
-    /// thousand): ingest waits on the lock for one part, never for the whole copy.
-    #[must_use]
-    pub fn freeze(&self) -> handoff_core::track::Frozen {
+    /// thousand): the jobs sent meanwhile wait for one part, never for the whole copy.
+    pub async fn freeze(&self) -> handoff_core::track::Frozen {
         const RELAYS_AT_A_TIME: usize = 16;
-        let n = lock(&self.tracker).relay_count();
         let mut frozen = handoff_core::track::Frozen::default();
-        for from in (0..n).step_by(RELAYS_AT_A_TIME) {
-            frozen.extend(lock(&self.tracker).freeze_part(from, RELAYS_AT_A_TIME));
+        for from in (0..self.plan.relays.len()).step_by(RELAYS_AT_A_TIME) {
+            if let Some(part) = self
+                .run(move |tr, _| tr.freeze_part(from, RELAYS_AT_A_TIME))
+                .await
+            {
+                frozen.extend(part);
+            }
         }
         frozen
     }
@@ -484,21 +544,32 @@ impl EventLive {
         *lock(&self.saved) = Some(at);
     }
 
-    /// Applies committed pings, streams what changed, and returns the proximity handoffs found
-    /// (for the custody log) and the deep replays the tracker asks for.
-    pub fn apply(&self, pings: &[Committed], now: Timestamp) -> (Vec<Change>, Vec<HistoryRequest>) {
-        let (changes, views, history) = {
-            let mut tr = lock(&self.tracker);
-            let changes = tr.apply_batch(pings.iter().map(|p| PingOf {
-                device: &p.device,
-                carrier: &p.carrier,
-                relay: p.relay.as_deref(),
-                seq: p.seq.unsigned_abs(),
-                ping: &p.ping,
-            }));
-            let views = self.views(&tr, &changes, None, now);
-            (changes, views, tr.take_history_requests())
-        };
+    /// Applies committed pings, streams what changed, and answers the proximity handoffs found
+    /// (for the custody log) and the deep replays the tracker asks for. Queued when called.
+    pub fn apply(
+        &self,
+        pings: Vec<Committed>,
+        now: Timestamp,
+    ) -> impl Future<Output = (Vec<Change>, Vec<HistoryRequest>)> + Send + 'static {
+        let done = self.run(move |tr, live| live.apply_on(tr, &pings, now));
+        async move { done.await.unwrap_or_default() }
+    }
+
+    fn apply_on(
+        &self,
+        tr: &mut Tracker,
+        pings: &[Committed],
+        now: Timestamp,
+    ) -> (Vec<Change>, Vec<HistoryRequest>) {
+        let changes = tr.apply_batch(pings.iter().map(|p| PingOf {
+            device: &p.device,
+            carrier: &p.carrier,
+            relay: p.relay.as_deref(),
+            seq: p.seq.unsigned_abs(),
+            ping: &p.ping,
+        }));
+        let views = self.views(tr, &changes, None, now);
+        let history = tr.take_history_requests();
         self.publish(&changes, views, now);
         if let Some(p) = &self.public {
             let more = p.pings(pings, now);
@@ -552,75 +623,82 @@ impl EventLive {
     }
 
     /// Replays a relay with its pings brought back from the store.
-    pub fn replay_history(
+    pub async fn replay_history(
         &self,
-        request: &HistoryRequest,
+        request: HistoryRequest,
         pings: Vec<Committed>,
         now: Timestamp,
     ) -> (Vec<Change>, Vec<HistoryRequest>) {
-        let (changes, views, history) = {
-            let mut tr = lock(&self.tracker);
+        let done = self.run(move |tr, live| {
             let changes = tr.replay_history(
-                request,
+                &request,
                 pings
                     .into_iter()
                     .map(|p| (p.device, p.carrier, p.seq.unsigned_abs(), p.ping)),
             );
-            let views = self.views(&tr, &changes, Some(&request.relay), now);
-            (changes, views, tr.take_history_requests())
-        };
-        self.bump();
-        self.publish(&changes, views, now);
-        (proximity_of(changes), history)
+            let views = live.views(tr, &changes, Some(&request.relay), now);
+            let history = tr.take_history_requests();
+            live.bump();
+            live.publish(&changes, views, now);
+            (proximity_of(changes), history)
+        });
+        done.await.unwrap_or_default()
     }
 
     /// Lets time pass (stage legs end on time), streams what changed, raises alerts from the
     /// flags that turned on.
-    pub fn tick(&self, now: Timestamp) -> Vec<Alert> {
-        let (changes, views, flags) = {
-            let mut tr = lock(&self.tracker);
+    pub async fn tick(&self, now: Timestamp) -> Vec<Alert> {
+        let done = self.run(move |tr, live| {
             let changes = tr.tick(now);
-            let views = self.views(&tr, &changes, None, now);
+            let views = live.views(tr, &changes, None, now);
             let flags: Vec<(String, Flags)> = tr
                 .flags(now)
                 .into_iter()
                 .map(|(id, f)| (id.to_string(), f))
                 .collect();
-            (changes, views, flags)
-        };
-        self.publish(&changes, views, now);
-        if let Some(p) = &self.public {
-            let more = p.tick(now);
-            lock(&self.public_history).extend(more);
-        }
-        self.alerts(&flags, now)
+            live.publish(&changes, views, now);
+            if let Some(p) = &live.public {
+                let more = p.tick(now);
+                lock(&live.public_history).extend(more);
+            }
+            live.alerts(&flags, now)
+        });
+        done.await.unwrap_or_default()
     }
 
-    /// Makes the tracker agree with a relay's custody chain, streams what changed, and returns
+    /// Makes the tracker agree with a relay's custody chain, streams what changed, and answers
     /// the proximity handoffs the replay found (an earlier gap in the log may have hidden them).
-    pub fn sync_custody(&self, relay: &str, chain: &Chain, now: Timestamp) -> Vec<Change> {
+    /// Queued when called.
+    pub fn sync_custody(
+        &self,
+        relay: &str,
+        chain: &Chain,
+        now: Timestamp,
+    ) -> impl Future<Output = Vec<Change>> + Send + 'static {
         if chain.broken.is_some() {
             lock(&self.unverified).insert(relay.to_string());
         }
-        let (changes, views) = {
-            let mut tr = lock(&self.tracker);
-            let mut changes = tr.set_shifts(relay, chain.shifts(), now);
-            changes.extend(tr.set_recorded(relay, chain.recorded(), now));
-            let views = self.views(&tr, &changes, Some(relay), now);
-            (changes, views)
-        };
-        self.bump();
-        self.publish(&changes, views, now);
         if let Some(p) = &self.public {
             p.custody(relay, chain, now);
         }
-        proximity_of(changes)
+        let (relay, shifts, recorded) = (relay.to_string(), chain.shifts(), chain.recorded());
+        let done = self.run(move |tr, live| {
+            let mut changes = tr.set_shifts(&relay, shifts, now);
+            changes.extend(tr.set_recorded(&relay, recorded, now));
+            let views = live.views(tr, &changes, Some(&relay), now);
+            live.bump();
+            live.publish(&changes, views, now);
+            proximity_of(changes)
+        });
+        async move { done.await.unwrap_or_default() }
     }
 
     /// Deep replays asked for by inputs other than pings (a handoff recorded long after it
     /// happened, a correction): the caller serves them with [`serve_history`].
-    pub fn take_history(&self) -> Vec<HistoryRequest> {
-        lock(&self.tracker).take_history_requests()
+    pub async fn take_history(&self) -> Vec<HistoryRequest> {
+        self.run(|tr, _| tr.take_history_requests())
+            .await
+            .unwrap_or_default()
     }
 
     fn bump(&self) {
@@ -679,18 +757,25 @@ impl EventLive {
         }
         self.bump();
         if self.tx.receiver_count() == 0 {
-            return; // nobody listens (start-up, no page open, or a delayed event's operators)
+            return; // nobody listens (start-up, no page open)
         }
-        stream_changes(&self.tx, changes, views, now, self.public.is_none());
+        // The operators' stream (and the public one, when the event has no delay).
+        stream_changes(&self.tx, changes, views, now, true);
     }
 
     /// The live view at `now`: with `public`, what spectators may see (the public engine's,
     /// when there is a public delay).
-    #[must_use]
-    pub fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
+    ///
+    /// # Panics
+    /// When building it panicked in the engine (a bug): the request fails as it would have
+    /// had it built the view itself, rather than serve a view that is not the engine's.
+    pub async fn snapshot(&self, now: Timestamp, public: bool) -> Snapshot {
         let mut snap = match (&self.public, public) {
             (Some(p), true) => p.snapshot(now),
-            _ => lock(&self.tracker).snapshot(now, public),
+            _ => self
+                .run(move |tr, _| tr.snapshot(now, public))
+                .await
+                .expect("the engine built the live view"),
         };
         let unverified = lock(&self.unverified);
         if !unverified.is_empty() {
@@ -721,7 +806,7 @@ impl EventLive {
         loop {
             let notified = self.built.notified();
             tokio::pin!(notified);
-            {
+            let build = {
                 let mut slots = lock(&self.published);
                 let slot = &mut slots[kind];
                 if let Some((seq, sec, doc)) = &slot.doc
@@ -730,26 +815,36 @@ impl EventLive {
                 {
                     return Arc::clone(doc);
                 }
-                if !slot.building {
+                if slot.building {
+                    // Registered before the lock is let go, so the build's wake-up is not missed.
+                    notified.as_mut().enable();
+                    false
+                } else {
                     slot.building = true;
-                    drop(slots);
-                    // Whatever happens in the build, the slot is free again after it.
-                    let building = Building { live: self, kind };
-                    let seq = self.seq_of(public);
-                    let doc = Arc::new(self.build_document((seq, second), now, public, legs));
-                    lock(&self.published)[kind].doc = Some((seq, second, Arc::clone(&doc)));
-                    drop(building);
-                    return doc;
+                    true
                 }
-                // Registered before the lock is let go, so the build's wake-up is not missed.
-                notified.as_mut().enable();
+            };
+            if build {
+                // Whatever happens in the build, the slot is free again after it.
+                let building = Building { live: self, kind };
+                let seq = self.seq_of(public);
+                let doc = Arc::new(self.build_document((seq, second), now, public, legs).await);
+                lock(&self.published)[kind].doc = Some((seq, second, Arc::clone(&doc)));
+                drop(building);
+                return doc;
             }
             notified.await;
         }
     }
 
-    fn build_document(&self, at: (u64, i64), now: Timestamp, public: bool, legs: Legs) -> Document {
-        let snap = self.snapshot(now, public);
+    async fn build_document(
+        &self,
+        at: (u64, i64),
+        now: Timestamp,
+        public: bool,
+        legs: Legs,
+    ) -> Document {
+        let snap = self.snapshot(now, public).await;
         let etag = format!(
             "\"{}-{}-{}-{}{}\"",
             self.version,
@@ -765,44 +860,55 @@ impl EventLive {
         Document::new(etag, json.unwrap_or_default())
     }
 
-    #[must_use]
-    pub fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<RelayView> {
+    pub async fn relay_view(&self, relay: &str, now: Timestamp, public: bool) -> Option<RelayView> {
         let mut view = match (&self.public, public) {
             (Some(p), true) => p.relay_view(relay, now),
-            _ => lock(&self.tracker).relay_view(relay, now, public),
+            _ => {
+                let id = relay.to_string();
+                self.run(move |tr, _| tr.relay_view(&id, now, public))
+                    .await
+                    .flatten()
+            }
         }?;
         view.custody_unverified = lock(&self.unverified).contains(relay);
         Some(view)
     }
 
     /// The ETA accuracy of each finished leg: with `public`, of those spectators know about.
-    #[must_use]
-    pub fn accuracy(&self, relay: &str, public: bool) -> Option<Vec<LegAccuracy>> {
+    pub async fn accuracy(&self, relay: &str, public: bool) -> Option<Vec<LegAccuracy>> {
         match (&self.public, public) {
             (Some(p), true) => p.accuracy(relay),
-            _ => lock(&self.tracker).accuracy(relay),
+            _ => {
+                let id = relay.to_string();
+                self.run(move |tr, _| tr.accuracy(&id)).await.flatten()
+            }
         }
     }
 
+    /// Whether the plan has a carrier of this name.
     #[must_use]
     pub fn knows_carrier(&self, carrier: &str) -> bool {
-        lock(&self.tracker).knows_carrier(carrier)
+        !self.relays_of(carrier).is_empty()
     }
 
-    /// The relays (ids) a carrier carries in.
+    /// The relays (ids) a carrier carries in, in the plan's order.
     #[must_use]
     pub fn relays_of(&self, carrier: &str) -> Vec<String> {
-        lock(&self.tracker)
-            .relays_of(carrier)
-            .into_iter()
-            .map(str::to_string)
+        self.plan
+            .relays
+            .iter()
+            .filter(|r| {
+                r.legs
+                    .iter()
+                    .any(|l| l.carriers.iter().any(|c| c == carrier))
+            })
+            .map(|r| r.id.clone())
             .collect()
     }
 
     /// What the engine holds in memory.
-    #[must_use]
-    pub fn held(&self) -> Held {
-        lock(&self.tracker).held()
+    pub async fn held(&self) -> Held {
+        self.run(|tr, _| tr.held()).await.unwrap_or_default()
     }
 }
 
@@ -889,8 +995,8 @@ fn proximity_of(changes: Vec<Change>) -> Vec<Change> {
 /// recorded, and the deep replays the tracker asks for served from the store. Call it from
 /// the task that stored them (not from a request's own future): it must run to its end even
 /// if the request is dropped.
-pub async fn apply_committed(state: &Arc<AppState>, live: &Arc<EventLive>, pings: &[Committed]) {
-    let (found, history) = live.apply(pings, state.now());
+pub async fn apply_committed(state: &Arc<AppState>, live: &Arc<EventLive>, pings: Vec<Committed>) {
+    let (found, history) = live.apply(pings, state.now()).await;
     crate::custody::record_proximity(state, live, found).await;
     serve_history(state, live, history).await;
 }
@@ -911,7 +1017,7 @@ pub async fn serve_history(
             let Some(pings) = history_pings(state, live, &r).await else {
                 return;
             };
-            let (found, more) = live.replay_history(&r, pings, state.now());
+            let (found, more) = live.replay_history(r, pings, state.now()).await;
             crate::custody::record_proximity(state, live, found).await;
             next.extend(more);
         }
@@ -957,8 +1063,7 @@ async fn history_pings(
     };
     for d in devices.iter().filter(of_relay) {
         match state
-            .store
-            .pings_for_device(&live.plan.event.id, &d.device_id, r.since, None)
+            .device_pings(&live.plan.event.id, &d.device_id, r.since, None)
             .await
         {
             Ok(ps) => pings.extend(ps.into_iter().map(|p| Committed {

@@ -102,11 +102,26 @@ impl From<IngestError> for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying a write the store could not commit.
+const STORAGE_RETRY_AFTER_S: u64 = 1;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::conflict(m),
             StoreError::Invalid(m) => Self::bad_request("invalid", m),
+            // The database cannot commit for a moment (locked, restarting): the same answer,
+            // with a time after which a retry may succeed.
+            StoreError::Unavailable { .. } => {
+                eprintln!("handoff: storage unavailable: {e}");
+                let mut busy = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "storage is unavailable; nothing was stored, try again",
+                );
+                busy.retry_after_s = Some(STORAGE_RETRY_AFTER_S);
+                busy
+            }
             // 503, not 500: phone apps retry on 5xx, and nothing was acknowledged.
             // The detail (a path, a driver's message) is for the operator's log, not the client.
             other => {
@@ -130,5 +145,20 @@ mod tests {
         let e: ApiError = StoreError::Task("panicked reading /srv/secret/handoff.db".into()).into();
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!e.message.contains("/srv"), "{}", e.message);
+        assert_eq!(e.retry_after_s, None, "no promise that a retry helps");
+    }
+
+    #[test]
+    fn a_store_that_cannot_commit_for_now_asks_for_a_retry() {
+        let e: ApiError = StoreError::Unavailable {
+            backend: "SQLite",
+            message: "database is locked at /srv/secret/handoff.db".into(),
+        }
+        .into();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.retry_after_s, Some(STORAGE_RETRY_AFTER_S));
+        assert!(!e.message.contains("/srv"), "{}", e.message);
+        let resp = e.into_response();
+        assert_eq!(resp.headers()[axum::http::header::RETRY_AFTER], "1");
     }
 }

@@ -229,6 +229,30 @@ impl Delayed {
         tr.take_history_requests()
     }
 
+    /// A copy of the public engine's state to save beside the operators' engine: its tracker
+    /// and the pings not yet public. Take it in a job of the event's owner
+    /// ([`crate::engine::EventLive::run`]), which is where the public engine is fed pings, so
+    /// every ping the operators' engine has is in one of the two.
+    #[must_use]
+    pub fn freeze(&self) -> (handoff_core::track::Frozen, Vec<Committed>) {
+        let frozen = {
+            let tr = lock(&self.tracker);
+            tr.freeze_part(0, tr.relay_count())
+        };
+        let pending = lock(&self.pending).pings.values().cloned().collect();
+        (frozen, pending)
+    }
+
+    /// Takes over a saved state ([`Delayed::freeze`]). Only before the engine is live (an
+    /// install): the custody logs are given to it afterwards, as to a new one.
+    pub fn restore(&self, tracker: Tracker, pending: Vec<Committed>) {
+        *lock(&self.tracker) = tracker;
+        lock(&self.pending).pings = pending
+            .into_iter()
+            .map(|p| ((p.ping.t, p.seq), p))
+            .collect();
+    }
+
     /// Sends one message to every spectator.
     pub fn send(&self, msg: &Message) {
         self.seq.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,7 @@ use crate::common::{
 /// stored (so "nothing stored" is checked against a count that is not zero).
 async fn running() -> Result<Server> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(200));
+    s.tick_at(at(200)).await;
     s.send(&s.tokens[RUN].clone(), &[good(at(160), 100.0)])
         .await?;
     assert_eq!(s.ping_count().await?, 1);

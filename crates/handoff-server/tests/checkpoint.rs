@@ -9,7 +9,9 @@ use handoff_core::ping::Ping;
 use handoff_store::{NewPing, Store};
 use serde_json::Value;
 
-use crate::common::{BIKE, DEVICES, EVENT, Fix, RUN, Server, TestClock, TestDb, at, run_then_bike};
+use crate::common::{
+    BIKE, CARRIERS, DEVICES, EVENT, Fix, PLAN, RUN, Server, TestClock, TestDb, at, run_then_bike,
+};
 
 /// The store of a stopped server, opened on its own to look at or change the saved state.
 async fn with_store<T>(dir: &TestDb, f: impl AsyncFnOnce(&dyn Store) -> Result<T>) -> Result<T> {
@@ -48,7 +50,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
             .map(|(_, f)| *f)
             .collect::<Vec<_>>(),
     );
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.send_walk(RUN, &run_early).await?;
     s.send_walk(BIKE, ridden).await?;
     let before = views(&s).await?;
@@ -121,7 +123,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
     )
     .await?;
     s.send_walk(BIKE, to_come).await?;
-    s.tick_at(to_come.last().context("more to ride")?.t);
+    s.tick_at(to_come.last().context("more to ride")?.t).await;
     let after = views(&s).await?;
     ensure!(after != before, "the later pings moved the relay on");
     let (dir, clock, tokens) = s.stop().await?;
@@ -149,7 +151,7 @@ async fn a_server_restarted_from_its_saved_state_goes_on_as_a_full_replay() -> R
 async fn a_damaged_or_foreign_saved_state_is_ignored_for_a_full_replay() -> Result<()> {
     let s = Server::with_relay().await?;
     let (run, _) = run_then_bike(2024);
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.send_walk(RUN, &run[..run.len() / 2]).await?;
     let expected = views(&s).await?;
     let (dir, clock, tokens) = s.stop().await?;
@@ -185,6 +187,68 @@ async fn a_damaged_or_foreign_saved_state_is_ignored_for_a_full_replay() -> Resu
     let s = reopen(&dir, &clock, &tokens).await?;
     ensure!(restored_from(&s).is_some(), "restored");
     ensure!(views(&s).await? == expected);
+    s.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_with_a_public_delay_restarts_from_both_its_saved_engines() -> Result<()> {
+    let plan = PLAN.replace(
+        "name = \"Olympic flag: through Paris\"\n",
+        "name = \"Olympic flag: through Paris\"\npublic_delay = \"2m\"\n",
+    );
+    ensure!(plan != PLAN, "the plan has a delay");
+    let mut s = Server::with_plan(EVENT, &plan, at(-60)).await?;
+    for (device, carrier) in DEVICES.iter().zip(CARRIERS) {
+        let token = s.device(device, carrier).await?;
+        s.tokens.push(token);
+    }
+    let (run, bike) = run_then_bike(7);
+    s.tick_at(at(120)).await;
+    s.send_walk(RUN, &run).await?;
+    s.send_walk(BIKE, &bike[..bike.len() / 2]).await?;
+    // The clock where part of what was sent is public and the rest still held back.
+    let now = bike[bike.len() / 4].t;
+    s.tick_at(now).await;
+    let before = views(&s).await?;
+    ensure!(before.0 != before.1, "spectators see less than operators");
+    let (dir, clock, tokens) = s.stop().await?;
+
+    let s = reopen(&dir, &clock, &tokens).await?;
+    ensure!(restored_from(&s).is_some(), "restored from the saved state");
+    ensure!(
+        views(&s).await? == before,
+        "the same views after the restart"
+    );
+    // The pings held back become public on time after the restart too.
+    let later = bike[bike.len() / 2 - 1]
+        .t
+        .checked_add(jiff::SignedDuration::from_mins(3))?;
+    s.tick_at(later).await;
+    let after = views(&s).await?;
+    ensure!(after.1 != before.1, "the public view moved on");
+    let (dir, clock, tokens) = s.stop().await?;
+
+    with_store(&dir, async |st| {
+        Ok(st.delete_engine_checkpoint(EVENT).await?)
+    })
+    .await?;
+    let s = reopen(&dir, &clock, &tokens).await?;
+    ensure!(restored_from(&s).is_none(), "a full replay");
+    s.tick_at(later).await;
+    let replayed = views(&s).await?;
+    ensure!(
+        replayed.0 == after.0,
+        "operators' view: restored {} vs replayed {}",
+        after.0,
+        replayed.0
+    );
+    ensure!(
+        replayed.1 == after.1,
+        "public view: restored {} vs replayed {}",
+        after.1,
+        replayed.1
+    );
     s.stop().await?;
     Ok(())
 }

@@ -44,7 +44,7 @@ where
 async fn a_custody_write_whose_client_hung_up_is_applied_and_the_next_handoff_succeeds()
 -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     let path = format!("/api/v1/events/{EVENT}/relays/flag/handoffs");
     let body = "{}";
     let addr = s.base.trim_start_matches("http://");
@@ -88,11 +88,11 @@ async fn a_custody_write_whose_client_hung_up_is_applied_and_the_next_handoff_su
 #[tokio::test]
 async fn pings_whose_client_hung_up_are_applied() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     let p = plan();
     let fixes = walk(&p, RUN, at(121), 3.0, 10, None);
     let f = &fixes[1];
-    s.tick_at(at(140));
+    s.tick_at(at(140)).await;
     let addr = s.base.trim_start_matches("http://");
     send_and_hang_up(
         &s,
@@ -120,7 +120,7 @@ async fn pings_whose_client_hung_up_are_applied() -> Result<()> {
 #[tokio::test]
 async fn pings_sent_while_a_new_plan_version_installs_all_reach_it() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     let p = plan();
     let fixes = walk(&p, RUN, at(121), 2.5, 2, None);
     let token = s.tokens[RUN].clone();
@@ -139,14 +139,14 @@ async fn pings_sent_while_a_new_plan_version_installs_all_reach_it() -> Result<(
     );
     sent?;
     installed?;
-    s.tick_at(at(600));
+    s.tick_at(at(600)).await;
     let before = s.live(true).await?;
     ensure!(before["name"] == json!("v2"), "{}", before["name"]);
     let last = fixes.last().map(|f| f.t).expect("fixes");
     // The live state has every ping: it equals a rebuild from the store after a restart.
     let (dir, clock, _) = s.stop().await?;
     let again = Server::open(dir, clock).await?;
-    again.tick_at(at(600));
+    again.tick_at(at(600)).await;
     let after = again.live(true).await?;
     ensure!(
         before == after,
@@ -197,7 +197,7 @@ fn leg<'a>(live: &'a Value, relay: &str, i: usize) -> &'a Value {
 #[tokio::test]
 async fn a_shift_during_a_stage_keeps_it_on_and_moves_its_etas() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(60));
+    s.tick_at(at(60)).await;
     let before = s.live(true).await?;
     ensure!(flag(&before)["current_leg"] == json!(STAGE), "{before}");
     let (end0, next0) = (
@@ -211,7 +211,7 @@ async fn a_shift_during_a_stage_keeps_it_on_and_moves_its_etas() -> Result<()> {
     )
     .await?;
     // Past the stage's planned 2 minutes: it is still on, for 5 more.
-    s.tick_at(at(200));
+    s.tick_at(at(200)).await;
     let after = s.live(true).await?;
     ensure!(flag(&after)["current_leg"] == json!(STAGE), "{after}");
     ensure!(
@@ -236,7 +236,7 @@ async fn a_shift_during_a_stage_keeps_it_on_and_moves_its_etas() -> Result<()> {
         leg(&after, "flag", RUN)["delta_s"]
     );
     // And it ends when its extended time is up.
-    s.tick_at(at(421));
+    s.tick_at(at(421)).await;
     ensure!(flag(&s.live(true).await?)["current_leg"] == json!(RUN));
     Ok(())
 }
@@ -251,7 +251,7 @@ async fn a_race_wide_shift_moves_every_relay() -> Result<()> {
          [[relays]]\nid = \"flag\"",
     );
     let s = Server::with_plan(EVENT, &two, at(-60)).await?;
-    s.tick_at(at(60));
+    s.tick_at(at(60)).await;
     let before = s.live(true).await?;
     let reply = s
         .admin_post(
@@ -260,7 +260,7 @@ async fn a_race_wide_shift_moves_every_relay() -> Result<()> {
         )
         .await?;
     ensure!(reply["shifted"] == json!(2), "{reply}");
-    s.tick_at(at(61));
+    s.tick_at(at(61)).await;
     let after = s.live(true).await?;
     for relay in ["flag", "twin"] {
         let (a, b) = (
@@ -327,7 +327,7 @@ async fn two_teams_sharing_carrier_names_never_mix() -> Result<()> {
     let a1 = register("a1", "Runner 1", "team-a").await?;
     let a2 = register("a2", "Runner 2", "team-a").await?;
     let b2 = register("b2", "Runner 2", "team-b").await?;
-    s.tick_at(at(200));
+    s.tick_at(at(200)).await;
     // Team A's runner 1 runs half the first leg; team B has not moved.
     for k in 0..=10 {
         let lon = 2.35 + 0.0075 * f64::from(k) / 10.0;
@@ -377,7 +377,7 @@ async fn two_teams_sharing_carrier_names_never_mix() -> Result<()> {
 #[tokio::test]
 async fn a_ping_older_than_the_engine_keeps_is_replayed_from_the_store() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.handoff(EVENT, "flag").await?; // the stage → the runner, by the operator
     let p = plan();
     let run = walk(&p, RUN, at(120), planned_speed_mps(&p, RUN), 10, None);
@@ -404,7 +404,8 @@ async fn a_ping_older_than_the_engine_keeps_is_replayed_from_the_store() -> Resu
         "{before}"
     );
     ensure!(
-        s.state.event(EVENT).expect("the event").held().pings < run.len() + ride.len() + lap.len(),
+        s.state.event(EVENT).expect("the event").held().await.pings
+            < run.len() + ride.len() + lap.len(),
         "the engine let the oldest pings go"
     );
     s.send(&s.tokens[BIKE].clone(), &[waiting]).await?;
@@ -434,7 +435,7 @@ async fn a_ping_older_than_the_engine_keeps_is_replayed_from_the_store() -> Resu
 #[tokio::test]
 async fn live_is_one_document_sent_gzipped_to_who_asks() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(60));
+    s.tick_at(at(60)).await;
     let url = s.url(&format!("/api/v1/events/{EVENT}/live"));
     let plain = s.http.get(&url).send().await?;
     ensure!(plain.headers().get("content-encoding").is_none());
@@ -472,5 +473,51 @@ async fn live_is_one_document_sent_gzipped_to_who_asks() -> Result<()> {
     let mut unzipped = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped)?;
     ensure!(unzipped == plain, "the gzipped body is the plain one");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_engines_owner_runs_every_job_in_order_even_one_nobody_waits_for() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(140)).await;
+    let p = plan();
+    let live = s.state.event(EVENT).expect("the event");
+    let carrier = p.relays[0].legs[RUN].carriers[0].clone();
+    let fixes = walk(&p, RUN, at(121), 3.0, 5, None);
+    // Sent, and the answers dropped unread: as if the task that sent them had been cancelled.
+    for (i, f) in fixes.iter().take(3).enumerate() {
+        let ping = handoff_core::ping::Ping {
+            t: f.t,
+            lon: f.lon,
+            lat: f.lat,
+            acc_m: Some(f.acc_m),
+            speed_mps: None,
+            heading_deg: None,
+            alt_m: None,
+            batt_pct: None,
+        };
+        drop(live.apply(
+            vec![handoff_server::engine::Committed {
+                device: "owner-test".into(),
+                carrier: carrier.clone(),
+                relay: None,
+                seq: 1_000 + i64::try_from(i)?,
+                ping,
+            }],
+            at(140),
+        ));
+    }
+    // A read sent after them is answered after them: it sees the last of the three.
+    let view = live
+        .relay_view("flag", at(140), false)
+        .await
+        .expect("the relay");
+    let last = view.position.expect("a position");
+    ensure!(
+        last.t == fixes[2].t,
+        "the view after three unawaited pings shows the fix at {}, not the third's ({})",
+        last.t,
+        fixes[2].t
+    );
     Ok(())
 }

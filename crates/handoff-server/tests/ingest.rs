@@ -17,7 +17,7 @@ use crate::common::{
 /// T0 + `now_s`.
 async fn running(now_s: i64) -> Result<Server> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(now_s));
+    s.tick_at(at(now_s)).await;
     Ok(s)
 }
 

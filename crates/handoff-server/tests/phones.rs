@@ -16,7 +16,7 @@ use crate::common::{ADMIN, CARRIERS, DEVICES, EVENT, RUN, Server, answer, at, pl
 /// The relay server with the clock at T0 + 200 s (the runner holds the flag).
 async fn running() -> Result<Server> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(200));
+    s.tick_at(at(200)).await;
     Ok(s)
 }
 
@@ -310,7 +310,7 @@ async fn the_speed_unit_of_a_device_is_detected_from_its_fixes() -> Result<()> {
     const KNOTS_PER_MPS: f64 = 3600.0 / 1852.0;
     for (unit, per_mps) in [("mps", 1.0), ("knots", KNOTS_PER_MPS)] {
         let s = Server::with_relay().await?;
-        s.tick_at(at(400));
+        s.tick_at(at(400)).await;
         send_track(&s, &s.tokens[RUN], per_mps).await?;
         let d = s.listed_device(DEVICES[RUN]).await?;
         assert_eq!(d["speed_unit"]["detected"], unit, "{d}");

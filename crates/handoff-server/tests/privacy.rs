@@ -56,7 +56,7 @@ async fn the_public_delay_holds_on_every_public_route() -> Result<()> {
     let s = server().await?;
     let p = plan();
     // The stage ends early: the operator records the handoff at 100 s, at 105 s.
-    s.tick_at(at(105));
+    s.tick_at(at(105)).await;
     let (status, body) = crate::common::as_admin(
         s.http
             .post(s.url(&format!("/api/v1/events/{EVENT}/relays/flag/handoffs")))
@@ -70,7 +70,7 @@ async fn the_public_delay_holds_on_every_public_route() -> Result<()> {
         s.set_clock(f.t);
         s.send(&s.tokens[RUN].clone(), &[f.json()]).await?;
     }
-    s.tick_at(at(200));
+    s.tick_at(at(200)).await;
 
     // Operators see the run; spectators (as of 80 s) still see the stage.
     let admin = s.live(true).await?;
@@ -140,7 +140,7 @@ async fn the_public_delay_holds_on_every_public_route() -> Result<()> {
     );
 
     // Two minutes after the entry was recorded (and the end), spectators know.
-    s.tick_at(at(230));
+    s.tick_at(at(230)).await;
     let public = s.live(false).await?;
     let pf = flag(&public);
     ensure!(pf["current_leg"] == json!(RUN), "{pf}");
@@ -174,7 +174,7 @@ async fn a_carrier_is_public_only_on_the_course_once_the_leg_has_begun() -> Resu
         p
     };
     // Eight minutes before the start, the first carrier's phone reports from home.
-    s.tick_at(at(-400));
+    s.tick_at(at(-400)).await;
     s.send(&s.tokens[STAGE].clone(), &[ping(at(-400), &home)])
         .await?;
     for admin in [false, true] {
@@ -187,7 +187,7 @@ async fn a_carrier_is_public_only_on_the_course_once_the_leg_has_begun() -> Resu
         ensure!(f["position"].is_null(), "home was shown: {f}");
     }
     // The stage begins on time; the home fix stays out of the public track.
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     let stage = json!({ "lon": 2.3522, "lat": 48.8566, "acc": 5 });
     s.set_clock(at(40));
     s.send(&s.tokens[STAGE].clone(), &[ping(at(40), &stage)])
@@ -214,5 +214,61 @@ async fn a_carrier_is_public_only_on_the_course_once_the_leg_has_begun() -> Resu
             "home in the public {path}: {text}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn operators_follow_the_undelayed_stream_spectators_the_delayed_one() -> Result<()> {
+    use crate::common::SseReader;
+    use std::time::Duration;
+    let s = server().await?;
+    let p = plan();
+    s.tick_at(at(130)).await;
+    let url = s.url(&format!("/api/v1/events/{EVENT}/stream"));
+    let open = |admin: bool| {
+        let mut req = s.http.get(&url).timeout(Duration::from_secs(20));
+        if admin {
+            req = req.bearer_auth(ADMIN);
+        }
+        req.send()
+    };
+    let mut operators = SseReader::new(open(true).await?);
+    let mut spectators = SseReader::new(open(false).await?);
+    for (who, sse) in [
+        ("operators", &mut operators),
+        ("spectators", &mut spectators),
+    ] {
+        let first = sse
+            .next(Duration::from_secs(2))
+            .await?
+            .context("a snapshot")?;
+        ensure!(first.event == "snapshot", "{who}: {}", first.event);
+    }
+    // The runner reports at 130 s: operators see the fix at once, spectators two minutes on.
+    let run = walk(&p, RUN, at(121), planned_speed_mps(&p, RUN), 9, None);
+    let f = run[1];
+    s.send(&s.tokens[RUN].clone(), &[f.json()]).await?;
+    let seen = operators.until("position", Duration::from_secs(2)).await?;
+    let pos = &seen.last().context("a position")?.data;
+    ensure!(pos["t"] == json!(f.t.to_string()), "{pos}");
+    ensure!(
+        pos.get("now").is_some(),
+        "an undelayed position says when it was sent: {pos}"
+    );
+    // Spectators: nothing about the fix while it is not public (the tick streams their etas).
+    s.tick_at(at(140)).await;
+    while let Some(e) = spectators.next(Duration::from_millis(300)).await? {
+        ensure!(
+            e.event != "position",
+            "a position leaked to spectators: {:?}",
+            e.data
+        );
+    }
+    s.tick_at(f.t.checked_add(jiff::SignedDuration::from_mins(2))?)
+        .await;
+    let seen = spectators.until("position", Duration::from_secs(2)).await?;
+    let pos = &seen.last().context("a position")?.data;
+    ensure!(pos["t"] == json!(f.t.to_string()), "{pos}");
+    ensure!(pos.get("now").is_none(), "{pos}");
     Ok(())
 }

@@ -13,7 +13,7 @@ async fn a_restarted_server_rebuilds_the_same_live_view() -> Result<()> {
     let (run, bike) = run_then_bike(1896);
     // Half way along the Seine when the server goes down.
     let (ridden, to_come) = bike.split_at(bike.len() / 2);
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     s.send_walk(RUN, &run).await?;
     s.send_walk(BIKE, ridden).await?;
     s.set_clock(

@@ -31,7 +31,7 @@ fn which(handoff: &Value) -> Value {
 #[tokio::test]
 async fn the_stream_sends_a_snapshot_then_positions_etas_and_handoffs() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(60));
+    s.tick_at(at(60)).await;
     let resp = s
         .http
         .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
@@ -60,7 +60,7 @@ async fn the_stream_sends_a_snapshot_then_positions_etas_and_handoffs() -> Resul
     );
 
     // The stage's two minutes run out.
-    s.tick_at(at(121));
+    s.tick_at(at(121)).await;
     let events = sse.until("eta", SOON).await?;
     let handoff = &named(&events, "handoff")
         .context("a handoff before the eta")?
@@ -153,7 +153,7 @@ async fn the_stream_sends_a_snapshot_then_positions_etas_and_handoffs() -> Resul
 async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<()> {
     let s = Server::with_relay().await?;
     let plan = plan();
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     let run = walk(&plan, RUN, at(120), planned_speed_mps(&plan, RUN), 10, None);
     let arrived = run.last().context("a walk")?.t;
     let ride = walk(
@@ -226,7 +226,7 @@ async fn a_late_batch_replays_without_announcing_old_handoffs_again() -> Result<
 #[tokio::test]
 async fn live_answers_304_while_nothing_changed() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(150));
+    s.tick_at(at(150)).await;
     let url = s.url(&format!("/api/v1/events/{EVENT}/live"));
     let etag_of = |r: &reqwest::Response| {
         r.headers()
@@ -358,7 +358,7 @@ const COMPACT_LEG: [&str; 9] = [
 async fn live_legs_are_compact_unless_full_ones_are_asked_for() -> Result<()> {
     let s = Server::with_relay().await?;
     let runner = s.tokens[RUN].clone();
-    s.tick_at(at(125));
+    s.tick_at(at(125)).await;
     let start = route(&plan(), RUN).point_at(0.0);
     let p = route(&plan(), RUN).point_at(123.456);
     s.send(
@@ -493,7 +493,7 @@ async fn the_stream_of_one_relay_carries_that_relay_only() -> Result<()> {
     };
     let a = token("a1", "team-a").await?;
     let b = token("b1", "team-b").await?;
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     let missing = s
         .http
         .get(s.url("/api/v1/events/race/stream?relay=team-z"))

@@ -32,7 +32,7 @@ fn along(live: &Value) -> f64 {
 async fn progress_never_runs_backwards_and_the_eta_converges() -> Result<()> {
     let s = Server::with_relay().await?;
     let plan = plan();
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     // She runs 15 % slower than planned: the plan's pace alone would be 74 s early.
     let speed = 0.85 * planned_speed_mps(&plan, RUN);
     let length = route(&plan, RUN).length_m();
@@ -130,7 +130,7 @@ async fn progress_never_runs_backwards_and_the_eta_converges() -> Result<()> {
 async fn progress_follows_a_route_that_loops_back_on_itself() -> Result<()> {
     let s = Server::with_relay().await?;
     let plan = plan();
-    s.tick_at(at(120));
+    s.tick_at(at(120)).await;
     // The runner and the cyclist bring the flag to the Concorde on time.
     let mut start = at(120);
     for leg in [RUN, BIKE] {
@@ -232,7 +232,7 @@ async fn late_and_out_of_order_pings_give_the_same_live_view() -> Result<()> {
     let a = Server::with_relay().await?;
     let mut holders = vec![(0, json!([CARRIERS[STAGE]]))];
     for f in run.iter().chain(&bike).chain(&looping) {
-        a.tick_at(f.t);
+        a.tick_at(f.t).await;
         a.send(&a.tokens[f.leg].clone(), &[f.json()]).await?;
         let live = a.live(true).await?;
         let r = flag(&live);
@@ -281,14 +281,14 @@ async fn late_and_out_of_order_pings_give_the_same_live_view() -> Result<()> {
         b.send(&b.tokens[RUN].clone(), &[f.json()]).await?;
         if i == 10 {
             // A tick in between, as the server's own ticker does.
-            b.state.tick();
+            b.state.tick().await;
         }
     }
     b.send(&b.tokens[RUN].clone(), &jsons(&run[offline]))
         .await?;
 
-    a.tick_at(end);
-    b.tick_at(end);
+    a.tick_at(end).await;
+    b.tick_at(end).await;
     for admin in [true, false] {
         let (in_order, shuffled) = (a.live(admin).await?, b.live(admin).await?);
         assert_eq!(in_order, shuffled, "admin view: {admin}");
@@ -311,7 +311,7 @@ async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
     assert_eq!(r["holders"], json!([]));
     assert_eq!(ts(&r["legs"][STAGE]["eta_end"]), at(120));
 
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     let live = s.live_full(false).await?;
     let r = flag(&live);
     assert_eq!(
@@ -326,7 +326,7 @@ async fn a_stage_leg_ends_when_its_time_runs_out() -> Result<()> {
     assert_eq!(ts(&r["legs"][STAGE]["actual_start"]), at(0));
     assert_eq!(ts(&r["legs"][STAGE]["eta_end"]), at(120));
 
-    s.tick_at(at(119));
+    s.tick_at(at(119)).await;
     assert_eq!(
         flag(&s.live_full(false).await?)["current_leg"],
         0,

@@ -2,7 +2,7 @@
 //! append are one step, a phone cannot date or place a handoff anywhere it likes, notes are
 //! bounded text, and out-of-range shifts and delays are refused.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ fn operator(s: &Server, body: &Value, key: Option<&str>) -> reqwest::RequestBuil
 #[tokio::test]
 async fn a_double_click_records_one_handoff() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(30));
+    s.tick_at(at(30)).await;
     // A request that names no step is refused: a second click would record the next one.
     let (status, body) = as_admin(operator(&s, &json!({}), None)).await?;
     ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
@@ -120,7 +120,7 @@ async fn a_code_checked_for_one_step_is_never_recorded_on_another() -> Result<()
     // the requests up, the test holds the custody chains' lock (tokio's is fair: first come,
     // first served) while the receiver's request, then the operator's, queue on it.
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     let (status, body) = as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
     ensure!(status == StatusCode::CREATED, "{status} {body}");
     let code = code(&s, RUN).await?;
@@ -167,7 +167,7 @@ async fn a_code_checked_for_one_step_is_never_recorded_on_another() -> Result<()
 #[tokio::test]
 async fn a_receivers_phone_cannot_write_history_into_the_log() -> Result<()> {
     let s = Server::with_relay().await?;
-    s.tick_at(at(130));
+    s.tick_at(at(130)).await;
     as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
     let code = code(&s, RUN).await?;
     let p = plan();
@@ -254,5 +254,63 @@ async fn out_of_range_shifts_and_delays_are_refused() -> Result<()> {
     let (status, body) = s.put_plan(Some(ADMIN), "application/toml", &huge).await?;
     ensure!(status == StatusCode::BAD_REQUEST, "{status} {body}");
     ensure!(body.to_string().contains("too long"), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn wrong_handoff_codes_are_rate_limited_per_relay() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(130)).await;
+    as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
+    let p = plan();
+    let exchange = route(&p, RUN).point_at(route(&p, RUN).length_m());
+    let near = [exchange.lon, exchange.lat];
+    let enter = |code: String| {
+        answer(
+            s.http
+                .post(s.url(HANDOFFS))
+                .bearer_auth(&s.tokens[BIKE])
+                .json(&json!({ "code": code, "position": near })),
+        )
+    };
+    // Guessing: each code burns after 5 wrong tries and the giver asks for another, until the
+    // relay has had its 20 wrong codes for the 10 minutes.
+    let limit = handoff_server::limits::CODE_FAILURES_PER_10_MIN;
+    let mut right = String::new();
+    for i in 0..limit {
+        if i % 5 == 0 {
+            right = code(&s, RUN).await?;
+        }
+        let (status, body) = enter(format!("{right}0")).await?;
+        ensure!(
+            status == StatusCode::CONFLICT && body["error"]["code"] == "bad_code",
+            "guess {i}: {status} {body}"
+        );
+    }
+    // Now even the right code waits: a guesser cannot go on with fresh codes.
+    let right = code(&s, RUN).await?;
+    let resp = s
+        .http
+        .post(s.url(HANDOFFS))
+        .bearer_auth(&s.tokens[BIKE])
+        .json(&json!({ "code": right, "position": near }))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        resp.status()
+    );
+    let wait: u64 = resp
+        .headers()
+        .get("retry-after")
+        .context("a Retry-After")?
+        .to_str()?
+        .parse()?;
+    ensure!((1..=600).contains(&wait), "Retry-After {wait}");
+    ensure!(
+        handoffs(&custody(&s).await?).len() == 1,
+        "nothing recorded by the guesses"
+    );
     Ok(())
 }

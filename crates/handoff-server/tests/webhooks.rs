@@ -317,7 +317,7 @@ async fn alerts_reach_only_the_webhooks_subscribed_to_their_kind() -> Result<()>
     wait_for_deliveries(&s, 1).await?;
     // The runner's 2-minute leg, 20 minutes on: overdue (and silent, which nobody wants).
     s.set_clock(at(121 + 20 * 60));
-    s.state.tick();
+    s.state.tick().await;
     wait_for_deliveries(&s, 2).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -333,7 +333,7 @@ async fn alerts_reach_only_the_webhooks_subscribed_to_their_kind() -> Result<()>
     let kinds: Vec<String> = handoffs.got().iter().map(|r| r.event.clone()).collect();
     assert_eq!(kinds, ["handoff"], "the handoff webhook got no alert");
     // Still overdue a tick later: the alert rose once.
-    s.state.tick();
+    s.state.tick().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(alerts.got().len(), 1);
     Ok(())
@@ -403,6 +403,7 @@ async fn webhooks_survive_a_restart() -> Result<()> {
             url: rx.url.clone(),
             secret: SECRET.to_owned(),
             kinds: vec!["handoff".to_owned()],
+            created_at: s.state.now(),
         })
         .await?;
     let (dir, clock, _) = s.stop().await?;

@@ -9,30 +9,59 @@
 //! returns. Uniqueness rules live in the schema (not in a check-then-write in the caller), so a
 //! duplicate ping is idempotent and a handoff wins exactly once even with several writers.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default; [`postgres::PostgresStore`] implements the
-//! same trait on a PostgreSQL server that several nodes can share. The trait is object-safe
-//! (`Arc<dyn Store>`).
+//! The trait is backend-neutral: [`StoreError`] names no driver type, the store reads no clock
+//! (every instant is an argument), reads that grow with a relay are paged, and every input is
+//! numbered in one change feed ([`Store::changes_since`], [`Store::subscribe`]) that other
+//! nodes can follow. [`sqlite::SqliteStore`] is the embedded default; [`postgres::PostgresStore`]
+//! implements the same trait on a PostgreSQL server that several nodes can share. The trait is
+//! object-safe (`Arc<dyn Store>`). Every backend must pass the shared suite in [`suite`]
+//! (feature `suite`), run with one [`store_suite!`] call.
 
 pub mod error;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
 
 use std::fmt;
 
 use async_trait::async_trait;
 use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
+use tokio::sync::watch;
 
-pub use error::{Result, StoreError};
+pub use error::{BackendError, Result, StoreError};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// The persistence capability the server needs. All methods are async and never block the
-/// runtime; writes return after commit.
+/// The persistence capability the server needs, the same for every backend. All methods are
+/// async and never block the runtime; writes return after commit.
+///
+/// Contract points every backend keeps (and [`suite`] checks, when built with the `suite`
+/// feature):
+/// - **No clock inside.** Every instant a row carries (`created_at`, `received_at`, `at`) is
+///   given by the caller, so a store replays the same under a simulated clock.
+/// - **Bounded reads.** Anything that grows with a relay (pings, the change feed) is read in
+///   pages of at most `limit` rows; what is bounded by the plan (devices, custody logs,
+///   webhooks) is read whole.
+/// - **One change feed.** Every input (plan version, device, ping, custody entry — shifts and
+///   corrections included —, webhook) gets a number in ONE increasing sequence when it is
+///   committed, in commit order (the pings of one event stored by one write share a number): once a reader has seen change `n`, no change numbered below
+///   `n` can still appear. [`Store::changes_since`] pages through it, [`Store::subscribe`]
+///   wakes on new numbers.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Appends a new version of `event_id`'s plan and returns its version number (1, 2, …).
-    async fn put_plan(&self, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64>;
+    /// Appends a new version of `event_id`'s plan, stamped `at`, and returns its version number
+    /// (1, 2, …). Versions are allocated by the database (unique per event), so concurrent
+    /// writers never share one; a writer that loses such a race gets
+    /// [`StoreError::Conflict`] and may retry.
+    async fn put_plan(
+        &self,
+        event_id: &str,
+        plan_json: &str,
+        plan_hash: &str,
+        at: Timestamp,
+    ) -> Result<i64>;
 
     /// The latest version of every event's plan, ordered by event id.
     async fn latest_plans(&self) -> Result<Vec<StoredPlan>>;
@@ -55,12 +84,8 @@ pub trait Store: Send + Sync {
     /// [`Inserted::Duplicate`], not an error: phones resend. Returns after commit.
     async fn insert_pings(&self, batch: Vec<NewPing>) -> Result<Vec<Inserted>>;
 
-    /// All pings of an event ordered by device time, then arrival (`seq`): the input for
-    /// rebuilding live state.
-    async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>>;
-
-    /// Up to `limit` pings of an event with `seq > after`, in arrival (`seq`) order: a page of
-    /// the change feed the live engine rebuilds and catches up from.
+    /// Up to `limit` pings of an event with `seq > after`, in arrival (`seq`) order: the pages
+    /// the live engine rebuilds and catches up from.
     async fn pings_after(
         &self,
         event_id: &str,
@@ -68,38 +93,46 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredPing>>;
 
-    /// One device's pings with `from <= t < to` (each bound optional), ordered like
-    /// [`Store::pings`].
+    /// Up to `limit` pings of an event in device-time order (`t`, then `seq`), starting after
+    /// `after` (from the first when `None`). The next page starts after the last one's
+    /// [`StoredPing::key`].
+    async fn pings_by_time(
+        &self,
+        event_id: &str,
+        after: Option<PingKey>,
+        limit: usize,
+    ) -> Result<Vec<StoredPing>>;
+
+    /// Up to `limit` of one device's pings with `from <= t < to` (each bound optional), in
+    /// device-time order. A device has one ping per instant, so the next page is the same call
+    /// with `from` just past the last one's `t`.
     async fn pings_for_device(
         &self,
         event_id: &str,
         device_id: &str,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        limit: usize,
     ) -> Result<Vec<StoredPing>>;
 
-    /// Appends an entry to the custody log of `(event_id, relay_id)` and returns its `seq`.
-    /// `prev_hash` must be the `hash` of the chain's current head ([`StoreError::Conflict`]
-    /// otherwise); the first entry of a chain may commit to anything (the plan's hash).
-    async fn append_custody(
-        &self,
-        event_id: &str,
-        relay_id: &str,
-        entry_json: &str,
-        hash: &str,
-        prev_hash: &str,
-    ) -> Result<i64>;
+    /// Appends an entry, stamped `at`, to the custody log of `(event_id, entry.relay_id)` and
+    /// returns its `seq`. `entry.prev_hash` must be the `hash` of the chain's current head
+    /// ([`StoreError::Conflict`] otherwise); the first entry of a chain may commit to anything
+    /// (the plan's hash).
+    async fn append_custody(&self, event_id: &str, entry: NewCustody, at: Timestamp)
+    -> Result<i64>;
 
     /// Appends one entry to each of several custody logs of an event, all or nothing, in one
-    /// transaction (a race-wide shift): `(relay_id, entry_json, hash, prev_hash)` each, with
-    /// the rules of [`Store::append_custody`]. Returns their `seq`s in order.
+    /// transaction (a race-wide shift), each with the rules of [`Store::append_custody`].
+    /// Returns their `seq`s in order.
     async fn append_custody_many(
         &self,
         event_id: &str,
         entries: Vec<NewCustody>,
+        at: Timestamp,
     ) -> Result<Vec<i64>>;
 
-    /// The custody log of one relay, in chain order.
+    /// The custody log of one relay, in chain order (bounded by its legs and corrections).
     async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>>;
 
     /// How many pings are stored in all (for metrics and tests).
@@ -127,6 +160,19 @@ pub trait Store: Send + Sync {
 
     /// Drops the saved engine state of an event (the next start replays every ping).
     async fn delete_engine_checkpoint(&self, event_id: &str) -> Result<()>;
+
+    /// Up to `limit` changes with `seq > after`, in `seq` (commit) order, each carrying its
+    /// row (or, for pings, the rows of one write). Start from 0; the next page starts after the
+    /// last one's `seq`.
+    async fn changes_since(&self, after: i64, limit: usize) -> Result<Vec<Change>>;
+
+    /// The `seq` of the newest committed change (0 before the first), updated after every
+    /// commit: await `changed()` on it, then read [`Store::changes_since`] from the last `seq`
+    /// seen. A write of this store is in it by the time the write returns; a write of another
+    /// process or node arrives when the backend hears of it (SQLite: not at all, it has no
+    /// notifications; PostgreSQL: `LISTEN`). A wake-up may cover several commits, so a reader
+    /// always reads up to the end of the feed.
+    fn subscribe(&self) -> watch::Receiver<i64>;
 }
 
 /// The saved state of an event's live engine: derived data, valid only for the plan version
@@ -180,6 +226,8 @@ pub struct NewDevice {
     pub token_hash: String,
     /// The unit of its OsmAnd-form `speed`, when the operator knows it (`None`: detected).
     pub speed_unit: Option<SpeedUnit>,
+    /// When it was registered (the caller's clock).
+    pub created_at: Timestamp,
 }
 
 /// A registered device.
@@ -207,6 +255,7 @@ impl fmt::Debug for NewDevice {
             .field("relay_id", &self.relay_id)
             .field("token_hash", &"<redacted>")
             .field("speed_unit", &self.speed_unit)
+            .field("created_at", &self.created_at)
             .finish()
     }
 }
@@ -257,7 +306,25 @@ pub struct StoredPing {
     pub received_at: Timestamp,
 }
 
-/// An entry for [`Store::append_custody_many`].
+impl StoredPing {
+    /// Its place in the event's device-time order ([`Store::pings_by_time`]).
+    #[must_use]
+    pub fn key(&self) -> PingKey {
+        PingKey {
+            t: self.ping.t,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A place in an event's device-time order of pings: device time, then arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PingKey {
+    pub t: Timestamp,
+    pub seq: i64,
+}
+
+/// An entry to append to a relay's custody log ([`Store::append_custody`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCustody {
     pub relay_id: String,
@@ -289,8 +356,11 @@ pub struct NewWebhook {
     pub url: String,
     /// The HMAC key. Kept as given (signing needs it); redacted in `Debug`.
     pub secret: String,
-    /// `handoff`, `overdue`, `off_route`, `silent`; empty means every kind.
+    /// `handoff`, `overdue`, `off_route`, `silent`; empty means every kind. Each one non-empty
+    /// and without a comma ([`StoreError::Invalid`] otherwise).
     pub kinds: Vec<String>,
+    /// When it was registered (the caller's clock).
+    pub created_at: Timestamp,
 }
 
 /// A registered webhook.
@@ -323,6 +393,7 @@ impl fmt::Debug for NewWebhook {
             .field("url", &self.url)
             .field("secret", &"<redacted>")
             .field("kinds", &self.kinds)
+            .field("created_at", &self.created_at)
             .finish()
     }
 }
@@ -377,5 +448,116 @@ impl Delivery {
     #[must_use]
     pub fn succeeded(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// One entry of the change feed ([`Store::changes_since`]): an input, numbered in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The position in the feed: increasing in commit order, across all events and kinds.
+    pub seq: i64,
+    /// The row the input stored.
+    pub row: ChangeRow,
+}
+
+/// The row of a [`Change`]: one of the inputs live state is a fold over. A shift or a
+/// correction is a custody entry (its `entry_json` says which kind).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeRow {
+    Plan(StoredPlan),
+    Device(Device),
+    /// The pings of one event that one write stored (one [`Store::insert_pings`] call, so at
+    /// most a request's worth), in `seq` order; never empty.
+    Pings(Vec<StoredPing>),
+    Custody(StoredCustody),
+    Webhook(Webhook),
+}
+
+/// What kind of input a [`Change`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Plan,
+    Device,
+    Ping,
+    Custody,
+    Webhook,
+}
+
+impl ChangeKind {
+    /// The name a backend may store it under: `plan`, `device`, `ping`, `custody`, `webhook`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Plan => "plan",
+            ChangeKind::Device => "device",
+            ChangeKind::Ping => "ping",
+            ChangeKind::Custody => "custody",
+            ChangeKind::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeKind {
+    type Err = StoreError;
+
+    fn from_str(name: &str) -> Result<ChangeKind> {
+        [
+            ChangeKind::Plan,
+            ChangeKind::Device,
+            ChangeKind::Ping,
+            ChangeKind::Custody,
+            ChangeKind::Webhook,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .ok_or_else(|| StoreError::Invalid(format!("'{name}' is not a kind of change")))
+    }
+}
+
+impl Change {
+    /// The kind of input.
+    #[must_use]
+    pub fn kind(&self) -> ChangeKind {
+        match &self.row {
+            ChangeRow::Plan(_) => ChangeKind::Plan,
+            ChangeRow::Device(_) => ChangeKind::Device,
+            ChangeRow::Pings(_) => ChangeKind::Ping,
+            ChangeRow::Custody(_) => ChangeKind::Custody,
+            ChangeRow::Webhook(_) => ChangeKind::Webhook,
+        }
+    }
+
+    /// The event the input belongs to.
+    #[must_use]
+    pub fn event_id(&self) -> &str {
+        match &self.row {
+            ChangeRow::Plan(p) => &p.event_id,
+            ChangeRow::Device(d) => &d.event_id,
+            ChangeRow::Pings(p) => p.first().map_or("", |p| &p.event_id),
+            ChangeRow::Custody(c) => &c.event_id,
+            ChangeRow::Webhook(w) => &w.event_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_kinds_round_trip_through_their_names() {
+        for kind in [
+            ChangeKind::Plan,
+            ChangeKind::Device,
+            ChangeKind::Ping,
+            ChangeKind::Custody,
+            ChangeKind::Webhook,
+        ] {
+            assert_eq!(kind.as_str().parse::<ChangeKind>().ok(), Some(kind));
+        }
+        assert!(matches!(
+            "shift".parse::<ChangeKind>(),
+            Err(StoreError::Invalid(m)) if m.contains("shift")
+        ));
     }
 }

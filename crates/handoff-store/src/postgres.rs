@@ -11,46 +11,59 @@
 //! connection commits with `synchronous_commit` turned back on where the server's default is
 //! `off`, so an answered write is on disk.
 //!
-//! Arrival order: a sequence hands out `seq` at insert, not at commit, so two concurrent
-//! transactions can commit out of order, and a reader paging by `seq > cursor` in between
-//! would move its cursor past a row that becomes visible later, and never read it. The schema
-//! closes that gap with one advisory lock (the migration explains it): every ping insert holds
-//! it shared from before its rows get their `seq`s to its commit, so writers run side by side;
-//! [`Store::pings_after`] first takes it exclusive for a moment to learn the horizon, the
-//! highest `seq` whose transaction is over, and reads only up to it. Writers pay nothing but a
-//! shared lock; a reader waits for the commits in flight (and holds new ones back that long).
-//! docs/operations.md has the measured cost, and that of the simpler alternative (one
-//! exclusive lock around every insert, which makes commits one at a time).
+//! Arrival order and the change feed: a sequence hands out `seq` at insert, not at commit, so
+//! two concurrent transactions can commit out of order, and a reader paging by `seq > cursor`
+//! in between would move its cursor past a row that becomes visible later, and never read it.
+//! The schema closes that gap with one advisory lock (the migration explains it): every insert
+//! into `pings` or `changes` holds it shared from before its rows get their `seq`s to its
+//! commit, so writers run side by side; [`Store::pings_after`] and [`Store::changes_since`]
+//! first take it exclusive for a moment to learn the horizon, the highest `seq` whose
+//! transaction is over, and read only up to it. Writers pay nothing but a shared lock; a reader
+//! waits for the commits in flight (and holds new ones back that long). docs/operations.md has
+//! the measured cost, and that of the simpler alternative (one exclusive lock around every
+//! insert, which makes commits one at a time). Every input's row and its change are written in
+//! one statement (a data-modifying CTE) or one transaction.
+//!
+//! No clock: every instant a row carries is the caller's.
 
+#[macro_use]
+mod rows;
+mod feed;
 mod migrations;
 pub mod testing;
+mod write;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Delivery, Device, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice, NewPing,
-    NewWebhook, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
+    Change, Delivery, Device, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice,
+    NewPing, NewWebhook, PingKey, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
 };
+use feed::{Horizon, Newest};
+use rows::{
+    custody_from_row, device_from_row, narrow, ping_from_row, plan_from_row, timestamp,
+    webhook_from_row,
+};
+
+/// The backend's name in errors.
+const BACKEND: &str = "PostgreSQL";
 
 /// Connections kept to the server at most (one per request being served).
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection (or for the server to answer a new one)
 /// before it fails; the server answers 503 then.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a plan version taken by a concurrent commit is retried with the next one.
-const PLAN_VERSION_ATTEMPTS: u32 = 16;
 
 /// The PostgreSQL store: a pool of connections to one database. Cheap to share
 /// (`Arc<dyn Store>`); [`PostgresStore::close`] waits for the connections to close.
@@ -58,6 +71,7 @@ const PLAN_VERSION_ATTEMPTS: u32 = 16;
 pub struct PostgresStore {
     pool: PgPool,
     target: String,
+    newest: Arc<Newest>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -102,7 +116,7 @@ impl PostgresStore {
     /// applies pending migrations (one node at a time: the migrator takes an advisory lock).
     ///
     /// # Errors
-    /// [`StoreError::Invalid`] for a malformed URL, [`StoreError::Connect`] when the server
+    /// [`StoreError::Invalid`] for a malformed URL, [`StoreError::Open`] when the server
     /// cannot be reached or refuses the login, [`StoreError::SchemaTooNew`] when a newer
     /// build migrated the database.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
@@ -126,12 +140,14 @@ impl PostgresStore {
             .after_connect(|conn, _| Box::pin(async move { require_durable_commits(conn).await }))
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect {
-                target: target.clone(),
-                source: Arc::new(source),
-            })?;
+            .map_err(|source| open_error(&target, source))?;
         migrations::migrate(&pool).await?;
-        Ok(PostgresStore { pool, target })
+        let newest = Arc::new(Newest::load(&pool).await?);
+        Ok(PostgresStore {
+            pool,
+            target,
+            newest,
+        })
     }
 
     /// `host:port/database` of the server (no password).
@@ -162,18 +178,19 @@ impl PostgresStore {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Keeps `token_hash` as the admin token's hash unless one is kept already (another node
-    /// may have started first), and returns the one kept: `token_hash` only if it won.
+    /// Keeps `token_hash` (generated `at`) as the admin token's hash unless one is kept
+    /// already (another node may have started first), and returns the one kept: `token_hash`
+    /// only if it won.
     ///
     /// # Errors
     /// PostgreSQL's error when the write fails.
-    pub async fn keep_admin_token_hash(&self, token_hash: &str) -> Result<String> {
+    pub async fn keep_admin_token_hash(&self, token_hash: &str, at: Timestamp) -> Result<String> {
         query(
             "INSERT INTO admin_token (token_hash, created_us) VALUES ($1, $2)
              ON CONFLICT (only_one) DO NOTHING",
         )
         .bind(token_hash)
-        .bind(Timestamp::now().as_microsecond())
+        .bind(at.as_microsecond())
         .execute(&self.pool)
         .await?;
         self.admin_token_hash().await?.ok_or_else(|| {
@@ -198,8 +215,39 @@ async fn require_durable_commits(
     Ok(())
 }
 
+/// The error of connecting to the server at `target`.
+fn open_error(target: &str, source: sqlx_core::Error) -> StoreError {
+    StoreError::Open {
+        backend: BACKEND,
+        target: target.to_owned(),
+        source: Arc::new(source),
+    }
+}
+
+// Kept in this module: nothing outside it sees a sqlx type. The input's fault is Invalid; a
+// server that is unreachable, restarting, out of connections or that broke a transaction off
+// to resolve a deadlock is a retry-later (nothing was committed); everything else a failure.
 impl From<sqlx_core::Error> for StoreError {
     fn from(error: sqlx_core::Error) -> Self {
+        use sqlx_core::Error as E;
+        let retry_later = match &error {
+            E::PoolTimedOut | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+            E::Database(db) => db.code().is_some_and(|code| {
+                // 08: connection exception; 40001 serialization failure, 40P01 deadlock;
+                // 53: insufficient resources (too many connections, disk full); 55P03 lock not
+                // available; 57P01-03: the server is shutting down or starting.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || ["40001", "40P01", "55P03", "57P01", "57P02", "57P03"].contains(&&*code)
+            }),
+            _ => false,
+        };
+        if retry_later {
+            return StoreError::Unavailable {
+                backend: BACKEND,
+                message: error.to_string(),
+            };
+        }
         // SQLSTATE class 22 is "data exception": a value PostgreSQL can never store as given
         // (a NUL character in a text, say). That is the input's fault, not the server's.
         if let Some(db) = error.as_database_error()
@@ -207,76 +255,29 @@ impl From<sqlx_core::Error> for StoreError {
         {
             return StoreError::Invalid(format!("PostgreSQL refused a value: {}", db.message()));
         }
-        StoreError::Postgres(Arc::new(error))
+        if matches!(error, E::PoolClosed) {
+            return StoreError::Closed;
+        }
+        StoreError::Backend {
+            backend: BACKEND,
+            source: Arc::new(error),
+        }
     }
-}
-
-// The columns `ping_from_row` and `device_from_row` read, as literals: every query stays a
-// `&'static str` (sqlx refuses a formatted string unless told it is safe).
-macro_rules! ping_columns {
-    () => {
-        "seq, event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg, alt_m, \
-         batt_pct, received_us"
-    };
-}
-macro_rules! device_columns {
-    () => {
-        "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit"
-    };
-}
-
-/// The constraint a unique violation broke, if `error` is one.
-fn unique_violation(error: &sqlx_core::Error) -> Option<String> {
-    let db = error.as_database_error()?;
-    (db.code().as_deref() == Some("23505")).then(|| db.constraint().unwrap_or_default().to_owned())
-}
-
-/// Refuses what SQLite cannot store either: the two backends accept the same pings.
-fn check_finite(batch: &[NewPing]) -> Result<()> {
-    match batch
-        .iter()
-        .position(|p| !p.ping.lon.is_finite() || !p.ping.lat.is_finite())
-    {
-        Some(index) => Err(StoreError::Invalid(format!(
-            "ping {index} has a non-finite longitude or latitude"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// An optional measurement as SQLite keeps it: NaN is no value (SQLite binds NaN as NULL).
-fn measured(value: Option<f64>) -> Option<f64> {
-    value.filter(|v| !v.is_nan())
 }
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn put_plan(&self, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
-        // MAX + 1 inside the INSERT; two nodes computing the same version collide on the
-        // primary key (the loser waits for the winner's commit), and the loser tries again.
-        for _ in 0..PLAN_VERSION_ATTEMPTS {
-            let inserted = query(
-                "INSERT INTO plans (event_id, version, plan_json, plan_hash, created_us)
-                 SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4
-                 FROM plans WHERE event_id = $1
-                 RETURNING version",
-            )
-            .bind(event_id)
-            .bind(plan_json)
-            .bind(plan_hash)
-            .bind(Timestamp::now().as_microsecond())
-            .fetch_one(&self.pool)
-            .await;
-            match inserted {
-                Ok(row) => return Ok(row.try_get(0)?),
-                Err(e) if unique_violation(&e).is_some() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Conflict(format!(
-            "event '{event_id}' got {PLAN_VERSION_ATTEMPTS} new plan versions from other \
-             writers while this one was being stored; try again"
-        )))
+    async fn put_plan(
+        &self,
+        event_id: &str,
+        plan_json: &str,
+        plan_hash: &str,
+        at: Timestamp,
+    ) -> Result<i64> {
+        let (version, change) =
+            write::put_plan(&self.pool, event_id, plan_json, plan_hash, at).await?;
+        self.newest.committed(change);
+        Ok(version)
     }
 
     async fn latest_plans(&self) -> Result<Vec<StoredPlan>> {
@@ -301,39 +302,15 @@ impl Store for PostgresStore {
     }
 
     async fn add_device(&self, device: NewDevice) -> Result<()> {
-        let inserted = query(
-            "INSERT INTO devices (event_id, device_id, carrier, relay_id, token_hash, speed_unit,
-                                  created_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&device.event_id)
-        .bind(&device.device_id)
-        .bind(&device.carrier)
-        .bind(&device.relay_id)
-        .bind(&device.token_hash)
-        .bind(device.speed_unit.map(SpeedUnit::as_str))
-        .bind(Timestamp::now().as_microsecond())
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(e) => match unique_violation(&e).as_deref() {
-                Some("devices_token_hash_key") => Err(StoreError::Conflict(
-                    "the token hash is already in use by another device".to_owned(),
-                )),
-                Some(_) => Err(StoreError::Conflict(format!(
-                    "device '{}' is already registered for event '{}'",
-                    device.device_id, device.event_id
-                ))),
-                None => Err(e.into()),
-            },
-        }
+        let change = write::add_device(&self.pool, &device).await?;
+        self.newest.committed(change);
+        Ok(())
     }
 
     async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
         let row = query(concat!(
             "SELECT ",
-            device_columns!(),
+            device_columns!(""),
             " FROM devices WHERE token_hash = $1"
         ))
         .bind(token_hash)
@@ -345,7 +322,7 @@ impl Store for PostgresStore {
     async fn devices(&self, event_id: &str) -> Result<Vec<Device>> {
         let rows = query(concat!(
             "SELECT ",
-            device_columns!(),
+            device_columns!(""),
             " FROM devices WHERE event_id = $1 ORDER BY device_id"
         ))
         .bind(event_id)
@@ -358,20 +335,12 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        check_finite(&batch)?;
-        insert_pings(&self.pool, &batch).await
-    }
-
-    async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>> {
-        let rows = query(concat!(
-            "SELECT ",
-            ping_columns!(),
-            " FROM pings WHERE event_id = $1 ORDER BY t_us, seq"
-        ))
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(ping_from_row).collect()
+        write::check_finite(&batch)?;
+        let (outcomes, change) = write::insert_pings(&self.pool, &batch).await?;
+        if let Some(change) = change {
+            self.newest.committed(change);
+        }
+        Ok(outcomes)
     }
 
     async fn pings_after(
@@ -380,12 +349,7 @@ impl Store for PostgresStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredPing>> {
-        // Its own statement (and transaction), so that the lock is released at once and the
-        // page's snapshot is taken after every transaction below the horizon has ended.
-        let horizon: i64 = query("SELECT handoff_ping_horizon()")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        let horizon = feed::horizon(&self.pool, Horizon::Pings).await?;
         if horizon <= after {
             return Ok(Vec::new());
         }
@@ -398,7 +362,30 @@ impl Store for PostgresStore {
         .bind(event_id)
         .bind(after)
         .bind(horizon)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ping_from_row).collect()
+    }
+
+    async fn pings_by_time(
+        &self,
+        event_id: &str,
+        after: Option<PingKey>,
+        limit: usize,
+    ) -> Result<Vec<StoredPing>> {
+        // Before every stored ping: no instant is below the minimum, no seq below 0.
+        let (t_us, seq) = after.map_or((i64::MIN, -1), |k| (k.t.as_microsecond(), k.seq));
+        let rows = query(concat!(
+            "SELECT ",
+            ping_columns!(),
+            " FROM pings WHERE event_id = $1 AND (t_us, seq) > ($2, $3)
+             ORDER BY t_us, seq LIMIT $4"
+        ))
+        .bind(event_id)
+        .bind(t_us)
+        .bind(seq)
+        .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ping_from_row).collect()
@@ -410,18 +397,20 @@ impl Store for PostgresStore {
         device_id: &str,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        limit: usize,
     ) -> Result<Vec<StoredPing>> {
         let rows = query(concat!(
             "SELECT ",
             ping_columns!(),
             " FROM pings
              WHERE event_id = $1 AND device_id = $2 AND t_us >= $3 AND t_us < $4
-             ORDER BY t_us, seq"
+             ORDER BY t_us, seq LIMIT $5"
         ))
         .bind(event_id)
         .bind(device_id)
         .bind(from.map_or(i64::MIN, Timestamp::as_microsecond))
         .bind(to.map_or(i64::MAX, Timestamp::as_microsecond))
+        .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ping_from_row).collect()
@@ -430,20 +419,13 @@ impl Store for PostgresStore {
     async fn append_custody(
         &self,
         event_id: &str,
-        relay_id: &str,
-        entry_json: &str,
-        hash: &str,
-        prev_hash: &str,
+        entry: NewCustody,
+        at: Timestamp,
     ) -> Result<i64> {
-        let entry = NewCustody {
-            relay_id: relay_id.to_owned(),
-            entry_json: entry_json.to_owned(),
-            hash: hash.to_owned(),
-            prev_hash: prev_hash.to_owned(),
-        };
         let mut tx = self.pool.begin().await?;
-        let seq = append_custody(&mut tx, event_id, &entry).await?;
+        let (seq, change) = write::append_custody(&mut tx, event_id, &entry, at).await?;
         tx.commit().await?;
+        self.newest.committed(change);
         Ok(seq)
     }
 
@@ -451,39 +433,34 @@ impl Store for PostgresStore {
         &self,
         event_id: &str,
         entries: Vec<NewCustody>,
+        at: Timestamp,
     ) -> Result<Vec<i64>> {
         // One transaction: the first refused entry rolls back the others.
         let mut tx = self.pool.begin().await?;
-        let mut seqs = Vec::with_capacity(entries.len());
+        let (mut seqs, mut newest) = (Vec::with_capacity(entries.len()), None);
         for entry in &entries {
-            seqs.push(append_custody(&mut tx, event_id, entry).await?);
+            let (seq, change) = write::append_custody(&mut tx, event_id, entry, at).await?;
+            seqs.push(seq);
+            newest = Some(change);
         }
         tx.commit().await?;
+        if let Some(change) = newest {
+            self.newest.committed(change);
+        }
         Ok(seqs)
     }
 
     async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>> {
-        let rows = query(
-            "SELECT seq, event_id, relay_id, entry_json, hash, prev_hash, created_us
-             FROM custody WHERE event_id = $1 AND relay_id = $2 ORDER BY position",
-        )
+        let rows = query(concat!(
+            "SELECT ",
+            custody_columns!(),
+            " FROM custody WHERE event_id = $1 AND relay_id = $2 ORDER BY position"
+        ))
         .bind(event_id)
         .bind(relay_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredCustody {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    relay_id: row.try_get(2)?,
-                    entry_json: row.try_get(3)?,
-                    hash: row.try_get(4)?,
-                    prev_hash: row.try_get(5)?,
-                    created_at: timestamp(row, 6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(custody_from_row).collect()
     }
 
     async fn ping_count(&self) -> Result<i64> {
@@ -505,48 +482,21 @@ impl Store for PostgresStore {
                 "webhook kind '{kind}' is empty or contains a comma"
             )));
         }
-        let inserted = query(
-            "INSERT INTO webhooks (event_id, webhook_id, url, secret, kinds, created_us)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&webhook.event_id)
-        .bind(&webhook.webhook_id)
-        .bind(&webhook.url)
-        .bind(&webhook.secret)
-        .bind(&webhook.kinds)
-        .bind(Timestamp::now().as_microsecond())
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(e) if unique_violation(&e).is_some() => Err(StoreError::Conflict(format!(
-                "webhook '{}' already exists for event '{}'",
-                webhook.webhook_id, webhook.event_id
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let change = write::add_webhook(&self.pool, &webhook).await?;
+        self.newest.committed(change);
+        Ok(())
     }
 
     async fn webhooks(&self, event_id: &str) -> Result<Vec<Webhook>> {
-        let rows = query(
-            "SELECT event_id, webhook_id, url, secret, kinds, created_us FROM webhooks
-             WHERE event_id = $1 ORDER BY seq",
-        )
+        let rows = query(concat!(
+            "SELECT ",
+            webhook_columns!(""),
+            " FROM webhooks WHERE event_id = $1 ORDER BY seq"
+        ))
         .bind(event_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Webhook {
-                    event_id: row.try_get(0)?,
-                    webhook_id: row.try_get(1)?,
-                    url: row.try_get(2)?,
-                    secret: row.try_get(3)?,
-                    kinds: row.try_get(4)?,
-                    created_at: timestamp(row, 5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(webhook_from_row).collect()
     }
 
     async fn log_delivery(&self, delivery: NewDelivery) -> Result<i64> {
@@ -575,7 +525,7 @@ impl Store for PostgresStore {
              FROM webhook_deliveries WHERE event_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(event_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -650,217 +600,19 @@ impl Store for PostgresStore {
             .await?;
         Ok(())
     }
-}
 
-// ---- writes that take more than one statement ----
-
-/// The batch as one multi-row insert from arrays (eleven binds whatever its size), in batch
-/// order, in one statement (its own transaction: one round trip, committed when it returns;
-/// the schema's trigger takes the feed lock). A row that is already stored, or repeats an earlier row of the
-/// batch, is skipped by `ON CONFLICT DO NOTHING`; `RETURNING` names the rows that were stored,
-/// and the first item of the batch with each such key is the one that was.
-async fn insert_pings(pool: &PgPool, batch: &[NewPing]) -> Result<Vec<Inserted>> {
-    let n = batch.len();
-    let mut event_ids = Vec::with_capacity(n);
-    let mut device_ids = Vec::with_capacity(n);
-    let (mut t_us, mut received_us) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut lon, mut lat) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut acc, mut speed, mut heading, mut alt, mut batt) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for item in batch {
-        let p = &item.ping;
-        event_ids.push(item.event_id.as_str());
-        device_ids.push(item.device_id.as_str());
-        t_us.push(p.t.as_microsecond());
-        lon.push(p.lon);
-        lat.push(p.lat);
-        acc.push(measured(p.acc_m));
-        speed.push(measured(p.speed_mps));
-        heading.push(measured(p.heading_deg));
-        alt.push(measured(p.alt_m));
-        batt.push(measured(p.batt_pct));
-        received_us.push(item.received_at.as_microsecond());
+    async fn changes_since(&self, after: i64, limit: usize) -> Result<Vec<Change>> {
+        feed::changes_since(&self.pool, after, sql_limit(limit)).await
     }
-    let rows = query(
-        "INSERT INTO pings (event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg,
-                            alt_m, batt_pct, received_us)
-         SELECT event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg, alt_m,
-                batt_pct, received_us
-         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::float8[], $5::float8[],
-                     $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],
-                     $11::int8[]) WITH ORDINALITY
-              AS b (event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg, alt_m,
-                    batt_pct, received_us, n)
-         ORDER BY n
-         ON CONFLICT (event_id, device_id, t_us) DO NOTHING
-         RETURNING seq, event_id, device_id, t_us",
-    )
-    .bind(&event_ids)
-    .bind(&device_ids)
-    .bind(&t_us)
-    .bind(&lon)
-    .bind(&lat)
-    .bind(&acc)
-    .bind(&speed)
-    .bind(&heading)
-    .bind(&alt)
-    .bind(&batt)
-    .bind(&received_us)
-    .fetch_all(pool)
-    .await?;
 
-    let mut stored: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        stored.insert(
-            (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
-            row.try_get(0)?,
-        );
-    }
-    Ok(batch
-        .iter()
-        .map(|item| {
-            let key = (
-                item.event_id.clone(),
-                item.device_id.clone(),
-                item.ping.t.as_microsecond(),
-            );
-            // `remove`: a later item with the same key is the duplicate.
-            stored
-                .remove(&key)
-                .map_or(Inserted::Duplicate, |seq| Inserted::New { seq })
-        })
-        .collect())
-}
-
-/// Appends one entry after the chain's head, inside the caller's transaction. The head check
-/// gives the clear message; the UNIQUE constraints (position, prev_hash, hash) decide a race
-/// with another writer, whose commit makes this insert fail.
-async fn append_custody(tx: &mut PgConnection, event_id: &str, entry: &NewCustody) -> Result<i64> {
-    let chain = format!(
-        "the custody log of relay '{}' in event '{event_id}'",
-        entry.relay_id
-    );
-    let head = query(
-        "SELECT position, hash FROM custody WHERE event_id = $1 AND relay_id = $2
-         ORDER BY position DESC LIMIT 1",
-    )
-    .bind(event_id)
-    .bind(&entry.relay_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let position = match head {
-        None => 0,
-        Some(row) => {
-            let (position, hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-            if hash != entry.prev_hash {
-                return Err(StoreError::Conflict(format!(
-                    "{chain} has moved on: prev_hash {} is not its head {hash}",
-                    entry.prev_hash
-                )));
-            }
-            position + 1
-        }
-    };
-    let inserted = query(
-        "INSERT INTO custody (event_id, relay_id, position, entry_json, hash, prev_hash,
-                              created_us)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         RETURNING seq",
-    )
-    .bind(event_id)
-    .bind(&entry.relay_id)
-    .bind(position)
-    .bind(&entry.entry_json)
-    .bind(&entry.hash)
-    .bind(&entry.prev_hash)
-    .bind(Timestamp::now().as_microsecond())
-    .fetch_one(&mut *tx)
-    .await;
-    match inserted {
-        Ok(row) => Ok(row.try_get(0)?),
-        Err(e) => match unique_violation(&e).as_deref() {
-            Some("custody_position_key" | "custody_prev_hash_key") => {
-                Err(StoreError::Conflict(format!(
-                    "{chain} has moved on: another entry after prev_hash {} was stored first",
-                    entry.prev_hash
-                )))
-            }
-            Some(_) => Err(StoreError::Conflict(format!(
-                "{chain} already has an entry with hash {} or after prev_hash {}",
-                entry.hash, entry.prev_hash
-            ))),
-            None => Err(e.into()),
-        },
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.newest.subscribe()
     }
 }
 
-// ---- row decoding ----
-
-fn ping_from_row(row: &PgRow) -> Result<StoredPing> {
-    Ok(StoredPing {
-        seq: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        device_id: row.try_get(2)?,
-        ping: Ping {
-            t: timestamp(row, 3)?,
-            lon: row.try_get(4)?,
-            lat: row.try_get(5)?,
-            acc_m: row.try_get(6)?,
-            speed_mps: row.try_get(7)?,
-            heading_deg: row.try_get(8)?,
-            alt_m: row.try_get(9)?,
-            batt_pct: row.try_get(10)?,
-        },
-        received_at: timestamp(row, 11)?,
-    })
-}
-
-fn plan_from_row(row: &PgRow) -> Result<StoredPlan> {
-    Ok(StoredPlan {
-        event_id: row.try_get(0)?,
-        version: row.try_get(1)?,
-        plan_json: row.try_get(2)?,
-        plan_hash: row.try_get(3)?,
-        created_at: timestamp(row, 4)?,
-    })
-}
-
-fn device_from_row(row: &PgRow) -> Result<Device> {
-    let speed_unit: Option<String> = row.try_get(6)?;
-    Ok(Device {
-        event_id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        carrier: row.try_get(2)?,
-        token_hash: row.try_get(3)?,
-        created_at: timestamp(row, 4)?,
-        relay_id: row.try_get(5)?,
-        speed_unit: speed_unit
-            .map(|name| {
-                name.parse::<SpeedUnit>().map_err(|e| {
-                    StoreError::Invalid(format!("a stored device has speed unit '{name}': {e}"))
-                })
-            })
-            .transpose()?,
-    })
-}
-
-/// Reads a BIGINT microseconds column back into an instant.
-fn timestamp(row: &PgRow, index: usize) -> Result<Timestamp> {
-    let us: i64 = row.try_get(index)?;
-    Timestamp::from_microsecond(us)
-        .map_err(|e| StoreError::Invalid(format!("a stored time ({us} µs) is out of range: {e}")))
-}
-
-/// A stored integer back into the narrower type the schema's CHECK keeps it in.
-fn narrow<T: TryFrom<i64>>(value: impl Into<i64>, column: &str) -> Result<T> {
-    let value = value.into();
-    T::try_from(value)
-        .map_err(|_| StoreError::Invalid(format!("a stored {column} ({value}) is out of range")))
+/// A page size as a LIMIT takes it.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -19,14 +19,19 @@ use async_trait::async_trait;
 use handoff_core::ping::{Ping, SpeedUnit};
 use jiff::Timestamp;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ffi, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ffi, params};
+use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Delivery, Device, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice, NewPing,
-    NewWebhook, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
+    Change, ChangeKind, ChangeRow, Delivery, Device, EngineCheckpoint, Inserted, NewCustody,
+    NewDelivery, NewDevice, NewPing, NewWebhook, PingKey, Store, StoredCustody, StoredPing,
+    StoredPlan, Webhook,
 };
 use writer::Writer;
+
+/// The name errors of this backend carry.
+const BACKEND: &str = "SQLite";
 
 /// How long a connection waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +47,8 @@ pub struct SqliteStore {
     // last one and closes the WAL.
     readers: Arc<ReadPool>,
     writer: Writer,
+    /// The newest committed change, published by the writer after each commit.
+    newest_change: watch::Receiver<i64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -61,18 +68,15 @@ impl SqliteStore {
     /// [`StoreError::Open`] when the file cannot be opened, [`StoreError::Invalid`] when it
     /// cannot be put in WAL mode, [`StoreError::SchemaTooNew`] when a newer build wrote it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let open_error = |source: rusqlite::Error| StoreError::Open {
-            path: path.to_owned(),
-            source: Arc::new(source),
-        };
-        let mut conn = Connection::open(path).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let open_error = open_error(path);
+        let mut conn = Connection::open(path).map_err(&open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_error)?;
         // WAL: readers never block the writer nor the writer them. The mode is stored in the
         // file; the pragma answers with the mode in force, which must be "wal" (an in-memory or
         // otherwise unsupported database would stay in another mode).
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(open_error)?;
+            .map_err(&open_error)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Invalid(format!(
                 "{} cannot be put in WAL mode (it stayed in {mode} mode)",
@@ -81,7 +85,7 @@ impl SqliteStore {
         }
         // FULL, not NORMAL: see the module note on durability.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
+            .map_err(&open_error)?;
         migrations::migrate(&mut conn)?;
 
         let readers = Arc::new(ReadPool {
@@ -90,10 +94,25 @@ impl SqliteStore {
         });
         // Open one reader now, so that a file readers cannot use fails at open, not later.
         readers.with(|_| Ok(()))?;
+        let (publish, subscribed) = watch::channel(newest_change(&conn)?);
+        // Runs on the writer thread after each commit: every subscriber learns the new end of
+        // the feed. A failed look-up only delays the wake-up to the next commit.
+        let on_commit = move |conn: &Connection| {
+            if let Ok(newest) = newest_change(conn) {
+                publish.send_if_modified(|seen| {
+                    let moved = newest > *seen;
+                    if moved {
+                        *seen = newest;
+                    }
+                    moved
+                });
+            }
+        };
         Ok(SqliteStore {
             path: path.to_owned(),
-            writer: Writer::spawn(conn)?,
+            writer: Writer::spawn(conn, Box::new(on_commit))?,
             readers,
+            newest_change: subscribed,
         })
     }
 
@@ -178,29 +197,32 @@ impl ReadPool {
     }
 
     fn open(&self) -> Result<Connection> {
-        let open_error = |source: rusqlite::Error| StoreError::Open {
-            path: self.path.clone(),
-            source: Arc::new(source),
-        };
+        let open_error = open_error(&self.path);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(&open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_error)?;
         Ok(conn)
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn put_plan(&self, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
-        let (event_id, plan_json, plan_hash) = (
-            event_id.to_owned(),
-            plan_json.to_owned(),
-            plan_hash.to_owned(),
-        );
+    async fn put_plan(
+        &self,
+        event_id: &str,
+        plan_json: &str,
+        plan_hash: &str,
+        at: Timestamp,
+    ) -> Result<i64> {
+        let plan = StoredPlan {
+            event_id: event_id.to_owned(),
+            version: 0,
+            plan_json: plan_json.to_owned(),
+            plan_hash: plan_hash.to_owned(),
+            created_at: at,
+        };
         self.writer
-            .submit(1, move |conn| {
-                put_plan(conn, &event_id, &plan_json, &plan_hash)
-            })
+            .submit(1, move |conn| put_plan(conn, &plan))
             .await
     }
 
@@ -238,11 +260,9 @@ impl Store for SqliteStore {
     async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit
-                 FROM devices
-                 WHERE token_hash = ?1",
-            )?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = ?1"
+            ))?;
             Ok(stmt.query_row([&token_hash], device_from_row).optional()?)
         })
         .await
@@ -251,11 +271,9 @@ impl Store for SqliteStore {
     async fn devices(&self, event_id: &str) -> Result<Vec<Device>> {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit
-                 FROM devices
-                 WHERE event_id = ?1 ORDER BY device_id",
-            )?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE event_id = ?1 ORDER BY device_id"
+            ))?;
             let devices = stmt.query_map([&event_id], device_from_row)?;
             Ok(devices.collect::<rusqlite::Result<_>>()?)
         })
@@ -281,18 +299,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn pings(&self, event_id: &str) -> Result<Vec<StoredPing>> {
-        let event_id = event_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {PING_COLUMNS} FROM pings WHERE event_id = ?1 ORDER BY t_us, seq"
-            ))?;
-            let pings = stmt.query_map([&event_id], ping_from_row)?;
-            Ok(pings.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
-    }
-
     async fn pings_after(
         &self,
         event_id: &str,
@@ -300,7 +306,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredPing>> {
         let event_id = event_id.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_limit(limit);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {PING_COLUMNS} FROM pings WHERE event_id = ?1 AND seq > ?2
@@ -312,24 +318,52 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pings_by_time(
+        &self,
+        event_id: &str,
+        after: Option<PingKey>,
+        limit: usize,
+    ) -> Result<Vec<StoredPing>> {
+        let event_id = event_id.to_owned();
+        let limit = sql_limit(limit);
+        // Before every stored ping: no instant is below the minimum, no seq below 0.
+        let (t_us, seq) = after.map_or((i64::MIN, -1), |k| (k.t.as_microsecond(), k.seq));
+        self.read(move |conn| {
+            // The row-value comparison walks `pings_by_event_time` (event_id, t_us, then the
+            // rowid every index entry ends with) from the key on.
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PING_COLUMNS} FROM pings
+                 WHERE event_id = ?1 AND (t_us, seq) > (?2, ?3)
+                 ORDER BY t_us, seq LIMIT ?4"
+            ))?;
+            let pings = stmt.query_map(params![event_id, t_us, seq, limit], ping_from_row)?;
+            Ok(pings.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn pings_for_device(
         &self,
         event_id: &str,
         device_id: &str,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        limit: usize,
     ) -> Result<Vec<StoredPing>> {
         let (event_id, device_id) = (event_id.to_owned(), device_id.to_owned());
         let from_us = from.map_or(i64::MIN, Timestamp::as_microsecond);
         let to_us = to.map_or(i64::MAX, Timestamp::as_microsecond);
+        let limit = sql_limit(limit);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {PING_COLUMNS} FROM pings
                  WHERE event_id = ?1 AND device_id = ?2 AND t_us >= ?3 AND t_us < ?4
-                 ORDER BY t_us, seq"
+                 ORDER BY t_us, seq LIMIT ?5"
             ))?;
-            let pings =
-                stmt.query_map(params![event_id, device_id, from_us, to_us], ping_from_row)?;
+            let pings = stmt.query_map(
+                params![event_id, device_id, from_us, to_us, limit],
+                ping_from_row,
+            )?;
             Ok(pings.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -338,20 +372,12 @@ impl Store for SqliteStore {
     async fn append_custody(
         &self,
         event_id: &str,
-        relay_id: &str,
-        entry_json: &str,
-        hash: &str,
-        prev_hash: &str,
+        entry: NewCustody,
+        at: Timestamp,
     ) -> Result<i64> {
-        let entry = CustodyEntry {
-            event_id: event_id.to_owned(),
-            relay_id: relay_id.to_owned(),
-            entry_json: entry_json.to_owned(),
-            hash: hash.to_owned(),
-            prev_hash: prev_hash.to_owned(),
-        };
+        let event_id = event_id.to_owned();
         self.writer
-            .submit(1, move |conn| append_custody(conn, &entry))
+            .submit(1, move |conn| append_custody(conn, &event_id, &entry, at))
             .await
     }
 
@@ -359,21 +385,16 @@ impl Store for SqliteStore {
         &self,
         event_id: &str,
         entries: Vec<NewCustody>,
+        at: Timestamp,
     ) -> Result<Vec<i64>> {
-        let entries: Vec<CustodyEntry> = entries
-            .into_iter()
-            .map(|e| CustodyEntry {
-                event_id: event_id.to_owned(),
-                relay_id: e.relay_id,
-                entry_json: e.entry_json,
-                hash: e.hash,
-                prev_hash: e.prev_hash,
-            })
-            .collect();
+        let event_id = event_id.to_owned();
         // One writer task: its savepoint makes the entries land together or not at all.
         self.writer
             .submit(entries.len(), move |conn| {
-                entries.iter().map(|e| append_custody(conn, e)).collect()
+                entries
+                    .iter()
+                    .map(|e| append_custody(conn, &event_id, e, at))
+                    .collect()
             })
             .await
     }
@@ -381,21 +402,11 @@ impl Store for SqliteStore {
     async fn custody(&self, event_id: &str, relay_id: &str) -> Result<Vec<StoredCustody>> {
         let (event_id, relay_id) = (event_id.to_owned(), relay_id.to_owned());
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, event_id, relay_id, entry_json, hash, prev_hash, created_us
-                 FROM custody WHERE event_id = ?1 AND relay_id = ?2 ORDER BY seq",
-            )?;
-            let entries = stmt.query_map([&event_id, &relay_id], |row| {
-                Ok(StoredCustody {
-                    seq: row.get(0)?,
-                    event_id: row.get(1)?,
-                    relay_id: row.get(2)?,
-                    entry_json: row.get(3)?,
-                    hash: row.get(4)?,
-                    prev_hash: row.get(5)?,
-                    created_at: timestamp(row, 6)?,
-                })
-            })?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CUSTODY_COLUMNS} FROM custody
+                 WHERE event_id = ?1 AND relay_id = ?2 ORDER BY seq"
+            ))?;
+            let entries = stmt.query_map([&event_id, &relay_id], custody_from_row)?;
             Ok(entries.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -425,25 +436,10 @@ impl Store for SqliteStore {
     async fn webhooks(&self, event_id: &str) -> Result<Vec<Webhook>> {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT event_id, webhook_id, url, secret, kinds, created_us FROM webhooks
-                 WHERE event_id = ?1 ORDER BY rowid",
-            )?;
-            let hooks = stmt.query_map([&event_id], |row| {
-                let kinds: String = row.get(4)?;
-                Ok(Webhook {
-                    event_id: row.get(0)?,
-                    webhook_id: row.get(1)?,
-                    url: row.get(2)?,
-                    secret: row.get(3)?,
-                    kinds: kinds
-                        .split(',')
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    created_at: timestamp(row, 5)?,
-                })
-            })?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE event_id = ?1 ORDER BY rowid"
+            ))?;
+            let hooks = stmt.query_map([&event_id], webhook_from_row)?;
             Ok(hooks.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -457,7 +453,7 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>> {
         let event_id = event_id.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_limit(limit);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us
@@ -521,6 +517,16 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn changes_since(&self, after: i64, limit: usize) -> Result<Vec<Change>> {
+        let limit = sql_limit(limit);
+        self.read(move |conn| changes_since(conn, after, limit))
+            .await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.newest_change.clone()
+    }
 }
 
 // ---- writes: each runs on the writer thread, inside the request's savepoint ----
@@ -548,22 +554,36 @@ fn put_engine_checkpoint(conn: &Connection, c: &EngineCheckpoint) -> Result<()> 
     Ok(())
 }
 
-fn put_plan(conn: &Connection, event_id: &str, plan_json: &str, plan_hash: &str) -> Result<i64> {
-    // The single writer makes MAX + 1 race-free here; the primary key would catch it otherwise.
-    let version: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE event_id = ?1")?
-        .query_row([event_id], |row| row.get(0))?;
-    conn.prepare_cached(
-        "INSERT INTO plans (event_id, version, plan_json, plan_hash, created_us)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        event_id,
-        version,
-        plan_json,
-        plan_hash,
-        Timestamp::now().as_microsecond()
-    ])?;
+fn put_plan(conn: &Connection, plan: &StoredPlan) -> Result<i64> {
+    // The version is allocated in the INSERT itself, inside the write transaction, and the
+    // primary key (event_id, version) refuses a second row with it: two writers (two processes
+    // on one file) can never store the same version, and the loser gets a Conflict.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO plans (event_id, version, plan_json, plan_hash, created_us)
+             SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4 FROM plans WHERE event_id = ?1
+             RETURNING version",
+        )?
+        .query_row(
+            params![
+                plan.event_id,
+                plan.plan_json,
+                plan.plan_hash,
+                plan.created_at.as_microsecond()
+            ],
+            |row| row.get::<_, i64>(0),
+        );
+    let version = match inserted {
+        Ok(version) => version,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Conflict(format!(
+                "another writer stored a new plan of event '{}' at the same moment; retry",
+                plan.event_id
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    record_change(conn, ChangeKind::Plan, &plan.event_id, Some(version), None)?;
     Ok(version)
 }
 
@@ -579,12 +599,18 @@ fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
             device.device_id,
             device.carrier,
             device.token_hash,
-            Timestamp::now().as_microsecond(),
+            device.created_at.as_microsecond(),
             device.relay_id,
             device.speed_unit.map(SpeedUnit::as_str)
         ]);
     match inserted {
-        Ok(_) => Ok(()),
+        Ok(_) => record_change(
+            conn,
+            ChangeKind::Device,
+            &device.event_id,
+            None,
+            Some(&device.device_id),
+        ),
         Err(e) if is_unique_violation(&e) => {
             let taken: bool = conn
                 .prepare_cached("SELECT 1 FROM devices WHERE event_id = ?1 AND device_id = ?2")?
@@ -610,6 +636,8 @@ fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
          ON CONFLICT (event_id, device_id, t_us) DO NOTHING",
     )?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    // The pings stored so far of the current event: one change for each run of one event.
+    let mut run: Option<(&str, i64, i64)> = None;
     for item in batch {
         let p = &item.ping;
         let changed = stmt.execute(params![
@@ -628,26 +656,36 @@ fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
         outcomes.push(if changed == 0 {
             Inserted::Duplicate
         } else {
-            Inserted::New {
-                seq: conn.last_insert_rowid(),
-            }
+            let seq = conn.last_insert_rowid();
+            run = match run {
+                Some((event, first, last)) if event == item.event_id && seq == last + 1 => {
+                    Some((event, first, seq))
+                }
+                other => {
+                    if let Some(done) = other {
+                        record_pings_change(conn, done)?;
+                    }
+                    Some((item.event_id.as_str(), seq, seq))
+                }
+            };
+            Inserted::New { seq }
         });
+    }
+    if let Some(done) = run {
+        record_pings_change(conn, done)?;
     }
     Ok(outcomes)
 }
 
-struct CustodyEntry {
-    event_id: String,
-    relay_id: String,
-    entry_json: String,
-    hash: String,
-    prev_hash: String,
-}
-
-fn append_custody(conn: &Connection, entry: &CustodyEntry) -> Result<i64> {
+fn append_custody(
+    conn: &Connection,
+    event_id: &str,
+    entry: &NewCustody,
+    at: Timestamp,
+) -> Result<i64> {
     let chain = format!(
-        "the custody log of relay '{}' in event '{}'",
-        entry.relay_id, entry.event_id
+        "the custody log of relay '{}' in event '{event_id}'",
+        entry.relay_id
     );
     // The UNIQUE (event, relay, prev_hash) constraint stops two entries following one head;
     // this check also stops an entry following an old, or unknown, hash.
@@ -656,7 +694,7 @@ fn append_custody(conn: &Connection, entry: &CustodyEntry) -> Result<i64> {
             "SELECT hash FROM custody WHERE event_id = ?1 AND relay_id = ?2
              ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row([&entry.event_id, &entry.relay_id], |row| row.get(0))
+        .query_row([event_id, &entry.relay_id], |row| row.get(0))
         .optional()?;
     if let Some(head) = head
         && head != entry.prev_hash
@@ -672,15 +710,19 @@ fn append_custody(conn: &Connection, entry: &CustodyEntry) -> Result<i64> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
-            entry.event_id,
+            event_id,
             entry.relay_id,
             entry.entry_json,
             entry.hash,
             entry.prev_hash,
-            Timestamp::now().as_microsecond()
+            at.as_microsecond()
         ]);
     match inserted {
-        Ok(_) => Ok(conn.last_insert_rowid()),
+        Ok(_) => {
+            let seq = conn.last_insert_rowid();
+            record_change(conn, ChangeKind::Custody, event_id, Some(seq), None)?;
+            Ok(seq)
+        }
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "{chain} already has an entry with hash {} or after prev_hash {}",
             entry.hash, entry.prev_hash
@@ -701,10 +743,16 @@ fn add_webhook(conn: &Connection, webhook: &NewWebhook) -> Result<()> {
             webhook.url,
             webhook.secret,
             webhook.kinds.join(","),
-            Timestamp::now().as_microsecond()
+            webhook.created_at.as_microsecond()
         ]);
     match inserted {
-        Ok(_) => Ok(()),
+        Ok(_) => record_change(
+            conn,
+            ChangeKind::Webhook,
+            &webhook.event_id,
+            None,
+            Some(&webhook.webhook_id),
+        ),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "webhook '{}' already exists for event '{}'",
             webhook.webhook_id, webhook.event_id
@@ -732,11 +780,174 @@ fn log_delivery(conn: &Connection, d: &NewDelivery) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// Numbers an input in the change feed, in the same savepoint as the input's own row (so both
+/// commit, or roll back, together). `row_seq` / `row_id` name the row within its table: see
+/// migration 7.
+fn record_change(
+    conn: &Connection,
+    kind: ChangeKind,
+    event_id: &str,
+    row_seq: Option<i64>,
+    row_id: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO changes (kind, event_id, row_seq, row_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![kind.as_str(), event_id, row_seq, row_id])?;
+    Ok(())
+}
+
+/// Numbers the pings `first..=last` of `event_id`, just stored by one write, as one change.
+fn record_pings_change(conn: &Connection, (event_id, first, last): (&str, i64, i64)) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO changes (kind, event_id, row_seq, last_seq) VALUES ('ping', ?1, ?2, ?3)",
+    )?
+    .execute(params![event_id, first, last])?;
+    Ok(())
+}
+
+/// The `seq` of the newest change (0 when there is none).
+fn newest_change(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+/// A page of the change feed, each change with its row.
+fn changes_since(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Change>> {
+    type Key = (
+        i64,
+        String,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    let keys: Vec<Key> = conn
+        .prepare_cached(
+            "SELECT seq, kind, event_id, row_seq, last_seq, row_id FROM changes
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![after, limit], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changes = Vec::with_capacity(keys.len());
+    for (seq, kind, event_id, row_seq, last_seq, row_id) in keys {
+        let missing = || {
+            StoreError::Invalid(format!(
+                "change {seq} names a {kind} of event '{event_id}' that is not stored"
+            ))
+        };
+        let kind: ChangeKind = kind.parse()?;
+        let row = match kind {
+            ChangeKind::Plan => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT event_id, version, plan_json, plan_hash, created_us FROM plans
+                     WHERE event_id = ?1 AND version = ?2",
+                )?;
+                ChangeRow::Plan(
+                    stmt.query_row(params![event_id, row_seq], plan_from_row)
+                        .optional()?
+                        .ok_or_else(missing)?,
+                )
+            }
+            ChangeKind::Device => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE event_id = ?1 AND device_id = ?2"
+                ))?;
+                ChangeRow::Device(
+                    stmt.query_row(params![event_id, row_id], device_from_row)
+                        .optional()?
+                        .ok_or_else(missing)?,
+                )
+            }
+            ChangeKind::Ping => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {PING_COLUMNS} FROM pings WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+                ))?;
+                let pings: Vec<StoredPing> = stmt
+                    .query_map(params![row_seq, last_seq], ping_from_row)?
+                    .collect::<rusqlite::Result<_>>()?;
+                let expected = last_seq.zip(row_seq).map(|(last, first)| last - first + 1);
+                if i64::try_from(pings.len()).ok() != expected {
+                    return Err(missing());
+                }
+                ChangeRow::Pings(pings)
+            }
+            ChangeKind::Custody => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CUSTODY_COLUMNS} FROM custody WHERE seq = ?1"
+                ))?;
+                ChangeRow::Custody(
+                    stmt.query_row([row_seq], custody_from_row)
+                        .optional()?
+                        .ok_or_else(missing)?,
+                )
+            }
+            ChangeKind::Webhook => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE event_id = ?1 AND webhook_id = ?2"
+                ))?;
+                ChangeRow::Webhook(
+                    stmt.query_row(params![event_id, row_id], webhook_from_row)
+                        .optional()?
+                        .ok_or_else(missing)?,
+                )
+            }
+        };
+        changes.push(Change { seq, row });
+    }
+    Ok(changes)
+}
+
+/// A page size as SQLite's LIMIT takes it.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 fn is_unique_violation(error: &rusqlite::Error) -> bool {
     error.sqlite_error().is_some_and(|e| {
         e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
             || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     })
+}
+
+// ---- errors ----
+
+// Kept in this module: nothing outside it sees a rusqlite type. A lock held by another
+// process past the busy timeout is a retry-later, everything else a backend failure.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
+                backend: BACKEND,
+                message: error.to_string(),
+            },
+            _ => StoreError::Backend {
+                backend: BACKEND,
+                source: Arc::new(error),
+            },
+        }
+    }
+}
+
+/// The error of opening (or preparing) the database file at `path`.
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Open {
+        backend: BACKEND,
+        target: path.display().to_string(),
+        source: Arc::new(source),
+    }
 }
 
 // ---- row decoding ----
@@ -763,6 +974,38 @@ fn ping_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPing> {
     })
 }
 
+const CUSTODY_COLUMNS: &str = "seq, event_id, relay_id, entry_json, hash, prev_hash, created_us";
+
+fn custody_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCustody> {
+    Ok(StoredCustody {
+        seq: row.get(0)?,
+        event_id: row.get(1)?,
+        relay_id: row.get(2)?,
+        entry_json: row.get(3)?,
+        hash: row.get(4)?,
+        prev_hash: row.get(5)?,
+        created_at: timestamp(row, 6)?,
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "event_id, webhook_id, url, secret, kinds, created_us";
+
+fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
+    let kinds: String = row.get(4)?;
+    Ok(Webhook {
+        event_id: row.get(0)?,
+        webhook_id: row.get(1)?,
+        url: row.get(2)?,
+        secret: row.get(3)?,
+        kinds: kinds
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at: timestamp(row, 5)?,
+    })
+}
+
 fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPlan> {
     Ok(StoredPlan {
         event_id: row.get(0)?,
@@ -772,6 +1015,9 @@ fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPlan> {
         created_at: timestamp(row, 4)?,
     })
 }
+
+const DEVICE_COLUMNS: &str =
+    "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit";
 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {

@@ -342,6 +342,8 @@ async function start() {
   await loadPlan();
   await loadPhones();
   state.stream = follow(paths.stream(eventId), {
+    // The operators' stream: undelayed, when the event has a public delay.
+    token: state.token,
     onMessage: (kind, data) => {
       if (kind === 'alert') {
         logAlert(data);

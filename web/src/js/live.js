@@ -11,7 +11,7 @@ import { OSM, RelayMap } from './map.js';
 import { courseOffsets, exchangeName, model, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { clock, delta, ms, now, syncClock, tick, viewerZone, zoned } from './time.js';
+import { clock, dateOnly, delta, ms, now, syncClock, tick, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -33,7 +33,7 @@ function when(t, zone) {
     z.viewer ? h('span', { class: 'viewer-time' }, ` (${z.viewer}, your time)`) : null);
 }
 
-/** A ticking "in 04:12" that becomes `done` when the time comes. */
+/** A ticking "in 4 min 12 s" that becomes `done` when the time comes. */
 const until = (t, done = 'now', prefix = 'in ') => h('span', { class: 'countdown', dataset: { until: String(t), done, prefix } });
 
 // ------------------------------------------------------------------ tiles
@@ -202,7 +202,7 @@ function scheduleOf(relay, r) {
       h('span', { class: 'stop-name' }, stop.name),
       h('span', { class: 'stop-what' }, describe(stop)),
       h('span', { class: 'stop-time' }, passed ? 'Passed ' : isNext ? 'Next: ' : '', when(at, stop.zone)),
-      h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} on the plan (${clock(planned, stop.zone)})` : 'as planned'),
+      h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} (planned ${clock(planned, stop.zone)})` : 'as planned'),
       isNext ? h('span', { class: 'stop-countdown' }, until(at, 'due now')) : null);
   }));
 }
@@ -238,10 +238,14 @@ function countdowns() {
   $('#countdowns').hidden = list.length === 0;
   fill($('#countdown-list'), list.map((c) => {
     const t = ms(c.at);
+    // A date-only milestone (the LA28 opening) is a day, not 00:00 of it.
+    const day = c.date
+      ? h('span', { class: 'when' }, h('time', { datetime: c.date }, dateOnly(c.date)))
+      : when(t, c.timezone);
     return h('li', {},
       h('span', { class: 'cd-name' }, c.name),
       h('span', { class: 'cd-left' }, until(t, 'now', '')),
-      when(t, c.timezone));
+      day);
   }));
   // Filled at once: the list is redrawn on every snapshot, and `render` (which ticks) runs
   // later, so without this the time left would be blank for a moment.

@@ -2,6 +2,10 @@
 // connection; when the server answered with an error it gives up (readyState CLOSED), so we
 // reconnect then ourselves, backing off. After any reconnect the page re-reads `/live`:
 // what happened while we were away is in it (the stream's first message is a snapshot too).
+//
+// With a `token` (the console's admin token) the stream is read with `fetch` instead, since
+// EventSource cannot send an Authorization header: operators get the undelayed stream of an
+// event with a public delay. It reconnects the same way.
 
 const KINDS = ['snapshot', 'position', 'eta', 'handoff', 'custody', 'alert', 'plan'];
 
@@ -9,7 +13,8 @@ const KINDS = ['snapshot', 'position', 'eta', 'handoff', 'custody', 'alert', 'pl
  * Follows `url`. `onMessage(kind, data)` gets each message; `onStatus('live' |
  * 'reconnecting')` the connection's state; `resync()` is called after a reconnect.
  */
-export function follow(url, { onMessage, onStatus, resync }) {
+export function follow(url, { onMessage, onStatus, resync, token }) {
+  if (token) return followWithToken(url, token, { onMessage, onStatus, resync });
   let es = null;
   let lost = false;
   let retryMs = 1000;
@@ -69,6 +74,99 @@ export function follow(url, { onMessage, onStatus, resync }) {
       stopped = true;
       clearTimeout(timer);
       es?.close();
+    },
+  };
+}
+
+/** Calls `onMessage` for each message of an SSE body (the text/event-stream format). */
+async function readEvents(body, onMessage) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value.replaceAll('\r\n', '\n');
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let kind = 'message';
+      const data = [];
+      for (const line of frame.split('\n')) {
+        if (line.startsWith('event:')) kind = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+      }
+      if (!data.length || !KINDS.includes(kind)) continue; // a keep-alive comment
+      let parsed;
+      try {
+        parsed = JSON.parse(data.join('\n'));
+      } catch {
+        continue;
+      }
+      onMessage(kind, parsed);
+    }
+  }
+}
+
+function followWithToken(url, token, { onMessage, onStatus, resync }) {
+  let controller = null;
+  let lost = false;
+  let retryMs = 1000;
+  let timer = null;
+  let stopped = false;
+  let open = false;
+
+  const connect = async () => {
+    clearTimeout(timer);
+    if (stopped) return;
+    controller?.abort();
+    const mine = new AbortController();
+    controller = mine;
+    try {
+      const res = await fetch(url, {
+        headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
+        cache: 'no-store',
+        signal: mine.signal,
+      });
+      if (!res.ok || !res.body) throw new Error(`${res.status}`);
+      open = true;
+      retryMs = 1000;
+      onStatus('live');
+      if (lost) {
+        lost = false;
+        resync();
+      }
+      await readEvents(res.body, onMessage);
+    } catch {
+      // A network error, an error answer, or our own abort: the same way back.
+    }
+    open = false;
+    if (stopped || controller !== mine) return;
+    // The stream ended (a new plan version, the server restarting) or failed: back off.
+    lost = true;
+    onStatus('reconnecting');
+    timer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 30000);
+  };
+
+  const wake = () => {
+    if (!stopped && !open) connect();
+  };
+  window.addEventListener('online', wake);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') wake();
+  });
+  window.addEventListener('pagehide', () => controller?.abort());
+  window.addEventListener('pageshow', (ev) => {
+    if (ev.persisted) connect();
+  });
+
+  connect();
+  return {
+    close: () => {
+      stopped = true;
+      clearTimeout(timer);
+      controller?.abort();
     },
   };
 }

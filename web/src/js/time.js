@@ -1,6 +1,7 @@
 // Time as the pages show it. Instants are milliseconds since the epoch (UTC); they are
 // zoned only when shown: in the zone of the place (the leg's start or end zone, the
-// milestone's) and, when that differs, in the viewer's own. Countdowns count from the
+// milestone's) and, when that differs, in the viewer's own, named by the zone's abbreviation
+// (CEST, PDT) whatever the browser's locale. Countdowns count from the
 // server's clock, so a phone whose clock is off still counts right.
 
 // The server's clock as last seen (its `now`, and our own clock then), and how fast it runs
@@ -39,21 +40,44 @@ export const ms = (iso) => (iso ? Date.parse(iso) : NaN);
 export const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 const formats = new Map();
-function format(zone, withDate) {
-  const key = `${zone}|${withDate}`;
+function formatter(locale, zone, opts) {
+  const key = `${locale}|${zone}|${JSON.stringify(opts)}`;
   if (!formats.has(key)) {
-    const opts = { timeZone: zone, hour: '2-digit', minute: '2-digit', timeZoneName: 'short' };
-    if (withDate) Object.assign(opts, { weekday: 'short', day: 'numeric', month: 'short' });
     let f;
     try {
-      f = new Intl.DateTimeFormat(undefined, opts);
+      f = new Intl.DateTimeFormat(locale, { ...opts, timeZone: zone });
     } catch {
       // An unknown zone name: fall back to UTC rather than break the page.
-      f = new Intl.DateTimeFormat(undefined, { ...opts, timeZone: 'UTC' });
+      f = new Intl.DateTimeFormat(locale, { ...opts, timeZone: 'UTC' });
     }
     formats.set(key, f);
   }
   return formats.get(key);
+}
+
+function format(zone, withDate) {
+  const opts = { hour: '2-digit', minute: '2-digit', timeZoneName: 'short' };
+  if (withDate) Object.assign(opts, { weekday: 'short', day: 'numeric', month: 'short' });
+  return formatter(undefined, zone, opts);
+}
+
+// Locales whose short zone names are the places' abbreviations (CEST, PDT, AEST, IST): a
+// browser's own locale knows only some ("GMT+2" beside "PDT" in en-US), so the name is taken
+// from the first of these that has a letters-only one for the zone, at that instant.
+const NAMING = [undefined, 'en-US', 'en-GB', 'en-AU', 'en-IN', 'en-CA', 'en-NZ'];
+const OFFSET_NAME = /^(GMT|UTC)([+\-−]|$)/;
+
+/** The zone's abbreviation at `t` ("CEST", "PDT"), or its offset ("GMT+9") if none is known. */
+export function zoneName(t, zone) {
+  let first = null;
+  for (const locale of NAMING) {
+    const part = formatter(locale, zone, { timeZoneName: 'short' }).formatToParts(t)
+      .find((p) => p.type === 'timeZoneName')?.value;
+    if (!part) continue;
+    first ??= part;
+    if (!OFFSET_NAME.test(part)) return part;
+  }
+  return first ?? zone;
 }
 
 /** The calendar day of `t` in `zone`, to tell whether a date needs showing. */
@@ -65,11 +89,21 @@ function day(t, zone) {
   }
 }
 
-/** "23:09 GMT+2", with the date when it is not today (in that zone). */
+/** "23:09 CEST", with the date when it is not today (in that zone). */
 export function clock(t, zone = 'UTC') {
   if (!Number.isFinite(t)) return '—';
   const withDate = day(t, zone) !== day(now(), zone);
-  return format(zone, withDate).format(t);
+  const name = zoneName(t, zone);
+  return format(zone, withDate).formatToParts(t)
+    .map((p) => (p.type === 'timeZoneName' ? name : p.value)).join('');
+}
+
+/** "Fri 14 Jul 2028": a date-only milestone's day (`YYYY-MM-DD`), with its year, no time. */
+export function dateOnly(date) {
+  const [y, m, d] = String(date).split('-').map(Number);
+  const t = Date.UTC(y, m - 1, d, 12);
+  if (!Number.isFinite(t)) return String(date);
+  return formatter(undefined, 'UTC', { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric' }).format(t);
 }
 
 /**
@@ -86,18 +120,21 @@ export function zoned(t, zone = 'UTC') {
   return { place, viewer: sameWall ? null : mine };
 }
 
-const pad = (n) => String(n).padStart(2, '0');
-
-/** "2 d 03:04:05", "03:04:05", "04:05": a countdown's remaining time. */
+/**
+ * The time left, always with its units: "42 s", "4 min 20 s", "1 h 43 min", "3 d 4 h",
+ * "590 days".
+ */
 export function countdown(remainingMs) {
   const s = Math.max(0, Math.floor(remainingMs / 1000));
   const d = Math.floor(s / 86400);
   const hh = Math.floor((s % 86400) / 3600);
   const mm = Math.floor((s % 3600) / 60);
   const ss = s % 60;
-  if (d > 0) return `${d.toLocaleString()} d ${pad(hh)}:${pad(mm)}:${pad(ss)}`;
-  if (hh > 0) return `${pad(hh)}:${pad(mm)}:${pad(ss)}`;
-  return `${pad(mm)}:${pad(ss)}`;
+  if (d >= 7) return `${d.toLocaleString()} days`;
+  if (d > 0) return hh ? `${d} d ${hh} h` : `${d} d`;
+  if (hh > 0) return mm ? `${hh} h ${mm} min` : `${hh} h`;
+  if (mm > 0) return ss ? `${mm} min ${ss} s` : `${mm} min`;
+  return `${ss} s`;
 }
 
 /** "12 s", "3 min", "2 h 5 min", "4 d": an age or a delay. */
@@ -111,10 +148,10 @@ export function span(msAbs) {
   return `${Math.round(h / 24).toLocaleString()} d`;
 }
 
-/** "+5 min" (late), "−2 min" (early), "on time" (within a minute). */
+/** "5 min late", "2 min early", "on time" (within a minute). */
 export function delta(seconds) {
   if (!Number.isFinite(seconds) || Math.abs(seconds) < 60) return 'on time';
-  return `${seconds > 0 ? '+' : '−'}${span(seconds * 1000)}`;
+  return `${span(seconds * 1000)} ${seconds > 0 ? 'late' : 'early'}`;
 }
 
 /**

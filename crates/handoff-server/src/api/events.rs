@@ -284,6 +284,7 @@ pub async fn add_device(
         })
         .transpose()?;
     let token = new_token()?;
+    let registered_at = state.now();
     let nd = NewDevice {
         event_id: event.clone(),
         device_id: device.clone(),
@@ -291,6 +292,7 @@ pub async fn add_device(
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
         speed_unit,
+        created_at: registered_at,
     };
     state.store.add_device(nd).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict(format!(
@@ -306,7 +308,7 @@ pub async fn add_device(
         relay_id: relay.clone(),
         token_hash: token_hash(&token),
         speed_unit,
-        created_at: state.now(),
+        created_at: registered_at,
     });
     let mut answer = json!({ "device": device, "carrier": carrier, "token": token });
     if let Some(r) = relay {

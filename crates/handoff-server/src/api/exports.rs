@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use handoff_core::geodesic::{Coord, split_antimeridian};
 use handoff_core::plan::{Plan, Relay};
 use handoff_core::schedule::{local, place_name};
@@ -89,7 +90,7 @@ pub async fn calendar(
 ) -> Result<Response> {
     let live = state.live_event(&event)?;
     let now = state.now();
-    let snapshot = live.snapshot(now, true);
+    let snapshot = live.snapshot(now, true).await;
     let plan = &live.plan;
     let mut cal = Calendar::empty();
     cal.append_property(Property::new("VERSION", "2.0"))
@@ -195,8 +196,7 @@ async fn tracks<'a>(
                 for device in devices_of.get(carrier.as_str()).into_iter().flatten() {
                     pings.extend(
                         state
-                            .store
-                            .pings_for_device(event, device, Some(start), Some(to))
+                            .device_pings(event, device, Some(start), Some(to))
                             .await?,
                     );
                 }
@@ -243,6 +243,7 @@ pub async fn track_gpx(
     let now = state.now();
     let view = live
         .relay_view(&relay, now, true)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let mut track = gpx::Track::new();
@@ -310,6 +311,7 @@ pub async fn track_geojson(
     let now = state.now();
     let view = live
         .relay_view(&relay, now, true)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     let legs = tracks(&state, &live, r, &view.legs, now).await?;
     let features = legs.iter().map(|leg| {
@@ -390,22 +392,103 @@ pub async fn pings_csv(
     state.admin.require(&headers)?;
     let live = state.live_event(&event)?;
     let devices = state.store.devices(&live.plan.event.id).await?;
-    let carrier_of: HashMap<&str, &str> = devices
-        .iter()
-        .map(|d| (d.device_id.as_str(), d.carrier.as_str()))
-        .collect();
-    let pings = state.store.pings(&event).await?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(CSV_HEADER).map_err(|e| internal("CSV", e))?;
+    let carrier_of: Arc<HashMap<String, String>> = Arc::new(
+        devices
+            .into_iter()
+            .map(|d| (d.device_id, d.carrier))
+            .collect(),
+    );
+    // The first page is read before answering, so that a store that cannot read is still a
+    // clean 503; the rest is streamed page by page (an event's pings need not fit in memory).
+    let first = state.store.pings_by_time(&event, None, CSV_PAGE).await?;
+    let mut head = csv::Writer::from_writer(Vec::new());
+    head.write_record(CSV_HEADER)
+        .map_err(|e| internal("CSV", e))?;
+    let first_chunk = csv_rows(head, &first, &carrier_of).map_err(|e| internal("CSV", e))?;
+    let pages = CsvPages {
+        store: Arc::clone(&state.store),
+        event: event.clone(),
+        carrier_of,
+        after: next_page(&first),
+    };
+    let rest = futures_util::stream::try_unfold(pages, CsvPages::next);
+    let body = futures_util::stream::iter([Ok(axum::body::Bytes::from(first_chunk))]).chain(rest);
+    let mut resp = download(
+        "text/csv; charset=utf-8",
+        &format!("{event}-pings.csv"),
+        axum::body::Body::from_stream(body),
+    );
+    // Positions of every device, also outside their legs: not for shared caches.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
+}
+
+/// Pings per page of the CSV export.
+const CSV_PAGE: usize = 5_000;
+
+/// Where the next page of a full page starts; `None` after a short one (the last).
+fn next_page(page: &[StoredPing]) -> Option<handoff_store::PingKey> {
+    if page.len() < CSV_PAGE {
+        return None;
+    }
+    page.last().map(StoredPing::key)
+}
+
+/// The pages of the CSV export after the first.
+struct CsvPages {
+    store: Arc<dyn handoff_store::Store>,
+    event: String,
+    carrier_of: Arc<HashMap<String, String>>,
+    after: Option<handoff_store::PingKey>,
+}
+
+impl CsvPages {
+    /// The next page as CSV rows. An error ends the body early (the client sees a cut-off
+    /// download, never a complete-looking file), and is logged.
+    async fn next(self) -> std::io::Result<Option<(axum::body::Bytes, CsvPages)>> {
+        let Some(after) = self.after else {
+            return Ok(None);
+        };
+        let page = self
+            .store
+            .pings_by_time(&self.event, Some(after), CSV_PAGE)
+            .await
+            .map_err(|e| {
+                tracing::error!(event = %self.event, "the CSV export stopped: {e}");
+                std::io::Error::other("storage failed while exporting")
+            })?;
+        if page.is_empty() {
+            return Ok(None);
+        }
+        let rows = csv_rows(
+            csv::Writer::from_writer(Vec::new()),
+            &page,
+            &self.carrier_of,
+        )
+        .map_err(std::io::Error::other)?;
+        let next = CsvPages {
+            after: next_page(&page),
+            ..self
+        };
+        Ok(Some((axum::body::Bytes::from(rows), next)))
+    }
+}
+
+/// `pings` as CSV rows, after what `w` holds already.
+fn csv_rows(
+    mut w: csv::Writer<Vec<u8>>,
+    pings: &[StoredPing],
+    carrier_of: &HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, csv::Error> {
     let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    for p in &pings {
+    for p in pings {
         let q = &p.ping;
         w.write_record([
             p.device_id.clone(),
-            carrier_of
-                .get(p.device_id.as_str())
-                .map(|c| (*c).to_owned())
-                .unwrap_or_default(),
+            carrier_of.get(&p.device_id).cloned().unwrap_or_default(),
             q.t.to_string(),
             q.lon.to_string(),
             q.lat.to_string(),
@@ -415,19 +498,7 @@ pub async fn pings_csv(
             opt(q.alt_m),
             opt(q.batt_pct),
             p.received_at.to_string(),
-        ])
-        .map_err(|e| internal("CSV", e))?;
+        ])?;
     }
-    let body = w.into_inner().map_err(|e| internal("CSV", e))?;
-    let mut resp = download(
-        "text/csv; charset=utf-8",
-        &format!("{event}-pings.csv"),
-        body,
-    );
-    // Positions of every device, also outside their legs: not for shared caches.
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("private, no-store"),
-    );
-    Ok(resp)
+    w.into_inner().map_err(|e| e.into_error().into())
 }

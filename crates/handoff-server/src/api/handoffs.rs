@@ -652,6 +652,7 @@ pub async fn accuracy(
     let public = !state.admin.matches(&headers);
     let legs = live
         .accuracy(&relay, public)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
     Ok(Json(json!({ "event": event, "relay": relay, "legs": legs })).into_response())
 }
@@ -711,7 +712,7 @@ pub async fn shift(
     // Each relay shifts from the leg it is on (a relay not started yet: from its first leg).
     let mut from: Vec<(String, usize)> = Vec::new();
     for relay in relays {
-        let from_leg = live.relay_view(&relay, now, false).and_then(|v| {
+        let from_leg = live.relay_view(&relay, now, false).await.and_then(|v| {
             v.current_leg.or(
                 if v.status == handoff_core::snapshot::RelayStatus::Planned {
                     Some(0)

@@ -79,12 +79,12 @@ async fn store_and_apply(
             }
             if let Some(live) = live.or_else(|| state.event(&device.event_id)) {
                 // Applied before the answer, so what was acknowledged is in the live state.
-                apply_committed(&state, &live, &fresh).await;
+                apply_committed(&state, &live, fresh.clone()).await;
                 // A new plan version went live meanwhile, after its catch-up read the store.
                 if let Some(newer) = state.event(&device.event_id)
                     && !Arc::ptr_eq(&newer, &live)
                 {
-                    apply_committed(&state, &newer, &fresh).await;
+                    apply_committed(&state, &newer, fresh.clone()).await;
                 }
             }
             if let Some(t) = ticket {

@@ -126,7 +126,9 @@ pub struct StreamQuery {
 
 /// `GET /api/v1/events/{event}/stream`, or `?relay=ID` for one relay's messages only (a race
 /// spectator following their team needs none of the other 999: its first `snapshot` holds
-/// that relay alone, and messages about other relays are not sent).
+/// that relay alone, and messages about other relays are not sent). With the admin token the
+/// operators' stream: undelayed when the event has a public delay (the same stream otherwise).
+/// `EventSource` cannot send the header; the console reads the stream with `fetch`.
 #[utoipa::path(
     get,
     path = "/api/v1/events/{event}/stream",
@@ -135,12 +137,13 @@ pub struct StreamQuery {
         ("event" = String, Path, description = "The event id"),
         ("relay" = Option<String>, Query, description = "Only this relay's messages"),
     ),
-    responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert`", content_type = "text/event-stream", body = String))
+    responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert` (admin: undelayed)", content_type = "text/event-stream", body = String))
 )]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(event): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let e = state.live_event(&event)?;
     let query: StreamQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
@@ -151,8 +154,13 @@ pub async fn stream(
         return Err(ApiError::not_found(format!("no relay `{r}` in `{event}`")).field("relay"));
     }
     let only: Option<Arc<str>> = query.relay.as_deref().map(Arc::from);
-    let rx = e.stream_tx().subscribe();
-    let first = snapshot_event(&e, state.now(), only.as_deref()).await;
+    let public = !state.admin.matches(&headers);
+    let rx = if public {
+        e.stream_tx().subscribe()
+    } else {
+        e.tx.subscribe()
+    };
+    let first = snapshot_event(&e, state.now(), only.as_deref(), public).await;
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));
     let mut closing = state.closing.subscribe();
@@ -188,7 +196,7 @@ pub async fn stream(
                     // would leave it behind, and send it the whole picture again and again).
                     Err(RecvError::Lagged(_)) => {
                         rx = rx.resubscribe();
-                        break snapshot_event(&live, st.now(), only.as_deref()).await;
+                        break snapshot_event(&live, st.now(), only.as_deref(), public).await;
                     }
                     Err(RecvError::Closed) => return None,
                 }
@@ -202,21 +210,23 @@ pub async fn stream(
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
-/// The first message of a stream: the public `/live` document (shared by every stream of the
-/// event), or for the stream of one relay, a snapshot with that relay only.
+/// The first message of a stream: the `/live` document (public or the operators', shared by
+/// every stream of the event), or for the stream of one relay, a snapshot with that relay only.
 async fn snapshot_event(
     e: &crate::engine::EventLive,
     now: jiff::Timestamp,
     only: Option<&str>,
+    public: bool,
 ) -> Event {
     let data = match only {
         None => {
-            let doc = e.document(now, true, Legs::Compact).await;
+            let doc = e.document(now, public, Legs::Compact).await;
             String::from_utf8_lossy(&doc.json).into_owned()
         }
         Some(relay) => {
-            let mut snap = e.snapshot(now, true);
-            snap.relays.retain(|r| r.id == relay);
+            let view = e.relay_view(relay, now, public).await;
+            let snap =
+                handoff_core::snapshot::Snapshot::new(&e.plan, now, view.into_iter().collect());
             serde_json::to_string(&snap.compact()).unwrap_or_default()
         }
     };

@@ -156,6 +156,7 @@ pub async fn add(
         )
     })?;
     let id = format!("wh_{}", hex::encode(id));
+    let registered_at = state.now();
     state
         .store
         .add_webhook(NewWebhook {
@@ -164,6 +165,7 @@ pub async fn add(
             url: url.clone(),
             secret: secret.clone(),
             kinds: kinds.clone(),
+            created_at: registered_at,
         })
         .await?;
     state.webhooks.add(handoff_store::Webhook {
@@ -172,7 +174,7 @@ pub async fn add(
         url: url.clone(),
         secret,
         kinds: kinds.clone(),
-        created_at: state.now(),
+        created_at: registered_at,
     });
     Ok((
         StatusCode::CREATED,

@@ -193,7 +193,8 @@ impl TestClock {
 #[derive(Debug)]
 pub enum TestDb {
     Sqlite(TempDir),
-    Postgres(TestDatabase),
+    // Boxed: its connection options are large, and a test holds one of these at a time anyway.
+    Postgres(Box<TestDatabase>),
 }
 
 impl TestDb {
@@ -203,7 +204,7 @@ impl TestDb {
             let pg = TestDatabase::create("server test")
                 .await?
                 .context("HANDOFF_TEST_PG is set")?;
-            TestDb::Postgres(pg)
+            TestDb::Postgres(Box::new(pg))
         } else {
             TestDb::Sqlite(tempfile::tempdir()?)
         };
@@ -340,9 +341,9 @@ impl Server {
     }
 
     /// Moves the clock to `t` and lets the server see the time pass (stage legs end).
-    pub fn tick_at(&self, t: Timestamp) {
+    pub async fn tick_at(&self, t: Timestamp) {
         self.clock.set(t);
-        self.state.tick();
+        self.state.tick().await;
     }
 
     /// `PUT /api/v1/events/{EVENT}` with whatever token, content type and body.
@@ -538,9 +539,18 @@ impl Server {
         Ok(self.state.store.ping_count().await?)
     }
 
-    /// Every stored ping of the event, as the store gives them back.
+    /// Every stored ping of the event in device-time order, as the store gives them back
+    /// (page by page, in pages small enough that a test with a few pings crosses pages).
     pub async fn stored(&self) -> Result<Vec<StoredPing>> {
-        Ok(self.state.store.pings(EVENT).await?)
+        let mut all: Vec<StoredPing> = Vec::new();
+        loop {
+            let after = all.last().map(StoredPing::key);
+            let page = self.state.store.pings_by_time(EVENT, after, 7).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
     }
 
     /// `GET /api/v1/events/{EVENT}/devices` (admin): the listed device `device`.

@@ -53,18 +53,37 @@ CREATE TABLE pings (
 );
 -- Rebuilding an event's live state reads its pings in device-time order; catching up pages
 -- them in arrival order.
-CREATE INDEX pings_by_event_time ON pings (event_id, t_us);
+CREATE INDEX pings_by_event_time ON pings (event_id, t_us, seq);
 CREATE INDEX pings_by_event_seq ON pings (event_id, seq);
 
--- The feed lock: what lets a reader page pings by `seq > cursor` without ever skipping one
--- that commits late. Every statement inserting pings first takes a transaction-level advisory
--- lock in SHARED mode (a BEFORE statement trigger, so before any row gets its seq, and whoever
--- inserts: the store, a migration tool, psql); writers never wait for one another, and each
--- commit is PostgreSQL's own (group commit included). A reader first asks for the horizon
--- (handoff_ping_horizon): it takes the same lock EXCLUSIVE, which is granted once every writer
--- that holds it has committed or rolled back (new writers queue behind it for that moment),
--- and reads the highest seq handed out so far. Every seq up to the horizon is then final, and
--- any later one will be higher, so a page `seq > cursor AND seq <= horizon` is complete.
+-- The change feed: one row per input (a plan version, a device, the pings of one event that one
+-- write stored, a custody entry, a webhook), written in the same statement or transaction as
+-- the input's own rows, so that `seq` numbers every input across events and kinds. The row it
+-- names: `row_seq` is plans.version or custody.seq, `row_id` devices.device_id or
+-- webhooks.webhook_id, `ping_seqs` the pings' seqs (not a range: concurrent writers' pings
+-- interleave in the sequence).
+CREATE TABLE changes (
+    seq       BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME changes_seq) PRIMARY KEY,
+    kind      TEXT     NOT NULL CHECK (kind IN ('plan', 'device', 'ping', 'custody', 'webhook')),
+    event_id  TEXT     NOT NULL,
+    row_seq   BIGINT,
+    ping_seqs BIGINT[],
+    row_id    TEXT,
+    CHECK ((kind IN ('plan', 'custody')) = (row_seq IS NOT NULL)),
+    CHECK ((kind = 'ping') = (ping_seqs IS NOT NULL AND cardinality(ping_seqs) > 0)),
+    CHECK ((kind IN ('device', 'webhook')) = (row_id IS NOT NULL))
+);
+
+-- The feed lock: what lets a reader page pings or changes by `seq > cursor` without ever
+-- skipping one that commits late. Every statement inserting into either table first takes a
+-- transaction-level advisory lock in SHARED mode (a BEFORE statement trigger, so before any row
+-- gets its seq, and whoever inserts: the store, a migration tool, psql); writers never wait for
+-- one another, and each commit is PostgreSQL's own (group commit included). A reader first asks
+-- for the horizon (handoff_ping_horizon, handoff_change_horizon): it takes the same lock
+-- EXCLUSIVE, which is granted once every writer that holds it has committed or rolled back (new
+-- writers queue behind it for that moment), and reads the highest seq handed out so far. Every
+-- seq up to the horizon is then final, and any later one will be higher (the sequences have
+-- CACHE 1, the default), so a page `seq > cursor AND seq <= horizon` is complete.
 -- The key is "handoff" in ASCII; advisory locks are per database.
 CREATE FUNCTION handoff_feed_write() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
@@ -75,15 +94,22 @@ END
 $$;
 CREATE TRIGGER pings_feed_write BEFORE INSERT ON pings
     FOR EACH STATEMENT EXECUTE FUNCTION handoff_feed_write();
+CREATE TRIGGER changes_feed_write BEFORE INSERT ON changes
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_feed_write();
 
 CREATE FUNCTION handoff_ping_horizon() RETURNS BIGINT LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
-DECLARE
-    horizon BIGINT;
 BEGIN
     PERFORM pg_advisory_xact_lock(29400045363307366);
-    SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO horizon FROM pings_seq;
-    RETURN horizon;
+    RETURN COALESCE(pg_sequence_last_value('pings_seq'), 0);
+END
+$$;
+
+CREATE FUNCTION handoff_change_horizon() RETURNS BIGINT LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(29400045363307366);
+    RETURN COALESCE(pg_sequence_last_value('changes_seq'), 0);
 END
 $$;
 
@@ -213,3 +239,7 @@ CREATE TRIGGER webhook_deliveries_append_only BEFORE UPDATE OR DELETE ON webhook
     FOR EACH ROW EXECUTE FUNCTION handoff_append_only('the webhook delivery log is append-only');
 CREATE TRIGGER webhook_deliveries_append_only_truncate BEFORE TRUNCATE ON webhook_deliveries
     FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('the webhook delivery log is append-only');
+CREATE TRIGGER changes_append_only BEFORE UPDATE OR DELETE ON changes
+    FOR EACH ROW EXECUTE FUNCTION handoff_append_only('the change feed is append-only');
+CREATE TRIGGER changes_append_only_truncate BEFORE TRUNCATE ON changes
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_append_only('the change feed is append-only');

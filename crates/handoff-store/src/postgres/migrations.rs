@@ -51,8 +51,9 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
             known: latest_version(),
         }),
         Err(MigrateError::Execute(e)) => Err(e.into()),
-        Err(e) => Err(StoreError::Postgres(std::sync::Arc::new(
-            sqlx_core::Error::Migrate(Box::new(e)),
-        ))),
+        Err(e) => Err(StoreError::Backend {
+            backend: super::BACKEND,
+            source: std::sync::Arc::new(e),
+        }),
     }
 }

@@ -18,7 +18,7 @@ use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::{PgConnectOptions, PgConnection};
 
 use super::{PostgresStore, parse_url};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 
 /// The variable that turns the PostgreSQL tests on.
 pub const TEST_PG_VAR: &str = "HANDOFF_TEST_PG";
@@ -105,10 +105,7 @@ impl TestDatabase {
 async fn connect_server(server: &PgConnectOptions) -> Result<PgConnection> {
     PgConnection::connect_with(server)
         .await
-        .map_err(|source| StoreError::Connect {
-            target: super::target_of(server),
-            source: std::sync::Arc::new(source),
-        })
+        .map_err(|source| super::open_error(&super::target_of(server), source))
 }
 
 impl Drop for TestDatabase {

@@ -9,12 +9,12 @@
 //! then renamed to `OUT`: a backup cut short never leaves a half copy under the name.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::open_error;
 use crate::error::{Result, StoreError};
 
 /// How often a busy step is retried (a lock held by a checkpoint, say) before giving up.
@@ -58,13 +58,6 @@ fn partial_name(out: &Path) -> PathBuf {
 }
 
 fn copy(source: &Path, partial: &Path) -> Result<()> {
-    let open_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source: rusqlite::Error| StoreError::Open {
-            path,
-            source: Arc::new(source),
-        }
-    };
     let from = Connection::open_with_flags(
         source,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -172,10 +165,7 @@ pub fn inspect(path: &Path) -> Result<Contents> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|source| StoreError::Open {
-        path: path.to_owned(),
-        source: Arc::new(source),
-    })?;
+    .map_err(open_error(path))?;
     let integrity = {
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         stmt.query_map([], |row| row.get::<_, String>(0))?

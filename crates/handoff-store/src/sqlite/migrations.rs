@@ -149,6 +149,49 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE devices ADD COLUMN speed_unit TEXT CHECK (speed_unit IN ('knots', 'mps', 'kmh'));
     ",
+    // 7: the change feed. One row per input, written in the same transaction as the input's
+    // own row, so `seq` numbers every input in commit order across events and kinds. The row
+    // it names: `row_seq` is pings.seq / custody.seq / plans.version, `row_id` is
+    // devices.device_id / webhooks.webhook_id (keys that VACUUM cannot renumber, unlike a
+    // rowid). The pings of one event stored by one write are one change, the seqs
+    // `row_seq..=last_seq` (they are consecutive: one writer, rows never deleted), so a batch
+    // of 1,000 pings costs one row here, not 1,000. Inputs stored before this migration are numbered first, in the order they were
+    // stamped (plans, devices and webhooks before the pings and custody entries of the same
+    // instant, which are in their own seq order).
+    r"
+    CREATE TABLE changes (
+        seq      INTEGER PRIMARY KEY,
+        kind     TEXT    NOT NULL
+                 CHECK (kind IN ('plan', 'device', 'ping', 'custody', 'webhook')),
+        event_id TEXT    NOT NULL,
+        row_seq  INTEGER,
+        last_seq INTEGER,
+        row_id   TEXT,
+        CHECK ((kind IN ('plan', 'ping', 'custody')) = (row_seq IS NOT NULL)),
+        CHECK ((kind = 'ping') = (last_seq IS NOT NULL AND last_seq >= row_seq)),
+        CHECK ((kind IN ('device', 'webhook')) = (row_id IS NOT NULL))
+    ) STRICT;
+
+    INSERT INTO changes (kind, event_id, row_seq, last_seq, row_id)
+    SELECT kind, event_id, row_seq, last_seq, row_id FROM (
+        SELECT 'plan' AS kind, event_id, version AS row_seq, NULL AS last_seq, NULL AS row_id,
+               created_us AS at_us, 0 AS rank FROM plans
+        UNION ALL
+        SELECT 'device', event_id, NULL, NULL, device_id, created_us, 1 FROM devices
+        UNION ALL
+        SELECT 'webhook', event_id, NULL, NULL, webhook_id, created_us, 2 FROM webhooks
+        UNION ALL
+        SELECT 'custody', event_id, seq, NULL, NULL, created_us, 3 FROM custody
+        UNION ALL
+        SELECT 'ping', event_id, seq, seq, NULL, received_us, 4 FROM pings
+    )
+    ORDER BY at_us, rank, row_seq, row_id;
+
+    CREATE TRIGGER changes_append_only_update BEFORE UPDATE ON changes
+        BEGIN SELECT RAISE(ABORT, 'the change feed is append-only'); END;
+    CREATE TRIGGER changes_append_only_delete BEFORE DELETE ON changes
+        BEGIN SELECT RAISE(ABORT, 'the change feed is append-only'); END;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -163,8 +206,15 @@ fn user_version(conn: &Connection) -> Result<i64> {
 
 /// Brings the schema up to [`latest_version`], one transaction per migration.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, latest_version())
+}
+
+/// Applies the migrations up to schema version `last` (a file as an older build left it, for
+/// the tests of upgrades).
+pub(super) fn migrate_to(conn: &mut Connection, last: i64) -> Result<()> {
     let known = latest_version();
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    let last = usize::try_from(last).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(last) {
         let target = i64::try_from(index + 1).unwrap_or(i64::MAX);
         // IMMEDIATE, and the version re-read inside: two processes opening one file at once
         // apply each migration exactly once.

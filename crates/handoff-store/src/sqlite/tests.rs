@@ -1,16 +1,27 @@
-//! Tests of the SQLite store against real files in a temporary directory.
+//! Tests of the SQLite store against real files in a temporary directory: the shared suite
+//! ([`crate::suite`]) on a fresh file per case, then what only this backend has (the file,
+//! WAL, group commit, migrations of old files, backups).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use handoff_core::ping::{Ping, SpeedUnit};
-use jiff::Timestamp;
 use tokio::sync::oneshot;
 
 use super::SqliteStore;
 use super::writer::MAX_BATCH_REQUESTS;
 use crate::error::{Result, StoreError};
-use crate::{EngineCheckpoint, Inserted, NewDelivery, NewDevice, NewPing, NewWebhook, Store};
+use crate::suite::{at, custody, delivery, device, ping, webhook};
+use crate::{ChangeKind, ChangeRow, Inserted, NewPing, Store};
+
+/// A fresh store on a new file, for one case of the shared suite.
+async fn fresh() -> Result<Option<(Arc<dyn Store>, tempfile::TempDir)>> {
+    let TestDb { dir, store } = open_temp()?;
+    Ok(Some((Arc::new(store), dir)))
+}
+
+mod suite {
+    crate::store_suite!(super::fresh());
+}
 
 struct TestDb {
     // Keeps the directory alive for the store's lifetime.
@@ -22,49 +33,6 @@ fn open_temp() -> Result<TestDb> {
     let dir = tempfile::tempdir().map_err(|e| StoreError::Task(e.to_string()))?;
     let store = SqliteStore::open(&dir.path().join("handoff.db"))?;
     Ok(TestDb { dir, store })
-}
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_786_000_000 + seconds).expect("a 2026 instant is in range")
-}
-
-fn ping(event_id: &str, device_id: &str, t: Timestamp) -> NewPing {
-    NewPing {
-        event_id: event_id.to_owned(),
-        device_id: device_id.to_owned(),
-        ping: Ping {
-            t,
-            lon: 2.36015,
-            lat: 48.92446,
-            acc_m: Some(4.5),
-            speed_mps: None,
-            heading_deg: Some(270.0),
-            alt_m: None,
-            batt_pct: Some(81.0),
-        },
-        received_at: at(1_000),
-    }
-}
-
-fn device(event_id: &str, device_id: &str, token_hash: &str) -> NewDevice {
-    NewDevice {
-        event_id: event_id.to_owned(),
-        device_id: device_id.to_owned(),
-        carrier: "Tom Cruise".to_owned(),
-        relay_id: None,
-        token_hash: token_hash.to_owned(),
-        speed_unit: None,
-    }
-}
-
-fn seqs(outcomes: &[Inserted]) -> Vec<Option<i64>> {
-    outcomes
-        .iter()
-        .map(|o| match o {
-            Inserted::New { seq } => Some(*seq),
-            Inserted::Duplicate => None,
-        })
-        .collect()
 }
 
 /// Parks the writer thread inside a request until the returned sender is used or dropped, so
@@ -106,284 +74,12 @@ async fn until_queued(store: &SqliteStore, n: usize) {
 }
 
 #[tokio::test]
-async fn plan_versions_increment_per_event() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    assert_eq!(s.plan("flag-handover").await?, None);
-    assert_eq!(s.put_plan("flag-handover", r#"{"v":1}"#, "h1").await?, 1);
-    assert_eq!(s.put_plan("flag-handover", r#"{"v":2}"#, "h2").await?, 2);
-    assert_eq!(s.put_plan("concert", r#"{"c":1}"#, "c1").await?, 1);
-
-    let latest = s
-        .plan("flag-handover")
-        .await?
-        .expect("the event has a plan");
-    assert_eq!(
-        (latest.version, latest.plan_json.as_str()),
-        (2, r#"{"v":2}"#)
-    );
-    assert_eq!(latest.plan_hash, "h2");
-
-    let all = s.latest_plans().await?;
-    let summary: Vec<_> = all
-        .iter()
-        .map(|p| (p.event_id.as_str(), p.version, p.plan_hash.as_str()))
-        .collect();
-    assert_eq!(summary, [("concert", 1, "c1"), ("flag-handover", 2, "h2")]);
-    Ok(())
-}
-
-#[tokio::test]
-async fn device_registered_twice_is_a_conflict() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    s.add_device(device("flag-handover", "cruise-moto", "aa"))
-        .await?;
-    let again = s
-        .add_device(device("flag-handover", "cruise-moto", "bb"))
-        .await;
-    assert!(
-        matches!(&again, Err(StoreError::Conflict(m)) if m.contains("cruise-moto")),
-        "{again:?}"
-    );
-    let same_token = s.add_device(device("flag-handover", "other", "aa")).await;
-    assert!(
-        matches!(same_token, Err(StoreError::Conflict(_))),
-        "{same_token:?}"
-    );
-    // The same device id in another event is another device.
-    s.add_device(device("concert", "cruise-moto", "cc")).await?;
-    assert_eq!(s.devices("flag-handover").await?.len(), 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn device_is_found_by_token_hash() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    s.add_device(device("flag-handover", "moto", "hash-1"))
-        .await?;
-    s.add_device(device("flag-handover", "heli", "hash-2"))
-        .await?;
-
-    let found = s.device_by_token_hash("hash-2").await?.expect("registered");
-    assert_eq!(
-        (found.event_id.as_str(), found.device_id.as_str()),
-        ("flag-handover", "heli")
-    );
-    assert_eq!(found.carrier, "Tom Cruise");
-    assert_eq!(s.device_by_token_hash("nope").await?, None);
-
-    let ids: Vec<_> = s
-        .devices("flag-handover")
-        .await?
-        .into_iter()
-        .map(|d| d.device_id)
-        .collect();
-    assert_eq!(ids, ["heli", "moto"]);
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_devices_speed_unit_is_kept() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    let mut d = device("flag-handover", "osmand-app", "hash-osmand");
-    d.speed_unit = Some(SpeedUnit::Mps);
-    s.add_device(d).await?;
-    s.add_device(device("flag-handover", "traccar", "hash-traccar"))
-        .await?;
-    let units: Vec<(String, Option<SpeedUnit>)> = s
-        .devices("flag-handover")
-        .await?
-        .into_iter()
-        .map(|d| (d.device_id, d.speed_unit))
-        .collect();
-    assert_eq!(
-        units,
-        [
-            ("osmand-app".to_owned(), Some(SpeedUnit::Mps)),
-            ("traccar".to_owned(), None)
-        ]
-    );
-    let found = s.device_by_token_hash("hash-osmand").await?;
-    assert_eq!(found.and_then(|d| d.speed_unit), Some(SpeedUnit::Mps));
-    Ok(())
-}
-
-#[tokio::test]
-async fn device_debug_redacts_the_token_hash() -> Result<()> {
-    let db = open_temp()?;
-    let new = device("flag-handover", "moto", "5ecre7hash");
-    assert!(!format!("{new:?}").contains("5ecre7hash"));
-    db.store.add_device(new).await?;
-    let stored = db
-        .store
-        .device_by_token_hash("5ecre7hash")
-        .await?
-        .expect("registered");
-    let shown = format!("{stored:?}");
-    assert!(
-        !shown.contains("5ecre7hash") && shown.contains("moto"),
-        "{shown}"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn duplicate_pings_are_detected_within_and_across_batches() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    let first = s
-        .insert_pings(vec![
-            ping("flag-handover", "moto", at(1)),
-            ping("flag-handover", "moto", at(2)),
-            ping("flag-handover", "moto", at(1)), // resent within the batch
-            ping("flag-handover", "heli", at(1)), // same time, other device
-            ping("concert", "moto", at(1)),       // same device id, other event
-        ])
-        .await?;
-    let first = seqs(&first);
-    assert_eq!(first.iter().filter(|s| s.is_none()).count(), 1);
-    assert_eq!(first[2], None);
-    assert!(first[0] < first[1], "seq follows arrival: {first:?}");
-
-    let second = s
-        .insert_pings(vec![
-            ping("flag-handover", "moto", at(2)), // resent in a later batch
-            ping("flag-handover", "moto", at(3)),
-        ])
-        .await?;
-    let second = seqs(&second);
-    assert_eq!(second[0], None);
-    assert!(second[1] > first[3], "{second:?}");
-    assert_eq!(s.ping_count().await?, 5);
-    assert!(s.insert_pings(Vec::new()).await?.is_empty());
-    Ok(())
-}
-
-#[tokio::test]
-async fn pings_come_back_in_device_time_order_with_every_field() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    // Late, buffered pings arrive after newer ones.
-    let mut bare = ping("flag-handover", "moto", at(30));
-    bare.ping.acc_m = None;
-    bare.ping.heading_deg = None;
-    bare.ping.batt_pct = None;
-    bare.ping.speed_mps = Some(12.25);
-    bare.ping.alt_m = Some(-3.5);
-    s.insert_pings(vec![bare.clone(), ping("flag-handover", "moto", at(10))])
-        .await?;
-    s.insert_pings(vec![
-        ping("flag-handover", "heli", at(20)),
-        ping("flag-handover", "moto", at(0)),
-    ])
-    .await?;
-
-    let all = s.pings("flag-handover").await?;
-    let order: Vec<_> = all
-        .iter()
-        .map(|p| (p.device_id.as_str(), p.ping.t))
-        .collect();
-    assert_eq!(
-        order,
-        [
-            ("moto", at(0)),
-            ("moto", at(10)),
-            ("heli", at(20)),
-            ("moto", at(30))
-        ]
-    );
-    let last = &all[3];
-    assert_eq!(last.ping, bare.ping);
-    assert_eq!(last.received_at, bare.received_at);
-    assert_eq!(all[1].ping, ping("flag-handover", "moto", at(10)).ping);
-
-    let window = s
-        .pings_for_device("flag-handover", "moto", Some(at(10)), Some(at(30)))
-        .await?;
-    let times: Vec<_> = window.iter().map(|p| p.ping.t).collect();
-    assert_eq!(times, [at(10)], "from is inclusive, to exclusive");
-    let open = s
-        .pings_for_device("flag-handover", "moto", None, None)
-        .await?;
-    assert_eq!(open.len(), 3);
-    assert!(s.pings("concert").await?.is_empty());
-    Ok(())
-}
-
-#[tokio::test]
-async fn non_finite_coordinates_are_refused() -> Result<()> {
-    let db = open_temp()?;
-    let mut bad = ping("flag-handover", "moto", at(1));
-    bad.ping.lat = f64::NAN;
-    let result = db
-        .store
-        .insert_pings(vec![ping("flag-handover", "moto", at(0)), bad])
-        .await;
-    assert!(
-        matches!(&result, Err(StoreError::Invalid(m)) if m.contains("ping 1")),
-        "{result:?}"
-    );
-    assert_eq!(db.store.ping_count().await?, 0);
-    Ok(())
-}
-
-#[tokio::test]
-async fn custody_chain_appends_in_order_and_refuses_a_stale_prev_hash() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    let first = s
-        .append_custody("flag-handover", "flag", "{\"n\":0}", "h0", "plan-hash")
-        .await?;
-    let second = s
-        .append_custody("flag-handover", "flag", "{\"n\":1}", "h1", "h0")
-        .await?;
-    assert!(second > first);
-
-    // A second handoff from the same head loses: it is not the next one any more.
-    let stale = s
-        .append_custody("flag-handover", "flag", "{\"n\":1b}", "h1b", "h0")
-        .await;
-    assert!(
-        matches!(&stale, Err(StoreError::Conflict(m)) if m.contains("h0")),
-        "{stale:?}"
-    );
-    let unknown = s
-        .append_custody("flag-handover", "flag", "{}", "hx", "nowhere")
-        .await;
-    assert!(
-        matches!(unknown, Err(StoreError::Conflict(_))),
-        "{unknown:?}"
-    );
-    // A hash can't appear twice in one chain (that would be a cycle).
-    let cycle = s
-        .append_custody("flag-handover", "flag", "{}", "h0", "h1")
-        .await;
-    assert!(matches!(cycle, Err(StoreError::Conflict(_))), "{cycle:?}");
-    // Other relays have their own chains.
-    s.append_custody("flag-handover", "stage", "{}", "s0", "plan-hash")
-        .await?;
-
-    let log = s.custody("flag-handover", "flag").await?;
-    let chain: Vec<_> = log
-        .iter()
-        .map(|e| (e.prev_hash.as_str(), e.hash.as_str(), e.entry_json.as_str()))
-        .collect();
-    assert_eq!(
-        chain,
-        [("plan-hash", "h0", "{\"n\":0}"), ("h0", "h1", "{\"n\":1}")]
-    );
-    assert_eq!(log[0].seq, first);
-    Ok(())
-}
-
-#[tokio::test]
 async fn reopening_the_file_keeps_everything() -> Result<()> {
     let db = open_temp()?;
     let path = db.store.path().to_owned();
-    db.store.put_plan("flag-handover", "{}", "p1").await?;
+    db.store
+        .put_plan("flag-handover", "{}", "p1", at(0))
+        .await?;
     db.store
         .add_device(device("flag-handover", "moto", "tok"))
         .await?;
@@ -394,7 +90,7 @@ async fn reopening_the_file_keeps_everything() -> Result<()> {
         ])
         .await?;
     db.store
-        .append_custody("flag-handover", "flag", "{}", "h0", "p1")
+        .append_custody("flag-handover", custody("flag", "{}", "h0", "p1"), at(0))
         .await?;
     let TestDb { dir, store } = db;
     store.close().await?;
@@ -414,7 +110,7 @@ async fn reopening_the_file_keeps_everything() -> Result<()> {
     assert_eq!(again, [Inserted::Duplicate]);
     // And the chain continues from the stored head.
     store
-        .append_custody("flag-handover", "flag", "{}", "h1", "h0")
+        .append_custody("flag-handover", custody("flag", "{}", "h1", "h0"), at(0))
         .await?;
     drop(store);
     drop(dir);
@@ -438,33 +134,6 @@ async fn a_newer_schema_is_refused() -> Result<()> {
         ),
         "{opened:?}"
     );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inserts_all_succeed() -> Result<()> {
-    let db = open_temp()?;
-    let store = Arc::new(db.store);
-    let tasks: Vec<_> = (0..100)
-        .map(|i| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let device_id = format!("runner-{}", i % 10);
-                store
-                    .insert_pings(vec![
-                        ping("race", &device_id, at(i)),
-                        ping("race", &device_id, at(i + 1_000)),
-                    ])
-                    .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        let outcomes = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
-        assert!(outcomes.iter().all(|o| matches!(o, Inserted::New { .. })));
-    }
-    assert_eq!(store.ping_count().await?, 200);
-    assert!(store.transactions_committed() <= 100);
     Ok(())
 }
 
@@ -534,7 +203,7 @@ async fn a_failed_request_does_not_fail_its_group() -> Result<()> {
 #[tokio::test]
 async fn a_closed_store_reports_a_clean_stop() -> Result<()> {
     let db = open_temp()?;
-    db.store.put_plan("e", "{}", "h").await?;
+    db.store.put_plan("e", "{}", "h", at(0)).await?;
     db.store.close().await?;
     drop(db.dir);
     Ok(())
@@ -547,7 +216,7 @@ async fn the_file_is_wal_and_its_rows_append_only() -> Result<()> {
         .insert_pings(vec![ping("flag-handover", "moto", at(1))])
         .await?;
     db.store
-        .append_custody("flag-handover", "flag", "{}", "h0", "p")
+        .append_custody("flag-handover", custody("flag", "{}", "h0", "p"), at(0))
         .await?;
     let conn = rusqlite::Connection::open(db.store.path())?;
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
@@ -567,118 +236,6 @@ async fn the_file_is_wal_and_its_rows_append_only() -> Result<()> {
         );
     }
     assert_eq!(db.store.ping_count().await?, 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn the_store_is_usable_as_a_trait_object() -> Result<()> {
-    let db = open_temp()?;
-    let shared: Arc<dyn Store> = Arc::new(db.store);
-    assert_eq!(shared.put_plan("e", "{}", "h").await?, 1);
-    assert_eq!(shared.latest_plans().await?.len(), 1);
-    Ok(())
-}
-
-fn webhook(event_id: &str, webhook_id: &str, kinds: &[&str]) -> NewWebhook {
-    NewWebhook {
-        event_id: event_id.to_owned(),
-        webhook_id: webhook_id.to_owned(),
-        url: "http://127.0.0.1:9000/hook".to_owned(),
-        secret: "a-secret-of-24-characters".to_owned(),
-        kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
-    }
-}
-
-fn delivery(event_id: &str, attempt: u32, status: Option<u16>) -> NewDelivery {
-    NewDelivery {
-        event_id: event_id.to_owned(),
-        webhook_id: "wh1".to_owned(),
-        delivery_id: "d-1".to_owned(),
-        kind: "handoff".to_owned(),
-        attempt,
-        status,
-        error: status.is_none().then(|| "connection refused".to_owned()),
-        at: at(i64::from(attempt)),
-    }
-}
-
-#[tokio::test]
-async fn webhooks_come_back_in_order_with_their_kinds() -> Result<()> {
-    let db = open_temp()?;
-    db.store
-        .add_webhook(webhook("flag-handover", "wh1", &[]))
-        .await?;
-    db.store
-        .add_webhook(webhook("flag-handover", "wh0", &["overdue", "off_route"]))
-        .await?;
-    db.store
-        .add_webhook(webhook("race", "wh1", &["silent"]))
-        .await?;
-    let hooks = db.store.webhooks("flag-handover").await?;
-    let ids: Vec<&str> = hooks.iter().map(|h| h.webhook_id.as_str()).collect();
-    assert_eq!(ids, ["wh1", "wh0"], "in the order they were added");
-    assert!(hooks[0].kinds.is_empty());
-    assert!(hooks[0].wants("handoff") && hooks[0].wants("silent"));
-    assert_eq!(hooks[1].kinds, ["overdue", "off_route"]);
-    assert!(hooks[1].wants("off_route") && !hooks[1].wants("handoff"));
-    assert_eq!(hooks[1].secret, "a-secret-of-24-characters");
-    assert_eq!(hooks[1].url, "http://127.0.0.1:9000/hook");
-    assert_eq!(db.store.webhooks("race").await?.len(), 1);
-    assert!(db.store.webhooks("nobody").await?.is_empty());
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_webhook_id_taken_twice_is_a_conflict_and_a_comma_kind_invalid() -> Result<()> {
-    let db = open_temp()?;
-    db.store.add_webhook(webhook("e", "wh1", &[])).await?;
-    let again = db.store.add_webhook(webhook("e", "wh1", &["silent"])).await;
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-    let comma = db.store.add_webhook(webhook("e", "wh2", &["a,b"])).await;
-    assert!(matches!(comma, Err(StoreError::Invalid(_))), "{comma:?}");
-    assert_eq!(db.store.webhooks("e").await?.len(), 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn webhook_debug_redacts_the_secret() -> Result<()> {
-    let db = open_temp()?;
-    let new = webhook("e", "wh1", &[]);
-    assert!(!format!("{new:?}").contains("a-secret-of-24-characters"));
-    db.store.add_webhook(new).await?;
-    let stored = db.store.webhooks("e").await?;
-    let shown = format!("{stored:?}");
-    assert!(!shown.contains("a-secret-of-24-characters"), "{shown}");
-    assert!(
-        shown.contains("<redacted>") && shown.contains("wh1"),
-        "{shown}"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn deliveries_come_back_newest_first_per_event_and_limited() -> Result<()> {
-    let db = open_temp()?;
-    let first = db.store.log_delivery(delivery("e", 1, None)).await?;
-    db.store
-        .log_delivery(delivery("other", 1, Some(200)))
-        .await?;
-    let second = db.store.log_delivery(delivery("e", 2, Some(500))).await?;
-    let third = db.store.log_delivery(delivery("e", 3, Some(204))).await?;
-    assert!(first < second && second < third);
-    let all = db.store.deliveries("e", 10).await?;
-    let attempts: Vec<u32> = all.iter().map(|d| d.attempt).collect();
-    assert_eq!(attempts, [3, 2, 1], "newest first");
-    assert_eq!(all[0].seq, third);
-    assert_eq!(all[0].status, Some(204));
-    assert!(all[0].succeeded() && !all[1].succeeded() && !all[2].succeeded());
-    assert_eq!(all[2].status, None);
-    assert_eq!(all[2].error.as_deref(), Some("connection refused"));
-    assert_eq!(all[2].at, at(1));
-    assert_eq!(all[2].delivery_id, "d-1");
-    assert_eq!(all[2].kind, "handoff");
-    assert_eq!(db.store.deliveries("e", 2).await?.len(), 2);
-    assert_eq!(db.store.deliveries("other", 10).await?.len(), 1);
     Ok(())
 }
 
@@ -716,134 +273,13 @@ async fn webhook_rows_are_append_only_and_survive_a_reopen() -> Result<()> {
 }
 
 #[tokio::test]
-async fn entries_for_several_relays_land_together_or_not_at_all() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    for relay in ["a", "b"] {
-        s.append_custody("race", relay, "{}", &format!("{relay}0"), "plan")
-            .await?;
-    }
-    let entry = |relay: &str, prev: &str| crate::NewCustody {
-        relay_id: relay.to_owned(),
-        entry_json: "{\"kind\":\"shift\"}".to_owned(),
-        hash: format!("{relay}1"),
-        prev_hash: prev.to_owned(),
-    };
-    // One of them follows a stale head: neither is stored.
-    let refused = s
-        .append_custody_many("race", vec![entry("a", "a0"), entry("b", "stale")])
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::Conflict(_))),
-        "{refused:?}"
-    );
-    assert_eq!(s.custody("race", "a").await?.len(), 1);
-    assert_eq!(s.custody("race", "b").await?.len(), 1);
-    let seqs = s
-        .append_custody_many("race", vec![entry("a", "a0"), entry("b", "b0")])
-        .await?;
-    assert_eq!(seqs.len(), 2);
-    assert_eq!(s.custody("race", "a").await?.len(), 2);
-    assert_eq!(s.custody("race", "b").await?.len(), 2);
-    Ok(())
-}
-
-#[tokio::test]
-async fn pings_page_in_arrival_order_and_devices_keep_their_relay() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    let mut d = device("race", "a1", "hash-a1");
-    d.relay_id = Some("team-a".to_owned());
-    s.add_device(d).await?;
-    let found = s
-        .device_by_token_hash("hash-a1")
-        .await?
-        .expect("registered");
-    assert_eq!(found.relay_id.as_deref(), Some("team-a"));
-    assert_eq!(found.speed_unit, None);
-    let batch: Vec<NewPing> = (0..5)
-        .rev()
-        .map(|k| NewPing {
-            event_id: "race".to_owned(),
-            device_id: "a1".to_owned(),
-            ping: handoff_core::ping::Ping {
-                t: at(k),
-                lon: 2.0,
-                lat: 48.0,
-                acc_m: None,
-                speed_mps: None,
-                heading_deg: None,
-                alt_m: None,
-                batt_pct: None,
-            },
-            received_at: at(10),
-        })
-        .collect();
-    s.insert_pings(batch).await?;
-    let first = s.pings_after("race", 0, 3).await?;
-    assert_eq!(first.len(), 3);
-    let rest = s.pings_after("race", first[2].seq, 3).await?;
-    assert_eq!(rest.len(), 2);
-    let seqs: Vec<i64> = first.iter().chain(&rest).map(|p| p.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    // Arrival order, not device time: the batch came newest first.
-    assert!(first[0].ping.t > first[1].ping.t);
-    assert!(s.pings_after("other", 0, 10).await?.is_empty());
-    Ok(())
-}
-
-fn engine_checkpoint(event: &str, version: i64, cursor: i64, state: &[u8]) -> EngineCheckpoint {
-    EngineCheckpoint {
-        event_id: event.to_owned(),
-        plan_version: version,
-        plan_hash: format!("hash-{version}"),
-        format: 1,
-        cursor,
-        created_at: at(cursor),
-        state: state.to_vec(),
-    }
-}
-
-#[tokio::test]
-async fn one_engine_checkpoint_per_event_the_newest_plan_versions_wins() -> Result<()> {
-    let db = open_temp()?;
-    let s = &db.store;
-    assert_eq!(s.engine_checkpoint("paris").await?, None);
-    s.put_engine_checkpoint(engine_checkpoint("paris", 1, 10, b"one"))
-        .await?;
-    s.put_engine_checkpoint(engine_checkpoint("lyon", 1, 11, b"lyon"))
-        .await?;
-    s.put_engine_checkpoint(engine_checkpoint("paris", 2, 20, &[0, 255, 7]))
-        .await?;
-    assert_eq!(
-        s.engine_checkpoint("paris").await?,
-        Some(engine_checkpoint("paris", 2, 20, &[0, 255, 7])),
-        "replaced, bytes kept exactly"
-    );
-    // A retired version's late write does not replace the newer one.
-    s.put_engine_checkpoint(engine_checkpoint("paris", 1, 30, b"stale"))
-        .await?;
-    assert_eq!(
-        s.engine_checkpoint("paris").await?.map(|c| c.cursor),
-        Some(20)
-    );
-    s.delete_engine_checkpoint("paris").await?;
-    assert_eq!(s.engine_checkpoint("paris").await?, None);
-    assert_eq!(
-        s.engine_checkpoint("lyon").await?.map(|c| c.state),
-        Some(b"lyon".to_vec())
-    );
-    Ok(())
-}
-
-#[tokio::test]
 async fn dropping_the_store_checkpoints_the_wal_so_the_file_alone_holds_everything() -> Result<()> {
     let TestDb { dir, store } = open_temp()?;
     let path = dir.path().join("handoff.db");
     let batch: Vec<NewPing> = (0..100).map(|i| ping("ev", "dev", at(i))).collect();
     store.insert_pings(batch).await?;
     store
-        .append_custody("ev", "flag", r#"{"seq":0}"#, "h0", "plan")
+        .append_custody("ev", custody("flag", r#"{"seq":0}"#, "h0", "plan"), at(0))
         .await?;
     // A reader still open (pooled, idle) must not keep the checkpoint from finishing; dropping
     // the store (as a server does on exit) must checkpoint as closing it does.
@@ -882,5 +318,111 @@ async fn a_backup_is_one_complete_file_and_never_overwrites() -> Result<()> {
     assert!(matches!(again, Err(StoreError::Invalid(_))), "{again:?}");
     assert_eq!(super::backup::inspect(&out)?.pings, 10);
     store.close().await?;
+    Ok(())
+}
+
+/// A file written by the build before the change feed (schema 6), with a row of every kind,
+/// opened by this one: the inputs already stored are numbered in the feed in the order they
+/// were stamped, their own seqs are kept, and new inputs follow them.
+#[tokio::test]
+async fn a_file_from_before_the_change_feed_is_upgraded_with_its_history_numbered() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Task(e.to_string()))?;
+    let path = dir.path().join("v6.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path)?;
+        super::migrations::migrate_to(&mut conn, 6)?;
+        let us = |s: i64| at(s).as_microsecond();
+        conn.execute_batch(&format!(
+            "INSERT INTO plans VALUES ('e', 1, '{{}}', 'p1', {p1});
+             INSERT INTO devices (event_id, device_id, carrier, token_hash, created_us)
+                 VALUES ('e', 'moto', 'Tom Cruise', 'tok', {dev});
+             INSERT INTO pings (seq, event_id, device_id, t_us, lon, lat, received_us)
+                 VALUES (7, 'e', 'moto', {t1}, 2.0, 48.0, {rx}),
+                        (8, 'e', 'moto', {t0}, 2.0, 48.0, {rx});
+             INSERT INTO custody (event_id, relay_id, entry_json, hash, prev_hash, created_us)
+                 VALUES ('e', 'flag', '{{}}', 'h0', 'p1', {handoff});
+             INSERT INTO webhooks VALUES ('e', 'wh1', 'http://127.0.0.1:9/h', 's', '', {hook});
+             INSERT INTO plans VALUES ('e', 2, '{{}}', 'p2', {p2});",
+            p1 = us(0),
+            dev = us(1),
+            t0 = us(2),
+            t1 = us(3),
+            rx = us(4),
+            handoff = us(5),
+            hook = us(6),
+            p2 = us(7),
+        ))?;
+    }
+    let store = SqliteStore::open(&path)?;
+    let feed = store.changes_since(0, 100).await?;
+    let shape: Vec<_> = feed.iter().map(|c| (c.seq, c.kind())).collect();
+    assert_eq!(
+        shape,
+        [
+            (1, ChangeKind::Plan),
+            (2, ChangeKind::Device),
+            (3, ChangeKind::Ping),
+            (4, ChangeKind::Ping),
+            (5, ChangeKind::Custody),
+            (6, ChangeKind::Webhook),
+            (7, ChangeKind::Plan),
+        ]
+    );
+    let pings: Vec<i64> = feed
+        .iter()
+        .filter_map(|c| match &c.row {
+            ChangeRow::Pings(p) => Some(p[0].seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings, [7, 8], "the pings keep their seqs, in arrival order");
+    assert_eq!(*store.subscribe().borrow(), 7);
+
+    let new = store.insert_pings(vec![ping("e", "moto", at(10))]).await?;
+    assert_eq!(new, [Inserted::New { seq: 9 }]);
+    assert_eq!(store.put_plan("e", "{}", "p3", at(11)).await?, 3);
+    let next: Vec<_> = store
+        .changes_since(7, 10)
+        .await?
+        .iter()
+        .map(|c| (c.seq, c.kind()))
+        .collect();
+    assert_eq!(next, [(8, ChangeKind::Ping), (9, ChangeKind::Plan)]);
+    assert_eq!(*store.subscribe().borrow(), 9);
+    store.close().await?;
+
+    // The feed is as append-only as what it numbers.
+    let conn = rusqlite::Connection::open(&path)?;
+    for sql in ["UPDATE changes SET seq = seq + 100", "DELETE FROM changes"] {
+        let refused = conn.execute(sql, []);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("append-only")),
+            "{sql}: {refused:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A lock held by another process past the busy timeout is "try again", not a failure.
+#[tokio::test]
+async fn a_database_locked_by_another_process_is_unavailable_not_broken() -> Result<()> {
+    let db = open_temp()?;
+    let other = rusqlite::Connection::open(db.store.path())?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    let started = std::time::Instant::now();
+    let refused = db.store.put_plan("e", "{}", "h", at(0)).await;
+    assert!(
+        matches!(&refused, Err(e @ StoreError::Unavailable { backend: "SQLite", .. }) if e.is_retryable()),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() >= super::BUSY_TIMEOUT / 2,
+        "it waited first"
+    );
+    other.execute_batch("ROLLBACK")?;
+    assert_eq!(db.store.put_plan("e", "{}", "h", at(0)).await?, 1);
+    assert_eq!(db.store.changes_since(0, 10).await?.len(), 1);
     Ok(())
 }

@@ -9,6 +9,10 @@
 //! Each request runs inside its own savepoint, so a request that fails (a conflict) is rolled
 //! back alone and the others in the group still commit. A failed commit fails them all.
 //!
+//! After each commit the writer runs the store's `on_commit` hook (which publishes the newest
+//! change to subscribers): only then is the commit visible to every reader, so a subscriber
+//! woken by it finds the new rows.
+//!
 //! When the queue closes (the store is closed or dropped) the writer checkpoints the WAL into
 //! the database file and truncates it, so that after a clean stop the `.db` file alone holds
 //! everything (a copy of it is a complete backup).
@@ -85,15 +89,18 @@ pub(super) struct Writer {
     commits: Arc<AtomicU64>,
 }
 
+/// What the writer runs on its connection after each successful commit.
+pub(super) type OnCommit = Box<dyn FnMut(&Connection) + Send>;
+
 impl Writer {
     /// Starts the writer thread, which takes ownership of `conn`.
-    pub(super) fn spawn(conn: Connection) -> Result<Writer> {
+    pub(super) fn spawn(conn: Connection, on_commit: OnCommit) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
         let thread_commits = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name("handoff-store-writer".to_owned())
-            .spawn(move || run(conn, receiver, &thread_commits))
+            .spawn(move || run(conn, receiver, &thread_commits, on_commit))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             sender: Some(sender),
@@ -163,6 +170,7 @@ fn run(
     mut conn: Connection,
     mut receiver: mpsc::Receiver<Box<dyn Task>>,
     commits: &AtomicU64,
+    mut on_commit: OnCommit,
 ) -> Result<()> {
     while let Some(first) = receiver.blocking_recv() {
         let mut rows = first.rows();
@@ -179,6 +187,7 @@ fn run(
         let committed = commit_batch(&mut conn, &mut batch);
         if committed.is_ok() {
             commits.fetch_add(1, Ordering::Relaxed);
+            on_commit(&conn);
         }
         for task in batch {
             task.finish(committed.clone());

@@ -103,7 +103,9 @@ async fn postgres_admin_token(
     }
     let token = new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     let admin = AdminToken::new(&token);
-    let kept = store.keep_admin_token_hash(admin.hash()).await?;
+    let kept = store
+        .keep_admin_token_hash(admin.hash(), jiff::Timestamp::now())
+        .await?;
     if kept == admin.hash() {
         Ok((admin, Some(token)))
     } else {

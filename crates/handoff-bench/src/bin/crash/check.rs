@@ -110,9 +110,12 @@ pub async fn over_http(
     *snapshot.pings.lock().expect("fresh") = ledger.acked_pings();
     *snapshot.entries.lock().expect("fresh") = ledger.acked_entries();
 
+    // The whole history, on a debug build that may share the machine: allowed far longer than
+    // the clients' requests (a check that times out says nothing about durability).
     let csv = client
         .get(format!("{base}/api/v1/events/{event}/pings.csv"))
         .bearer_auth(admin)
+        .timeout(std::time::Duration::from_secs(120))
         .send()
         .await?
         .error_for_status()?
