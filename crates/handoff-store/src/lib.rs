@@ -18,6 +18,7 @@
 //! (feature `suite`), run with one [`store_suite!`] call.
 
 pub mod error;
+mod input;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
@@ -170,7 +171,8 @@ pub trait Store: Send + Sync {
     /// commit: await `changed()` on it, then read [`Store::changes_since`] from the last `seq`
     /// seen. A write of this store is in it by the time the write returns; a write of another
     /// process or node arrives when the backend hears of it (SQLite: not at all, it has no
-    /// notifications; PostgreSQL: `LISTEN`). A wake-up may cover several commits, so a reader
+    /// notifications; PostgreSQL: not yet, `LISTEN` is still to come, so another node's write
+    /// is found by the next read). A wake-up may cover several commits, so a reader
     /// always reads up to the end of the feed.
     fn subscribe(&self) -> watch::Receiver<i64>;
 }

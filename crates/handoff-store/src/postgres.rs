@@ -335,7 +335,7 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        write::check_finite(&batch)?;
+        crate::input::check_positions(&batch)?;
         let (outcomes, change) = write::insert_pings(&self.pool, &batch).await?;
         if let Some(change) = change {
             self.newest.committed(change);
@@ -471,17 +471,8 @@ impl Store for PostgresStore {
     }
 
     async fn add_webhook(&self, webhook: NewWebhook) -> Result<()> {
-        // Kept as an array here, but the kinds SQLite refuses (it stores them comma-separated)
-        // are refused here too: the backends accept the same webhooks.
-        if let Some(kind) = webhook
-            .kinds
-            .iter()
-            .find(|k| k.is_empty() || k.contains(','))
-        {
-            return Err(StoreError::Invalid(format!(
-                "webhook kind '{kind}' is empty or contains a comma"
-            )));
-        }
+        // Kept as an array here, but the kinds SQLite refuses are refused here too.
+        crate::input::check_kinds(&webhook)?;
         let change = write::add_webhook(&self.pool, &webhook).await?;
         self.newest.committed(change);
         Ok(())

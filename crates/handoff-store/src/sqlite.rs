@@ -285,15 +285,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         // SQLite stores NaN as NULL: refuse it here rather than fail a NOT NULL in the writer.
-        if let Some((index, _)) = batch
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !p.ping.lon.is_finite() || !p.ping.lat.is_finite())
-        {
-            return Err(StoreError::Invalid(format!(
-                "ping {index} has a non-finite longitude or latitude"
-            )));
-        }
+        crate::input::check_positions(&batch)?;
         self.writer
             .submit(batch.len(), move |conn| insert_pings(conn, &batch))
             .await
@@ -419,15 +411,7 @@ impl Store for SqliteStore {
 
     async fn add_webhook(&self, webhook: NewWebhook) -> Result<()> {
         // The kinds are stored comma-separated: a comma inside one would split it.
-        if let Some(kind) = webhook
-            .kinds
-            .iter()
-            .find(|k| k.is_empty() || k.contains(','))
-        {
-            return Err(StoreError::Invalid(format!(
-                "webhook kind '{kind}' is empty or contains a comma"
-            )));
-        }
+        crate::input::check_kinds(&webhook)?;
         self.writer
             .submit(1, move |conn| add_webhook(conn, &webhook))
             .await

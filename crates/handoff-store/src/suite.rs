@@ -24,23 +24,10 @@
 //! }
 //! ```
 //!
-//! PostgreSQL, in `postgres/tests.rs` beside it (or, from another crate, with
-//! `handoff-store = { …, features = ["suite"] }` and tokio with `macros` and `rt-multi-thread`
-//! in its dev-dependencies, calling `handoff_store::store_suite!`):
-//!
-//! ```ignore
-//! /// A store on a schema of its own, or None when HANDOFF_TEST_PG is not set.
-//! async fn fresh() -> Result<Option<(Arc<dyn Store>, Scratch)>> {
-//!     let Ok(url) = std::env::var("HANDOFF_TEST_PG") else { return Ok(None) };
-//!     let scratch = Scratch::create(&url).await?; // drops the schema when dropped
-//!     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&scratch.url()).await?);
-//!     Ok(Some((store, scratch)))
-//! }
-//!
-//! mod suite {
-//!     crate::store_suite!(super::fresh());
-//! }
-//! ```
+//! PostgreSQL does the same in `postgres/tests.rs`, on a schema of its own per case
+//! (`postgres::testing::TestDatabase`, `None` when `HANDOFF_TEST_PG` is not set). From another
+//! crate: `handoff-store = { …, features = ["suite"] }` and tokio with `macros` and
+//! `rt-multi-thread` in its dev-dependencies, calling `handoff_store::store_suite!`.
 //!
 //! A new case is a `pub async fn name(s: Arc<dyn Store>) -> Result<()>` here plus its name
 //! in the macro's list.

@@ -24,19 +24,6 @@ fn unique_violation(error: &sqlx_core::Error) -> Option<String> {
     (db.code().as_deref() == Some("23505")).then(|| db.constraint().unwrap_or_default().to_owned())
 }
 
-/// Refuses what SQLite cannot store either: the two backends accept the same pings.
-pub(super) fn check_finite(batch: &[NewPing]) -> Result<()> {
-    match batch
-        .iter()
-        .position(|p| !p.ping.lon.is_finite() || !p.ping.lat.is_finite())
-    {
-        Some(index) => Err(StoreError::Invalid(format!(
-            "ping {index} has a non-finite longitude or latitude"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// An optional measurement as SQLite keeps it: NaN is no value (SQLite binds NaN as NULL).
 fn measured(value: Option<f64>) -> Option<f64> {
     value.filter(|v| !v.is_nan())
