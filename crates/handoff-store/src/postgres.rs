@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use sqlx_core::connection::Connection as _;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -134,6 +135,13 @@ impl PostgresStore {
             .application_name("handoff")
             .options([("client_min_messages", "warning")]);
         let target = target_of(&options);
+        // One connection first: the pool retries a failed connect until its timeout and then
+        // says only that it timed out; this says why (refused, no such database, bad password),
+        // and at once.
+        let probe = PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| open_error(&target, source))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -355,6 +355,10 @@ async fn an_unreachable_server_is_a_clear_error_without_the_password() -> Result
         Err(e @ StoreError::Open { .. }) => {
             let shown = format!("{e} {e:?}");
             assert!(shown.contains("127.0.0.1:1/handoff"), "{shown}");
+            assert!(
+                shown.contains("refused"),
+                "the reason, not a pool timeout: {shown}"
+            );
             assert!(!shown.contains("s3cret-pw"), "{shown}");
         }
         other => panic!("expected a connect error, got {other:?}"),

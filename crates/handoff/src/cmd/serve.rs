@@ -259,8 +259,8 @@ fn run_postgres(url: &str, addresses: &Addresses<'_>) -> anyhow::Result<ExitCode
     let served = rt.block_on(async {
         // The store's errors name host, port and database, never the password.
         let store = PostgresStore::connect(url).await.context(
-            "cannot open the PostgreSQL database: check that the server is running and \
-             that the URL's user, password and database are right (docs/operations.md)",
+            "check that the PostgreSQL server is running and that the URL's user, password \
+             and database are right (docs/operations.md)",
         )?;
         let (admin, fresh) = postgres_admin_token(&store).await?;
         let token = match fresh {
