@@ -25,7 +25,7 @@
 //! ```
 //!
 //! PostgreSQL does the same in `postgres/tests.rs`, on a schema of its own per case
-//! (`postgres::testing::TestDatabase`, `None` when `HANDOFF_TEST_PG` is not set). From another
+//! (`postgres::testing::TestSchema`, `None` when `HANDOFF_TEST_PG` is not set). From another
 //! crate: `handoff-store = { …, features = ["suite"] }` and tokio with `macros` and
 //! `rt-multi-thread` in its dev-dependencies, calling `handoff_store::store_suite!`.
 //!

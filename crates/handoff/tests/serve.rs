@@ -111,8 +111,9 @@ fn a_database_it_cannot_use_is_a_clear_error_without_the_password() {
         (
             "postgres://handoff:s3cret-pw@127.0.0.1:1/handoff",
             &[
-                "cannot connect to PostgreSQL at 127.0.0.1:1/handoff",
-                "check that the server is running",
+                "cannot open the PostgreSQL database 127.0.0.1:1/handoff",
+                "check that the PostgreSQL server is running",
+                "refused",
             ][..],
         ),
         (
@@ -167,7 +168,7 @@ fn serve_on_postgres_keeps_acknowledged_pings_and_the_generated_admin_token_acro
         .build()
         .expect("runtime");
     let Some(db) = rt
-        .block_on(handoff_store::postgres::testing::TestDatabase::create(
+        .block_on(handoff_store::postgres::testing::TestSchema::create(
             "serve_on_postgres_keeps_acknowledged_pings_and_the_generated_admin_token_across_a_kill",
         ))
         .expect("a test database")

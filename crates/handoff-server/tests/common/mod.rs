@@ -1,7 +1,7 @@
 //! The harness every area shares: a real server on `127.0.0.1:0` over a real SQLite file in a
-//! temporary folder (or, when `HANDOFF_TEST_PG` names a PostgreSQL server, a fresh database of
-//! its own there, dropped after the test: the same tests on the other backend), with a clock that only the test moves, so that every snapshot (its `now`
-//! included) is the same on every run. Also the test plan (an Olympic flag relay through Paris),
+//! temporary folder (or, when `HANDOFF_TEST_PG` names a PostgreSQL database, a schema of its own
+//! there, dropped after the test: the same tests on the other backend), with a clock that only
+//! the test moves, so that every snapshot (its `now` included) is the same on every run. Also the test plan (an Olympic flag relay through Paris),
 //! and a walker that turns "this carrier is `d` metres along leg `i` at time `t`" into pings,
 //! with seeded GPS noise.
 
@@ -15,7 +15,7 @@ use handoff_core::plan::{NoFiles, Plan};
 use handoff_core::route::Route;
 use handoff_server::auth::AdminToken;
 use handoff_server::{AppState, Clock, Config};
-use handoff_store::postgres::testing::{TEST_PG_VAR, TestDatabase};
+use handoff_store::postgres::testing::{TEST_PG_VAR, TestSchema};
 use handoff_store::{SqliteStore, Store, StoredPing};
 use jiff::Timestamp;
 use reqwest::StatusCode;
@@ -189,19 +189,19 @@ impl TestClock {
 }
 
 /// The database of a test server, kept across a restart: a SQLite file in a temporary
-/// folder, or a fresh PostgreSQL database when `HANDOFF_TEST_PG` is set (dropped with this).
+/// folder, or a PostgreSQL schema of its own when `HANDOFF_TEST_PG` is set (dropped with this).
 #[derive(Debug)]
 pub enum TestDb {
     Sqlite(TempDir),
     // Boxed: its connection options are large, and a test holds one of these at a time anyway.
-    Postgres(Box<TestDatabase>),
+    Postgres(Box<TestSchema>),
 }
 
 impl TestDb {
     /// A new, empty database on the backend the environment selects.
     pub async fn new() -> Result<Arc<TestDb>> {
         let db = if std::env::var_os(TEST_PG_VAR).is_some_and(|v| !v.is_empty()) {
-            let pg = TestDatabase::create("server test")
+            let pg = TestSchema::create("server test")
                 .await?
                 .context("HANDOFF_TEST_PG is set")?;
             TestDb::Postgres(Box::new(pg))

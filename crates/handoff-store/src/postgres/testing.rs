@@ -1,12 +1,12 @@
 //! Fresh PostgreSQL schemas for tests, here and in the server's and the binary's tests.
 //!
 //! `HANDOFF_TEST_PG` names a database where tests may create schemas
-//! (`postgres://USER:PASSWORD@HOST:PORT/DB`, the user owning `DB`). Each [`TestDatabase`] is a
+//! (`postgres://USER:PASSWORD@HOST:PORT/DB`, the user owning `DB`). Each [`TestSchema`] is a
 //! new schema of its own there, which its store uses through `search_path`, dropped when the
 //! value is dropped (even when the test panics): tests run in parallel and leave nothing
 //! behind. A schema rather than a database: `CREATE DATABASE` and `DROP DATABASE` force a
 //! checkpoint each, seconds apiece under a test run's load, while a schema costs what its
-//! tables do. Without the variable, [`TestDatabase::create`] says on stderr that the test is
+//! tables do. Without the variable, [`TestSchema::create`] says on stderr that the test is
 //! skipped and returns `None`: the test passes, and the line shows it did not run.
 
 use std::io::Write as _;
@@ -25,20 +25,20 @@ pub const TEST_PG_VAR: &str = "HANDOFF_TEST_PG";
 
 /// A schema made for one test; dropped with this value.
 #[derive(Debug)]
-pub struct TestDatabase {
+pub struct TestSchema {
     url: String,
     server: PgConnectOptions,
     schema: String,
 }
 
-impl TestDatabase {
+impl TestSchema {
     /// A new, empty schema in the `HANDOFF_TEST_PG` database, or `None` (and a line on stderr
     /// naming `test`) when the variable is unset.
     ///
     /// # Errors
     /// When the variable is set but the server cannot be reached or refuses to create a
     /// schema: a test that was asked to run against PostgreSQL must not pass silently.
-    pub async fn create(test: &str) -> Result<Option<TestDatabase>> {
+    pub async fn create(test: &str) -> Result<Option<TestSchema>> {
         let Some(url) = std::env::var(TEST_PG_VAR).ok().filter(|u| !u.is_empty()) else {
             // Straight to the stream: the test harness captures `eprintln!` of passing tests.
             let _ = writeln!(
@@ -61,7 +61,7 @@ impl TestDatabase {
             .execute(&mut admin)
             .await?;
         let _ = admin.close().await;
-        Ok(Some(TestDatabase {
+        Ok(Some(TestSchema {
             url,
             server,
             schema,
@@ -108,7 +108,7 @@ async fn connect_server(server: &PgConnectOptions) -> Result<PgConnection> {
         .map_err(|source| super::open_error(&super::target_of(server), source))
 }
 
-impl Drop for TestDatabase {
+impl Drop for TestSchema {
     fn drop(&mut self) {
         // Drop may run inside a runtime (which must not block on another) or after it: a thread
         // of its own with a runtime of its own works in both.

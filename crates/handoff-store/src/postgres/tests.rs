@@ -2,7 +2,7 @@
 //! ([`crate::suite`]), then what only a shared server has (writers racing for one custody step,
 //! readers paging the pings and the change feed while writers commit, the database itself
 //! refusing edits of facts, migrations, durable commits). Each test gets a schema of its own
-//! ([`TestDatabase`]); without `HANDOFF_TEST_PG` it says it was skipped and passes. The tests
+//! ([`TestSchema`]); without `HANDOFF_TEST_PG` it says it was skipped and passes. The tests
 //! of the URL, of an unreachable server and of the error mapping need no server and always run.
 
 use std::collections::BTreeSet;
@@ -11,15 +11,15 @@ use std::sync::Arc;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
 
-use super::testing::TestDatabase;
+use super::testing::TestSchema;
 use super::{PostgresStore, migrations};
 use crate::error::{Result, StoreError};
 use crate::suite::{at, custody, delivery, device, ping, webhook};
 use crate::{Inserted, Store};
 
 /// A store on a schema of its own, or `None` (skipped, with a line) without `HANDOFF_TEST_PG`.
-async fn fresh_store(test: &str) -> Result<Option<(TestDatabase, PostgresStore)>> {
-    let Some(db) = TestDatabase::create(&format!("postgres::tests::{test}")).await? else {
+async fn fresh_store(test: &str) -> Result<Option<(TestSchema, PostgresStore)>> {
+    let Some(db) = TestSchema::create(&format!("postgres::tests::{test}")).await? else {
         return Ok(None);
     };
     let store = db.store().await?;
@@ -27,7 +27,7 @@ async fn fresh_store(test: &str) -> Result<Option<(TestDatabase, PostgresStore)>
 }
 
 /// What the shared suite asks of a backend: a fresh store, and what must outlive it.
-async fn fresh() -> Result<Option<(Arc<dyn Store>, TestDatabase)>> {
+async fn fresh() -> Result<Option<(Arc<dyn Store>, TestSchema)>> {
     Ok(fresh_store("suite")
         .await?
         .map(|(db, store)| (Arc::new(store) as Arc<dyn Store>, db)))
@@ -37,7 +37,7 @@ mod suite {
     crate::store_suite!(super::fresh());
 }
 
-/// The body runs with `db: TestDatabase` and `s: PostgresStore` on it, a fresh database that is
+/// The body runs with `db: TestSchema` and `s: PostgresStore` on it, a fresh schema that is
 /// dropped after; without `HANDOFF_TEST_PG` the test returns at once (skipped).
 macro_rules! on_postgres {
     ($test:ident, |$db:ident, $s:ident| $body:block) => {
