@@ -10,6 +10,7 @@ mod bad_input;
 mod checkpoint;
 mod engine;
 mod exports;
+mod follow;
 mod ingest;
 mod phones;
 mod privacy;
