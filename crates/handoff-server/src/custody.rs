@@ -308,6 +308,10 @@ pub fn messages(relay: &str, entry: &Entry, event: &str, version: i64) -> Vec<Me
             to_leg: entry.to.as_ref().map(|h| h.leg),
             at: entry.at,
             verified: true,
+            ended_by: entry
+                .evidence
+                .as_ref()
+                .map_or(handoff_core::snapshot::EndedBy::Operator, |e| e.method.into()),
             method: entry.evidence.as_ref().map(|e| e.method),
             seq: Some(entry.seq),
         }),
