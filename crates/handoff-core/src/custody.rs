@@ -320,7 +320,7 @@ pub enum HandoffError {
     #[error("the handoff time {at} is before the previous handoff at {previous}")]
     BeforePrevious { at: Timestamp, previous: Timestamp },
     #[error(
-        "leg {leg} to leg {next} is a segment change, not a handoff: {carriers} carry on from {from_mode} to {to_mode}, so nothing is recorded there; the next handoff is from leg {handoff} ({carriers} → {receivers})"
+        "leg {leg} to leg {next} is a segment change, not a handoff: the same carriers ({carriers}) go on from {from_mode} to {to_mode}, so nothing is recorded there; the next handoff is from leg {handoff} ({carriers} → {receivers})"
     )]
     SegmentChange {
         leg: usize,
@@ -461,7 +461,10 @@ impl Custody {
             });
         }
         // The previous recorded handoff (a voided one leaves custody inside its giver's stint).
-        let previous = self.ends.get(..self.current).and_then(|e| e.iter().rev().find_map(|t| *t));
+        let previous = self
+            .ends
+            .get(..self.current)
+            .and_then(|e| e.iter().rev().find_map(|t| *t));
         if let Some(prev) = previous
             && at < prev
         {

@@ -311,7 +311,9 @@ pub fn messages(relay: &str, entry: &Entry, event: &str, version: i64) -> Vec<Me
             ended_by: entry
                 .evidence
                 .as_ref()
-                .map_or(handoff_core::snapshot::EndedBy::Operator, |e| e.method.into()),
+                .map_or(handoff_core::snapshot::EndedBy::Operator, |e| {
+                    e.method.into()
+                }),
             method: entry.evidence.as_ref().map(|e| e.method),
             seq: Some(entry.seq),
         }),

@@ -585,7 +585,10 @@ pub async fn code(
                 attempts: 0,
             },
         );
-    Ok(Json(json!({ "code": code, "from_leg": from, "to_leg": from + 1, "expires_at": expires_at })).into_response())
+    Ok(Json(
+        json!({ "code": code, "from_leg": from, "to_leg": from + 1, "expires_at": expires_at }),
+    )
+    .into_response())
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/custody`: the log as NDJSON.
