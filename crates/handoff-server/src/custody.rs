@@ -366,7 +366,8 @@ pub fn record_proximity<'a>(
                 continue;
             };
             let result = append(state, live, &relay, |chain| {
-                if chain.state.current != from_leg {
+                // The next handoff is the end of the stint custody is in.
+                if chain.state.next_from(r) != from_leg {
                     return Err(ApiError::conflict("already recorded"));
                 }
                 let mut e =
