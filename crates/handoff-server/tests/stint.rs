@@ -64,6 +64,13 @@ fn ping(s: i64, lon: f64) -> Value {
     json!({ "t": at(s).to_string(), "lon": lon, "lat": 48.8566, "acc": 5 })
 }
 
+/// Tom's pings along the motorcycle leg, from 130 s to its end at 290 s (33 km/h).
+fn motorcycle_ride() -> Vec<Value> {
+    (0..=8_u8)
+        .map(|k| ping(130 + i64::from(k) * 20, 2.3522 + 0.02 * f64::from(k) / 8.0))
+        .collect()
+}
+
 async fn live_full(s: &Server) -> Result<Value> {
     let body = s
         .text(&format!("/api/v1/events/{EVENT}/live?legs=full"), true)
@@ -203,14 +210,7 @@ async fn a_change_of_mode_by_the_same_carrier_is_no_handoff() -> Result<()> {
 
     // Tom rides to the end of the motorcycle leg and runs on: the tracker moves on by itself,
     // and streams a segment change, not a handoff.
-    let moto: Vec<Value> = (0..=8)
-        .map(|k| {
-            ping(
-                130 + k * 20,
-                2.3522 + 0.02 * f64::from(u8::try_from(k).unwrap_or(0)) / 8.0,
-            )
-        })
-        .collect();
+    let moto = motorcycle_ride();
     s.set_clock(at(290));
     s.send(&tom, &moto).await?;
     s.set_clock(at(320));
@@ -297,14 +297,7 @@ async fn a_phone_at_a_change_of_mode_meets_nobody_and_the_stint_end_is_found() -
     assert_eq!(st, StatusCode::CREATED, "{body}");
     // Tom at the end of the motorcycle leg, which is also the start of his run: the same phone
     // is "giver" and "receiver" of the change of mode, and nothing is recorded for it.
-    let moto: Vec<Value> = (0..=8)
-        .map(|k| {
-            ping(
-                130 + k * 20,
-                2.3522 + 0.02 * f64::from(u8::try_from(k).unwrap_or(0)) / 8.0,
-            )
-        })
-        .collect();
+    let moto = motorcycle_ride();
     s.set_clock(at(300));
     s.send(&tom, &moto).await?;
     s.send(&tom, &[ping(300, 2.3722)]).await?;

@@ -23,7 +23,10 @@
 //! leg (the object has evidently moved on), or, for a leg at a place that nobody tracks (a
 //! stage), when its planned duration (plus any delay announced while it is on) has run out.
 //! Only recorded and proximity handoffs are verified; the others move the live view but write
-//! nothing to the custody log.
+//! nothing to the custody log, and each leg keeps how its end is known ([`EndCause`]), so an
+//! assumption is never shown as a fact. Consecutive legs with the same carriers are one stint:
+//! the boundary between them is a change of mode that the tracker passes by itself (the
+//! holder at the end of one segment, or seen along the next), never a handoff to verify.
 
 mod predict;
 #[cfg(test)]
