@@ -345,3 +345,23 @@ pub fn zone(name: &str) -> TimeZone {
 pub fn parse(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems> {
     build::build(src, files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn the_same_people_in_any_order_are_one_stint_and_nobody_is_nobody() {
+        assert!(same_carriers(&names(&["A", "B"]), &names(&["B", "A"])));
+        assert!(same_carriers(&names(&["Tom"]), &names(&["Tom", "Tom"])));
+        assert!(!same_carriers(&names(&["A", "B"]), &names(&["A"])));
+        assert!(
+            !same_carriers(&names(&[]), &names(&[])),
+            "course legs without carriers"
+        );
+    }
+}
