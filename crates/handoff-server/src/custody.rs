@@ -349,6 +349,12 @@ pub fn messages(relay: &str, entry: &Entry, event: &str, version: i64) -> Vec<Me
             to_leg: entry.to.as_ref().map(|h| h.leg),
             at: entry.at,
             verified: true,
+            ended_by: entry
+                .evidence
+                .as_ref()
+                .map_or(handoff_core::snapshot::EndedBy::Operator, |e| {
+                    e.method.into()
+                }),
             method: entry.evidence.as_ref().map(|e| e.method),
             seq: Some(entry.seq),
         }),
@@ -401,7 +407,8 @@ pub fn record_proximity<'a>(
                 continue;
             };
             let result = append(state, live, &relay, |chain| {
-                if chain.state.current != from_leg {
+                // The next handoff is the end of the stint custody is in.
+                if chain.state.next_from(r) != from_leg {
                     return Err(ApiError::conflict("already recorded"));
                 }
                 let mut e =

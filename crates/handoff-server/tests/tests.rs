@@ -16,6 +16,7 @@ mod phones;
 mod privacy;
 mod restart;
 mod slow;
+mod stint;
 mod stream;
 mod tracking;
 mod trust;
