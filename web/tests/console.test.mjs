@@ -120,7 +120,7 @@ test('a handoff recorded in the console shows on the live page within a second',
   const handoff = entries.at(-1);
   assert.equal(handoff.kind, 'handoff');
   assert.equal(handoff.evidence.method, 'operator');
-  await block.locator('tbody tr').first().locator('td', { hasText: 'recorded (operator' }).waitFor();
+  await block.locator('tbody tr').first().locator('td', { hasText: '✓ verified: recorded by an operator' }).waitFor();
 
   // Correct its time, then void it: appended corrections; the live page goes back to Ann.
   const at = new Date(Date.now() - 60000);

@@ -1,6 +1,8 @@
 // `handoff demo` in the browser: the flag handover runs at high speed to its end on the real
-// server, and the live page shows both relays finished and the countdown to the LA28 Opening
-// Ceremony ticking.
+// server. While it runs, the live page and the console never show a name handed to itself
+// (Tom Cruise's motorcycle, flight and parachute are one stint: no "Tom Cruise → Tom Cruise"),
+// and the console's record button skips his changes of mode; at the end, the live page shows
+// both relays finished and the countdown to the LA28 Opening Ceremony ticking.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,25 +15,38 @@ import { BIN } from './support/server.mjs';
 
 let demo;
 let base;
+let admin;
 let dir;
 let browser;
 let out = '';
+/** Resolves when the demo says the relay is over. */
+let over;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'handoff-demo-'));
   demo = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--speed', '12', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   demo.stderr.on('data', (d) => { out += d; });
-  // Wait (bounded) for the demo to say the relay is over; it keeps serving until stopped.
+  // Wait (bounded) for the page address and the admin token; the run goes on meanwhile, and
+  // `over` follows it (bounded too) to its end. It keeps serving until stopped.
+  let ended;
+  over = new Promise((ok, fail) => {
+    ended = ok;
+    setTimeout(() => fail(new Error(`the demo did not finish in 120 s:\n${out}`)), 120000).unref();
+  });
+  over.catch(() => {});
   await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the demo did not finish in 120 s:\n${out}`)), 120000);
+    const timer = setTimeout(() => fail(new Error(`the demo did not start in 60 s:\n${out}`)), 60000);
     demo.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/live page\s+(http:\/\/127\.0\.0\.1:\d+)\//);
       if (m) base = m[1];
-      if (out.includes('The relay is over')) {
+      const t = out.match(/admin token\s+(\S+)/);
+      if (t) admin = t[1];
+      if (base && admin) {
         clearTimeout(timer);
         ok();
       }
+      if (out.includes('The relay is over')) ended();
     });
     demo.on('exit', (code) => {
       clearTimeout(timer);
@@ -53,8 +68,50 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/**
+ * Samples the page's text every 100 ms: lines in which a name is handed to itself, and the
+ * labels the flag's record button had (in the console).
+ */
+const watchSelfHandoffs = (page) => page.evaluate(() => {
+  window.selfHandoffs = [];
+  window.recordButtons = new Set();
+  setInterval(() => {
+    for (const l of document.body.innerText.split('\n')) {
+      if (/(\S.*) → \1/.test(l)) window.selfHandoffs.push(l);
+    }
+    for (const b of document.querySelectorAll('.relay-block[data-relay="flag"] button.record')) window.recordButtons.add(b.textContent);
+  }, 100);
+});
+
+test('while the demo runs, no page hands a carrier to themself', async () => {
+  const live = await open(browser, `${base}/e/flag-handover`);
+  await live.page.locator('article.relay[data-relay="flag"]').waitFor();
+  await watchSelfHandoffs(live.page);
+  const konsole = await open(browser, `${base}/e/flag-handover/console`);
+  await konsole.page.getByLabel('Admin token').fill(admin);
+  await konsole.page.getByRole('button', { name: 'Sign in' }).click();
+  await konsole.page.locator('.relay-block[data-relay="flag"] tbody tr').first().waitFor();
+  await watchSelfHandoffs(konsole.page);
+  await over;
+  // The last samples, after the finish.
+  await live.page.waitForFunction(() => document.querySelector('article.relay[data-relay="flag"] .holders')?.textContent === 'Finished');
+  assert.deepEqual(await live.page.evaluate(() => window.selfHandoffs), [], 'live page');
+  assert.deepEqual(await konsole.page.evaluate(() => window.selfHandoffs), [], 'console');
+  // The record button went from the stage straight to the end of Tom Cruise's stint.
+  const buttons = await konsole.page.evaluate(() => [...window.recordButtons]);
+  assert.ok(!buttons.some((b) => /Tom Cruise → Tom Cruise|leg [23] → /.test(b)), buttons.join('\n'));
+  assert.ok(buttons.some((b) => b.startsWith('Record handoff: Tom Cruise → Jagger Eaton (leg 4 → 5)')), buttons.join('\n'));
+  assertClean(live.seen, 'live page during the demo');
+  assertClean(konsole.seen, 'console during the demo');
+  await live.context.close();
+  await konsole.context.close();
+});
+
 test('the live page shows the finished handover and the LA28 countdown', async () => {
-  assert.match(out, /custody log: 8 entries, every hash and link verified/);
+  await over;
+  // The flag's log: the stage's end, Tom Cruise's stint's end (no entry between his modes),
+  // the skater's, the cyclist's and the arrival, after the genesis.
+  assert.match(out, /custody log: 6 entries, every hash and link verified/);
   assert.doesNotMatch(out, /not verified|BROKEN/);
   const { page, seen } = await open(browser, `${base}/e/flag-handover`);
   for (const relay of ['flag', 'stage']) {

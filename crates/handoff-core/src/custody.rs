@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::plan::Relay;
+
 /// The format version written in every entry.
 pub const VERSION: u32 = 1;
 
@@ -300,10 +302,12 @@ pub enum HandoffError {
     #[error("the relay has finished: leg {0} was the last")]
     Finished(usize),
     #[error(
-        "not the next handoff: custody is with leg {current} ({holders}), so the next handoff is from leg {current} (to leg {next}, or the finish after the last leg)"
+        "not the next handoff: custody is with leg {current} ({holders}), so the next handoff is from leg {from} (to leg {next}, or the finish after the last leg)"
     )]
     NotNext {
         current: usize,
+        /// The leg whose end is the next handoff (the end of the stint custody is in).
+        from: usize,
         next: usize,
         holders: String,
     },
@@ -315,6 +319,19 @@ pub enum HandoffError {
     NotLast(u64),
     #[error("the handoff time {at} is before the previous handoff at {previous}")]
     BeforePrevious { at: Timestamp, previous: Timestamp },
+    #[error(
+        "leg {leg} to leg {next} is a segment change, not a handoff: the same carriers ({carriers}) go on from {from_mode} to {to_mode}, so nothing is recorded there; the next handoff is from leg {handoff} ({carriers} → {receivers})"
+    )]
+    SegmentChange {
+        leg: usize,
+        next: usize,
+        carriers: String,
+        from_mode: String,
+        to_mode: String,
+        /// The leg whose end is the next real custody change.
+        handoff: usize,
+        receivers: String,
+    },
 }
 
 /// The state a chain implies: who holds the object per the log, and the plan shift.
@@ -326,6 +343,8 @@ pub struct Custody {
     pub ends: Vec<Option<Timestamp>>,
     /// Seq of the live handoff entry that ended each leg.
     handoff_seq: Vec<Option<u64>>,
+    /// How the live handoff entry that ended each leg was verified.
+    method: Vec<Option<Method>>,
     pub shift_s: i64,
     pub shift_from_leg: usize,
     pub head: Option<(u64, String)>,
@@ -340,6 +359,7 @@ impl Custody {
         let mut c = Self {
             ends: vec![None; n_legs],
             handoff_seq: vec![None; n_legs],
+            method: vec![None; n_legs],
             ..Self::default()
         };
         for e in entries {
@@ -357,6 +377,9 @@ impl Custody {
                 {
                     self.ends[from.leg] = Some(e.at);
                     self.handoff_seq[from.leg] = Some(e.seq);
+                    if let Some(m) = self.method.get_mut(from.leg) {
+                        *m = Some(e.evidence.as_ref().map_or(Method::Operator, |ev| ev.method));
+                    }
                     self.current = from.leg + 1;
                 }
             }
@@ -367,6 +390,9 @@ impl Custody {
                     if e.void {
                         self.ends[leg] = None;
                         self.handoff_seq[leg] = None;
+                        if let Some(m) = self.method.get_mut(leg) {
+                            *m = None;
+                        }
                         self.current = leg;
                     } else {
                         self.ends[leg] = Some(e.at);
@@ -381,29 +407,65 @@ impl Custody {
         self.head = Some((e.seq, e.hash.clone()));
     }
 
-    /// Checks that a handoff from `from_leg` at `at` is the next one.
+    /// The leg whose end is the next handoff: the end of the stint custody is in (the legs
+    /// after `current` with the same carriers are one stint: their boundaries are segment
+    /// changes, not handoffs).
+    #[must_use]
+    pub fn next_from(&self, relay: &Relay) -> usize {
+        relay.stint_end(self.current)
+    }
+
+    /// Checks that a handoff from `from_leg` at `at` is the next one: the end of the stint
+    /// custody is in. A boundary inside that stint (a change of mode by the same carriers) is
+    /// refused as a segment change, naming the handoff that is next.
     ///
     /// # Errors
     /// Why it is not.
     pub fn check_next(
         &self,
+        relay: &Relay,
         from_leg: usize,
         at: Timestamp,
-        n_legs: usize,
-        holders: &str,
     ) -> Result<(), HandoffError> {
+        let n_legs = relay.legs.len();
         // The last leg's "handoff" is the arrival: after it, nothing is next.
         if self.current >= n_legs {
             return Err(HandoffError::Finished(n_legs.saturating_sub(1)));
         }
-        if from_leg != self.current {
+        let next = self.next_from(relay);
+        let names = |i: usize| {
+            relay
+                .legs
+                .get(i)
+                .map_or_else(|| "the finish".to_string(), |l| l.carriers.join(", "))
+        };
+        if from_leg != next {
+            if let Some(leg) = relay.legs.get(from_leg).filter(|l| l.segment)
+                && let Some(to) = relay.legs.get(from_leg + 1)
+            {
+                return Err(HandoffError::SegmentChange {
+                    leg: from_leg,
+                    next: from_leg + 1,
+                    carriers: names(from_leg),
+                    from_mode: leg.mode.to_string(),
+                    to_mode: to.mode.to_string(),
+                    handoff: relay.stint_end(from_leg),
+                    receivers: names(relay.stint_end(from_leg) + 1),
+                });
+            }
             return Err(HandoffError::NotNext {
                 current: self.current,
-                next: self.current + 1,
-                holders: holders.to_string(),
+                from: next,
+                next: next + 1,
+                holders: names(self.current),
             });
         }
-        if let Some(prev) = self.current.checked_sub(1).and_then(|p| self.ends[p])
+        // The previous recorded handoff (a voided one leaves custody inside its giver's stint).
+        let previous = self
+            .ends
+            .get(..self.current)
+            .and_then(|e| e.iter().rev().find_map(|t| *t));
+        if let Some(prev) = previous
             && at < prev
         {
             return Err(HandoffError::BeforePrevious { at, previous: prev });
@@ -427,6 +489,16 @@ impl Custody {
         Ok(leg)
     }
 
+    /// How each recorded handoff was verified: (the leg it ends, its method).
+    #[must_use]
+    pub fn methods(&self) -> Vec<(usize, Method)> {
+        self.method
+            .iter()
+            .enumerate()
+            .filter_map(|(leg, m)| m.map(|m| (leg, m)))
+            .collect()
+    }
+
     /// The next entry's seq and prev_hash.
     #[must_use]
     pub fn next_link(&self) -> (u64, String) {
@@ -437,8 +509,48 @@ impl Custody {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A stage, then one carrier on two consecutive legs (a motorcycle, then on foot: one
+    /// stint), then another runner.
+    pub(crate) const STINT_PLAN: &str = r#"
+[event]
+id = "t"
+name = "T"
+[[places]]
+id = "a"
+at = [2.3500, 48.8500]
+timezone = "Europe/Paris"
+[[relays]]
+id = "r"
+[[relays.legs]]
+carriers = ["Stage"]
+mode = "stage"
+place = "a"
+start = "2024-08-11T21:00:00Z"
+duration = "4m"
+[[relays.legs]]
+carriers = ["Tom"]
+mode = "motorcycle"
+route = { points = [[2.3500, 48.8500], [2.4000, 48.8500]] }
+duration = "6m"
+[[relays.legs]]
+carriers = ["Tom"]
+mode = "run"
+route = { points = [[2.4000, 48.8500], [2.4100, 48.8500]] }
+duration = "5m"
+[[relays.legs]]
+carriers = ["Ann"]
+mode = "run"
+route = { points = [[2.4100, 48.8500], [2.4200, 48.8500]] }
+duration = "5m"
+"#;
+
+    pub(crate) fn stint_relay() -> Relay {
+        let plan = crate::plan::parse(STINT_PLAN, &crate::plan::NoFiles).unwrap();
+        plan.relays[0].clone()
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -536,24 +648,95 @@ mod tests {
 
     #[test]
     fn only_the_next_handoff_is_accepted() {
-        let state = Custody::from_entries(3, &chain());
+        let relay = stint_relay();
+        let state = Custody::from_entries(4, &chain());
+        // Custody is with Tom (leg 1), whose stint runs to the end of leg 2.
+        assert_eq!(state.next_from(&relay), 2);
         assert!(
             state
-                .check_next(1, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise")
+                .check_next(&relay, 2, ts("2024-08-11T21:30:00Z"))
                 .is_ok()
         );
         assert!(matches!(
-            state.check_next(0, ts("2024-08-11T21:30:00Z"), 3, "Tom Cruise"),
-            Err(HandoffError::NotNext { current: 1, .. })
+            state.check_next(&relay, 0, ts("2024-08-11T21:30:00Z")),
+            Err(HandoffError::NotNext {
+                current: 1,
+                from: 2,
+                ..
+            })
         ));
         assert!(matches!(
-            state.check_next(1, ts("2024-08-11T21:00:00Z"), 3, "Tom Cruise"),
+            state.check_next(&relay, 2, ts("2024-08-11T21:00:00Z")),
             Err(HandoffError::BeforePrevious { .. })
         ));
         assert_eq!(state.check_correction(1, true), Ok(0));
         assert_eq!(
             state.check_correction(7, false),
             Err(HandoffError::NoSuchEntry(7))
+        );
+    }
+
+    #[test]
+    fn a_change_of_mode_by_the_same_carrier_is_refused_naming_the_next_handoff() {
+        let relay = stint_relay();
+        assert!(relay.legs[1].segment && !relay.legs[0].segment && !relay.legs[2].segment);
+        assert_eq!((relay.stint_end(1), relay.stint_start(2)), (2, 1));
+        let state = Custody::from_entries(4, &chain());
+        let e = state
+            .check_next(&relay, 1, ts("2024-08-11T21:30:00Z"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HandoffError::SegmentChange {
+                    leg: 1,
+                    next: 2,
+                    handoff: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("segment change") && text.contains("motorcycle to run"),
+            "{text}"
+        );
+        assert!(text.contains("from leg 2 (Tom → Ann)"), "{text}");
+        // Before any handoff: the stage's end is next, and the segment is refused all the same.
+        let fresh = Custody::from_entries(4, &chain()[..1]);
+        assert_eq!(fresh.next_from(&relay), 0);
+        assert!(matches!(
+            fresh.check_next(&relay, 1, ts("2024-08-11T21:30:00Z")),
+            Err(HandoffError::SegmentChange { .. })
+        ));
+    }
+
+    #[test]
+    fn an_old_log_that_recorded_a_same_carrier_step_still_folds_to_the_next_handoff() {
+        let relay = stint_relay();
+        let mut c = chain();
+        let prev = c[1].clone();
+        let mut old = prev.clone();
+        old.seq = 2;
+        old.at = ts("2024-08-11T21:15:00Z");
+        old.from = Some(Holder {
+            leg: 1,
+            carriers: vec!["Tom".into()],
+        });
+        old.to = Some(Holder {
+            leg: 2,
+            carriers: vec!["Tom".into()],
+        });
+        old.prev_hash = prev.hash.clone();
+        c.push(old.sealed());
+        assert_eq!(verify(&ndjson(&c)), Ok(3));
+        let state = Custody::from_entries(4, &c);
+        assert_eq!((state.current, state.next_from(&relay)), (2, 2));
+        assert!(
+            state
+                .check_next(&relay, 2, ts("2024-08-11T21:30:00Z"))
+                .is_ok()
         );
     }
 }

@@ -286,8 +286,49 @@ pub struct LegView {
     #[serde(serialize_with = "wire::decimetre")]
     pub length_m: f64,
     pub off_route: bool,
-    /// Done, and its end is a verified handoff in the custody log (not only inferred).
+    /// Done, and custody up to its end is verified: its end is a verified handoff in the
+    /// custody log (not only inferred), or, for a `segment`, the stint's handoff after it is.
     pub verified: bool,
+    /// How the end of a done leg is known (absent until it is done): see [`EndedBy`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
+    /// The next leg has the same carriers: this leg's end is a change of mode within one stint
+    /// of custody, not a handoff (absent when false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub segment: bool,
+}
+
+/// How a done leg's end is known: verified (`operator`, `two_party`, `proximity`: the custody
+/// log's evidence, or proximity the server found and is recording) or assumed (`planned_time`:
+/// a leg nobody tracks, such as a stage, ran out of planned time; `positions`: inferred from
+/// positions, the holder at the exchange point or a later carrier seen on their own leg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    Operator,
+    TwoParty,
+    Proximity,
+    PlannedTime,
+    Positions,
+}
+
+impl EndedBy {
+    /// A verified end, not an assumption.
+    #[must_use]
+    pub fn verified(self) -> bool {
+        matches!(self, Self::Operator | Self::TwoParty | Self::Proximity)
+    }
+}
+
+impl From<crate::custody::Method> for EndedBy {
+    fn from(m: crate::custody::Method) -> Self {
+        use crate::custody::Method;
+        match m {
+            Method::Operator => Self::Operator,
+            Method::TwoParty => Self::TwoParty,
+            Method::Proximity => Self::Proximity,
+        }
+    }
 }
 
 /// What of a leg changes while the relay runs: the default `/live` leg, and the `eta`
@@ -322,6 +363,9 @@ pub struct LegLive {
     )]
     pub actual_end: Option<Timestamp>,
     pub verified: bool,
+    /// How a done leg's end is known (absent until it is done).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
@@ -374,7 +418,16 @@ impl LegView {
             length_m: leg.length_m(),
             off_route: status == LegStatus::Current && off_route,
             verified: status == LegStatus::Done && verified,
+            ended_by: None,
+            segment: leg.segment,
         }
+    }
+
+    /// The same leg with how its end is known (kept only once it is done).
+    #[must_use]
+    pub fn ended_by(mut self, by: Option<EndedBy>) -> Self {
+        self.ended_by = by.filter(|_| self.status == LegStatus::Done);
+        self
     }
 
     /// Only what changes while the relay runs; `prev` is the leg before it.
@@ -404,6 +457,7 @@ impl LegView {
             actual_start: self.actual_start.filter(|_| !chained_actual),
             actual_end: self.actual_end,
             verified: self.verified,
+            ended_by: self.ended_by,
         }
     }
 

@@ -54,6 +54,11 @@ pub struct AppState {
     devices: RwLock<HashMap<String, Device>>,
     /// Outgoing webhooks of every event (a cache of the store's table) and their client.
     pub webhooks: crate::webhooks::Webhooks,
+    /// What this node wrote itself, for following the store's change feed ([`crate::follow`]).
+    pub own: crate::follow::Own,
+    /// The newest change in the store's feed when the server opened it, before its engines
+    /// were built: where following the feed starts.
+    pub feed_start: i64,
     /// Rate limits on failed sign-ins and wrong handoff codes.
     pub limits: crate::limits::Limiters,
     /// Reports of known devices that could not be stored, per device (in memory).
@@ -76,6 +81,7 @@ impl AppState {
     /// When the store cannot be read or a stored plan no longer parses.
     pub async fn open(store: Arc<dyn Store>, config: Config) -> Result<Arc<Self>> {
         let clock = config.clock.unwrap_or_else(|| Arc::new(Timestamp::now));
+        let feed_start = *store.subscribe().borrow();
         let state = Arc::new(Self {
             store,
             admin: config.admin,
@@ -87,6 +93,8 @@ impl AppState {
             saving: tokio::sync::Mutex::new(()),
             devices: RwLock::new(HashMap::new()),
             webhooks: crate::webhooks::Webhooks::new(),
+            own: crate::follow::Own::default(),
+            feed_start,
             limits: crate::limits::Limiters::default(),
             dropped: crate::ingest::dropped::Dropped::default(),
             speed_units: crate::ingest::speed_unit::SpeedUnits::default(),
@@ -139,7 +147,7 @@ impl AppState {
     /// the custody chains, makes it the live one, then catches up from its cursor with what was
     /// committed meanwhile (those pings reached the old engine), and saves it in the
     /// background. Installs are serialised and an older version never replaces a newer one.
-    async fn install(self: &Arc<Self>, stored: &StoredPlan) -> Result<Arc<EventLive>> {
+    pub(crate) async fn install(self: &Arc<Self>, stored: &StoredPlan) -> Result<Arc<EventLive>> {
         let _one_at_a_time = self.installing.lock().await;
         if let Some(current) = self.event(&stored.event_id)
             && current.version >= stored.version
@@ -493,6 +501,11 @@ pub async fn launch_with(
             }
         })
     };
+    // With other nodes on the same store: what they commit reaches this node's engines.
+    let follower = state
+        .store
+        .shared()
+        .then(|| tokio::spawn(crate::follow::run(Arc::clone(&state), state.feed_start)));
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let osmand_task = osmand.map(|l| {
         let app = crate::layers::around(osmand_router(Arc::clone(&state)), &state);
@@ -524,6 +537,9 @@ pub async fn launch_with(
     .await;
     ticker.abort();
     saver.abort();
+    if let Some(f) = follower {
+        f.abort();
+    }
     if let Some(t) = osmand_task {
         let _ = t.await;
     }

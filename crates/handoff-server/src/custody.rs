@@ -90,10 +90,11 @@ async fn store_entry(
         hash: entry.hash.clone(),
         prev_hash: entry.prev_hash.clone(),
     };
-    state.store.append_custody(event, row, state.now()).await.map_err(|e| match e {
+    let seq = state.store.append_custody(event, row, state.now()).await.map_err(|e| match e {
         handoff_store::StoreError::Conflict(_) => ApiError::conflict("another entry was appended to this custody log at the same moment; reload and try again"),
         other => other.into(),
     })?;
+    state.own.appended(seq);
     chain.state.apply(&entry);
     chain.entries.push(entry.clone());
     Ok(entry)
@@ -240,11 +241,16 @@ async fn write(
                 prev_hash: e.prev_hash.clone(),
             })
             .collect();
-        if let Err(e) = state
+        let stored = state
             .store
             .append_custody_many(&live.plan.event.id, rows, state.now())
-            .await
-        {
+            .await;
+        if let Ok(seqs) = &stored {
+            for seq in seqs {
+                state.own.appended(*seq);
+            }
+        }
+        if let Err(e) = stored {
             if matches!(e, handoff_store::StoreError::Conflict(_)) {
                 for (relay, _) in &sealed {
                     if let Ok(mut fresh) = load_chain(&state, &live, relay).await {
@@ -294,6 +300,35 @@ async fn write(
     })?
 }
 
+/// Makes this node's chain of `relay` hold the entry whose hash is `hash` (committed by
+/// another node, or by this one): when it does not have it, the chain is loaded again from the
+/// store (keeping the idempotency keys it has answered) and the tracker synced with it.
+/// Whether the chain has the entry now.
+pub async fn adopt(state: &Arc<AppState>, live: &Arc<EventLive>, relay: &str, hash: &str) -> bool {
+    let has = |c: &Chain| c.entries.iter().rev().any(|e| e.hash == hash);
+    let mut chains = Arc::clone(&live.chains).lock_owned().await;
+    if chains.get(relay).is_some_and(has) {
+        return true;
+    }
+    let mut fresh = match load_chain(state, live, relay).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(event = %live.plan.event.id, relay, "loading the custody log again: {e}");
+            return false;
+        }
+    };
+    if let Some(old) = chains.get_mut(relay) {
+        fresh.answered = std::mem::take(&mut old.answered);
+    }
+    let found = live.sync_custody(relay, &fresh, state.now()).await;
+    let now_has = has(&fresh);
+    chains.insert(relay.to_string(), fresh);
+    drop(chains);
+    record_proximity(state, live, found).await;
+    crate::engine::serve_history(state, live, live.take_history().await).await;
+    now_has
+}
+
 /// Streams a stored entry and notifies the webhooks.
 fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
     for msg in messages(relay, entry, &live.plan.event.id, live.version) {
@@ -314,6 +349,12 @@ pub fn messages(relay: &str, entry: &Entry, event: &str, version: i64) -> Vec<Me
             to_leg: entry.to.as_ref().map(|h| h.leg),
             at: entry.at,
             verified: true,
+            ended_by: entry
+                .evidence
+                .as_ref()
+                .map_or(handoff_core::snapshot::EndedBy::Operator, |e| {
+                    e.method.into()
+                }),
             method: entry.evidence.as_ref().map(|e| e.method),
             seq: Some(entry.seq),
         }),
@@ -366,7 +407,8 @@ pub fn record_proximity<'a>(
                 continue;
             };
             let result = append(state, live, &relay, |chain| {
-                if chain.state.current != from_leg {
+                // The next handoff is the end of the stint custody is in.
+                if chain.state.next_from(r) != from_leg {
                     return Err(ApiError::conflict("already recorded"));
                 }
                 let mut e =

@@ -24,9 +24,9 @@ use axum::body::Bytes;
 use handoff_core::custody::{Custody, Entry, Kind};
 use handoff_core::ping::Ping;
 use handoff_core::plan::Plan;
-use handoff_core::snapshot::{LegLive, RelayStatus, RelayView, Snapshot, wire};
+use handoff_core::snapshot::{EndedBy, LegLive, RelayStatus, RelayView, Snapshot, wire};
 use handoff_core::track::{
-    Change, Flags, Held, HistoryRequest, LegAccuracy, PingOf, Shift, Tracker,
+    Change, EndCause, Flags, Held, HistoryRequest, LegAccuracy, PingOf, Shift, Tracker,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -64,17 +64,30 @@ pub enum Message {
     },
     /// A relay's progress, flags and the ETA of each of its legs.
     Eta(EtaMessage),
-    /// Custody moved on: inferred by the tracker (`verified: false`) or recorded in the log.
+    /// Custody moved on: assumed by the tracker (`verified: false`, `ended_by` `planned_time`
+    /// or `positions`) or recorded in the log (`verified: true`, `ended_by` its method).
     Handoff {
         relay: String,
         from_leg: usize,
         to_leg: Option<usize>,
         at: Timestamp,
         verified: bool,
+        ended_by: EndedBy,
         #[serde(skip_serializing_if = "Option::is_none")]
         method: Option<handoff_core::custody::Method>,
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+    },
+    /// The holder changed mode (a leg ended and the next, with the same carriers, began): a
+    /// segment change within one stint of custody, not a handoff. `ended_by` says how the
+    /// tracker knew (absent when a verified handoff later in the stint moved it on).
+    Segment {
+        relay: String,
+        from_leg: usize,
+        to_leg: usize,
+        at: Timestamp,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ended_by: Option<EndedBy>,
     },
     /// An entry appended to a relay's custody log.
     Custody { relay: String, entry: Entry },
@@ -127,6 +140,7 @@ impl Message {
             Self::Position { .. } => "position",
             Self::Eta(_) => "eta",
             Self::Handoff { .. } => "handoff",
+            Self::Segment { .. } => "segment",
             Self::Custody { .. } => "custody",
             Self::Alert(_) => "alert",
             Self::Plan { .. } => "plan",
@@ -139,6 +153,7 @@ impl Message {
         match self {
             Self::Position { relay, .. }
             | Self::Handoff { relay, .. }
+            | Self::Segment { relay, .. }
             | Self::Custody { relay, .. } => Some(relay),
             Self::Eta(e) => Some(&e.relay),
             Self::Alert(a) => Some(&a.relay),
@@ -682,7 +697,9 @@ impl EventLive {
             p.custody(relay, chain, now);
         }
         let (relay, shifts, recorded) = (relay.to_string(), chain.shifts(), chain.recorded());
+        let methods = chain.state.methods();
         let done = self.run(move |tr, live| {
+            tr.set_methods(&relay, methods);
             let mut changes = tr.set_shifts(&relay, shifts, now);
             changes.extend(tr.set_recorded(&relay, recorded, now));
             let views = live.views(tr, &changes, Some(&relay), now);
@@ -760,7 +777,7 @@ impl EventLive {
             return; // nobody listens (start-up, no page open)
         }
         // The operators' stream (and the public one, when the event has no delay).
-        stream_changes(&self.tx, changes, views, now, true);
+        stream_changes(&self.tx, &self.plan, changes, views, now, true);
     }
 
     /// The live view at `now`: with `public`, what spectators may see (the public engine's,
@@ -912,11 +929,13 @@ impl EventLive {
     }
 }
 
-/// Streams what changed: a `position` or `handoff` message per change, then an `eta` per
-/// relay view. `now` goes with a position only when the stream is undelayed (with a delay it
-/// would say how old the fix is, to the second).
+/// Streams what changed: a `position`, `handoff` or `segment` message per change, then an
+/// `eta` per relay view. `now` goes with a position only when the stream is undelayed (with a
+/// delay it would say how old the fix is, to the second). A leg end the tracker takes from a
+/// verified handoff is not streamed as a handoff here: its custody entry is (`announce`).
 pub(crate) fn stream_changes(
     tx: &broadcast::Sender<Arc<Frame>>,
+    plan: &Plan,
     changes: &[Change],
     views: Vec<RelayView>,
     now: Timestamp,
@@ -947,15 +966,39 @@ pub(crate) fn stream_changes(
                 from_leg,
                 to_leg,
                 at,
-            } => Message::Handoff {
-                relay: relay.clone(),
-                from_leg: *from_leg,
-                to_leg: *to_leg,
-                at: *at,
-                verified: false,
-                method: None,
-                seq: None,
-            },
+                by,
+            } => {
+                let assumed = match by {
+                    EndCause::PlannedTime => Some(EndedBy::PlannedTime),
+                    EndCause::Positions => Some(EndedBy::Positions),
+                    EndCause::Verified { .. } => None,
+                };
+                let segment = plan
+                    .relay(relay)
+                    .and_then(|r| r.legs.get(*from_leg))
+                    .is_some_and(|l| l.segment);
+                match (segment, to_leg, assumed) {
+                    (true, Some(to), _) => Message::Segment {
+                        relay: relay.clone(),
+                        from_leg: *from_leg,
+                        to_leg: *to,
+                        at: *at,
+                        ended_by: assumed,
+                    },
+                    (_, _, Some(ended_by)) => Message::Handoff {
+                        relay: relay.clone(),
+                        from_leg: *from_leg,
+                        to_leg: *to_leg,
+                        at: *at,
+                        verified: false,
+                        ended_by,
+                        method: None,
+                        seq: None,
+                    },
+                    // Verified: streamed with its custody entry.
+                    _ => continue,
+                }
+            }
             // The verified handoff is announced when its custody entry is stored; a replay
             // is announced by the `eta` of its relay below.
             Change::Proximity { .. } | Change::Replayed { .. } => continue,
@@ -1170,17 +1213,33 @@ mod tests {
             off_route: false,
             overdue: false,
             silent: true,
-            legs: vec![LegLive {
-                index: 1,
-                status: LegStatus::Current,
-                eta_start: Some(t(120)),
-                eta_end: t(560),
-                delta_s: 20,
-                shift_s: 0,
-                actual_start: Some(t(120)),
-                actual_end: None,
-                verified: false,
-            }],
+            legs: vec![
+                LegLive {
+                    index: 0,
+                    status: LegStatus::Done,
+                    eta_start: Some(t(0)),
+                    eta_end: t(120),
+                    delta_s: 0,
+                    shift_s: 0,
+                    actual_start: Some(t(0)),
+                    actual_end: Some(t(120)),
+                    verified: false,
+                    // The stage's planned time ran out: assumed, nothing recorded yet.
+                    ended_by: Some(EndedBy::PlannedTime),
+                },
+                LegLive {
+                    index: 1,
+                    status: LegStatus::Current,
+                    eta_start: Some(t(120)),
+                    eta_end: t(560),
+                    delta_s: 20,
+                    shift_s: 0,
+                    actual_start: Some(t(120)),
+                    actual_end: None,
+                    verified: false,
+                    ended_by: None,
+                }
+            ],
             now: t(201),
         })));
     }
@@ -1195,8 +1254,32 @@ mod tests {
                 to_leg: Some(1),
                 at: t(300),
                 verified: true,
+                ended_by: EndedBy::Operator,
                 method: Some(Method::Operator),
                 seq: Some(1),
+            })
+        );
+        insta::assert_json_snapshot!(
+            "assumed_handoff",
+            frame(&Message::Handoff {
+                relay: "flag".into(),
+                from_leg: 0,
+                to_leg: Some(1),
+                at: t(240),
+                verified: false,
+                ended_by: EndedBy::PlannedTime,
+                method: None,
+                seq: None,
+            })
+        );
+        insta::assert_json_snapshot!(
+            "segment",
+            frame(&Message::Segment {
+                relay: "flag".into(),
+                from_leg: 1,
+                to_leg: 2,
+                at: t(600),
+                ended_by: Some(EndedBy::Positions),
             })
         );
         insta::assert_json_snapshot!(

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod custody;
 pub mod engine;
 pub mod error;
+pub mod follow;
 pub mod ingest;
 pub mod layers;
 pub mod limits;

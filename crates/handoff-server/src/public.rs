@@ -160,12 +160,18 @@ impl Delayed {
                     public.state.apply(e);
                     public.entries.push(e.clone());
                 }
-                released.push((relay.clone(), public.recorded(), public.shifts(), newly));
+                released.push((
+                    relay.clone(),
+                    (public.recorded(), public.state.methods()),
+                    public.shifts(),
+                    newly,
+                ));
             }
         }
-        for (relay, recorded, shifts, entries) in released {
+        for (relay, (recorded, methods), shifts, entries) in released {
             {
                 let mut tr = lock(&self.tracker);
+                tr.set_methods(&relay, methods);
                 let mut changes = tr.set_shifts(&relay, shifts, as_of);
                 changes.extend(tr.set_recorded(&relay, recorded, as_of));
                 self.publish(&tr, &changes, now);
@@ -268,7 +274,7 @@ impl Delayed {
             return;
         }
         let views = crate::engine::relay_views(tr, changes, now);
-        crate::engine::stream_changes(&self.tx, changes, views, now, false);
+        crate::engine::stream_changes(&self.tx, &self.plan, changes, views, now, false);
     }
 
     #[must_use]

@@ -342,7 +342,7 @@ async fn a_new_plan_version_ends_old_streams_after_saying_so() -> Result<()> {
 }
 
 /// The leg fields of the default `/live`: what changes while a relay runs.
-const COMPACT_LEG: [&str; 9] = [
+const COMPACT_LEG: [&str; 10] = [
     "index",
     "status",
     "eta_start",
@@ -352,6 +352,7 @@ const COMPACT_LEG: [&str; 9] = [
     "actual_start",
     "actual_end",
     "verified",
+    "ended_by",
 ];
 
 #[tokio::test]

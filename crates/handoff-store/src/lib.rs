@@ -175,6 +175,13 @@ pub trait Store: Send + Sync {
     /// is found by the next read). A wake-up may cover several commits, so a reader
     /// always reads up to the end of the feed.
     fn subscribe(&self) -> watch::Receiver<i64>;
+
+    /// Whether other servers write to this store too (several nodes on one PostgreSQL): each
+    /// server then follows the change feed to learn what the others committed. SQLite: no, one
+    /// server owns its file.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// The saved state of an event's live engine: derived data, valid only for the plan version

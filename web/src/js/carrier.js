@@ -8,7 +8,7 @@ import { ApiError, getJSON, paths, postJSON } from './api.js';
 import { $, fill, h, names, problem } from './dom.js';
 import { distanceM, formatDistance } from './geo.js';
 import { LiveModel } from './live-model.js';
-import { exchangeName, model, placeNear } from './plan.js';
+import { exchangeName, model, placeNear, stintEnd } from './plan.js';
 import { follow } from './stream.js';
 import { clock, ms, syncClock, tick, zoned } from './time.js';
 
@@ -184,6 +184,13 @@ function when(t, zone) {
   return [h('time', { datetime: new Date(t).toISOString() }, z.place), z.viewer ? ` (${z.viewer}, your time)` : ''];
 }
 
+/** Where the stint of leg `i` ends in a handoff, as "; then hand to … at …" (or nothing). */
+function handAfter(relay, i) {
+  const end = stintEnd(relay, i);
+  const to = relay.legs[end + 1];
+  return to ? `; then hand to ${names(to.carriers)} at ${exchangeName(state.m, relay, end)}` : '';
+}
+
 function renderLeg() {
   if (!state.live?.snapshot) return;
   const mine = myLeg();
@@ -197,6 +204,9 @@ function renderLeg() {
     const n = relay.legs.length;
     const what = relay.object || relay.name;
     const last = leg.index === n - 1;
+    // The next leg has the same carrier: a change of mode, with nothing to hand over or confirm.
+    const nextLeg = relay.legs[leg.index + 1];
+    const change = leg.segment && nextLeg;
     if (holding) {
       const lv = r.legs[leg.index];
       const t = ms(lv.eta_end);
@@ -204,15 +214,18 @@ function renderLeg() {
       fill(box,
         h('p', { class: 'status' }, h('strong', { class: 'holders' }, `You hold the ${what}`), ` · leg ${leg.index + 1} of ${n} · ${leg.mode}`),
         h('dl', { class: 'next' },
-          h('dt', {}, last ? 'Finish' : 'Next exchange'),
+          h('dt', {}, last ? 'Finish' : change ? 'Next' : 'Next exchange'),
           h('dd', { id: 'next-exchange' }, exchangeName(state.m, relay, leg.index),
-            last ? '' : ` · hand to ${names(relay.legs[leg.index + 1].carriers)}`),
+            last ? '' : change
+              ? ` · you carry on by ${nextLeg.mode} (no handoff: nothing to confirm)${handAfter(relay, leg.index)}`
+              : ` · hand to ${names(nextLeg.carriers)}`),
           h('dt', {}, 'Distance'),
           h('dd', { id: 'distance' }, `${formatDistance(remaining)} along the route`,
             here && leg.end ? ` (${formatDistance(distanceM(here, leg.end))} in a straight line)` : ''),
           h('dt', {}, 'Expected'),
           h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
-      state.role = last ? null : { kind: 'give', relay };
+      // A code only where custody changes: at the end of the stint, never for a change of mode.
+      state.role = last || change ? null : { kind: 'give', relay };
     } else {
       const lv = r.legs[leg.index];
       const t = ms(lv.eta_start);
@@ -227,7 +240,7 @@ function renderLeg() {
           h('dd', { id: 'distance' }, here && leg.start ? `${formatDistance(distanceM(here, leg.start))} from you` : 'Start sharing to see how far you are.'),
           h('dt', {}, 'Expected'),
           h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
-      if (prev && r.current_leg === prev.index) state.role = { kind: 'receive', relay };
+      if (prev && r.current_leg === prev.index && !prev.segment) state.role = { kind: 'receive', relay };
     }
   }
   $('#give').hidden = state.role?.kind !== 'give';

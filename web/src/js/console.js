@@ -6,7 +6,7 @@
 import { ApiError, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';
 import { $, coalesce, fill, h, names, problem } from './dom.js';
 import { LiveModel } from './live-model.js';
-import { model } from './plan.js';
+import { endedBy, model, stintEnd } from './plan.js';
 import { follow } from './stream.js';
 import { clock, delta, ms, syncClock, tick } from './time.js';
 
@@ -129,9 +129,10 @@ function updateBlock(relay, b, r) {
     ? `· leg ${cur + 1}/${n}, ${names(r.holders)}${flags.length ? ` · ${flags.join(', ')}` : ''}`
     : `· ${r.status}`);
 
-  // The next handoff per the custody log: after the last recorded one.
+  // The next handoff per the custody log: the end of the stint after the last recorded one
+  // (a change of mode by the same carriers is no handoff: nothing to record there).
   const lastLeg = ends.size ? Math.max(...ends.keys()) : -1;
-  const from = lastLeg + 1;
+  const from = stintEnd(relay, lastLeg + 1);
   if (from < n) {
     const to = relay.legs[from + 1];
     b.record.textContent = to
@@ -162,16 +163,31 @@ function updateBlock(relay, b, r) {
       h('td', {}, `${l.status === 'done' ? '' : '≈ '}${clock(end, leg.end_zone)}`),
       h('td', {}, delta(l.delta_s)),
       h('td', {}, status),
-      h('td', {}, rec ? `recorded (${rec.method ?? 'operator'}, entry ${rec.seq})` : l.status === 'done' ? 'inferred from positions' : ''));
+      h('td', { class: 'how-known' }, handoffCell(leg, l, rec)));
   }));
+}
+
+/** What the legs table says of a leg's end: a segment change, or how its handoff is known. */
+function handoffCell(leg, l, rec) {
+  if (leg.segment) return 'segment change (same carriers: nothing to record)';
+  if (rec) {
+    const how = endedBy(rec.method ?? 'operator');
+    return h('span', { class: 'how verified' }, `${how.icon} ${how.text} (entry ${rec.seq})`);
+  }
+  if (l.status !== 'done') return '';
+  const how = endedBy(l.ended_by);
+  if (!how) return '';
+  // Proximity the server found is verified, and its entry is on its way.
+  return h('span', { class: `how ${how.verified ? 'verified' : 'assumed'}` }, `${how.icon} ${how.text}`);
 }
 
 async function record(relay, b) {
   const at = instant(b.at);
-  // The step this button shows (after the last recorded handoff): a second click, or another
-  // operator's click at the same moment, gets a clear conflict instead of recording the next.
+  // The step this button shows (the end of the stint after the last recorded handoff): a
+  // second click, or another operator's click at the same moment, gets a clear conflict
+  // instead of recording the next.
   const ends = state.custody.get(relay.id) ?? new Map();
-  const fromLeg = ends.size ? Math.max(...ends.keys()) + 1 : 0;
+  const fromLeg = stintEnd(relay, ends.size ? Math.max(...ends.keys()) + 1 : 0);
   const body = at ? { from_leg: fromLeg, at } : { from_leg: fromLeg };
   const entry = await postJSON(paths.handoffs(eventId, relay.id), body, auth());
   b.at.value = '';

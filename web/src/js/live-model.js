@@ -1,5 +1,5 @@
 // The live view kept current from the stream. A `snapshot` (or `GET …/live`) replaces it;
-// `position`, `eta` and `handoff` messages patch it in place so the page moves at once, and
+// `position`, `eta`, `handoff` and `segment` messages patch it in place so the page moves at once, and
 // the page re-reads `/live` after handoffs to stay exactly in step with the server.
 //
 // `/live` and the `eta` message send of each leg only what changes live (status, ETAs, actual
@@ -61,7 +61,7 @@ export class LiveModel {
     if (!r) return null;
     if (kind === 'position') this.position(r, data);
     else if (kind === 'eta') this.eta(r, data);
-    else if (kind === 'handoff') this.handoff(r, data);
+    else if (kind === 'handoff' || kind === 'segment') this.handoff(r, data);
     else return null;
     return r.id;
   }
@@ -96,15 +96,22 @@ export class LiveModel {
         actual_start: l.actual_start,
         actual_end: l.actual_end,
         verified: l.verified,
+        ended_by: l.ended_by,
       });
       this.complete(r, leg);
     }
     this.setCurrent(r, e.current_leg, previous);
   }
 
+  /** A `handoff`, or a `segment` (a change of mode by the same carriers: no handoff). */
   handoff(r, h) {
     const from = r.legs[h.from_leg];
-    if (from) Object.assign(from, { status: 'done', actual_end: h.at, eta_end: h.at, verified: !!h.verified });
+    if (from) {
+      Object.assign(from, { status: 'done', actual_end: h.at, eta_end: h.at });
+      // A segment change says nothing of custody: the stint's verification is kept as it was.
+      if (h.type !== 'segment') from.verified = !!h.verified;
+      if (h.ended_by) from.ended_by = h.ended_by;
+    }
     if (from) this.complete(r, from);
     const to = h.to_leg === null || h.to_leg === undefined ? undefined : r.legs[h.to_leg];
     if (to) Object.assign(to, { status: 'current', actual_start: h.at, eta_start: h.at });

@@ -8,7 +8,7 @@ import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
 import { formatDistance } from './geo.js';
 import { LiveModel } from './live-model.js';
 import { OSM, RelayMap } from './map.js';
-import { courseOffsets, exchangeName, model, stopTime } from './plan.js';
+import { courseOffsets, endedBy, exchangeName, model, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
 import { clock, dateOnly, delta, ms, now, syncClock, tick, viewerZone, zoned } from './time.js';
@@ -65,6 +65,7 @@ function buildPanel(relay) {
   const el = h('article', { class: 'relay', 'data-relay': relay.id, 'aria-labelledby': `${id}-h` },
     h('h3', { id: `${id}-h` }, relay.name),
     f.status = h('p', { class: 'status' }),
+    f.how = h('p', { class: 'how' }),
     f.progress = h('div', {
       class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-labelledby': `${id}-pt`,
     }, f.bar = h('div', { class: 'bar' })),
@@ -83,8 +84,13 @@ function updatePanel(relay, { f }, r) {
   const cur = r.current_leg;
   const leg = cur === undefined ? null : relay.legs[cur];
   const n = relay.legs.length;
+  // How custody reached the holder: the handoff into their stint (a change of mode within it
+  // is no handoff), verified or assumed, never an assumption worded as a fact.
+  const into = leg ? stintStart(relay, cur) - 1 : -1;
+  const how = into >= 0 ? endedBy(r.legs[into]?.ended_by) : null;
+  const assumed = how && !how.verified;
   if (r.status === 'running' && leg) {
-    fill(f.status, 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
+    fill(f.status, assumed ? 'Probably held by ' : 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
       ` · ${modeName(r.mode)} · leg ${cur + 1} of ${n}`);
   } else if (r.status === 'finished') {
     fill(f.status, h('strong', { class: 'holders' }, 'Finished'), ' at ', when(ms(r.eta_finish), relay.legs[n - 1].end_zone));
@@ -92,6 +98,13 @@ function updatePanel(relay, { f }, r) {
     const start = ms(r.legs[0]?.eta_start);
     fill(f.status, h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone),
       ' · ', until(start));
+  }
+
+  f.how.hidden = !(r.status === 'running' && how);
+  if (!f.how.hidden) {
+    f.how.className = `how ${how.verified ? 'verified' : 'assumed'}`;
+    fill(f.how, h('span', { class: 'how-icon', 'aria-hidden': 'true' }, how.icon), ' ',
+      `Handoff from ${names(relay.legs[into].carriers)} ${how.text}`);
   }
 
   const p = r.progress;
@@ -123,12 +136,18 @@ function updatePanel(relay, { f }, r) {
   fill(f.flags, flags);
   f.flags.hidden = flags.length === 0;
 
-  if (leg && cur < n - 1) {
-    const lv = r.legs[cur];
+  // The next handoff is at the end of the holder's stint (past any change of mode).
+  const end = leg ? stintEnd(relay, cur) : cur;
+  if (leg && end < n - 1) {
+    const lv = r.legs[end];
+    const endLeg = relay.legs[end];
     const t = ms(lv.eta_end);
-    fill(f.next, h('span', { class: 'who' }, `${names(leg.carriers)} → ${names(relay.legs[cur + 1].carriers)}`),
-      ` at ${exchangeName(state.m, relay, cur)}`, h('br'),
-      until(t, 'due now'), ' · ', when(t, leg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+    const then = leg.segment
+      ? h('span', { class: 'segment-note' }, ` (after ${relay.legs.slice(cur + 1, end + 1).map((l) => modeName(l.mode)).join(', then ')}: the same carrier)`)
+      : null;
+    fill(f.next, h('span', { class: 'who' }, `${names(endLeg.carriers)} → ${names(relay.legs[end + 1].carriers)}`),
+      ` at ${exchangeName(state.m, relay, end)}`, then, h('br'),
+      until(t, 'due now'), ' · ', when(t, endLeg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
   } else {
     fill(f.next, r.status === 'finished' ? 'None: the relay has finished.' : leg ? 'None: this is the last leg.' : '—');
   }
@@ -184,10 +203,15 @@ function leaderboard() {
 
 // ------------------------------------------------------------------ schedule, chart
 
-function describe(stop) {
+function describe(stop, liveLeg, passed) {
   if (stop.kind === 'start') return `Start: ${names(stop.who)}`;
   if (stop.kind === 'finish') return `Finish: ${names(stop.who)}`;
-  if (stop.kind === 'exchange') return `${names(stop.who)} → ${names(stop.to)}`;
+  if (stop.kind === 'segment') return `${names(stop.who)} change${stop.who.length > 1 ? '' : 's'} to ${modeName(stop.toMode)}`;
+  if (stop.kind === 'exchange') {
+    const how = passed ? endedBy(liveLeg?.ended_by) : null;
+    return [`${names(stop.who)} → ${names(stop.to)}`,
+      how ? h('span', { class: `how ${how.verified ? 'verified' : 'assumed'}` }, ` · ${how.icon} ${how.text}`) : null];
+  }
   return `Passes with ${names(stop.who)}`;
 }
 
@@ -200,7 +224,7 @@ function scheduleOf(relay, r) {
     const late = (at - planned) / 1000;
     return h('li', { class: `stop ${passed ? 'passed' : isNext ? 'next' : 'upcoming'}` },
       h('span', { class: 'stop-name' }, stop.name),
-      h('span', { class: 'stop-what' }, describe(stop)),
+      h('span', { class: 'stop-what' }, describe(stop, r?.legs[stop.leg], passed)),
       h('span', { class: 'stop-time' }, passed ? 'Passed ' : isNext ? 'Next: ' : '', when(at, stop.zone)),
       h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} (planned ${clock(planned, stop.zone)})` : 'as planned'),
       isNext ? h('span', { class: 'stop-countdown' }, until(at, 'due now')) : null);
@@ -263,7 +287,9 @@ function summarize() {
     if (state.summary.get(relay.id) !== key) changed = true;
     state.summary.set(relay.id, key);
     const what = relay.object || relay.name;
-    if (r.status === 'running') parts.push(`${what}: held by ${names(r.holders)} (${modeName(r.mode)}), leg ${r.current_leg + 1} of ${relay.legs.length}.`);
+    const into = r.status === 'running' ? stintStart(relay, r.current_leg) - 1 : -1;
+    const assumed = into >= 0 && endedBy(r.legs[into]?.ended_by)?.verified === false;
+    if (r.status === 'running') parts.push(`${what}: ${assumed ? 'probably ' : ''}held by ${names(r.holders)} (${modeName(r.mode)}), leg ${r.current_leg + 1} of ${relay.legs.length}.`);
     else if (r.status === 'finished') parts.push(`${what}: finished.`);
     else parts.push(`${what}: not started.`);
   }

@@ -216,10 +216,16 @@ export class RelayMap {
   marker(relay, r, { now, label }) {
     let at = null;
     let estimated = false;
+    // A stationary leg nobody tracks (performers on a fixed stage) is at its place: that is
+    // where the object is, not a lost signal.
+    let place = null;
     if (r.position) at = [r.position.lon, r.position.lat];
     else if (r.current_leg !== undefined) {
       const leg = relay.legs[r.current_leg];
-      if (leg?.points.length) {
+      if (leg?.points.length === 1) {
+        at = leg.points[0];
+        place = leg.placeName ?? 'its place';
+      } else if (leg?.points.length) {
         at = pointAt(leg.points, leg.cum, leg.cum[leg.cum.length - 1] * (r.progress?.fraction ?? 0));
         estimated = true;
       }
@@ -245,7 +251,8 @@ export class RelayMap {
     mk.setStyle({ fillColor: stale || estimated ? '#6b6b6b' : '#c8004f' });
     const who = r.holders?.join(' & ') || relay.name;
     let text = relay.course ? `${relay.name}: ${who}` : who;
-    if (estimated) text += ' (no fix yet)';
+    if (place) text += ` · at ${place}`;
+    else if (estimated) text += ' (no fix yet)';
     else if (stale) text += ` · fix ${Math.round((now - Date.parse(r.position.t)) / 60000)} min old`;
     // Leaflet takes tooltip content as HTML; names come from the plan.
     const html = escapeHtml(text);

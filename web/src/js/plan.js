@@ -35,6 +35,10 @@ export function model(body) {
         start: points[0],
         end: points[points.length - 1],
         placeId: geometry?.place ?? null,
+        placeName: places.find((p) => p.id === geometry?.place)?.name ?? null,
+        // The next leg has the same carriers: this leg's end is a change of mode (a segment
+        // change within one stint), not a handoff. The server says so in the plan.
+        segment: leg.segment === true,
       };
     });
     return { id: r.id, name: r.name || r.id, object: r.object || '', course: r.course ?? null, legs };
@@ -49,6 +53,35 @@ export function model(body) {
   };
   for (const r of relays) r.stops = stops(m, r);
   return m;
+}
+
+/**
+ * The last leg of the stint leg `i` is in: consecutive legs with the same carriers (Tom
+ * Cruise's motorcycle, flight and parachute) are one stint, and only its end is a handoff.
+ */
+export function stintEnd(relay, i) {
+  let k = i;
+  while (relay.legs[k]?.segment) k += 1;
+  return k;
+}
+
+/** The first leg of the stint leg `i` is in. */
+export function stintStart(relay, i) {
+  let k = i;
+  while (k > 0 && relay.legs[k - 1]?.segment) k -= 1;
+  return k;
+}
+
+/** How a done leg's end is known (`ended_by` on the live leg), in words and an icon. */
+export function endedBy(by) {
+  switch (by) {
+    case 'operator': return { verified: true, icon: '✓', text: 'verified: recorded by an operator' };
+    case 'two_party': return { verified: true, icon: '✓', text: 'verified: the receiver entered the giver’s code' };
+    case 'proximity': return { verified: true, icon: '✓', text: 'verified: both phones met at the exchange' };
+    case 'planned_time': return { verified: false, icon: '≈', text: 'assumed: the planned time ran out (nothing recorded)' };
+    case 'positions': return { verified: false, icon: '≈', text: 'assumed: inferred from positions (not recorded)' };
+    default: return null;
+  }
 }
 
 /** The place at or near `p`, if any. */
@@ -106,13 +139,14 @@ function stops(m, relay) {
       out.push(...passed.sort((a, b) => a.fraction - b.fraction));
     }
     out.push({
-      kind: i === last ? 'finish' : 'exchange',
+      kind: i === last ? 'finish' : leg.segment ? 'segment' : 'exchange',
       leg: i,
       fraction: 1,
       name: exchangeName(m, relay, i),
       zone: leg.end_zone,
       who: leg.carriers,
       to: relay.legs[i + 1]?.carriers ?? null,
+      toMode: relay.legs[i + 1]?.mode ?? null,
     });
   });
   return out;

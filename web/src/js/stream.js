@@ -7,7 +7,7 @@
 // EventSource cannot send an Authorization header: operators get the undelayed stream of an
 // event with a public delay. It reconnects the same way.
 
-const KINDS = ['snapshot', 'position', 'eta', 'handoff', 'custody', 'alert', 'plan'];
+const KINDS = ['snapshot', 'position', 'eta', 'handoff', 'segment', 'custody', 'alert', 'plan'];
 
 /**
  * Follows `url`. `onMessage(kind, data)` gets each message; `onStatus('live' |

@@ -4,6 +4,7 @@
 // readable on a phone. The schedule beside it is its text alternative.
 
 import { h } from './dom.js';
+import { endedBy } from './plan.js';
 import { viewerZone } from './time.js';
 
 const ROW = 26;
@@ -71,6 +72,15 @@ export function timeline(container, relay, liveRelay, now) {
       if (ae > mid) svg.append(h('svg:rect', { x: x(mid), y: y + 12, width: w(mid, ae), height: 10, class: 'tl-predicted tl-current-rest' }));
     } else {
       svg.append(h('svg:rect', { x: x(as), y: y + 12, width: w(as, ae), height: 10, class: l.status === 'done' ? 'tl-done' : 'tl-predicted' }));
+    }
+    // How a done leg's handoff is known, at its end: ✓ verified, ≈ assumed. A change of mode
+    // by the same carriers is no handoff and gets no mark.
+    const how = l.status === 'done' && !planLeg?.segment ? endedBy(l.ended_by) : null;
+    if (how) {
+      svg.append(h('svg:text', {
+        x: Math.min(width - 10, x(ae) + 3), y: y + 22, class: `tl-how ${how.verified ? 'verified' : 'assumed'}`,
+        'data-leg': String(i),
+      }, how.icon, h('svg:title', { text: `Handoff after leg ${i + 1}: ${how.text}` })));
     }
   });
 

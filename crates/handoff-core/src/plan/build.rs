@@ -203,6 +203,8 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
                 Vec::new()
             }
         };
+        let mut legs = legs;
+        super::mark_segments(&mut legs);
         relays.push(Relay {
             id: rr.id.get_ref().clone(),
             name: rr
@@ -977,6 +979,7 @@ fn relay_legs(
             start_zone,
             end_zone,
             note: rl.note.as_ref().map(|n| n.get_ref().clone()),
+            segment: false,
         });
         prev_end = Some(end);
         prev_ok = true;
@@ -1095,6 +1098,7 @@ fn race_legs(
             start_zone,
             end_zone: end_zone.clone(),
             note: None,
+            segment: false,
         });
         prev_zone = Some(end_zone);
         t = end;

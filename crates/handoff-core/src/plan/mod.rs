@@ -108,6 +108,51 @@ impl Relay {
     pub fn end(&self) -> Option<Timestamp> {
         self.legs.last().map(|l| l.end)
     }
+
+    /// The last leg of the stint leg `i` is part of: consecutive legs with the same carriers
+    /// (Tom Cruise's motorcycle, flight and parachute) are one stint of custody, and only the
+    /// end of a stint is a handoff. `i` itself when its end is a handoff (or the finish).
+    #[must_use]
+    pub fn stint_end(&self, i: usize) -> usize {
+        let mut k = i;
+        while self.legs.get(k).is_some_and(|l| l.segment) {
+            k += 1;
+        }
+        k
+    }
+
+    /// The first leg of the stint leg `i` is part of.
+    #[must_use]
+    pub fn stint_start(&self, i: usize) -> usize {
+        let mut k = i;
+        while k > 0 && self.legs.get(k - 1).is_some_and(|l| l.segment) {
+            k -= 1;
+        }
+        k
+    }
+}
+
+/// Whether two carrier groups are the same people (in any order): a leg from one to the other
+/// is a segment change, not a handoff.
+#[must_use]
+pub fn same_carriers(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    !a.is_empty() && a == b
+}
+
+/// Marks each leg whose next leg has the same carriers ([`Leg::segment`]).
+pub(crate) fn mark_segments(legs: &mut [Leg]) {
+    for i in 0..legs.len() {
+        let same = legs
+            .get(i + 1)
+            .is_some_and(|n| same_carriers(&legs[i].carriers, &n.carriers));
+        legs[i].segment = same;
+    }
 }
 
 /// One carrier group holding the object, with where and when.
@@ -135,6 +180,10 @@ pub struct Leg {
     pub end_zone: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The next leg has the same carriers: this leg's end is a segment change (a change of
+    /// mode within one stint of custody), not a handoff; nothing is verified or recorded there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub segment: bool,
 }
 
 impl Leg {
@@ -295,4 +344,24 @@ pub fn zone(name: &str) -> TimeZone {
 /// Every problem found, in source order, each with the span of the offending value.
 pub fn parse(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems> {
     build::build(src, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn the_same_people_in_any_order_are_one_stint_and_nobody_is_nobody() {
+        assert!(same_carriers(&names(&["A", "B"]), &names(&["B", "A"])));
+        assert!(same_carriers(&names(&["Tom"]), &names(&["Tom", "Tom"])));
+        assert!(!same_carriers(&names(&["A", "B"]), &names(&["A"])));
+        assert!(
+            !same_carriers(&names(&[]), &names(&[])),
+            "course legs without carriers"
+        );
+    }
 }

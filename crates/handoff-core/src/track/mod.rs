@@ -23,7 +23,10 @@
 //! leg (the object has evidently moved on), or, for a leg at a place that nobody tracks (a
 //! stage), when its planned duration (plus any delay announced while it is on) has run out.
 //! Only recorded and proximity handoffs are verified; the others move the live view but write
-//! nothing to the custody log.
+//! nothing to the custody log, and each leg keeps how its end is known ([`EndCause`]), so an
+//! assumption is never shown as a fact. Consecutive legs with the same carriers are one stint:
+//! the boundary between them is a change of mode that the tracker passes by itself (the
+//! holder at the end of one segment, or seen along the next), never a handoff to verify.
 
 mod predict;
 #[cfg(test)]
@@ -111,6 +114,21 @@ pub struct Shift {
     pub ms: i64,
 }
 
+/// How the tracker knows a leg ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// A leg nobody tracks (a stage): its planned time, plus the delays announced while it was
+    /// on, ran out. An assumption: nothing was recorded or reported.
+    PlannedTime,
+    /// Inferred from positions: the holder reached the exchange point, or a later carrier (or
+    /// the holder, on a later segment of their stint) was seen moving along their own leg.
+    Positions,
+    /// A verified handoff from leg `leg` (this leg, or the end of its stint): recorded in the
+    /// custody log, or the two devices met at the exchange point (proximity).
+    Verified { leg: usize },
+}
+
 /// What an input did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -123,12 +141,15 @@ pub enum Change {
         fix: Fix,
         fraction: f64,
     },
-    /// The live view moved on: a leg ended and the next one (if any) began.
+    /// The live view moved on: a leg ended and the next one (if any) began. When the plan's
+    /// leg is a `segment` (the next has the same carriers), this is a change of mode, not a
+    /// handoff.
     Handoff {
         relay: String,
         from_leg: usize,
         to_leg: Option<usize>,
         at: Timestamp,
+        by: EndCause,
     },
     /// A late input made the relay replay: its view may have changed, though nothing above
     /// says how (the position watchers have is still the newest).
@@ -199,6 +220,9 @@ struct RelayTrack {
     recorded: Vec<(usize, Timestamp)>,
     /// Plan shifts, sorted by when they were announced.
     shifts: Vec<Shift>,
+    /// How each recorded handoff was verified, by the leg it ends (what the view says of it;
+    /// no input of the fold).
+    methods: HashMap<usize, crate::custody::Method>,
     state: RelayState,
     /// Every ping up to this key has been applied to `state`.
     last_applied: Option<Key>,
@@ -219,6 +243,7 @@ impl RelayTrack {
             pings: BTreeMap::new(),
             recorded: Vec::new(),
             shifts: Vec::new(),
+            methods: HashMap::new(),
             state: RelayState::new(n_legs),
             last_applied: None,
             checkpoints: BTreeMap::new(),
@@ -542,6 +567,14 @@ impl Tracker {
         self.input_changed(ri, changed_at, now)
     }
 
+    /// Sets how each recorded handoff of a relay was verified (the leg it ends, the method):
+    /// what the view says of those legs' ends. Changes nothing else.
+    pub fn set_methods(&mut self, relay: &str, methods: Vec<(usize, crate::custody::Method)>) {
+        if let Some(ri) = self.relay_index(relay) {
+            self.relays[ri].methods = methods.into_iter().collect();
+        }
+    }
+
     /// Sets the operator's plan shifts of a relay (in the order they were announced).
     pub fn set_shifts(
         &mut self,
@@ -695,6 +728,7 @@ fn cx<'a>(plan: &'a Plan, ri: usize, rt: &'a RelayTrack) -> Ctx<'a> {
         relay: &plan.relays[ri],
         recorded: &rt.recorded,
         shifts: &rt.shifts,
+        methods: &rt.methods,
     }
 }
 
@@ -714,6 +748,7 @@ fn advance(plan: &Plan, ri: usize, rt: &mut RelayTrack, now: Timestamp, changes:
         relay: &plan.relays[ri],
         recorded: &rt.recorded,
         shifts: &rt.shifts,
+        methods: &rt.methods,
     };
     step::advance_time(c, &mut rt.state, now, false, changes);
 }
@@ -731,6 +766,7 @@ fn step_ping(
         relay: &plan.relays[ri],
         recorded: &rt.recorded,
         shifts: &rt.shifts,
+        methods: &rt.methods,
     };
     let before = rt.state.current;
     step::advance_time(c, &mut rt.state, key.0, true, changes);
@@ -1160,6 +1196,116 @@ duration = "6m"
             .unwrap()
             .fraction;
         assert!(frac > 0.6, "{frac}");
+    }
+
+    fn stint_tracker() -> Tracker {
+        let plan = parse(crate::custody::tests::STINT_PLAN, &NoFiles).unwrap();
+        Tracker::new(Arc::new(plan))
+    }
+
+    fn handoffs(ch: &[Change]) -> Vec<(usize, EndCause)> {
+        ch.iter()
+            .filter_map(|c| match c {
+                Change::Handoff { from_leg, by, .. } => Some((*from_leg, *by)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_carrier_across_a_change_of_mode_moves_on_by_itself_and_never_meets_themself() {
+        use crate::snapshot::EndedBy;
+        let mut tr = stint_tracker();
+        // The stage's time runs out: assumed, not verified.
+        assert_eq!(handoffs(&tr.tick(t(241))), [(0, EndCause::PlannedTime)]);
+        let snap = tr.snapshot(t(241), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.legs[0].ended_by, Some(EndedBy::PlannedTime));
+        assert!(!r.legs[0].verified);
+        assert!(!r.legs[0].segment && r.legs[1].segment);
+        // Tom rides to the end of the motorcycle leg; the phone that ends it also starts the
+        // run, at the very exchange point, and no proximity "handoff" to himself is found.
+        let mut found = Vec::new();
+        for k in 0..=12 {
+            let lon = 2.35 + 0.05 * f64::from(k) / 12.0;
+            found.extend(tr.apply("tom", "Tom", &ping(250 + i64::from(k) * 25, lon, 48.85)));
+        }
+        found.extend(tr.apply("tom", "Tom", &ping(560, 2.4000, 48.85)));
+        assert_eq!(handoffs(&found), [(1, EndCause::Positions)]);
+        assert!(
+            !found.iter().any(|c| matches!(c, Change::Proximity { .. })),
+            "{found:?}"
+        );
+        assert_eq!(tr.current_leg("r"), Some(2));
+        let snap = tr.snapshot(t(560), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.legs[1].ended_by, Some(EndedBy::Positions));
+        assert_eq!(r.holders, ["Tom".to_string()]);
+        // The operator records the stage's end; then Tom and Ann meet at the end of the run:
+        // the stint's real handoff, verified.
+        tr.set_methods("r", vec![(0, crate::custody::Method::Operator)]);
+        tr.set_recorded("r", vec![(0, t(240))], t(700));
+        let snap = tr.snapshot(t(700), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.legs[0].ended_by, Some(EndedBy::Operator));
+        assert_eq!(r.legs[1].ended_by, Some(EndedBy::Positions));
+        assert_eq!(r.current_leg, Some(2));
+        tr.apply("tom", "Tom", &ping(800, 2.4099, 48.85));
+        let ch = tr.apply("ann", "Ann", &ping(805, 2.4100, 48.85));
+        assert!(
+            ch.iter()
+                .any(|c| matches!(c, Change::Proximity { from_leg: 2, .. })),
+            "{ch:?}"
+        );
+        let snap = tr.snapshot(t(806), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.legs[2].ended_by, Some(EndedBy::Proximity));
+        assert!(r.legs[2].verified);
+        assert_eq!(r.legs[3].ended_by, None, "not done yet");
+    }
+
+    #[test]
+    fn a_carrier_seen_on_the_next_segment_ends_the_one_before() {
+        let mut tr = stint_tracker();
+        tr.tick(t(241));
+        tr.apply("tom", "Tom", &ping(260, 2.3510, 48.85));
+        // The phone was off for the rest of the ride: next seen 300 m into the run.
+        let ch = tr.apply("tom", "Tom", &ping(620, 2.4041, 48.85));
+        assert_eq!(handoffs(&ch), [(1, EndCause::Positions)]);
+        assert_eq!(tr.current_leg("r"), Some(2));
+        let snap = tr.snapshot(t(621), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.mode, Some(crate::plan::Mode::Run));
+        assert_eq!(r.position.map(|p| p.lon), Some(2.4041));
+    }
+
+    #[test]
+    fn a_recorded_end_says_how_it_was_verified() {
+        use crate::custody::Method;
+        use crate::snapshot::EndedBy;
+        let mut tr = stint_tracker();
+        tr.set_methods("r", vec![(0, Method::TwoParty)]);
+        tr.set_recorded("r", vec![(0, t(230))], t(231));
+        let snap = tr.snapshot(t(231), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.legs[0].ended_by, Some(EndedBy::TwoParty));
+        assert!(r.legs[0].verified && r.legs[0].ended_by.is_some_and(EndedBy::verified));
+        // The operator records the end of Tom's stint while his phone is off: the motorcycle
+        // segment ends with it, and custody is verified through the stint.
+        tr.set_methods("r", vec![(0, Method::TwoParty), (2, Method::Operator)]);
+        tr.set_recorded("r", vec![(0, t(230)), (2, t(900))], t(901));
+        let snap = tr.snapshot(t(901), false);
+        let r = snap.relay("r").unwrap();
+        assert_eq!(r.current_leg, Some(3));
+        assert_eq!(r.legs[1].ended_by, Some(EndedBy::Operator));
+        assert_eq!(r.legs[2].ended_by, Some(EndedBy::Operator));
+        assert!(r.legs[1].verified && r.legs[2].verified);
+        // The compact leg carries it too.
+        let compact = snap.clone().compact();
+        assert_eq!(
+            compact.relay("r").unwrap().legs[2].ended_by,
+            Some(EndedBy::Operator)
+        );
     }
 
     #[test]

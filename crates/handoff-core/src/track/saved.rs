@@ -28,7 +28,7 @@ use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
@@ -189,6 +189,8 @@ struct SavedRelay {
     /// (arrival sequence, carrier, device, ping): the key is (ping time, sequence).
     pings: Vec<(u64, u32, u32, SavedPing)>,
     recorded: Vec<(usize, Nanos)>,
+    /// How each recorded handoff was verified, by leg (sorted: the same state saves the same).
+    methods: Vec<(usize, crate::custody::Method)>,
     shifts: Vec<(Nanos, usize, i64)>,
     state: SavedState,
     last_applied: Option<SavedKey>,
@@ -218,6 +220,7 @@ struct SavedLeg {
     actual_start: Option<Nanos>,
     actual_end: Option<Nanos>,
     verified_at: Option<Nanos>,
+    ended_by: Option<super::EndCause>,
     along_m: f64,
     along_t: Option<Nanos>,
     last_fix: Option<SavedFix>,
@@ -369,6 +372,7 @@ impl Writer {
             actual_start: l.actual_start.map(nanos),
             actual_end: l.actual_end.map(nanos),
             verified_at: l.verified_at.map(nanos),
+            ended_by: l.ended_by,
             along_m: l.along_m,
             along_t: l.along_t.map(nanos),
             last_fix: l.last_fix.as_ref().map(SavedFix::of),
@@ -428,6 +432,11 @@ impl Writer {
             id: id.to_string(),
             pings,
             recorded: rt.recorded.iter().map(|&(l, at)| (l, nanos(at))).collect(),
+            methods: {
+                let mut m: Vec<_> = rt.methods.iter().map(|(l, m)| (*l, *m)).collect();
+                m.sort_by_key(|(l, _)| *l);
+                m
+            },
             shifts: rt
                 .shifts
                 .iter()
@@ -491,6 +500,7 @@ impl Reader {
                 actual_start: opt_time(l.actual_start)?,
                 actual_end: opt_time(l.actual_end)?,
                 verified_at: opt_time(l.verified_at)?,
+                ended_by: l.ended_by,
                 along_m: l.along_m,
                 along_t: opt_time(l.along_t)?,
                 last_fix: l.last_fix.as_ref().map(SavedFix::fix).transpose()?,
@@ -589,6 +599,7 @@ impl Reader {
             pings,
             recorded,
             shifts,
+            methods: s.methods.iter().copied().collect(),
             state,
             last_applied: s.last_applied.map(key).transpose()?,
             checkpoints,

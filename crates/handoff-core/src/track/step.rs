@@ -14,7 +14,7 @@ use crate::geodesic::{Coord, distance_m};
 use crate::ping::Ping;
 use crate::plan::{Leg, Relay};
 
-use super::{Change, Fix, Shift};
+use super::{Change, EndCause, Fix, Shift};
 
 /// Consecutive pings beyond the off-route distance before a carrier is flagged off route.
 pub const OFF_ROUTE_PINGS: u32 = 3;
@@ -32,6 +32,8 @@ pub(crate) struct LegTrack {
     pub actual_end: Option<Timestamp>,
     /// When a verified handoff (recorded or proximity) ended this leg.
     pub verified_at: Option<Timestamp>,
+    /// How the leg's end is known (set when it ends).
+    pub ended_by: Option<EndCause>,
     pub along_m: f64,
     /// When `along_m` last moved forward (or the leg began): the base of the plausibility check.
     pub along_t: Option<Timestamp>,
@@ -162,6 +164,8 @@ pub(crate) struct Ctx<'a> {
     pub relay: &'a Relay,
     pub recorded: &'a [(usize, Timestamp)],
     pub shifts: &'a [Shift],
+    /// How each recorded handoff was verified (by the leg it ends): read by the view only.
+    pub methods: &'a std::collections::HashMap<usize, crate::custody::Method>,
 }
 
 impl Ctx<'_> {
@@ -268,7 +272,7 @@ pub(crate) fn advance_time(
             }
             Due::End(i, at) => {
                 st.transition(at);
-                end_leg(cx.relay, st, i, at, changes);
+                end_leg(cx.relay, st, i, at, EndCause::PlannedTime, changes);
             }
         }
     }
@@ -298,10 +302,12 @@ fn verified_end(
             st.leg_mut(cur).actual_start = Some(at.min(planned));
         }
         for k in cur..=from {
-            end_leg(relay, st, k, at, changes);
+            end_leg(relay, st, k, at, EndCause::Verified { leg: from }, changes);
         }
     } else {
-        st.leg_mut(from).actual_end = Some(at);
+        let lt = st.leg_mut(from);
+        lt.actual_end = Some(at);
+        lt.ended_by = Some(EndCause::Verified { leg: from });
         if from + 1 < st.legs.len() {
             st.leg_mut(from + 1).actual_start = Some(at);
         }
@@ -317,6 +323,7 @@ pub(crate) fn end_leg(
     st: &mut RelayState,
     i: usize,
     at: Timestamp,
+    by: EndCause,
     changes: &mut Vec<Change>,
 ) {
     let routed = relay
@@ -325,6 +332,7 @@ pub(crate) fn end_leg(
         .and_then(|l| l.geometry.route().map(|_| l.length_m()));
     let lt = st.leg_mut(i);
     lt.actual_end = Some(at);
+    lt.ended_by = Some(by);
     if let Some(len) = routed {
         lt.along_m = len;
     }
@@ -341,6 +349,7 @@ pub(crate) fn end_leg(
         from_leg: i,
         to_leg,
         at,
+        by,
     });
 }
 
@@ -349,7 +358,9 @@ pub(crate) fn off_route_limit_m(acc_m: Option<f64>) -> f64 {
 }
 
 /// Proximity: the giver's and the receiver's devices inside the exchange radius of the first
-/// unverified exchange point, within two minutes of each other.
+/// unverified exchange point, within two minutes of each other. That point is the end of the
+/// stint custody is in: a change of mode by the same carriers is no exchange (the one phone
+/// would otherwise meet itself there).
 fn proximity(
     cx: Ctx<'_>,
     st: &mut RelayState,
@@ -359,7 +370,7 @@ fn proximity(
     changes: &mut Vec<Change>,
 ) {
     let relay = cx.relay;
-    let p = st.verified;
+    let p = relay.stint_end(st.verified);
     let (Some(giver), Some(receiver)) = (relay.legs.get(p), relay.legs.get(p + 1)) else {
         return;
     };
@@ -438,7 +449,7 @@ pub(crate) fn apply_ping(
     proximity(cx, st, carrier, device, ping, changes);
     // The carrier's legs from the current one on; a later one means the object moved on.
     let cur = st.current;
-    let Some(li) = relay
+    let Some(first) = relay
         .legs
         .iter()
         .skip(cur)
@@ -447,8 +458,14 @@ pub(crate) fn apply_ping(
     else {
         return; // after their last leg, or they hold nothing in this relay now
     };
-    let leg = &relay.legs[li];
     let here = Coord::new(ping.lon, ping.lat);
+    // Within a stint (one carrier, several modes) the ping may be on a later segment: the
+    // carrier is seen along the flight's route, clear of its start, so the motorcycle is over.
+    let li = (first + 1..=relay.stint_end(first))
+        .rev()
+        .find(|&k| clear_along(&relay.legs[k], here, ping))
+        .unwrap_or(first);
+    let leg = &relay.legs[li];
     if st.legs[cur].actual_start.is_none() {
         // The relay has not begun (time has been advanced to the ping: its first leg starts at
         // its planned time): a carrier's phone on the way there, or at home, neither starts it
@@ -456,15 +473,11 @@ pub(crate) fn apply_ping(
         return;
     }
     if li > cur {
-        // A later carrier moving along their own leg, clear of its start: earlier legs are over.
-        let Some(route) = leg.geometry.route() else {
-            return;
-        };
-        let p = route.project(here, Some(0.0));
-        let clear = leg.exchange_radius_m.max(off_route_limit_m(ping.acc_m));
-        if p.along_m > clear && p.cross_track_m <= off_route_limit_m(ping.acc_m) {
+        // A later carrier (or the holder on a later segment of their stint) moving along
+        // their own leg, clear of its start: earlier legs are over.
+        if clear_along(leg, here, ping) {
             for k in cur..li {
-                end_leg(relay, st, k, ping.t, changes);
+                end_leg(relay, st, k, ping.t, EndCause::Positions, changes);
             }
         } else {
             return;
@@ -525,8 +538,18 @@ pub(crate) fn apply_ping(
     super::predict::record_predictions(cx, st, ping.t);
     // Reaching the exchange point ends the leg.
     if reached_end {
-        end_leg(relay, st, li, ping.t, changes);
+        end_leg(relay, st, li, ping.t, EndCause::Positions, changes);
     }
+}
+
+/// Whether a ping is on `leg`'s route, clear of its start: its carrier is evidently on it.
+fn clear_along(leg: &Leg, here: Coord, ping: &Ping) -> bool {
+    let Some(route) = leg.geometry.route() else {
+        return false;
+    };
+    let p = route.project(here, Some(0.0));
+    let limit = off_route_limit_m(ping.acc_m);
+    p.along_m > leg.exchange_radius_m.max(limit) && p.cross_track_m <= limit
 }
 
 /// Whether a late ping of `carrier` can change the fold, given the checkpoints before and
@@ -557,6 +580,8 @@ pub(crate) fn may_affect(
     let here = Coord::new(ping.lon, ping.lat);
     let last = relay.legs.len().saturating_sub(1);
     for p in before.verified..=after.verified.min(last) {
+        // The exchange is at the end of the stint (see `proximity`).
+        let p = relay.stint_end(p).min(last);
         let takes_part = legs.contains(&p) || legs.contains(&(p + 1));
         let giver = &relay.legs[p];
         if takes_part && distance_m(giver.exchange_point(), here) <= giver.exchange_radius_m {

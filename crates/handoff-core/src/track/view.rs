@@ -6,10 +6,10 @@ use jiff::Timestamp;
 
 use crate::geodesic::Coord;
 use crate::plan::Plan;
-use crate::snapshot::{LegStatus, LegView, Position, RelayView};
+use crate::snapshot::{EndedBy, LegStatus, LegView, Position, RelayView};
 
 use super::step::{Ctx, OFF_ROUTE_PINGS, RelayState, shifted};
-use super::{Fix, STALE_MS};
+use super::{EndCause, Fix, STALE_MS};
 
 pub(crate) fn relay_view(
     cx: Ctx<'_>,
@@ -75,6 +75,7 @@ pub(crate) fn relay_view(
                 lt.off_route_run >= OFF_ROUTE_PINGS,
                 i < st.verified,
             )
+            .ended_by(lt.ended_by.map(|by| ended_by(cx, st, by)))
         })
         .collect();
     let position = public_fix.map(|fix| Position::new(fix, now, STALE_MS));
@@ -89,6 +90,26 @@ pub(crate) fn relay_view(
             })
     });
     RelayView::new(relay, cur, legs, position, silent, now)
+}
+
+/// How a leg's end is known, in the words of the wire: a verified end says its evidence (the
+/// method of the custody entry that ended it, or proximity the server found and is recording).
+fn ended_by(cx: Ctx<'_>, st: &RelayState, by: EndCause) -> EndedBy {
+    match by {
+        EndCause::PlannedTime => EndedBy::PlannedTime,
+        EndCause::Positions => EndedBy::Positions,
+        EndCause::Verified { leg } => {
+            let at = st.legs.get(leg).and_then(|l| l.verified_at);
+            let recorded = at.is_some_and(|at| cx.recorded.contains(&(leg, at)));
+            match cx.methods.get(&leg) {
+                Some(m) if recorded => EndedBy::from(*m),
+                // Recorded by an older server that kept no method, or not recorded yet: the
+                // log's entry is an operator's; a handoff the tracker found is proximity.
+                _ if recorded => EndedBy::Operator,
+                _ => EndedBy::Proximity,
+            }
+        }
+    }
 }
 
 /// The alert flags of a relay at `now`, read off its state without building its view.

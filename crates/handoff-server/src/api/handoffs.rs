@@ -59,6 +59,7 @@ fn from_handoff_error(e: &HandoffError) -> ApiError {
             "bad_correction"
         }
         HandoffError::BeforePrevious { .. } => "before_previous",
+        HandoffError::SegmentChange { .. } => "segment_change",
     };
     conflict(code, e.to_string())
 }
@@ -311,23 +312,19 @@ async fn record_step(
                 .field("from_leg"));
             }
             let written = append_keyed(&state, &live, &relay, key, |chain| {
-                let current = chain.state.current;
+                // The next handoff is at the end of the stint custody is in: a change of mode
+                // by the same carriers is no handoff (`segment_change` when named).
+                let next = chain.state.next_from(&r);
                 let (from_leg, method, giver_device, receiver_device) = match &who {
-                    Caller::Admin => (b.from_leg.unwrap_or(current), Method::Operator, None, None),
+                    Caller::Admin => (b.from_leg.unwrap_or(next), Method::Operator, None, None),
                     Caller::Device(d) => {
-                        let (leg, giver) =
-                            check_code(&state, &live, &r, d, &b, current)?;
+                        let (leg, giver) = check_code(&state, &live, &r, d, &b, &chain.state)?;
                         (leg, Method::TwoParty, Some(giver), Some(d.device_id.clone()))
                     }
                 };
-                let holders = r
-                    .legs
-                    .get(current)
-                    .map(|l| l.carriers.join(", "))
-                    .unwrap_or_default();
                 chain
                     .state
-                    .check_next(from_leg, at, r.legs.len(), &holders)
+                    .check_next(&r, from_leg, at)
                     .map_err(|e| from_handoff_error(&e))?;
                 let from = &r.legs[from_leg];
                 let exchange = from.exchange_point();
@@ -428,24 +425,30 @@ async fn record_step(
 }
 
 /// Checks a two-party handoff under the chain's lock: the receiver's device enters the code
-/// the giver's device got for the step custody is at (`current`). Returns the step's leg and
-/// the giver's device id.
+/// the giver's device got for the next handoff (the end of the stint custody is in). Returns
+/// the step's leg and the giver's device id.
 fn check_code(
     state: &AppState,
     live: &EventLive,
     relay: &handoff_core::plan::Relay,
     receiver: &Device,
     b: &HandoffBody,
-    current: usize,
+    custody: &handoff_core::custody::Custody,
 ) -> Result<(usize, String)> {
     let (strikes, code, now) = (&state.limits.codes, b.code.as_deref(), state.now());
-    let from = b.from_leg.unwrap_or(current);
-    if from != current {
+    let next = custody.next_from(relay);
+    let from = b.from_leg.unwrap_or(next);
+    if from != next {
+        // Names a segment change, or another step: the same answer as an operator gets.
+        let at = now;
+        custody
+            .check_next(relay, from, at)
+            .map_err(|e| from_handoff_error(&e))?;
         return Err(conflict(
             "not_next",
             format!(
-                "not the next handoff: custody is with leg {current}, so the next handoff is from leg {current} to leg {}",
-                current + 1
+                "not the next handoff: the next handoff is from leg {next} to leg {}",
+                next + 1
             ),
         ));
     }
@@ -544,10 +547,13 @@ pub async fn code(
         .legs
         .get(current)
         .ok_or_else(|| conflict("finished", "the relay has finished"))?;
-    if current + 1 >= r.legs.len() {
+    // The code is for the next handoff: the end of the holder's stint (a change of mode by the
+    // same carriers asks for no code).
+    let from = r.stint_end(current);
+    if from + 1 >= r.legs.len() {
         return Err(conflict(
             "finished",
-            "this is the last leg: there is no handoff after it",
+            "this is the last leg (or the last stint): there is no handoff after it",
         ));
     }
     if !giver.carriers.contains(&device.carrier) || !bound_to(&device, &relay) {
@@ -571,7 +577,7 @@ pub async fn code(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(
-            (relay.clone(), current),
+            (relay.clone(), from),
             Code {
                 code: code.clone(),
                 device: device.device_id.clone(),
@@ -579,7 +585,10 @@ pub async fn code(
                 attempts: 0,
             },
         );
-    Ok(Json(json!({ "code": code, "from_leg": current, "to_leg": current + 1, "expires_at": expires_at })).into_response())
+    Ok(Json(
+        json!({ "code": code, "from_leg": from, "to_leg": from + 1, "expires_at": expires_at }),
+    )
+    .into_response())
 }
 
 /// `GET /api/v1/events/{event}/relays/{relay}/custody`: the log as NDJSON.

@@ -318,29 +318,25 @@ async fn watch(http: &reqwest::Client, base: &str, admin: &str, plan: &Plan) -> 
                 pb.set_message(msg);
             }
             let before = seen.get(&id).copied().unwrap_or(0);
+            let plan_legs = plan.relay(&id).map_or(&[][..], |r| r.legs.as_slice());
             for l in legs.iter().take(done).skip(before) {
-                let who = l["carriers"]
-                    .as_array()
-                    .map(|h| {
-                        h.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(" & ")
-                    })
-                    .unwrap_or_default();
-                let next = legs.get(l["index"].as_u64().unwrap_or(0) as usize + 1);
-                let to = next.map_or("the finish".to_string(), |n| {
-                    n["carriers"]
-                        .as_array()
-                        .map(|h| {
-                            h.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(" & ")
-                        })
-                        .unwrap_or_default()
-                });
-                say(format!("  handoff  {id}: {who} → {to}"));
+                let i = l["index"].as_u64().and_then(|i| usize::try_from(i).ok());
+                let Some(leg) = i.and_then(|i| plan_legs.get(i)) else {
+                    continue;
+                };
+                let who = leg.carriers.join(" & ");
+                let next = plan_legs.get(leg.index + 1);
+                match next {
+                    // One stint: a change of mode, not a handoff.
+                    Some(n) if leg.segment => {
+                        say(format!("  segment  {id}: {who}, {} → {}", leg.mode, n.mode));
+                    }
+                    Some(n) => say(format!(
+                        "  handoff  {id}: {who} → {}",
+                        n.carriers.join(" & ")
+                    )),
+                    None => say(format!("  handoff  {id}: {who} → the finish")),
+                }
             }
             seen.insert(id, done);
             if r["status"] == "finished" {
@@ -437,11 +433,16 @@ async fn summary(
                     e["kind"] == "handoff" && e["from"]["leg"].as_u64() == Some(leg.index as u64)
                 })
                 .and_then(|e| e["evidence"]["method"].as_str())
-                .unwrap_or("— (not verified)")
-                .to_string();
-            if how.starts_with('—') {
-                ok = false;
-            }
+                .map(str::to_string);
+            // A change of mode by the same carriers is no handoff: nothing to verify.
+            let how = match how {
+                Some(m) => m,
+                None if leg.segment => "— (segment change)".to_string(),
+                None => {
+                    ok = false;
+                    "— (not verified)".to_string()
+                }
+            };
             t.add_row([
                 (leg.index + 1).to_string(),
                 format!("{}\n({})", leg.carriers.join(", "), leg.mode),
