@@ -607,6 +607,11 @@ impl Store for PostgresStore {
     fn subscribe(&self) -> watch::Receiver<i64> {
         self.newest.subscribe()
     }
+
+    // Several nodes may serve from one database: each follows the feed for the others' writes.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// A page size as a LIMIT takes it.
