@@ -12,6 +12,7 @@ mod engine;
 mod exports;
 mod follow;
 mod ingest;
+mod nodes;
 mod phones;
 mod privacy;
 mod restart;

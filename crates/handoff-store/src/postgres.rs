@@ -73,6 +73,8 @@ pub struct PostgresStore {
     pool: PgPool,
     target: String,
     newest: Arc<Newest>,
+    /// Ends the `LISTEN` task when the last copy of the store is dropped.
+    _listening: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -151,10 +153,13 @@ impl PostgresStore {
             .map_err(|source| open_error(&target, source))?;
         migrations::migrate(&pool).await?;
         let newest = Arc::new(Newest::load(&pool).await?);
+        let (listening, stop) = tokio::sync::oneshot::channel();
+        tokio::spawn(feed::listen(pool.clone(), Arc::downgrade(&newest), stop));
         Ok(PostgresStore {
             pool,
             target,
             newest,
+            _listening: Arc::new(listening),
         })
     }
 

@@ -1,8 +1,8 @@
 //! The change feed on PostgreSQL: reading it (a page of `changes` up to the horizon, each
 //! change with its row, loaded a kind at a time rather than a query per change) and waking
-//! this store's subscribers after its own commits. The schema's feed lock makes the horizon
-//! safe (see the migration); a change another node commits is found by the next read, and
-//! waking on those (LISTEN/NOTIFY) is not built yet.
+//! this store's subscribers after its own commits and, through `LISTEN` ([`listen`]), after
+//! other nodes' (the schema's `changes_notify` trigger notifies at each commit). The schema's
+//! feed lock makes the horizon safe (see the migration).
 
 use std::collections::HashMap;
 
@@ -16,6 +16,46 @@ use super::rows::{
 };
 use crate::error::{Result, StoreError};
 use crate::{Change, ChangeKind, ChangeRow, StoredPing};
+
+/// Wakes `newest` with the notifications other nodes' commits send, until `stop` resolves (the
+/// store was dropped) or the pool closes. A notification lost while the connection was down is
+/// not replayed: subscribers read the feed to its end on any wake-up, and at least every second.
+pub(super) async fn listen(
+    pool: PgPool,
+    newest: std::sync::Weak<Newest>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let channel: String = match query("SELECT 'handoff_changes:' || current_schema()")
+        .fetch_one(&pool)
+        .await
+        .and_then(|r| r.try_get(0))
+    {
+        Ok(c) => c,
+        Err(_) => return, // no wake-ups from other nodes: the periodic reads still find them
+    };
+    let Ok(mut listener) = sqlx_postgres::PgListener::connect_with(&pool).await else {
+        return;
+    };
+    if listener.listen(&channel).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            n = listener.recv() => match n {
+                Ok(n) => {
+                    let Some(newest) = newest.upgrade() else { return };
+                    if let Ok(seq) = n.payload().parse::<i64>() {
+                        newest.committed(seq);
+                    }
+                }
+                // The pool closed (the store is closing), or the server is gone for now.
+                Err(sqlx_core::Error::PoolClosed) => return,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            },
+        }
+    }
+}
 
 /// The newest change this store has committed (or found at connect), for `subscribe`.
 #[derive(Debug)]

@@ -14,11 +14,18 @@ use sqlx_postgres::PgPool;
 use crate::error::{Result, StoreError};
 
 /// `(version, description, SQL)`, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "notify",
+        include_str!("../../migrations/postgres/0002_notify.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub(super) fn latest_version() -> i64 {
