@@ -241,13 +241,37 @@ pub fn in_file(
         }
     }
     for note in ledger.unanswered_shifts.lock().expect("ledger").iter() {
-        let with = logs
+        let is_it = |e: &Entry| e.note.as_deref() == Some(note.as_str());
+        let with = logs.values().filter(|es| es.iter().any(is_it)).count();
+        if with == 0 {
+            continue;
+        }
+        // The server shifts every relay that has not finished, in one transaction: the relays
+        // it had to shift are those not finished when it was recorded (all of its entries carry
+        // the same recorded_at).
+        let Some(when) = logs
             .values()
-            .filter(|es| es.iter().any(|e| e.note.as_deref() == Some(note.as_str())))
+            .flatten()
+            .find(|e| is_it(e))
+            .map(|e| e.recorded_at)
+        else {
+            continue;
+        };
+        let running = logs
+            .values()
+            .filter(|es| {
+                let before: Vec<Entry> = es
+                    .iter()
+                    .filter(|e| e.recorded_at < when)
+                    .cloned()
+                    .collect();
+                handoff_core::custody::Custody::from_entries(crate::LEGS.len(), &before).current
+                    < crate::LEGS.len()
+            })
             .count();
-        if with != 0 && with != relays.len() {
+        if with != running {
             found.half_stored.push(format!(
-                "the unanswered event-wide shift `{note}` is in {with} of {} logs",
+                "the unanswered event-wide shift `{note}` is in {with} of the {running} logs of relays still running (of {})",
                 relays.len()
             ));
         }
