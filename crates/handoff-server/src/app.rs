@@ -250,7 +250,7 @@ impl AppState {
                         })
                 })
                 .collect();
-            let (found, history) = live.apply(pings, self.now()).await;
+            let (found, history) = live.apply(pings.into(), self.now()).await;
             live.advance_cursor(last);
             // Proximity handoffs the log does not have yet (the server stopped before storing
             // them) are recorded now; those it has are skipped.

@@ -563,7 +563,7 @@ impl EventLive {
     /// (for the custody log) and the deep replays the tracker asks for. Queued when called.
     pub fn apply(
         &self,
-        pings: Vec<Committed>,
+        pings: Arc<[Committed]>,
         now: Timestamp,
     ) -> impl Future<Output = (Vec<Change>, Vec<HistoryRequest>)> + Send + 'static {
         let done = self.run(move |tr, live| live.apply_on(tr, &pings, now));
@@ -1038,7 +1038,11 @@ fn proximity_of(changes: Vec<Change>) -> Vec<Change> {
 /// recorded, and the deep replays the tracker asks for served from the store. Call it from
 /// the task that stored them (not from a request's own future): it must run to its end even
 /// if the request is dropped.
-pub async fn apply_committed(state: &Arc<AppState>, live: &Arc<EventLive>, pings: Vec<Committed>) {
+pub async fn apply_committed(
+    state: &Arc<AppState>,
+    live: &Arc<EventLive>,
+    pings: Arc<[Committed]>,
+) {
     let (found, history) = live.apply(pings, state.now()).await;
     crate::custody::record_proximity(state, live, found).await;
     serve_history(state, live, history).await;

@@ -6,9 +6,10 @@
 //! The feed ([`Store::changes_since`]) is read from where it stood when the server opened the
 //! store, page by page, woken by [`Store::subscribe`] and, in case a wake-up was missed (a
 //! reconnect, another process's commit that this one cannot hear), at least every second.
-//! What this node wrote itself comes back too: pings the engine already holds are skipped by
-//! the tracker, a custody entry the chain already has is not loaded again, and the entries
-//! this node appended are not announced twice to its streams.
+//! What this node wrote itself comes back too, and is passed over: a write of pings this node
+//! applied itself (known by its first `seq`; should one slip through, the tracker skips pings
+//! it holds), a custody entry the chain already has (not loaded again), and the entries this
+//! node appended (not announced twice to its streams).
 //!
 //! Webhooks are not sent for what another node committed: the node that committed it sends
 //! them (until deliveries go through an outbox in the store).
@@ -39,6 +40,8 @@ pub struct Own {
     /// Store sequences of custody entries this node appended and announced itself, until the
     /// feed brings them back.
     custody: Mutex<HashSet<i64>>,
+    /// The first `seq` of each write of pings this node applied itself, likewise.
+    pings: Mutex<HashSet<i64>>,
 }
 
 impl Own {
@@ -52,12 +55,30 @@ impl Own {
         }
     }
 
+    /// Notes a write of pings (its first `seq`) that this node applies itself.
+    pub fn stored_pings(&self, first: i64) {
+        if self.following.load(std::sync::atomic::Ordering::Relaxed) {
+            self.pings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(first);
+        }
+    }
+
     /// Whether the feed's custody entry `seq` was this node's (forgetting it).
     fn was_mine(&self, seq: i64) -> bool {
         self.custody
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&seq)
+    }
+
+    /// Whether the feed's write of pings starting at `first` was this node's (forgetting it).
+    fn stored_by_me(&self, first: i64) -> bool {
+        self.pings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&first)
     }
 }
 
@@ -134,6 +155,9 @@ async fn pings(
     let Some(event) = pings.first().map(|p| p.event_id.clone()) else {
         return;
     };
+    if pings.first().is_some_and(|p| state.own.stored_by_me(p.seq)) {
+        return; // applied by this node's ingest already
+    }
     let Some(live) = state.event(&event) else {
         return;
     };
@@ -160,7 +184,7 @@ async fn pings(
         });
     }
     if !committed.is_empty() {
-        crate::engine::apply_committed(state, &live, committed).await;
+        crate::engine::apply_committed(state, &live, committed.into()).await;
     }
 }
 

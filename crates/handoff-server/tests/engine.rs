@@ -497,13 +497,13 @@ async fn the_engines_owner_runs_every_job_in_order_even_one_nobody_waits_for() -
             batt_pct: None,
         };
         drop(live.apply(
-            vec![handoff_server::engine::Committed {
+            std::sync::Arc::from([handoff_server::engine::Committed {
                 device: "owner-test".into(),
                 carrier: carrier.clone(),
                 relay: None,
                 seq: 1_000 + i64::try_from(i)?,
                 ping,
-            }],
+            }]),
             at(140),
         ));
     }

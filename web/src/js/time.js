@@ -67,8 +67,18 @@ function format(zone, withDate) {
 const NAMING = [undefined, 'en-US', 'en-GB', 'en-AU', 'en-IN', 'en-CA', 'en-NZ'];
 const OFFSET_NAME = /^(GMT|UTC)([+\-−]|$)/;
 
+const zoneNames = new Map();
+
 /** The zone's abbreviation at `t` ("CEST", "PDT"), or its offset ("GMT+9") if none is known. */
 export function zoneName(t, zone) {
+  // Looked up once per zone and hour (abbreviations change at offset changes, on the hour or
+  // half hour): a page shows hundreds of times per render.
+  const key = `${zone}|${Math.floor(t / 1800000)}`;
+  if (!zoneNames.has(key)) zoneNames.set(key, lookUpZoneName(t, zone));
+  return zoneNames.get(key);
+}
+
+function lookUpZoneName(t, zone) {
   let first = null;
   for (const locale of NAMING) {
     const part = formatter(locale, zone, { timeZoneName: 'short' }).formatToParts(t)

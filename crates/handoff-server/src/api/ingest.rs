@@ -58,7 +58,8 @@ async fn store_and_apply(
             let live = state.event(&device.event_id);
             let mut ticket = live.as_ref().map(|l| l.applied.begin());
             let outcomes = state.store.insert_pings(batch).await?;
-            let fresh: Vec<Committed> = outcomes
+            // Shared (not copied) by the engines it goes to: the live one, and rarely a newer.
+            let fresh: Arc<[Committed]> = outcomes
                 .iter()
                 .zip(&pings)
                 .filter_map(|(o, p)| match o {
@@ -73,22 +74,28 @@ async fn store_and_apply(
                 })
                 .collect();
             let counts = (fresh.len(), pings.len() - fresh.len());
-            let first = fresh.iter().map(|c| c.seq).min();
+            let (first, last) = (
+                fresh.iter().map(|c| c.seq).min(),
+                fresh.iter().map(|c| c.seq).max(),
+            );
             if let (Some(t), Some(first)) = (ticket.as_mut(), first) {
                 t.committed(first);
             }
+            if let Some(first) = first {
+                state.own.stored_pings(first);
+            }
             if let Some(live) = live.or_else(|| state.event(&device.event_id)) {
                 // Applied before the answer, so what was acknowledged is in the live state.
-                apply_committed(&state, &live, fresh.clone()).await;
+                apply_committed(&state, &live, Arc::clone(&fresh)).await;
                 // A new plan version went live meanwhile, after its catch-up read the store.
                 if let Some(newer) = state.event(&device.event_id)
                     && !Arc::ptr_eq(&newer, &live)
                 {
-                    apply_committed(&state, &newer, fresh.clone()).await;
+                    apply_committed(&state, &newer, fresh).await;
                 }
             }
             if let Some(t) = ticket {
-                t.finish(fresh.iter().map(|c| c.seq).max());
+                t.finish(last);
             }
             Ok::<_, ApiError>(counts)
         })
