@@ -131,6 +131,18 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn connect_with(options: PgConnectOptions) -> Result<PostgresStore> {
+        PostgresStore::connect_sized(options, MAX_CONNECTIONS).await
+    }
+
+    /// [`PostgresStore::connect_with`] keeping at most `max_connections` connections (tests,
+    /// which run many stores at once against one server's connection limit).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub async fn connect_sized(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<PostgresStore> {
         // Warnings and up only: the migrator's "already exists, skipping" notices on every start
         // are not news.
         let options = options
@@ -145,7 +157,7 @@ impl PostgresStore {
             .map_err(|source| open_error(&target, source))?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _| Box::pin(async move { require_durable_commits(conn).await }))
             .connect_with(options)

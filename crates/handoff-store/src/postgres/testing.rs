@@ -23,6 +23,11 @@ use crate::error::Result;
 /// The variable that turns the PostgreSQL tests on.
 pub const TEST_PG_VAR: &str = "HANDOFF_TEST_PG";
 
+/// Connections a test's store keeps at most. Tests run side by side (and some start a server
+/// per case), and PostgreSQL's default limit is 100 connections for all of them together; a
+/// test needs only a few.
+pub const TEST_POOL: u32 = 4;
+
 /// A schema made for one test; dropped with this value.
 #[derive(Debug)]
 pub struct TestSchema {
@@ -87,12 +92,12 @@ impl TestSchema {
         )
     }
 
-    /// A store on this schema (migrated).
+    /// A store on this schema (migrated), with a pool of [`TEST_POOL`] connections.
     ///
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn store(&self) -> Result<PostgresStore> {
-        PostgresStore::connect_with(self.options()).await
+        PostgresStore::connect_sized(self.options(), TEST_POOL).await
     }
 
     /// The schema's name.
