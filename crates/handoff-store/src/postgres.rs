@@ -60,7 +60,8 @@ use rows::{
 /// The backend's name in errors.
 const BACKEND: &str = "PostgreSQL";
 
-/// Connections kept to the server at most (one per request being served).
+/// Connections kept to the server at most (one per request being served, and the one that
+/// listens for the other nodes' commits).
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection (or for the server to answer a new one)
 /// before it fails; the server answers 503 then.
@@ -166,7 +167,26 @@ impl PostgresStore {
         migrations::migrate(&pool).await?;
         let newest = Arc::new(Newest::load(&pool).await?);
         let (listening, stop) = tokio::sync::oneshot::channel();
-        tokio::spawn(feed::listen(pool.clone(), Arc::downgrade(&newest), stop));
+        let (began, listens) = tokio::sync::oneshot::channel();
+        tokio::spawn(feed::listen(
+            pool.clone(),
+            Arc::downgrade(&newest),
+            stop,
+            began,
+        ));
+        // A store that is open hears the other nodes' commits from then on: a change committed
+        // elsewhere after `connect` returns wakes its subscribers at once, not at the next
+        // periodic read. Not hearing them is no reason to refuse to open (the periodic reads
+        // find every change), so a listener that fails or is slow to start is only waited for
+        // so long.
+        if !matches!(
+            tokio::time::timeout(ACQUIRE_TIMEOUT, listens).await,
+            Ok(Ok(()))
+        ) {
+            eprintln!(
+                "handoff: {target}: not listening for other nodes' commits; they are read every second"
+            );
+        }
         Ok(PostgresStore {
             pool,
             target,

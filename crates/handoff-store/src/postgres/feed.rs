@@ -18,12 +18,14 @@ use crate::error::{Result, StoreError};
 use crate::{Change, ChangeKind, ChangeRow, StoredPing};
 
 /// Wakes `newest` with the notifications other nodes' commits send, until `stop` resolves (the
-/// store was dropped) or the pool closes. A notification lost while the connection was down is
+/// store was dropped) or the pool closes; says on `listening` when it has begun to listen (it
+/// is dropped unsent if it cannot). A notification lost while the connection was down is
 /// not replayed: subscribers read the feed to its end on any wake-up, and at least every second.
 pub(super) async fn listen(
     pool: PgPool,
     newest: std::sync::Weak<Newest>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    listening: tokio::sync::oneshot::Sender<()>,
 ) {
     let channel: String = match query("SELECT 'handoff_changes:' || current_schema()")
         .fetch_one(&pool)
@@ -39,6 +41,8 @@ pub(super) async fn listen(
     if listener.listen(&channel).await.is_err() {
         return;
     }
+    // From here on every other node's commit wakes this store's subscribers.
+    let _ = listening.send(());
     loop {
         tokio::select! {
             _ = &mut stop => return,

@@ -25,8 +25,8 @@ pub const TEST_PG_VAR: &str = "HANDOFF_TEST_PG";
 
 /// Connections a test's store keeps at most. Tests run side by side (and some start a server
 /// per case), and PostgreSQL's default limit is 100 connections for all of them together; a
-/// test needs only a few.
-pub const TEST_POOL: u32 = 4;
+/// test needs only a few (one of them is the store's `LISTEN` connection).
+pub const TEST_POOL: u32 = 5;
 
 /// A schema made for one test; dropped with this value.
 #[derive(Debug)]
