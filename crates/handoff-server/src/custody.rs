@@ -59,7 +59,7 @@ pub async fn open_chains(state: &AppState, live: &EventLive) -> Result<()> {
 async fn load_chain(state: &AppState, live: &EventLive, relay: &str) -> Result<Chain> {
     let n_legs = live.plan.relay(relay).map_or(0, |r| r.legs.len());
     let stored = state.store.custody(&live.plan.event.id, relay).await?;
-    let lines: Vec<String> = stored.into_iter().map(|s| s.entry_json).collect();
+    let lines: Vec<(i64, String)> = stored.into_iter().map(|s| (s.seq, s.entry_json)).collect();
     let chain = Chain::verified(n_legs, &lines);
     if let Some(why) = &chain.broken {
         tracing::error!(
@@ -97,6 +97,7 @@ async fn store_entry(
     state.own.appended(seq);
     chain.state.apply(&entry);
     chain.entries.push(entry.clone());
+    chain.stored.push(seq);
     Ok(entry)
 }
 
@@ -250,29 +251,33 @@ async fn write(
                 state.own.appended(*seq);
             }
         }
-        if let Err(e) = stored {
-            if matches!(e, handoff_store::StoreError::Conflict(_)) {
-                for (relay, _) in &sealed {
-                    if let Ok(mut fresh) = load_chain(&state, &live, relay).await {
-                        live.sync_custody(relay, &fresh, state.now()).await;
-                        if let Some(old) = chains.get_mut(relay) {
-                            fresh.answered = std::mem::take(&mut old.answered);
+        let seqs = match stored {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                if matches!(e, handoff_store::StoreError::Conflict(_)) {
+                    for (relay, _) in &sealed {
+                        if let Ok(mut fresh) = load_chain(&state, &live, relay).await {
+                            live.sync_custody(relay, &fresh, state.now()).await;
+                            if let Some(old) = chains.get_mut(relay) {
+                                fresh.answered = std::mem::take(&mut old.answered);
+                            }
+                            chains.insert(relay.clone(), fresh);
                         }
-                        chains.insert(relay.clone(), fresh);
                     }
+                    return Err(ApiError::conflict(
+                        "another entry was appended to this custody log at the same moment; reload and try again",
+                    ));
                 }
-                return Err(ApiError::conflict(
-                    "another entry was appended to this custody log at the same moment; reload and try again",
-                ));
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
+        };
         let now = state.now();
         let mut found = Vec::new();
-        for (relay, entry) in &sealed {
+        for ((relay, entry), seq) in sealed.iter().zip(&seqs) {
             if let Some(chain) = chains.get_mut(relay) {
                 chain.state.apply(entry);
                 chain.entries.push(entry.clone());
+                chain.stored.push(*seq);
                 found.extend(live.sync_custody(relay, chain, now).await);
                 if let Some((r, k)) = &remember
                     && r == relay
@@ -282,8 +287,8 @@ async fn write(
             }
         }
         drop(chains);
-        for (relay, entry) in &sealed {
-            announce(&state, &live, relay, entry);
+        for ((relay, entry), seq) in sealed.iter().zip(&seqs) {
+            announce(&state, &live, relay, entry, *seq);
         }
         // A late-recorded handoff can reveal proximity handoffs after it, and one recorded long
         // after it happened may need pings the engine has let go.
@@ -329,10 +334,11 @@ pub async fn adopt(state: &Arc<AppState>, live: &Arc<EventLive>, relay: &str, ha
     now_has
 }
 
-/// Streams a stored entry and notifies the webhooks.
-fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
+/// Streams a stored entry (its store sequence number `seq` the messages' id) and notifies the
+/// webhooks.
+fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry, seq: i64) {
     for msg in messages(relay, entry, &live.plan.event.id, live.version) {
-        live.send(&msg);
+        live.send_frame(msg.frame_with_id(Some(seq)));
     }
     crate::webhooks::notify_custody(state, live, relay, entry);
 }

@@ -164,10 +164,18 @@ impl Message {
     /// Serialised once, for every subscriber.
     #[must_use]
     pub fn frame(&self) -> Arc<Frame> {
+        self.frame_with_id(None)
+    }
+
+    /// The message as sent with an SSE id: the store sequence number of the custody entry it
+    /// tells of.
+    #[must_use]
+    pub fn frame_with_id(&self, id: Option<i64>) -> Arc<Frame> {
         Arc::new(Frame {
             event: self.name(),
             relay: self.relay().map(Arc::from),
             data: serde_json::to_string(self).unwrap_or_else(|_| "{}".into()),
+            id,
         })
     }
 }
@@ -179,12 +187,32 @@ pub struct Frame {
     pub event: &'static str,
     pub relay: Option<Arc<str>>,
     pub data: String,
+    /// The SSE `id`: set on the messages of a custody entry (its store sequence number), so
+    /// that a viewer reconnecting with `Last-Event-ID` gets the entries it missed.
+    pub id: Option<i64>,
+}
+
+/// The entries of `chain` (of `relay`) stored after `after`, with their store sequence
+/// numbers (entries without one are never "after" anything).
+pub fn entries_after(relay: &str, chain: &Chain, after: i64) -> Vec<(String, Entry, i64)> {
+    // Sequence numbers increase along a chain: the new ones are at its end.
+    let new = chain.stored.partition_point(|&s| s <= after);
+    chain.entries[new.min(chain.entries.len())..]
+        .iter()
+        .zip(&chain.stored[new..])
+        .map(|(e, &s)| (relay.to_string(), e.clone(), s))
+        .collect()
 }
 
 /// One relay's custody chain as stored, and the state it implies.
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     pub entries: Vec<Entry>,
+    /// The store's sequence number of each entry of `entries` (where known: a chain built from
+    /// entries alone has none), increasing along the chain and across every relay and node:
+    /// the id of the entry's stream messages, by which a reconnecting viewer says what it has
+    /// seen (`Last-Event-ID`).
+    pub stored: Vec<i64>,
     pub state: Custody,
     /// The latest requests answered by an `Idempotency-Key` (key, fingerprint of the request,
     /// the entry it stored), newest last: a retried request gets the same entry back.
@@ -205,16 +233,18 @@ impl Chain {
         let state = Custody::from_entries(n_legs, &entries);
         Self {
             entries,
+            stored: Vec::new(),
             state,
             answered: std::collections::VecDeque::new(),
             broken: None,
         }
     }
 
-    /// A chain from its stored lines, verified as `handoff log verify` does: the entries up to
-    /// the first that fails, and why it failed.
+    /// A chain from its stored lines (with each one's store sequence number), verified as
+    /// `handoff log verify` does: the entries up to the first that fails, and why it failed.
     #[must_use]
-    pub fn verified(n_legs: usize, lines: &[String]) -> Self {
+    pub fn verified(n_legs: usize, stored: &[(i64, String)]) -> Self {
+        let lines: Vec<&str> = stored.iter().map(|(_, l)| l.as_str()).collect();
         let (upto, mut broken) = match handoff_core::custody::verify(&lines.join("\n")) {
             Ok(_) => (lines.len(), None),
             Err(_) if lines.is_empty() => (0, None), // a new relay: opened with its genesis
@@ -232,6 +262,10 @@ impl Chain {
             }
         }
         let mut chain = Self::new(n_legs, good);
+        chain.stored = stored[..chain.entries.len()]
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         chain.broken = broken;
         chain
     }
@@ -724,8 +758,46 @@ impl EventLive {
 
     /// Sends one message to every stream.
     pub fn send(&self, msg: &Message) {
+        self.send_frame(msg.frame());
+    }
+
+    /// Sends a message already made a frame (one with an id).
+    pub fn send_frame(&self, frame: Arc<Frame>) {
         self.bump();
-        let _ = self.tx.send(msg.frame());
+        let _ = self.tx.send(frame);
+    }
+
+    /// What a viewer reconnecting after the custody entry `after` (store sequence number)
+    /// missed: the entries stored since, in the store's order, of `only` one relay or all;
+    /// public: only those already public. And the newest entry the viewer now knows of (the
+    /// id of its `snapshot`).
+    pub async fn entries_after(
+        &self,
+        after: Option<i64>,
+        only: Option<&str>,
+        public: bool,
+    ) -> (Vec<(String, Entry, i64)>, i64) {
+        if public && let Some(p) = &self.public {
+            let missed = after.map(|a| p.entries_after(a, only)).unwrap_or_default();
+            return (missed, p.newest_entry(only));
+        }
+        let chains = self.chains.lock().await;
+        let mine = chains
+            .iter()
+            .filter(|(relay, _)| only.is_none_or(|o| o == relay.as_str()));
+        let newest = mine
+            .clone()
+            .filter_map(|(_, c)| c.stored.last().copied())
+            .max()
+            .unwrap_or(0);
+        let mut missed: Vec<_> = after
+            .map(|a| {
+                mine.flat_map(|(relay, c)| entries_after(relay, c, a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        missed.sort_by_key(|(_, _, seq)| *seq);
+        (missed, newest)
     }
 
     /// Alert transitions since the last look: a flag turning on for the leg now current.

@@ -201,7 +201,7 @@ async fn custody(state: &Arc<AppState>, c: StoredCustody) {
                 for msg in
                     crate::custody::messages(&c.relay_id, &entry, &live.plan.event.id, live.version)
                 {
-                    live.send(&msg);
+                    live.send_frame(msg.frame_with_id(Some(c.seq)));
                 }
             }
             Err(e) => {

@@ -33,7 +33,8 @@ struct Pending {
     pings: BTreeMap<(Timestamp, i64), Committed>,
     /// Each relay's custody entries as the log has them, and the public prefix of it as a
     /// chain (extended entry by entry as they become public, never rebuilt).
-    logs: HashMap<String, (Vec<Entry>, Chain)>,
+    /// (Of the log, only its entries and their store sequence numbers are kept.)
+    logs: HashMap<String, (Chain, Chain)>,
 }
 
 /// The public engine of an event with a public delay.
@@ -117,20 +118,27 @@ impl Delayed {
         {
             let n_legs = self.plan.relay(relay).map_or(0, |r| r.legs.len());
             let mut pending = lock(&self.pending);
-            let (log, public) = pending
-                .logs
-                .entry(relay.to_string())
-                .or_insert_with(|| (Vec::new(), Chain::new(n_legs, Vec::new())));
+            let (log, public) = pending.logs.entry(relay.to_string()).or_insert_with(|| {
+                (
+                    Chain::new(n_legs, Vec::new()),
+                    Chain::new(n_legs, Vec::new()),
+                )
+            });
             // The chain only grows, unless it was reloaded from the store after a lost race:
             // then its newest known entry is not where it was.
-            let grown = log.len() <= chain.entries.len()
+            let known = log.entries.len();
+            let grown = known <= chain.entries.len()
                 && log
+                    .entries
                     .last()
-                    .is_none_or(|e| chain.entries[log.len() - 1].hash == e.hash);
+                    .is_none_or(|e| chain.entries[known - 1].hash == e.hash);
             if grown {
-                log.extend(chain.entries[log.len()..].iter().cloned());
+                log.entries.extend(chain.entries[known..].iter().cloned());
+                log.stored
+                    .extend(chain.stored.get(known..).unwrap_or_default());
             } else {
-                *log = chain.entries.clone();
+                log.entries.clone_from(&chain.entries);
+                log.stored.clone_from(&chain.stored);
                 *public = Chain::new(n_legs, Vec::new());
             }
         }
@@ -148,17 +156,19 @@ impl Delayed {
             for (relay, (log, public)) in &mut pending.logs {
                 // Entries are appended in order, so the public part is a prefix.
                 let from = public.entries.len();
-                let newly: Vec<Entry> = log[from..]
+                let newly: Vec<(Entry, Option<i64>)> = log.entries[from..]
                     .iter()
-                    .take_while(|e| e.recorded_at <= as_of)
-                    .cloned()
+                    .zip((from..).map(|i| log.stored.get(i).copied()))
+                    .take_while(|(e, _)| e.recorded_at <= as_of)
+                    .map(|(e, seq)| (e.clone(), seq))
                     .collect();
                 if newly.is_empty() {
                     continue;
                 }
-                for e in &newly {
+                for (e, seq) in &newly {
                     public.state.apply(e);
                     public.entries.push(e.clone());
+                    public.stored.extend(*seq);
                 }
                 released.push((
                     relay.clone(),
@@ -176,12 +186,39 @@ impl Delayed {
                 changes.extend(tr.set_recorded(&relay, recorded, as_of));
                 self.publish(&tr, &changes, now);
             }
-            for e in &entries {
+            for (e, seq) in &entries {
                 for msg in crate::custody::messages(&relay, e, &self.plan.event.id, self.version) {
-                    self.send(&msg);
+                    self.send_frame(msg.frame_with_id(*seq));
                 }
             }
         }
+    }
+
+    /// The public entries stored after `after` (store sequence numbers), of `only` one relay
+    /// or of all, with their relay and sequence number, in the store's order.
+    #[must_use]
+    pub fn entries_after(&self, after: i64, only: Option<&str>) -> Vec<(String, Entry, i64)> {
+        let pending = lock(&self.pending);
+        let mut out = Vec::new();
+        for (relay, (_, public)) in &pending.logs {
+            if only.is_none_or(|o| o == relay) {
+                out.extend(crate::engine::entries_after(relay, public, after));
+            }
+        }
+        out.sort_by_key(|(_, _, seq)| *seq);
+        out
+    }
+
+    /// The newest store sequence number of a public entry (of `only` one relay, or of all).
+    #[must_use]
+    pub fn newest_entry(&self, only: Option<&str>) -> i64 {
+        lock(&self.pending)
+            .logs
+            .iter()
+            .filter(|(relay, _)| only.is_none_or(|o| o == relay.as_str()))
+            .filter_map(|(_, (_, public))| public.stored.last().copied())
+            .max()
+            .unwrap_or(0)
     }
 
     /// How many entries of a relay's log are public.
@@ -261,8 +298,12 @@ impl Delayed {
 
     /// Sends one message to every spectator.
     pub fn send(&self, msg: &Message) {
+        self.send_frame(msg.frame());
+    }
+
+    fn send_frame(&self, frame: Arc<Frame>) {
         self.seq.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(msg.frame());
+        let _ = self.tx.send(frame);
     }
 
     fn publish(&self, tr: &Tracker, changes: &[handoff_core::track::Change], now: Timestamp) {

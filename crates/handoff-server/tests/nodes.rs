@@ -122,3 +122,68 @@ async fn one_handoff_raced_on_two_nodes_is_recorded_once() -> Result<()> {
     ensure!(status == StatusCode::CREATED, "{status} {body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_viewer_of_a_restarted_node_misses_no_handoff_once_it_reconnects() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    a.tick_at(at(100)).await;
+    b.tick_at(at(100)).await;
+    let stream = format!("/api/v1/events/{EVENT}/stream");
+    let handoffs = format!("/api/v1/events/{EVENT}/relays/flag/handoffs");
+    let mut sse = SseReader::new(
+        b.http
+            .get(b.url(&stream))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await?,
+    );
+    let first = sse
+        .next(Duration::from_secs(3))
+        .await?
+        .context("a snapshot")?;
+    ensure!(first.event == "snapshot", "{}", first.event);
+    // A handoff recorded on node A reaches node B's viewer, with its id.
+    let (status, body) = as_admin(
+        a.http
+            .post(a.url(&handoffs))
+            .json(&json!({ "from_leg": STAGE })),
+    )
+    .await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    let got = sse.until("handoff", Duration::from_secs(2)).await?;
+    let seen = got.last().and_then(|e| e.id.clone()).context("an id")?;
+    // Node B goes down; while it is down, node A records the next handoff.
+    drop(sse);
+    let (db, clock, tokens) = b.stop().await?;
+    a.tick_at(at(400)).await;
+    let (status, body) = as_admin(
+        a.http
+            .post(a.url(&handoffs))
+            .json(&json!({ "from_leg": RUN })),
+    )
+    .await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    // Node B is back; its viewer reconnects saying what it saw, and is sent what it missed.
+    let mut b = Server::open(db, clock).await?;
+    b.tokens = tokens;
+    let mut back = SseReader::new(
+        b.http
+            .get(b.url(&stream))
+            .header("Last-Event-ID", &seen)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await?,
+    );
+    let got = back.until("handoff", Duration::from_secs(3)).await?;
+    ensure!(got[0].event == "snapshot", "{}", got[0].event);
+    let missed = got.last().context("a handoff")?;
+    ensure!(missed.data["from_leg"] == json!(RUN), "{:?}", missed.data);
+    ensure!(
+        missed.id.as_deref().and_then(|i| i.parse::<i64>().ok()) > seen.parse::<i64>().ok(),
+        "{:?} after {seen}",
+        missed.id
+    );
+    Ok(())
+}

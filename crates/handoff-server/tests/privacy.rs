@@ -272,3 +272,50 @@ async fn operators_follow_the_undelayed_stream_spectators_the_delayed_one() -> R
     ensure!(pos.get("now").is_none(), "{pos}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reconnecting_spectator_is_sent_only_the_handoffs_already_public() -> Result<()> {
+    use crate::common::SseReader;
+    use std::time::Duration;
+    let s = server().await?;
+    s.tick_at(at(100)).await;
+    let (status, body) = crate::common::as_admin(
+        s.http
+            .post(s.url(&format!("/api/v1/events/{EVENT}/relays/flag/handoffs")))
+            .json(&serde_json::json!({ "from_leg": STAGE })),
+    )
+    .await?;
+    ensure!(status == reqwest::StatusCode::CREATED, "{status} {body}");
+    let url = s.url(&format!("/api/v1/events/{EVENT}/stream"));
+    let reconnect = |id: &'static str| {
+        s.http
+            .get(&url)
+            .header("Last-Event-ID", id)
+            .timeout(Duration::from_secs(20))
+            .send()
+    };
+    // As if it had seen nothing at all: still nothing of the handoff while it is not public.
+    let mut early = SseReader::new(reconnect("0").await?);
+    let first = early
+        .next(Duration::from_secs(2))
+        .await?
+        .context("a snapshot")?;
+    ensure!(first.event == "snapshot", "{}", first.event);
+    while let Some(e) = early.next(Duration::from_millis(300)).await? {
+        // (The log's genesis is public: it may come again.)
+        ensure!(
+            e.event != "handoff" && e.data["entry"]["kind"] != json!("handoff"),
+            "an entry not yet public was sent to a reconnecting spectator: {:?}",
+            e.data
+        );
+    }
+    // Two minutes on it is public, and a spectator reconnecting then is sent it.
+    s.tick_at(at(100 + 121)).await;
+    let mut later = SseReader::new(reconnect("0").await?);
+    let got = later.until("handoff", Duration::from_secs(2)).await?;
+    ensure!(
+        got.last()
+            .is_some_and(|e| e.data["from_leg"] == json!(STAGE))
+    );
+    Ok(())
+}

@@ -528,3 +528,74 @@ async fn the_stream_of_one_relay_carries_that_relay_only() -> Result<()> {
     assert_eq!(next.data["relay"], "team-b", "{:?}", next.data);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_viewer_reconnecting_with_its_last_event_id_gets_the_handoffs_it_missed() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(60)).await;
+    let url = s.url(&format!("/api/v1/events/{EVENT}/stream"));
+    let open = |last: Option<&str>| {
+        let mut req = s.http.get(&url).timeout(Duration::from_secs(9));
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send()
+    };
+    let mut sse = SseReader::new(open(None).await?);
+    let first = sse.next(SOON).await?.context("no snapshot")?;
+    assert_eq!(first.event, "snapshot");
+    let seen = first.id.clone().context("the snapshot has an id")?;
+    drop(sse);
+
+    // While the viewer is away, the stage hands over.
+    let handoffs = s.url(&format!("/api/v1/events/{EVENT}/relays/flag/handoffs"));
+    let resp = s
+        .http
+        .post(&handoffs)
+        .bearer_auth(ADMIN)
+        .json(&json!({ "from_leg": STAGE }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // Back, saying what it saw: the snapshot (now with the runner), then the handoff it
+    // missed, with an id past the one it gave.
+    let mut back = SseReader::new(open(Some(&seen)).await?);
+    let got = back.until("handoff", SOON).await?;
+    assert_eq!(got[0].event, "snapshot");
+    assert_eq!(flag(&got[0].data)["current_leg"], json!(RUN));
+    let handoff = got.last().context("a handoff")?;
+    assert_eq!(handoff.data["from_leg"], json!(STAGE));
+    let id: i64 = handoff
+        .id
+        .as_deref()
+        .context("the handoff has an id")?
+        .parse()?;
+    assert!(id > seen.parse::<i64>()?, "{id} after {seen}");
+    // The new snapshot already knows of it: reconnecting from there brings nothing again.
+    assert_eq!(got[0].id.as_deref(), Some(id.to_string().as_str()));
+    let mut again = SseReader::new(open(Some(&id.to_string())).await?);
+    assert_eq!(
+        again.next(SOON).await?.context("a snapshot")?.event,
+        "snapshot"
+    );
+    while let Some(e) = again.next(Duration::from_millis(300)).await? {
+        assert_ne!(e.event, "handoff", "announced again: {:?}", e.data);
+    }
+    // A new connection (not EventSource's own reconnect) says it in the query.
+    let mut by_query = SseReader::new(
+        s.http
+            .get(format!("{url}?last_event_id={seen}"))
+            .timeout(Duration::from_secs(9))
+            .send()
+            .await?,
+    );
+    let got = by_query.until("handoff", SOON).await?;
+    assert_eq!(got.last().and_then(|e| e.id.clone()), Some(id.to_string()));
+    // An id the server never sent is refused, naming where it came from.
+    let resp = open(Some("yesterday")).await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await?;
+    assert_eq!(body["error"]["field"], json!("Last-Event-ID"), "{body}");
+    Ok(())
+}

@@ -2,6 +2,9 @@
 // connection; when the server answered with an error it gives up (readyState CLOSED), so we
 // reconnect then ourselves, backing off. After any reconnect the page re-reads `/live`:
 // what happened while we were away is in it (the stream's first message is a snapshot too).
+// The messages of custody entries carry an id: a reconnection says the last one it saw
+// (EventSource's own `Last-Event-ID`, or `last_event_id` on a new connection), and the server
+// sends the handoffs recorded since, so none is missed.
 //
 // With a `token` (the console's admin token) the stream is read with `fetch` instead, since
 // EventSource cannot send an Authorization header: operators get the undelayed stream of an
@@ -20,12 +23,13 @@ export function follow(url, { onMessage, onStatus, resync, token }) {
   let retryMs = 1000;
   let timer = null;
   let stopped = false;
+  let lastId = '';
 
   const open = () => {
     clearTimeout(timer);
     if (stopped) return;
     es?.close();
-    es = new EventSource(url);
+    es = new EventSource(lastId ? withLastId(url, lastId) : url);
     es.addEventListener('open', () => {
       retryMs = 1000;
       onStatus('live');
@@ -44,6 +48,7 @@ export function follow(url, { onMessage, onStatus, resync, token }) {
     });
     for (const kind of KINDS) {
       es.addEventListener(kind, (ev) => {
+        if (ev.lastEventId) lastId = ev.lastEventId;
         let data;
         try {
           data = JSON.parse(ev.data);
@@ -78,8 +83,18 @@ export function follow(url, { onMessage, onStatus, resync, token }) {
   };
 }
 
-/** Calls `onMessage` for each message of an SSE body (the text/event-stream format). */
-async function readEvents(body, onMessage) {
+/** `url` asking for what was stored after the message `id`. */
+function withLastId(url, id) {
+  const u = new URL(url, location.href);
+  u.searchParams.set('last_event_id', id);
+  return u.toString();
+}
+
+/**
+ * Calls `onMessage` for each message of an SSE body (the text/event-stream format), and
+ * `onId` with each id.
+ */
+async function readEvents(body, onMessage, onId) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   for (;;) {
@@ -95,6 +110,7 @@ async function readEvents(body, onMessage) {
       for (const line of frame.split('\n')) {
         if (line.startsWith('event:')) kind = line.slice(6).trim();
         else if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+        else if (line.startsWith('id:')) onId(line.slice(3).trim());
       }
       if (!data.length || !KINDS.includes(kind)) continue; // a keep-alive comment
       let parsed;
@@ -115,6 +131,7 @@ function followWithToken(url, token, { onMessage, onStatus, resync }) {
   let timer = null;
   let stopped = false;
   let open = false;
+  let lastId = '';
 
   const connect = async () => {
     clearTimeout(timer);
@@ -124,7 +141,11 @@ function followWithToken(url, token, { onMessage, onStatus, resync }) {
     controller = mine;
     try {
       const res = await fetch(url, {
-        headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
+        headers: {
+          Authorization: `Bearer ${token}`,
+          Accept: 'text/event-stream',
+          ...(lastId ? { 'Last-Event-ID': lastId } : {}),
+        },
         cache: 'no-store',
         signal: mine.signal,
       });
@@ -136,7 +157,9 @@ function followWithToken(url, token, { onMessage, onStatus, resync }) {
         lost = false;
         resync();
       }
-      await readEvents(res.body, onMessage);
+      await readEvents(res.body, onMessage, (id) => {
+        lastId = id;
+      });
     } catch {
       // A network error, an error answer, or our own abort: the same way back.
     }

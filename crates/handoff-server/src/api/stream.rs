@@ -118,10 +118,42 @@ impl Drop for ClientGuard {
     }
 }
 
-/// `?relay=ID`: the stream of one relay only.
+/// `?relay=ID`: the stream of one relay only; `?last_event_id=N`: as the `Last-Event-ID`
+/// header (for a client that opens a new connection rather than letting `EventSource`
+/// reconnect).
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
     relay: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// The custody entry a reconnecting viewer saw last (the `Last-Event-ID` header, or the query's
+/// `last_event_id`): `None` for a first connection. An id this server never sent is refused.
+fn last_seen(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>> {
+    let (given, field) = match headers.get("last-event-id") {
+        Some(v) => (Some(v.to_str().unwrap_or("?").trim()), "Last-Event-ID"),
+        None => (
+            query.last_event_id.as_deref().map(str::trim),
+            "last_event_id",
+        ),
+    };
+    match given {
+        None | Some("") => Ok(None),
+        Some(id) => id
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_value",
+                    format!(
+                        "`{field}` is the id of a message of this stream (a number), not `{id}`"
+                    ),
+                )
+                .field(field)
+            }),
+    }
 }
 
 /// `GET /api/v1/events/{event}/stream`, or `?relay=ID` for one relay's messages only (a race
@@ -136,8 +168,12 @@ pub struct StreamQuery {
     params(
         ("event" = String, Path, description = "The event id"),
         ("relay" = Option<String>, Query, description = "Only this relay's messages"),
+        ("last_event_id" = Option<String>, Query, description = "As the `Last-Event-ID` header: the id of the last message seen; the custody entries stored since are sent after the snapshot"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last message seen (EventSource sends it when it reconnects); the custody entries stored since are sent after the snapshot"),
     ),
-    responses((status = 200, description = "SSE: `snapshot` first, then `position`, `eta`, `handoff`, `plan`, `alert` (admin: undelayed)", content_type = "text/event-stream", body = String))
+    responses(
+        (status = 200, description = "SSE: `snapshot` first (its id: the newest custody entry it reflects), then `position`, `eta`, `handoff`, `segment`, `custody`, `plan`, `alert` (admin: undelayed); the messages of a custody entry carry its id", content_type = "text/event-stream", body = String),
+    )
 )]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
@@ -153,6 +189,7 @@ pub async fn stream(
     {
         return Err(ApiError::not_found(format!("no relay `{r}` in `{event}`")).field("relay"));
     }
+    let seen = last_seen(&headers, &query)?;
     let only: Option<Arc<str>> = query.relay.as_deref().map(Arc::from);
     let public = !state.admin.matches(&headers);
     let rx = if public {
@@ -160,7 +197,22 @@ pub async fn stream(
     } else {
         e.tx.subscribe()
     };
-    let first = snapshot_event(&e, state.now(), only.as_deref(), public).await;
+    // Subscribed first: an entry stored from here on comes through `rx`; those stored before
+    // are in the snapshot, and those after `seen` are sent again after it, so a viewer that
+    // reconnects (to this node or another) misses no handoff. One stored in between may come
+    // twice, with the same id.
+    let (missed, newest) = e.entries_after(seen, only.as_deref(), public).await;
+    let first = snapshot_event(&e, state.now(), only.as_deref(), public)
+        .await
+        .id(newest.to_string());
+    let missed: Vec<Event> = missed
+        .iter()
+        .flat_map(|(relay, entry, seq)| {
+            crate::custody::messages(relay, entry, &e.plan.event.id, e.version)
+                .into_iter()
+                .map(move |m| sse_event(&m.frame_with_id(Some(*seq))))
+        })
+        .collect();
     state.metrics.sse_clients.inc();
     let guard = Arc::new(ClientGuard(Arc::clone(&state)));
     let mut closing = state.closing.subscribe();
@@ -190,7 +242,7 @@ pub async fn stream(
                         if only
                             .as_ref()
                             .is_some_and(|o| msg.relay.as_ref().is_some_and(|r| r != o)) => {}
-                    Ok(msg) => break Event::default().event(msg.event).data(&msg.data),
+                    Ok(msg) => break sse_event(&msg),
                     // A slow client missed messages: it gets the whole picture again and goes
                     // on from the newest message, not from the stale ones still queued (which
                     // would leave it behind, and send it the whole picture again and again).
@@ -204,10 +256,23 @@ pub async fn stream(
             Some((Ok::<_, Infallible>(event), rx))
         }
     });
-    let all = futures_util::stream::once(async move { Ok(first) })
-        .chain(updates)
-        .take_until(closed);
+    let all = futures_util::stream::iter(
+        std::iter::once(first)
+            .chain(missed)
+            .map(Ok::<_, Infallible>),
+    )
+    .chain(updates)
+    .take_until(closed);
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
+}
+
+/// A frame as an SSE event (with its id, if it has one).
+fn sse_event(frame: &crate::engine::Frame) -> Event {
+    let event = Event::default().event(frame.event).data(&frame.data);
+    match frame.id {
+        Some(id) => event.id(id.to_string()),
+        None => event,
+    }
 }
 
 /// The first message of a stream: the `/live` document (public or the operators', shared by

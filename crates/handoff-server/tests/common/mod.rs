@@ -768,6 +768,8 @@ pub fn planned_speed_mps(plan: &Plan, leg: usize) -> f64 {
 pub struct SseEvent {
     pub event: String,
     pub data: Value,
+    /// The message's `id:`, if it has one.
+    pub id: Option<String>,
 }
 
 /// Reads a `text/event-stream` body event by event, from raw chunks.
@@ -792,8 +794,11 @@ impl SseReader {
                 let frame: String = self.buf.drain(..end + 2).collect();
                 let mut event = String::from("message");
                 let mut data = String::new();
+                let mut id = None;
                 for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim().to_owned();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.strip_prefix(' ').unwrap_or(v));
@@ -804,6 +809,7 @@ impl SseReader {
                 }
                 return Ok(Some(SseEvent {
                     event,
+                    id,
                     data: serde_json::from_str(&data)
                         .with_context(|| format!("SSE data is not JSON: {data}"))?,
                 }));
