@@ -13,6 +13,7 @@ mod exports;
 mod follow;
 mod ingest;
 mod nodes;
+mod outage;
 mod phones;
 mod privacy;
 mod restart;

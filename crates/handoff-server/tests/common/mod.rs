@@ -280,6 +280,16 @@ impl Server {
         limits: handoff_server::serve::Limits,
     ) -> Result<Server> {
         let store = dir.store().await?;
+        Server::open_store(dir, store, clock, limits).await
+    }
+
+    /// A server over `store` (opened on `dir` some other way: through a proxy, say).
+    pub async fn open_store(
+        dir: Arc<TestDb>,
+        store: Arc<dyn Store>,
+        clock: TestClock,
+        limits: handoff_server::serve::Limits,
+    ) -> Result<Server> {
         let config = Config {
             admin: AdminToken::new(ADMIN),
             clock: Some(clock.clock()),
