@@ -12,6 +12,7 @@
 
 mod fixture;
 mod live;
+mod pg;
 mod race;
 mod report;
 mod scenario;
@@ -41,6 +42,12 @@ struct Args {
     /// The admin token of `--server` (a server loadgen starts gets a fresh one).
     #[arg(long, env = "HANDOFF_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// The database of the server loadgen starts: a PostgreSQL database on this machine
+    /// (`postgres://USER:PASSWORD@127.0.0.1:5432/DB`), in which loadgen makes a scratch schema
+    /// for the run (dropped after it) and measures PostgreSQL's own insert rate of the same rows
+    /// beside the server's. Without it, a temporary SQLite file.
+    #[arg(long, conflicts_with = "server")]
+    db: Option<String>,
     /// The `handoff` binary to start when no `--server` is given.
     #[arg(long, default_value = "target/release/handoff")]
     handoff_bin: PathBuf,
@@ -125,8 +132,25 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.check()?;
-    let max = Duration::from_secs(args.max_seconds);
 
+    let scratch = match args.db.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(pg::Scratch::create(url).await?)
+        }
+        Some(other) => bail!("--db takes a postgres:// URL (without it: SQLite), not `{other}`"),
+        None => None,
+    };
+    let outcome = load(&args, scratch.as_ref()).await;
+    if let Some(s) = &scratch
+        && let Err(e) = s.drop_schema().await
+    {
+        eprintln!("loadgen: could not drop the scratch schema: {e:#}");
+    }
+    outcome
+}
+
+async fn load(args: &Args, scratch: Option<&pg::Scratch>) -> anyhow::Result<ExitCode> {
+    let max = Duration::from_secs(args.max_seconds);
     let mut target = match &args.server {
         Some(url) => {
             let token = args
@@ -135,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("--server needs the admin token: --admin-token or HANDOFF_ADMIN_TOKEN")?;
             target::Target::existing(url, token)?
         }
-        None => target::Target::spawn(&args.handoff_bin)?,
+        None => target::Target::spawn(&args.handoff_bin, scratch.map(pg::Scratch::url))?,
     };
     let client = target::client(args.concurrency)?;
     target
@@ -145,6 +169,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let run = race::run(&client, &target, &args.event, args.concurrency, &args.race).await?;
         println!("{}", run.markdown());
         drop(target); // stops a server loadgen started
+        if let Some(s) = scratch {
+            // Every race ping came in a request of its own: the same rows, one a commit.
+            let (raw, _) = s.raw_inserts(usize::MAX, 1, args.concurrency).await?;
+            println!(
+                "{}",
+                report::raw_markdown(&[("race (one ping a request)", raw, None)])
+            );
+        }
         return Ok(if run.passed() {
             ExitCode::SUCCESS
         } else {
@@ -191,6 +223,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     println!("{}", run.markdown());
     drop(target); // stops a server loadgen started
+    if let Some(s) = scratch {
+        let singles = usize::try_from(run.scenarios[0].pings).unwrap_or(usize::MAX);
+        let size = usize::try_from(args.batch_size).unwrap_or(1);
+        let (one, batched) = s.raw_inserts(singles, size, args.concurrency).await?;
+        let rate = |o: &scenario::Outcome| o.pings as f64 / o.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "{}",
+            report::raw_markdown(&[
+                (
+                    "osmand (one ping a request)",
+                    one,
+                    Some(rate(&run.scenarios[0]))
+                ),
+                ("batch", batched, Some(rate(&run.scenarios[1]))),
+            ])
+        );
+    }
 
     Ok(if run.passed() {
         ExitCode::SUCCESS

@@ -139,6 +139,33 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// PostgreSQL's own insert rate of the rows a run stored, beside the server's (when known).
+pub fn raw_markdown(rows: &[(&str, crate::pg::Raw, Option<f64>)]) -> String {
+    let mut s = String::from(
+        "PostgreSQL's own rate for the same rows (`raw_pings`, LIKE pings INCLUDING ALL, no triggers), as many connections as requests in flight:\n\n\
+         | Rows as | Rows | Commits | Time (s) | Rows/s | handoff's pings/s | handoff ÷ raw |\n\
+         |---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for (name, raw, server) in rows {
+        let rate = raw.rows_per_s();
+        let (mine, ratio) = match server {
+            Some(r) => (
+                format!("{r:.0}"),
+                format!("{:.0} %", 100.0 * r / rate.max(1e-9)),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {:.1} | {rate:.0} | {mine} | {ratio} |",
+            raw.rows,
+            raw.commits,
+            raw.elapsed.as_secs_f64()
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Where the load goes: a server on this machine, never anywhere else. Either one the user
 //! names (its URL must be a loopback address) or one loadgen starts on 127.0.0.1 with a fresh
-//! SQLite file in a temporary folder and kills when the [`Target`] is dropped.
+//! SQLite file in a temporary folder, or a fresh schema of a PostgreSQL database on this
+//! machine ([`crate::pg::Scratch`]), and kills when the [`Target`] is dropped.
 
 use std::fs::File;
 use std::net::{IpAddr, TcpListener};
@@ -24,6 +25,7 @@ struct Spawned {
     /// Removed when dropped, after `drop` has stopped the child.
     _dir: tempfile::TempDir,
     log: PathBuf,
+    on_postgres: bool,
 }
 
 impl Drop for Spawned {
@@ -43,8 +45,9 @@ impl Target {
         })
     }
 
-    /// Starts `handoff serve` on a free 127.0.0.1 port with a fresh SQLite file.
-    pub fn spawn(bin: &Path) -> anyhow::Result<Self> {
+    /// Starts `handoff serve` on a free 127.0.0.1 port with a fresh SQLite file, or on `db` (a
+    /// `postgres://` URL, for a scratch schema loadgen made).
+    pub fn spawn(bin: &Path, db: Option<&str>) -> anyhow::Result<Self> {
         if !bin.is_file() {
             bail!(
                 "{} not found: build it with `cargo build --release -p handoff`, pass --handoff-bin, or give --server",
@@ -58,7 +61,9 @@ impl Target {
         let dir = tempfile::Builder::new()
             .prefix("handoff-loadgen-")
             .tempdir()?;
-        let db = dir.path().join("bench.db");
+        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let on_postgres = db.is_some();
+        let db = db.map_or(sqlite, str::to_owned);
         let log = dir.path().join("server.log");
         let out = File::create(&log)?;
         let admin_token = random_token();
@@ -68,7 +73,7 @@ impl Target {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--db",
-                &format!("sqlite://{}", db.display()),
+                &db,
                 // Every simulated phone and spectator comes from 127.0.0.1.
                 "--max-connections-per-ip",
                 "0",
@@ -86,6 +91,7 @@ impl Target {
                 child,
                 _dir: dir,
                 log,
+                on_postgres,
             }),
         })
     }
@@ -98,9 +104,14 @@ impl Target {
     /// One line for the report: which server was loaded.
     pub fn describe(&self) -> String {
         match &self.spawned {
-            Some(_) => format!(
-                "`handoff serve` started by loadgen at {} on a fresh SQLite file",
-                self.base
+            Some(s) => format!(
+                "`handoff serve` started by loadgen at {} on a fresh {}",
+                self.base,
+                if s.on_postgres {
+                    "PostgreSQL schema"
+                } else {
+                    "SQLite file"
+                }
             ),
             None => format!("the server at {}", self.base),
         }
