@@ -87,12 +87,20 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   await page.getByRole('button', { name: 'Refresh the phones' }).click();
   await row.locator('td.dropped', { hasText: /^1 · last: no_position/ }).waitFor();
 
+  // The same device again is refused: the error by the form, and the first token is gone from
+  // the screen, so it cannot pass for a new one.
+  await page.getByLabel('Device name').fill('ann-phone');
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.locator('#device-error:not([hidden])').waitFor();
+  assert.equal(await page.locator('#device-result').isHidden(), true);
+  assert.equal(await page.locator('#new-token').count(), 0);
+
   // The QR route is admin-only.
   const anon = await fetch(`${server.url}/console/qr`, { method: 'POST', body: '{"text":"x"}' });
   assert.equal(anon.status, 401);
 
   await assertAccessible(page, 'console');
-  assertClean(seen, 'console');
+  assertClean(seen, 'console', [/409 \(Conflict\).*\/devices/]);
   await context.close();
 });
 
@@ -135,13 +143,39 @@ test('a handoff recorded in the console shows on the live page within a second',
   assert.equal(last.kind, 'correction');
   assert.equal(last.corrects, handoff.seq);
   assert.ok(Math.abs(Date.parse(last.at) - at.getTime()) < 1500, `${last.at} vs ${at.toISOString()}`);
+  const corrected = last.at;
 
+  // A void asks first: one click appends nothing; "Keep it" leaves the handoff as it was.
+  const before = (await custody('flag')).length;
   await block.locator('button.void').click();
+  await block.locator('.confirm', { hasText: 'appends a correction' }).waitFor();
+  await block.getByRole('button', { name: 'Keep it' }).click();
+  assert.equal(await block.locator('.confirm').isHidden(), true);
+  assert.equal((await custody('flag')).length, before, 'nothing appended without the confirmation');
+  // Confirmed, with a note: appended, and the live page goes back to Ann.
+  await block.getByLabel('Note for the log (optional)').fill('recorded on the wrong relay');
+  await block.locator('button.void').click();
+  await block.getByRole('button', { name: 'Yes, void it' }).click();
   await page.locator('#result', { hasText: 'Voided the handoff after leg 1' }).waitFor();
   last = (await custody('flag')).at(-1);
   assert.equal(last.void, true);
+  assert.equal(last.note, 'recorded on the wrong relay');
   await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ann' }).waitFor({ timeout: 3000 });
   // The console reads the log again after the void; wait for that read, not for time.
+  await block.locator('button.record', { hasText: 'Record handoff: Ann → Ben (leg 1 → 2)' }).waitFor({ timeout: 3000 });
+
+  // Undo: the handoff is recorded again, at the time it had.
+  await page.locator('#result').getByRole('button', { name: 'Undo' }).click();
+  await page.locator('#result', { hasText: 'Undone: the handoff after leg 1 is recorded again' }).waitFor();
+  const again = (await custody('flag')).at(-1);
+  assert.equal(again.kind, 'handoff');
+  assert.equal(again.from.leg, 0);
+  assert.equal(Date.parse(again.at), Date.parse(corrected), `${again.at} vs ${corrected}`);
+  await spectator.page.locator('.relay[data-relay="flag"] .holders', { hasText: 'Ben' }).waitFor({ timeout: 3000 });
+  // Void it again so the tests after this one find Ann holding the flag.
+  await block.locator('button.void').click();
+  await block.getByRole('button', { name: 'Yes, void it' }).click();
+  await page.locator('#result', { hasText: 'Voided the handoff after leg 1' }).waitFor();
   await block.locator('button.record', { hasText: 'Record handoff: Ann → Ben (leg 1 → 2)' }).waitFor({ timeout: 3000 });
 
   assertClean(seen, 'console');
@@ -169,9 +203,28 @@ test('shifts the remaining plan by N minutes', async () => {
   const entries = await (await fetch(`${server.url}/api/v1/events/e2e/relays/flag/custody`)).text();
   assert.match(entries.trim().split('\n').at(-1), /"kind":"shift"/);
 
+  // With a note: kept in the log's entry.
+  await page.getByLabel('Minutes').fill('-2');
+  await page.locator('#shift-note').fill('the bridge reopened');
+  await page.getByRole('button', { name: 'Shift' }).click();
+  await page.locator('#result', { hasText: 'by -2 min' }).waitFor();
+  assert.equal((await custody('flag')).at(-1).note, 'the bridge reopened');
+  // A refused shift: the error next to the form, and the earlier success gone.
+  await page.getByLabel('Minutes').fill('20000');
+  await page.getByRole('button', { name: 'Shift' }).click();
+  await page.locator('#shift-error', { hasText: 'at most a week' }).waitFor();
+  assert.equal(await page.locator('#result').isHidden(), true, 'a stale success under an error');
+  assert.equal(await page.locator('#problem').isHidden(), true, 'the error is next to the form, not at the top');
+
+  // The legs table fits a 1280 px screen.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const overflow = await page.evaluate(() => [...document.querySelectorAll('.relay-block[open] .table-scroll')]
+    .map((el) => el.scrollWidth - el.clientWidth));
+  assert.ok(overflow.length > 0 && overflow.every((d) => d <= 0), `the legs tables overflow by ${overflow} px`);
+
   await page.setViewportSize(PHONE);
   assert.deepEqual(await layoutProblems(page), []);
-  assertClean(seen, 'console');
+  assertClean(seen, 'console', [/400 \(Bad Request\).*\/shift/]);
   await context.close();
 });
 

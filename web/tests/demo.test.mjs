@@ -101,6 +101,11 @@ test('while the demo runs, no page hands a carrier to themself', async () => {
   const buttons = await konsole.page.evaluate(() => [...window.recordButtons]);
   assert.ok(!buttons.some((b) => /Tom Cruise → Tom Cruise|leg [23] → /.test(b)), buttons.join('\n'));
   assert.ok(buttons.some((b) => b.startsWith('Record handoff: Tom Cruise → Jagger Eaton (leg 4 → 5)')), buttons.join('\n'));
+  // The flag's legs table (long names, every handoff labelled) fits a 1280 px screen.
+  await konsole.page.setViewportSize({ width: 1280, height: 800 });
+  const overflow = await konsole.page.evaluate(() => [...document.querySelectorAll('.relay-block[open] .table-scroll')]
+    .map((el) => el.scrollWidth - el.clientWidth));
+  assert.ok(overflow.length > 0 && overflow.every((d) => d <= 0), `the legs tables overflow by ${overflow} px at 1280 px`);
   assertClean(live.seen, 'live page during the demo');
   assertClean(konsole.seen, 'console during the demo');
   await live.context.close();

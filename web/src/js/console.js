@@ -16,19 +16,33 @@ const state = { token: sessionStorage.getItem(TOKEN_KEY), m: null, live: null, c
 
 const auth = () => ({ token: state.token });
 
-function say(message) {
+/** Says what an action did (with, say, a button to undo it); null clears it. */
+function say(message, ...more) {
   const el = $('#result');
   el.hidden = !message;
-  el.textContent = message ?? '';
+  fill(el, message ?? '', ...more);
 }
 
-/** Runs an action, showing its error (and asking to sign in again on a 401). */
-async function act(fn) {
+/** Shows an action's error in `where` (an error line next to its control). */
+function showError(where, message) {
+  where.hidden = false;
+  where.textContent = message;
+}
+
+/**
+ * Runs an action, showing its error next to the control that caused it (`where`, an error
+ * line; the page's alert area without one), and asking to sign in again on a 401. What an
+ * earlier action said is cleared first: a failure never sits under a stale success.
+ */
+async function act(fn, where) {
   problem(null);
+  say(null);
+  for (const el of document.querySelectorAll('.error')) el.hidden = true;
   try {
     await fn();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) signOut('The admin token was refused; sign in again.');
+    else if (where) showError(where, e.message);
     else problem(e.message);
   }
 }
@@ -98,19 +112,31 @@ function instant(input) {
 function buildBlock(relay) {
   const id = `r-${relay.id}`;
   const b = {};
+  const errorLine = () => h('p', { class: 'error', role: 'alert', hidden: true });
   b.el = h('details', { class: 'card relay-block', 'data-relay': relay.id, open: state.m.relays.length <= 10 },
     h('summary', {}, h('strong', {}, relay.name), ' ', b.summary = h('span', { class: 'relay-status' })),
     h('div', { class: 'actions' },
-      b.record = h('button', { type: 'button', class: 'record', onclick: () => act(() => record(relay, b)) }, 'Record handoff'),
+      b.record = h('button', { type: 'button', class: 'record', onclick: () => act(() => record(relay, b), b.recordError) }, 'Record handoff'),
       h('div', { class: 'field' },
         h('label', { for: `${id}-at` }, 'When (your time; empty = now)'),
         b.at = h('input', { id: `${id}-at`, type: 'datetime-local', step: 1 }))),
+    b.recordError = errorLine(),
     h('div', { class: 'actions' },
-      b.void = h('button', { type: 'button', class: 'danger void', onclick: () => act(() => correct(relay, b, true)) }, 'Void last recorded handoff'),
+      // Voiding asks first: one click only opens the confirmation below.
+      b.void = h('button', { type: 'button', class: 'danger void', 'aria-expanded': 'false', onclick: () => confirmVoid(b, true) }, 'Void last recorded handoff'),
       h('div', { class: 'field' },
         h('label', { for: `${id}-fix` }, 'Correct its time to (your time)'),
         b.fixAt = h('input', { id: `${id}-fix`, type: 'datetime-local', step: 1 })),
-      b.retime = h('button', { type: 'button', class: 'secondary retime', onclick: () => act(() => correct(relay, b, false)) }, 'Change time')),
+      b.retime = h('button', { type: 'button', class: 'secondary retime', onclick: () => act(() => correct(relay, b, false), b.fixError) }, 'Change time'),
+      h('div', { class: 'field' },
+        h('label', { for: `${id}-note` }, 'Note for the log (optional)'),
+        b.note = h('input', { id: `${id}-note`, maxlength: 1000, placeholder: 'e.g. the receiver dropped the flag' }))),
+    b.confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm the void', hidden: true },
+      b.confirmText = h('p', {}),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'danger confirm-void', onclick: () => act(() => correct(relay, b, true), b.fixError) }, 'Yes, void it'),
+        h('button', { type: 'button', class: 'secondary', onclick: () => confirmVoid(b, false) }, 'Keep it'))),
+    b.fixError = errorLine(),
     h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': `Legs of ${relay.name}` },
       h('table', { class: 'legs' },
         h('thead', {}, h('tr', {}, ['Leg', 'Carriers', 'Mode', 'Planned start', 'Planned end', 'ETA / actual end', 'Δ', 'Status', 'Handoff']
@@ -197,27 +223,52 @@ async function record(relay, b) {
   await refresh(relay.id);
 }
 
+/** Opens (or closes) the confirmation of a void, saying what it will do. */
+function confirmVoid(b, open) {
+  b.confirm.hidden = !open;
+  b.void.setAttribute('aria-expanded', String(open));
+  if (open) {
+    fill(b.confirmText, `${b.void.textContent}? This appends a correction to the custody log; the relay goes back to the leg before, and you can undo it by recording the handoff again.`);
+    b.confirm.querySelector('.confirm-void').focus();
+  }
+}
+
 async function correct(relay, b, voidIt) {
   const ends = state.custody.get(relay.id) ?? new Map();
   if (!ends.size) return;
   const leg = Math.max(...ends.keys());
-  const { seq } = ends.get(leg);
+  const { seq, at: was } = ends.get(leg);
+  const note = b.note.value.trim() || undefined;
   let body;
-  if (voidIt) body = { kind: 'correction', corrects: seq, void: true };
+  if (voidIt) body = { kind: 'correction', corrects: seq, void: true, note };
   else {
     const at = instant(b.fixAt);
     if (!at) {
-      problem('Enter the corrected time first.');
       b.fixAt.focus();
-      return;
+      throw new Error('Enter the corrected time first.');
     }
-    body = { kind: 'correction', corrects: seq, at };
+    body = { kind: 'correction', corrects: seq, at, note };
   }
   const entry = await postJSON(paths.handoffs(eventId, relay.id), body, auth());
   b.fixAt.value = '';
-  say(voidIt
-    ? `Voided the handoff after leg ${leg + 1} (correction entry ${entry.seq}).`
-    : `Corrected the handoff after leg ${leg + 1} to ${clock(ms(entry.at), relay.legs[leg].end_zone)} (correction entry ${entry.seq}).`);
+  b.note.value = '';
+  confirmVoid(b, false);
+  if (voidIt) {
+    // Undo: the same handoff recorded again at the time it had (an appended entry too).
+    const undo = h('button', {
+      type: 'button',
+      class: 'secondary undo',
+      onclick: () => act(async () => {
+        const again = await postJSON(paths.handoffs(eventId, relay.id),
+          { from_leg: leg, at: was, note: `recorded again: undoes the void (entry ${entry.seq}) of entry ${seq}` }, auth());
+        say(`Undone: the handoff after leg ${leg + 1} is recorded again at ${clock(ms(again.at), relay.legs[leg].end_zone)} (custody entry ${again.seq}).`);
+        await refresh(relay.id);
+      }, b.fixError),
+    }, 'Undo');
+    say(`Voided the handoff after leg ${leg + 1} (correction entry ${entry.seq}). `, undo);
+  } else {
+    say(`Corrected the handoff after leg ${leg + 1} to ${clock(ms(entry.at), relay.legs[leg].end_zone)} (correction entry ${entry.seq}).`);
+  }
   await refresh(relay.id);
 }
 
@@ -252,7 +303,9 @@ function logAlert(a) {
 async function shift() {
   const minutes = Number($('#shift-minutes').value);
   const relay = $('#shift-relay').value || undefined;
-  await postJSON(paths.shift(eventId), relay ? { minutes, relay } : { minutes }, auth());
+  const note = $('#shift-note').value.trim() || undefined;
+  await postJSON(paths.shift(eventId), { minutes, relay, note }, auth());
+  $('#shift-note').value = '';
   say(`Shifted the remaining plan of ${relay ? state.m.relays.find((x) => x.id === relay)?.name : 'every relay'} by ${minutes} min.`);
   await refresh();
 }
@@ -265,6 +318,9 @@ async function qr(text) {
 async function register() {
   const device = $('#device-id').value.trim();
   const carrier = $('#device-carrier').value;
+  // An earlier token off the screen first: a refused registration must not look like a success.
+  $('#device-result').hidden = true;
+  fill($('#device-result'));
   const { token } = await postJSON(paths.devices(eventId), { device, carrier }, auth());
   const osmand = `${location.origin}/osmand?id=${encodeURIComponent(token)}`;
   const page = `${location.origin}/carrier?token=${encodeURIComponent(token)}`;
@@ -405,10 +461,10 @@ async function main() {
   });
   $('#sign-out').addEventListener('click', () => signOut());
   $('#phones-refresh').addEventListener('click', () => act(loadPhones));
-  for (const [form, fn] of [['#shift-form', shift], ['#device-form', register]]) {
+  for (const [form, fn, where] of [['#shift-form', shift, '#shift-error'], ['#device-form', register, '#device-error']]) {
     $(form).addEventListener('submit', (e) => {
       e.preventDefault();
-      act(fn);
+      act(fn, $(where));
     });
   }
   setInterval(tick, 1000);

@@ -48,9 +48,15 @@ export async function open(browser, url, { viewport = DESKTOP, setup, ...options
   return { context, page, seen };
 }
 
-/** The checks every opened page must pass at the end of a test. */
-export function assertClean(seen, what) {
-  assert.deepEqual(seen.errors, [], `${what}: console errors`);
+/**
+ * The checks every opened page must pass at the end of a test. `provoked`: patterns of the
+ * console errors the test caused on purpose (the browser logs a refused request), each of
+ * which must have occurred.
+ */
+export function assertClean(seen, what, provoked = []) {
+  for (const p of provoked) assert.ok(seen.errors.some((e) => p.test(e)), `${what}: no error ${p}`);
+  const errors = seen.errors.filter((e) => !provoked.some((p) => p.test(e)));
+  assert.deepEqual(errors, [], `${what}: console errors`);
   assert.deepEqual(seen.foreign, [], `${what}: requests that left 127.0.0.1`);
 }
 
