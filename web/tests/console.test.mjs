@@ -75,12 +75,17 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   assert.ok(caption.includes(`${server.url}/osmand?id=${token}`), caption);
 
   // The token is a real device token: its pings are accepted for Ann.
-  const res = await sendPings(server.url, token, [pingAt(LEG0, 0.3, 300)]);
+  const res = await sendPings(server.url, token, [{ ...pingAt(LEG0, 0.3, 300), batt: 55 }]);
   assert.equal(res.accepted, 1);
 
   // The phone is listed; a report it sends that cannot be stored (a heartbeat with no
   // position) is answered 200 and counted where the operator sees it.
   const row = page.locator('#phones tr[data-device="ann-phone"]');
+  // Listed as reporting, with the fix's age and the battery it sent.
+  await page.getByRole('button', { name: 'Refresh the phones' }).click();
+  await row.locator('td.online', { hasText: 'online' }).waitFor();
+  assert.match(await row.locator('td.last-fix').textContent(), /^\d+ s ago$/);
+  assert.equal(await row.locator('td.battery').textContent(), '55 %');
   await row.locator('td.dropped', { hasText: 'none' }).waitFor();
   const beat = await fetch(`${server.url}/osmand?id=${token}&timestamp=${Math.floor(Date.now() / 1000)}&batt=50`);
   assert.equal(beat.status, 200);

@@ -65,6 +65,8 @@ pub struct AppState {
     pub dropped: crate::ingest::dropped::Dropped,
     /// The detected unit of each device's OsmAnd `speed` (in memory).
     pub speed_units: crate::ingest::speed_unit::SpeedUnits,
+    /// Each device's newest fix (in memory), for the operators' list of phones.
+    pub last_fixes: crate::ingest::last_fix::LastFixes,
 }
 
 /// The stored form of a plan: its TOML source, self-contained (routes inline).
@@ -98,6 +100,7 @@ impl AppState {
             limits: crate::limits::Limiters::default(),
             dropped: crate::ingest::dropped::Dropped::default(),
             speed_units: crate::ingest::speed_unit::SpeedUnits::default(),
+            last_fixes: crate::ingest::last_fix::LastFixes::default(),
         });
         for stored in state.store.latest_plans().await? {
             state.install(&stored).await?;
@@ -250,6 +253,8 @@ impl AppState {
                         })
                 })
                 .collect();
+            // (Their time of arrival is not known here: now, the catching up's.)
+            self.last_fixes.note(event, &pings, self.now());
             let (found, history) = live.apply(pings.into(), self.now()).await;
             live.advance_cursor(last);
             // Proximity handoffs the log does not have yet (the server stopped before storing

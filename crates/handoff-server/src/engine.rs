@@ -1115,6 +1115,9 @@ pub async fn apply_committed(
     live: &Arc<EventLive>,
     pings: Arc<[Committed]>,
 ) {
+    state
+        .last_fixes
+        .note(&live.plan.event.id, &pings, state.now());
     let (found, history) = live.apply(pings, state.now()).await;
     crate::custody::record_proximity(state, live, found).await;
     serve_history(state, live, history).await;

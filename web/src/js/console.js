@@ -8,7 +8,7 @@ import { $, coalesce, fill, h, names, problem } from './dom.js';
 import { LiveModel } from './live-model.js';
 import { endedBy, model, stintEnd } from './plan.js';
 import { follow } from './stream.js';
-import { clock, delta, ms, syncClock, tick } from './time.js';
+import { clock, delta, ms, now, syncClock, tick } from './time.js';
 
 const TOKEN_KEY = 'handoff.admin';
 const eventId = eventFromPath();
@@ -344,16 +344,30 @@ async function register() {
   await loadPhones();
 }
 
-/** The registered phones, with the reports each sent that could not be stored. */
+/** How long ago `t` (ms) was, in words with its unit: "12 s ago", "4 min ago", "2 h ago". */
+function ago(t) {
+  const s = Math.max(0, Math.round((now() - t) / 1000));
+  if (s < 90) return `${s} s ago`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+
+/** The registered phones: reporting or not, their last fix and battery, and the reports each
+ * sent that could not be stored. */
 async function loadPhones() {
   const body = await getJSON(paths.devices(eventId), auth());
   fill($('#phones tbody'), body.devices.map((d) => {
     const n = d.dropped?.total ?? 0;
     const last = d.dropped?.last;
+    const fix = d.last_fix;
+    const batt = fix?.batt_pct;
     return h('tr', { 'data-device': d.device },
       h('td', {}, d.device),
       h('td', {}, d.carrier),
       h('td', {}, d.relay ?? '—'),
+      h('td', { class: d.online ? 'online' : 'offline' }, d.online ? '● online' : (fix ? '○ offline' : '○ no fix yet')),
+      h('td', { class: 'last-fix' }, fix ? ago(ms(fix.received_at)) : '—'),
+      h('td', { class: batt !== undefined && batt < 20 ? 'battery warn' : 'battery' }, batt !== undefined ? `${Math.round(batt)} %` : '—'),
       h('td', {}, d.speed_unit?.used ?? '—'),
       h('td', { class: n ? 'dropped warn' : 'dropped' },
         n ? `${n} · last: ${last?.reason ?? '?'} (${last?.format ?? '?'}): ${last?.message ?? ''}` : 'none'));

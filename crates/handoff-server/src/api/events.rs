@@ -338,7 +338,8 @@ pub async fn list_devices(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     state.admin.require(&headers)?;
-    state.live_event(&event)?;
+    let live = state.live_event(&event)?;
+    let (now, silent_ms) = (state.now(), live.plan.event.silent_after_ms);
     let devices: Vec<_> = state
         .store
         .devices(&event)
@@ -347,6 +348,7 @@ pub async fn list_devices(
         .map(|d| {
             let detected = state.speed_units.detected(&event, &d.device_id);
             let dropped = state.dropped.of(&event, &d.device_id);
+            let last = state.last_fixes.of(&event, &d.device_id);
             json!({
                 "device": d.device_id,
                 "carrier": d.carrier,
@@ -363,6 +365,11 @@ pub async fn list_devices(
                     "by_reason": dropped.by_reason,
                     "last": dropped.last,
                 },
+                "last_fix": last,
+                // Reporting: a fix arrived within the event's `silent_after`.
+                "online": last.is_some_and(|f| {
+                    now.duration_since(f.received_at).as_millis() <= i128::from(silent_ms)
+                }),
             })
         })
         .collect();

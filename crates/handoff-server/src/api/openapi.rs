@@ -208,7 +208,8 @@ pub struct DeviceRegistered {
 #[derive(ToSchema)]
 pub struct DeviceList {
     pub event: String,
-    /// Each with `device`, `carrier`, `relay`, `created_at`, `speed_unit` and `dropped`.
+    /// Each with `device`, `carrier`, `relay`, `created_at`, `speed_unit`, `dropped`,
+    /// `last_fix` (`{"t","received_at","batt_pct"?,"acc_m"?}` or null) and `online`.
     #[schema(value_type = Vec<Object>)]
     pub devices: Vec<Value>,
 }

@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod dropped;
 pub mod error;
+pub mod last_fix;
 pub mod osmand;
 pub mod owntracks;
 pub mod speed_unit;
