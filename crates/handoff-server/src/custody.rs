@@ -283,7 +283,7 @@ async fn write(
         }
         drop(chains);
         for (relay, entry) in &sealed {
-            announce(&state, &live, relay, entry);
+            announce(&state, &live, relay, entry).await;
         }
         // A late-recorded handoff can reveal proximity handoffs after it, and one recorded long
         // after it happened may need pings the engine has let go.
@@ -329,12 +329,13 @@ pub async fn adopt(state: &Arc<AppState>, live: &Arc<EventLive>, relay: &str, ha
     now_has
 }
 
-/// Streams a stored entry and notifies the webhooks.
-fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
+/// Streams a stored entry and queues its webhook notifications (in the task that stored it:
+/// the request's answer waits for them, and a request that hangs up does not stop them).
+async fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry) {
     for msg in messages(relay, entry, &live.plan.event.id, live.version) {
         live.send(&msg);
     }
-    crate::webhooks::notify_custody(state, live, relay, entry);
+    crate::webhooks::enqueue_custody(state, &live.plan.event.id, relay, entry).await;
 }
 
 /// The stream messages of a stored entry: the verified handoff or the plan change it records,
