@@ -484,7 +484,7 @@ impl LegView {
 }
 
 /// A leg that began at `start` is overdue once its planned duration plus a slack (a fifth of
-/// it, between 2 and 15 minutes) has passed.
+/// it, between 2 and 15 minutes) has passed: after [`overdue_after`].
 #[must_use]
 pub fn overdue(
     planned_start: Timestamp,
@@ -492,10 +492,29 @@ pub fn overdue(
     start: Timestamp,
     now: Timestamp,
 ) -> bool {
+    now.as_millisecond() > overdue_after(planned_start, planned_end, start).as_millisecond()
+}
+
+/// The instant after which a leg that began at `start` is overdue (see [`overdue`]): a
+/// function of the plan and the leg's start alone, so every server folding the same inputs
+/// names the same instant.
+#[must_use]
+pub fn overdue_after(
+    planned_start: Timestamp,
+    planned_end: Timestamp,
+    start: Timestamp,
+) -> Timestamp {
     let planned_ms = planned_end.duration_since(planned_start).as_millis();
     let slack_ms = (planned_ms / 5).clamp(120_000, 900_000);
     let due_ms = i128::from(start.as_millisecond()) + planned_ms + slack_ms;
-    i128::from(now.as_millisecond()) > due_ms
+    i64::try_from(due_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(if due_ms > 0 {
+            Timestamp::MAX
+        } else {
+            Timestamp::MIN
+        })
 }
 
 /// How `/live` writes its numbers: exact inside, rounded on the wire to what they mean. An ETA

@@ -369,15 +369,13 @@ impl AppState {
             .insert(d.token_hash.clone(), d);
     }
 
-    /// Lets time pass on every event (stage legs end on time, overdue flags rise), and sends
-    /// each alert that rose to the webhooks subscribed to its kind.
+    /// Lets time pass on every event (stage legs end on time, overdue flags rise), and queues
+    /// each alert that rose for the webhooks subscribed to its kind.
     pub async fn tick(self: &Arc<Self>) {
         let now = self.now();
         for e in self.events() {
             for alert in e.tick(now).await {
-                if let Ok(payload) = serde_json::to_value(&alert) {
-                    crate::webhooks::notify(self, &e, alert.kind, &payload);
-                }
+                crate::webhooks::enqueue_alert(self, &alert).await;
             }
             // The public engine may need pings brought back from the store.
             if e.wants_public_history() {
@@ -506,6 +504,8 @@ pub async fn launch_with(
             }
         })
     };
+    // Webhook notifications in the store's outbox, whichever server queued them.
+    let deliverer = tokio::spawn(crate::webhooks::worker::run(Arc::clone(&state)));
     // With other nodes on the same store: what they commit reaches this node's engines.
     let follower = state
         .store
@@ -542,6 +542,7 @@ pub async fn launch_with(
     .await;
     ticker.abort();
     saver.abort();
+    deliverer.abort();
     if let Some(f) = follower {
         f.abort();
     }

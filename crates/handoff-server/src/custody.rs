@@ -288,7 +288,7 @@ async fn write(
         }
         drop(chains);
         for ((relay, entry), seq) in sealed.iter().zip(&seqs) {
-            announce(&state, &live, relay, entry, *seq);
+            announce(&state, &live, relay, entry, *seq).await;
         }
         // A late-recorded handoff can reveal proximity handoffs after it, and one recorded long
         // after it happened may need pings the engine has let go.
@@ -334,13 +334,14 @@ pub async fn adopt(state: &Arc<AppState>, live: &Arc<EventLive>, relay: &str, ha
     now_has
 }
 
-/// Streams a stored entry (its store sequence number `seq` the messages' id) and notifies the
-/// webhooks.
-fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry, seq: i64) {
+/// Streams a stored entry (its store sequence number `seq` the messages' id) and queues its
+/// webhook notifications (in the task that stored it: the request's answer waits for them, and
+/// a request that hangs up does not stop them).
+async fn announce(state: &AppState, live: &EventLive, relay: &str, entry: &Entry, seq: i64) {
     for msg in messages(relay, entry, &live.plan.event.id, live.version) {
         live.send_frame(msg.frame_with_id(Some(seq)));
     }
-    crate::webhooks::notify_custody(state, live, relay, entry);
+    crate::webhooks::enqueue_custody(state, &live.plan.event.id, relay, entry).await;
 }
 
 /// The stream messages of a stored entry: the verified handoff or the plan change it records,

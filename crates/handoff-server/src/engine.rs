@@ -129,7 +129,12 @@ pub struct Alert {
     pub relay: String,
     pub leg: Option<usize>,
     pub holders: Vec<String>,
+    /// When this server raised it.
     pub at: Timestamp,
+    /// When it rose as the engine's fold computes it (the same on every server folding the
+    /// same inputs): what tells one alert from another ([`Flags`]). Not on the wire.
+    #[serde(skip)]
+    pub since: Option<Timestamp>,
 }
 
 impl Message {
@@ -383,8 +388,6 @@ pub struct EventLive {
     /// Custody chains by relay id. An async mutex, shared so an append can finish in a task
     /// of its own after the request that started it has gone.
     pub chains: Arc<tokio::sync::Mutex<HashMap<String, Chain>>>,
-    /// One-time handoff codes by (relay, from leg).
-    pub codes: Mutex<HashMap<(String, usize), crate::api::handoffs::Code>>,
     flags: Mutex<HashMap<String, Flags>>,
     pub tx: broadcast::Sender<Arc<Frame>>,
     /// Set when a newer plan version replaces this one: its streams end, and the pages'
@@ -491,7 +494,6 @@ impl EventLive {
             plan_hash,
             source,
             chains: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
-            codes: Mutex::new(HashMap::new()),
             flags: Mutex::new(HashMap::new()),
             tx,
             retired: tokio::sync::watch::Sender::new(false),
@@ -807,10 +809,15 @@ impl EventLive {
         for (relay, f) in now_flags {
             let before = flags.get(relay).copied().unwrap_or_default();
             let same_leg = before.leg == f.leg;
-            for (kind, on, was) in [
-                ("overdue", f.overdue, before.overdue),
-                ("off_route", f.off_route, before.off_route),
-                ("silent", f.silent, before.silent),
+            for (kind, on, was, since) in [
+                ("overdue", f.overdue, before.overdue, f.overdue_since),
+                (
+                    "off_route",
+                    f.off_route,
+                    before.off_route,
+                    f.off_route_since,
+                ),
+                ("silent", f.silent, before.silent, f.silent_since),
             ] {
                 if on && !(was && same_leg) {
                     let holders = self
@@ -826,6 +833,7 @@ impl EventLive {
                         leg: f.leg,
                         holders,
                         at: now,
+                        since,
                     });
                 }
             }
@@ -1377,6 +1385,7 @@ mod tests {
                 leg: Some(2),
                 holders: vec!["Tony Estanguet".into()],
                 at: t(900),
+                since: Some(t(880)),
             }))
         );
         insta::assert_json_snapshot!(

@@ -11,8 +11,9 @@
 //! it holds), a custody entry the chain already has (not loaded again), and the entries this
 //! node appended (not announced twice to its streams).
 //!
-//! Webhooks are not sent for what another node committed: the node that committed it sends
-//! them (until deliveries go through an outbox in the store).
+//! A custody entry another node committed is queued for the webhooks here too: the outbox
+//! keeps it once whoever queues it ([`crate::webhooks`]), so it is sent even if the node that
+//! committed it died before queueing it.
 //!
 //! [`Store::changes_since`]: handoff_store::Store::changes_since
 //! [`Store::subscribe`]: handoff_store::Store::subscribe
@@ -203,6 +204,7 @@ async fn custody(state: &Arc<AppState>, c: StoredCustody) {
                 {
                     live.send_frame(msg.frame_with_id(Some(c.seq)));
                 }
+                crate::webhooks::enqueue_custody(state, &c.event_id, &c.relay_id, &entry).await;
             }
             Err(e) => {
                 tracing::error!(event = %c.event_id, relay = %c.relay_id, "an unreadable custody entry in the feed: {e}")

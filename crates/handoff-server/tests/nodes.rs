@@ -1,6 +1,9 @@
 //! Several nodes on one PostgreSQL (only when `HANDOFF_TEST_PG` is set; skipped with a line
 //! otherwise): each `handoff serve` follows the store's change feed, so what one node is sent
-//! reaches every node's viewers, and a handoff raced on two nodes wins exactly once.
+//! reaches every node's viewers, and a handoff raced on two nodes wins exactly once. Codes and
+//! webhook deliveries live in the database: a giver's code from one node is accepted on the
+//! other, wrong codes on both add up, and a fact both nodes learn of (a raced handoff, an alert
+//! each raises) reaches a webhook once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +13,12 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::{
-    CARRIERS, DEVICES, EVENT, PLAN, RUN, STAGE, Server, SseReader, TestClock, TestDb, as_admin, at,
-    plan, planned_speed_mps, walk,
+    BIKE, CARRIERS, DEVICES, EVENT, PLAN, RUN, STAGE, Server, SseReader, TestClock, TestDb, answer,
+    as_admin, at, plan, planned_speed_mps, route, walk,
 };
+use crate::webhooks::{Receiver, SECRET};
+
+const HANDOFFS: &str = "/api/v1/events/paris/relays/flag/handoffs";
 
 /// Two servers on one new PostgreSQL schema, the plan uploaded and the devices registered on
 /// the first; `None` when the tests do not run against PostgreSQL.
@@ -68,11 +74,188 @@ async fn a_ping_sent_to_one_node_reaches_the_other_nodes_stream_within_a_second(
     Ok(())
 }
 
+/// Waits (up to 2 s) until `s` sees the flag on leg `leg`, handed on by a recorded handoff:
+/// the other node's entry reached its custody chain.
+async fn wait_for_leg(s: &Server, leg: usize) -> Result<()> {
+    for _ in 0..100 {
+        let live = s.live(true).await?;
+        let relay = &live["relays"][0];
+        if relay["current_leg"] == json!(leg) && relay["legs"][leg - 1]["verified"] == true {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the node does not see the flag handed on to leg {leg}")
+}
+
+/// Registers a webhook for `kinds` on `on`, and waits (up to 5 s) until `other` knows it too:
+/// the webhook reached it through the change feed.
+async fn webhook_on_both(on: &Server, other: &Server, url: &str, kinds: &[&str]) -> Result<()> {
+    for s in [on, other] {
+        s.state.webhooks.set_backoff(Duration::from_millis(20));
+        s.state.webhooks.allow_private_targets(true);
+    }
+    let (status, body) = as_admin(
+        on.http
+            .post(on.url(&format!("/api/v1/events/{EVENT}/webhooks")))
+            .json(&json!({ "url": url, "secret": SECRET, "kinds": kinds })),
+    )
+    .await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    for _ in 0..250 {
+        if kinds
+            .iter()
+            .all(|k| other.state.webhooks.subscribed(EVENT, k).len() == 1)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the other node never learnt of the webhook")
+}
+
+/// The outbox of the event once its notifications are all done (up to 5 s).
+async fn settled_outbox(s: &Server) -> Result<Vec<handoff_store::QueuedNotification>> {
+    for _ in 0..250 {
+        let queued = s.state.store.notifications(EVENT, 100).await?;
+        if !queued.is_empty() && queued.iter().all(|n| n.next_at.is_none()) {
+            return Ok(queued);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!(
+        "the outbox never settled: {:?}",
+        s.state.store.notifications(EVENT, 100).await?
+    )
+}
+
+/// The runner's code, asked for on `s`.
+async fn code(s: &Server) -> Result<String> {
+    let (status, body) = answer(
+        s.http
+            .post(s.url(&format!("{HANDOFFS}/code")))
+            .bearer_auth(&s.tokens[RUN]),
+    )
+    .await?;
+    ensure!(status == StatusCode::OK, "code: {status} {body}");
+    Ok(body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The cyclist enters `code` on `s`, at the exchange.
+async fn enter(s: &Server, code: &str) -> Result<(StatusCode, serde_json::Value)> {
+    let p = plan();
+    let exchange = route(&p, RUN).point_at(route(&p, RUN).length_m());
+    answer(
+        s.http
+            .post(s.url(HANDOFFS))
+            .bearer_auth(&s.tokens[BIKE])
+            .json(&json!({ "code": code, "position": [exchange.lon, exchange.lat] })),
+    )
+    .await
+}
+
+/// The operator records the handoff from `from_leg` on `s`.
+async fn record(s: &Server, from_leg: usize) -> Result<(StatusCode, serde_json::Value)> {
+    as_admin(
+        s.http
+            .post(s.url(HANDOFFS))
+            .json(&json!({ "from_leg": from_leg })),
+    )
+    .await
+}
+
+/// Both nodes with the flag on the runner's leg (the stage handed on by the operator on A).
+async fn runner_holds_the_flag(a: &Server, b: &Server) -> Result<()> {
+    a.tick_at(at(130)).await;
+    b.tick_at(at(130)).await;
+    let (status, body) = record(a, STAGE).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    wait_for_leg(b, RUN).await
+}
+
+#[tokio::test]
+async fn a_code_asked_for_on_one_node_is_accepted_on_the_other() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    runner_holds_the_flag(&a, &b).await?;
+    let code = code(&a).await?;
+    let (status, entry) = enter(&b, &code).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {entry}");
+    ensure!(entry["evidence"]["method"] == "two_party", "{entry}");
+    ensure!(entry["evidence"]["giver_device"] == DEVICES[RUN], "{entry}");
+    ensure!(entry["from"]["leg"] == json!(RUN), "{entry}");
+    // Used once: on the node that issued it, the same code records nothing more.
+    wait_for_leg(&a, BIKE).await?;
+    let (status, body) = enter(&a, &code).await?;
+    ensure!(status == StatusCode::CONFLICT, "{status} {body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn wrong_codes_on_two_nodes_add_up_and_the_fifth_burns_the_code() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    runner_holds_the_flag(&a, &b).await?;
+    let right = code(&a).await?;
+    let wrong = format!("{right}0");
+    for (i, s) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (status, body) = enter(s, &wrong).await?;
+        ensure!(
+            status == StatusCode::CONFLICT && body["error"]["message"] == "wrong code",
+            "wrong code {}: {status} {body}",
+            i + 1
+        );
+    }
+    let (status, body) = enter(&b, &wrong).await?;
+    ensure!(status == StatusCode::CONFLICT, "{status} {body}");
+    ensure!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many attempts")),
+        "the fifth wrong code, on either node, burns it: {body}"
+    );
+    // Burnt for both nodes: the right code now finds nothing to match.
+    for s in [&a, &b] {
+        let (status, body) = enter(s, &right).await?;
+        ensure!(
+            status == StatusCode::CONFLICT && body["error"]["code"] == "bad_code",
+            "{status} {body}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_added_on_one_node_is_called_for_a_handoff_on_the_other() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    let rx = Receiver::start(0).await?;
+    webhook_on_both(&a, &b, &rx.url, &["handoff"]).await?;
+    b.tick_at(at(100)).await;
+    let (status, body) = record(&b, STAGE).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    let got = rx.wait_for(1).await?;
+    ensure!(got[0].signature_ok && got[0].event == "handoff", "{got:?}");
+    ensure!(
+        got[0].body["payload"]["entry"]["hash"] == body["hash"],
+        "{got:?}"
+    );
+    let queued = settled_outbox(&b).await?;
+    ensure!(queued.len() == 1, "{queued:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn one_handoff_raced_on_two_nodes_is_recorded_once() -> Result<()> {
     let Some((a, b)) = two_nodes().await? else {
         return Ok(());
     };
+    // The webhook both nodes notify: the raced handoff reaches it once.
+    let rx = Receiver::start(0).await?;
+    webhook_on_both(&a, &b, &rx.url, &["handoff"]).await?;
     a.tick_at(at(100)).await;
     b.tick_at(at(100)).await;
     let path = format!("/api/v1/events/{EVENT}/relays/flag/handoffs");
@@ -100,17 +283,22 @@ async fn one_handoff_raced_on_two_nodes_is_recorded_once() -> Result<()> {
     }
     // Both nodes then agree on who holds the flag, and the loser's next handoff links on.
     for s in [&a, &b] {
-        let mut ok = false;
-        for _ in 0..100 {
-            let live = s.live(true).await?;
-            if live["relays"][0]["current_leg"] == json!(RUN) {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ensure!(ok, "a node does not see the handoff");
+        wait_for_leg(s, RUN).await?;
     }
+    // The winner queued the handoff's notification, the other node (following the feed) the
+    // same one again: one row, one delivery.
+    let got = rx.wait_for(1).await?;
+    let queued = settled_outbox(&a).await?;
+    ensure!(queued.len() == 1, "{queued:?}");
+    ensure!(queued[0].key == "handoff:flag:1", "{queued:?}");
+    let winner = if sa == StatusCode::CREATED { &ba } else { &bb };
+    ensure!(
+        got[0].body["payload"]["entry"]["hash"] == winner["hash"],
+        "{got:?}"
+    );
+    // A poll of both workers later, still one.
+    tokio::time::sleep(handoff_server::webhooks::worker::POLL + Duration::from_millis(300)).await;
+    ensure!(rx.got().len() == 1, "{:?}", rx.got());
     let loser = if sa == StatusCode::CREATED { &b } else { &a };
     let (status, body) = as_admin(
         loser
@@ -186,4 +374,65 @@ async fn a_viewer_of_a_restarted_node_misses_no_handoff_once_it_reconnects() -> 
         missed.id
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn an_alert_both_nodes_raise_reaches_a_webhook_once() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    let rx = Receiver::start(0).await?;
+    webhook_on_both(&a, &b, &rx.url, &["overdue"]).await?;
+    let mut streams = Vec::new();
+    for s in [&a, &b] {
+        let mut sse = SseReader::new(
+            as_admin_stream(s)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await?,
+        );
+        ensure!(
+            sse.next(Duration::from_secs(3))
+                .await?
+                .context("a snapshot")?
+                .event
+                == "snapshot"
+        );
+        streams.push(sse);
+    }
+    // The stage ends on time; the runner's 7 minutes (and 2 of slack) run out at 660 s.
+    a.tick_at(at(130)).await;
+    b.tick_at(at(130)).await;
+    a.tick_at(at(1_000)).await;
+    b.tick_at(at(1_000)).await;
+    // Each node's engine raises the alert (and `silent`, which the webhook does not want)…
+    for sse in &mut streams {
+        let mut kinds = Vec::new();
+        while !kinds.contains(&json!("overdue")) {
+            ensure!(kinds.len() < 2, "alerts {kinds:?}, none overdue");
+            let seen = sse.until("alert", Duration::from_secs(3)).await?;
+            kinds.push(seen.last().context("an alert")?.data["kind"].clone());
+        }
+    }
+    // …and the webhook gets it once: one row in the outbox, whoever queued it first.
+    let got = rx.wait_for(1).await?;
+    ensure!(got[0].event == "overdue", "{got:?}");
+    ensure!(got[0].body["payload"]["leg"] == json!(RUN), "{got:?}");
+    let queued = settled_outbox(&b).await?;
+    ensure!(queued.len() == 1, "{queued:?}");
+    ensure!(queued[0].key.starts_with("overdue:flag:1:"), "{queued:?}");
+    // Later ticks on both nodes raise nothing new.
+    a.tick_at(at(1_001)).await;
+    b.tick_at(at(1_001)).await;
+    tokio::time::sleep(handoff_server::webhooks::worker::POLL + Duration::from_millis(300)).await;
+    ensure!(rx.got().len() == 1, "{:?}", rx.got());
+    ensure!(b.state.store.notifications(EVENT, 100).await?.len() == 1);
+    Ok(())
+}
+
+/// `GET …/stream` with the admin token.
+fn as_admin_stream(s: &Server) -> reqwest::RequestBuilder {
+    s.http
+        .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
+        .bearer_auth(crate::common::ADMIN)
 }

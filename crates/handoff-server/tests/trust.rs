@@ -258,6 +258,63 @@ async fn out_of_range_shifts_and_delays_are_refused() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_code_records_one_handoff_even_when_that_handoff_is_voided() -> Result<()> {
+    let s = Server::with_relay().await?;
+    s.tick_at(at(130)).await;
+    as_admin(operator(&s, &json!({ "from_leg": STAGE }), None)).await?;
+    let p = plan();
+    let exchange = route(&p, RUN).point_at(route(&p, RUN).length_m());
+    let enter = |code: &str| {
+        answer(
+            s.http
+                .post(s.url(HANDOFFS))
+                .bearer_auth(&s.tokens[BIKE])
+                .json(&json!({ "code": code, "position": [exchange.lon, exchange.lat] })),
+        )
+    };
+    let first = code(&s, RUN).await?;
+    let issued = s.state.store.handoff_codes(EVENT, "flag").await?;
+    ensure!(issued.len() == 1, "{issued:?}");
+    let (status, entry) = enter(&first).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {entry}");
+    // The code is deleted once used; should that delete never happen (the server stopped in
+    // between), the code must still be spent: put it back.
+    for _ in 0..250 {
+        if s.state.store.handoff_codes(EVENT, "flag").await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    ensure!(
+        s.state.store.handoff_codes(EVENT, "flag").await?.is_empty(),
+        "used: deleted"
+    );
+    s.state.store.put_handoff_code(issued[0].clone()).await?;
+    // The operator voids it: runner → cyclist is the next handoff again…
+    let (status, body) = as_admin(operator(
+        &s,
+        &json!({ "kind": "correction", "corrects": entry["seq"], "void": true }),
+        None,
+    ))
+    .await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    // …but the code that recorded it is spent.
+    let (status, body) = enter(&first).await?;
+    ensure!(
+        status == StatusCode::CONFLICT && body["error"]["code"] == "bad_code",
+        "{status} {body}"
+    );
+    let again = code(&s, RUN).await?;
+    let (status, body) = enter(&again).await?;
+    ensure!(status == StatusCode::CREATED, "a new code: {status} {body}");
+    ensure!(
+        handoffs(&custody(&s).await?).len() == 3,
+        "stage, voided, again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn wrong_handoff_codes_are_rate_limited_per_relay() -> Result<()> {
     let s = Server::with_relay().await?;
     s.tick_at(at(130)).await;

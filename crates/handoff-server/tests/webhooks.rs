@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::common::{Server, as_admin, at};
 
 const EVENT: &str = "hooks";
-const SECRET: &str = "a-long-random-webhook-secret";
+pub(crate) const SECRET: &str = "a-long-random-webhook-secret";
 
 /// A 2-minute stage at the Hôtel de Ville, then two short runs along the Rue de Rivoli.
 const PLAN: &str = r#"
@@ -114,18 +114,18 @@ async fn wait_for_deliveries(s: &Server, n: usize) -> Result<Vec<Value>> {
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    event: String,
-    delivery: String,
-    content_type: String,
-    signature_ok: bool,
-    body: Value,
+pub(crate) struct Received {
+    pub(crate) event: String,
+    pub(crate) delivery: String,
+    pub(crate) content_type: String,
+    pub(crate) signature_ok: bool,
+    pub(crate) body: Value,
 }
 
 /// The test's webhook receiver: it checks each signature with the secret, keeps what it got,
 /// and answers 500 to the first `fail_first` requests, 200 after.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
     _stop: oneshot::Sender<()>,
 }
@@ -169,7 +169,7 @@ async fn receive(State(rx): State<ReceiverState>, headers: HeaderMap, body: Byte
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Result<Receiver> {
+    pub(crate) async fn start(fail_first: usize) -> Result<Receiver> {
         let got = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
@@ -195,8 +195,20 @@ impl Receiver {
         })
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().expect("lock").clone()
+    }
+
+    /// Waits (up to 5 s) until the receiver has had `n` requests.
+    pub(crate) async fn wait_for(&self, n: usize) -> Result<Vec<Received>> {
+        for _ in 0..250 {
+            let got = self.got();
+            if got.len() >= n {
+                return Ok(got);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("the receiver never had {n} requests: {:?}", self.got())
     }
 }
 
@@ -413,6 +425,55 @@ async fn webhooks_survive_a_restart() -> Result<()> {
     let state = &s.state;
     assert_eq!(state.webhooks.subscribed(EVENT, "handoff").len(), 1);
     assert!(state.webhooks.subscribed(EVENT, "silent").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_delivery_pending_at_shutdown_is_retried_after_a_restart() -> Result<()> {
+    let rx = Receiver::start(1).await?;
+    let s = start(at(60)).await?;
+    // The retry falls due 2 s after the first attempt: after the server has stopped.
+    s.state.webhooks.set_backoff(Duration::from_secs(2));
+    add_webhook(&s, &rx.url, &["handoff"]).await?;
+    s.set_clock(at(121));
+    s.handoff(EVENT, "flag").await?;
+    let first = wait_for_deliveries(&s, 1).await?;
+    assert_eq!(first[0]["ok"], false, "{first:?}");
+    let (dir, clock, _) = s.stop().await?;
+    assert_eq!(rx.got().len(), 1, "no retry before the stop");
+
+    let s = Server::open(dir, clock).await?;
+    s.state.webhooks.allow_private_targets(true);
+    // What the outbox kept across the restart: the notification, one attempt made, due again.
+    let queued = s.state.store.notifications(EVENT, 100).await?;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].attempts, 1);
+    assert!(queued[0].next_at.is_some(), "{queued:?}");
+    assert_eq!(
+        queued[0].delivery_id,
+        first[0]["delivery"].as_str().unwrap_or_default()
+    );
+    // The new server's worker makes the retry: the same delivery, signed, delivered.
+    let got = rx.wait_for(2).await?;
+    let mut log = deliveries(&s).await?;
+    for _ in 0..250 {
+        if log.first().is_some_and(|d| d["ok"] == true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = deliveries(&s).await?;
+    }
+    assert_eq!(log[0]["ok"], true, "{log:?}");
+    assert_eq!(log[0]["delivery"], first[0]["delivery"], "{log:?}");
+    assert!(
+        log[0]["attempt"].as_u64().is_some_and(|a| a >= 2),
+        "{log:?}"
+    );
+    assert_eq!(got[1].delivery, got[0].delivery, "one notification");
+    assert_eq!(got[1].body, got[0].body);
+    assert!(got.iter().all(|r| r.signature_ok));
+    let done = s.state.store.notifications(EVENT, 100).await?;
+    assert_eq!(done[0].next_at, None, "delivered: done");
     Ok(())
 }
 

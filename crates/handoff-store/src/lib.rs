@@ -2,7 +2,10 @@
 //! pings and custody-log entries, and the event's webhooks with their delivery log. Live state
 //! is derived from these rows; the one exception is a cache of it, the newest saved state of
 //! each event's engine ([`EngineCheckpoint`]), which lets a start skip most of the replay and
-//! can always be dropped and rebuilt from the rows.
+//! can always be dropped and rebuilt from the rows. Beside them, what several servers on one
+//! database must share rather than each hold alone: the givers' one-time handoff codes
+//! ([`HandoffCode`], wrong attempts counted by the store) and the webhook outbox
+//! ([`NewNotification`]: queued once per fact, claimed with a lease, settled with each attempt).
 //!
 //! One idea runs through the API: **an answered write is durable**. Every write method returns
 //! only after its transaction has committed, so the server may answer 2xx as soon as the call
@@ -151,6 +154,62 @@ pub trait Store: Send + Sync {
 
     /// The last `limit` delivery attempts of an event, newest first.
     async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// Keeps a giver's one-time code for its step `(event, relay, from leg)`, replacing the
+    /// code issued for that step before (its wrong attempts start again from 0).
+    async fn put_handoff_code(&self, code: HandoffCode) -> Result<()>;
+
+    /// The codes issued for the steps of one relay and not deleted since (expired ones too:
+    /// the caller tells), ordered by step.
+    async fn handoff_codes(&self, event_id: &str, relay_id: &str) -> Result<Vec<HandoffCode>>;
+
+    /// Counts one wrong attempt at the code of `step` whose hash is `code_hash`, as one atomic
+    /// increment (attempts on several servers add up); when the count reaches `burn_at` the
+    /// code is deleted in the same transaction. Returns the count, or `None` when that code is
+    /// no longer there (spent, burnt, or replaced by a newer code).
+    async fn strike_handoff_code(
+        &self,
+        step: &CodeStep,
+        code_hash: &str,
+        burn_at: u32,
+    ) -> Result<Option<u32>>;
+
+    /// Deletes the code of `step` if it is still the one whose hash is `code_hash` (a code
+    /// issued since stays).
+    async fn delete_handoff_code(&self, step: &CodeStep, code_hash: &str) -> Result<()>;
+
+    /// Queues notifications in the webhook outbox, each unless one with the same
+    /// `(event, webhook, key)` was queued before (by any server, delivered or not): the same
+    /// fact gives the same key on every server, so it is delivered once. Returns how many were
+    /// new.
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>) -> Result<usize>;
+
+    /// Claims up to `limit` queued notifications due at `now` (not delivered nor given up, no
+    /// claim alive), each until `until`: nobody else claims it before then, so a server that
+    /// dies with a claim only delays it. Oldest due first, each with its webhook's URL and
+    /// secret.
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ClaimedNotification>>;
+
+    /// Records an attempt at a claimed notification, in one transaction: the attempt goes to
+    /// the delivery log ([`Store::log_delivery`]; its `seq` is returned), and the notification
+    /// is due again at `next` or, with `None`, done; its claim ends. Should the notification
+    /// have moved on meanwhile (the claim ran out and another server attempted it), only the
+    /// log is written.
+    async fn settle_notification(
+        &self,
+        outbox_seq: i64,
+        attempt: NewDelivery,
+        next: Option<Timestamp>,
+    ) -> Result<i64>;
+
+    /// The first `limit` notifications of an event's outbox, oldest first (for tools and
+    /// tests: what was queued, and where each one stands).
+    async fn notifications(&self, event_id: &str, limit: usize) -> Result<Vec<QueuedNotification>>;
 
     /// Keeps `checkpoint` as its event's newest saved engine state, replacing the one kept,
     /// unless that one is of a newer plan version.
@@ -458,6 +517,116 @@ impl Delivery {
     pub fn succeeded(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+}
+
+/// The step a giver's one-time code is issued for: one relay's handoff from one leg.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CodeStep {
+    pub event_id: String,
+    pub relay_id: String,
+    pub from_leg: u32,
+}
+
+/// A giver's one-time handoff code as the store keeps it: hashed (by the caller), with the
+/// giver's device, its expiry and the wrong attempts counted so far.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HandoffCode {
+    pub step: CodeStep,
+    /// A hash of the code (computed by the caller). Redacted in `Debug`.
+    pub code_hash: String,
+    /// The giver's device.
+    pub device_id: String,
+    /// How many entries the relay's custody log had when the code was issued: an entry for
+    /// the step at or after that position spends the code.
+    pub chain_len: u64,
+    pub expires_at: Timestamp,
+    /// Wrong attempts so far (0 when stored by [`Store::put_handoff_code`]).
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+// Six digits behind a hash are quickly found again by trying them all: keep them out of logs.
+impl fmt::Debug for HandoffCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandoffCode")
+            .field("step", &self.step)
+            .field("code_hash", &"<redacted>")
+            .field("device_id", &self.device_id)
+            .field("chain_len", &self.chain_len)
+            .field("expires_at", &self.expires_at)
+            .field("attempts", &self.attempts)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A notification to queue in the webhook outbox ([`Store::enqueue_notifications`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    pub event_id: String,
+    pub webhook_id: String,
+    /// What makes it one notification: every server derives the same key from the same fact
+    /// (`handoff:{relay}:{seq}`, `overdue:{relay}:{leg}:{instant}`).
+    pub key: String,
+    /// The `X-Handoff-Delivery` id, the same on every attempt (the first server's, when
+    /// several queue it).
+    pub delivery_id: String,
+    pub kind: String,
+    /// The body every attempt POSTs (JSON text), signed at each attempt.
+    pub body: String,
+    /// When it was queued; it is due at once.
+    pub created_at: Timestamp,
+}
+
+/// A queued notification claimed for an attempt ([`Store::claim_notifications`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClaimedNotification {
+    /// Its place in the outbox, for [`Store::settle_notification`].
+    pub seq: i64,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub key: String,
+    pub delivery_id: String,
+    pub kind: String,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The webhook's URL and HMAC key (redacted in `Debug`).
+    pub url: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for ClaimedNotification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimedNotification")
+            .field("seq", &self.seq)
+            .field("event_id", &self.event_id)
+            .field("webhook_id", &self.webhook_id)
+            .field("key", &self.key)
+            .field("delivery_id", &self.delivery_id)
+            .field("kind", &self.kind)
+            .field("attempts", &self.attempts)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A notification in the outbox, as [`Store::notifications`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedNotification {
+    pub seq: i64,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub key: String,
+    pub delivery_id: String,
+    pub kind: String,
+    pub attempts: u32,
+    /// When the next attempt is due; `None` once delivered or given up.
+    pub next_at: Option<Timestamp>,
+    /// Until when a server holds it for an attempt, if one does.
+    pub claimed_until: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// One entry of the change feed ([`Store::changes_since`]): an input, numbered in commit order.

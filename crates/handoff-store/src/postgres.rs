@@ -28,8 +28,10 @@
 
 #[macro_use]
 mod rows;
+mod codes;
 mod feed;
 mod migrations;
+mod outbox;
 pub mod testing;
 mod write;
 
@@ -48,8 +50,9 @@ use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Change, Delivery, Device, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice,
-    NewPing, NewWebhook, PingKey, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
+    Change, ClaimedNotification, CodeStep, Delivery, Device, EngineCheckpoint, HandoffCode,
+    Inserted, NewCustody, NewDelivery, NewDevice, NewNotification, NewPing, NewWebhook, PingKey,
+    QueuedNotification, Store, StoredCustody, StoredPing, StoredPlan, Webhook,
 };
 use feed::{Horizon, Newest};
 use rows::{
@@ -582,6 +585,56 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_handoff_code(&self, code: HandoffCode) -> Result<()> {
+        codes::put(&self.pool, &code).await
+    }
+
+    async fn handoff_codes(&self, event_id: &str, relay_id: &str) -> Result<Vec<HandoffCode>> {
+        codes::of_relay(&self.pool, event_id, relay_id).await
+    }
+
+    async fn strike_handoff_code(
+        &self,
+        step: &CodeStep,
+        code_hash: &str,
+        burn_at: u32,
+    ) -> Result<Option<u32>> {
+        codes::strike(&self.pool, step, code_hash, burn_at).await
+    }
+
+    async fn delete_handoff_code(&self, step: &CodeStep, code_hash: &str) -> Result<()> {
+        codes::delete(&self.pool, step, code_hash).await
+    }
+
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>) -> Result<usize> {
+        if notifications.is_empty() {
+            return Ok(0);
+        }
+        outbox::enqueue(&self.pool, &notifications).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ClaimedNotification>> {
+        outbox::claim(&self.pool, now, until, sql_limit(limit)).await
+    }
+
+    async fn settle_notification(
+        &self,
+        outbox_seq: i64,
+        attempt: NewDelivery,
+        next: Option<Timestamp>,
+    ) -> Result<i64> {
+        outbox::settle(&self.pool, outbox_seq, &attempt, next).await
+    }
+
+    async fn notifications(&self, event_id: &str, limit: usize) -> Result<Vec<QueuedNotification>> {
+        outbox::of_event(&self.pool, event_id, sql_limit(limit)).await
     }
 
     async fn put_engine_checkpoint(&self, checkpoint: EngineCheckpoint) -> Result<()> {

@@ -8,7 +8,9 @@
 //! the requests waiting at the time, which is what keeps ingest fast.
 
 pub mod backup;
+mod codes;
 mod migrations;
+mod outbox;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -24,9 +26,10 @@ use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Change, ChangeKind, ChangeRow, Delivery, Device, EngineCheckpoint, Inserted, NewCustody,
-    NewDelivery, NewDevice, NewPing, NewWebhook, PingKey, Store, StoredCustody, StoredPing,
-    StoredPlan, Webhook,
+    Change, ChangeKind, ChangeRow, ClaimedNotification, CodeStep, Delivery, Device,
+    EngineCheckpoint, HandoffCode, Inserted, NewCustody, NewDelivery, NewDevice, NewNotification,
+    NewPing, NewWebhook, PingKey, QueuedNotification, Store, StoredCustody, StoredPing, StoredPlan,
+    Webhook,
 };
 use writer::Writer;
 
@@ -459,6 +462,89 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn put_handoff_code(&self, code: HandoffCode) -> Result<()> {
+        self.writer
+            .submit(1, move |conn| codes::put(conn, &code))
+            .await
+    }
+
+    async fn handoff_codes(&self, event_id: &str, relay_id: &str) -> Result<Vec<HandoffCode>> {
+        let (event_id, relay_id) = (event_id.to_owned(), relay_id.to_owned());
+        self.read(move |conn| codes::of_relay(conn, &event_id, &relay_id))
+            .await
+    }
+
+    async fn strike_handoff_code(
+        &self,
+        step: &CodeStep,
+        code_hash: &str,
+        burn_at: u32,
+    ) -> Result<Option<u32>> {
+        let (step, code_hash) = (step.clone(), code_hash.to_owned());
+        self.writer
+            .submit(1, move |conn| {
+                codes::strike(conn, &step, &code_hash, burn_at)
+            })
+            .await
+    }
+
+    async fn delete_handoff_code(&self, step: &CodeStep, code_hash: &str) -> Result<()> {
+        let (step, code_hash) = (step.clone(), code_hash.to_owned());
+        self.writer
+            .submit(1, move |conn| codes::delete(conn, &step, &code_hash))
+            .await
+    }
+
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>) -> Result<usize> {
+        if notifications.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .submit(notifications.len(), move |conn| {
+                outbox::enqueue(conn, &notifications)
+            })
+            .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ClaimedNotification>> {
+        // A look first, on a reader: the worker asks every second, and an idle outbox should
+        // not cost the writer a transaction each time.
+        if !self.read(move |conn| outbox::any_due(conn, now)).await? {
+            return Ok(Vec::new());
+        }
+        // The one writer claims: no other claim interleaves with this one.
+        let limit = sql_limit(limit);
+        self.writer
+            .submit(1, move |conn| outbox::claim(conn, now, until, limit))
+            .await
+    }
+
+    async fn settle_notification(
+        &self,
+        outbox_seq: i64,
+        attempt: NewDelivery,
+        next: Option<Timestamp>,
+    ) -> Result<i64> {
+        self.writer
+            .submit(1, move |conn| {
+                let seq = log_delivery(conn, &attempt)?;
+                outbox::settle(conn, outbox_seq, attempt.attempt, next)?;
+                Ok(seq)
+            })
+            .await
+    }
+
+    async fn notifications(&self, event_id: &str, limit: usize) -> Result<Vec<QueuedNotification>> {
+        let (event_id, limit) = (event_id.to_owned(), sql_limit(limit));
+        self.read(move |conn| outbox::of_event(conn, &event_id, limit))
+            .await
     }
 
     async fn put_engine_checkpoint(&self, checkpoint: EngineCheckpoint) -> Result<()> {
@@ -1026,7 +1112,7 @@ fn speed_unit(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<SpeedUnit>
 }
 
 /// Reads an INTEGER microseconds column back into an instant.
-fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+pub(super) fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
     let us: i64 = row.get(index)?;
     Timestamp::from_microsecond(us)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(e)))

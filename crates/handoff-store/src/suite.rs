@@ -44,8 +44,8 @@ use jiff::Timestamp;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    ChangeKind, ChangeRow, EngineCheckpoint, Inserted, NewCustody, NewDelivery, NewDevice, NewPing,
-    NewWebhook, Store,
+    ChangeKind, ChangeRow, CodeStep, EngineCheckpoint, HandoffCode, Inserted, NewCustody,
+    NewDelivery, NewDevice, NewNotification, NewPing, NewWebhook, Store,
 };
 
 /// Runs every case of the suite against the stores its argument makes: one `#[tokio::test]`
@@ -73,6 +73,12 @@ macro_rules! store_suite {
             webhooks_come_back_in_order_with_their_kinds,
             a_webhook_id_taken_twice_is_a_conflict_and_a_comma_kind_invalid,
             deliveries_come_back_newest_first_per_event_and_limited,
+            a_handoff_code_is_replaced_counted_and_burnt,
+            wrong_attempts_at_a_code_add_up_across_writers,
+            a_notification_is_queued_once_per_webhook_and_key,
+            a_claim_holds_a_notification_until_its_lease_ends,
+            notifications_are_retried_when_due_and_settled_once,
+            concurrent_claims_never_share_a_notification,
             one_engine_checkpoint_per_event_the_newest_plan_version_wins,
             the_change_feed_carries_every_input_in_commit_order,
             the_change_feed_pages_and_leaves_out_what_was_not_stored,
@@ -174,6 +180,69 @@ pub fn delivery(event_id: &str, attempt: u32, status: Option<u16>) -> NewDeliver
         status,
         error: status.is_none().then(|| "connection refused".to_owned()),
         at: at(i64::from(attempt)),
+    }
+}
+
+/// The code step from leg `from_leg` of relay `flag` in event `e`.
+#[must_use]
+pub fn code_step(from_leg: u32) -> CodeStep {
+    CodeStep {
+        event_id: "e".to_owned(),
+        relay_id: "flag".to_owned(),
+        from_leg,
+    }
+}
+
+/// A code for `step` with hash `code_hash`, issued at `at(0)` for ten minutes.
+#[must_use]
+pub fn handoff_code(step: CodeStep, code_hash: &str) -> HandoffCode {
+    HandoffCode {
+        step,
+        code_hash: code_hash.to_owned(),
+        device_id: "hidalgo-phone".to_owned(),
+        chain_len: 1,
+        expires_at: at(600),
+        attempts: 0,
+        created_at: at(0),
+    }
+}
+
+/// A `handoff` notification to webhook `webhook_id` of event `e` under `key`, queued at `t`.
+#[must_use]
+pub fn notification(
+    webhook_id: &str,
+    key: &str,
+    delivery_id: &str,
+    t: Timestamp,
+) -> NewNotification {
+    NewNotification {
+        event_id: "e".to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        key: key.to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        kind: "handoff".to_owned(),
+        body: format!("{{\"delivery\":\"{delivery_id}\"}}"),
+        created_at: t,
+    }
+}
+
+/// Attempt `attempt` at delivery `delivery_id` to `wh1` of event `e`, made at `t`.
+#[must_use]
+pub fn attempt_at(
+    delivery_id: &str,
+    attempt: u32,
+    status: Option<u16>,
+    t: Timestamp,
+) -> NewDelivery {
+    NewDelivery {
+        event_id: "e".to_owned(),
+        webhook_id: "wh1".to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        kind: "handoff".to_owned(),
+        attempt,
+        status,
+        error: (status != Some(200)).then(|| "the receiver answered 500".to_owned()),
+        at: t,
     }
 }
 
@@ -796,6 +865,291 @@ pub async fn deliveries_come_back_newest_first_per_event_and_limited(
     assert_eq!(all[2].kind, "handoff");
     assert_eq!(s.deliveries("e", 2).await?.len(), 2);
     assert_eq!(s.deliveries("other", 10).await?.len(), 1);
+    Ok(())
+}
+
+// ---- one-time handoff codes ----
+
+pub async fn a_handoff_code_is_replaced_counted_and_burnt(s: Arc<dyn Store>) -> Result<()> {
+    assert!(s.handoff_codes("e", "flag").await?.is_empty());
+    s.put_handoff_code(handoff_code(code_step(0), "old"))
+        .await?;
+    s.put_handoff_code(handoff_code(code_step(2), "other-step"))
+        .await?;
+    assert_eq!(
+        s.strike_handoff_code(&code_step(0), "old", 5).await?,
+        Some(1)
+    );
+    // A new code for the step replaces the old one and starts its count again.
+    let mut new = handoff_code(code_step(0), "new");
+    new.expires_at = at(900);
+    new.chain_len = 3;
+    s.put_handoff_code(new.clone()).await?;
+    let codes = s.handoff_codes("e", "flag").await?;
+    assert_eq!(codes.len(), 2, "one code per step: {codes:?}");
+    assert_eq!(codes[0], new, "kept as given, attempts from 0");
+    assert_eq!(codes[1].step, code_step(2));
+    assert!(s.handoff_codes("e", "other-relay").await?.is_empty());
+    // Strikes at the replaced code count nothing; at the new one they count to the limit,
+    // which burns it.
+    assert_eq!(s.strike_handoff_code(&code_step(0), "old", 5).await?, None);
+    for n in 1..5 {
+        assert_eq!(
+            s.strike_handoff_code(&code_step(0), "new", 5).await?,
+            Some(n)
+        );
+    }
+    assert_eq!(s.handoff_codes("e", "flag").await?[0].attempts, 4);
+    assert_eq!(
+        s.strike_handoff_code(&code_step(0), "new", 5).await?,
+        Some(5)
+    );
+    let left = s.handoff_codes("e", "flag").await?;
+    assert_eq!(left.len(), 1, "burnt: {left:?}");
+    assert_eq!(s.strike_handoff_code(&code_step(0), "new", 5).await?, None);
+    // A delete names the code it deletes: a newer one stays.
+    s.delete_handoff_code(&code_step(2), "not-this-one").await?;
+    assert_eq!(s.handoff_codes("e", "flag").await?.len(), 1);
+    s.delete_handoff_code(&code_step(2), "other-step").await?;
+    assert!(s.handoff_codes("e", "flag").await?.is_empty());
+    // The hash is a lookup key for the code: not in logs.
+    let shown = format!("{:?}", handoff_code(code_step(1), "c0ffee"));
+    assert!(!shown.contains("c0ffee"), "{shown}");
+    Ok(())
+}
+
+/// Wrong codes entered on several nodes at once: every strike is counted, and exactly one of
+/// them burns the code.
+pub async fn wrong_attempts_at_a_code_add_up_across_writers(s: Arc<dyn Store>) -> Result<()> {
+    s.put_handoff_code(handoff_code(code_step(1), "h")).await?;
+    let strikes = |n: usize, burn_at: u32| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                tokio::spawn(
+                    async move { s.strike_handoff_code(&code_step(1), "h", burn_at).await },
+                )
+            })
+            .collect();
+        async move {
+            let mut counts = Vec::new();
+            for task in tasks {
+                counts.push(joined(task.await)??);
+            }
+            Ok::<_, StoreError>(counts)
+        }
+    };
+    let mut counts = strikes(6, 100).await?;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=6).map(Some).collect::<Vec<_>>());
+    assert_eq!(s.handoff_codes("e", "flag").await?[0].attempts, 6);
+    // Burnt at 8: the 7th strike counts, the 8th burns the code, the rest find none.
+    let counts = strikes(6, 8).await?;
+    assert_eq!(
+        counts.iter().filter(|c| **c == Some(8)).count(),
+        1,
+        "{counts:?}"
+    );
+    assert!(
+        counts.iter().all(|c| c.is_none_or(|n| n <= 8)),
+        "{counts:?}"
+    );
+    assert!(s.handoff_codes("e", "flag").await?.is_empty());
+    Ok(())
+}
+
+// ---- the webhook outbox ----
+
+pub async fn a_notification_is_queued_once_per_webhook_and_key(s: Arc<dyn Store>) -> Result<()> {
+    s.add_webhook(webhook("e", "wh1", &[])).await?;
+    s.add_webhook(webhook("e", "wh2", &[])).await?;
+    let first = notification("wh1", "handoff:flag:7", "d-a", at(10));
+    assert_eq!(s.enqueue_notifications(vec![first.clone()]).await?, 1);
+    // Another node learns the same fact: same key, its own delivery id. Nothing new.
+    let again = notification("wh1", "handoff:flag:7", "d-b", at(11));
+    assert_eq!(s.enqueue_notifications(vec![again.clone()]).await?, 0);
+    let batch = vec![
+        again,
+        notification("wh2", "handoff:flag:7", "d-c", at(11)),
+        notification("wh1", "handoff:flag:8", "d-d", at(11)),
+    ];
+    assert_eq!(s.enqueue_notifications(batch).await?, 2);
+    assert_eq!(s.enqueue_notifications(Vec::new()).await?, 0);
+    let queued = s.notifications("e", 100).await?;
+    let seen: Vec<(&str, &str, &str)> = queued
+        .iter()
+        .map(|n| {
+            (
+                n.webhook_id.as_str(),
+                n.key.as_str(),
+                n.delivery_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("wh1", "handoff:flag:7", "d-a"),
+            ("wh2", "handoff:flag:7", "d-c"),
+            ("wh1", "handoff:flag:8", "d-d")
+        ]
+    );
+    assert_eq!(queued[0].created_at, at(10));
+    assert_eq!(queued[0].next_at, Some(at(10)), "due at once");
+    assert_eq!((queued[0].attempts, queued[0].claimed_until), (0, None));
+    assert!(s.notifications("other", 100).await?.is_empty());
+    assert_eq!(
+        s.notifications("e", 2).await?.len(),
+        2,
+        "limited, oldest first"
+    );
+    Ok(())
+}
+
+/// A claim is a lease: nobody claims the notification again until it ends (the claimer may
+/// be attempting it), and anybody may once it has (the claimer died).
+pub async fn a_claim_holds_a_notification_until_its_lease_ends(s: Arc<dyn Store>) -> Result<()> {
+    s.add_webhook(webhook("e", "wh1", &[])).await?;
+    s.enqueue_notifications(vec![notification("wh1", "k", "d-1", at(10))])
+        .await?;
+    assert!(
+        s.claim_notifications(at(9), at(69), 10).await?.is_empty(),
+        "not due yet"
+    );
+    let claimed = s.claim_notifications(at(10), at(70), 10).await?;
+    assert_eq!(claimed.len(), 1);
+    let c = &claimed[0];
+    assert_eq!(
+        (c.key.as_str(), c.delivery_id.as_str(), c.attempts),
+        ("k", "d-1", 0)
+    );
+    assert_eq!(c.body, "{\"delivery\":\"d-1\"}");
+    assert_eq!(c.url, "http://127.0.0.1:9000/hook");
+    assert_eq!(c.secret, "a-secret-of-24-characters");
+    assert!(
+        !format!("{c:?}").contains(&c.secret),
+        "the secret stays out of Debug"
+    );
+    assert_eq!(
+        s.notifications("e", 100).await?[0].claimed_until,
+        Some(at(70))
+    );
+    assert!(
+        s.claim_notifications(at(69), at(129), 10).await?.is_empty(),
+        "held"
+    );
+    let again = s.claim_notifications(at(70), at(130), 10).await?;
+    assert_eq!(again.len(), 1, "the lease ran out: another node takes it");
+    assert_eq!(again[0].seq, c.seq);
+    Ok(())
+}
+
+pub async fn notifications_are_retried_when_due_and_settled_once(s: Arc<dyn Store>) -> Result<()> {
+    s.add_webhook(webhook("e", "wh1", &[])).await?;
+    s.enqueue_notifications(vec![
+        notification("wh1", "late", "d-late", at(20)),
+        notification("wh1", "early", "d-early", at(10)),
+    ])
+    .await?;
+    let claimed = s.claim_notifications(at(30), at(90), 10).await?;
+    let order: Vec<&str> = claimed.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(order, ["early", "late"], "oldest due first");
+    let (early, late) = (&claimed[0], &claimed[1]);
+    // The first attempt at `early` fails: logged, due again at 40 and free to claim then.
+    let logged = s
+        .settle_notification(
+            early.seq,
+            attempt_at("d-early", 1, Some(500), at(31)),
+            Some(at(40)),
+        )
+        .await?;
+    // `late` is delivered: done.
+    s.settle_notification(late.seq, attempt_at("d-late", 1, Some(200), at(31)), None)
+        .await?;
+    let log = s.deliveries("e", 10).await?;
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].seq, logged);
+    assert_eq!(
+        (log[1].delivery_id.as_str(), log[1].attempt),
+        ("d-early", 1)
+    );
+    assert_eq!(log[1].status, Some(500));
+    let queued = s.notifications("e", 100).await?;
+    let early_row = queued.iter().find(|n| n.key == "early").expect("queued");
+    assert_eq!(
+        (
+            early_row.attempts,
+            early_row.next_at,
+            early_row.claimed_until
+        ),
+        (1, Some(at(40)), None)
+    );
+    let late_row = queued.iter().find(|n| n.key == "late").expect("queued");
+    assert_eq!((late_row.attempts, late_row.next_at), (1, None));
+    assert!(s.claim_notifications(at(39), at(99), 10).await?.is_empty());
+    let retry = s.claim_notifications(at(40), at(100), 10).await?;
+    assert_eq!(retry.len(), 1);
+    assert_eq!((retry[0].key.as_str(), retry[0].attempts), ("early", 1));
+    // A node whose claim ran out settles the attempt another node has settled since: its
+    // attempt is logged, the notification is not moved back.
+    s.settle_notification(
+        retry[0].seq,
+        attempt_at("d-early", 2, Some(200), at(41)),
+        None,
+    )
+    .await?;
+    s.settle_notification(
+        retry[0].seq,
+        attempt_at("d-early", 2, Some(500), at(42)),
+        Some(at(50)),
+    )
+    .await?;
+    let row = s
+        .notifications("e", 100)
+        .await?
+        .into_iter()
+        .find(|n| n.key == "early");
+    assert_eq!(row.map(|r| (r.attempts, r.next_at)), Some((2, None)));
+    assert_eq!(s.deliveries("e", 10).await?.len(), 4);
+    assert!(
+        s.claim_notifications(at(10_000), at(10_060), 10)
+            .await?
+            .is_empty(),
+        "all done"
+    );
+    // Settled rows still hold their key: the fact is not queued again.
+    assert_eq!(
+        s.enqueue_notifications(vec![notification("wh1", "early", "d-x", at(60))])
+            .await?,
+        0
+    );
+    Ok(())
+}
+
+/// Several workers (nodes) claiming at once: each notification goes to exactly one of them.
+pub async fn concurrent_claims_never_share_a_notification(s: Arc<dyn Store>) -> Result<()> {
+    s.add_webhook(webhook("e", "wh1", &[])).await?;
+    let queued: Vec<NewNotification> = (0..24)
+        .map(|i| notification("wh1", &format!("k{i}"), &format!("d{i}"), at(i)))
+        .collect();
+    s.enqueue_notifications(queued).await?;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.claim_notifications(at(100), at(160), 8).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        let claimed = joined(task.await)??;
+        assert!(claimed.len() <= 8);
+        seqs.extend(claimed.into_iter().map(|c| c.seq));
+    }
+    let total = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), total, "a notification was claimed twice");
+    assert_eq!(total, 24, "every due notification was claimed");
     Ok(())
 }
 

@@ -190,12 +190,21 @@ pub struct HistoryRequest {
 }
 
 /// What raises an alert when it turns on: per relay, the leg holding the object and its flags.
+///
+/// With each flag that is on, the instant it rose as the fold of the inputs has it, not as the
+/// clock of the look that saw it: overdue, the end of the leg's planned duration and slack;
+/// off route, the first ping of the run off the route; silent, the last fix (or the leg's
+/// start) plus the silence allowed. Servers folding the same inputs name the same instants, so
+/// an alert raised by several of them is known to be one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
     pub leg: Option<usize>,
     pub overdue: bool,
     pub off_route: bool,
     pub silent: bool,
+    pub overdue_since: Option<Timestamp>,
+    pub off_route_since: Option<Timestamp>,
+    pub silent_since: Option<Timestamp>,
 }
 
 /// How much a tracker holds, for the operator and the benchmarks.
@@ -1174,6 +1183,41 @@ duration = "6m"
         assert!(snap.relay("r").unwrap().off_route);
         tr.apply("Ann", "Ann", &ping(340, 2.356, 48.8500));
         assert!(!tr.snapshot(t(345), false).relay("r").unwrap().off_route);
+    }
+
+    #[test]
+    fn flags_name_the_instant_each_rose_whenever_they_are_looked_at() {
+        let flags = |tr: &Tracker, now: Timestamp| tr.flags(now)[0].1;
+        let mut tr = tracker();
+        tr.tick(t(241));
+        tr.apply("Ann", "Ann", &ping(250, 2.3510, 48.85));
+        for k in 0..4 {
+            tr.apply("Ann", "Ann", &ping(300 + k * 10, 2.355, 48.853));
+        }
+        // Off route since its run's first ping; two looks a minute apart agree.
+        let (a, b) = (flags(&tr, t(331)), flags(&tr, t(391)));
+        assert!(a.off_route && b.off_route);
+        assert_eq!(a.off_route_since, Some(t(300)));
+        assert_eq!(b.off_route_since, Some(t(300)));
+        // Back on the route, then off again: a new run, a new instant.
+        tr.apply("Ann", "Ann", &ping(340, 2.356, 48.8500));
+        assert_eq!(flags(&tr, t(341)).off_route_since, None);
+        for k in 0..3 {
+            tr.apply("Ann", "Ann", &ping(350 + k * 10, 2.357, 48.853));
+        }
+        assert_eq!(flags(&tr, t(371)).off_route_since, Some(t(350)));
+        // Silent from the last fix plus the silence allowed; overdue from the plan and the
+        // leg's start (240 s + 6 min + 2 min of slack), the same at every later look.
+        let silent_after_s = tr.plan.event.silent_after_ms / 1000;
+        for now in [t(2000), t(3000)] {
+            let f = flags(&tr, now);
+            assert!(f.silent && f.overdue, "{f:?}");
+            assert_eq!(f.silent_since, Some(t(370 + silent_after_s)));
+            assert_eq!(f.overdue_since, Some(t(240 + 360 + 120)));
+        }
+        let quiet = flags(&tr, t(372));
+        assert!(!quiet.silent && !quiet.overdue);
+        assert_eq!((quiet.silent_since, quiet.overdue_since), (None, None));
     }
 
     #[test]

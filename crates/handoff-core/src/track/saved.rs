@@ -28,7 +28,7 @@ use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
@@ -226,6 +226,7 @@ struct SavedLeg {
     last_fix: Option<SavedFix>,
     recent: Vec<SavedFix>,
     off_route_run: u32,
+    off_route_since: Option<Nanos>,
     pace: Vec<(i64, f64)>,
     predictions: Vec<(i64, i64)>,
 }
@@ -378,6 +379,7 @@ impl Writer {
             last_fix: l.last_fix.as_ref().map(SavedFix::of),
             recent: l.recent.iter().map(SavedFix::of).collect(),
             off_route_run: l.off_route_run,
+            off_route_since: l.off_route_since.map(nanos),
             pace: l.pace.samples().collect(),
             predictions: l.predictions.clone(),
         });
@@ -506,6 +508,7 @@ impl Reader {
                 last_fix: l.last_fix.as_ref().map(SavedFix::fix).transpose()?,
                 recent,
                 off_route_run: l.off_route_run,
+                off_route_since: opt_time(l.off_route_since)?,
                 pace: PaceWindow::from_samples(l.pace.iter().copied()),
                 predictions: l.predictions.clone(),
             }));

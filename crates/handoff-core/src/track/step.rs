@@ -41,6 +41,8 @@ pub(crate) struct LegTrack {
     /// Recent fixes, for the delayed public view (emptied when the leg ends).
     pub recent: Vec<Fix>,
     pub off_route_run: u32,
+    /// The device time of the first ping of the current run off the route (`None` while on it).
+    pub off_route_since: Option<Timestamp>,
     pub pace: PaceWindow,
     /// (when predicted, predicted end) in milliseconds, for ETA accuracy.
     pub predictions: Vec<(i64, i64)>,
@@ -497,8 +499,10 @@ pub(crate) fn apply_ping(
     let limit = off_route_limit_m(ping.acc_m);
     if cross_m > limit {
         lt.off_route_run += 1;
+        lt.off_route_since.get_or_insert(ping.t);
     } else {
         lt.off_route_run = 0;
+        lt.off_route_since = None;
         if along_m > lt.along_m && plausible_advance(leg, lt, along_m, ping) {
             lt.along_m = along_m;
             lt.along_t = Some(ping.t);

@@ -127,17 +127,20 @@ pub(crate) fn flags(cx: Ctx<'_>, st: &RelayState, plan: &Plan, now: Timestamp) -
     let tracked = leg.geometry.route().is_some() || lt.last_fix.is_some();
     let since = lt.last_fix.map_or(start, |f| f.t);
     let shift = cx.shift_ms(cur, cx.shifts.len());
+    let (planned_start, planned_end) = (shifted(leg.start, shift), shifted(leg.end, shift));
+    let overdue = crate::snapshot::overdue(planned_start, planned_end, start, now);
+    let off_route = lt.off_route_run >= OFF_ROUTE_PINGS;
+    let silent =
+        tracked && now.as_millisecond() - since.as_millisecond() > plan.event.silent_after_ms;
     super::Flags {
         leg: Some(cur),
-        overdue: crate::snapshot::overdue(
-            shifted(leg.start, shift),
-            shifted(leg.end, shift),
-            start,
-            now,
-        ),
-        off_route: lt.off_route_run >= OFF_ROUTE_PINGS,
-        silent: tracked
-            && now.as_millisecond() - since.as_millisecond() > plan.event.silent_after_ms,
+        overdue,
+        off_route,
+        silent,
+        overdue_since: overdue
+            .then(|| crate::snapshot::overdue_after(planned_start, planned_end, start)),
+        off_route_since: lt.off_route_since.filter(|_| off_route),
+        silent_since: silent.then(|| shifted(since, plan.event.silent_after_ms)),
     }
 }
 

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use handoff_core::custody::{Entry, Evidence, HandoffError, Holder, Kind, Method, Point};
-use handoff_store::Device;
+use handoff_store::{CodeStep, Device, HandoffCode};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
@@ -20,7 +20,7 @@ use super::events::{MAX_BODY_BYTES, read_body};
 use crate::app::AppState;
 use crate::auth::bearer;
 use crate::custody::{Keyed, append_keyed};
-use crate::engine::EventLive;
+use crate::engine::{Chain, EventLive};
 use crate::error::{ApiError, Result};
 
 /// How long a giver's one-time code is valid.
@@ -28,23 +28,37 @@ const CODE_TTL_MS: i64 = 10 * 60_000;
 /// Wrong codes before a code is burnt (six digits; this keeps guessing hopeless).
 const CODE_ATTEMPTS: u32 = 5;
 
-/// A giver's one-time handoff code.
-#[derive(Clone)]
-pub struct Code {
-    pub code: String,
-    pub device: String,
-    pub expires_at: Timestamp,
-    pub attempts: u32,
+/// The step a code is issued for.
+fn code_step(event: &str, relay: &str, from_leg: usize) -> CodeStep {
+    CodeStep {
+        event_id: event.to_owned(),
+        relay_id: relay.to_owned(),
+        from_leg: u32::try_from(from_leg).unwrap_or(u32::MAX),
+    }
 }
 
-impl std::fmt::Debug for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Code")
-            .field("code", &"<redacted>")
-            .field("device", &self.device)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
+/// What the store keeps of a code: SHA-256 of the code with its step, so the same digits for
+/// two steps hash apart. It keeps the code out of dumps, backups and `psql` in clear; six
+/// digits are found again from the hash by trying them all, so it is no defence against
+/// someone who reads the live table within the code's ten minutes (who could as well write
+/// the custody log).
+fn code_hash(step: &CodeStep, code: &str) -> String {
+    use sha2::Digest;
+    let text = format!(
+        "handoff code\n{}\n{}\n{}\n{}",
+        step.event_id, step.relay_id, step.from_leg, code
+    );
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// What checking a code inside the append found, for the store to be told after it (the check
+/// runs under the chain's lock and cannot wait on the store).
+#[derive(Default)]
+struct CodeOutcome {
+    /// A wrong code was entered for this issued code: count it.
+    wrong: Option<(CodeStep, String)>,
+    /// The issued code had expired: delete it.
+    expired: Option<(CodeStep, String)>,
 }
 
 fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -311,14 +325,28 @@ async fn record_step(
                 )
                 .field("from_leg"));
             }
-            let written = append_keyed(&state, &live, &relay, key, |chain| {
+            // A device's request carries the giver's code: the codes issued for this relay are
+            // read before the append, and checked inside it, under the chain's lock.
+            let issued = match &who {
+                Caller::Device(_) => state.store.handoff_codes(&event, &relay).await?,
+                Caller::Admin => Vec::new(),
+            };
+            let mut outcome = CodeOutcome::default();
+            let appended = append_keyed(&state, &live, &relay, key, |chain| {
                 // The next handoff is at the end of the stint custody is in: a change of mode
                 // by the same carriers is no handoff (`segment_change` when named).
                 let next = chain.state.next_from(&r);
                 let (from_leg, method, giver_device, receiver_device) = match &who {
                     Caller::Admin => (b.from_leg.unwrap_or(next), Method::Operator, None, None),
                     Caller::Device(d) => {
-                        let (leg, giver) = check_code(&state, &live, &r, d, &b, &chain.state)?;
+                        let check = CodeCheck {
+                            relay: &r,
+                            receiver: d,
+                            body: &b,
+                            chain,
+                            issued: &issued,
+                        };
+                        let (leg, giver) = check_code(&state, &live, &check, &mut outcome)?;
                         (leg, Method::TwoParty, Some(giver), Some(d.device_id.clone()))
                     }
                 };
@@ -364,15 +392,9 @@ async fn record_step(
                 e.note.clone_from(&b.note);
                 Ok(e)
             })
-            .await?;
-            if let Some(from) = written.0.from.as_ref() {
-                // The code is spent.
-                live.codes
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&(relay.clone(), from.leg));
-            }
-            written
+            .await;
+            settle_codes(&state, outcome, appended.as_ref().ok(), &issued).await?;
+            appended?
         }
         "correction" => {
             if !matches!(who, Caller::Admin) {
@@ -424,17 +446,35 @@ async fn record_step(
     Ok((status, Json(entry)).into_response())
 }
 
+/// What a two-party handoff is checked against: the relay, the receiver's device and request,
+/// the chain as it stands under its lock, and the codes issued for the relay.
+struct CodeCheck<'a> {
+    relay: &'a handoff_core::plan::Relay,
+    receiver: &'a Device,
+    body: &'a HandoffBody,
+    chain: &'a Chain,
+    issued: &'a [HandoffCode],
+}
+
 /// Checks a two-party handoff under the chain's lock: the receiver's device enters the code
 /// the giver's device got for the next handoff (the end of the stint custody is in). Returns
-/// the step's leg and the giver's device id.
+/// the step's leg and the giver's device id; what the store must be told (a wrong code to
+/// count, an expired one to delete) goes to `outcome`.
+///
+/// A code is used once, whichever node checks it: it is issued for one step, and accepted only
+/// while that step is the next one and no entry for it was appended after the code was issued
+/// (`chain_len`); the entry it records follows the chain's head, and the custody log's unique
+/// constraint on `prev_hash` (position, on PostgreSQL) admits one entry after a head, so of two
+/// nodes accepting one code at once only one appends. Voiding the handoff afterwards makes the
+/// step the next one again, but not the code valid: an entry for its step followed it.
 fn check_code(
     state: &AppState,
     live: &EventLive,
-    relay: &handoff_core::plan::Relay,
-    receiver: &Device,
-    b: &HandoffBody,
-    custody: &handoff_core::custody::Custody,
+    check: &CodeCheck<'_>,
+    outcome: &mut CodeOutcome,
 ) -> Result<(usize, String)> {
+    let (relay, receiver, b) = (check.relay, check.receiver, check.body);
+    let custody = &check.chain.state;
     let (strikes, code, now) = (&state.limits.codes, b.code.as_deref(), state.now());
     let next = custody.next_from(relay);
     let from = b.from_leg.unwrap_or(next);
@@ -478,37 +518,93 @@ fn check_code(
             crate::limits::seconds(wait),
         ));
     }
-    let mut codes = live
-        .codes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let slot = (relay.id.clone(), from);
-    let Some(issued) = codes.get_mut(&slot) else {
+    let step = code_step(&live.plan.event.id, &relay.id, from);
+    let spent_since = |issued: &HandoffCode| {
+        let after = usize::try_from(issued.chain_len).unwrap_or(usize::MAX);
+        check.chain.entries.iter().skip(after).any(|e| {
+            matches!(e.kind, Kind::Handoff | Kind::Correction)
+                && e.from.as_ref().is_some_and(|h| h.leg == from)
+        })
+    };
+    let Some(issued) = check
+        .issued
+        .iter()
+        .find(|c| c.step == step && c.attempts < CODE_ATTEMPTS && !spent_since(c))
+    else {
         return Err(conflict(
             "bad_code",
             "no code was issued for this handoff; the giver asks for one on their device",
         ));
     };
     if issued.expires_at < now {
-        codes.remove(&slot);
+        outcome.expired = Some((step, issued.code_hash.clone()));
         return Err(conflict(
             "code_expired",
             "the code has expired; the giver asks for a new one",
         ));
     }
-    if issued.code != code.trim() {
+    if issued.code_hash != code_hash(&step, code.trim()) {
         strikes.strike(key, clock);
-        issued.attempts += 1;
-        if issued.attempts >= CODE_ATTEMPTS {
-            codes.remove(&slot);
-            return Err(conflict(
-                "bad_code",
-                "wrong code, and too many attempts: the giver asks for a new one",
-            ));
-        }
+        outcome.wrong = Some((step, issued.code_hash.clone()));
+        // The answer says whether this strike burnt the code: the store counts it.
         return Err(conflict("bad_code", "wrong code"));
     }
-    Ok((from, issued.device.clone()))
+    Ok((from, issued.device_id.clone()))
+}
+
+/// Tells the store what checking a code found, after the append (under the chain's lock the
+/// check could not wait on it), and answers a wrong code with whether it burnt the code: a
+/// wrong code is counted (attempts on every node add up, and the fifth deletes the code), an
+/// expired code deleted, a code that recorded its handoff deleted. Each runs in a task of its
+/// own, so a caller who hangs up does not escape the count.
+async fn settle_codes(
+    state: &AppState,
+    outcome: CodeOutcome,
+    appended: Option<&(Entry, bool)>,
+    issued: &[HandoffCode],
+) -> Result<()> {
+    let store = Arc::clone(&state.store);
+    if let Some((step, hash)) = outcome.wrong {
+        let counted =
+            tokio::spawn(
+                async move { store.strike_handoff_code(&step, &hash, CODE_ATTEMPTS).await },
+            )
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??;
+        return Err(if counted.is_some_and(|n| n >= CODE_ATTEMPTS) {
+            conflict(
+                "bad_code",
+                "wrong code, and too many attempts: the giver asks for a new one",
+            )
+        } else {
+            conflict("bad_code", "wrong code")
+        });
+    }
+    let spent = appended
+        .filter(|(e, created)| {
+            *created
+                && e.evidence
+                    .as_ref()
+                    .is_some_and(|v| v.method == Method::TwoParty)
+        })
+        .and_then(|(e, _)| {
+            let leg = e.from.as_ref()?.leg;
+            issued
+                .iter()
+                .find(|c| c.step == code_step(&e.event, &e.relay, leg))
+                .map(|c| (c.step.clone(), c.code_hash.clone()))
+        });
+    // Hygiene: a spent or expired code is refused anyway (see `check_code`).
+    if let Some((step, hash)) = outcome.expired.or(spent) {
+        tokio::spawn(async move {
+            if let Err(e) = store.delete_handoff_code(&step, &hash).await {
+                tracing::warn!(relay = %step.relay_id, "deleting a used handoff code: {e}");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/events/{event}/relays/{relay}/handoffs/code` (the giver's device): a
@@ -537,12 +633,12 @@ pub async fn code(
         .plan
         .relay(&relay)
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
-    let current = live
+    let (current, chain_len) = live
         .chains
         .lock()
         .await
         .get(&relay)
-        .map_or(0, |c| c.state.current);
+        .map_or((0, 0), |c| (c.state.current, c.entries.len()));
     let giver = r
         .legs
         .get(current)
@@ -569,22 +665,25 @@ pub async fn code(
     let n = getrandom::u64()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "random", e.to_string()))?;
     let code = format!("{:06}", n % 1_000_000);
-    let expires_at = state
-        .now()
+    let now = state.now();
+    let expires_at = now
         .checked_add(jiff::SignedDuration::from_millis(CODE_TTL_MS))
-        .unwrap_or(state.now());
-    live.codes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(
-            (relay.clone(), from),
-            Code {
-                code: code.clone(),
-                device: device.device_id.clone(),
-                expires_at,
-                attempts: 0,
-            },
-        );
+        .unwrap_or(now);
+    // In the store, so the receiver may enter it on any node; a new code for the step
+    // replaces the old one.
+    let step = code_step(&event, &relay, from);
+    state
+        .store
+        .put_handoff_code(HandoffCode {
+            code_hash: code_hash(&step, &code),
+            step,
+            device_id: device.device_id.clone(),
+            chain_len: u64::try_from(chain_len).unwrap_or(u64::MAX),
+            expires_at,
+            attempts: 0,
+            created_at: now,
+        })
+        .await?;
     Ok(Json(
         json!({ "code": code, "from_leg": from, "to_leg": from + 1, "expires_at": expires_at }),
     )
@@ -818,6 +917,24 @@ mod tests {
                 prop_assert_eq!(&hash, &e.hash, "jq printed {}", j);
             }
         }
+    }
+
+    #[test]
+    fn a_code_is_kept_as_a_hash_of_it_and_its_step() {
+        let step = code_step("paris", "flag", 1);
+        let hash = code_hash(&step, "042917");
+        assert_eq!(hash, code_hash(&code_step("paris", "flag", 1), "042917"));
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains("042917"));
+        // The same digits for another step, relay or event are another hash.
+        for other in [
+            code_step("paris", "flag", 2),
+            code_step("paris", "team-2", 1),
+            code_step("lyon", "flag", 1),
+        ] {
+            assert_ne!(hash, code_hash(&other, "042917"), "{other:?}");
+        }
+        assert_ne!(hash, code_hash(&step, "042918"));
     }
 
     #[test]

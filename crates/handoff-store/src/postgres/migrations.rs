@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notify",
         include_str!("../../migrations/postgres/0002_notify.sql"),
     ),
+    (
+        3,
+        "shared state",
+        include_str!("../../migrations/postgres/0003_shared_state.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -192,6 +192,48 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER changes_append_only_delete BEFORE DELETE ON changes
         BEGIN SELECT RAISE(ABORT, 'the change feed is append-only'); END;
     ",
+    // 8: state that several servers must share (PostgreSQL's migration 0003 is the same): the
+    // givers' one-time handoff codes, and the webhook outbox. Neither is a fact (codes are
+    // replaced, counted and deleted; a notification's attempts and schedule move on), so
+    // neither is append-only: the facts are the custody log and the delivery log.
+    r"
+    -- One code per step (relay, from leg): a new code replaces the old. code_hash is a hash of
+    -- the code, never the code; chain_len is the length of the relay's custody log when the
+    -- code was issued (an entry for the step at or after it spends the code).
+    CREATE TABLE handoff_codes (
+        event_id   TEXT    NOT NULL,
+        relay_id   TEXT    NOT NULL,
+        from_leg   INTEGER NOT NULL CHECK (from_leg >= 0),
+        code_hash  TEXT    NOT NULL,
+        device_id  TEXT    NOT NULL,
+        chain_len  INTEGER NOT NULL CHECK (chain_len >= 0),
+        expires_us INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL CHECK (attempts >= 0),
+        created_us INTEGER NOT NULL,
+        PRIMARY KEY (event_id, relay_id, from_leg)
+    ) STRICT;
+
+    -- One row per notification to one webhook, queued once: the dedupe key is derived from the
+    -- fact by every server alike, so a second server queueing it changes nothing. next_us is
+    -- when the next attempt is due (NULL once delivered or given up: the row stays, so the key
+    -- is never queued again); claimed_until_us, until when a server holds it for an attempt.
+    CREATE TABLE webhook_outbox (
+        seq              INTEGER PRIMARY KEY,
+        event_id         TEXT    NOT NULL,
+        webhook_id       TEXT    NOT NULL,
+        dedupe_key       TEXT    NOT NULL,
+        delivery_id      TEXT    NOT NULL,
+        kind             TEXT    NOT NULL,
+        body             TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        next_us          INTEGER,
+        claimed_until_us INTEGER,
+        created_us       INTEGER NOT NULL,
+        UNIQUE (event_id, webhook_id, dedupe_key)
+    ) STRICT;
+    -- What the delivery worker looks for: the notifications still to attempt, by due time.
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (next_us) WHERE next_us IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.
