@@ -13,7 +13,7 @@ import {
   assertAccessible, assertClean, centre, DESKTOP, launch, layoutProblems, open, PHONE,
 } from './support/browser.mjs';
 import {
-  at, LEG0, line, live, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan,
+  at, LEG0, LEG2, line, live, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan,
 } from './support/server.mjs';
 
 // Screenshots go to an ignored folder, so a test run leaves the tree clean; the README's
@@ -98,6 +98,13 @@ test('the marker moves when pings arrive, without reloading', async () => {
   // The whole route, held still: follow mode (on by default) would move the map with Ann.
   await page.getByRole('button', { name: 'Whole route' }).click();
   assert.equal(await page.locator('#follow').getAttribute('aria-pressed'), 'false');
+  // The map has got there (a zoom glides, and the view's bounds move at its end): every leg
+  // of the flag in view, and still.
+  await page.waitForFunction(([first, last]) => {
+    const [w, s, e, n] = document.querySelector('#map').dataset.viewBounds.split(',').map(Number);
+    const inside = ([lon, lat]) => lon >= w && lon <= e && lat >= s && lat <= n;
+    return inside(first) && inside(last) && !/leaflet-(zoom|pan)-anim/.test(document.querySelector('.leaflet-map-pane').className);
+  }, [LEG0[0], LEG2[LEG2.length - 1]]);
 
   // Ann has been running for ten minutes; her phone reports every few minutes (a faster
   // jump than a runner can make would be refused by the tracker as a mismatch).
