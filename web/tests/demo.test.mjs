@@ -5,67 +5,26 @@
 // both relays finished and the countdown to the LA28 Opening Ceremony ticking.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { assertClean, launch, open } from './support/browser.mjs';
-import { BIN } from './support/server.mjs';
+import { startDemo } from './support/demo.mjs';
 
 let demo;
 let base;
 let admin;
-let dir;
 let browser;
-let out = '';
 /** Resolves when the demo says the relay is over. */
 let over;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'handoff-demo-'));
-  demo = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--speed', '12', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  demo.stderr.on('data', (d) => { out += d; });
-  // Wait (bounded) for the page address and the admin token; the run goes on meanwhile, and
-  // `over` follows it (bounded too) to its end. It keeps serving until stopped.
-  let ended;
-  over = new Promise((ok, fail) => {
-    ended = ok;
-    setTimeout(() => fail(new Error(`the demo did not finish in 120 s:\n${out}`)), 120000).unref();
-  });
-  over.catch(() => {});
-  await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the demo did not start in 60 s:\n${out}`)), 60000);
-    demo.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/live page\s+(http:\/\/127\.0\.0\.1:\d+)\//);
-      if (m) base = m[1];
-      const t = out.match(/admin token\s+(\S+)/);
-      if (t) admin = t[1];
-      if (base && admin) {
-        clearTimeout(timer);
-        ok();
-      }
-      if (out.includes('The relay is over')) ended();
-    });
-    demo.on('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`the demo exited (${code}) early:\n${out}`));
-    });
-  });
+  demo = await startDemo({ speed: 12 });
+  ({ base, admin, over } = demo);
   browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
-  if (demo && demo.exitCode === null) {
-    const exited = new Promise((ok) => demo.on('exit', ok));
-    demo.kill('SIGINT');
-    const killer = setTimeout(() => demo.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(killer);
-  }
-  await rm(dir, { recursive: true, force: true });
+  await demo?.stop();
 });
 
 /**
@@ -116,8 +75,8 @@ test('the live page shows the finished handover and the LA28 countdown', async (
   await over;
   // The flag's log: the stage's end, Tom Cruise's stint's end (no entry between his modes),
   // the skater's, the cyclist's and the arrival, after the genesis.
-  assert.match(out, /custody log: 6 entries, every hash and link verified/);
-  assert.doesNotMatch(out, /not verified|BROKEN/);
+  assert.match(demo.out(), /custody log: 6 entries, every hash and link verified/);
+  assert.doesNotMatch(demo.out(), /not verified|BROKEN/);
   const { page, seen } = await open(browser, `${base}/e/flag-handover`);
   for (const relay of ['flag', 'stage']) {
     await page.locator(`article.relay[data-relay="${relay}"]`).getByText('Finished', { exact: true }).waitFor();

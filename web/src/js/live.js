@@ -1,7 +1,9 @@
-// The live page (`/e/{event}`): the map, a panel per relay (holder, progress, countdowns),
-// the milestones, the schedule ("when does it pass here") and the planned-versus-actual
-// chart; in race mode a leaderboard. It loads the plan and `/live`, then follows the SSE
-// stream; every part re-renders from the one live model, so they never disagree.
+// The live page (`/e/{event}`): at a glance, the followed object (who holds it, the next
+// handoff, the next milestone) beside the map that follows it; then a panel per relay (holder,
+// progress, countdowns), the milestones, the schedule ("when does it pass here") and the
+// planned-versus-actual chart; in race mode a leaderboard. It loads the plan and `/live`,
+// then follows the SSE stream; every part re-renders from the one live model, so they never
+// disagree.
 
 import { eventFromPath, getJSON, paths } from './api.js';
 import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
@@ -21,6 +23,10 @@ const state = {
   panels: new Map(),
   team: null,
   summary: new Map(),
+  // Follow mode: on until the viewer moves the map; `pick` is the relay they asked to follow
+  // ("Show on map"), else the page chooses (see `followed`).
+  following: true,
+  pick: null,
 };
 
 const modeName = (mode) => (mode ? mode.replace(/_/g, ' ') : '');
@@ -53,8 +59,47 @@ function tileConfig() {
 
 function buildMap() {
   state.map?.map.remove();
-  state.map = new RelayMap($('#map'), { tiles: tileConfig() });
+  state.map = new RelayMap($('#map'), { tiles: tileConfig(), onFollowChange: showFollow });
+  state.map.setFollow(state.following);
   if (state.m) state.map.drawPlan(state.m);
+}
+
+// ------------------------------------------------------------------ follow mode
+
+/**
+ * The relay the map follows: the one the viewer picked, else the first under way (in the
+ * plan's order), else in a race the team shown in detail, else the first not finished, else
+ * the first.
+ */
+function followed() {
+  const relays = state.m?.relays ?? [];
+  const standalone = relays.filter((x) => !x.course);
+  const status = (relay) => state.live?.relay(relay.id)?.status;
+  return relays.find((x) => x.id === state.pick)
+    ?? standalone.find((x) => status(x) === 'running')
+    ?? relays.find((x) => x.course && x.id === state.team)
+    ?? standalone.find((x) => status(x) !== 'finished')
+    ?? relays[0]
+    ?? null;
+}
+
+/** "the Olympic flag", "the stage", "Team 417": what the follow button names. */
+function objectName(relay) {
+  if (relay.course || !relay.object) return relay.name;
+  return /^(the|a|an) /i.test(relay.object) ? relay.object : `the ${relay.object}`;
+}
+
+const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+/** The follow button and its state, as the map reports it. */
+function showFollow(on) {
+  state.following = on;
+  const button = $('#follow');
+  button.setAttribute('aria-pressed', String(on));
+  $('#follow-off').hidden = on;
+  const relay = state.m && followed();
+  const label = relay ? `Follow ${objectName(relay)}` : 'Follow it';
+  if ($('#follow-label').textContent !== label) $('#follow-label').textContent = label;
 }
 
 // ------------------------------------------------------------------ relay panels
@@ -75,30 +120,55 @@ function buildPanel(relay) {
     h('dl', { class: 'next' },
       h('dt', {}, 'Next handoff'), f.next = h('dd', { class: 'next-handoff' }),
       h('dt', {}, 'Finish'), f.finish = h('dd', { class: 'finish' })),
-    h('button', { type: 'button', class: 'secondary', onclick: () => state.map.focus(relay.id, state.m, state.live) },
-      'Show on map'));
+    h('button', {
+      type: 'button',
+      class: 'secondary',
+      onclick: () => {
+        state.pick = relay.id;
+        state.map.setFollow(true);
+        render();
+        $('#map').scrollIntoView?.({ block: 'nearest' });
+      },
+    }, 'Show on map'));
   return { el, f };
+}
+
+/**
+ * How custody reached the holder: the handoff into their stint (a change of mode within it
+ * is no handoff), as `endedBy` words it, with the leg it ended; null before the first.
+ */
+function custodyInto(relay, r) {
+  const cur = r.current_leg;
+  const into = cur === undefined || !relay.legs[cur] ? -1 : stintStart(relay, cur) - 1;
+  const how = into >= 0 ? endedBy(r.legs[into]?.ended_by) : null;
+  return how ? { ...how, leg: into } : null;
+}
+
+/**
+ * "Held by Tom Cruise · motorcycle", "Probably held by …" (an assumed handoff is never worded
+ * as a fact), "Finished at …", "Not started · starts … · in …"; `more` follows a holder.
+ */
+function holderLine(relay, r, more = '') {
+  const n = relay.legs.length;
+  const how = custodyInto(relay, r);
+  if (r.status === 'running' && relay.legs[r.current_leg]) {
+    return [how && !how.verified ? 'Probably held by ' : 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
+      ` · ${modeName(r.mode)}${more}`];
+  }
+  if (r.status === 'finished') {
+    return [h('strong', { class: 'holders' }, 'Finished'), ' at ', when(ms(r.eta_finish), relay.legs[n - 1].end_zone)];
+  }
+  const start = ms(r.legs[0]?.eta_start);
+  return [h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone), ' · ', until(start)];
 }
 
 function updatePanel(relay, { f }, r) {
   const cur = r.current_leg;
   const leg = cur === undefined ? null : relay.legs[cur];
   const n = relay.legs.length;
-  // How custody reached the holder: the handoff into their stint (a change of mode within it
-  // is no handoff), verified or assumed, never an assumption worded as a fact.
-  const into = leg ? stintStart(relay, cur) - 1 : -1;
-  const how = into >= 0 ? endedBy(r.legs[into]?.ended_by) : null;
-  const assumed = how && !how.verified;
-  if (r.status === 'running' && leg) {
-    fill(f.status, assumed ? 'Probably held by ' : 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
-      ` · ${modeName(r.mode)} · leg ${cur + 1} of ${n}`);
-  } else if (r.status === 'finished') {
-    fill(f.status, h('strong', { class: 'holders' }, 'Finished'), ' at ', when(ms(r.eta_finish), relay.legs[n - 1].end_zone));
-  } else {
-    const start = ms(r.legs[0]?.eta_start);
-    fill(f.status, h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone),
-      ' · ', until(start));
-  }
+  const how = custodyInto(relay, r);
+  const into = how?.leg ?? -1;
+  fill(f.status, holderLine(relay, r, ` · leg ${(cur ?? 0) + 1} of ${n}`));
 
   f.how.hidden = !(r.status === 'running' && how);
   if (!f.how.hidden) {
@@ -157,6 +227,60 @@ function updatePanel(relay, { f }, r) {
   else {
     fill(f.finish, until(fin, 'due now'), ' · ', when(fin, relay.legs[n - 1].end_zone),
       h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
+  }
+}
+
+// ------------------------------------------------------------------ at a glance
+
+/** The next milestone still to come, from the snapshot's countdowns. */
+function nextMilestone() {
+  const t = now();
+  return (state.live.snapshot.countdowns ?? [])
+    .filter((c) => ms(c.at) > t)
+    .sort((a, b) => ms(a.at) - ms(b.at))[0] ?? null;
+}
+
+/**
+ * The first screen's summary of the object the map follows: what it is, who holds it, the
+ * next handoff (or the finish) with its countdown, the next milestone.
+ */
+function glance(relay) {
+  const r = relay && state.live.relay(relay.id);
+  $('#glance').hidden = !r;
+  if (!r) return;
+  $('#glance').dataset.relay = relay.id;
+  const title = capital(relay.course ? relay.name : relay.object || relay.name);
+  if ($('#glance-object').textContent !== title) $('#glance-object').textContent = title;
+  fill($('#glance-holder'), holderLine(relay, r));
+
+  const n = relay.legs.length;
+  const cur = r.current_leg;
+  const from = cur ?? (r.status === 'finished' ? null : 0);
+  $('#glance-next-row').hidden = from === null;
+  if (from !== null) {
+    const end = stintEnd(relay, from);
+    const lv = r.legs[end];
+    if (end < n - 1) {
+      const t = ms(lv.eta_end);
+      // The giver is named only when the line above does not (before the start).
+      const giver = cur === undefined ? `${names(relay.legs[end].carriers)} ` : '';
+      $('#glance-next-label').textContent = 'Next handoff';
+      fill($('#glance-next'), `${giver}to `, h('strong', {}, names(relay.legs[end + 1].carriers)),
+        ` at ${exchangeName(state.m, relay, end)} · `, until(t, 'due now'),
+        h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+    } else {
+      const t = ms(r.eta_finish);
+      $('#glance-next-label').textContent = 'Finish';
+      fill($('#glance-next'), `at ${exchangeName(state.m, relay, end)} · `, until(t, 'due now'),
+        h('span', { class: 'delta' }, ` · ${delta((t - ms(r.planned_finish)) / 1000)}`));
+    }
+  }
+
+  const c = nextMilestone();
+  $('#glance-milestone-row').hidden = !c;
+  if (c) {
+    // Its date is in the countdowns below; here, how long to go.
+    fill($('#glance-milestone'), h('strong', {}, c.name), ' · ', until(ms(c.at), 'now'));
   }
 }
 
@@ -321,8 +445,11 @@ function setup() {
 const render = coalesce(() => {
   if (!state.live?.snapshot) return;
   const t = now();
+  const target = followed();
   // Name every object on the map, except in a race (many teams on one line).
-  state.map.update(state.m, state.live, { now: t, labels: !state.m.race && state.m.relays.length <= 8 });
+  state.map.update(state.m, state.live, { now: t, labels: !state.m.race && state.m.relays.length <= 8, follow: target?.id });
+  showFollow(state.following);
+  glance(target);
   for (const relay of state.m.relays) {
     const panel = state.panels.get(relay.id);
     const r = state.live.relay(relay.id);
@@ -407,7 +534,11 @@ async function main() {
     render();
   });
   buildMap();
-  $('#fit').addEventListener('click', () => state.map.fit());
+  $('#fit').addEventListener('click', () => {
+    state.map.setFollow(false);
+    state.map.fit();
+  });
+  $('#follow').addEventListener('click', () => state.map.setFollow(!state.following));
   $('#team').addEventListener('change', (e) => {
     state.team = e.target.value;
     render();

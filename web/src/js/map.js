@@ -5,10 +5,18 @@
 //
 // Leg status colours: done, current (the travelled part drawn like done), to come. Each
 // relay's object is a round marker; its tooltip gives the holder and, when stale, the age.
+//
+// Follow mode (on by default) keeps one relay's object in view, with the views follow.js
+// computes; a drag, a zoom or a key that moves the map hands the view back to the viewer
+// (`onFollowChange(false)`) until follow is asked for again. With prefers-reduced-motion the
+// map jumps instead of gliding. For tests outside the repo, the map element carries its
+// visible area as `data-view-bounds="west,south,east,north"` and each object's marker the
+// names of who holds it as `data-holder` (see DESIGN.md).
 
 /* global L, topojson */
 
-import { escapeHtml } from './dom.js';
+import { escapeHtml, names } from './dom.js';
+import { followTarget, nearEdge, viewFor } from './follow.js';
 import { pointAt, splitAt, unwrap } from './geo.js';
 
 export const OSM = {
@@ -25,6 +33,14 @@ const STYLE = {
 };
 
 const FINE_ZOOM = 5;
+/**
+ * How far beyond the view the lines and the land are drawn, as a share of its size: a follow
+ * move glides over up to about two thirds of the view, and Leaflet redraws only at the end,
+ * so with its default (0.1) the sea would show through the land for the length of the glide.
+ */
+const RENDER_PADDING = 0.7;
+/** How long a follow move is given before the next may start (Leaflet glides for 250 ms). */
+const MOVE_MS = 400;
 
 /**
  * Natural Earth's rings cross the antimeridian as d3 expects (it clips on the sphere), but
@@ -63,21 +79,100 @@ const STALE_MS = 60000;
 
 export class RelayMap {
   /** `tiles`: null (built-in basemap) or { url, attribution }. */
-  constructor(el, { tiles = null } = {}) {
-    this.map = L.map(el, { worldCopyJump: false, minZoom: 1, maxZoom: tiles ? 19 : 16, zoomSnap: 0.5 });
+  constructor(el, { tiles = null, onFollowChange = () => {} } = {}) {
+    // Motion only for those who have not asked for less: no glide, no zoom animation, no fade.
+    this.animate = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    this.map = L.map(el, {
+      worldCopyJump: false, minZoom: 1, maxZoom: tiles ? 19 : 16, zoomSnap: 0.5,
+      zoomAnimation: this.animate, fadeAnimation: this.animate, markerZoomAnimation: this.animate, inertia: this.animate,
+      renderer: L.svg({ padding: RENDER_PADDING }),
+    });
+    this.following = true;
+    this.followed = null; // { relay, r }: what the last update followed
+    this.followKey = null; // the target's key when the view was last fitted to it
+    this.movedAt = -Infinity; // when follow mode last moved the view (performance.now())
+    this.held = false; // a pointer is pressed on the map
+    this.onFollowChange = onFollowChange;
+    this.viewerGestures(el);
+    this.map.on('move moveend zoomend resize viewreset', () => this.publishView());
+    this.map.on('resize', () => {
+      this.followKey = null;
+      this.track();
+    });
     this.map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
     this.legs = new Map(); // "relay/leg" → { casing, done, rest, leg }
     this.markers = new Map(); // relay id → circle marker
     this.bounds = null;
-    this.map.createPane('routes').style.zIndex = 410;
-    this.map.createPane('points').style.zIndex = 420;
-    this.map.createPane('objects').style.zIndex = 630;
+    this.renderers = {};
+    for (const [name, z] of [['routes', 410], ['points', 420], ['objects', 630]]) {
+      this.map.createPane(name).style.zIndex = z;
+      this.renderers[name] = L.svg({ pane: name, padding: RENDER_PADDING });
+    }
     if (tiles) {
       L.tileLayer(tiles.url, { attribution: tiles.attribution ?? '', maxZoom: 19 }).addTo(this.map);
     } else {
       this.basemap();
     }
     this.map.setView([20, 0], 2);
+    this.publishView();
+  }
+
+  /**
+   * The viewer's own moves leave follow mode: a drag (Leaflet reports only those a person
+   * makes), the wheel, a double click or tap, a pinch, the zoom buttons, the keys that pan
+   * or zoom, a shift-drag box. The page's own moves (setView) never come through these.
+   */
+  viewerGestures(el) {
+    const leave = () => this.setFollow(false);
+    this.map.on('dragstart boxzoomstart', leave);
+    // Nothing moves under a finger or a pointer pressed on the map.
+    el.addEventListener('pointerdown', () => { this.held = true; });
+    for (const type of ['pointerup', 'pointercancel']) window.addEventListener(type, () => { this.held = false; });
+    el.addEventListener('wheel', leave, { passive: true });
+    el.addEventListener('dblclick', leave);
+    el.addEventListener('touchstart', (e) => {
+      if (e.touches.length > 1) leave();
+    }, { passive: true });
+    el.addEventListener('keydown', (e) => {
+      if (/^(Arrow(Up|Down|Left|Right)|[+=_-])$/.test(e.key)) leave();
+    });
+    this.map.zoomControl?.getContainer().addEventListener('click', leave);
+  }
+
+  /** Turns follow mode on (the view is fitted at the next update) or off. */
+  setFollow(on) {
+    if (on === this.following) return;
+    this.following = on;
+    this.followKey = null;
+    this.onFollowChange(on);
+    if (on) this.track();
+  }
+
+  /**
+   * The visible area as `data-view-bounds="west,south,east,north"`, in degrees: longitudes
+   * in [-180, 180] (west > east where the view crosses the antimeridian; the whole range
+   * when it shows more than the world), latitudes in [-90, 90].
+   */
+  publishView() {
+    const b = this.map.getBounds();
+    let w = b.getWest();
+    let e = b.getEast();
+    if (e - w >= 360) [w, e] = [-180, 180];
+    else {
+      const wrapped = ((((w + 180) % 360) + 360) % 360) - 180;
+      e = wrapped + (e - w);
+      w = wrapped;
+      if (e > 180) e -= 360;
+    }
+    const clampLat = (lat) => Math.max(-90, Math.min(90, lat));
+    const text = [w, clampLat(b.getSouth()), e, clampLat(b.getNorth())].map((v) => v.toFixed(5)).join(',');
+    const el = this.map.getContainer();
+    if (el.dataset.viewBounds !== text) el.dataset.viewBounds = text;
+  }
+
+  /** Where a layer of ours is drawn: its pane, and that pane's renderer. */
+  pane(name) {
+    return { pane: name, renderer: this.renderers[name] };
   }
 
   /** The world basemap: coarse at first, the finer one once zoomed in close. */
@@ -130,14 +225,14 @@ export class RelayMap {
           const key = `${relay.course}/${leg.course_leg}`;
           if (!courseDrawn.has(key) && latlngs.length > 1) {
             courseDrawn.add(key);
-            add(L.polyline(latlngs, { ...STYLE.course, pane: 'routes', interactive: false, className: 'route-course' }));
+            add(L.polyline(latlngs, { ...STYLE.course, ...this.pane('routes'), interactive: false, className: 'route-course' }));
           }
           continue;
         }
         if (latlngs.length > 1) {
-          const casing = add(L.polyline([], { ...STYLE.casing, pane: 'routes', interactive: false }));
-          const done = add(L.polyline([], { ...STYLE.done, pane: 'routes', interactive: false }));
-          const rest = add(L.polyline(latlngs, { ...STYLE.upcoming, pane: 'routes', interactive: false }));
+          const casing = add(L.polyline([], { ...STYLE.casing, ...this.pane('routes'), interactive: false }));
+          const done = add(L.polyline([], { ...STYLE.done, ...this.pane('routes'), interactive: false }));
+          const rest = add(L.polyline(latlngs, { ...STYLE.upcoming, ...this.pane('routes'), interactive: false }));
           this.legs.set(`${relay.id}/${leg.index}`, { casing, done, rest, leg, latlngs });
         }
       }
@@ -152,36 +247,76 @@ export class RelayMap {
         const last = i === relay.legs.length - 1;
         const name = relay.stops.find((s) => s.leg === i && s.fraction === 1)?.name ?? '';
         add(L.circleMarker([leg.end[1], leg.end[0]], {
-          pane: 'points', radius: last ? 7 : 5, color: '#111111', weight: 2,
+          ...this.pane('points'), radius: last ? 7 : 5, color: '#111111', weight: 2,
           fillColor: last ? '#111111' : '#ffffff', fillOpacity: 1, className: 'exchange-point',
         }).bindTooltip(escapeHtml(last ? `Finish: ${name}` : `Exchange: ${name}`)));
       });
     }
     for (const place of m.places) {
       add(L.circleMarker([place.point[1], place.point[0]], {
-        pane: 'points', radius: 4, color: '#0842a0', weight: 2, fillColor: '#ffd400', fillOpacity: 1,
+        ...this.pane('points'), radius: 4, color: '#0842a0', weight: 2, fillColor: '#ffd400', fillOpacity: 1,
         className: 'place-point',
-      }).bindTooltip(escapeHtml(place.name)));
+      }).bindTooltip(escapeHtml(place.name))).getElement()?.setAttribute('data-place', place.id);
       all.push([place.point[1], place.point[0]]);
     }
     this.bounds = all.length ? L.latLngBounds(all) : null;
-    // Fit once; a new plan version later keeps the viewer's own zoom.
-    if (!this.fitted) this.fit();
+    // Fit once (unless following, which chooses its own view); a new plan version later
+    // keeps the viewer's own zoom.
+    if (!this.fitted && !this.following) this.fit();
     this.fitted = true;
+    this.followKey = null;
   }
 
   fit() {
     if (this.bounds?.isValid()) this.map.fitBounds(this.bounds, { padding: [24, 24], maxZoom: 15 });
   }
 
-  /** Colours legs by status and moves the markers, from the live model. */
-  update(m, live, { now, labels }) {
+  /**
+   * Colours legs by status and moves the markers, from the live model; then, in follow mode,
+   * keeps relay `follow` (an id) in view.
+   */
+  update(m, live, { now, labels, follow = null }) {
     for (const relay of m.relays) {
       const r = live.relay(relay.id);
       if (!r) continue;
       if (!relay.course) this.colour(relay, r);
       this.marker(relay, r, { now, label: labels });
     }
+    const relay = m.relays.find((x) => x.id === follow);
+    this.followed = relay ? { relay, r: live.relay(relay.id) } : null;
+    this.track();
+  }
+
+  /**
+   * Follow mode's step: fits the view afresh when the target changes (a new leg, another
+   * relay, a resize), and otherwise only when the marker nears the edge of the view.
+   */
+  track() {
+    if (!this.following || this.held) return;
+    const size = this.map.getSize();
+    if (size.x < 1 || size.y < 1) return;
+    if (!this.followed?.r) {
+      if (this.followKey !== 'all') this.fit();
+      this.followKey = 'all';
+      return;
+    }
+    const { relay, r } = this.followed;
+    const mk = this.markers.get(relay.id);
+    const at = mk?.getLatLng();
+    const target = followTarget(relay, r, at ? [at.lng, at.lat] : null);
+    if (!target) return;
+    const fresh = target.key !== this.followKey;
+    const px = at && this.map.latLngToContainerPoint(at);
+    const edge = px && nearEdge([px.x, px.y], { width: size.x, height: size.y });
+    // A flight and a place are fitted once per leg; only a ground leg moves with its carrier
+    // (and any view whose marker leaves it is fitted again).
+    if (!fresh && !(edge && (target.kind === 'ground' || !this.map.getBounds().contains(at)))) return;
+    // A move under way is not chased: the marker is near the edge until the glide ends.
+    if (!fresh && performance.now() - this.movedAt < MOVE_MS) return;
+    this.followKey = target.key;
+    this.movedAt = performance.now();
+    const { center, zoom } = viewFor(target, { width: size.x, height: size.y });
+    this.map.setView([center[1], center[0]], zoom, { animate: this.animate });
   }
 
   colour(relay, r) {
@@ -239,7 +374,7 @@ export class RelayMap {
     const latlng = [at[1], at[0]];
     if (!mk) {
       mk = L.circleMarker(latlng, {
-        pane: 'objects', radius: 9, color: '#ffffff', weight: 3, fillColor: '#c8004f', fillOpacity: 1,
+        ...this.pane('objects'), radius: 9, color: '#ffffff', weight: 3, fillColor: '#c8004f', fillOpacity: 1,
         className: 'position-marker',
       }).addTo(this.map);
       mk.getElement()?.setAttribute('data-relay', relay.id);
@@ -247,6 +382,11 @@ export class RelayMap {
     } else {
       mk.setLatLng(latlng);
     }
+    // Who holds it, as the page names them, while someone does.
+    const holder = r.current_leg !== undefined && r.holders?.length ? names(r.holders) : null;
+    const el = mk.getElement();
+    if (holder) el?.setAttribute('data-holder', holder);
+    else el?.removeAttribute('data-holder');
     const stale = r.position && (r.position.stale || now - Date.parse(r.position.t) > STALE_MS);
     mk.setStyle({ fillColor: stale || estimated ? '#6b6b6b' : '#c8004f' });
     const who = r.holders?.join(' & ') || relay.name;
@@ -259,18 +399,5 @@ export class RelayMap {
     if (mk.getTooltip()) mk.setTooltipContent(html);
     else if (label) mk.bindTooltip(html, { permanent: true, direction: 'auto', offset: [10, 0], className: 'object-label' });
     else mk.bindTooltip(html);
-  }
-
-  /** Zooms to a relay's object, or its current leg. */
-  focus(relayId, m, live) {
-    const mk = this.markers.get(relayId);
-    if (mk) {
-      this.map.setView(mk.getLatLng(), Math.max(this.map.getZoom(), 12));
-      return;
-    }
-    const relay = m.relays.find((x) => x.id === relayId);
-    const r = live.relay(relayId);
-    const leg = relay?.legs[r?.current_leg ?? 0];
-    if (leg?.points.length) this.map.fitBounds(L.latLngBounds(leg.points.map(([lon, lat]) => [lat, lon])), { padding: [24, 24], maxZoom: 14 });
   }
 }
