@@ -28,6 +28,7 @@
 
 #[macro_use]
 mod rows;
+pub mod copy;
 mod feed;
 mod migrations;
 pub mod testing;
@@ -53,8 +54,8 @@ use crate::{
 };
 use feed::{Horizon, Newest};
 use rows::{
-    custody_from_row, device_from_row, narrow, ping_from_row, plan_from_row, timestamp,
-    webhook_from_row,
+    custody_from_row, delivery_from_row, device_from_row, narrow, ping_from_row, plan_from_row,
+    timestamp, webhook_from_row,
 };
 
 /// The backend's name in errors.
@@ -536,32 +537,16 @@ impl Store for PostgresStore {
     }
 
     async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>> {
-        let rows = query(
-            "SELECT seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us
-             FROM webhook_deliveries WHERE event_id = $1 ORDER BY seq DESC LIMIT $2",
-        )
+        let rows = query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhook_deliveries WHERE event_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
         .bind(event_id)
         .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Delivery {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    webhook_id: row.try_get(2)?,
-                    delivery_id: row.try_get(3)?,
-                    kind: row.try_get(4)?,
-                    attempt: narrow(row.try_get::<i64, _>(5)?, "attempt")?,
-                    status: row
-                        .try_get::<Option<i32>, _>(6)?
-                        .map(|s| narrow(s, "status"))
-                        .transpose()?,
-                    error: row.try_get(7)?,
-                    at: timestamp(row, 8)?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 
     async fn put_engine_checkpoint(&self, checkpoint: EngineCheckpoint) -> Result<()> {
