@@ -66,6 +66,7 @@ fn open_existing(path: &Path) -> Result<Connection> {
 }
 
 /// A snapshot of a SQLite database, read a page at a time.
+#[derive(Debug)]
 pub struct SqliteExport {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
@@ -73,14 +74,6 @@ pub struct SqliteExport {
     after: HashMap<Table, i64>,
     /// [`newest`] in the snapshot.
     newest: (i64, i64),
-}
-
-impl std::fmt::Debug for SqliteExport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteExport")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqliteExport {
@@ -264,6 +257,7 @@ impl Export for SqliteExport {
 }
 
 /// What the import's connection carries between pages.
+#[derive(Debug)]
 struct Target {
     conn: Connection,
     /// How far the change feed's numbers have been moved up: a PostgreSQL change whose pings
@@ -273,17 +267,9 @@ struct Target {
 }
 
 /// A SQLite database being filled by a copy, inside one transaction.
+#[derive(Debug)]
 pub struct SqliteImport {
-    path: PathBuf,
     target: Arc<Mutex<Target>>,
-}
-
-impl std::fmt::Debug for SqliteImport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteImport")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqliteImport {
@@ -298,7 +284,6 @@ impl SqliteImport {
         let conn = open_writer(path)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(SqliteImport {
-            path: path.to_owned(),
             target: Arc::new(Mutex::new(Target {
                 conn,
                 renumbered: 0,
