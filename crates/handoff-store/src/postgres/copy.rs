@@ -298,6 +298,11 @@ impl Export for PostgresExport {
     }
 }
 
+/// The error of a write after the commit.
+fn committed() -> StoreError {
+    StoreError::Invalid("the copy was committed already".to_owned())
+}
+
 /// A PostgreSQL store being filled by a copy, inside one transaction.
 pub struct PostgresImport {
     target: String,
@@ -336,9 +341,7 @@ impl PostgresImport {
     }
 
     fn tx(&mut self) -> Result<&mut PgConnection> {
-        self.tx
-            .as_deref_mut()
-            .ok_or_else(|| StoreError::Invalid("the copy was committed already".to_owned()))
+        self.tx.as_deref_mut().ok_or_else(committed)
     }
 
     /// Keeps `token_hash` as the admin token's hash (as `handoff serve` does on a first start)
@@ -357,43 +360,47 @@ impl PostgresImport {
         .await?;
         Ok(())
     }
+}
 
-    async fn write_custody(&mut self, entries: &[crate::StoredCustody]) -> Result<()> {
-        let mut positions = Vec::with_capacity(entries.len());
-        for e in entries {
-            let next = self
-                .positions
-                .entry((e.event_id.clone(), e.relay_id.clone()))
-                .or_insert(0);
-            positions.push(*next);
-            *next += 1;
-        }
-        let column =
-            |f: fn(&crate::StoredCustody) -> &str| -> Vec<&str> { entries.iter().map(f).collect() };
-        query(
-            "INSERT INTO custody (seq, event_id, relay_id, position, entry_json, hash, prev_hash,
-                                  created_us)
-             OVERRIDING SYSTEM VALUE
-             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[],
-                                  $6::text[], $7::text[], $8::int8[])",
-        )
-        .bind(entries.iter().map(|e| e.seq).collect::<Vec<_>>())
-        .bind(column(|e| &e.event_id))
-        .bind(column(|e| &e.relay_id))
-        .bind(&positions)
-        .bind(column(|e| &e.entry_json))
-        .bind(column(|e| &e.hash))
-        .bind(column(|e| &e.prev_hash))
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.created_at.as_microsecond())
-                .collect::<Vec<_>>(),
-        )
-        .execute(self.tx()?)
-        .await?;
-        Ok(())
+/// Custody entries with their chain positions (counted on from `positions`, per log).
+async fn write_custody(
+    conn: &mut PgConnection,
+    positions: &mut HashMap<(String, String), i64>,
+    entries: &[crate::StoredCustody],
+) -> Result<()> {
+    let mut position = Vec::with_capacity(entries.len());
+    for e in entries {
+        let next = positions
+            .entry((e.event_id.clone(), e.relay_id.clone()))
+            .or_insert(0);
+        position.push(*next);
+        *next += 1;
     }
+    let column =
+        |f: fn(&crate::StoredCustody) -> &str| -> Vec<&str> { entries.iter().map(f).collect() };
+    query(
+        "INSERT INTO custody (seq, event_id, relay_id, position, entry_json, hash, prev_hash,
+                              created_us)
+         OVERRIDING SYSTEM VALUE
+         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                              $6::text[], $7::text[], $8::int8[])",
+    )
+    .bind(entries.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(column(|e| &e.event_id))
+    .bind(column(|e| &e.relay_id))
+    .bind(&position)
+    .bind(column(|e| &e.entry_json))
+    .bind(column(|e| &e.hash))
+    .bind(column(|e| &e.prev_hash))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.created_at.as_microsecond())
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn write_plans(conn: &mut PgConnection, plans: &[crate::StoredPlan]) -> Result<()> {
@@ -644,18 +651,15 @@ impl Import for PostgresImport {
         if rows.is_empty() {
             return Ok(());
         }
-        if let Rows::Custody(entries) = &rows {
-            return self.write_custody(entries).await;
-        }
-        let conn = self.tx()?;
+        let conn = self.tx.as_deref_mut().ok_or_else(committed)?;
         match &rows {
             Rows::Plans(plans) => write_plans(conn, plans).await,
             Rows::Devices(devices) => write_devices(conn, devices).await,
             Rows::Webhooks(hooks) => write_webhooks(conn, hooks).await,
+            Rows::Custody(entries) => write_custody(conn, &mut self.positions, entries).await,
             Rows::Pings(pings) => write_pings(conn, pings).await,
             Rows::Deliveries(deliveries) => write_deliveries(conn, deliveries).await,
             Rows::Changes(entries) => write_changes(conn, entries).await,
-            Rows::Custody(_) => Ok(()), // written above
         }
     }
 
