@@ -18,8 +18,11 @@
 //! nodes can follow. [`sqlite::SqliteStore`] is the embedded default; [`postgres::PostgresStore`]
 //! implements the same trait on a PostgreSQL server that several nodes can share. The trait is
 //! object-safe (`Arc<dyn Store>`). Every backend must pass the shared suite in [`suite`]
-//! (feature `suite`), run with one [`store_suite!`] call.
+//! (feature `suite`), run with one [`store_suite!`] call. Moving a whole store to another
+//! database, identities kept, is not the trait's job: [`copy`] does it through a narrow export
+//! and import of each backend.
 
+pub mod copy;
 pub mod error;
 mod input;
 pub mod postgres;

@@ -29,6 +29,7 @@
 #[macro_use]
 mod rows;
 mod codes;
+pub mod copy;
 mod feed;
 mod migrations;
 mod outbox;
@@ -56,8 +57,8 @@ use crate::{
 };
 use feed::{Horizon, Newest};
 use rows::{
-    custody_from_row, device_from_row, narrow, ping_from_row, plan_from_row, timestamp,
-    webhook_from_row,
+    custody_from_row, delivery_from_row, device_from_row, narrow, ping_from_row, plan_from_row,
+    timestamp, webhook_from_row,
 };
 
 /// The backend's name in errors.
@@ -559,32 +560,16 @@ impl Store for PostgresStore {
     }
 
     async fn deliveries(&self, event_id: &str, limit: usize) -> Result<Vec<Delivery>> {
-        let rows = query(
-            "SELECT seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us
-             FROM webhook_deliveries WHERE event_id = $1 ORDER BY seq DESC LIMIT $2",
-        )
+        let rows = query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhook_deliveries WHERE event_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
         .bind(event_id)
         .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Delivery {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    webhook_id: row.try_get(2)?,
-                    delivery_id: row.try_get(3)?,
-                    kind: row.try_get(4)?,
-                    attempt: narrow(row.try_get::<i64, _>(5)?, "attempt")?,
-                    status: row
-                        .try_get::<Option<i32>, _>(6)?
-                        .map(|s| narrow(s, "status"))
-                        .transpose()?,
-                    error: row.try_get(7)?,
-                    at: timestamp(row, 8)?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 
     async fn put_handoff_code(&self, code: HandoffCode) -> Result<()> {

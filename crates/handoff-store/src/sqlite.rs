@@ -9,6 +9,7 @@
 
 pub mod backup;
 mod codes;
+pub mod copy;
 mod migrations;
 mod outbox;
 mod writer;
@@ -71,26 +72,7 @@ impl SqliteStore {
     /// [`StoreError::Open`] when the file cannot be opened, [`StoreError::Invalid`] when it
     /// cannot be put in WAL mode, [`StoreError::SchemaTooNew`] when a newer build wrote it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let open_error = open_error(path);
-        let mut conn = Connection::open(path).map_err(&open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_error)?;
-        // WAL: readers never block the writer nor the writer them. The mode is stored in the
-        // file; the pragma answers with the mode in force, which must be "wal" (an in-memory or
-        // otherwise unsupported database would stay in another mode).
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(&open_error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "{} cannot be put in WAL mode (it stayed in {mode} mode)",
-                path.display()
-            )));
-        }
-        // FULL, not NORMAL: see the module note on durability.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(&open_error)?;
-        migrations::migrate(&mut conn)?;
-
+        let conn = open_writer(path)?;
         let readers = Arc::new(ReadPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
@@ -170,6 +152,31 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// Opens (creating if needed) the database at `path` for writing: WAL mode, `synchronous=FULL`,
+/// the schema migrated to this build's.
+fn open_writer(path: &Path) -> Result<Connection> {
+    let open_error = open_error(path);
+    let mut conn = Connection::open(path).map_err(&open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(&open_error)?;
+    // WAL: readers never block the writer nor the writer them. The mode is stored in the
+    // file; the pragma answers with the mode in force, which must be "wal" (an in-memory or
+    // otherwise unsupported database would stay in another mode).
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+        .map_err(&open_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid(format!(
+            "{} cannot be put in WAL mode (it stayed in {mode} mode)",
+            path.display()
+        )));
+    }
+    // FULL, not NORMAL: see the module note on durability.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(&open_error)?;
+    migrations::migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// Read-only connections reused between queries. A connection is `Send` but not `Sync`, so
@@ -442,23 +449,11 @@ impl Store for SqliteStore {
         let event_id = event_id.to_owned();
         let limit = sql_limit(limit);
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us
-                 FROM webhook_deliveries WHERE event_id = ?1 ORDER BY seq DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![event_id, limit], |row| {
-                Ok(Delivery {
-                    seq: row.get(0)?,
-                    event_id: row.get(1)?,
-                    webhook_id: row.get(2)?,
-                    delivery_id: row.get(3)?,
-                    kind: row.get(4)?,
-                    attempt: row.get(5)?,
-                    status: row.get(6)?,
-                    error: row.get(7)?,
-                    at: timestamp(row, 8)?,
-                })
-            })?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                 WHERE event_id = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![event_id, limit], delivery_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -1073,6 +1068,23 @@ fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
             .map(str::to_owned)
             .collect(),
         created_at: timestamp(row, 5)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        seq: row.get(0)?,
+        event_id: row.get(1)?,
+        webhook_id: row.get(2)?,
+        delivery_id: row.get(3)?,
+        kind: row.get(4)?,
+        attempt: row.get(5)?,
+        status: row.get(6)?,
+        error: row.get(7)?,
+        at: timestamp(row, 8)?,
     })
 }
 

@@ -92,6 +92,25 @@ pub enum Command {
         /// The copy: a new file (an existing one is never overwritten).
         out: PathBuf,
     },
+    /// Copy every row of one database into a new, empty one (SQLite to PostgreSQL, or any
+    /// pair), identities kept: the custody logs still verify, device tokens still work, and a
+    /// server on the copy shows the same live state.
+    #[command(
+        after_help = "Stop every server on the source first (a write during the copy \
+        makes it fail, committing nothing). The target is written in one transaction: on any \
+        failure it is left as it was, and the command can simply be run again. Then start \
+        `handoff serve --db` on the target (see docs/operations.md)."
+    )]
+    Migrate {
+        /// The database to copy: sqlite://FILE (or a bare path), or
+        /// postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The database to fill: sqlite://FILE (created when missing) or postgres://… (an
+        /// existing database; the schema is created). Refused when it holds any data.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Run the built-in Olympic flag handover.
     Demo {
         /// Address to serve the live page on.

@@ -8,7 +8,7 @@ use sqlx_core::row::Row;
 use sqlx_postgres::PgRow;
 
 use crate::error::{Result, StoreError};
-use crate::{Device, StoredCustody, StoredPing, StoredPlan, Webhook};
+use crate::{Delivery, Device, StoredCustody, StoredPing, StoredPlan, Webhook};
 
 /// The columns [`ping_from_row`] reads.
 macro_rules! ping_columns {
@@ -64,6 +64,13 @@ macro_rules! webhook_columns {
 macro_rules! custody_columns {
     () => {
         "seq, event_id, relay_id, entry_json, hash, prev_hash, created_us"
+    };
+}
+
+/// The columns [`delivery_from_row`] reads.
+macro_rules! delivery_columns {
+    () => {
+        "seq, event_id, webhook_id, delivery_id, kind, attempt, status, error, at_us"
     };
 }
 
@@ -135,6 +142,23 @@ pub(super) fn custody_from_row(row: &PgRow) -> Result<StoredCustody> {
         hash: row.try_get(4)?,
         prev_hash: row.try_get(5)?,
         created_at: timestamp(row, 6)?,
+    })
+}
+
+pub(super) fn delivery_from_row(row: &PgRow) -> Result<Delivery> {
+    Ok(Delivery {
+        seq: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        webhook_id: row.try_get(2)?,
+        delivery_id: row.try_get(3)?,
+        kind: row.try_get(4)?,
+        attempt: narrow(row.try_get::<i64, _>(5)?, "attempt")?,
+        status: row
+            .try_get::<Option<i32>, _>(6)?
+            .map(|s| narrow(s, "status"))
+            .transpose()?,
+        error: row.try_get(7)?,
+        at: timestamp(row, 8)?,
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod backup;
 mod log;
+mod migrate;
 pub mod plan;
 mod replay;
 mod serve;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             relay.as_deref(),
         ),
         Command::Backup { db, out } => backup::run(&db, &out),
+        Command::Migrate { from, to } => migrate::run(&from, &to),
         Command::Replay {
             server,
             device,

@@ -139,10 +139,16 @@ fn check_token_strength(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stored_or_new_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>)> {
+/// Where a generated admin token's hash is kept beside a SQLite database:
+/// `FILE.admin-token.sha256`.
+pub fn admin_token_file(db_path: &Path) -> PathBuf {
     let mut hash_file = db_path.as_os_str().to_owned();
     hash_file.push(".admin-token.sha256");
-    let hash_file = PathBuf::from(hash_file);
+    PathBuf::from(hash_file)
+}
+
+fn stored_or_new_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<String>)> {
+    let hash_file = admin_token_file(db_path);
     if let Ok(h) = std::fs::read_to_string(&hash_file) {
         return Ok((AdminToken::from_hash(&h), None));
     }
@@ -155,13 +161,13 @@ fn stored_or_new_token(db_path: &Path) -> anyhow::Result<(AdminToken, Option<Str
 
 /// Refuses a database whose folder does not exist (SQLite's own error says only "unable to
 /// open database file").
-fn check_folder(path: &Path) -> anyhow::Result<()> {
+pub fn check_folder(path: &Path, flag: &str) -> anyhow::Result<()> {
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(folder) = folder
         && !folder.is_dir()
     {
         bail!(
-            "the folder {} for the database does not exist: create it, or choose another --db",
+            "the folder {} for the database does not exist: create it, or choose another {flag}",
             folder.display()
         );
     }
@@ -184,7 +190,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let database = database(db)?;
     if let Database::Sqlite(path) = &database {
-        check_folder(path)?;
+        check_folder(path, "--db")?;
     }
     check_token_strength(listen)?;
     if let Some(o) = osmand_listen {
