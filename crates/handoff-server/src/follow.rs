@@ -34,6 +34,13 @@ const PAGE: usize = 1_000;
 /// Reads the feed at least this often, woken or not.
 const AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
+/// And at most this often: each read first asks PostgreSQL for the horizon, which waits for the
+/// commits in flight and holds new ones back meanwhile (the feed lock). Woken by every commit
+/// (this node's own too), a reader that read at once would ask a thousand times a second under
+/// a race's load and serialise every writer; a wake-up within this time of the last read is
+/// served by the next one, which costs another node's viewers at most this much delay.
+const AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
 /// What a node following the feed must know of its own writes.
 #[derive(Debug, Default)]
 pub struct Own {
@@ -95,6 +102,7 @@ pub async fn run(state: Arc<AppState>, from: i64) {
     let mut cursor = from;
     let mut devices: HashMap<(String, String), Device> = HashMap::new();
     loop {
+        let read_at = tokio::time::Instant::now();
         loop {
             let page = match state.store.changes_since(cursor, PAGE).await {
                 Ok(p) => p,
@@ -118,6 +126,10 @@ pub async fn run(state: Arc<AppState>, from: i64) {
         tokio::select! {
             _ = wake.changed() => {}
             () = tokio::time::sleep(AT_LEAST_EVERY) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(read_at + AT_MOST_EVERY) => {}
             _ = closing.wait_for(|c| *c) => return,
         }
     }
