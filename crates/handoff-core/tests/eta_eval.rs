@@ -87,3 +87,20 @@ fn engine_errors_stay_within_the_recorded_bounds() {
     // Every leg ends, each at a stamp of its own.
     assert_eq!(report.stamp_errors().len(), 12, "{:?}", report.stamps);
 }
+
+#[test]
+fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_near() {
+    use handoff_core::eval::quantile;
+    for receiver_waits in [false, true] {
+        let report = evaluate(&tracks(), Options { receiver_waits }).expect("tracks evaluate");
+        let errs = report.stamp_errors();
+        assert_eq!(errs.len(), 12, "{:?}", report.stamps);
+        let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+        // Entering the 50–75 m radius stamped legs up to 37 s early (240 s with a receiver
+        // waiting there); the closest approach is within a few seconds.
+        let median = quantile(&abs, 0.5).expect("stamps");
+        let worst = abs.iter().copied().fold(0.0, f64::max);
+        let bound = if receiver_waits { 40.0 } else { 10.0 };
+        assert!(median <= 5.0 && worst <= bound, "waiting {receiver_waits}: {errs:?}");
+    }
+}

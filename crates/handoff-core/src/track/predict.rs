@@ -16,6 +16,8 @@ use super::step::{Ctx, LegTrack, RelayState, shifted, untracked_end};
 const PREDICTION_EVERY_MS: i64 = 20_000;
 /// Predictions are kept for the current leg's end and this many handoffs after it.
 const PREDICTION_LEGS: usize = 4;
+/// A silent carrier is assumed to keep moving this long after their last fix, then stopped.
+const SILENT_MOVING_MS: i64 = 30_000;
 /// Predictions kept per leg; beyond it the record thins out evenly.
 const PREDICTIONS_MAX: usize = 512;
 
@@ -121,10 +123,35 @@ fn current_eta(
     let remaining_m = (route.length_m() - along_m).max(0.0);
     let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, along_m));
     let from = fix.map_or(start, |f| f.t);
-    let eta = from
-        .checked_add(SignedDuration::from_secs_f64(remaining_m / speed))
+    let left_m = silent_remaining_m(remaining_m, speed, leg.exchange_radius_m, from, now);
+    let eta = now
+        .max(from)
+        .checked_add(SignedDuration::from_secs_f64(left_m / speed))
         .unwrap_or(planned_end);
     eta.max(now)
+}
+
+/// How far a carrier last seen `remaining_m` from the end at `from` is assumed to be from it
+/// at `now`: moving on at `speed` for [`SILENT_MOVING_MS`] after the last fix (the gap between
+/// fixes), then stopped (an auto-pause, a dead phone). Never assumed inside the exchange
+/// radius while last seen outside it: a silent carrier's ETA moves with the clock and does not
+/// read "now" while they are still away.
+fn silent_remaining_m(
+    remaining_m: f64,
+    speed: f64,
+    radius_m: f64,
+    from: Timestamp,
+    now: Timestamp,
+) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let silent_s =
+        (now.as_millisecond() - from.as_millisecond()).clamp(0, SILENT_MOVING_MS) as f64 / 1000.0;
+    let left = remaining_m - speed * silent_s;
+    if remaining_m > radius_m {
+        left.max(radius_m)
+    } else {
+        left.max(0.0)
+    }
 }
 
 /// ETA accuracy of every leg that has ended.

@@ -28,7 +28,7 @@ use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
@@ -225,6 +225,8 @@ struct SavedLeg {
     along_t: Option<Nanos>,
     last_fix: Option<SavedFix>,
     recent: Vec<SavedFix>,
+    /// The closest approach to the leg's end: (time, distance, over).
+    approach: Option<(Nanos, f64, bool)>,
     off_route_run: u32,
     pace: Vec<(i64, f64)>,
     predictions: Vec<(i64, i64)>,
@@ -377,6 +379,7 @@ impl Writer {
             along_t: l.along_t.map(nanos),
             last_fix: l.last_fix.as_ref().map(SavedFix::of),
             recent: l.recent.iter().map(SavedFix::of).collect(),
+            approach: l.approach.map(|a| (nanos(a.t), a.distance_m, a.over)),
             off_route_run: l.off_route_run,
             pace: l.pace.samples().collect(),
             predictions: l.predictions.clone(),
@@ -505,6 +508,16 @@ impl Reader {
                 along_t: opt_time(l.along_t)?,
                 last_fix: l.last_fix.as_ref().map(SavedFix::fix).transpose()?,
                 recent,
+                approach: l
+                    .approach
+                    .map(|(t, distance_m, over)| {
+                        Ok::<_, SavedError>(super::approach::Approach {
+                            t: time(t)?,
+                            distance_m,
+                            over,
+                        })
+                    })
+                    .transpose()?,
                 off_route_run: l.off_route_run,
                 pace: PaceWindow::from_samples(l.pace.iter().copied()),
                 predictions: l.predictions.clone(),
