@@ -36,7 +36,7 @@ fn tracks() -> Vec<Track> {
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
 const CURRENT_MAX: [f64; 3] = [14.5, 5.0, 2.5];
-const NEXT_MAX: [f64; 3] = [33.5, 19.0, 22.0];
+const NEXT_MAX: [f64; 3] = [19.0, 17.5, 10.0];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS
@@ -101,6 +101,9 @@ fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_nea
         let median = quantile(&abs, 0.5).expect("stamps");
         let worst = abs.iter().copied().fold(0.0, f64::max);
         let bound = if receiver_waits { 40.0 } else { 10.0 };
-        assert!(median <= 5.0 && worst <= bound, "waiting {receiver_waits}: {errs:?}");
+        assert!(
+            median <= 5.0 && worst <= bound,
+            "waiting {receiver_waits}: {errs:?}"
+        );
     }
 }
