@@ -4,6 +4,7 @@
 
 pub mod custody;
 pub mod eta;
+pub mod eval;
 pub mod geodesic;
 pub mod ping;
 pub mod plan;

@@ -28,6 +28,7 @@
 //! the boundary between them is a change of mode that the tracker passes by itself (the
 //! holder at the end of one segment, or seen along the next), never a handoff to verify.
 
+mod approach;
 mod predict;
 #[cfg(test)]
 mod props;
@@ -1350,6 +1351,112 @@ duration = "6m"
             compact.relay("r").unwrap().legs[2].ended_by,
             Some(EndedBy::Operator)
         );
+    }
+
+    /// Ann's pings every 10 s up to `last` (of 36 steps along her 1.1 km leg).
+    fn ann_until(tr: &mut Tracker, last: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        for k in 0..=last {
+            #[allow(clippy::cast_precision_loss)]
+            let f = k as f64 / 36.0;
+            out.extend(tr.apply("Ann", "Ann", &ping(240 + k * 10, 2.35 + 0.015 * f, 48.85)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_receiver_waiting_at_the_exchange_confirms_when_the_giver_reaches_it() {
+        let mut tr = tracker();
+        // The stage's end is recorded: the next exchange to verify is Ann's to Bob.
+        tr.set_recorded("r", vec![(0, t(240))], t(241));
+        // Bob waits at the exchange from 500 s on; Ann enters the 50 m radius at 590 s (~30 m
+        // out) and reaches the point at 600 s.
+        let mut found = Vec::new();
+        for s in (500..590).step_by(10) {
+            found.extend(tr.apply("Bob", "Bob", &ping(s, 2.3650, 48.85)));
+        }
+        found.extend(ann_until(&mut tr, 35));
+        found.extend(tr.apply("Bob", "Bob", &ping(595, 2.3650, 48.85)));
+        assert!(handoffs(&found).is_empty(), "{found:?}");
+        assert!(!found.iter().any(|c| matches!(c, Change::Proximity { .. })));
+        let ch = tr.apply("Ann", "Ann", &ping(600, 2.3650, 48.85));
+        let at: Vec<_> = ch
+            .iter()
+            .filter_map(|c| match c {
+                Change::Proximity {
+                    from_leg: 1, at, ..
+                } => Some(*at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(at, [t(600)], "{ch:?}");
+        let snap = tr.snapshot(t(601), false);
+        assert_eq!(snap.relay("r").unwrap().legs[1].actual_end, Some(t(600)));
+    }
+
+    #[test]
+    fn a_leg_ends_where_its_holder_passed_the_exchange_point_between_two_fixes() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        ann_until(&mut tr, 34);
+        let dlon = 40.0 / (111_320.0 * 48.85_f64.to_radians().cos());
+        // 40 m short of the end at 590 s, 40 m past it at 600 s: passed it at 595 s.
+        assert!(handoffs(&tr.apply("Ann", "Ann", &ping(590, 2.3650 - dlon, 48.85))).is_empty());
+        let ch = tr.apply("Ann", "Ann", &ping(600, 2.3650 + dlon, 48.85));
+        let at: Vec<_> = ch
+            .iter()
+            .filter_map(|c| match c {
+                Change::Handoff {
+                    from_leg: 1, at, ..
+                } => Some(*at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(at.len(), 1, "{ch:?}");
+        let off_ms = (at[0].as_millisecond() - t(595).as_millisecond()).abs();
+        assert!(off_ms < 500, "stamped {} ms from the crossing", off_ms);
+    }
+
+    #[test]
+    fn ten_pings_a_second_at_motorway_speed_are_not_tracked_to_the_finish() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        // 106 km/h (29.4 m/s) along Ann's 1.1 km run, a ping every 100 ms.
+        let len_m = 0.015 * 111_320.0 * 48.85_f64.to_radians().cos();
+        let start_ms = t(250).as_millisecond();
+        for i in 0..400_i64 {
+            #[allow(clippy::cast_precision_loss)]
+            let f = (29.4 * i as f64 / 10.0 / len_m).min(1.0);
+            let mut p = ping(0, 2.35 + 0.015 * f, 48.85);
+            p.t = Timestamp::from_millisecond(start_ms + i * 100).unwrap();
+            tr.apply("Ann", "Ann", &p);
+        }
+        assert_eq!(tr.current_leg("r"), Some(1), "tracked to the exchange");
+        let snap = tr.snapshot(t(300), false);
+        let frac = snap.relay("r").unwrap().progress.unwrap().fraction;
+        // What 26 km/h × 1.5 (the run's bound) allows in 40 s, plus the slack: well short.
+        assert!(frac < 0.6, "{frac}");
+    }
+
+    #[test]
+    fn a_silent_carriers_eta_moves_with_the_clock_and_never_reads_now_while_away() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        // Ann is ~180 m from the exchange at 540 s, then her phone pauses.
+        ann_until(&mut tr, 30);
+        let mut last = t(540);
+        for after in [10, 30, 60, 100, 140] {
+            let now = t(540 + after);
+            tr.tick(now);
+            let snap = tr.snapshot(now, false);
+            let eta = snap.relay("r").unwrap().legs[1].eta_end;
+            assert!(
+                eta.as_millisecond() - now.as_millisecond() >= 10_000,
+                "{after} s silent: ETA {eta} reads now ({now})"
+            );
+            assert!(eta >= last, "{after} s silent: ETA went back");
+            last = eta;
+        }
     }
 
     #[test]

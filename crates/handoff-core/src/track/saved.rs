@@ -225,6 +225,8 @@ struct SavedLeg {
     along_t: Option<Nanos>,
     last_fix: Option<SavedFix>,
     recent: Vec<SavedFix>,
+    /// The closest approach to the leg's end: (time, distance, over).
+    approach: Option<(Nanos, f64, bool)>,
     off_route_run: u32,
     off_route_since: Option<Nanos>,
     pace: Vec<(i64, f64)>,
@@ -378,6 +380,7 @@ impl Writer {
             along_t: l.along_t.map(nanos),
             last_fix: l.last_fix.as_ref().map(SavedFix::of),
             recent: l.recent.iter().map(SavedFix::of).collect(),
+            approach: l.approach.map(|a| (nanos(a.t), a.distance_m, a.over)),
             off_route_run: l.off_route_run,
             off_route_since: l.off_route_since.map(nanos),
             pace: l.pace.samples().collect(),
@@ -507,6 +510,16 @@ impl Reader {
                 along_t: opt_time(l.along_t)?,
                 last_fix: l.last_fix.as_ref().map(SavedFix::fix).transpose()?,
                 recent,
+                approach: l
+                    .approach
+                    .map(|(t, distance_m, over)| {
+                        Ok::<_, SavedError>(super::approach::Approach {
+                            t: time(t)?,
+                            distance_m,
+                            over,
+                        })
+                    })
+                    .transpose()?,
                 off_route_run: l.off_route_run,
                 off_route_since: opt_time(l.off_route_since)?,
                 pace: PaceWindow::from_samples(l.pace.iter().copied()),

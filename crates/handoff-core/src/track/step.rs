@@ -14,6 +14,7 @@ use crate::geodesic::{Coord, distance_m};
 use crate::ping::Ping;
 use crate::plan::{Leg, Relay};
 
+use super::approach::{Approach, closest_on_path};
 use super::{Change, EndCause, Fix, Shift};
 
 /// Consecutive pings beyond the off-route distance before a carrier is flagged off route.
@@ -40,6 +41,8 @@ pub(crate) struct LegTrack {
     pub last_fix: Option<Fix>,
     /// Recent fixes, for the delayed public view (emptied when the leg ends).
     pub recent: Vec<Fix>,
+    /// The holder's closest approach to the leg's end, once in its end zone.
+    pub approach: Option<Approach>,
     pub off_route_run: u32,
     /// The device time of the first ping of the current run off the route (`None` while on it).
     pub off_route_since: Option<Timestamp>,
@@ -381,29 +384,62 @@ fn proximity(
     if !is_giver && !is_receiver {
         return;
     }
-    let exchange = giver.exchange_point();
-    let d = distance_m(exchange, Coord::new(ping.lon, ping.lat));
-    if d > giver.exchange_radius_m {
+    let here = Coord::new(ping.lon, ping.lat);
+    let d = distance_m(giver.exchange_point(), here);
+    if d <= giver.exchange_radius_m {
+        let near = Near {
+            t: ping.t,
+            device: Arc::clone(device),
+            distance_m: d,
+        };
+        if is_giver {
+            st.giver_near = Some(near.clone());
+        }
+        if is_receiver {
+            st.receiver_near = Some(near);
+        }
+    }
+    // The receiver setting off along their own leg: the giver has evidently arrived.
+    let moving_on = is_receiver && clear_along(receiver, here, ping);
+    confirm_proximity(cx, st, moving_on, ping.t, changes);
+}
+
+/// Records the proximity handoff at the first unverified exchange once both devices were
+/// there and the giver's approach is over (the leg ended, the giver at the point or leaving
+/// it, or the receiver setting off), at `t`: the fix that shows it. A receiver waiting at the
+/// exchange confirms it when the giver reaches the point, not when the giver enters the
+/// radius. A leg with no route (a stage) has no approach: both being there is enough.
+///
+/// The time is that fix's, never earlier: the custody log records it, and a recorded handoff
+/// takes effect at its time in the fold, so it must be a time the fold reaches in order (a ping
+/// goes before the events of its own instant). The closest approach may be a few seconds
+/// before it; an unverified end ([`EndCause::Positions`]) is stamped there.
+fn confirm_proximity(
+    cx: Ctx<'_>,
+    st: &mut RelayState,
+    moving_on: bool,
+    t: Timestamp,
+    changes: &mut Vec<Change>,
+) {
+    let relay = cx.relay;
+    let p = relay.stint_end(st.verified);
+    let Some(giver) = relay.legs.get(p) else {
         return;
-    }
-    let near = Near {
-        t: ping.t,
-        device: Arc::clone(device),
-        distance_m: d,
     };
-    if is_giver {
-        st.giver_near = Some(near.clone());
-    }
-    if is_receiver {
-        st.receiver_near = Some(near);
-    }
     let (Some(g), Some(r)) = (&st.giver_near, &st.receiver_near) else {
         return;
     };
     if (g.t.as_millisecond() - r.t.as_millisecond()).abs() > PROXIMITY_WINDOW_MS {
         return;
     }
-    let at = g.t.max(r.t);
+    let over = giver.geometry.route().is_none()
+        || st.current > p
+        || moving_on
+        || st.legs[p].approach.is_some_and(|a| a.over);
+    if !over {
+        return;
+    }
+    let at = t;
     let change = Change::Proximity {
         relay: relay.id.clone(),
         from_leg: p,
@@ -411,25 +447,43 @@ fn proximity(
         giver_device: g.device.to_string(),
         receiver_device: r.device.to_string(),
         distance_m: g.distance_m.max(r.distance_m),
-        position: exchange,
+        position: giver.exchange_point(),
     };
     verified_end(cx, st, p, at, changes);
     changes.push(change);
 }
 
-/// A forward jump faster than the mode allows (plus the fix's uncertainty) since progress last
-/// moved is a mismatch (the projection caught another branch of the route), not progress.
-/// Measured from the last accepted progress, not the last fix, so a carrier who was off the
-/// route for a while is picked up again where they rejoin it.
+/// Progress faster than the mode allows (plus the fix's uncertainty) is a mismatch (the
+/// projection caught another branch of the route), not progress. The speed is bounded over
+/// time, not per step: against every point where progress last moved forward within the pace
+/// window (and the leg's start), so ten pings a second cannot each add the slack. Measured
+/// from accepted progress, not the last fix, so a carrier who was off the route for a while
+/// is picked up again where they rejoin it.
 fn plausible_advance(leg: &Leg, lt: &LegTrack, along_m: f64, ping: &Ping) -> bool {
-    let Some(since) = lt.along_t.or(lt.actual_start) else {
-        return true;
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let dt_s = (ping.t.as_millisecond() - since.as_millisecond()).max(0) as f64 / 1000.0;
     let (_, max_kmh) = leg.mode.plausible_kmh();
+    let max_mps = max_kmh / 3.6 * 1.5;
     let slack_m = 100.0 + 3.0 * ping.acc_m.unwrap_or(10.0);
-    along_m - lt.along_m <= max_kmh / 3.6 * 1.5 * dt_s + slack_m
+    let t_ms = ping.t.as_millisecond();
+    let within = |since_ms: i64, from_m: f64| {
+        #[allow(clippy::cast_precision_loss)]
+        let dt_s = (t_ms - since_ms).max(0) as f64 / 1000.0;
+        along_m - from_m <= max_mps * dt_s + slack_m
+    };
+    let mut anchors: Vec<(i64, f64)> = Vec::new();
+    if let Some(start) = lt.actual_start {
+        anchors.push((start.as_millisecond(), 0.0));
+    }
+    let mut before: Option<f64> = None;
+    for (t, a) in lt.pace.samples() {
+        if before.is_none_or(|b| a > b) {
+            anchors.push((t, a));
+        }
+        before = Some(a);
+    }
+    if let Some(since) = lt.along_t {
+        anchors.push((since.as_millisecond(), lt.along_m));
+    }
+    anchors.iter().all(|&(t, a)| within(t, a))
 }
 
 /// Applies one ping of `carrier`'s `device` (time has already been advanced to it).
@@ -479,7 +533,13 @@ pub(crate) fn apply_ping(
         // their own leg, clear of its start: earlier legs are over.
         if clear_along(leg, here, ping) {
             for k in cur..li {
-                end_leg(relay, st, k, ping.t, EndCause::Positions, changes);
+                // Where the holder came closest to the exchange, if they were seen near it.
+                let at = st.legs[k]
+                    .approach
+                    .map_or(ping.t, |a| a.t)
+                    .max(st.legs[k].actual_start.unwrap_or(ping.t))
+                    .min(ping.t);
+                end_leg(relay, st, k, at, EndCause::Positions, changes);
             }
         } else {
             return;
@@ -517,7 +577,6 @@ pub(crate) fn apply_ping(
         cross_track_m: cross_m,
         on_course: cross_m <= super::public_corridor_m(leg.mode, ping.acc_m),
     };
-    lt.last_fix = Some(fix);
     lt.recent.push(fix);
     if lt.recent.len() > RECENT_FIXES {
         lt.recent.drain(..RECENT_FIXES / 2);
@@ -529,10 +588,25 @@ pub(crate) fn apply_ping(
     } else {
         0.0
     };
-    let reached_end = leg.geometry.route().is_some_and(|route| {
-        lt.along_m >= route.length_m() - leg.exchange_radius_m
-            && distance_m(route.end(), here) <= leg.exchange_radius_m.max(limit)
-    });
+    // The end zone: most of the leg done, near its end. The leg ends at the closest approach.
+    let prev_fix = lt.last_fix;
+    if let Some(route) = leg.geometry.route() {
+        let end = route.end();
+        let here_m = distance_m(end, here);
+        let inside = lt.along_m >= route.length_m() - leg.exchange_radius_m
+            && here_m <= leg.exchange_radius_m.max(limit);
+        let candidate = closest_on_path(
+            prev_fix.map(|f| (f.t, Coord::new(f.lon, f.lat))),
+            (ping.t, here),
+            end,
+        );
+        lt.approach = Approach::step(lt.approach, inside, here_m, candidate, ping.acc_m);
+    }
+    lt.last_fix = Some(fix);
+    let reached_end = lt
+        .approach
+        .filter(|a| a.over)
+        .map(|a| a.t.max(lt.actual_start.unwrap_or(a.t)));
     changes.push(Change::Position {
         relay: relay.id.clone(),
         leg: li,
@@ -540,9 +614,11 @@ pub(crate) fn apply_ping(
         fraction,
     });
     super::predict::record_predictions(cx, st, ping.t);
-    // Reaching the exchange point ends the leg.
-    if reached_end {
-        end_leg(relay, st, li, ping.t, EndCause::Positions, changes);
+    // Reaching the exchange point ends the leg (at the closest approach), and may complete a
+    // proximity handoff with a receiver already there.
+    if let Some(at) = reached_end {
+        end_leg(relay, st, li, at, EndCause::Positions, changes);
+        confirm_proximity(cx, st, false, ping.t, changes);
     }
 }
 

@@ -1,0 +1,543 @@
+//! The ETA evaluation: real recorded tracks replayed through the engine as live pings, and the
+//! error of each prediction measured against when the track really reached the exchange point.
+//!
+//! The one idea: the truth comes from the recording, never from the engine. Each track is
+//! split into [`LEGS`] legs at vertices of its own (simplified) line, so the instant the
+//! carrier reached each exchange point is a recorded fix's time. The plan gives each leg the
+//! mode's flat-ground pace ([`Mode::prior_speed_mps`]), as a planner without the track would.
+//! Each leg's carrier has a device that sends the recorded fixes of that leg, in order, to a
+//! [`Tracker`] on a clock set by the pings (fast, in process, deterministic). At 25, 50 and 75 %
+//! of each leg's real duration the relay's ETAs are read and set beside three baselines computed
+//! from the same fixes: the planned end, remaining distance over the pace of the last three
+//! minutes, and remaining distance over the average pace on the leg so far.
+//!
+//! An error is |predicted − real| as a percentage of the real duration of the leg whose end is
+//! predicted (the current leg's, or the next leg's for its end).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::geodesic::{Coord, distance_m};
+use crate::ping::Ping;
+use crate::plan::{Mode, NoFiles, Plan, parse};
+use crate::track::Tracker;
+
+/// Legs each track is split into.
+pub const LEGS: usize = 3;
+/// When predictions are read, as fractions of each leg's real duration.
+pub const FRACTIONS: [f64; 3] = [0.25, 0.5, 0.75];
+/// The window of the "recent pace" baseline.
+pub const RECENT_MS: i64 = 180_000;
+/// The planned route is the track simplified (Ramer–Douglas–Peucker) to this tolerance in
+/// degrees (~3 m): a course as drawn on a map, without the jitter of every fix.
+const SIMPLIFY_DEG: f64 = 0.000_03;
+/// A waiting receiver reports from the exchange point this often ([`Options::receiver_waits`]).
+const WAIT_EVERY_MS: i64 = 30_000;
+
+/// Why a track cannot be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}: not readable GPX: {1}")]
+    Gpx(String, String),
+    #[error("{0}: too few timed points ({1}); a track needs at least 20 fixes with times")]
+    TooShort(String, usize),
+    #[error("{0}: the evaluation's plan does not validate: {1}")]
+    Plan(String, String),
+}
+
+pub type Result<T> = std::result::Result<T, EvalError>;
+
+/// A recorded track: timed fixes in time order, and the mode it was recorded in.
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub name: String,
+    pub mode: Mode,
+    pub fixes: Vec<(Timestamp, Coord)>,
+}
+
+impl Track {
+    /// The timed points of every track segment of a GPX file, in order (a point not later than
+    /// the one before it is dropped).
+    ///
+    /// # Errors
+    /// Unreadable GPX, or fewer than 20 timed points.
+    pub fn from_gpx(name: &str, mode: Mode, text: &str) -> Result<Self> {
+        let gpx =
+            gpx::read(text.as_bytes()).map_err(|e| EvalError::Gpx(name.into(), e.to_string()))?;
+        let mut fixes: Vec<(Timestamp, Coord)> = Vec::new();
+        for w in gpx
+            .tracks
+            .iter()
+            .flat_map(|t| &t.segments)
+            .flat_map(|s| &s.points)
+        {
+            let Some(t) = w
+                .time
+                .and_then(|t| t.format().ok())
+                .and_then(|s| s.parse::<Timestamp>().ok())
+            else {
+                continue;
+            };
+            if fixes.last().is_some_and(|(last, _)| t <= *last) {
+                continue;
+            }
+            let p = w.point();
+            fixes.push((t, Coord::with_ele(p.x(), p.y(), w.elevation)));
+        }
+        if fixes.len() < 20 {
+            return Err(EvalError::TooShort(name.into(), fixes.len()));
+        }
+        Ok(Self {
+            name: name.into(),
+            mode,
+            fixes,
+        })
+    }
+}
+
+/// How a track is replayed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The next leg's carrier waits at the exchange point with their phone on, reporting every
+    /// 30 s from five minutes before the handoff (a stationary phone: the only pings here that
+    /// are not recorded fixes).
+    pub receiver_waits: bool,
+}
+
+/// Who predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Predictor {
+    /// The engine: the relay view's `eta_end`.
+    Handoff,
+    /// The plan's end of the leg.
+    Planned,
+    /// Remaining distance over the pace of the last [`RECENT_MS`].
+    RecentPace,
+    /// Remaining distance over the average pace on the leg so far.
+    LegAverage,
+}
+
+impl Predictor {
+    pub const ALL: [Predictor; 4] = [
+        Predictor::Handoff,
+        Predictor::Planned,
+        Predictor::RecentPace,
+        Predictor::LegAverage,
+    ];
+
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Predictor::Handoff => "handoff",
+            Predictor::Planned => "planned end time",
+            Predictor::RecentPace => "remaining distance ÷ pace of the last 3 min",
+            Predictor::LegAverage => "remaining distance ÷ average pace on the leg so far",
+        }
+    }
+}
+
+/// Whose end is predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The end of the leg in progress.
+    Current,
+    /// The end of the leg after it.
+    Next,
+}
+
+/// One prediction's error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub track: String,
+    pub leg: usize,
+    pub fraction: f64,
+    pub target: Target,
+    pub predictor: Predictor,
+    /// Signed error (predicted − real), % of the real duration of the predicted leg.
+    pub error_pct: f64,
+}
+
+/// How far the engine's stamp of a leg's end was from the real one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub track: String,
+    pub leg: usize,
+    /// Engine's end − real end, seconds (negative: stamped early). `None`: never ended.
+    pub error_s: Option<f64>,
+}
+
+/// Every sample of an evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub tracks: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub stamps: Vec<Stamp>,
+}
+
+/// One leg of the evaluation's plan, with its truth.
+struct LegCase {
+    /// Indices into the track's fixes: the leg runs from `from` to `to` (inclusive).
+    from: usize,
+    to: usize,
+    planned_end: Timestamp,
+}
+
+/// Evaluates each track and gathers the samples.
+///
+/// # Errors
+/// A track whose plan does not validate.
+pub fn evaluate(tracks: &[Track], options: Options) -> Result<Report> {
+    let mut report = Report::default();
+    for track in tracks {
+        evaluate_track(track, options, &mut report)?;
+        report.tracks.push(track.name.clone());
+    }
+    Ok(report)
+}
+
+fn secs_f64(d: SignedDuration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn plus_secs(t: Timestamp, s: f64) -> Timestamp {
+    // A bounded pace keeps this well inside the time scale; saturate rather than fail.
+    let s = s.clamp(-1.0e9, 1.0e9);
+    t.checked_add(SignedDuration::from_secs_f64(s))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The plan: three legs along the simplified track, split at the vertices nearest to a third
+/// and two thirds of its length, each planned at the mode's flat pace.
+fn plan_of(track: &Track) -> Result<(Arc<Plan>, Vec<LegCase>)> {
+    use geo::SimplifyIdx;
+    let line: geo::LineString<f64> = track
+        .fixes
+        .iter()
+        .map(|(_, c)| geo::coord! { x: c.lon, y: c.lat })
+        .collect();
+    let kept = line.simplify_idx(SIMPLIFY_DEG);
+    let mut cum = vec![0.0];
+    for w in kept.windows(2) {
+        let d = distance_m(track.fixes[w[0]].1, track.fixes[w[1]].1);
+        cum.push(cum.last().copied().unwrap_or(0.0) + d);
+    }
+    let total = cum.last().copied().unwrap_or(0.0);
+    let mut cuts = vec![0];
+    for k in 1..LEGS {
+        #[allow(clippy::cast_precision_loss)]
+        let goal = total * k as f64 / LEGS as f64;
+        let j = (0..cum.len())
+            .min_by(|&a, &b| (cum[a] - goal).abs().total_cmp(&(cum[b] - goal).abs()))
+            .unwrap_or(0);
+        cuts.push(j.max(cuts.last().copied().unwrap_or(0) + 1));
+    }
+    cuts.push(kept.len() - 1);
+    let start = track.fixes[0].0;
+    let mut toml = format!(
+        "[event]\nid = \"eval\"\nname = \"ETA evaluation: {}\"\n[[relays]]\nid = \"r\"\n",
+        track.name.replace('"', "'")
+    );
+    let mut legs = Vec::new();
+    let mut planned_end = start;
+    for k in 0..LEGS {
+        let vertices = &kept[cuts[k]..=cuts[k + 1]];
+        let length_m = cum[cuts[k + 1]] - cum[cuts[k]];
+        let planned_s = (length_m / track.mode.prior_speed_mps()).round().max(60.0);
+        let points: Vec<String> = vertices
+            .iter()
+            .map(|&i| {
+                let c = track.fixes[i].1;
+                match c.ele_m {
+                    Some(e) => format!("[{}, {}, {e}]", c.lon, c.lat),
+                    None => format!("[{}, {}]", c.lon, c.lat),
+                }
+            })
+            .collect();
+        let _ = write!(
+            toml,
+            "[[relays.legs]]\ncarriers = [\"C{k}\"]\nmode = \"{}\"\nroute = {{ points = [{}] }}\nduration = \"{planned_s}s\"\n",
+            track.mode,
+            points.join(", ")
+        );
+        if k == 0 {
+            let _ = writeln!(toml, "start = \"{start}\"");
+        }
+        planned_end = plus_secs(planned_end, planned_s);
+        legs.push(LegCase {
+            from: kept[cuts[k]],
+            to: kept[cuts[k + 1]],
+            planned_end,
+        });
+    }
+    let plan =
+        parse(&toml, &NoFiles).map_err(|p| EvalError::Plan(track.name.clone(), p.to_string()))?;
+    Ok((Arc::new(plan), legs))
+}
+
+fn ping_at(t: Timestamp, c: Coord) -> Ping {
+    Ping {
+        t,
+        lon: c.lon,
+        lat: c.lat,
+        acc_m: None,
+        speed_mps: None,
+        heading_deg: None,
+        alt_m: c.ele_m,
+        batt_pct: None,
+    }
+}
+
+/// A baseline's view of one leg: (time, metres along the leg) of each fix, progress kept
+/// monotone as the engine keeps it.
+fn progress(plan: &Plan, track: &Track, k: usize, case: &LegCase) -> Vec<(Timestamp, f64)> {
+    let leg = &plan.relays[0].legs[k];
+    let Some(route) = leg.geometry.route() else {
+        return Vec::new();
+    };
+    let mut along = 0.0_f64;
+    track.fixes[case.from..=case.to]
+        .iter()
+        .map(|&(t, c)| {
+            let p = route.project(c, Some(along));
+            along = along.max(p.along_m);
+            (t, along)
+        })
+        .collect()
+}
+
+fn evaluate_track(track: &Track, options: Options, report: &mut Report) -> Result<()> {
+    let (plan, cases) = plan_of(track)?;
+    let legs = &plan.relays[0].legs;
+    let real_end: Vec<Timestamp> = cases.iter().map(|c| track.fixes[c.to].0).collect();
+    let real_start: Vec<Timestamp> = cases.iter().map(|c| track.fixes[c.from].0).collect();
+    let real_s: Vec<f64> = (0..LEGS)
+        .map(|k| secs_f64(real_end[k].duration_since(real_start[k])).max(1.0))
+        .collect();
+    // Every ping, in time order: each leg's fixes from its carrier's device (the exchange fix
+    // from both phones, which are both there), and a waiting receiver's if asked for.
+    let mut pings: Vec<(Timestamp, usize, Ping)> = Vec::new();
+    for (k, c) in cases.iter().enumerate() {
+        for &(t, at) in &track.fixes[c.from..=c.to] {
+            pings.push((t, k, ping_at(t, at)));
+        }
+        if options.receiver_waits && k + 1 < LEGS {
+            let exchange = track.fixes[c.to].1;
+            let mut t = plus_secs(real_end[k], -300.0);
+            while t < real_end[k] {
+                pings.push((t, k + 1, ping_at(t, exchange)));
+                t = plus_secs(t, secs_f64(SignedDuration::from_millis(WAIT_EVERY_MS)));
+            }
+        }
+    }
+    pings.sort_by_key(|(t, k, _)| (*t, *k));
+    let progress: Vec<Vec<(Timestamp, f64)>> = (0..LEGS)
+        .map(|k| progress(&plan, track, k, &cases[k]))
+        .collect();
+    let mut reads: Vec<(Timestamp, usize, f64)> = Vec::new();
+    for k in 0..LEGS {
+        for f in FRACTIONS {
+            reads.push((plus_secs(real_start[k], real_s[k] * f), k, f));
+        }
+    }
+    reads.sort_by_key(|(t, k, _)| (*t, *k));
+    let carriers: Vec<String> = (0..LEGS).map(|k| format!("C{k}")).collect();
+    let mut tr = Tracker::new(Arc::clone(&plan));
+    let mut next = 0;
+    for (now, k, f) in reads {
+        while let Some((t, who, p)) = pings.get(next) {
+            if *t > now {
+                break;
+            }
+            tr.apply(&carriers[*who], &carriers[*who], p);
+            next += 1;
+        }
+        tr.tick(now);
+        let Some(view) = tr.relay_view("r", now, false) else {
+            continue;
+        };
+        let mut push = |target: Target, predictor: Predictor, eta: Timestamp| {
+            let j = if target == Target::Current { k } else { k + 1 };
+            report.samples.push(Sample {
+                track: track.name.clone(),
+                leg: k,
+                fraction: f,
+                target,
+                predictor,
+                error_pct: secs_f64(eta.duration_since(real_end[j])) / real_s[j] * 100.0,
+            });
+        };
+        let has_next = k + 1 < LEGS;
+        push(Target::Current, Predictor::Handoff, view.legs[k].eta_end);
+        push(Target::Current, Predictor::Planned, cases[k].planned_end);
+        if has_next {
+            push(Target::Next, Predictor::Handoff, view.legs[k + 1].eta_end);
+            push(Target::Next, Predictor::Planned, cases[k + 1].planned_end);
+        }
+        // The baselines, from the fixes of this leg up to now.
+        let seen: Vec<(Timestamp, f64)> = progress[k]
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t <= now)
+            .collect();
+        let Some(&(last_t, along)) = seen.last() else {
+            continue;
+        };
+        let planned_mps = legs[k].length_m() / (legs[k].duration_ms() as f64 / 1000.0).max(1.0);
+        let floor = planned_mps * 0.1;
+        let back = plus_secs(last_t, -(RECENT_MS as f64) / 1000.0);
+        let (t0, a0) = seen
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= back)
+            .copied()
+            .unwrap_or((real_start[k], 0.0));
+        let recent = (along - a0) / secs_f64(last_t.duration_since(t0)).max(1.0);
+        let average = along / secs_f64(last_t.duration_since(real_start[k])).max(1.0);
+        let remaining = (legs[k].length_m() - along).max(0.0);
+        for (predictor, pace) in [
+            (Predictor::RecentPace, recent),
+            (Predictor::LegAverage, average),
+        ] {
+            let pace = pace.max(floor);
+            let end = plus_secs(last_t, remaining / pace).max(now);
+            push(Target::Current, predictor, end);
+            if has_next {
+                push(
+                    Target::Next,
+                    predictor,
+                    plus_secs(end, legs[k + 1].length_m() / pace),
+                );
+            }
+        }
+    }
+    // The rest of the pings, then time well past the finish: every leg's stamp.
+    for (_, who, p) in &pings[next..] {
+        tr.apply(&carriers[*who], &carriers[*who], p);
+    }
+    let after = plus_secs(real_end[LEGS - 1], 600.0);
+    tr.tick(after);
+    if let Some(view) = tr.relay_view("r", after, false) {
+        for (k, end) in real_end.iter().enumerate() {
+            report.stamps.push(Stamp {
+                track: track.name.clone(),
+                leg: k,
+                error_s: view.legs[k]
+                    .actual_end
+                    .map(|e| secs_f64(e.duration_since(*end))),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `q` quantile (0..=1) of `values`, linearly interpolated; `None` when empty.
+#[must_use]
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_precision_loss)]
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (pos - pos.floor()))
+}
+
+impl Report {
+    /// The absolute errors (%) of one predictor for one target at one fraction of the leg.
+    #[must_use]
+    pub fn errors(&self, predictor: Predictor, target: Target, fraction: f64) -> Vec<f64> {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.predictor == predictor
+                    && s.target == target
+                    && (s.fraction - fraction).abs() < 1e-9
+            })
+            .map(|s| s.error_pct.abs())
+            .collect()
+    }
+
+    /// Median and 90th percentile of the absolute error (%).
+    #[must_use]
+    pub fn summary(
+        &self,
+        predictor: Predictor,
+        target: Target,
+        fraction: f64,
+    ) -> Option<(f64, f64)> {
+        let e = self.errors(predictor, target, fraction);
+        Some((quantile(&e, 0.5)?, quantile(&e, 0.9)?))
+    }
+
+    /// Stamp errors (engine − real, seconds) of the legs that ended.
+    #[must_use]
+    pub fn stamp_errors(&self) -> Vec<f64> {
+        self.stamps.iter().filter_map(|s| s.error_s).collect()
+    }
+
+    /// The report as Markdown tables.
+    #[must_use]
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for (target, title) in [
+            (Target::Current, "current leg's end"),
+            (Target::Next, "next leg's end"),
+        ] {
+            let n = self.errors(Predictor::Handoff, target, FRACTIONS[0]).len();
+            let _ = writeln!(
+                out,
+                "**{title}** ({n} predictions at each point): median / 90th percentile of |error|, % of the leg's real duration\n"
+            );
+            let _ = writeln!(out, "| prediction | at 25 % | at 50 % | at 75 % |");
+            let _ = writeln!(out, "|---|---|---|---|");
+            for p in Predictor::ALL {
+                let cells: Vec<String> = FRACTIONS
+                    .iter()
+                    .map(|&f| {
+                        self.summary(p, target, f)
+                            .map_or_else(|| "–".into(), |(m, p90)| format!("{m:.1} / {p90:.1}"))
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {} | {} |", p.label(), cells.join(" | "));
+            }
+            out.push('\n');
+        }
+        let stamps = self.stamp_errors();
+        let never = self.stamps.len() - stamps.len();
+        let abs: Vec<f64> = stamps.iter().map(|x| x.abs()).collect();
+        let _ = writeln!(
+            out,
+            "**Legs' end stamps** (engine − real, {} legs{}): median |error| {:.0} s, 90th percentile {:.0} s, earliest {:+.0} s, latest {:+.0} s\n",
+            stamps.len(),
+            if never > 0 {
+                format!(", {never} never ended")
+            } else {
+                String::new()
+            },
+            quantile(&abs, 0.5).unwrap_or(f64::NAN),
+            quantile(&abs, 0.9).unwrap_or(f64::NAN),
+            stamps.iter().copied().fold(f64::INFINITY, f64::min),
+            stamps.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+        let q = quantile(&(0..=10).map(f64::from).collect::<Vec<_>>(), 0.9).unwrap();
+        assert!((q - 9.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,109 @@
+//! The ETA evaluation as a regression check: the recorded tracks of `tests/tracks/` replayed
+//! through the engine (see `handoff_core::eval`); the engine's median errors must stay within
+//! the bounds recorded here (docs/eta.md has the full report and the command behind it).
+//! Lower a bound when the model gets better; raising one needs a reason in the commit.
+
+use handoff_core::eval::{FRACTIONS, Options, Predictor, Report, Target, Track, evaluate};
+use handoff_core::plan::Mode;
+
+fn tracks() -> Vec<Track> {
+    [
+        (
+            "run-garmin-connect-12km",
+            Mode::Run,
+            include_str!("tracks/run-garmin-connect-12km.gpx"),
+        ),
+        (
+            "hike-gpsmap64s-17km",
+            Mode::Walk,
+            include_str!("tracks/hike-gpsmap64s-17km.gpx"),
+        ),
+        (
+            "ride-etrex10-17km",
+            Mode::Bike,
+            include_str!("tracks/ride-etrex10-17km.gpx"),
+        ),
+        (
+            "run-visnjan-4km",
+            Mode::Run,
+            include_str!("tracks/run-visnjan-4km.gpx"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, mode, text)| Track::from_gpx(name, mode, text).expect("fixture parses"))
+    .collect()
+}
+
+/// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
+const CURRENT_MAX: [f64; 3] = [14.5, 5.0, 2.5];
+const NEXT_MAX: [f64; 3] = [19.0, 17.5, 10.0];
+
+fn medians(report: &Report, target: Target) -> Vec<f64> {
+    FRACTIONS
+        .iter()
+        .map(|&f| {
+            report
+                .summary(Predictor::Handoff, target, f)
+                .expect("samples")
+                .0
+        })
+        .collect()
+}
+
+#[test]
+fn engine_errors_stay_within_the_recorded_bounds() {
+    let report = evaluate(&tracks(), Options::default()).expect("tracks evaluate");
+    // 4 tracks × 3 legs × 3 points for the current leg, the first two legs for the next.
+    assert_eq!(
+        report
+            .errors(Predictor::Handoff, Target::Current, 0.5)
+            .len(),
+        12
+    );
+    assert_eq!(
+        report.errors(Predictor::Handoff, Target::Next, 0.5).len(),
+        8
+    );
+    for p in Predictor::ALL {
+        assert_eq!(report.errors(p, Target::Current, 0.25).len(), 12, "{p:?}");
+    }
+    let current = medians(&report, Target::Current);
+    let next = medians(&report, Target::Next);
+    println!("{}", report.markdown());
+    for (i, f) in FRACTIONS.iter().enumerate() {
+        assert!(
+            current[i] <= CURRENT_MAX[i],
+            "current leg at {f}: {:.2} % > {} %",
+            current[i],
+            CURRENT_MAX[i]
+        );
+        assert!(
+            next[i] <= NEXT_MAX[i],
+            "next leg at {f}: {:.2} % > {} %",
+            next[i],
+            NEXT_MAX[i]
+        );
+    }
+    // Every leg ends, each at a stamp of its own.
+    assert_eq!(report.stamp_errors().len(), 12, "{:?}", report.stamps);
+}
+
+#[test]
+fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_near() {
+    use handoff_core::eval::quantile;
+    for receiver_waits in [false, true] {
+        let report = evaluate(&tracks(), Options { receiver_waits }).expect("tracks evaluate");
+        let errs = report.stamp_errors();
+        assert_eq!(errs.len(), 12, "{:?}", report.stamps);
+        let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+        // Entering the 50–75 m radius stamped legs up to 37 s early (240 s with a receiver
+        // waiting there); the closest approach is within a few seconds.
+        let median = quantile(&abs, 0.5).expect("stamps");
+        let worst = abs.iter().copied().fold(0.0, f64::max);
+        let bound = if receiver_waits { 40.0 } else { 10.0 };
+        assert!(
+            median <= 5.0 && worst <= bound,
+            "waiting {receiver_waits}: {errs:?}"
+        );
+    }
+}
