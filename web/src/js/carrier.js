@@ -287,11 +287,13 @@ function herePoint(mine) {
   return p ? [p.lon, p.lat] : null;
 }
 
-/** How far along leg `leg` the carrier is, metres on the page's own route lengths. */
+/** How far along leg `leg` the carrier at `here` is, metres on the page's own route lengths. */
 function alongOf(leg, r, here) {
   const total = leg.cum[leg.cum.length - 1] ?? 0;
   if (leg.points.length < 2) return 0;
-  if (ownFixFresh() && here) return locate(leg.points, leg.cum, here).alongM;
+  // Where the phone is, on the route (a public position is always near it), is fresher than
+  // the server's progress, which waits for a plausible pace.
+  if (here) return locate(leg.points, leg.cum, here).alongM;
   const length = r.progress?.length_m || leg.lengthM;
   return length > 0 ? ((r.progress?.along_m ?? 0) / length) * total : 0;
 }
@@ -331,7 +333,8 @@ function guidance(mine) {
   const end = stintEnd(relay, leg.index);
   const at = exchangeName(state.m, relay, end);
   if (r.off_route) {
-    const off = here && leg.points.length > 1 ? locate(leg.points, leg.cum, here).offM : NaN;
+    // Only this phone's own fix tells how far: an off-route fix is never public.
+    const off = ownFixFresh() && leg.points.length > 1 ? locate(leg.points, leg.cum, here).offM : NaN;
     out.push({
       kind: 'off-route', warn: true,
       text: `You are off your route${Number.isFinite(off) ? ` (${formatDistance(off)} from it)` : ''}: get back to the line on the map, towards ${at}.`,
