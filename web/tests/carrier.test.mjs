@@ -1,13 +1,71 @@
 // The carrier page against a real server, with the phone's position mocked by the browser
 // context: the token from the console's link, sharing positions that a spectator's live page
 // shows, buffering while offline and sending the backlog when back online, and the two-party
-// handoff (the giver's one-time code entered on the receiver's phone).
+// handoff (the giver's one-time code entered on the receiver's phone). And the guidance: the
+// map of the carrier, their route and the exchange point; the warnings when off the route and
+// when holding the object with nothing shared; the notice when the exchange is near, naming
+// the receiver; and no code asked for a change of mode by the same carrier (a stint).
 
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 import { assertAccessible, assertClean, centre, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
-import { LEG0, pingAt, putPlan, registerDevice, startServer, testPlan } from './support/server.mjs';
+import { at, LEG0, line, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan } from './support/server.mjs';
+
+// As live.test.mjs: an ignored folder unless HANDOFF_SCREENSHOTS names another.
+const SHOTS = process.env.HANDOFF_SCREENSHOTS
+  ? resolve(process.env.HANDOFF_SCREENSHOTS)
+  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
+
+// Tom rides a motorcycle (4.4 km), then runs (730 m): one stint; then Cat runs.
+const MOTO = line([2.34, 48.85], [2.40, 48.85], 12);
+const RUN = line([2.40, 48.85], [2.41, 48.85], 6);
+const LAST = line([2.41, 48.85], [2.42, 48.85], 6);
+const fmt = (pts) => `[${pts.map(([x, y]) => `[${x}, ${y}]`).join(', ')}]`;
+const STINT = `
+[event]
+id = "stint"
+name = "One stint, two modes"
+
+[[places]]
+id = "gare"
+name = "Gare"
+at = [2.40, 48.85]
+timezone = "Europe/Paris"
+
+[[places]]
+id = "pont"
+name = "Pont"
+at = [2.41, 48.85]
+timezone = "Europe/Paris"
+
+[[relays]]
+id = "flag"
+name = "Flag"
+object = "flag"
+
+[[relays.legs]]
+carriers = ["Tom"]
+mode = "motorcycle"
+route = { points = ${fmt(MOTO)} }
+start = "${at(-3)}"
+duration = "10m"
+
+[[relays.legs]]
+carriers = ["Tom"]
+mode = "run"
+route = { points = ${fmt(RUN)} }
+duration = "6m"
+
+[[relays.legs]]
+carriers = ["Cat"]
+mode = "run"
+route = { points = ${fmt(LAST)} }
+duration = "6m"
+`;
 
 let server;
 let browser;
@@ -16,9 +74,17 @@ let tokens;
 before(async () => {
   server = await startServer();
   await putPlan(server.url, 'e2e', testPlan());
+  // The guidance tests run on events of their own: the relay of 'e2e' is handed on below.
+  await putPlan(server.url, 'guide', testPlan('guide'));
+  // A carrier silent for 4 s is "not sharing".
+  await putPlan(server.url, 'quiet', testPlan('quiet').replace('name = "Test relay across Paris"', '$&\nsilent_after = "4s"'));
+  await putPlan(server.url, 'stint', STINT);
   tokens = {
     ann: await registerDevice(server.url, 'e2e', 'ann-phone', 'Ann'),
     ben: await registerDevice(server.url, 'e2e', 'ben-phone', 'Ben'),
+    guide: await registerDevice(server.url, 'guide', 'ann-phone', 'Ann'),
+    quiet: await registerDevice(server.url, 'quiet', 'ann-phone', 'Ann'),
+    tom: await registerDevice(server.url, 'stint', 'tom-phone', 'Tom'),
   };
   browser = await launch();
 });
@@ -151,6 +217,129 @@ test('asks for a token when it has none, and refuses an unknown one', async () =
   assert.equal(await page.evaluate(() => localStorage.getItem('handoff.device.token')), null);
   await assertAccessible(page, 'carrier page (setup)');
   seen.errors = seen.errors.filter((e) => !/status of 401/.test(e));
+  assertClean(seen, 'carrier page');
+  await context.close();
+});
+
+/** Whether `inner`'s box lies inside `outer`'s (both locators). */
+async function inside(inner, outer) {
+  const [a, b] = [await inner.boundingBox(), await outer.boundingBox()];
+  return !!a && !!b && a.x >= b.x - 1 && a.y >= b.y - 1 && a.x + a.width <= b.x + b.width + 1 && a.y + a.height <= b.y + b.height + 1;
+}
+
+/**
+ * An app on the phone (Traccar Client, say) reporting: a ping `agoS` seconds ago at `f` of
+ * `pts` for each [pts, f, agoS], at a pace the server finds plausible.
+ */
+const report = (token, points) => sendPings(server.url, token, points.map(([pts, f, agoS = 0]) => pingAt(pts, f, agoS)));
+
+test('guides on a phone: the map, off the route and back, the exchange near with the receiver', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/carrier?token=${tokens.guide}`, { viewport: PHONE });
+  await page.locator('#leg-info .holders', { hasText: 'You hold the test flag' }).waitFor();
+  const map = page.locator('#map');
+  // The route to go and the exchange point at its end, in view.
+  await page.locator('#map path.carrier-route').waitFor({ state: 'attached' });
+  assert.ok((await page.locator('#map path.carrier-route').getAttribute('d')).length > 10, 'the route is drawn');
+  const exchange = page.locator('#map path.exchange-point');
+  await exchange.waitFor({ state: 'attached' });
+  assert.equal(await page.locator('#map path.me-marker').count(), 0, 'no fix yet: no marker');
+
+  // The phone reports (through an app): the carrier's marker shows, the view around it.
+  await report(tokens.guide, [[LEG0, 0.3, 300]]);
+  const me = page.locator('#map path.me-marker');
+  await me.waitFor();
+  await page.waitForFunction(() => {
+    const m = document.querySelector('#map path.me-marker')?.getBoundingClientRect();
+    const b = document.querySelector('#map').getBoundingClientRect();
+    return m && m.left >= b.left && m.right <= b.right && m.top >= b.top && m.bottom <= b.bottom;
+  });
+  assert.ok(await inside(me, map), 'the carrier is in view');
+  await me.hover();
+  await page.locator('.leaflet-tooltip', { hasText: 'You' }).waitFor();
+  assert.equal(await page.locator('[data-warning="off-route"]').count(), 0);
+
+  // 1.1 km north of the route, three fixes running: the server flags it, the page says so
+  // (with no distance: such a fix is not public, and this page has none of its own).
+  const north = LEG0.map(([lon, lat]) => [lon, lat + 0.01]);
+  await report(tokens.guide, [[north, 0.35, 250], [north, 0.36, 245], [north, 0.37, 240]]);
+  const offRoute = page.locator('[data-warning="off-route"]');
+  await offRoute.waitFor();
+  assert.match(await offRoute.textContent(), /You are off your route: get back to the line on the map, towards Exchange Square\./);
+  assert.equal(await offRoute.getAttribute('class'), 'warning');
+  // Back on the route: the warning goes.
+  await report(tokens.guide, [[LEG0, 0.4, 230]]);
+  await offRoute.waitFor({ state: 'detached' });
+
+  // Just before the exchange: how far, and who takes over.
+  await report(tokens.guide, [[LEG0, 0.96]]);
+  const near = page.locator('[data-warning="near"]');
+  await near.waitFor();
+  assert.match(await near.textContent(), /^Exchange near: Exchange Square is \d{2,3} m ahead.*Hand the test flag to Ben/);
+  await page.locator('#give').waitFor();
+  // Phone first: the guidance and the next step on the first screen, without scrolling.
+  // (Back at the top: hovering the marker above scrolled the map into view.)
+  await page.evaluate(() => window.scrollTo(0, 0));
+  for (const sel of ['#guide', '#next-exchange', '#get-code']) {
+    const b = await page.locator(sel).boundingBox();
+    assert.ok(b && b.y >= 0 && b.y + b.height <= PHONE.height, `${sel} is on the first screen: ${JSON.stringify(b)}`);
+  }
+  await page.waitForFunction(() => {
+    const m = document.querySelector('#map path.me-marker')?.getBoundingClientRect();
+    const b = document.querySelector('#map').getBoundingClientRect();
+    return m && m.left >= b.left && m.right <= b.right && m.top >= b.top && m.bottom <= b.bottom;
+  });
+  assert.ok(await inside(exchange, map), 'the exchange point is in view');
+
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: `${SHOTS}/carrier-phone-guide.png`, fullPage: true });
+  assert.deepEqual(await layoutProblems(page), []);
+  await assertAccessible(page, 'carrier page (guidance)');
+  assertClean(seen, 'carrier page');
+  await context.close();
+});
+
+test('holding the object while nothing is shared: a warning, gone while a fix is fresh', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/carrier?token=${tokens.quiet}`, {
+    viewport: PHONE, permissions: ['geolocation'], geolocation: fix(0.3),
+  });
+  await page.locator('#leg-info .holders', { hasText: 'You hold the test flag' }).waitFor();
+  const quiet = page.locator('[data-warning="not-sharing"]');
+  // Nothing shares: neither this page nor any other app.
+  await quiet.waitFor();
+  assert.equal(await quiet.textContent(), 'You hold the test flag but this phone is not sharing its position: press “Start sharing”.');
+  // The page shares: the warning goes with its first fix; the page stops: it is back at once.
+  await page.getByRole('button', { name: 'Start sharing' }).click();
+  await quiet.waitFor({ state: 'detached' });
+  await page.locator('#queue-status', { hasText: 'All positions sent.' }).waitFor();
+  await page.getByRole('button', { name: 'Stop sharing' }).click();
+  await quiet.filter({ hasText: 'not sharing its position' }).waitFor();
+
+  // Another app on the phone reports: nothing to warn of while its fix is fresh, then (after
+  // the event's silent_after, 4 s) the warning says for how long nothing has come.
+  await report(tokens.quiet, [[LEG0, 0.32]]);
+  await quiet.waitFor({ state: 'detached' });
+  await quiet.filter({ hasText: /^You hold the test flag but no position has come from this phone for \d+ s: check your tracking app/ }).waitFor();
+  await assertAccessible(page, 'carrier page (not sharing)');
+  assertClean(seen, 'carrier page');
+  await context.close();
+});
+
+test('a stint: no code for the change of mode; the exchange that follows it is the one offered', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/carrier?token=${tokens.tom}`, { viewport: PHONE });
+  await page.locator('#leg-info .holders', { hasText: 'You hold the flag' }).waitFor();
+  // Near the end of the motorcycle leg: the next is Tom on foot, nothing to hand over.
+  await report(tokens.tom, [[MOTO, 0.9, 3], [MOTO, 0.97, 2]]);
+  await page.locator('#map path.me-marker').waitFor({ state: 'attached' });
+  assert.match(await page.locator('#next-exchange').textContent(), /you carry on by run \(no handoff: nothing to confirm\); then hand to Cat at Pont/);
+  assert.equal(await page.locator('#handoff').isHidden(), true, 'no handoff section for the change of mode');
+  assert.equal(await page.getByRole('button', { name: 'Show my handoff code' }).count(), 0);
+  assert.doesNotMatch(await page.locator('#guide').textContent(), /Tom/);
+  // Tom runs on: the tracker moves to the run by itself, and the end of the stint is near.
+  await report(tokens.tom, [[MOTO, 1, 1], [RUN, 0.3, 0.5], [RUN, 0.6, 0]]);
+  const near = page.locator('[data-warning="near"]');
+  await near.filter({ hasText: /Exchange near: Pont is \d{2,3} m ahead.*Hand the flag to Cat/ }).waitFor();
+  await page.getByRole('button', { name: 'Show my handoff code' }).waitFor();
+  assert.deepEqual(await page.evaluate(() => document.body.innerText.split('\n').filter((l) => /(\S.*) → \1/.test(l))), []);
   assertClean(seen, 'carrier page');
   await context.close();
 });

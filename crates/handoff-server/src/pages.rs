@@ -310,14 +310,16 @@ fn qr_svg(text: &str) -> Result<String> {
         .build())
 }
 
-/// `GET /carrier/me` (device token) → `{"event","device","carrier"}`: the carrier page is
-/// given only a token, and learns from it which event and carrier it reports for.
+/// `GET /carrier/me` (device token) → `{"event","device","carrier","last_fix"}`: the carrier
+/// page is given only a token, and learns from it which event and carrier it reports for, and
+/// when this device's newest fix was taken (by any app on the phone: the page warns its carrier
+/// when nothing is being shared while they hold the object).
 #[utoipa::path(
     get,
     path = "/carrier/me",
     tag = "pages",
     security(("device" = [])),
-    responses((status = 200, description = "The device token's event, device and carrier", body = crate::api::openapi::Me))
+    responses((status = 200, description = "The device token's event, device, carrier and newest fix", body = crate::api::openapi::Me))
 )]
 async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
     let token = bearer(&headers).ok_or_else(|| {
@@ -333,6 +335,7 @@ async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Re
             "event": device.event_id,
             "device": device.device_id,
             "carrier": device.carrier,
+            "last_fix": state.last_fixes.of(&device.event_id, &device.device_id),
         })),
     )
         .into_response())

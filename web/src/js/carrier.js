@@ -3,14 +3,20 @@
 // codes. The device token is entered once (or arrives as `?token=` from the console's QR
 // code) and kept in localStorage. Positions go into a queue in localStorage first and are
 // sent from there in batches, so none is lost when the signal drops or the page reloads.
+//
+// The page guides: at the top, in words, what needs doing now (off the route, holding the
+// object while nothing is shared, the exchange just ahead and who takes over), then the leg,
+// the handoff (only where custody changes: a change of mode by the same carriers asks for
+// nothing), and a map of the carrier, their route and the exchange point.
 
 import { ApiError, getJSON, paths, postJSON } from './api.js';
+import { CarrierMap } from './carrier-map.js';
 import { $, fill, h, names, problem } from './dom.js';
-import { distanceM, formatDistance } from './geo.js';
+import { distanceM, formatDistance, locate } from './geo.js';
 import { LiveModel } from './live-model.js';
 import { exchangeName, model, placeNear, stintEnd } from './plan.js';
 import { follow } from './stream.js';
-import { clock, ms, syncClock, tick, zoned } from './time.js';
+import { clock, ms, now, span, syncClock, tick, zoned } from './time.js';
 
 const KEY = { token: 'handoff.device.token', sharing: 'handoff.device.sharing' };
 /** One queue per token: a phone handed to another carrier never sends the last one's fixes as theirs. */
@@ -21,10 +27,19 @@ const MIN_INTERVAL_MS = 2000;
 const BATCH = 1000;
 /** Most pings kept while offline (a few MB of localStorage); the oldest go first. */
 const MAX_QUEUE = 20000;
+/** The next exchange is "near" within this distance along the route… */
+const NEAR_M = 500;
+/** …or this long before its ETA. */
+const NEAR_MS = 3 * 60000;
+/** How often the page asks the server for this device's newest fix (sent by any app). */
+const ME_EVERY_MS = 20000;
+/** Where the page keeps the time of the newest fix it queued itself (its `t`, ms). */
+const ownSentKey = () => `handoff.device.ownfix.${(state.token ?? '').slice(0, 16)}`;
 
 const state = {
   token: null, me: null, m: null, live: null, watch: null, fix: null, lastQueued: 0,
   flushing: false, retry: null, wakeLock: null, role: null, stream: null,
+  map: null, sharingSince: NaN, ownFixAt: NaN, ownSentT: NaN, guideText: '',
 };
 
 // ------------------------------------------------------------------ the queue
@@ -98,14 +113,19 @@ async function flush() {
 
 function onFix(pos) {
   state.fix = pos;
+  // On the server's clock, as the device's newest fix (`/carrier/me`) is.
+  state.ownFixAt = now();
   const c = pos.coords;
   fill($('#share-status'), `Sharing · last fix ${clock(pos.timestamp, Intl.DateTimeFormat().resolvedOptions().timeZone)}`,
     Number.isFinite(c.accuracy) ? ` (±${Math.round(c.accuracy)} m)` : '');
   if (pos.timestamp - state.lastQueued >= MIN_INTERVAL_MS) {
     state.lastQueued = pos.timestamp;
     const q = readQueue();
-    q.push(ping(pos));
+    const p = ping(pos);
+    q.push(p);
     writeQueue(q);
+    state.ownSentT = Date.parse(p.t);
+    localStorage.setItem(ownSentKey(), String(state.ownSentT));
     showQueue();
     flush();
   }
@@ -142,10 +162,12 @@ function startSharing() {
     enableHighAccuracy: true, maximumAge: 5000, timeout: 30000,
   });
   localStorage.setItem(KEY.sharing, 'on');
+  state.sharingSince = now();
   $('#share').textContent = 'Stop sharing';
   $('#share').setAttribute('aria-pressed', 'true');
   $('#share-status').textContent = 'Sharing · waiting for the first fix…';
   keepAwake();
+  renderLeg();
 }
 
 function stopSharing() {
@@ -157,6 +179,7 @@ function stopSharing() {
   $('#share').textContent = 'Start sharing';
   $('#share').setAttribute('aria-pressed', 'false');
   $('#share-status').textContent = 'Not sharing.';
+  if (state.live?.snapshot) renderLeg();
 }
 
 // ------------------------------------------------------------------ the carrier's leg
@@ -194,7 +217,7 @@ function handAfter(relay, i) {
 function renderLeg() {
   if (!state.live?.snapshot) return;
   const mine = myLeg();
-  const here = state.fix ? [state.fix.coords.longitude, state.fix.coords.latitude] : null;
+  const here = herePoint(mine);
   const box = $('#leg-info');
   state.role = null;
   if (!mine) {
@@ -245,8 +268,135 @@ function renderLeg() {
   }
   $('#give').hidden = state.role?.kind !== 'give';
   $('#receive').hidden = state.role?.kind !== 'receive';
-  $('#handoff-none').hidden = !!state.role;
+  // Only where custody changes: nothing to show for a change of mode, or before the time.
+  $('#handoff').hidden = !state.role && $('#handoff-result').hidden;
+  renderGuide(mine);
+  renderMap(mine, here);
   tick();
+}
+
+// ------------------------------------------------------------------ guidance
+
+const silentAfterMs = () => state.m?.event.silent_after_ms ?? 300000;
+const ownFixFresh = () => state.fix && now() - state.ownFixAt <= silentAfterMs();
+
+/** Where this phone is: its own fix while fresh, else (holding) the holder's last public one. */
+function herePoint(mine) {
+  if (ownFixFresh()) return [state.fix.coords.longitude, state.fix.coords.latitude];
+  const p = mine?.holding ? mine.r.position : null;
+  return p ? [p.lon, p.lat] : null;
+}
+
+/** How far along leg `leg` the carrier at `here` is, metres on the page's own route lengths. */
+function alongOf(leg, r, here) {
+  const total = leg.cum[leg.cum.length - 1] ?? 0;
+  if (leg.points.length < 2) return 0;
+  // Where the phone is, on the route (a public position is always near it), is fresher than
+  // the server's progress, which waits for a plausible pace.
+  if (here) return locate(leg.points, leg.cum, here).alongM;
+  const length = r.progress?.length_m || leg.lengthM;
+  return length > 0 ? ((r.progress?.along_m ?? 0) / length) * total : 0;
+}
+
+/**
+ * Why the carrier's position is not being shared while they hold the object, or null. The
+ * phone shares through this page (its geolocation) or through another app (Traccar Client,
+ * OwnTracks), which the server's newest fix of this device shows: newer than the page's own.
+ */
+function notSharing({ relay, leg }) {
+  // A stationary leg (a stage) is at its place: there is no route to follow.
+  if (leg.points.length < 2) return null;
+  const t = now();
+  const silentMs = silentAfterMs();
+  const what = relay.object || relay.name;
+  const own = Number.isFinite(state.ownFixAt) ? state.ownFixAt : -Infinity;
+  const server = Number.isFinite(ms(state.me?.last_fix?.t)) ? ms(state.me.last_fix.t) : -Infinity;
+  if (state.watch !== null) {
+    const since = Math.max(own, server, state.sharingSince);
+    if (t - since <= silentMs) return null;
+    return `No position from this phone for ${span(t - since)}: check that location is on for this site, and keep this page open in front.`;
+  }
+  // The server's newest fix of this device is one this page sent, or another app's.
+  const sent = Number.isFinite(state.ownSentT) ? state.ownSentT : -Infinity;
+  const otherApp = server > sent;
+  if (otherApp && t - server <= silentMs) return null;
+  if (otherApp) return `You hold the ${what} but no position has come from this phone for ${span(t - server)}: check your tracking app, or press “Start sharing”.`;
+  return `You hold the ${what} but this phone is not sharing its position: press “Start sharing”.`;
+}
+
+/** What needs doing now, most urgent first: [{ kind, warn, text }]. */
+function guidance(mine) {
+  if (!mine?.holding) return [];
+  const { relay, leg, r } = mine;
+  const out = [];
+  const here = herePoint(mine);
+  const end = stintEnd(relay, leg.index);
+  const at = exchangeName(state.m, relay, end);
+  if (r.off_route) {
+    // Only this phone's own fix tells how far: an off-route fix is never public.
+    const off = ownFixFresh() && leg.points.length > 1 ? locate(leg.points, leg.cum, here).offM : NaN;
+    out.push({
+      kind: 'off-route', warn: true,
+      text: `You are off your route${Number.isFinite(off) ? ` (${formatDistance(off)} from it)` : ''}: get back to the line on the map, towards ${at}.`,
+    });
+  }
+  const quiet = notSharing(mine);
+  if (quiet) out.push({ kind: 'not-sharing', warn: true, text: quiet });
+  // The rest of this leg and of the stint's later segments, to where custody changes.
+  let remainingM = Math.max(0, (leg.cum[leg.cum.length - 1] ?? 0) - alongOf(leg, r, here));
+  for (let i = leg.index + 1; i <= end; i++) remainingM += relay.legs[i].lengthM;
+  const etaIn = ms(r.legs[end]?.eta_end) - now();
+  if (remainingM <= NEAR_M || (etaIn > 0 && etaIn <= NEAR_MS)) {
+    const soon = etaIn > 0 ? `, in about ${span(etaIn)}` : '';
+    const to = relay.legs[end + 1];
+    out.push({
+      kind: 'near', warn: false,
+      text: to
+        ? `Exchange near: ${at} is ${formatDistance(remainingM)} ahead${soon}. Hand the ${relay.object || relay.name} to ${names(to.carriers)}: show them your handoff code.`
+        : `The finish is near: ${at} is ${formatDistance(remainingM)} ahead${soon}.`,
+    });
+  }
+  return out;
+}
+
+/** The guidance at the top of the page, rewritten only when its words change. */
+function renderGuide(mine) {
+  const items = guidance(mine);
+  const text = items.map((g) => `${g.kind}:${g.text}`).join('\n');
+  if (text === state.guideText) return;
+  state.guideText = text;
+  fill($('#guide'), ...items.map((g) => h('p', { class: g.warn ? 'warning' : 'notice', dataset: { warning: g.kind } }, g.text)));
+}
+
+/** The carrier, their part of the route and its exchange point on the map. */
+function renderMap(mine, here) {
+  if (!state.map) return;
+  if (!mine) {
+    state.map.show({ legs: [], here, key: 'none' });
+    return;
+  }
+  const { relay, leg, r, holding } = mine;
+  const end = holding ? stintEnd(relay, leg.index) : leg.index;
+  const prev = relay.legs[leg.index - 1];
+  const name = exchangeName(state.m, relay, end);
+  const to = relay.legs[end + 1];
+  const exchange = holding
+    ? { at: relay.legs[end].end, label: to ? `Exchange: ${name} · hand to ${names(to.carriers)}` : `Finish: ${name}` }
+    : { at: leg.start, label: prev ? `You take over from ${names(prev.carriers)} here` : 'Your start' };
+  state.map.show({
+    relay, r, holding, here, exchange,
+    legs: relay.legs.slice(leg.index, end + 1),
+    alongM: holding ? alongOf(leg, r, here) : 0,
+    key: `${relay.id}/${leg.index}/${holding ? 'hold' : 'next'}`,
+  });
+}
+
+/** This device's newest fix, as the server has it (from whichever app sent it). */
+async function refreshMe() {
+  if (!state.token || !state.me) return;
+  const me = await getJSON('/carrier/me', { token: state.token });
+  state.me = me;
+  renderGuide(state.live?.snapshot ? myLeg() : null);
 }
 
 // ------------------------------------------------------------------ handoff codes
@@ -291,6 +441,16 @@ async function act(fn) {
   }
 }
 
+let meQueued = false;
+function meSoon() {
+  if (meQueued) return;
+  meQueued = true;
+  setTimeout(() => {
+    meQueued = false;
+    refreshMe().catch(() => {});
+  }, 1000);
+}
+
 function forget(message) {
   localStorage.removeItem(KEY.token);
   state.token = null;
@@ -314,8 +474,11 @@ async function loadEvent() {
 
 async function start() {
   state.me = await getJSON('/carrier/me', { token: state.token });
+  state.ownSentT = Number(localStorage.getItem(ownSentKey()) ?? NaN);
   $('#setup').hidden = true;
   $('#app').hidden = false;
+  state.map ??= new CarrierMap($('#map'), { onFollowChange: (on) => { $('#recentre').hidden = on; } });
+  state.map.map.invalidateSize();
   fill($('#who'), `${state.me.carrier} · carrier`);
   document.title = `${state.me.carrier} · carrier · handoff`;
   await loadEvent();
@@ -329,8 +492,10 @@ async function start() {
         act(data.kind === 'shift' ? refreshLive : loadEvent);
         return;
       } else {
-        state.live.apply(kind, data);
+        const changed = state.live.apply(kind, data);
         if (kind === 'handoff') act(refreshLive);
+        // A fix of this relay may be this device's: ask when its newest is, once a second at most.
+        if (kind === 'position' && changed && myLeg()?.relay.id === changed) meSoon();
       }
       renderLeg();
     },
@@ -370,14 +535,20 @@ function main() {
     act(() => receive($('#receive-code').value.trim()));
   });
   $('#forget').addEventListener('click', () => forget());
+  $('#recentre').addEventListener('click', () => state.map?.setFollow(true));
   window.addEventListener('online', () => {
     showQueue();
     flush();
   });
   window.addEventListener('offline', () => showQueue());
   document.addEventListener('visibilitychange', keepAwake);
-  setInterval(tick, 1000);
+  setInterval(() => {
+    tick();
+    if (state.live?.snapshot) renderGuide(myLeg());
+  }, 1000);
   setInterval(flush, 10000);
+  // Quietly: a missed look is taken again at the next (and must not clear a problem shown).
+  setInterval(() => refreshMe().catch(() => {}), ME_EVERY_MS);
 
   if (state.token) act(start);
   else $('#setup').hidden = false;

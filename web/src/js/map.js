@@ -24,7 +24,7 @@ export const OSM = {
   attribution: '© <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
 };
 
-const STYLE = {
+export const STYLE = {
   done: { color: '#333333', weight: 4, opacity: 0.95 },
   current: { color: '#c8004f', weight: 6, opacity: 1 },
   upcoming: { color: '#0842a0', weight: 3, opacity: 0.9, dashArray: '7 6' },
@@ -38,7 +38,7 @@ const FINE_ZOOM = 5;
  * move glides over up to about two thirds of the view, and Leaflet redraws only at the end,
  * so with its default (0.1) the sea would show through the land for the length of the glide.
  */
-const RENDER_PADDING = 0.7;
+export const RENDER_PADDING = 0.7;
 /** How long a follow move is given before the next may start (Leaflet glides for 250 ms). */
 const MOVE_MS = 400;
 
@@ -77,6 +77,38 @@ const flatFeatures = (fc) => ({ ...fc, features: fc.features.map((f) => ({ ...f,
 /** A fix older than this is stale (the server's rule, `STALE_MS` in the tracker). */
 const STALE_MS = 60000;
 
+/**
+ * Draws the built-in world basemap under Leaflet map `map`: coarse at first, the finer one
+ * once zoomed in close. The carrier page's map uses it too.
+ */
+export async function worldBasemap(map) {
+  map.attributionControl.addAttribution('Basemap: Natural Earth');
+  let fineLoaded = false;
+  const draw = async (file) => {
+    const res = await fetch(`/assets/vendor/world-atlas/${file}`);
+    const topo = await res.json();
+    const land = L.geoJSON(flatFeatures(topojson.feature(topo, topo.objects.countries)), {
+      style: { color: '#8a8a7a', weight: 0, fillColor: '#f2efe6', fillOpacity: 1 },
+      interactive: false,
+    });
+    const borders = L.geoJSON(flat(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)), {
+      style: { color: '#8a8577', weight: 1, opacity: 1 },
+      interactive: false,
+    });
+    const group = L.layerGroup([land, borders]).addTo(map);
+    group.eachLayer((l) => l.bringToBack());
+    return group;
+  };
+  let coarse = await draw('countries-110m.json');
+  map.on('zoomend', async () => {
+    if (fineLoaded || map.getZoom() < FINE_ZOOM) return;
+    fineLoaded = true;
+    const fine = await draw('countries-50m.json');
+    coarse.remove();
+    coarse = fine;
+  });
+}
+
 export class RelayMap {
   /** `tiles`: null (built-in basemap) or { url, attribution }. */
   constructor(el, { tiles = null, onFollowChange = () => {} } = {}) {
@@ -111,7 +143,7 @@ export class RelayMap {
     if (tiles) {
       L.tileLayer(tiles.url, { attribution: tiles.attribution ?? '', maxZoom: 19 }).addTo(this.map);
     } else {
-      this.basemap();
+      worldBasemap(this.map);
     }
     this.map.setView([20, 0], 2);
     this.publishView();
@@ -173,35 +205,6 @@ export class RelayMap {
   /** Where a layer of ours is drawn: its pane, and that pane's renderer. */
   pane(name) {
     return { pane: name, renderer: this.renderers[name] };
-  }
-
-  /** The world basemap: coarse at first, the finer one once zoomed in close. */
-  async basemap() {
-    this.map.attributionControl.addAttribution('Basemap: Natural Earth');
-    let fineLoaded = false;
-    const draw = async (file) => {
-      const res = await fetch(`/assets/vendor/world-atlas/${file}`);
-      const topo = await res.json();
-      const land = L.geoJSON(flatFeatures(topojson.feature(topo, topo.objects.countries)), {
-        style: { color: '#8a8a7a', weight: 0, fillColor: '#f2efe6', fillOpacity: 1 },
-        interactive: false,
-      });
-      const borders = L.geoJSON(flat(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)), {
-        style: { color: '#8a8577', weight: 1, opacity: 1 },
-        interactive: false,
-      });
-      const group = L.layerGroup([land, borders]).addTo(this.map);
-      group.eachLayer((l) => l.bringToBack());
-      return group;
-    };
-    let coarse = await draw('countries-110m.json');
-    this.map.on('zoomend', async () => {
-      if (fineLoaded || this.map.getZoom() < FINE_ZOOM) return;
-      fineLoaded = true;
-      const fine = await draw('countries-50m.json');
-      coarse.remove();
-      coarse = fine;
-    });
   }
 
   /** Draws every relay of the plan model (once per plan version). */

@@ -350,6 +350,10 @@ pub struct Me {
     pub event: String,
     pub device: String,
     pub carrier: String,
+    /// This device's newest fix since the server started (`{"t","received_at","batt_pct"?,
+    /// "acc_m"?}`), or null.
+    #[schema(value_type = Option<Object>)]
+    pub last_fix: Option<Value>,
 }
 
 #[cfg(test)]
