@@ -253,8 +253,6 @@ impl AppState {
                         })
                 })
                 .collect();
-            // (Their time of arrival is not known here: now, the catching up's.)
-            self.last_fixes.note(event, &pings, self.now());
             let (found, history) = live.apply(pings.into(), self.now()).await;
             live.advance_cursor(last);
             // Proximity handoffs the log does not have yet (the server stopped before storing
