@@ -24,9 +24,10 @@ pub struct LastFix {
     pub acc_m: Option<f64>,
 }
 
-/// The newest fix of every device, by (event, device).
+/// The newest fix of every device, by event, then device (looked up by `&str` on the ingest
+/// path: no key is allocated for a device already known).
 #[derive(Debug, Default)]
-pub struct LastFixes(Mutex<HashMap<(String, String), LastFix>>);
+pub struct LastFixes(Mutex<HashMap<String, HashMap<String, LastFix>>>);
 
 impl LastFixes {
     /// Notes the pings of `event` just committed, applied at `now`; a late ping older than the
@@ -36,6 +37,12 @@ impl LastFixes {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !all.contains_key(event) {
+            all.insert(event.to_owned(), HashMap::new());
+        }
+        let Some(devices) = all.get_mut(event) else {
+            return;
+        };
         for c in pings {
             let fix = LastFix {
                 t: c.ping.t,
@@ -43,11 +50,11 @@ impl LastFixes {
                 batt_pct: c.ping.batt_pct,
                 acc_m: c.ping.acc_m,
             };
-            match all.get_mut(&(event.to_owned(), c.device.clone())) {
+            match devices.get_mut(c.device.as_str()) {
                 Some(known) if known.t >= fix.t => {}
                 Some(known) => *known = fix,
                 None => {
-                    all.insert((event.to_owned(), c.device.clone()), fix);
+                    devices.insert(c.device.clone(), fix);
                 }
             }
         }
@@ -59,7 +66,8 @@ impl LastFixes {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(event.to_owned(), device.to_owned()))
+            .get(event)
+            .and_then(|devices| devices.get(device))
             .copied()
     }
 }
