@@ -29,6 +29,7 @@
 #[macro_use]
 mod rows;
 mod codes;
+mod combine;
 pub mod copy;
 mod feed;
 mod migrations;
@@ -78,6 +79,8 @@ pub struct PostgresStore {
     pool: PgPool,
     target: String,
     newest: Arc<Newest>,
+    /// Groups concurrent ping writes into one statement ([`combine`]).
+    pings: combine::Combiner,
     /// Ends the `LISTEN` task when the last copy of the store is dropped.
     _listening: Arc<tokio::sync::oneshot::Sender<()>>,
 }
@@ -192,6 +195,7 @@ impl PostgresStore {
             );
         }
         Ok(PostgresStore {
+            pings: combine::Combiner::spawn(&pool),
             pool,
             target,
             newest,
@@ -385,7 +389,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         crate::input::check_positions(&batch)?;
-        let (outcomes, change) = write::insert_pings(&self.pool, &batch).await?;
+        let (outcomes, change) = self.pings.insert(batch).await?;
         if let Some(change) = change {
             self.newest.committed(change);
         }
