@@ -18,7 +18,7 @@
 //! [`Store::changes_since`]: handoff_store::Store::changes_since
 //! [`Store::subscribe`]: handoff_store::Store::subscribe
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -48,8 +48,10 @@ pub struct Own {
     /// Store sequences of custody entries this node appended and announced itself, until the
     /// feed brings them back.
     custody: Mutex<HashSet<i64>>,
-    /// The first `seq` of each write of pings this node applied itself, likewise.
-    pings: Mutex<HashSet<i64>>,
+    /// The first `seq` of each write of pings this node applied itself, likewise. A change of
+    /// the feed may hold several of them (the store stores concurrent writes in one statement,
+    /// one change per run of one event), so it forgets every one in the change's range.
+    pings: Mutex<BTreeSet<i64>>,
 }
 
 impl Own {
@@ -81,12 +83,15 @@ impl Own {
             .remove(&seq)
     }
 
-    /// Whether the feed's write of pings starting at `first` was this node's (forgetting it).
-    fn stored_by_me(&self, first: i64) -> bool {
-        self.pings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&first)
+    /// Whether the feed's change of pings `first..=last` was this node's write (forgetting
+    /// every write of this node it holds).
+    fn stored_by_me(&self, first: i64, last: i64) -> bool {
+        let mut pings = self.pings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = pings.contains(&first);
+        let mut in_change = pings.split_off(&first);
+        let mut beyond = in_change.split_off(&last.saturating_add(1));
+        pings.append(&mut beyond);
+        mine
     }
 }
 
@@ -168,7 +173,10 @@ async fn pings(
     let Some(event) = pings.first().map(|p| p.event_id.clone()) else {
         return;
     };
-    if pings.first().is_some_and(|p| state.own.stored_by_me(p.seq)) {
+    let (first, last) = (pings.first().map(|p| p.seq), pings.last().map(|p| p.seq));
+    if let (Some(first), Some(last)) = (first, last)
+        && state.own.stored_by_me(first, last)
+    {
         return; // applied by this node's ingest already
     }
     let Some(live) = state.event(&event) else {
@@ -222,5 +230,28 @@ async fn custody(state: &Arc<AppState>, c: StoredCustody) {
                 tracing::error!(event = %c.event_id, relay = %c.relay_id, "an unreadable custody entry in the feed: {e}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Own;
+
+    #[test]
+    fn a_change_holding_several_of_this_nodes_writes_forgets_them_all() {
+        let own = Own::default();
+        own.following
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Four writes of this node; the store put the first three in one statement, which the
+        // feed brings as one change (seqs 10..=15), and the fourth in a change of its own.
+        for first in [10, 12, 14, 20] {
+            own.stored_pings(first);
+        }
+        assert!(own.stored_by_me(10, 15));
+        assert_eq!(own.pings.lock().map(|p| p.len()).unwrap_or(99), 1);
+        // Another node's change is not this node's, and forgets nothing of it.
+        assert!(!own.stored_by_me(16, 19));
+        assert!(own.stored_by_me(20, 20));
+        assert_eq!(own.pings.lock().map(|p| p.len()).unwrap_or(99), 0);
     }
 }

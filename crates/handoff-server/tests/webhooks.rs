@@ -478,6 +478,45 @@ async fn a_delivery_pending_at_shutdown_is_retried_after_a_restart() -> Result<(
 }
 
 #[tokio::test]
+async fn a_handoff_committed_but_never_queued_is_queued_at_the_next_start() -> Result<()> {
+    let rx = Receiver::start(0).await?;
+    let s = start(at(60)).await?;
+    // Registered in the store only, so this server's cache does not know it: the handoff below
+    // is committed and nothing is queued, as when a server stops between the two writes.
+    let hook = |id: &str, created_at| handoff_store::NewWebhook {
+        event_id: EVENT.to_owned(),
+        webhook_id: id.to_owned(),
+        url: rx.url.clone(),
+        secret: SECRET.to_owned(),
+        kinds: vec!["handoff".to_owned()],
+        created_at,
+    };
+    s.state.store.add_webhook(hook("wh_before", at(60))).await?;
+    s.set_clock(at(121));
+    s.handoff(EVENT, "flag").await?;
+    assert!(s.state.store.notifications(EVENT, 100).await?.is_empty());
+    // A webhook registered after the handoff is not owed it.
+    s.state.store.add_webhook(hook("wh_after", at(130))).await?;
+    let (dir, clock, _) = s.stop().await?;
+    assert!(rx.got().is_empty());
+
+    let s = Server::open(dir, clock).await?;
+    s.state.webhooks.allow_private_targets(true);
+    let got = rx.wait_for(1).await?;
+    assert_eq!(got[0].event, "handoff");
+    assert_eq!(
+        got[0].body["payload"]["entry"]["kind"], "handoff",
+        "{:?}",
+        got[0].body
+    );
+    assert!(got[0].signature_ok);
+    let queued = s.state.store.notifications(EVENT, 100).await?;
+    let owed: Vec<&str> = queued.iter().map(|n| n.webhook_id.as_str()).collect();
+    assert_eq!(owed, ["wh_before"], "{queued:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_webhook_cannot_reach_into_the_servers_own_network() -> Result<()> {
     let rx = Receiver::start(0).await?;
     let s = Server::with_plan(EVENT, PLAN, at(60)).await?;

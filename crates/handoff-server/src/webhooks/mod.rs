@@ -17,7 +17,10 @@
 //! time, the first ping off the route, the last fix plus the silence allowed), not the moment a
 //! server's clock noticed. The node that appends a custody entry queues it in the same task
 //! that commits it (before the `201`), and every node following the feed queues it again (a
-//! no-op, unless the first died in between); each node raises alerts from its own engine.
+//! no-op, unless the first died in between); every server, when it starts, queues again the
+//! entries its log has ([`requeue_custody`]: a no-op, unless it stopped between the commit and
+//! the queueing, which on one node no one else would mend); each node raises alerts from its
+//! own engine.
 //!
 //! Each delivery is `POST url` with the JSON body `{"kind","event","delivery","payload"}` and
 //! the headers `X-Handoff-Event: <kind>`, `X-Handoff-Delivery: <id>` (the same on every retry,
@@ -174,16 +177,17 @@ impl Webhooks {
     }
 }
 
-/// Queues `payload` as a `kind` notification of `event`, known by `key` (see the module note),
-/// for every webhook of the event subscribed to it, and wakes this server's worker. Returns
-/// once the outbox has them (a failure is logged: the fact itself is stored either way).
-pub async fn enqueue(state: &AppState, event: &str, kind: &str, key: &str, payload: &Value) {
-    let hooks = state.webhooks.subscribed(event, kind);
-    if hooks.is_empty() {
-        return;
-    }
+/// The outbox rows of `payload` as a `kind` notification of `event` known by `key`, one for
+/// each of `hooks`; `None` (logged) without randomness for their delivery ids.
+fn notifications<'a>(
+    hooks: impl IntoIterator<Item = &'a Arc<Webhook>>,
+    event: &str,
+    kind: &str,
+    key: &str,
+    payload: &Value,
+) -> Option<Vec<NewNotification>> {
     let created_at = worker::wall_clock();
-    let mut rows = Vec::with_capacity(hooks.len());
+    let mut rows = Vec::new();
     for hook in hooks {
         let delivery_id = match delivery_id() {
             Ok(id) => id,
@@ -193,7 +197,7 @@ pub async fn enqueue(state: &AppState, event: &str, kind: &str, key: &str, paylo
                     kind,
                     "webhooks: no randomness for a delivery id: {e}"
                 );
-                return;
+                return None;
             }
         };
         let body =
@@ -208,10 +212,91 @@ pub async fn enqueue(state: &AppState, event: &str, kind: &str, key: &str, paylo
             created_at,
         });
     }
+    Some(rows)
+}
+
+/// Queues `rows` and wakes this server's worker if any was new (a failure is logged: the
+/// fact itself is stored either way).
+async fn queue(state: &AppState, event: &str, what: &str, rows: Vec<NewNotification>) {
+    if rows.is_empty() {
+        return;
+    }
     match state.store.enqueue_notifications(rows).await {
         Ok(0) => {} // another server queued it first
         Ok(_) => state.webhooks.queued.notify_one(),
-        Err(e) => tracing::error!(event, kind, key, "webhooks: queueing a notification: {e}"),
+        Err(e) => tracing::error!(event, what, "webhooks: queueing a notification: {e}"),
+    }
+}
+
+/// Queues `payload` as a `kind` notification of `event`, known by `key` (see the module note),
+/// for every webhook of the event subscribed to it, and wakes this server's worker. Returns
+/// once the outbox has them (a failure is logged: the fact itself is stored either way).
+pub async fn enqueue(state: &AppState, event: &str, kind: &str, key: &str, payload: &Value) {
+    let hooks = state.webhooks.subscribed(event, kind);
+    if hooks.is_empty() {
+        return;
+    }
+    if let Some(rows) = notifications(&hooks, event, kind, key, payload) {
+        queue(state, event, key, rows).await;
+    }
+}
+
+/// The key and payload of a custody entry's `handoff` notification, if it has one: a handoff,
+/// or a correction of one (with the entry, so a receiver sees which). Other entries are not
+/// notified.
+fn custody_notification(relay: &str, entry: &Entry) -> Option<(String, Value)> {
+    matches!(entry.kind, Kind::Handoff | Kind::Correction).then(|| {
+        (
+            format!("handoff:{relay}:{}", entry.seq),
+            json!({ "relay": relay, "entry": entry }),
+        )
+    })
+}
+
+/// Rows per store write when queueing again after a start.
+const REQUEUE_ROWS: usize = 500;
+
+/// Queues again, at a server's start, the `handoff` notification of every custody entry each
+/// webhook would have been sent: those recorded since the webhook was registered. The outbox
+/// keeps a row for every notification, delivered or not, and ignores a key it has, so this adds
+/// only the ones whose entry was committed but never queued: a server that stopped between the
+/// two writes (on one node, no other node follows the feed to queue them). Entries recorded
+/// before a webhook existed are never sent to it.
+pub async fn requeue_custody(state: &AppState) {
+    for live in state.events() {
+        let event = &live.plan.event.id;
+        let hooks = state.webhooks.subscribed(event, "handoff");
+        let Some(oldest) = hooks.iter().map(|h| h.created_at).min() else {
+            continue;
+        };
+        let entries: Vec<(String, Entry)> = {
+            let chains = live.chains.lock().await;
+            chains
+                .iter()
+                .flat_map(|(relay, chain)| {
+                    chain
+                        .entries
+                        .iter()
+                        .filter(|e| e.recorded_at >= oldest)
+                        .map(move |e| (relay.clone(), e.clone()))
+                })
+                .collect()
+        };
+        let mut rows = Vec::new();
+        for (relay, entry) in &entries {
+            let Some((key, payload)) = custody_notification(relay, entry) else {
+                continue;
+            };
+            let since = hooks.iter().filter(|h| entry.recorded_at >= h.created_at);
+            let Some(more) = notifications(since, event, "handoff", &key, &payload) else {
+                return;
+            };
+            rows.extend(more);
+            if rows.len() >= REQUEUE_ROWS {
+                queue(state, event, "handoff", std::mem::take(&mut rows)).await;
+            }
+        }
+        queue(state, event, "handoff", rows).await;
     }
 }
 
@@ -219,9 +304,7 @@ pub async fn enqueue(state: &AppState, event: &str, kind: &str, key: &str, paylo
 /// correction of one (with the entry, so a receiver sees which). Other entries are not
 /// notified.
 pub async fn enqueue_custody(state: &AppState, event: &str, relay: &str, entry: &Entry) {
-    if matches!(entry.kind, Kind::Handoff | Kind::Correction) {
-        let key = format!("handoff:{relay}:{}", entry.seq);
-        let payload = json!({ "relay": relay, "entry": entry });
+    if let Some((key, payload)) = custody_notification(relay, entry) {
         enqueue(state, event, "handoff", &key, &payload).await;
     }
 }

@@ -51,6 +51,7 @@ pub async fn run(state: Arc<AppState>) {
     let mut attempts = tokio::task::JoinSet::new();
     // The soonest retry this server scheduled (other servers' are found by polling).
     let mut retry_at: Option<Instant> = None;
+    super::requeue_custody(&state).await;
     loop {
         if *closing.borrow() {
             return;
