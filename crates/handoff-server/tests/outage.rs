@@ -1,14 +1,17 @@
-//! A node survives its database (PostgreSQL only; skipped with a line otherwise): the server's
-//! connections go through a TCP proxy the test cuts, as a PostgreSQL restart does (every
-//! connection dropped, new ones refused for a while), while phones keep sending. Every answer
-//! during the outage is a 503 with `Retry-After`, never a 2xx for what was not stored; the
-//! server reconnects by itself when the database is back; and every ping it acknowledged is
-//! stored and in the live state.
+//! A node survives its database (PostgreSQL only; skipped with a line otherwise), twice: once
+//! with the server's connections through a TCP proxy the test cuts (every connection dropped,
+//! new ones refused for a while), and once on a PostgreSQL cluster of the test's own that it
+//! really stops (`pg_ctl stop -m immediate`: a crash, so the restart replays the WAL) and
+//! starts again, while a phone keeps sending. Every answer during the outage is a 503 with
+//! `Retry-After`, never a 2xx for what was not stored; the server reconnects by itself when the
+//! database is back; and every ping it acknowledged is stored and in the live state.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -93,12 +96,237 @@ async fn a_node_rides_out_a_database_restart_without_a_false_acknowledgement() -
         return Ok(());
     };
     let options = pg.options();
-    let mut proxy = Proxy::to((options.get_host().to_owned(), options.get_port())).await?;
+    let proxy = Proxy::to((options.get_host().to_owned(), options.get_port())).await?;
     let store = handoff_store::postgres::PostgresStore::connect_sized(
         options.clone().host("127.0.0.1").port(proxy.port),
         handoff_store::postgres::testing::TEST_POOL,
     )
     .await?;
+    let direct = db.store().await?;
+    phone_through(Outage::Proxy(proxy), db, store, direct).await
+}
+
+#[tokio::test]
+async fn a_node_rides_out_a_real_postgresql_crash_and_restart() -> Result<()> {
+    if std::env::var_os(handoff_store::postgres::testing::TEST_PG_VAR).is_none_or(|v| v.is_empty())
+    {
+        eprintln!("database crash: skipped (it runs a PostgreSQL cluster; set HANDOFF_TEST_PG)");
+        return Ok(());
+    }
+    let cluster = tokio::task::spawn_blocking(Cluster::new).await??;
+    let url = cluster.url();
+    let store = handoff_store::postgres::PostgresStore::connect_sized(
+        handoff_store::postgres::parse_url(&url)?,
+        handoff_store::postgres::testing::TEST_POOL,
+    )
+    .await?;
+    // Only to keep the server's `dir` alive; the cluster holds the data.
+    let db = TestDb::new().await?;
+    let direct_url = url.clone();
+    let direct = move || direct_url.clone();
+    phone_through(Outage::Cluster(cluster), db, store, direct).await
+}
+
+/// How the test takes the database away and gives it back.
+enum Outage {
+    Proxy(Proxy),
+    Cluster(Cluster),
+}
+
+impl Outage {
+    fn name(&self) -> &'static str {
+        match self {
+            Outage::Proxy(_) => "connections cut",
+            Outage::Cluster(_) => "PostgreSQL crashed and restarted",
+        }
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        match self {
+            Outage::Proxy(p) => p.cut().await,
+            Outage::Cluster(c) => {
+                let c = c.handle();
+                tokio::task::spawn_blocking(move || c.pg_ctl(&["stop", "-m", "immediate"]))
+                    .await??;
+            }
+        }
+        Ok(())
+    }
+
+    async fn end(&mut self) -> Result<()> {
+        match self {
+            Outage::Proxy(p) => p.restore().await?,
+            Outage::Cluster(c) => {
+                let c = c.handle();
+                tokio::task::spawn_blocking(move || c.start()).await??;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a test's acknowledged pings are read back from, straight from the database.
+trait Direct {
+    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>>;
+}
+
+impl Direct for Arc<dyn handoff_store::Store> {
+    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>> {
+        Ok(Arc::clone(self))
+    }
+}
+
+impl<F: Fn() -> String> Direct for F {
+    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>> {
+        Ok(Arc::new(
+            handoff_store::postgres::PostgresStore::connect_sized(
+                handoff_store::postgres::parse_url(&self())?,
+                handoff_store::postgres::testing::TEST_POOL,
+            )
+            .await?,
+        ))
+    }
+}
+
+/// A PostgreSQL cluster of the test's own in a temporary folder, on a free port of 127.0.0.1,
+/// run as the `postgres` user when the test runs as root (PostgreSQL refuses root); stopped
+/// and removed when dropped.
+struct Cluster {
+    /// Removed when the cluster is dropped (after it is stopped).
+    _dir: tempfile::TempDir,
+    handle: ClusterHandle,
+}
+
+/// What commands on the cluster need (cheap to move into a blocking task).
+#[derive(Clone)]
+struct ClusterHandle {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    fn new() -> Result<Cluster> {
+        let bin = postgres_bin()?;
+        let as_postgres = output(Command::new("id").arg("-u"))?.trim() == "0";
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        if as_postgres {
+            std::fs::create_dir(&data)?;
+            output(Command::new("chown").arg("-R").arg("postgres").arg(dir.path()))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let handle = ClusterHandle {
+            bin,
+            data,
+            port,
+            as_postgres,
+        };
+        handle.run(
+            "initdb",
+            &[
+                "-D",
+                &handle.data.to_string_lossy(),
+                "-U",
+                "handoff",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        )?;
+        handle.start()?;
+        Ok(Cluster { _dir: dir, handle })
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://handoff@127.0.0.1:{}/postgres", self.handle.port)
+    }
+
+    fn handle(&self) -> ClusterHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.handle.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+}
+
+impl ClusterHandle {
+    fn start(&self) -> Result<()> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='' -c fsync=on",
+            self.port
+        );
+        self.pg_ctl(&["start", "-w", "-t", "30", "-o", &options])
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<()> {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = vec!["-D", &data, "-s"];
+        if args.first() == Some(&"start") {
+            all.extend(["-l", "/dev/null"]);
+        }
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all)
+    }
+
+    /// Runs one of PostgreSQL's programs (as `postgres` if need be); its output on failure.
+    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        command.args(args).current_dir("/");
+        output(&mut command).map(|_| ())
+    }
+}
+
+/// The folder of PostgreSQL's server programs: `pg_config --bindir`, else Debian's.
+fn postgres_bin() -> Result<PathBuf> {
+    if let Ok(dir) = output(Command::new("pg_config").arg("--bindir")) {
+        let dir = PathBuf::from(dir.trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("no PostgreSQL server programs (pg_config, /usr/lib/postgresql)")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().context("no initdb under /usr/lib/postgresql")
+}
+
+/// Runs `command`, its stdout if it succeeded.
+fn output(command: &mut Command) -> Result<String> {
+    let out = command.output().with_context(|| format!("running {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A phone sends a fix every 100 ms through `outage` (which begins after 1 s and ends after
+/// 8 s) to a server on `store`; then the checks. `direct` reads the database without the
+/// outage's path.
+async fn phone_through(
+    mut outage: Outage,
+    db: Arc<TestDb>,
+    store: handoff_store::postgres::PostgresStore,
+    direct: impl Direct,
+) -> Result<()> {
     let clock = TestClock::new(at(-60));
     let mut s = Server::open_store(
         Arc::clone(&db),
@@ -130,11 +358,11 @@ async fn a_node_rides_out_a_database_restart_without_a_false_acknowledgement() -
     for (index, f) in fixes.iter().enumerate().take(150) {
         let elapsed = start.elapsed();
         if cut_at.is_none() && elapsed >= Duration::from_secs(1) {
-            proxy.cut().await;
+            outage.begin().await?;
             cut_at = Some(Instant::now());
         }
         if restored_at.is_none() && elapsed >= Duration::from_secs(8) {
-            proxy.restore().await?;
+            outage.end().await?;
             restored_at = Some(Instant::now());
         }
         // The phone's clock and the server's agree: each fix is sent as it is taken.
@@ -206,14 +434,15 @@ async fn a_node_rides_out_a_database_restart_without_a_false_acknowledgement() -
     );
 
     eprintln!(
-        "outage: {} fixes sent, {} acknowledged, {refused} refused (503); acknowledged again {:?} after the database came back",
+        "outage ({}): {} fixes sent, {} acknowledged, {refused} refused (503); acknowledged again {:?} after the database came back",
+        outage.name(),
         answers.len(),
         answers.len() - refused,
         back.sent.duration_since(restored_at)
     );
     // Nothing acknowledged is lost: every fix answered 200 is stored (read straight from the
     // database, not through the proxy) ...
-    let direct = db.store().await?;
+    let direct = direct.open().await?;
     let stored: std::collections::HashSet<String> = direct
         .pings_for_device(EVENT, DEVICES[RUN], None, None, 10_000)
         .await?
