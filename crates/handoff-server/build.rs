@@ -1,7 +1,8 @@
 //! Embeds the web pages in the server: our own files under `web/src/`, and the few files the
-//! pages use from npm packages (Leaflet, topojson-client, the world-atlas basemap) out of
-//! `web/node_modules/`. A fresh clone has no `node_modules`, so this runs `npm ci` in `web/`
-//! when a needed file is missing or the install is older than `web/package-lock.json`:
+//! pages use from npm packages (Leaflet, topojson-client, protomaps-leaflet, the world-atlas
+//! basemap) out of `web/node_modules/`. A fresh clone has no `node_modules`, so this runs
+//! `npm ci` in `web/` when a needed file is missing or the install is older than
+//! `web/package-lock.json`:
 //! `cargo build` alone builds a complete server, and the server reads no files at run time.
 //! Nothing from `node_modules` is ever committed.
 //!
@@ -23,6 +24,12 @@ const VENDOR: &[(&str, &str)] = &[
     (
         "vendor/topojson-client.min.js",
         "topojson-client/dist/topojson-client.min.js",
+    ),
+    // The organiser's street basemap (PMTiles vector tiles), loaded only when the server has
+    // one (`--basemap`).
+    (
+        "vendor/protomaps-leaflet/protomaps-leaflet.js",
+        "protomaps-leaflet/dist/protomaps-leaflet.js",
     ),
     // The offline basemap: Natural Earth countries, coarse for the world view and finer
     // (loaded only when zoomed in) for a city.

@@ -49,7 +49,8 @@ test('shows the relays, the schedule, the chart and ticking countdowns', async (
 
   // The map: the built-in basemap (no tiles), every leg of the flag drawn, places, a marker.
   assert.equal(await page.locator('.leaflet-tile').count(), 0, 'no tiles by default');
-  assert.ok(await page.locator('.leaflet-overlay-pane path, .leaflet-routes-pane path').count() > 3);
+  assert.ok(await page.locator('.leaflet-routes-pane path').count() > 3);
+  assert.ok(await page.locator('.leaflet-world-pane path').count() > 0, 'the built-in basemap');
   assert.equal(await page.locator('.place-point').count(), 4);
   assert.equal(await page.locator('.position-marker[data-relay="flag"]').count(), 1);
 
@@ -266,11 +267,13 @@ test('street tiles only when configured, and then only from the configured serve
   assert.match(await page.locator('.leaflet-control-attribution').textContent(), /Tiles: tiles\.example\.test/);
   assert.ok(seen.foreign.length > 0);
   assert.deepEqual(seen.foreign.filter((u) => !u.startsWith('https://tiles.example.test/')), []);
+  // The built-in basemap stays beneath the tiles (it shows wherever a tile fails).
+  await page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
 
-  // Switched off: the built-in basemap again, and no more tile requests.
+  // Switched off: the built-in basemap alone, and no more tile requests.
   await page.locator('#street-tiles').uncheck();
   assert.equal(await page.locator('.leaflet-tile').count(), 0);
-  await page.waitForFunction(() => document.querySelectorAll('.leaflet-overlay-pane path').length > 20);
+  await page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
   const before = seen.foreign.length;
   await page.reload();
   await flag(page).locator('.holders').waitFor();
@@ -289,7 +292,7 @@ for (const [name, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
     await page.locator('#conn', { hasText: 'Live' }).waitFor();
     await page.locator('.chart[data-relay="flag"] svg').waitFor();
     // The basemap is drawn before the picture is taken.
-    await page.waitForFunction(() => document.querySelectorAll('.leaflet-overlay-pane path').length > 20);
+    await page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
     assert.deepEqual(await layoutProblems(page), []);
 
     await mkdir(SHOTS, { recursive: true });

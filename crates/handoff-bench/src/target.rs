@@ -150,12 +150,16 @@ impl Target {
 }
 
 /// An HTTP client that cannot be steered off this machine: no proxy (not even from the
-/// environment), no redirects.
+/// environment), no redirects. It drops a kept-alive connection after 5 s idle, before the
+/// server's own idle timeout (10 s) closes it: a request sent on a connection at the moment
+/// the server closes it fails on the client ("error sending request"), which measures the
+/// race between the two timers, not the server.
 pub fn client(concurrency: usize) -> anyhow::Result<Client> {
     Ok(Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(concurrency)
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .build()?)
 }

@@ -67,6 +67,9 @@ pub struct AppState {
     pub speed_units: crate::ingest::speed_unit::SpeedUnits,
     /// Each device's newest fix (in memory), for the operators' list of phones.
     pub last_fixes: crate::ingest::last_fix::LastFixes,
+    /// The organiser's street basemap (a PMTiles file), served at `/basemap.pmtiles` when set
+    /// ([`crate::pages::Basemap`]).
+    pub basemap: crate::pages::Basemap,
 }
 
 /// The stored form of a plan: its TOML source, self-contained (routes inline).
@@ -101,6 +104,7 @@ impl AppState {
             dropped: crate::ingest::dropped::Dropped::default(),
             speed_units: crate::ingest::speed_unit::SpeedUnits::default(),
             last_fixes: crate::ingest::last_fix::LastFixes::default(),
+            basemap: crate::pages::Basemap::default(),
         });
         for stored in state.store.latest_plans().await? {
             state.install(&stored).await?;

@@ -4,20 +4,25 @@
 //! JavaScript from `web/src/`, and Leaflet, topojson-client and the world basemap from npm.
 //!
 //! The pages are static files that read the JSON API and the live stream; the server renders
-//! nothing into them. The three small routes here exist only for the pages: a QR code for the
+//! nothing into them. The small routes here exist only for the pages: a QR code for the
 //! console (rendered here so the page needs no QR library), a check of the admin token the
-//! console was given, and "who am I" for a carrier's device token.
+//! console was given, "who am I" for a carrier's device token, and the organiser's street
+//! basemap (`/basemap.pmtiles`, a PMTiles file given to `handoff serve --basemap`, read by the
+//! pages with range requests; see [`Basemap`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::path::{Path as FilePath, PathBuf};
+use std::sync::{Arc, LazyLock, OnceLock};
 
+use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
+use tower::ServiceExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -98,6 +103,115 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(session))
         .routes(routes!(qr))
         .routes(routes!(me))
+        .routes(routes!(basemap))
+        .routes(routes!(basemap_info))
+}
+
+/// The organiser's street basemap: a PMTiles archive (vector tiles in the Protomaps basemap
+/// schema, e.g. a city extract cut from a Protomaps build with `pmtiles extract`), set once at
+/// start. The pages draw it above the built-in world basemap, which stays beneath it where the
+/// extract has no tiles and whenever it cannot be loaded.
+#[derive(Debug, Default)]
+pub struct Basemap(OnceLock<PathBuf>);
+
+impl Basemap {
+    /// Serves `path` from now on, once [`check_basemap`] accepts it.
+    ///
+    /// # Errors
+    /// What is wrong with the file, naming it; or that a basemap is set already.
+    pub fn serve(&self, path: &FilePath) -> std::result::Result<(), String> {
+        check_basemap(path)?;
+        self.0
+            .set(path.to_path_buf())
+            .map_err(|_| "a basemap is already being served".to_owned())
+    }
+}
+
+/// Whether `path` is a PMTiles archive of version 3 (its first bytes say so).
+///
+/// # Errors
+/// Why not, naming the file.
+pub fn check_basemap(path: &FilePath) -> std::result::Result<(), String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| format!("{shown}: cannot read the basemap: {e}"))?;
+    match (&head[..7], head[7]) {
+        (b"PMTiles", 3) => Ok(()),
+        (b"PMTiles", v) => Err(format!(
+            "{shown}: PMTiles version {v}; the pages read version 3 (convert it with `pmtiles convert`)"
+        )),
+        _ => Err(format!(
+            "{shown}: not a PMTiles file (it does not start with \"PMTiles\")"
+        )),
+    }
+}
+
+/// `GET /basemap` → `{"pmtiles": "/basemap.pmtiles"}`, or `{"pmtiles": null}` when the server
+/// has no street basemap: what the pages ask first (so a server without one costs them no
+/// failed request).
+#[utoipa::path(
+    get,
+    path = "/basemap",
+    tag = "pages",
+    responses((status = 200, description = "Where the street basemap is, if there is one", body = Object))
+)]
+async fn basemap_info(State(state): State<Arc<AppState>>) -> Response {
+    let url = state.basemap.0.get().map(|_| "/basemap.pmtiles");
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(json!({ "pmtiles": url })),
+    )
+        .into_response()
+}
+
+/// `GET /basemap.pmtiles`: the street basemap, with range requests (as the pages read it),
+/// `Last-Modified` revalidation and an hour of caching; 404 when none is set.
+#[utoipa::path(
+    get,
+    path = "/basemap.pmtiles",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The whole PMTiles archive", content_type = "application/vnd.pmtiles", body = String),
+        (status = 206, description = "The byte range asked for"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No basemap is served (start with `handoff serve --basemap FILE.pmtiles`)")
+    )
+)]
+async fn basemap(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let Some(path) = state.basemap.0.get() else {
+        return ApiError::not_found(
+            "no basemap is served here (start the server with --basemap FILE.pmtiles)",
+        )
+        .into_response();
+    };
+    let served = tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await;
+    match served {
+        Ok(mut response) => {
+            let headers = response.headers_mut();
+            if headers.contains_key(header::CONTENT_TYPE) {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/vnd.pmtiles"),
+                );
+            }
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            response.map(Body::new)
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("reading the basemap: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// An embedded HTML page with the headers every page gets.

@@ -129,6 +129,9 @@ const ROWS: &[Row] = &[
     Row { method: "POST", path: "/console/qr", expect: ADMIN_ONLY },
     // A device learns its own event and carrier, whichever event it is of.
     Row { method: "GET", path: "/carrier/me", expect: [Some(401), Some(401), Some(200), None, Some(200), Some(401)] },
+    // Public, as the pages are: where the street basemap is, and (none here) the file.
+    Row { method: "GET", path: "/basemap", expect: all(200) },
+    Row { method: "GET", path: "/basemap.pmtiles", expect: all(404) },
 ];
 
 /// A server set up as every cell needs it, and the credentials of each role.

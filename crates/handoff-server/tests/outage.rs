@@ -214,9 +214,16 @@ impl Cluster {
         let data = dir.path().join("data");
         if as_postgres {
             std::fs::create_dir(&data)?;
-            output(Command::new("chown").arg("-R").arg("postgres").arg(dir.path()))?;
+            output(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres")
+                    .arg(dir.path()),
+            )?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let handle = ClusterHandle {
             bin,
             data,
@@ -306,7 +313,9 @@ fn postgres_bin() -> Result<PathBuf> {
 
 /// Runs `command`, its stdout if it succeeded.
 fn output(command: &mut Command) -> Result<String> {
-    let out = command.output().with_context(|| format!("running {command:?}"))?;
+    let out = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     if !out.status.success() {
         bail!(
             "{command:?} failed ({}): {}{}",

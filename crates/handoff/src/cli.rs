@@ -76,6 +76,11 @@ pub enum Command {
         /// before its requests with credentials get 429 (0: no limit; for a fuzzer on loopback).
         #[arg(long, default_value_t = handoff_server::limits::AUTH_FAILURES_PER_MINUTE)]
         max_failed_sign_ins: u32,
+        /// A street basemap for the pages: a PMTiles file of vector tiles in the Protomaps
+        /// basemap schema (e.g. your region cut from a Protomaps build with `pmtiles extract`),
+        /// served at /basemap.pmtiles and drawn above the built-in world map.
+        #[arg(long, value_name = "FILE.pmtiles")]
+        basemap: Option<PathBuf>,
     },
     /// Copy a database while a server may be using it (SQLite's online backup), then check the
     /// copy: integrity, and every custody log's hash chain.
@@ -125,6 +130,9 @@ pub enum Command {
         /// Stop when the relay has finished instead of serving until Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// A street basemap (a PMTiles file of Paris and Los Angeles, say), as for `serve`.
+        #[arg(long, value_name = "FILE.pmtiles")]
+        basemap: Option<PathBuf>,
     },
 }
 

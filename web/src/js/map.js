@@ -1,7 +1,11 @@
 // The map: Leaflet over a built-in world basemap (Natural Earth countries from the
-// world-atlas package, served by our own server), so it works with no internet. Street tiles
-// are used only when a tile URL is configured (`?tiles=URL`, `?tiles=osm`, or the page's
-// switch); nothing else leaves the server the page came from.
+// world-atlas package, served by our own server), so it works with no internet. Above it, the
+// organiser's street basemap when the server has one (`handoff serve --basemap FILE.pmtiles`:
+// vector tiles drawn by protomaps-leaflet, read from `/basemap.pmtiles` with range requests).
+// Third-party street tiles are used only when a tile URL is configured (`?tiles=URL`,
+// `?tiles=osm`, or the page's switch); nothing else leaves the server the page came from. The
+// world basemap stays beneath whatever is above it: where the street tiles have nothing, or
+// fail to load, it shows through.
 //
 // Leg status colours: done, current (the travelled part drawn like done), to come. Each
 // relay's object is a round marker; its tooltip gives the holder and, when stale, the age.
@@ -77,23 +81,30 @@ const flatFeatures = (fc) => ({ ...fc, features: fc.features.map((f) => ({ ...f,
 /** A fix older than this is stale (the server's rule, `STALE_MS` in the tracker). */
 const STALE_MS = 60000;
 
+/** The pane of the world basemap: beneath Leaflet's tile pane (200), so tiles draw over it. */
+const WORLD_PANE = 'world';
+
 /**
- * Draws the built-in world basemap under Leaflet map `map`: coarse at first, the finer one
- * once zoomed in close. The carrier page's map uses it too.
+ * Draws the built-in world basemap under Leaflet map `map`, in a pane beneath any tiles:
+ * coarse at first, the finer one once zoomed in close. Then the server's street basemap
+ * above it, if it has one. The carrier page's map uses it too.
  */
 export async function worldBasemap(map) {
   map.attributionControl.addAttribution('Basemap: Natural Earth');
+  if (!map.getPane(WORLD_PANE)) map.createPane(WORLD_PANE).style.zIndex = 150;
+  const renderer = L.svg({ pane: WORLD_PANE, padding: RENDER_PADDING });
+  streetBasemap(map);
   let fineLoaded = false;
   const draw = async (file) => {
     const res = await fetch(`/assets/vendor/world-atlas/${file}`);
     const topo = await res.json();
     const land = L.geoJSON(flatFeatures(topojson.feature(topo, topo.objects.countries)), {
       style: { color: '#8a8a7a', weight: 0, fillColor: '#f2efe6', fillOpacity: 1 },
-      interactive: false,
+      interactive: false, pane: WORLD_PANE, renderer,
     });
     const borders = L.geoJSON(flat(topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b)), {
       style: { color: '#8a8577', weight: 1, opacity: 1 },
-      interactive: false,
+      interactive: false, pane: WORLD_PANE, renderer,
     });
     const group = L.layerGroup([land, borders]).addTo(map);
     group.eachLayer((l) => l.bringToBack());
@@ -107,6 +118,62 @@ export async function worldBasemap(map) {
     coarse.remove();
     coarse = fine;
   });
+}
+
+/** Loads a classic script of this server once (protomaps-leaflet is not an ES module). */
+const scripts = new Map();
+function loadScript(src) {
+  if (!scripts.has(src)) {
+    scripts.set(src, new Promise((resolve, reject) => {
+      const el = document.createElement('script');
+      el.src = src;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error(`cannot load ${src}`));
+      document.head.append(el);
+    }));
+  }
+  return scripts.get(src);
+}
+
+/**
+ * The server's street basemap: `{ url, maxZoom }` (its PMTiles header read with one range
+ * request), or null when the server has none (`GET /basemap` says so) or the file is not
+ * PMTiles version 3.
+ */
+export async function basemapHeader() {
+  let url;
+  let res;
+  try {
+    url = (await (await fetch('/basemap')).json()).pmtiles;
+    if (!url) return null;
+    res = await fetch(url, { headers: { Range: 'bytes=0-126' } });
+  } catch {
+    return null;
+  }
+  if (!res.ok) return null;
+  const head = new Uint8Array(await res.arrayBuffer());
+  const magic = String.fromCharCode(...head.slice(0, 7));
+  if (magic !== 'PMTiles' || head[7] !== 3 || head.length < 102) return null;
+  return { url, maxZoom: head[101] };
+}
+
+/**
+ * Adds the server's street basemap to `map` (above the world basemap, in the tile pane), if
+ * the server has one; marks the map element `data-basemap="streets"` once it is added. The
+ * light flavour of the Protomaps style, without its background fill: that is painted on
+ * every tile, also where the extract has no data, and would hide the world map there.
+ */
+async function streetBasemap(map) {
+  const header = await basemapHeader();
+  if (!header) return;
+  await loadScript('/assets/vendor/protomaps-leaflet/protomaps-leaflet.js');
+  // eslint-disable-next-line no-undef
+  const layer = protomapsL.leafletLayer({
+    url: header.url, flavor: 'light', lang: document.documentElement.lang || 'en', maxDataZoom: header.maxZoom,
+  });
+  layer.backgroundColor = undefined;
+  layer.addTo(map);
+  map.getContainer().dataset.basemap = 'streets';
 }
 
 export class RelayMap {
@@ -140,10 +207,10 @@ export class RelayMap {
       this.map.createPane(name).style.zIndex = z;
       this.renderers[name] = L.svg({ pane: name, padding: RENDER_PADDING });
     }
+    // The world basemap always, beneath; configured tiles over it.
+    worldBasemap(this.map);
     if (tiles) {
       L.tileLayer(tiles.url, { attribution: tiles.attribution ?? '', maxZoom: 19 }).addTo(this.map);
-    } else {
-      worldBasemap(this.map);
     }
     this.map.setView([20, 0], 2);
     this.publishView();

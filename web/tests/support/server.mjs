@@ -13,13 +13,16 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.HANDOFF_BIN ?? resolve(here, '../../../target/debug/handoff');
 export const ADMIN = 'e2e-admin-token';
 
-/** Starts the server; `port` reuses a port (to restart "the same" server). */
-export async function startServer({ dir, port = 0 } = {}) {
+/**
+ * Starts the server; `port` reuses a port (to restart "the same" server); `args` are more of
+ * `handoff serve`'s options.
+ */
+export async function startServer({ dir, port = 0, args = [] } = {}) {
   if (!existsSync(BIN)) {
     throw new Error(`no server binary at ${BIN}: run \`cargo build -p handoff\` first (or set HANDOFF_BIN)`);
   }
   const dataDir = dir ?? await mkdtemp(join(tmpdir(), 'handoff-web-'));
-  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite://${join(dataDir, 'handoff.db')}`], {
+  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite://${join(dataDir, 'handoff.db')}`, ...args], {
     env: { ...process.env, HANDOFF_ADMIN_TOKEN: ADMIN, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -41,11 +41,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             speed,
             exit,
+            basemap,
         } => crate::demo::run(crate::demo::Options {
             listen,
             data,
             speed,
             exit,
+            basemap,
         }),
         Command::Log {
             command:
@@ -78,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections_per_ip,
             allow_private_webhooks,
             max_failed_sign_ins,
+            basemap,
         } => serve::run(
             &listen,
             &db,
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_private_webhooks,
                 max_failed_sign_ins,
             },
+            basemap.as_deref(),
         ),
     }
 }

@@ -187,8 +187,12 @@ pub fn run(
     osmand_listen: Option<&str>,
     limits: handoff_server::serve::Limits,
     options: Options,
+    basemap: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let database = database(db)?;
+    if let Some(b) = basemap {
+        handoff_server::pages::check_basemap(b).map_err(|e| anyhow::anyhow!("--basemap {e}"))?;
+    }
     if let Database::Sqlite(path) = &database {
         check_folder(path, "--db")?;
     }
@@ -202,6 +206,7 @@ pub fn run(
         osmand_listen,
         limits,
         options,
+        basemap,
     };
     match database {
         Database::Sqlite(path) => run_sqlite(&path, &addresses),
@@ -215,6 +220,7 @@ struct Addresses<'a> {
     osmand_listen: Option<&'a str>,
     limits: handoff_server::serve::Limits,
     options: Options,
+    basemap: Option<&'a Path>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -307,6 +313,7 @@ async fn serve(
         osmand_listen,
         limits,
         options,
+        basemap,
     } = *addresses;
     let state = AppState::open(store, Config { admin, clock: None })
         .await
@@ -314,6 +321,12 @@ async fn serve(
     state
         .webhooks
         .allow_private_targets(options.allow_private_webhooks);
+    if let Some(b) = basemap {
+        state
+            .basemap
+            .serve(b)
+            .map_err(|e| anyhow::anyhow!("--basemap {e}"))?;
+    }
     state.limits.auth_by_ip.set_max(options.max_failed_sign_ins);
     state
         .limits

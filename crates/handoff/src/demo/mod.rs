@@ -32,6 +32,8 @@ pub struct Options {
     pub speed: f64,
     /// Stop once everything has finished (instead of serving until Ctrl-C).
     pub exit: bool,
+    /// A street basemap to serve (`--basemap`).
+    pub basemap: Option<PathBuf>,
 }
 
 /// Where the demo keeps its database unless told: the user's data folder, else a temp folder.
@@ -72,6 +74,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     if !(opts.speed.is_finite() && opts.speed > 0.0) {
         anyhow::bail!("--speed must be a positive number (2 runs twice as fast)");
     }
+    if let Some(b) = &opts.basemap {
+        handoff_server::pages::check_basemap(b).map_err(|e| anyhow::anyhow!("--basemap {e}"))?;
+    }
     let dir = opts.data.clone().unwrap_or_else(default_data_dir);
     let db = reset(&dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -106,6 +111,12 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(b) = &opts.basemap {
+        state
+            .basemap
+            .serve(b)
+            .map_err(|e| anyhow::anyhow!("--basemap {e}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .with_context(|| {
