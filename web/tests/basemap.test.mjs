@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -17,6 +17,8 @@ import { assertClean, launch, open, PHONE } from './support/browser.mjs';
 import { pingAt, LEG0, putPlan, registerDevice, sendPings, startServer, testPlan } from './support/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// As in live.test.mjs: an ignored folder, or the README's with scripts/screenshots.
+const SHOTS = process.env.HANDOFF_SCREENSHOTS ? resolve(process.env.HANDOFF_SCREENSHOTS) : join(here, 'screenshots');
 const FIXTURE_BIN = process.env.HANDOFF_PMTILES_FIXTURE ?? resolve(here, '../../target/debug/pmtiles-fixture');
 
 // Two streets across the test relay's first leg (Paris, 2.34–2.37 E on 48.85 N).
@@ -108,7 +110,8 @@ test('the street basemap is drawn from the server\'s PMTiles, offline, above the
   // The world map is still there beneath, and the streets' attribution is shown.
   assert.ok(await worldPaths(page) > 0, 'the world basemap is gone');
   assert.match(await page.locator('.leaflet-control-attribution').textContent(), /OpenStreetMap/);
-  await page.screenshot({ path: join(here, 'screenshots', 'live-streets-phone.png') }).catch(() => {});
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, 'live-streets-phone.png') });
   assertClean(seen, 'live page with a street basemap');
   await context.close();
 });
@@ -136,7 +139,7 @@ test('when the street tiles fail, the world map stays', async () => {
   try {
     await putPlan(plain.url, 'e2e', testPlan());
     const other = await open(browser, `${plain.url}/e/e2e`, { setup: offline() });
-    await other.page.locator('.leaflet-world-pane path').first().waitFor();
+    await other.page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
     assert.equal(await other.page.locator('#map').getAttribute('data-basemap'), null);
     assertClean(other.seen, 'live page without a basemap');
     await other.context.close();

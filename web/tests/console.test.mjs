@@ -4,10 +4,18 @@
 // shifting the plan.
 
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 import { assertAccessible, assertClean, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
 import { ADMIN, LEG0, pingAt, putPlan, sendPings, startServer, testPlan } from './support/server.mjs';
+
+// As live.test.mjs: an ignored folder unless HANDOFF_SCREENSHOTS names another.
+const SHOTS = process.env.HANDOFF_SCREENSHOTS
+  ? resolve(process.env.HANDOFF_SCREENSHOTS)
+  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
 
 let server;
 let browser;
@@ -226,6 +234,9 @@ test('shifts the remaining plan by N minutes', async () => {
   const overflow = await page.evaluate(() => [...document.querySelectorAll('.relay-block[open] .table-scroll')]
     .map((el) => el.scrollWidth - el.clientWidth));
   assert.ok(overflow.length > 0 && overflow.every((d) => d <= 0), `the legs tables overflow by ${overflow} px`);
+  await mkdir(SHOTS, { recursive: true });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: `${SHOTS}/console-desktop.png` });
 
   await page.setViewportSize(PHONE);
   assert.deepEqual(await layoutProblems(page), []);
