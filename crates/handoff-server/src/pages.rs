@@ -52,6 +52,27 @@ struct Asset {
     /// revalidated on every load (`no-cache` + ETag), so a new binary never mixes old modules
     /// with new ones.
     vendor: bool,
+    /// The body gzip-compressed (text only), made at the first request that accepts it, and
+    /// its own ETag (another representation of the same file).
+    gzip: Option<(OnceLock<Bytes>, HeaderValue)>,
+}
+
+/// The gzip level of assets: compressed once per process, so the best one.
+const ASSET_GZIP_LEVEL: u32 = 9;
+
+/// Whether the request accepts a gzip-encoded answer.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|q| matches!(q.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (name == "gzip" || name == "*") && !refused
+        })
 }
 
 static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
@@ -62,11 +83,19 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             let hash = hex::encode(&sha2::Sha256::digest(body)[..12]);
             let etag = HeaderValue::from_str(&format!("\"{hash}\""))
                 .unwrap_or(HeaderValue::from_static("\"0\""));
+            let content_type = content_type(path);
+            let compressible = !content_type.starts_with("image/png");
+            let gzip = compressible.then(|| {
+                let tag = HeaderValue::from_str(&format!("\"{hash}-gzip\""))
+                    .unwrap_or(HeaderValue::from_static("\"0-gzip\""));
+                (OnceLock::new(), tag)
+            });
             let asset = Asset {
                 body,
-                content_type: content_type(path),
+                content_type,
                 etag,
                 vendor: path.starts_with("vendor/"),
+                gzip,
             };
             (*path, asset)
         })
@@ -317,32 +346,47 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     } else {
         "no-cache"
     });
-    if headers.get(header::IF_NONE_MATCH) == Some(&a.etag) {
+    let gzip = a.gzip.as_ref().filter(|_| accepts_gzip(&headers));
+    let etag = gzip.map_or(&a.etag, |(_, tag)| tag);
+    let vary = (header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if headers.get(header::IF_NONE_MATCH) == Some(etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [
-                (header::ETAG, a.etag.clone()),
+                (header::ETAG, etag.clone()),
                 (header::CACHE_CONTROL, cache),
+                vary,
             ],
         )
             .into_response();
     }
-    (
-        [
+    let common = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        ),
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, cache),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        vary,
+    ];
+    match gzip {
+        Some((body, _)) => {
+            let body = body
+                .get_or_init(|| Bytes::from(crate::engine::gzip(a.body, ASSET_GZIP_LEVEL)))
+                .clone();
             (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(a.content_type),
-            ),
-            (header::ETAG, a.etag.clone()),
-            (header::CACHE_CONTROL, cache),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        a.body,
-    )
-        .into_response()
+                common,
+                [(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"))],
+                body,
+            )
+                .into_response()
+        }
+        None => (common, a.body).into_response(),
+    }
 }
 
 /// `GET /console/session` → `{"admin": bool}`: whether the bearer token is the admin token,
@@ -470,12 +514,92 @@ mod tests {
             "vendor/leaflet/leaflet.css",
             "vendor/topojson-client.min.js",
             "vendor/world-atlas/countries-110m.json",
+            "vendor/protomaps-leaflet/protomaps-leaflet.js",
         ] {
             assert!(ASSETS.contains_key(path), "{path} is not embedded");
         }
         assert!(
             ASSETS.keys().all(|p| !p.contains("node_modules")),
             "only the listed npm files are embedded"
+        );
+    }
+
+    #[test]
+    fn gzip_is_accepted_as_http_says() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            accepts_gzip(&h)
+        };
+        assert!(with("gzip"));
+        assert!(with("br, gzip;q=0.8, deflate"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn assets_go_gzip_compressed_to_who_accepts_it_with_their_own_etag() {
+        use std::io::Read as _;
+        let get = |accept: Option<&'static str>, etag: Option<HeaderValue>| {
+            let mut h = HeaderMap::new();
+            if let Some(a) = accept {
+                h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(a));
+            }
+            if let Some(e) = etag {
+                h.insert(header::IF_NONE_MATCH, e);
+            }
+            asset(Path("vendor/world-atlas/countries-50m.json".to_owned()), h)
+        };
+        let plain = get(None, None).await;
+        assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        let plain_tag = plain.headers().get(header::ETAG).cloned().expect("an ETag");
+        let raw = axum::body::to_bytes(plain.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+
+        let zipped = get(Some("gzip, deflate, br"), None).await;
+        assert_eq!(
+            zipped
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes()),
+            Some(&b"gzip"[..])
+        );
+        assert_eq!(
+            zipped.headers().get(header::VARY).map(|v| v.as_bytes()),
+            Some(&b"Accept-Encoding"[..])
+        );
+        let tag = zipped
+            .headers()
+            .get(header::ETAG)
+            .cloned()
+            .expect("an ETag");
+        assert_ne!(tag, plain_tag, "two representations, two ETags");
+        let body = axum::body::to_bytes(zipped.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        assert!(
+            body.len() * 2 < raw.len(),
+            "{} of {} bytes",
+            body.len(),
+            raw.len()
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut unzipped)
+            .expect("gzip");
+        assert_eq!(unzipped, raw);
+        // Revalidation by each representation's own tag.
+        assert_eq!(
+            get(Some("gzip"), Some(tag.clone())).await.status(),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(get(None, Some(tag)).await.status(), StatusCode::OK);
+        assert_eq!(
+            get(None, Some(plain_tag)).await.status(),
+            StatusCode::NOT_MODIFIED
         );
     }
 

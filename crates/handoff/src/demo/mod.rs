@@ -168,6 +168,12 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
     println!("  console        {base}/e/{}/console", plan.event.id);
     println!("  admin token    {admin}");
     println!("  data           {}", db.display());
+    match &opts.basemap {
+        Some(b) => println!("  street map     {}", b.display()),
+        None => println!(
+            "  street map     none: the built-in world map (add a city with --basemap FILE.pmtiles; see docs/operations.md)"
+        ),
+    }
     println!(
         "  demo time      the {:.0}-hour relay runs in about {:.0} s; each leg is compressed on its own (speed {})",
         plan.relay("flag")
