@@ -95,6 +95,20 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   assert.match(await row.locator('td.last-fix').textContent(), /^\d+ s ago$/);
   assert.equal(await row.locator('td.battery').textContent(), '55 %');
   await row.locator('td.dropped', { hasText: 'none' }).waitFor();
+  // And on the map of phones, where its fix is, green (reporting), the view around it.
+  const marker = page.locator('#phones-map .phone-marker[data-device="ann-phone"]');
+  await marker.waitFor();
+  assert.equal(await marker.getAttribute('data-online'), 'true');
+  const fix = pingAt(LEG0, 0.3);
+  const view = await page.evaluate(() => {
+    const el = document.querySelector('#phones-map');
+    const r = el.getBoundingClientRect();
+    const m = document.querySelector('#phones-map .phone-marker[data-device="ann-phone"]').getBoundingClientRect();
+    return { inside: m.left >= r.left && m.right <= r.right && m.top >= r.top && m.bottom <= r.bottom };
+  });
+  assert.ok(view.inside, `the marker at ${fix.lon},${fix.lat} is outside the map`);
+  await marker.hover();
+  await page.locator('.leaflet-tooltip', { hasText: /Ann \(ann-phone\) · reporting · fix \d+ s ago · battery 55 %/ }).waitFor();
   const beat = await fetch(`${server.url}/osmand?id=${token}&timestamp=${Math.floor(Date.now() / 1000)}&batt=50`);
   assert.equal(beat.status, 200);
   await page.getByRole('button', { name: 'Refresh the phones' }).click();

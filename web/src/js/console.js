@@ -1,5 +1,6 @@
 // The operator console (`/e/{event}/console`): every relay and leg with plan, ETA, delta and
-// status; the alerts; recording, voiding and re-timing handoffs; shifting the plan; and
+// status; the alerts; recording, voiding and re-timing handoffs; shifting the plan; the list and
+// map of every phone; and
 // registering phones (token shown once, as text and QR codes). The admin token is asked for
 // once and kept in sessionStorage (this tab only), and sent as a bearer token.
 
@@ -7,6 +8,7 @@ import { ApiError, eventFromPath, getJSON, getText, paths, postJSON } from './ap
 import { $, coalesce, fill, h, names, problem } from './dom.js';
 import { LiveModel } from './live-model.js';
 import { endedBy, model, stintEnd } from './plan.js';
+import { PhonesMap } from './phones-map.js';
 import { follow } from './stream.js';
 import { clock, delta, ms, now, syncClock, tick } from './time.js';
 
@@ -356,6 +358,9 @@ function ago(t) {
  * sent that could not be stored. */
 async function loadPhones() {
   const body = await getJSON(paths.devices(eventId), auth());
+  // Leaflet is a deferred classic script: there by the time a signed-in console asks.
+  state.phonesMap ??= new PhonesMap($('#phones-map'));
+  state.phonesMap.update(body.devices, ago);
   fill($('#phones tbody'), body.devices.map((d) => {
     const n = d.dropped?.total ?? 0;
     const last = d.dropped?.last;

@@ -1,5 +1,6 @@
-//! Each device's newest fix, for the operators' list of phones: when it was taken and arrived,
-//! its battery and accuracy, so an operator sees at a glance which phones are reporting. Kept in
+//! Each device's newest fix, for the operators' list and map of phones: where and when it was
+//! taken, when it arrived, its battery and accuracy, so an operator sees at a glance which phones
+//! are reporting and where they are (admin only: `GET …/devices`). Kept in
 //! memory (this node's view, from its own ingest and from the other nodes' pings it follows),
 //! since the server started: a phone that has not reported since a restart shows no fix yet.
 
@@ -18,6 +19,8 @@ pub struct LastFix {
     pub t: Timestamp,
     /// When this server applied it.
     pub received_at: Timestamp,
+    pub lon: f64,
+    pub lat: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batt_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +50,8 @@ impl LastFixes {
             let fix = LastFix {
                 t: c.ping.t,
                 received_at: now,
+                lon: c.ping.lon,
+                lat: c.ping.lat,
                 batt_pct: c.ping.batt_pct,
                 acc_m: c.ping.acc_m,
             };
