@@ -132,6 +132,28 @@ fn the_demo_runs_the_flag_handover_to_the_end() {
                 >= 6,
         "{acc}"
     );
+    // By lead time, per leg and pooled: every prediction is in exactly one group, and each
+    // leg's errors are also given as a share of its real duration.
+    let count = |groups: &serde_json::Value| -> u64 {
+        groups
+            .as_array()
+            .map(|g| g.iter().filter_map(|x| x["predictions"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let total: u64 = legs.iter().filter_map(|l| l["predictions"].as_u64()).sum();
+    assert_eq!(count(&acc["by_lead"]), total, "{acc}");
+    for l in legs {
+        assert_eq!(
+            count(&l["by_lead"]),
+            l["predictions"].as_u64().unwrap_or(0),
+            "{l}"
+        );
+    }
+    assert!(
+        legs.iter()
+            .any(|l| l["by_lead"][0]["median_abs_error_pct"].as_f64().is_some()),
+        "{acc}"
+    );
 
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();

@@ -1,7 +1,6 @@
 // The operator console (`/e/{event}/console`): every relay and leg with plan, ETA, delta and
 // status; the alerts; recording, voiding and re-timing handoffs; shifting the plan; the list and
-// map of every phone; and
-// registering phones (token shown once, as text and QR codes). The admin token is asked for
+// map of every phone; and registering phones (token shown once, as text and QR codes). The admin token is asked for
 // once and kept in sessionStorage (this tab only), and sent as a bearer token.
 
 import { ApiError, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';

@@ -47,7 +47,7 @@ use crate::geodesic::Coord;
 use crate::ping::Ping;
 use crate::plan::Plan;
 
-pub use predict::LegAccuracy;
+pub use predict::{LEAD_BUCKETS_S, LeadAccuracy, LegAccuracy, Sample, by_lead};
 pub use saved::{FORMAT, Frozen, SavedError};
 use step::{Ctx, RelayState};
 pub use step::{OFF_ROUTE_PINGS, PROXIMITY_WINDOW_MS};

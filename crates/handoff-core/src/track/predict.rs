@@ -26,8 +26,14 @@ const PREDICTIONS_MAX: usize = 512;
 pub struct LegAccuracy {
     pub leg: usize,
     pub actual_end: Timestamp,
+    /// How long the leg really took (seconds, to the millisecond), when its start is known: what
+    /// [`LeadAccuracy::median_abs_error_pct`] is a share of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
     pub predictions: usize,
-    /// Mean of |predicted − actual| over all predictions, seconds.
+    /// Mean of |predicted − actual| over all predictions, seconds (to the millisecond). It
+    /// mixes predictions made long before the end with those made seconds before: read
+    /// [`LegAccuracy::by_lead`].
     pub mean_abs_error_s: f64,
     pub max_abs_error_s: i64,
     /// The earliest prediction's error and how long before the end it was made (seconds).
@@ -36,6 +42,102 @@ pub struct LegAccuracy {
     /// The last prediction before the end.
     pub last_error_s: i64,
     pub last_lead_s: i64,
+    /// The errors by how long before the real end they were made ([`LEAD_BUCKETS_S`]).
+    pub by_lead: Vec<LeadAccuracy>,
+    /// Every prediction as (lead, error) in milliseconds, with the leg's duration, for
+    /// pooling legs ([`by_lead`]).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+/// One prediction measured at the real end: made `lead_ms` before it, off by `error_ms`
+/// (predicted − actual), on a leg that took `duration_ms` (if known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub lead_ms: i64,
+    pub error_ms: i64,
+    pub duration_ms: Option<i64>,
+}
+
+/// The lead times predictions are grouped by, in seconds: [0, 1 min), [1, 5 min), [5, 15 min),
+/// [15, 30 min), [30, 60 min), 60 min and more.
+pub const LEAD_BUCKETS_S: [i64; 6] = [0, 60, 300, 900, 1800, 3600];
+
+/// The errors of the predictions made within one range of lead times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadAccuracy {
+    /// Made at least this long before the real end (seconds) …
+    pub lead_from_s: i64,
+    /// … and less than this (none: no upper bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_to_s: Option<i64>,
+    pub predictions: usize,
+    /// Median and 90th percentile of |predicted − actual|, seconds.
+    pub median_abs_error_s: f64,
+    pub p90_abs_error_s: f64,
+    /// Median of |predicted − actual| as a percentage of the leg's real duration (over the
+    /// predictions whose leg's duration is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_abs_error_pct: Option<f64>,
+}
+
+/// The `q` quantile (0–1) of sorted `v`, nearest rank.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// One decimal.
+fn tenth(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `samples` grouped by lead time ([`LEAD_BUCKETS_S`]), the empty groups left out.
+#[must_use]
+pub fn by_lead(samples: &[Sample]) -> Vec<LeadAccuracy> {
+    let mut out = Vec::new();
+    for (i, &from) in LEAD_BUCKETS_S.iter().enumerate() {
+        let to = LEAD_BUCKETS_S.get(i + 1).copied();
+        let inside: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.lead_ms >= from * 1000 && to.is_none_or(|to| s.lead_ms < to * 1000))
+            .collect();
+        if inside.is_empty() {
+            continue;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mut abs: Vec<f64> = inside
+            .iter()
+            .map(|s| s.error_ms.abs() as f64 / 1000.0)
+            .collect();
+        abs.sort_by(f64::total_cmp);
+        #[allow(clippy::cast_precision_loss)]
+        let mut pct: Vec<f64> = inside
+            .iter()
+            .filter_map(|s| {
+                let d = s.duration_ms.filter(|d| *d > 0)?;
+                Some(s.error_ms.abs() as f64 * 100.0 / d as f64)
+            })
+            .collect();
+        pct.sort_by(f64::total_cmp);
+        out.push(LeadAccuracy {
+            lead_from_s: from,
+            lead_to_s: to,
+            predictions: inside.len(),
+            median_abs_error_s: tenth(quantile(&abs, 0.5)),
+            p90_abs_error_s: tenth(quantile(&abs, 0.9)),
+            median_abs_error_pct: (!pct.is_empty()).then(|| tenth(quantile(&pct, 0.5))),
+        });
+    }
+    out
 }
 
 /// Samples the ETAs of the next few handoffs, to measure them when they really happen.
@@ -214,6 +316,10 @@ pub(crate) fn accuracy(st: &RelayState) -> Vec<LegAccuracy> {
         .filter_map(|(i, lt)| {
             let end = lt.actual_end?;
             let end_ms = end.as_millisecond();
+            let duration_ms = lt
+                .actual_start
+                .map(|s| end_ms - s.as_millisecond())
+                .filter(|d| *d > 0);
             let preds: Vec<(i64, i64)> = lt
                 .predictions
                 .iter()
@@ -221,20 +327,83 @@ pub(crate) fn accuracy(st: &RelayState) -> Vec<LegAccuracy> {
                 .filter(|(t, _)| *t <= end_ms)
                 .collect();
             let (first, last) = (preds.first()?, preds.last()?);
-            let errs: Vec<i64> = preds.iter().map(|(_, eta)| (eta - end_ms) / 1000).collect();
+            let samples: Vec<Sample> = preds
+                .iter()
+                .map(|(t, eta)| Sample {
+                    lead_ms: end_ms - t,
+                    error_ms: eta - end_ms,
+                    duration_ms,
+                })
+                .collect();
             #[allow(clippy::cast_precision_loss)]
-            let mean = errs.iter().map(|e| e.abs() as f64).sum::<f64>() / errs.len() as f64;
+            let mean = samples
+                .iter()
+                .map(|s| s.error_ms.abs() as f64 / 1000.0)
+                .sum::<f64>()
+                / samples.len() as f64;
+            #[allow(clippy::cast_precision_loss)]
             Some(LegAccuracy {
                 leg: i,
                 actual_end: end,
+                duration_s: duration_ms.map(|d| d as f64 / 1000.0),
                 predictions: preds.len(),
-                mean_abs_error_s: (mean * 10.0).round() / 10.0,
-                max_abs_error_s: errs.iter().map(|e| e.abs()).max().unwrap_or(0),
+                mean_abs_error_s: tenth(mean),
+                max_abs_error_s: samples
+                    .iter()
+                    .map(|s| s.error_ms.abs() / 1000)
+                    .max()
+                    .unwrap_or(0),
                 first_error_s: (first.1 - end_ms) / 1000,
                 first_lead_s: (end_ms - first.0) / 1000,
                 last_error_s: (last.1 - end_ms) / 1000,
                 last_lead_s: (end_ms - last.0) / 1000,
+                by_lead: by_lead(&samples),
+                samples,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod lead_tests {
+    use super::*;
+
+    fn sample(lead_s: i64, error_ms: i64) -> Sample {
+        Sample {
+            lead_ms: lead_s * 1000,
+            error_ms,
+            duration_ms: Some(600_000),
+        }
+    }
+
+    #[test]
+    fn errors_are_grouped_by_lead_time_with_median_p90_and_share_of_the_leg() {
+        // Seconds before the end: small errors; half an hour before: large ones.
+        let samples = [
+            sample(10, 1_500),
+            sample(30, -2_500),
+            sample(50, 500),
+            sample(1_900, 120_000),
+            sample(2_000, -60_000),
+            sample(7_200, 300_000),
+        ];
+        let groups = by_lead(&samples);
+        let spans: Vec<(i64, Option<i64>, usize)> = groups
+            .iter()
+            .map(|g| (g.lead_from_s, g.lead_to_s, g.predictions))
+            .collect();
+        assert_eq!(
+            spans,
+            [(0, Some(60), 3), (1800, Some(3600), 2), (3600, None, 1)]
+        );
+        // Not truncated to whole seconds: 0.5, 1.5, 2.5 s.
+        assert!(
+            (groups[0].median_abs_error_s - 1.5).abs() < 1e-9,
+            "{groups:?}"
+        );
+        assert!((groups[0].p90_abs_error_s - 2.5).abs() < 1e-9);
+        // 60 and 120 s of a 600 s leg: the median (nearest rank) is 10 %.
+        assert_eq!(groups[1].median_abs_error_pct, Some(10.0));
+        assert!(by_lead(&[]).is_empty());
+    }
 }

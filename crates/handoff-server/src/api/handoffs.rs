@@ -762,7 +762,16 @@ pub async fn accuracy(
         .accuracy(&relay, public)
         .await
         .ok_or_else(|| ApiError::not_found(format!("no relay `{relay}` in `{event}`")))?;
-    Ok(Json(json!({ "event": event, "relay": relay, "legs": legs })).into_response())
+    // Every leg's predictions pooled, by how long before the real end they were made.
+    let samples: Vec<_> = legs
+        .iter()
+        .flat_map(|l| l.samples.iter().copied())
+        .collect();
+    let overall = handoff_core::track::by_lead(&samples);
+    Ok(
+        Json(json!({ "event": event, "relay": relay, "legs": legs, "by_lead": overall }))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

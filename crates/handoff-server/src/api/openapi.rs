@@ -317,6 +317,9 @@ pub struct Accuracy {
     pub relay: String,
     #[schema(value_type = Vec<Object>)]
     pub legs: Vec<Value>,
+    /// Every leg's predictions pooled, by lead time.
+    #[schema(value_type = Vec<Object>)]
+    pub by_lead: Vec<Value>,
 }
 
 #[derive(ToSchema)]

@@ -171,7 +171,7 @@ async fn demo(opts: Options, db: PathBuf) -> anyhow::Result<ExitCode> {
     match &opts.basemap {
         Some(b) => println!("  street map     {}", b.display()),
         None => println!(
-            "  street map     none: the built-in world map (add a city with --basemap FILE.pmtiles; see docs/operations.md)"
+            "  street map     none (add a city: --basemap FILE.pmtiles, docs/operations.md)"
         ),
     }
     println!(
