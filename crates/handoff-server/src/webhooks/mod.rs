@@ -18,9 +18,9 @@
 //! server's clock noticed. The node that appends a custody entry queues it in the same task
 //! that commits it (before the `201`), and every node following the feed queues it again (a
 //! no-op, unless the first died in between); every server, when it starts, queues again the
-//! entries its log has ([`requeue_custody`]: a no-op, unless it stopped between the commit and
-//! the queueing, which on one node no one else would mend); each node raises alerts from its
-//! own engine.
+//! entries of the last few minutes ([`requeue_custody`]: a no-op, unless it stopped between the
+//! commit and the queueing, which on one node no one else would mend); each node raises alerts
+//! from its own engine.
 //!
 //! Each delivery is `POST url` with the JSON body `{"kind","event","delivery","payload"}` and
 //! the headers `X-Handoff-Event: <kind>`, `X-Handoff-Delivery: <id>` (the same on every retry,
@@ -255,20 +255,30 @@ fn custody_notification(relay: &str, entry: &Entry) -> Option<(String, Value)> {
 
 /// Rows per store write when queueing again after a start.
 const REQUEUE_ROWS: usize = 500;
+/// How far back, by the server's clock, a start looks for entries whose notification may
+/// never have been queued: a restart after a crash takes seconds. Older entries are left
+/// alone, so that a database copied without its outbox (`handoff migrate`) does not send its
+/// whole history again.
+const REQUEUE_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
 /// Queues again, at a server's start, the `handoff` notification of every custody entry each
 /// webhook would have been sent: those recorded since the webhook was registered. The outbox
 /// keeps a row for every notification, delivered or not, and ignores a key it has, so this adds
 /// only the ones whose entry was committed but never queued: a server that stopped between the
 /// two writes (on one node, no other node follows the feed to queue them). Entries recorded
-/// before a webhook existed are never sent to it.
+/// before a webhook existed are never sent to it, nor those older than [`REQUEUE_WINDOW`].
 pub async fn requeue_custody(state: &AppState) {
+    let since = state
+        .now()
+        .checked_sub(REQUEUE_WINDOW)
+        .unwrap_or(jiff::Timestamp::MIN);
     for live in state.events() {
         let event = &live.plan.event.id;
         let hooks = state.webhooks.subscribed(event, "handoff");
         let Some(oldest) = hooks.iter().map(|h| h.created_at).min() else {
             continue;
         };
+        let oldest = oldest.max(since);
         let entries: Vec<(String, Entry)> = {
             let chains = live.chains.lock().await;
             chains
