@@ -60,8 +60,8 @@ struct Asset {
 /// The gzip level of assets: compressed once per process, so the best one.
 const ASSET_GZIP_LEVEL: u32 = 9;
 
-/// Whether the request accepts a gzip-encoded answer.
-fn accepts_gzip(headers: &HeaderMap) -> bool {
+/// Whether the request accepts a gzip-encoded answer (`q=0` refuses it); `/live` asks too.
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

@@ -122,8 +122,14 @@ async fn a_node_rides_out_a_real_postgresql_crash_and_restart() -> Result<()> {
     .await?;
     // Only to keep the server's `dir` alive; the cluster holds the data.
     let db = TestDb::new().await?;
-    let direct_url = url.clone();
-    let direct = move || direct_url.clone();
+    // Straight to the cluster (its pool reconnects after the crash by itself).
+    let direct: Arc<dyn handoff_store::Store> = Arc::new(
+        handoff_store::postgres::PostgresStore::connect_sized(
+            handoff_store::postgres::parse_url(&url)?,
+            handoff_store::postgres::testing::TEST_POOL,
+        )
+        .await?,
+    );
     phone_through(Outage::Cluster(cluster), db, store, direct).await
 }
 
@@ -162,29 +168,6 @@ impl Outage {
             }
         }
         Ok(())
-    }
-}
-
-/// Where a test's acknowledged pings are read back from, straight from the database.
-trait Direct {
-    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>>;
-}
-
-impl Direct for Arc<dyn handoff_store::Store> {
-    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>> {
-        Ok(Arc::clone(self))
-    }
-}
-
-impl<F: Fn() -> String> Direct for F {
-    async fn open(&self) -> Result<Arc<dyn handoff_store::Store>> {
-        Ok(Arc::new(
-            handoff_store::postgres::PostgresStore::connect_sized(
-                handoff_store::postgres::parse_url(&self())?,
-                handoff_store::postgres::testing::TEST_POOL,
-            )
-            .await?,
-        ))
     }
 }
 
@@ -334,7 +317,7 @@ async fn phone_through(
     mut outage: Outage,
     db: Arc<TestDb>,
     store: handoff_store::postgres::PostgresStore,
-    direct: impl Direct,
+    direct: Arc<dyn handoff_store::Store>,
 ) -> Result<()> {
     let clock = TestClock::new(at(-60));
     let mut s = Server::open_store(
@@ -451,7 +434,6 @@ async fn phone_through(
     );
     // Nothing acknowledged is lost: every fix answered 200 is stored (read straight from the
     // database, not through the proxy) ...
-    let direct = direct.open().await?;
     let stored: std::collections::HashSet<String> = direct
         .pings_for_device(EVENT, DEVICES[RUN], None, None, 10_000)
         .await?

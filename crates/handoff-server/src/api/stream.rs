@@ -79,11 +79,7 @@ pub async fn live(
         )
             .into_response());
     }
-    let gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|enc| enc.trim().starts_with("gzip")));
+    let gzip = crate::pages::accepts_gzip(&headers);
     let mut response = (
         [
             (
