@@ -285,6 +285,38 @@ test('street tiles only when configured, and then only from the configured serve
   await context.close();
 });
 
+test('the street-tiles switch while the world map still loads leaves no error', async () => {
+  // The world map's file is held back until the switch has replaced the map; the old map's
+  // late drawing must not touch the map that is gone.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let asked = 0;
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`, {
+    setup: async (ctx) => {
+      await ctx.route('**/assets/vendor/world-atlas/countries-110m.json', async (route) => {
+        asked += 1;
+        if (asked === 1) await held;
+        await route.continue();
+      });
+      // The switch's street tiles, stood in for (the tests run with no internet).
+      await ctx.route('https://*.openstreetmap.org/**', (route) => route.fulfill({ status: 204 }));
+    },
+  });
+  await flag(page).locator('.holders').waitFor();
+  await page.locator('#street-tiles').check();
+  await page.locator('#street-tiles').uncheck();
+  await page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
+  release();
+  // The held file reaches the page and is dropped; the map that is shown keeps one basemap.
+  await page.waitForResponse('**/countries-110m.json');
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  assert.ok(asked >= 2);
+  assert.deepEqual(seen.foreign.filter((u) => !/^https:\/\/[a-z.]*openstreetmap\.org\//.test(u)), []);
+  seen.foreign = [];
+  assertClean(seen, 'live page');
+  await context.close();
+});
+
 for (const [name, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
   test(`${name} layout: no horizontal scroll, no overlapping controls, accessible`, async () => {
     const { page, seen, context } = await open(browser, `${server.url}/e/e2e`, { viewport });

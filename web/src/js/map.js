@@ -93,11 +93,15 @@ export async function worldBasemap(map) {
   map.attributionControl.addAttribution('Basemap: Natural Earth');
   if (!map.getPane(WORLD_PANE)) map.createPane(WORLD_PANE).style.zIndex = 150;
   const renderer = L.svg({ pane: WORLD_PANE, padding: RENDER_PADDING });
-  streetBasemap(map);
+  // The page may replace the map (the street-tiles switch) while a file is still loading.
+  let removed = false;
+  map.on('unload', () => { removed = true; });
+  streetBasemap(map, () => removed);
   let fineLoaded = false;
   const draw = async (file) => {
     const res = await fetch(`/assets/vendor/world-atlas/${file}`);
     const topo = await res.json();
+    if (removed) return null;
     const land = L.geoJSON(flatFeatures(topojson.feature(topo, topo.objects.countries)), {
       style: { color: '#8a8a7a', weight: 0, fillColor: '#f2efe6', fillOpacity: 1 },
       interactive: false, pane: WORLD_PANE, renderer,
@@ -115,7 +119,8 @@ export async function worldBasemap(map) {
     if (fineLoaded || map.getZoom() < FINE_ZOOM) return;
     fineLoaded = true;
     const fine = await draw('countries-50m.json');
-    coarse.remove();
+    if (!fine) return;
+    coarse?.remove();
     coarse = fine;
   });
 }
@@ -159,14 +164,16 @@ export async function basemapHeader() {
 
 /**
  * Adds the server's street basemap to `map` (above the world basemap, in the tile pane), if
- * the server has one; marks the map element `data-basemap="streets"` once it is added. The
+ * the server has one and `removed()` is not yet true; marks the map element
+ * `data-basemap="streets"` once it is added. The
  * light flavour of the Protomaps style, without its background fill: that is painted on
  * every tile, also where the extract has no data, and would hide the world map there.
  */
-async function streetBasemap(map) {
+async function streetBasemap(map, removed) {
   const header = await basemapHeader();
   if (!header) return;
   await loadScript('/assets/vendor/protomaps-leaflet/protomaps-leaflet.js');
+  if (removed()) return;
   // eslint-disable-next-line no-undef
   const layer = protomapsL.leafletLayer({
     url: header.url, flavor: 'light', lang: document.documentElement.lang || 'en', maxDataZoom: header.maxZoom,
