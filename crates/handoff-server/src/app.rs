@@ -50,8 +50,8 @@ pub struct AppState {
     installing: tokio::sync::Mutex<()>,
     /// Saves of engine states, one at a time (`checkpoint::save`).
     pub(crate) saving: tokio::sync::Mutex<()>,
-    /// Registered devices by token hash (a cache of the store's table).
-    devices: RwLock<HashMap<String, Device>>,
+    /// Registered devices by the token in force (a cache of the store's).
+    devices: RwLock<DeviceCache>,
     /// Outgoing webhooks of every event (a cache of the store's table) and their client.
     pub webhooks: crate::webhooks::Webhooks,
     /// What this node wrote itself, for following the store's change feed ([`crate::follow`]).
@@ -96,7 +96,7 @@ impl AppState {
             events: RwLock::new(HashMap::new()),
             installing: tokio::sync::Mutex::new(()),
             saving: tokio::sync::Mutex::new(()),
-            devices: RwLock::new(HashMap::new()),
+            devices: RwLock::new(DeviceCache::default()),
             webhooks: crate::webhooks::Webhooks::new(),
             own: crate::follow::Own::default(),
             feed_start,
@@ -272,7 +272,7 @@ impl AppState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for d in devices {
-            cache.insert(d.token_hash.clone(), d);
+            cache.remember(d);
         }
         Ok(())
     }
@@ -349,26 +349,29 @@ impl AppState {
             .devices
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_hash
             .get(&hash)
         {
             return Ok(Some(d.clone()));
         }
-        // Another node may have registered it.
+        // Another node may have registered it (its feed change is still to come).
         let found = self.store.device_by_token_hash(&hash).await?;
         if let Some(d) = &found {
             self.devices
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(hash, d.clone());
+                .remember_if_unknown(d.clone());
         }
         Ok(found)
     }
 
+    /// The device as the store now has it (registered, or its token changed): the token in
+    /// force finds it, any earlier one no longer does.
     pub fn remember_device(&self, d: Device) {
         self.devices
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(d.token_hash.clone(), d);
+            .remember(d);
     }
 
     /// Lets time pass on every event (stage legs end on time, overdue flags rise), and queues
@@ -386,6 +389,36 @@ impl AppState {
                     crate::engine::serve_public_history(&state, &live).await;
                 });
             }
+        }
+    }
+}
+
+/// The registered devices, found by the token in force.
+#[derive(Debug, Default)]
+struct DeviceCache {
+    by_hash: HashMap<String, Device>,
+    /// Every device this cache has heard of, with the hash of its token in force (`None`:
+    /// revoked).
+    known: HashMap<(String, String), Option<String>>,
+}
+
+impl DeviceCache {
+    fn remember(&mut self, d: Device) {
+        let key = (d.event_id.clone(), d.device_id.clone());
+        if let Some(Some(old)) = self.known.insert(key, d.token_hash.clone()) {
+            self.by_hash.remove(&old);
+        }
+        if let Some(hash) = d.token_hash.clone() {
+            self.by_hash.insert(hash, d);
+        }
+    }
+
+    /// Remembers a device read from the store only if nothing is known of it yet: the read
+    /// may be older than a change of its token that the feed has already brought.
+    fn remember_if_unknown(&mut self, d: Device) {
+        let key = (d.event_id.clone(), d.device_id.clone());
+        if !self.known.contains_key(&key) {
+            self.remember(d);
         }
     }
 }
@@ -415,6 +448,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(stream::live))
         .routes(routes!(stream::stream))
         .routes(routes!(events::add_device, events::list_devices))
+        .routes(routes!(events::reissue_token, events::revoke_token))
         .routes(routes!(events::source))
         .routes(routes!(handoffs::shift))
         .routes(routes!(handoffs::record))

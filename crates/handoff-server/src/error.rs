@@ -109,6 +109,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::conflict(m),
+            StoreError::NotFound(m) => Self::not_found(m),
             StoreError::Invalid(m) => Self::bad_request("invalid", m),
             // The database cannot commit for a moment (locked, restarting): the same answer,
             // with a time after which a retry may succeed.

@@ -96,6 +96,8 @@ const ROWS: &[Row] = &[
     Row { method: "GET", path: "/api/v1/events/{event}/stream", expect: all(200) },
     Row { method: "POST", path: "/api/v1/events/{event}/devices", expect: admin_only(201) },
     Row { method: "GET", path: "/api/v1/events/{event}/devices", expect: ADMIN_ONLY },
+    Row { method: "POST", path: "/api/v1/events/{event}/devices/{device}/token", expect: ADMIN_ONLY },
+    Row { method: "DELETE", path: "/api/v1/events/{event}/devices/{device}/token", expect: ADMIN_ONLY },
     Row { method: "GET", path: "/api/v1/events/{event}/plan.toml", expect: all(200) },
     Row { method: "POST", path: "/api/v1/events/{event}/shift", expect: ADMIN_ONLY },
     // The receiver records with the giver's code; the giver cannot (409 wrong_party).
@@ -206,6 +208,7 @@ fn request(c: &Cell, row: &Row, role: Role) -> Result<RequestBuilder> {
         .path
         .replace("{event}", "paris")
         .replace("{relay}", "flag")
+        .replace("{device}", "receiver-phone")
         .replace("{path}", "vendor/leaflet/leaflet.js");
     let s = &c.server;
     let method: Method = row.method.parse()?;

@@ -436,3 +436,57 @@ fn as_admin_stream(s: &Server) -> reqwest::RequestBuilder {
         .get(s.url(&format!("/api/v1/events/{EVENT}/stream")))
         .bearer_auth(crate::common::ADMIN)
 }
+
+#[tokio::test]
+async fn a_token_revoked_on_one_node_is_refused_by_the_other_within_a_second() -> Result<()> {
+    let Some((a, b)) = two_nodes().await? else {
+        return Ok(());
+    };
+    a.tick_at(at(130)).await;
+    b.tick_at(at(130)).await;
+    let p = plan();
+    let fixes = walk(&p, RUN, at(121), planned_speed_mps(&p, RUN), 40, None);
+    let old = a.tokens[RUN].clone();
+    b.send(&old, &[fixes[0].json()]).await?;
+    let path = format!("/api/v1/events/{EVENT}/devices/{}/token", DEVICES[RUN]);
+
+    // Revoked on A: B, which has the old token in its cache, refuses it once the feed says so.
+    let (status, body) = as_admin(a.http.delete(a.url(&path))).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    let revoked = std::time::Instant::now();
+    let mut i = 1;
+    loop {
+        let (status, _) = b
+            .post_pings(
+                Some(&old),
+                Some("application/json"),
+                json!([fixes[i].json()]).to_string(),
+            )
+            .await?;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        ensure!(status == StatusCode::OK, "{status}");
+        ensure!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "B still takes the revoked token"
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Re-issued on A: B takes the new token at once (it asks the store) and never the old.
+    let (status, body) = as_admin(a.http.post(a.url(&path))).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    let new = body["token"].as_str().context("a token")?.to_owned();
+    b.send(&new, &[fixes[i + 1].json()]).await?;
+    let (status, _) = b
+        .post_pings(
+            Some(&old),
+            Some("application/json"),
+            json!([fixes[i + 2].json()]).to_string(),
+        )
+        .await?;
+    ensure!(status == StatusCode::UNAUTHORIZED, "{status}");
+    Ok(())
+}

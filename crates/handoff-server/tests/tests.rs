@@ -22,6 +22,7 @@ mod restart;
 mod slow;
 mod stint;
 mod stream;
+mod tokens;
 mod tracking;
 mod trust;
 mod webhooks;

@@ -2,7 +2,7 @@
 //! event from SQLite to PostgreSQL (or between any two databases of either kind).
 //!
 //! The copy keeps every identity, so the target is the same database on another backend: plan
-//! versions and their upload times, devices with their token hashes and bindings, every ping
+//! versions and their upload times, devices with their token hashes and bindings (and every later re-issue or revocation), every ping
 //! with its `seq` and received time, every custody entry as stored (`seq`, hashes, the entry's
 //! bytes, so each log still verifies), webhooks in their order, the delivery log, and the change
 //! feed with its numbers. The [`Store`](crate::Store) trait's writes cannot do that (a plan's
@@ -23,7 +23,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::{ChangeKind, Delivery, Device, StoredCustody, StoredPing, StoredPlan, Webhook};
+use crate::{
+    ChangeKind, Delivery, Device, DeviceToken, StoredCustody, StoredPing, StoredPlan, Webhook,
+};
 
 /// The tables of facts a copy carries, in the order it writes them (the rows a later table
 /// names, such as a change's ping, come first).
@@ -31,6 +33,7 @@ use crate::{ChangeKind, Delivery, Device, StoredCustody, StoredPing, StoredPlan,
 pub enum Table {
     Plans,
     Devices,
+    DeviceTokens,
     Webhooks,
     Custody,
     Pings,
@@ -40,9 +43,10 @@ pub enum Table {
 
 impl Table {
     /// Every table, in copy order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Plans,
         Table::Devices,
+        Table::DeviceTokens,
         Table::Webhooks,
         Table::Custody,
         Table::Pings,
@@ -56,6 +60,7 @@ impl Table {
         match self {
             Table::Plans => "plans",
             Table::Devices => "devices",
+            Table::DeviceTokens => "device_tokens",
             Table::Webhooks => "webhooks",
             Table::Custody => "custody",
             Table::Pings => "pings",
@@ -70,6 +75,7 @@ impl Table {
         let (one, many) = match self {
             Table::Plans => ("plan version", "plan versions"),
             Table::Devices => ("device", "devices"),
+            Table::DeviceTokens => ("device token change", "device token changes"),
             Table::Webhooks => ("webhook", "webhooks"),
             Table::Custody => ("custody entry", "custody entries"),
             Table::Pings => ("ping", "pings"),
@@ -92,7 +98,10 @@ impl Table {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rows {
     Plans(Vec<StoredPlan>),
+    /// As registered: each with the token it was registered with (`token_at` = `created_at`).
     Devices(Vec<Device>),
+    /// In `seq` order: each re-issue or revocation of a device's token.
+    DeviceTokens(Vec<DeviceToken>),
     /// In the order they were added.
     Webhooks(Vec<Webhook>),
     /// In `seq` order (so each chain in its own order).
@@ -112,6 +121,7 @@ impl Rows {
         match self {
             Rows::Plans(_) => Table::Plans,
             Rows::Devices(_) => Table::Devices,
+            Rows::DeviceTokens(_) => Table::DeviceTokens,
             Rows::Webhooks(_) => Table::Webhooks,
             Rows::Custody(_) => Table::Custody,
             Rows::Pings(_) => Table::Pings,
@@ -126,6 +136,7 @@ impl Rows {
         match self {
             Rows::Plans(r) => r.len(),
             Rows::Devices(r) => r.len(),
+            Rows::DeviceTokens(r) => r.len(),
             Rows::Webhooks(r) => r.len(),
             Rows::Custody(r) => r.len(),
             Rows::Pings(r) => r.len(),

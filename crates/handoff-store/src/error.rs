@@ -25,6 +25,11 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
 
+    /// The write names a row that is not stored (a device that was never registered). The
+    /// message says which.
+    #[error("not found: {0}")]
+    NotFound(String),
+
     /// The input can never be stored as it is (for example a non-finite coordinate).
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -80,8 +80,22 @@ pub trait Store: Send + Sync {
     /// registered, or (vanishingly unlikely) when the token hash is already in use.
     async fn add_device(&self, device: NewDevice) -> Result<()>;
 
-    /// The device whose token hashes to `token_hash` (SHA-256 hex, computed by the caller).
+    /// The device whose current token hashes to `token_hash` (SHA-256 hex, computed by the
+    /// caller). A token replaced or revoked by [`Store::set_device_token`] finds nothing.
     async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>>;
+
+    /// Gives a registered device a new token (`Some(hash)`) or revokes its token (`None`),
+    /// stamped `at`, and returns the device as it now is. Its previous token stops working
+    /// with the commit. The change is appended (the registration stays as it was) and is one
+    /// more `Device` change of the feed. [`StoreError::NotFound`] when the device is not
+    /// registered; [`StoreError::Conflict`] when the hash is, or was, any device's token.
+    async fn set_device_token(
+        &self,
+        event_id: &str,
+        device_id: &str,
+        token_hash: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Device>;
 
     /// The devices of one event, ordered by device id.
     async fn devices(&self, event_id: &str) -> Result<Vec<Device>>;
@@ -309,11 +323,38 @@ pub struct Device {
     pub carrier: String,
     /// The relay the carrier carries in, when the name alone does not say (race mode).
     pub relay_id: Option<String>,
-    /// SHA-256 of the device token, lowercase hex. Redacted in `Debug`.
-    pub token_hash: String,
+    /// SHA-256 of the device's current token, lowercase hex; `None` once revoked. Redacted in
+    /// `Debug`. (In a copy's [`copy::Rows::Devices`], the token it was registered with.)
+    pub token_hash: Option<String>,
     /// The unit of its OsmAnd-form `speed`, when the operator registered it (`None`: detected).
     pub speed_unit: Option<SpeedUnit>,
     pub created_at: Timestamp,
+    /// When its current token was issued (or revoked): `created_at` until it is changed.
+    pub token_at: Timestamp,
+}
+
+/// A change of a device's token after its registration ([`Store::set_device_token`]), as
+/// stored: in `seq` order, the last one per device is in force.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken {
+    pub seq: i64,
+    pub event_id: String,
+    pub device_id: String,
+    /// SHA-256 of the new token; `None`: revoked. Redacted in `Debug`.
+    pub token_hash: Option<String>,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceToken")
+            .field("seq", &self.seq)
+            .field("event_id", &self.event_id)
+            .field("device_id", &self.device_id)
+            .field("revoked", &self.token_hash.is_none())
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 // A token hash is not the token, but it is a lookup key for one: keep it out of logs.
@@ -338,9 +379,13 @@ impl fmt::Debug for Device {
             .field("device_id", &self.device_id)
             .field("carrier", &self.carrier)
             .field("relay_id", &self.relay_id)
-            .field("token_hash", &"<redacted>")
+            .field(
+                "token_hash",
+                &self.token_hash.as_ref().map(|_| "<redacted>"),
+            )
             .field("speed_unit", &self.speed_unit)
             .field("created_at", &self.created_at)
+            .field("token_at", &self.token_at)
             .finish()
     }
 }

@@ -361,10 +361,16 @@ impl Store for PostgresStore {
     }
 
     async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
+        // Both lookups by the hash use an index; the view then says whether it is in force.
         let row = query(concat!(
             "SELECT ",
             device_columns!(""),
-            " FROM devices WHERE token_hash = $1"
+            " FROM devices_now
+             WHERE (event_id, device_id) IN (
+                 SELECT event_id, device_id FROM device_tokens WHERE token_hash = $1
+                 UNION ALL
+                 SELECT event_id, device_id FROM devices WHERE token_hash = $1
+             ) AND token_hash = $1"
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -376,12 +382,25 @@ impl Store for PostgresStore {
         let rows = query(concat!(
             "SELECT ",
             device_columns!(""),
-            " FROM devices WHERE event_id = $1 ORDER BY device_id"
+            " FROM devices_now WHERE event_id = $1 ORDER BY device_id"
         ))
         .bind(event_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(device_from_row).collect()
+    }
+
+    async fn set_device_token(
+        &self,
+        event_id: &str,
+        device_id: &str,
+        token_hash: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Device> {
+        let (device, change) =
+            write::set_device_token(&self.pool, event_id, device_id, token_hash, at).await?;
+        self.newest.committed(change);
+        Ok(device)
     }
 
     async fn insert_pings(&self, batch: Vec<NewPing>) -> Result<Vec<Inserted>> {

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
 use crate::{
-    Change, ChangeKind, ChangeRow, ClaimedNotification, CodeStep, Delivery, Device,
+    Change, ChangeKind, ChangeRow, ClaimedNotification, CodeStep, Delivery, Device, DeviceToken,
     EngineCheckpoint, HandoffCode, Inserted, NewCustody, NewDelivery, NewDevice, NewNotification,
     NewPing, NewWebhook, PingKey, QueuedNotification, Store, StoredCustody, StoredPing, StoredPlan,
     Webhook,
@@ -270,8 +270,14 @@ impl Store for SqliteStore {
     async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
+            // Both lookups by the hash use an index; the view then says whether it is in force.
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = ?1"
+                "SELECT {DEVICE_COLUMNS} FROM devices_now
+                 WHERE (event_id, device_id) IN (
+                     SELECT event_id, device_id FROM device_tokens WHERE token_hash = ?1
+                     UNION ALL
+                     SELECT event_id, device_id FROM devices WHERE token_hash = ?1
+                 ) AND token_hash = ?1"
             ))?;
             Ok(stmt.query_row([&token_hash], device_from_row).optional()?)
         })
@@ -282,12 +288,28 @@ impl Store for SqliteStore {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE event_id = ?1 ORDER BY device_id"
+                "SELECT {DEVICE_COLUMNS} FROM devices_now WHERE event_id = ?1 ORDER BY device_id"
             ))?;
             let devices = stmt.query_map([&event_id], device_from_row)?;
             Ok(devices.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn set_device_token(
+        &self,
+        event_id: &str,
+        device_id: &str,
+        token_hash: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Device> {
+        let (event_id, device_id) = (event_id.to_owned(), device_id.to_owned());
+        let token_hash = token_hash.map(str::to_owned);
+        self.writer
+            .submit(1, move |conn| {
+                set_device_token(conn, &event_id, &device_id, token_hash.as_deref(), at)
+            })
+            .await
     }
 
     async fn insert_pings(&self, batch: Vec<NewPing>) -> Result<Vec<Inserted>> {
@@ -693,6 +715,52 @@ fn add_device(conn: &Connection, device: &NewDevice) -> Result<()> {
     }
 }
 
+fn set_device_token(
+    conn: &Connection,
+    event_id: &str,
+    device_id: &str,
+    token_hash: Option<&str>,
+    at: Timestamp,
+) -> Result<Device> {
+    let registered = conn
+        .prepare_cached("SELECT 1 FROM devices WHERE event_id = ?1 AND device_id = ?2")?
+        .exists([event_id, device_id])?;
+    if !registered {
+        return Err(StoreError::NotFound(format!(
+            "device '{device_id}' is not registered for event '{event_id}'"
+        )));
+    }
+    if let Some(hash) = token_hash {
+        let used = conn
+            .prepare_cached(
+                "SELECT 1 FROM devices WHERE token_hash = ?1
+                 UNION ALL SELECT 1 FROM device_tokens WHERE token_hash = ?1",
+            )?
+            .exists([hash])?;
+        if used {
+            return Err(StoreError::Conflict(
+                "the token hash is already in use by another device".to_owned(),
+            ));
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO device_tokens (event_id, device_id, token_hash, created_us)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event_id,
+        device_id,
+        token_hash,
+        at.as_microsecond()
+    ])?;
+    record_change(conn, ChangeKind::Device, event_id, None, Some(device_id))?;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices_now WHERE event_id = ?1 AND device_id = ?2"
+        ))?
+        .query_row([event_id, device_id], device_from_row)?)
+}
+
 fn insert_pings(conn: &Connection, batch: &[NewPing]) -> Result<Vec<Inserted>> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO pings (event_id, device_id, t_us, lon, lat, acc_m, speed_mps, heading_deg,
@@ -928,7 +996,7 @@ fn changes_since(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Change
             }
             ChangeKind::Device => {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE event_id = ?1 AND device_id = ?2"
+                    "SELECT {DEVICE_COLUMNS} FROM devices_now WHERE event_id = ?1 AND device_id = ?2"
                 ))?;
                 ChangeRow::Device(
                     stmt.query_row(params![event_id, row_id], device_from_row)
@@ -1098,8 +1166,13 @@ fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<StoredPlan> {
     })
 }
 
+/// The columns [`device_from_row`] reads, of `devices_now` (a device with its token in force).
 const DEVICE_COLUMNS: &str =
-    "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit";
+    "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit, token_us";
+
+/// The same of the `devices` table itself: a device as registered, with its first token.
+pub(super) const REGISTERED_DEVICE_COLUMNS: &str =
+    "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit, created_us";
 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -1110,6 +1183,17 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
         created_at: timestamp(row, 4)?,
         relay_id: row.get(5)?,
         speed_unit: speed_unit(row, 6)?,
+        token_at: timestamp(row, 7)?,
+    })
+}
+
+pub(super) fn device_token_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceToken> {
+    Ok(DeviceToken {
+        seq: row.get(0)?,
+        event_id: row.get(1)?,
+        device_id: row.get(2)?,
+        token_hash: row.get(3)?,
+        created_at: timestamp(row, 4)?,
     })
 }
 

@@ -59,6 +59,7 @@ macro_rules! store_suite {
             device_registered_twice_is_a_conflict,
             device_is_found_by_token_hash,
             a_devices_relay_and_speed_unit_are_kept,
+            a_device_token_is_reissued_and_revoked,
             rows_keep_the_callers_instants,
             stored_rows_redact_their_secrets_in_debug,
             duplicate_pings_are_detected_within_and_across_batches,
@@ -382,7 +383,8 @@ pub async fn device_is_found_by_token_hash(s: Arc<dyn Store>) -> Result<()> {
         ("flag-handover", "heli")
     );
     assert_eq!(found.carrier, "Tom Cruise");
-    assert_eq!(found.token_hash, "hash-2");
+    assert_eq!(found.token_hash.as_deref(), Some("hash-2"));
+    assert_eq!(found.token_at, found.created_at);
     assert_eq!(s.device_by_token_hash("nope").await?, None);
 
     let ids: Vec<_> = s
@@ -393,6 +395,68 @@ pub async fn device_is_found_by_token_hash(s: Arc<dyn Store>) -> Result<()> {
         .collect();
     assert_eq!(ids, ["heli", "moto"], "ordered by device id");
     assert!(s.devices("nobody").await?.is_empty());
+    Ok(())
+}
+
+pub async fn a_device_token_is_reissued_and_revoked(s: Arc<dyn Store>) -> Result<()> {
+    s.add_device(device("flag-handover", "moto", "hash-1"))
+        .await?;
+    s.add_device(device("flag-handover", "heli", "hash-h"))
+        .await?;
+    let before = *s.subscribe().borrow();
+
+    let moto = s
+        .set_device_token("flag-handover", "moto", Some("hash-2"), at(10))
+        .await?;
+    assert_eq!(moto.token_hash.as_deref(), Some("hash-2"));
+    assert_eq!((moto.created_at, moto.token_at), (at(0), at(10)));
+    assert_eq!(s.device_by_token_hash("hash-1").await?, None, "replaced");
+    assert_eq!(s.device_by_token_hash("hash-2").await?, Some(moto.clone()));
+
+    // A hash that is, or was, a token of any device is refused; nothing is stored from it.
+    for (device_id, hash) in [("heli", "hash-2"), ("heli", "hash-1"), ("moto", "hash-h")] {
+        let taken = s
+            .set_device_token("flag-handover", device_id, Some(hash), at(11))
+            .await;
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    }
+    let unknown = s
+        .set_device_token("flag-handover", "nobody", Some("hash-x"), at(11))
+        .await;
+    assert!(
+        matches!(&unknown, Err(StoreError::NotFound(m)) if m.contains("nobody")),
+        "{unknown:?}"
+    );
+    let elsewhere = s.set_device_token("concert", "moto", None, at(11)).await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::NotFound(_))),
+        "{elsewhere:?}"
+    );
+
+    let revoked = s
+        .set_device_token("flag-handover", "moto", None, at(20))
+        .await?;
+    assert_eq!((revoked.token_hash, revoked.token_at), (None, at(20)));
+    assert_eq!(s.device_by_token_hash("hash-2").await?, None, "revoked");
+    let again = s
+        .set_device_token("flag-handover", "moto", Some("hash-3"), at(30))
+        .await?;
+    assert_eq!(s.device_by_token_hash("hash-3").await?, Some(again.clone()));
+    assert_eq!(
+        s.device_by_token_hash("hash-h").await?.map(|d| d.device_id),
+        Some("heli".to_owned()),
+        "the other device is untouched"
+    );
+    let listed = s.devices("flag-handover").await?;
+    assert_eq!(listed.iter().find(|d| d.device_id == "moto"), Some(&again));
+
+    // Each change is one `Device` change of the feed, read as the device now is.
+    let feed = whole_feed(&*s, before, 2).await?;
+    assert_eq!(feed.len(), 3, "{feed:?}");
+    for change in &feed {
+        assert_eq!(change.row, crate::ChangeRow::Device(again.clone()));
+    }
+    assert_eq!(*s.subscribe().borrow(), feed[2].seq);
     Ok(())
 }
 

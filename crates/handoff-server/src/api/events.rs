@@ -306,9 +306,10 @@ pub async fn add_device(
         device_id: device.clone(),
         carrier: carrier.clone(),
         relay_id: relay.clone(),
-        token_hash: token_hash(&token),
+        token_hash: Some(token_hash(&token)),
         speed_unit,
         created_at: registered_at,
+        token_at: registered_at,
     });
     let mut answer = json!({ "device": device, "carrier": carrier, "token": token });
     if let Some(r) = relay {
@@ -318,6 +319,90 @@ pub async fn add_device(
         answer["speed_unit"] = json!(u);
     }
     Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `POST /api/v1/events/{event}/devices/{device}/token` (admin): a new token for a registered
+/// device (a phone lost, a token leaked, a carrier's new phone). The old token stops working
+/// with the commit on this server, and on the others as soon as they read the change (about a
+/// second); the device keeps its id, carrier and history. The token is shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event}/devices/{device}/token",
+    tag = "events",
+    params(
+        ("event" = String, Path, description = "The event id"),
+        ("device" = String, Path, description = "The device id")
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Re-issued; the new token is shown once", body = crate::api::openapi::DeviceToken),
+        (status = 404, description = "No such event or device", body = crate::api::openapi::ErrorBody)
+    )
+)]
+pub async fn reissue_token(
+    State(state): State<Arc<AppState>>,
+    Path((event, device)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    state.admin.require(&headers)?;
+    state.live_event(&event)?;
+    let token = new_token()?;
+    let d = set_token(&state, &event, &device, Some(&token_hash(&token))).await?;
+    Ok(Json(
+        json!({ "device": d.device_id, "carrier": d.carrier, "token": token, "token_at": d.token_at }),
+    ))
+}
+
+/// `DELETE /api/v1/events/{event}/devices/{device}/token` (admin): revokes a device's token.
+/// Its reports are refused from then on (as an unknown token's) until a new token is issued;
+/// what it sent before stays.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/events/{event}/devices/{device}/token",
+    tag = "events",
+    params(
+        ("event" = String, Path, description = "The event id"),
+        ("device" = String, Path, description = "The device id")
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Revoked (`token` is null)", body = crate::api::openapi::DeviceToken),
+        (status = 404, description = "No such event or device", body = crate::api::openapi::ErrorBody)
+    )
+)]
+pub async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    Path((event, device)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    state.admin.require(&headers)?;
+    state.live_event(&event)?;
+    let d = set_token(&state, &event, &device, None).await?;
+    Ok(Json(
+        json!({ "device": d.device_id, "carrier": d.carrier, "token": null, "token_at": d.token_at }),
+    ))
+}
+
+/// Stores a device's new token (or its revocation) and puts it in force on this server.
+async fn set_token(
+    state: &AppState,
+    event: &str,
+    device: &str,
+    hash: Option<&str>,
+) -> Result<handoff_store::Device> {
+    let d = state
+        .store
+        .set_device_token(event, device, hash, state.now())
+        .await
+        .map_err(|e| match e {
+            handoff_store::StoreError::NotFound(_) => ApiError::not_found(format!(
+                "device `{device}` is not registered for event `{event}`"
+            ))
+            .field("device"),
+            other => other.into(),
+        })?;
+    state.remember_device(d.clone());
+    Ok(d)
 }
 
 /// `GET /api/v1/events/{event}/devices` (admin): every registered device, with what the
@@ -354,6 +439,9 @@ pub async fn list_devices(
                 "carrier": d.carrier,
                 "relay": d.relay_id,
                 "created_at": d.created_at,
+                // Whether its token works, and since when (registration, re-issue, revocation).
+                "token": if d.token_hash.is_some() { "active" } else { "revoked" },
+                "token_at": d.token_at,
                 "speed_unit": {
                     "registered": d.speed_unit,
                     "detected": detected.unit,

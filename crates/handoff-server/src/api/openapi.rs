@@ -206,10 +206,21 @@ pub struct DeviceRegistered {
 }
 
 #[derive(ToSchema)]
+pub struct DeviceToken {
+    pub device: String,
+    pub carrier: String,
+    /// The new token, shown once and stored hashed; null when revoked.
+    pub token: Option<String>,
+    /// When the token was re-issued or revoked (RFC 3339).
+    pub token_at: String,
+}
+
+#[derive(ToSchema)]
 pub struct DeviceList {
     pub event: String,
-    /// Each with `device`, `carrier`, `relay`, `created_at`, `speed_unit`, `dropped`,
-    /// `last_fix` (`{"t","received_at","batt_pct"?,"acc_m"?}` or null) and `online`.
+    /// Each with `device`, `carrier`, `relay`, `created_at`, `token` (`active` or `revoked`),
+    /// `token_at`, `speed_unit`, `dropped`, `last_fix`
+    /// (`{"t","received_at","batt_pct"?,"acc_m"?}` or null) and `online`.
     #[schema(value_type = Vec<Object>)]
     pub devices: Vec<Value>,
 }

@@ -35,6 +35,10 @@ async fn fill(s: &dyn Store) -> Result<()> {
     .await?;
     s.add_device(device("flag", "moto", "hash-moto")).await?;
     s.add_device(device("flag", "bike", "hash-bike")).await?;
+    // A token re-issued, and one revoked: both must stay so on the copy.
+    s.set_device_token("flag", "moto", Some("hash-moto-2"), at(6))
+        .await?;
+    s.set_device_token("flag", "bike", None, at(7)).await?;
     s.add_webhook(webhook("flag", "wh2", &["handoff", "overdue"]))
         .await?;
     s.add_webhook(webhook("flag", "wh1", &[])).await?;
@@ -115,7 +119,7 @@ async fn contents(s: &dyn Store) -> Result<Contents> {
         c.webhooks.extend(s.webhooks(event).await?);
         c.deliveries.extend(s.deliveries(event, 1_000).await?);
     }
-    for hash in ["hash-a1", "hash-moto", "hash-bike"] {
+    for hash in ["hash-a1", "hash-moto", "hash-moto-2", "hash-bike"] {
         c.by_token.push(s.device_by_token_hash(hash).await?);
     }
     for (event, relay) in [("flag", "flag"), ("race", "team-a")] {
@@ -130,7 +134,12 @@ async fn contents(s: &dyn Store) -> Result<Contents> {
 async fn assert_same(from: &dyn Store, to: &dyn Store) -> Result<()> {
     let (a, b) = (contents(from).await?, contents(to).await?);
     assert_eq!(a, b);
-    assert_eq!(a.feed.len(), 16, "{:?}", a.feed);
+    assert_eq!(a.feed.len(), 18, "{:?}", a.feed);
+    assert_eq!(
+        a.by_token.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, true, false],
+        "the replaced and the revoked token find nothing"
+    );
     assert_eq!(a.ping_count, 5);
     assert!(to.engine_checkpoint("flag").await?.is_none());
 
@@ -153,6 +162,10 @@ async fn assert_same(from: &dyn Store, to: &dyn Store) -> Result<()> {
     assert!(a.deliveries.iter().all(|d| d.seq < seq), "{seq}");
     let dup = to.add_device(device("flag", "other", "hash-moto")).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let reused = to
+        .set_device_token("flag", "bike", Some("hash-moto-2"), at(41))
+        .await;
+    assert!(matches!(reused, Err(StoreError::Conflict(_))), "{reused:?}");
     let feed = to.changes_since(a.newest, 10).await?;
     assert_eq!(feed.len(), 3, "the plan, the entry and the ping: {feed:?}");
     assert_eq!(*to.subscribe().borrow(), feed[2].seq);
@@ -203,11 +216,12 @@ async fn sqlite_to_sqlite_keeps_every_row_and_number() -> Result<()> {
         [
             (Table::Plans, 3),
             (Table::Devices, 3),
+            (Table::DeviceTokens, 2),
             (Table::Webhooks, 2),
             (Table::Custody, 4),
             (Table::Pings, 5),
             (Table::Deliveries, 3),
-            (Table::Changes, 16),
+            (Table::Changes, 18),
         ]
     );
     let logs: Vec<(&str, &str)> = copied

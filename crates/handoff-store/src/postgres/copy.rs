@@ -25,16 +25,17 @@ use sqlx_postgres::{PgConnection, Postgres};
 use super::PostgresStore;
 use super::feed::Newest;
 use super::rows::{
-    custody_from_row, delivery_from_row, device_from_row, ping_from_row, plan_from_row,
-    webhook_from_row,
+    custody_from_row, delivery_from_row, device_from_row, device_token_from_row, ping_from_row,
+    plan_from_row, webhook_from_row,
 };
 use crate::copy::{Export, FeedEntry, FeedRow, Import, Rows, Table, runs};
 use crate::error::{Result, StoreError};
 use handoff_core::ping::SpeedUnit;
 
 /// The tables a copy locks on the target: the facts, and what lives beside them.
-const LOCKED: &str = "LOCK TABLE plans, devices, webhooks, custody, pings, webhook_deliveries, \
-                      changes, engine_checkpoints, admin_token IN SHARE ROW EXCLUSIVE MODE";
+const LOCKED: &str = "LOCK TABLE plans, devices, device_tokens, webhooks, custody, pings, \
+                      webhook_deliveries, changes, engine_checkpoints, admin_token \
+                      IN SHARE ROW EXCLUSIVE MODE";
 
 /// The newest change and the newest delivery: what a writer would move.
 async fn newest(conn: &mut PgConnection) -> Result<(i64, i64)> {
@@ -185,7 +186,7 @@ impl Export for PostgresExport {
                 let (event, device) = &self.after.device;
                 let rows = query(concat!(
                     "SELECT ",
-                    device_columns!(""),
+                    registered_device_columns!(),
                     " FROM devices WHERE (event_id, device_id) > ($1, $2)
                      ORDER BY event_id, device_id LIMIT $3"
                 ))
@@ -202,6 +203,25 @@ impl Export for PostgresExport {
                     self.after.device = (d.event_id.clone(), d.device_id.clone());
                 }
                 Rows::Devices(devices)
+            }
+            Table::DeviceTokens => {
+                let rows = query(concat!(
+                    "SELECT ",
+                    device_token_columns!(),
+                    " FROM device_tokens WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(conn)
+                .await?;
+                let tokens = rows
+                    .iter()
+                    .map(device_token_from_row)
+                    .collect::<Result<Vec<_>>>()?;
+                if let Some(t) = tokens.last() {
+                    self.after.seq.insert(table, t.seq);
+                }
+                Rows::DeviceTokens(tokens)
             }
             Table::Webhooks => {
                 let rows = query(concat!(
@@ -438,7 +458,12 @@ async fn write_devices(conn: &mut PgConnection, devices: &[crate::Device]) -> Re
             .map(|d| d.relay_id.as_deref())
             .collect::<Vec<_>>(),
     )
-    .bind(column(|d| &d.token_hash))
+    .bind(
+        devices
+            .iter()
+            .map(|d| d.token_hash.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(
         devices
             .iter()
@@ -449,6 +474,42 @@ async fn write_devices(conn: &mut PgConnection, devices: &[crate::Device]) -> Re
         devices
             .iter()
             .map(|d| d.created_at.as_microsecond())
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_device_tokens(conn: &mut PgConnection, tokens: &[crate::DeviceToken]) -> Result<()> {
+    query(
+        "INSERT INTO device_tokens (seq, event_id, device_id, token_hash, created_us)
+         OVERRIDING SYSTEM VALUE
+         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])",
+    )
+    .bind(tokens.iter().map(|t| t.seq).collect::<Vec<_>>())
+    .bind(
+        tokens
+            .iter()
+            .map(|t| t.event_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        tokens
+            .iter()
+            .map(|t| t.device_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        tokens
+            .iter()
+            .map(|t| t.token_hash.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        tokens
+            .iter()
+            .map(|t| t.created_at.as_microsecond())
             .collect::<Vec<_>>(),
     )
     .execute(conn)
@@ -655,6 +716,7 @@ impl Import for PostgresImport {
         match &rows {
             Rows::Plans(plans) => write_plans(conn, plans).await,
             Rows::Devices(devices) => write_devices(conn, devices).await,
+            Rows::DeviceTokens(tokens) => write_device_tokens(conn, tokens).await,
             Rows::Webhooks(hooks) => write_webhooks(conn, hooks).await,
             Rows::Custody(entries) => write_custody(conn, &mut self.positions, entries).await,
             Rows::Pings(pings) => write_pings(conn, pings).await,
@@ -665,7 +727,13 @@ impl Import for PostgresImport {
 
     async fn commit(&mut self) -> Result<()> {
         let conn = self.tx()?;
-        for table in ["pings", "custody", "webhook_deliveries", "changes"] {
+        for table in [
+            "pings",
+            "custody",
+            "device_tokens",
+            "webhook_deliveries",
+            "changes",
+        ] {
             let sql = format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'seq'), MAX(seq)) FROM {table}
                  HAVING MAX(seq) IS NOT NULL"

@@ -162,9 +162,11 @@ pub(super) async fn changes_since(pool: &PgPool, after: i64, limit: i64) -> Resu
                     .row_seq
                     .and_then(|v| rows.plans.remove(&(key.event_id.clone(), v)))
                     .map(ChangeRow::Plan),
+                // A device can be named by several changes of a page (its registration, a new
+                // token): each gets the device as it now is.
                 ChangeKind::Device => key
                     .row_id
-                    .and_then(|id| rows.devices.remove(&(key.event_id.clone(), id)))
+                    .and_then(|id| rows.devices.get(&(key.event_id.clone(), id)).cloned())
                     .map(ChangeRow::Device),
                 ChangeKind::Webhook => key
                     .row_id
@@ -231,7 +233,7 @@ impl Rows {
             for row in query(concat!(
                 "SELECT ",
                 device_columns!("d."),
-                " FROM devices d JOIN UNNEST($1::text[], $2::text[]) AS k (event_id, device_id)
+                " FROM devices_now d JOIN UNNEST($1::text[], $2::text[]) AS k (event_id, device_id)
                       ON d.event_id = k.event_id AND d.device_id = k.device_id"
             ))
             .bind(&devices.0)

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "shared state",
         include_str!("../../migrations/postgres/0003_shared_state.sql"),
     ),
+    (
+        4,
+        "device tokens",
+        include_str!("../../migrations/postgres/0004_device_tokens.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use sqlx_core::row::Row;
 use sqlx_postgres::PgRow;
 
 use crate::error::{Result, StoreError};
-use crate::{Delivery, Device, StoredCustody, StoredPing, StoredPlan, Webhook};
+use crate::{Delivery, Device, DeviceToken, StoredCustody, StoredPing, StoredPlan, Webhook};
 
 /// The columns [`ping_from_row`] reads.
 macro_rules! ping_columns {
@@ -18,7 +18,8 @@ macro_rules! ping_columns {
     };
 }
 
-/// The columns [`device_from_row`] reads, of the table named by the prefix (`""` or `"d."`).
+/// The columns [`device_from_row`] reads, of `devices_now` (a device with its token in force)
+/// named by the prefix (`""` or `"d."`).
 macro_rules! device_columns {
     ($t:literal) => {
         concat!(
@@ -35,8 +36,24 @@ macro_rules! device_columns {
             $t,
             "relay_id, ",
             $t,
-            "speed_unit"
+            "speed_unit, ",
+            $t,
+            "token_us"
         )
+    };
+}
+
+/// The same of the `devices` table itself: a device as registered, with its first token.
+macro_rules! registered_device_columns {
+    () => {
+        "event_id, device_id, carrier, token_hash, created_us, relay_id, speed_unit, created_us"
+    };
+}
+
+/// The columns [`device_token_from_row`] reads.
+macro_rules! device_token_columns {
+    () => {
+        "seq, event_id, device_id, token_hash, created_us"
     };
 }
 
@@ -119,6 +136,17 @@ pub(super) fn device_from_row(row: &PgRow) -> Result<Device> {
                 })
             })
             .transpose()?,
+        token_at: timestamp(row, 7)?,
+    })
+}
+
+pub(super) fn device_token_from_row(row: &PgRow) -> Result<DeviceToken> {
+    Ok(DeviceToken {
+        seq: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        device_id: row.try_get(2)?,
+        token_hash: row.try_get(3)?,
+        created_at: timestamp(row, 4)?,
     })
 }
 

@@ -144,6 +144,8 @@ async fn the_database_refuses_to_change_or_remove_facts() -> Result<()> {
     on_postgres!(the_database_refuses_to_change_or_remove_facts, |_db, s| {
         s.put_plan("e", "{}", "p", at(0)).await?;
         s.add_device(device("e", "moto", "tok")).await?;
+        s.set_device_token("e", "moto", Some("tok-2"), at(1))
+            .await?;
         s.insert_pings(vec![ping("e", "moto", at(1))]).await?;
         s.append_custody("e", custody("flag", "{}", "h0", "p"), at(1))
             .await?;
@@ -152,6 +154,7 @@ async fn the_database_refuses_to_change_or_remove_facts() -> Result<()> {
         for table in [
             "plans",
             "devices",
+            "device_tokens",
             "pings",
             "custody",
             "webhooks",

@@ -11,8 +11,9 @@ use sqlx_core::query::query;
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgConnection, PgPool};
 
+use super::rows::device_from_row;
 use crate::error::{Result, StoreError};
-use crate::{Inserted, NewCustody, NewDevice, NewPing, NewWebhook};
+use crate::{Device, Inserted, NewCustody, NewDevice, NewPing, NewWebhook};
 use handoff_core::ping::SpeedUnit;
 
 /// How often a plan version taken by a concurrent commit is retried with the next one.
@@ -105,6 +106,72 @@ pub(super) async fn add_device(pool: &PgPool, device: &NewDevice) -> Result<i64>
             None => Err(e.into()),
         },
     }
+}
+
+/// Appends a device's new token (or its revocation) and its change, in one transaction; returns
+/// the device as it now is and the change.
+pub(super) async fn set_device_token(
+    pool: &PgPool,
+    event_id: &str,
+    device_id: &str,
+    token_hash: Option<&str>,
+    at: Timestamp,
+) -> Result<(Device, i64)> {
+    let mut tx = pool.begin().await?;
+    let registered = query("SELECT 1 FROM devices WHERE event_id = $1 AND device_id = $2")
+        .bind(event_id)
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if !registered {
+        return Err(StoreError::NotFound(format!(
+            "device '{device_id}' is not registered for event '{event_id}'"
+        )));
+    }
+    let in_use =
+        || StoreError::Conflict("the token hash is already in use by another device".to_owned());
+    if let Some(hash) = token_hash {
+        let registration = query("SELECT 1 FROM devices WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if registration.is_some() {
+            return Err(in_use());
+        }
+    }
+    let inserted = query(
+        "WITH t AS (
+             INSERT INTO device_tokens (event_id, device_id, token_hash, created_us)
+             VALUES ($1, $2, $3, $4)
+             RETURNING event_id, device_id
+         )
+         INSERT INTO changes (kind, event_id, row_id) SELECT 'device', event_id, device_id FROM t
+         RETURNING seq",
+    )
+    .bind(event_id)
+    .bind(device_id)
+    .bind(token_hash)
+    .bind(at.as_microsecond())
+    .fetch_one(&mut *tx)
+    .await;
+    let change: i64 = match inserted {
+        Ok(row) => row.try_get(0)?,
+        Err(e) if unique_violation(&e).is_some() => return Err(in_use()),
+        Err(e) => return Err(e.into()),
+    };
+    let row = query(concat!(
+        "SELECT ",
+        device_columns!(""),
+        " FROM devices_now WHERE event_id = $1 AND device_id = $2"
+    ))
+    .bind(event_id)
+    .bind(device_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let device = device_from_row(&row)?;
+    tx.commit().await?;
+    Ok((device, change))
 }
 
 /// Registers a webhook and its change; returns the change.

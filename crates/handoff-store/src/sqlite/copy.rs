@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, Row, params};
 
 use super::{
-    BUSY_TIMEOUT, CUSTODY_COLUMNS, DELIVERY_COLUMNS, DEVICE_COLUMNS, PING_COLUMNS, WEBHOOK_COLUMNS,
-    custody_from_row, delivery_from_row, device_from_row, migrations, open_error, open_writer,
-    ping_from_row, plan_from_row, sql_limit, webhook_from_row, writer,
+    BUSY_TIMEOUT, CUSTODY_COLUMNS, DELIVERY_COLUMNS, PING_COLUMNS, REGISTERED_DEVICE_COLUMNS,
+    WEBHOOK_COLUMNS, custody_from_row, delivery_from_row, device_from_row, device_token_from_row,
+    migrations, open_error, open_writer, ping_from_row, plan_from_row, sql_limit, webhook_from_row,
+    writer,
 };
 use crate::copy::{Export, FeedEntry, FeedRow, Import, Rows, Table};
 use crate::error::{Result, StoreError};
@@ -24,6 +25,7 @@ use handoff_core::ping::SpeedUnit;
 
 const PLAN_COLUMNS: &str = "event_id, version, plan_json, plan_hash, created_us";
 const CHANGE_COLUMNS: &str = "seq, kind, event_id, row_seq, last_seq, row_id";
+const DEVICE_TOKEN_COLUMNS: &str = "seq, event_id, device_id, token_hash, created_us";
 
 /// Runs `work` on the connection, off the async runtime.
 async fn blocking<C, T, F>(conn: &Arc<Mutex<C>>, work: F) -> Result<T>
@@ -181,8 +183,14 @@ fn read_page(conn: &Connection, table: Table, after: i64, limit: i64) -> Result<
             (Rows::Plans(rows), last)
         }
         Table::Devices => {
-            let (rows, last) = page(conn, name, DEVICE_COLUMNS, after, limit, device_from_row)?;
+            let columns = REGISTERED_DEVICE_COLUMNS;
+            let (rows, last) = page(conn, name, columns, after, limit, device_from_row)?;
             (Rows::Devices(rows), last)
+        }
+        Table::DeviceTokens => {
+            let columns = DEVICE_TOKEN_COLUMNS;
+            let (rows, last) = page(conn, name, columns, after, limit, device_token_from_row)?;
+            (Rows::DeviceTokens(rows), last)
         }
         Table::Webhooks => {
             let (rows, last) = page(conn, name, WEBHOOK_COLUMNS, after, limit, webhook_from_row)?;
@@ -325,6 +333,21 @@ fn write_rows(target: &mut Target, rows: &Rows) -> Result<()> {
                     d.created_at.as_microsecond(),
                     d.relay_id,
                     d.speed_unit.map(SpeedUnit::as_str)
+                ])?;
+            }
+        }
+        Rows::DeviceTokens(tokens) => {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO device_tokens (seq, event_id, device_id, token_hash, created_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for t in tokens {
+                stmt.execute(params![
+                    t.seq,
+                    t.event_id,
+                    t.device_id,
+                    t.token_hash,
+                    t.created_at.as_microsecond()
                 ])?;
             }
         }

@@ -234,6 +234,36 @@ const MIGRATIONS: &[&str] = &[
     -- What the delivery worker looks for: the notifications still to attempt, by due time.
     CREATE INDEX webhook_outbox_due ON webhook_outbox (next_us) WHERE next_us IS NOT NULL;
     ",
+    // 9: a device's token re-issued or revoked (PostgreSQL's migration 0004 is the same). The
+    // registration row stays as it was; each change of token is a row here, and the last one
+    // per device is in force (token_hash NULL: revoked). `devices_now` is every device with
+    // the token in force and when it was set. A token hash is never used twice: not here
+    // (UNIQUE; NULLs are distinct), and the store checks the registrations' too.
+    r"
+    CREATE TABLE device_tokens (
+        seq        INTEGER PRIMARY KEY,
+        event_id   TEXT    NOT NULL,
+        device_id  TEXT    NOT NULL,
+        token_hash TEXT    UNIQUE,
+        created_us INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX device_tokens_by_device ON device_tokens (event_id, device_id, seq);
+    CREATE TRIGGER device_tokens_append_only_update BEFORE UPDATE ON device_tokens
+        BEGIN SELECT RAISE(ABORT, 'device tokens are append-only'); END;
+    CREATE TRIGGER device_tokens_append_only_delete BEFORE DELETE ON device_tokens
+        BEGIN SELECT RAISE(ABORT, 'device tokens are append-only'); END;
+
+    CREATE VIEW devices_now AS
+    SELECT d.event_id, d.device_id, d.carrier,
+           CASE WHEN t.seq IS NULL THEN d.token_hash ELSE t.token_hash END AS token_hash,
+           d.created_us, d.relay_id, d.speed_unit,
+           COALESCE(t.created_us, d.created_us) AS token_us
+    FROM devices d
+    LEFT JOIN device_tokens t ON t.seq = (
+        SELECT MAX(x.seq) FROM device_tokens x
+        WHERE x.event_id = d.event_id AND x.device_id = d.device_id
+    );
+    ",
 ];
 
 /// The schema version this build writes.

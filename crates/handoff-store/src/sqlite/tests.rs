@@ -218,6 +218,12 @@ async fn the_file_is_wal_and_its_rows_append_only() -> Result<()> {
     db.store
         .append_custody("flag-handover", custody("flag", "{}", "h0", "p"), at(0))
         .await?;
+    db.store
+        .add_device(device("flag-handover", "moto", "tok"))
+        .await?;
+    db.store
+        .set_device_token("flag-handover", "moto", None, at(2))
+        .await?;
     let conn = rusqlite::Connection::open(db.store.path())?;
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
     assert_eq!(mode, "wal");
@@ -226,6 +232,9 @@ async fn the_file_is_wal_and_its_rows_append_only() -> Result<()> {
         "DELETE FROM pings",
         "UPDATE custody SET hash = 'forged'",
         "DELETE FROM custody",
+        "UPDATE devices SET token_hash = 'forged'",
+        "UPDATE device_tokens SET token_hash = 'forged'",
+        "DELETE FROM device_tokens",
     ] {
         let refused = conn.execute(sql, []);
         assert!(
