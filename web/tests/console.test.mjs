@@ -122,6 +122,38 @@ test('registers a phone: the token once, as text and QR codes, and it works', as
   assert.equal(await page.locator('#device-result').isHidden(), true);
   assert.equal(await page.locator('#new-token').count(), 0);
 
+  // A new token for the phone (lost, or its token leaked): shown once; the old one is refused
+  // from then on, the new one works.
+  await row.getByRole('button', { name: 'New token' }).click();
+  await page.locator('#device-result h3', { hasText: 'New token for ann-phone (Ann)' }).waitFor();
+  const second = (await page.locator('#new-token').textContent()).trim();
+  assert.match(second, /^[0-9a-f]{64}$/);
+  assert.notEqual(second, token);
+  const refused = await fetch(`${server.url}/api/v1/pings`, {
+    method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify([pingAt(LEG0, 0.31, 310)]),
+  });
+  assert.equal(refused.status, 401);
+  assert.equal((await sendPings(server.url, second, [pingAt(LEG0, 0.32, 320)])).accepted, 1);
+
+  // Revoking asks first; kept, nothing changes; confirmed, the row says so and the token is
+  // refused.
+  await page.getByRole('button', { name: 'Refresh the phones' }).click();
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await row.getByRole('group', { name: "Confirm revoking ann-phone's token" }).waitFor();
+  await row.getByRole('button', { name: 'Keep it' }).click();
+  assert.equal(await row.locator('.token-state').textContent().then((t) => t.startsWith('active')), true);
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await row.getByRole('button', { name: 'Yes, revoke it' }).click();
+  await row.locator('.token-state.revoked').waitFor();
+  await page.locator('#result', { hasText: 'Revoked the token of ann-phone (Ann).' }).waitFor();
+  await row.getByRole('button', { name: 'Issue a token' }).waitFor();
+  const gone = await fetch(`${server.url}/api/v1/pings`, {
+    method: 'POST', headers: { Authorization: `Bearer ${second}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify([pingAt(LEG0, 0.33, 330)]),
+  });
+  assert.equal(gone.status, 401);
+
   // The QR route is admin-only.
   const anon = await fetch(`${server.url}/console/qr`, { method: 'POST', body: '{"text":"x"}' });
   assert.equal(anon.status, 401);

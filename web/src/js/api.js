@@ -56,6 +56,10 @@ export async function postJSON(path, body, opts = {}) {
   return type.includes('json') ? res.json() : res.text();
 }
 
+export async function deleteJSON(path, opts = {}) {
+  return (await request('DELETE', path, opts)).json();
+}
+
 const enc = encodeURIComponent;
 export const paths = {
   events: () => '/api/v1/events',
@@ -63,6 +67,7 @@ export const paths = {
   live: (e) => `/api/v1/events/${enc(e)}/live`,
   stream: (e) => `/api/v1/events/${enc(e)}/stream`,
   devices: (e) => `/api/v1/events/${enc(e)}/devices`,
+  token: (e, d) => `/api/v1/events/${enc(e)}/devices/${enc(d)}/token`,
   shift: (e) => `/api/v1/events/${enc(e)}/shift`,
   handoffs: (e, r) => `/api/v1/events/${enc(e)}/relays/${enc(r)}/handoffs`,
   code: (e, r) => `/api/v1/events/${enc(e)}/relays/${enc(r)}/handoffs/code`,

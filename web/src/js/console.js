@@ -3,7 +3,7 @@
 // map of every phone; and registering phones (token shown once, as text and QR codes). The admin token is asked for
 // once and kept in sessionStorage (this tab only), and sent as a bearer token.
 
-import { ApiError, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';
+import { ApiError, deleteJSON, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';
 import { $, coalesce, fill, h, names, problem } from './dom.js';
 import { LiveModel } from './live-model.js';
 import { endedBy, model, stintEnd } from './plan.js';
@@ -323,14 +323,24 @@ async function register() {
   $('#device-result').hidden = true;
   fill($('#device-result'));
   const { token } = await postJSON(paths.devices(eventId), { device, carrier }, auth());
+  $('#device-id').value = '';
+  await showToken(device, carrier, token);
+}
+
+/**
+ * Shows a device's token (new or re-issued) once, as text and as QR codes of the two ways to
+ * use it, under the registration form, and focuses it.
+ */
+async function showToken(device, carrier, token, reissued = false) {
   const osmand = `${location.origin}/osmand?id=${encodeURIComponent(token)}`;
   const page = `${location.origin}/carrier?token=${encodeURIComponent(token)}`;
   const [osmandQr, pageQr] = await Promise.all([qr(osmand), qr(page)]);
   const out = $('#device-result');
   out.hidden = false;
   fill(out, h('div', { class: 'card', id: 'device-token' },
-    h('h3', {}, `Token for ${device} (${carrier})`),
-    h('p', {}, h('strong', {}, 'Shown only now: '), 'give it to the carrier before leaving this page.'),
+    h('h3', {}, `${reissued ? 'New token' : 'Token'} for ${device} (${carrier})`),
+    h('p', {}, h('strong', {}, 'Shown only now: '), 'give it to the carrier before leaving this page.',
+      reissued ? ' The old token no longer works: the phone must be set up again with this one.' : ''),
     h('p', { class: 'token', id: 'new-token' }, token),
     h('div', { class: 'qr-pair' },
       h('figure', {},
@@ -339,7 +349,6 @@ async function register() {
       h('figure', {},
         h('img', { src: pageQr, alt: 'QR code of the carrier page with this token', class: 'qr-carrier' }),
         h('figcaption', {}, 'Carrier page in the phone\'s browser: ', h('span', { class: 'token' }, page))))));
-  $('#device-id').value = '';
   out.querySelector('h3').setAttribute('tabindex', '-1');
   out.querySelector('h3').focus();
   await loadPhones();
@@ -367,6 +376,7 @@ async function loadPhones() {
     const batt = fix?.batt_pct;
     return h('tr', { 'data-device': d.device },
       h('td', {}, d.device),
+      tokenCell(d),
       h('td', {}, d.carrier),
       h('td', {}, d.relay ?? '—'),
       h('td', { class: d.online ? 'online' : 'offline' }, d.online ? '● online' : (fix ? '○ offline' : '○ no fix yet')),
@@ -376,6 +386,38 @@ async function loadPhones() {
       h('td', { class: n ? 'dropped warn' : 'dropped' },
         n ? `${n} · last: ${last?.reason ?? '?'} (${last?.format ?? '?'}): ${last?.message ?? ''}` : 'none'));
   }));
+}
+
+/**
+ * A phone's token: whether it works, and buttons to re-issue it (a lost phone, a leaked
+ * token) or revoke it. Revoking asks first; an error shows in the cell.
+ */
+function tokenCell(d) {
+  const revoked = d.token === 'revoked';
+  const status = h('span', { class: revoked ? 'token-state revoked' : 'token-state' },
+    `${revoked ? 'revoked' : 'active'} since ${ago(ms(d.token_at))}`);
+  const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  const reissue = h('button', { type: 'button', class: 'secondary reissue' }, revoked ? 'Issue a token' : 'New token');
+  const revoke = h('button', { type: 'button', class: 'danger revoke', 'aria-expanded': 'false', hidden: revoked }, 'Revoke');
+  const confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': `Confirm revoking ${d.device}'s token`, hidden: true },
+    h('p', {}, `Revoke ${d.device}'s token? Its reports are refused from now on, until you issue a new one.`),
+    h('button', { type: 'button', class: 'danger confirm-revoke', onclick: () => act(async () => {
+      await deleteJSON(paths.token(eventId, d.device), auth());
+      say(`Revoked the token of ${d.device} (${d.carrier}).`);
+      await loadPhones();
+    }, error) }, 'Yes, revoke it'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => open(false) }, 'Keep it'));
+  const open = (yes) => {
+    confirm.hidden = !yes;
+    revoke.setAttribute('aria-expanded', String(yes));
+    if (yes) confirm.querySelector('.confirm-revoke').focus();
+  };
+  revoke.addEventListener('click', () => open(true));
+  reissue.addEventListener('click', () => act(async () => {
+    const { token } = await postJSON(paths.token(eventId, d.device), undefined, auth());
+    await showToken(d.device, d.carrier, token, true);
+  }, error));
+  return h('td', { class: 'token-cell' }, status, h('div', { class: 'row' }, reissue, revoke), confirm, error);
 }
 
 // ------------------------------------------------------------------ wiring
