@@ -26,22 +26,40 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
-    /// Send a recorded GPX track to a server as live pings, shifted to start now.
+    /// Send recorded GPX tracks to a server as live pings, in the server's time: shifted so the
+    /// earliest point is the server's now, each sent when the server's clock reaches it.
+    #[command(
+        after_help = "Several devices of a relay from one command: one --device and one --token \
+        per track, in the same order (--device a --token ta --device b --token tb A.gpx B.gpx); \
+        the tracks keep their recorded times relative to one another.\n\n\
+        The pings follow the server's clock (read from /healthz): real time against a real \
+        server, faster against a server whose clock runs faster (handoff demo), so the \
+        predictions the server makes from them stay meaningful."
+    )]
     Replay {
         /// The server's base URL, e.g. http://127.0.0.1:8080
         #[arg(long, value_parser = server_url)]
         server: String,
-        /// The device's id (as registered).
+        /// The device's id (as registered); once per track.
+        #[arg(long, required = true)]
+        device: Vec<String>,
+        /// The device's token (as shown once at registration; or set HANDOFF_DEVICE_TOKEN);
+        /// once per track.
+        #[arg(
+            long,
+            env = "HANDOFF_DEVICE_TOKEN",
+            hide_env_values = true,
+            required = true
+        )]
+        token: Vec<String>,
+        /// The tracks: GPX files with timed track points (untimed points are sent 5 s apart).
+        #[arg(required = true)]
+        track: Vec<PathBuf>,
+        /// How many times faster than real time the server's clock runs (as `handoff demo`'s
+        /// does); refused when the server's measured rate is another. Leave it out to follow
+        /// the server's clock whatever its rate.
         #[arg(long)]
-        device: String,
-        /// The device's token (as shown once at registration; or set HANDOFF_DEVICE_TOKEN).
-        #[arg(long, env = "HANDOFF_DEVICE_TOKEN", hide_env_values = true)]
-        token: String,
-        /// The track: a GPX file with timed track points (untimed points are sent 5 s apart).
-        track: PathBuf,
-        /// Replay this many times faster than recorded.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
+        speed: Option<f64>,
     },
     /// The server: ingest, API, live stream, pages.
     #[command(

@@ -1,13 +1,25 @@
-//! `handoff replay` sends a recorded GPX track to a real server as live pings.
+//! `handoff replay` sends recorded GPX tracks to a real server as live pings, in the server's
+//! time: real time here (a real server's clock), several devices of a relay from one command
+//! with their recorded times kept relative to one another, and a `--speed` the server's clock
+//! does not run at refused before anything is sent.
 
 mod common;
 
 use common::{KillOnDrop, curl, json_of};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
-#[test]
-fn a_recorded_track_arrives_as_live_pings() {
+/// A real `handoff serve` on 127.0.0.1:0 with a one-relay plan (Ann runs, then Bob), and the
+/// two devices' tokens.
+struct Served {
+    _server: KillOnDrop,
+    dir: tempfile::TempDir,
+    base: String,
+    tokens: [String; 2],
+}
+
+fn serve() -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
@@ -17,7 +29,7 @@ fn a_recorded_track_arrives_as_live_pings() {
         .spawn()
         .expect("serve");
     let stdout = server.stdout.take().expect("stdout");
-    let _server = KillOnDrop(server);
+    let server = KillOnDrop(server);
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first).expect("line");
     let base = first
@@ -40,63 +52,213 @@ mode = "run"
 start = "{start}"
 route = {{ points = [[2.3500, 48.8500], [2.3650, 48.8500]] }}
 duration = "6m"
+[[relays.legs]]
+carriers = ["Bob"]
+mode = "run"
+route = {{ points = [[2.3650, 48.8500], [2.3800, 48.8500]] }}
+duration = "6m"
 "#
     );
-    assert_eq!(
-        curl(
-            "PUT",
-            &format!("{base}/api/v1/events/rp"),
-            Some("adm"),
-            Some(&plan)
-        )
-        .0,
-        200
-    );
-    let (_, dev) = curl(
-        "POST",
-        &format!("{base}/api/v1/events/rp/devices"),
+    let put = curl(
+        "PUT",
+        &format!("{base}/api/v1/events/rp"),
         Some("adm"),
-        Some(r#"{"device":"ann-watch","carrier":"Ann"}"#),
+        Some(&plan),
     );
-    let token = json_of(&dev)["token"].as_str().expect("token").to_string();
-    // Five timed points, 10 s and about 29 m apart (a runner), along the street.
-    let pts: String = (0..5)
-        .map(|i| format!(r#"<trkpt lat="48.85" lon="{}"><ele>35</ele><time>2024-08-11T21:00:{:02}Z</time></trkpt>"#, 2.351 + 0.0004 * f64::from(i), i * 10))
+    assert_eq!(put.0, 200, "{}", put.1);
+    let tokens = ["ann-watch", "bob-phone"].map(|device| {
+        let carrier = if device == "ann-watch" { "Ann" } else { "Bob" };
+        let (_, dev) = curl(
+            "POST",
+            &format!("{base}/api/v1/events/rp/devices"),
+            Some("adm"),
+            Some(&format!(r#"{{"device":"{device}","carrier":"{carrier}"}}"#)),
+        );
+        json_of(&dev)["token"].as_str().expect("token").to_string()
+    });
+    Served {
+        _server: server,
+        dir,
+        base,
+        tokens,
+    }
+}
+
+/// A GPX file of `n` timed points one second apart from `second` past 21:00, about 3 m apart
+/// (a runner), eastwards from `lon`.
+fn track(dir: &Path, name: &str, lon: f64, second: u32, n: u32) -> PathBuf {
+    let pts: String = (0..n)
+        .map(|i| {
+            format!(
+                r#"<trkpt lat="48.85" lon="{}"><ele>35</ele><time>2024-08-11T21:00:{:02}Z</time></trkpt>"#,
+                lon + 0.00004 * f64::from(i),
+                second + i
+            )
+        })
         .collect();
-    let gpx = dir.path().join("run.gpx");
-    std::fs::write(&gpx, format!(r#"<?xml version="1.0"?><gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{pts}</trkseg></trk></gpx>"#)).expect("gpx");
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args([
-            "replay",
-            "--server",
-            &base,
-            "--device",
-            "ann-watch",
-            "--token",
-            &token,
-            "--speed",
-            "20",
-        ])
-        .arg(&gpx)
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"<?xml version="1.0"?><gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{pts}</trkseg></trk></gpx>"#
+        ),
+    )
+    .expect("gpx");
+    path
+}
+
+fn replay(base: &str, args: &[&str], tracks: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["replay", "--server", base])
+        .args(args)
+        .args(tracks)
         .output()
-        .expect("replay");
+        .expect("replay")
+}
+
+/// The stored pings (`pings.csv`): (device, time) of each.
+fn stored(base: &str) -> Vec<(String, jiff::Timestamp)> {
+    let (status, csv) = curl(
+        "GET",
+        &format!("{base}/api/v1/events/rp/pings.csv"),
+        Some("adm"),
+        None,
+    );
+    assert_eq!(status, 200, "{csv}");
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).expect(name);
+    let (device, t) = (col("device"), col("t"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[device].to_owned(), f[t].parse().expect("a time"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_recorded_track_arrives_as_live_pings_in_the_servers_time() {
+    let s = serve();
+    let gpx = track(s.dir.path(), "run.gpx", 2.351, 0, 5);
+    let before = jiff::Timestamp::now();
+    let out = replay(
+        &s.base,
+        &["--device", "ann-watch", "--token", &s.tokens[0]],
+        &[&gpx],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("5 pings accepted, 0 duplicates"), "{text}");
-    let (_, live) = curl("GET", &format!("{base}/api/v1/events/rp/live"), None, None);
+    assert!(text.contains("runs at 1.0× real time"), "{text}");
+    assert!(
+        text.contains("(ann-watch): 5 pings accepted, 0 duplicates"),
+        "{text}"
+    );
+    // Real time: the 4 s of the recording took at least 4 s, and the stamps are the server's
+    // time when each was sent (not the recording's 2024, nor compressed).
+    assert!(before.duration_until(jiff::Timestamp::now()).as_secs_f64() >= 4.0);
+    let pings = stored(&s.base);
+    assert_eq!(pings.len(), 5, "{pings:?}");
+    let span = pings[0].1.duration_until(pings[4].1).as_secs_f64();
+    assert!((span - 4.0).abs() < 1e-3, "{span}");
+    assert!(pings[0].1 >= before, "{pings:?}");
+    let (_, live) = curl(
+        "GET",
+        &format!("{}/api/v1/events/rp/live", s.base),
+        None,
+        None,
+    );
     let live = json_of(&live);
     let r = &live["relays"][0];
     assert_eq!(r["holders"][0], "Ann", "{live}");
     assert!(
-        (r["position"]["lon"].as_f64().unwrap_or(0.0) - 2.3526).abs() < 1e-6,
+        (r["position"]["lon"].as_f64().unwrap_or(0.0) - 2.35116).abs() < 1e-6,
         "{live}"
     );
+}
+
+#[test]
+fn several_devices_of_a_relay_keep_their_recorded_times_relative_to_one_another() {
+    let s = serve();
+    // Ann's watch from 21:00:00, Bob's phone from 21:00:02 (the exchange), 3 points each.
+    let ann = track(s.dir.path(), "ann.gpx", 2.3646, 0, 3);
+    let bob = track(s.dir.path(), "bob.gpx", 2.3650, 2, 3);
+    let out = replay(
+        &s.base,
+        &[
+            "--device",
+            "ann-watch",
+            "--token",
+            &s.tokens[0],
+            "--device",
+            "bob-phone",
+            "--token",
+            &s.tokens[1],
+        ],
+        &[&ann, &bob],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        r["progress"]["fraction"].as_f64().unwrap_or(0.0) > 0.15,
-        "{live}"
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(text.contains("(ann-watch): 3 pings accepted"), "{text}");
+    assert!(text.contains("(bob-phone): 3 pings accepted"), "{text}");
+    let pings = stored(&s.base);
+    let first = |device: &str| {
+        pings
+            .iter()
+            .filter(|p| p.0 == device)
+            .map(|p| p.1)
+            .min()
+            .expect(device)
+    };
+    let gap = first("ann-watch")
+        .duration_until(first("bob-phone"))
+        .as_secs_f64();
+    assert!((gap - 2.0).abs() < 1e-3, "{gap} {pings:?}");
+}
+
+#[test]
+fn a_speed_the_servers_clock_does_not_run_at_is_refused_before_anything_is_sent() {
+    let s = serve();
+    let gpx = track(s.dir.path(), "run.gpx", 2.351, 0, 5);
+    let out = replay(
+        &s.base,
+        &[
+            "--device",
+            "ann-watch",
+            "--token",
+            &s.tokens[0],
+            "--speed",
+            "20",
+        ],
+        &[&gpx],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--speed 20: the server's clock runs at 1.0× real time"),
+        "{err}"
+    );
+    assert!(stored(&s.base).is_empty());
+
+    // One device and token per track, or nothing.
+    let out = replay(
+        &s.base,
+        &["--device", "ann-watch", "--token", &s.tokens[0]],
+        &[&gpx, &gpx],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("got 1 device(s), 1 token(s) and 2 track(s)"),
+        "{err}"
+    );
+    assert!(stored(&s.base).is_empty());
 }

@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// `GET /healthz`: `ok`, or `degraded` with the custody logs that failed verification at
-/// start-up (each refuses new entries until the store is repaired).
+/// start-up (each refuses new entries until the store is repaired); and the server's clock.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -35,7 +35,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     } else {
         "degraded"
     };
-    let mut body = json!({ "status": status, "events": state.events().len() });
+    let mut body = json!({ "status": status, "events": state.events().len(), "now": state.now() });
     if !unverified.is_empty() {
         body["unverified_custody"] = json!(unverified);
     }

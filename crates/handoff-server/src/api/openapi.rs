@@ -155,6 +155,9 @@ pub struct Health {
     /// `ok`, or `degraded` when a custody log failed verification at start-up.
     pub status: String,
     pub events: u64,
+    /// The server's clock (RFC 3339): what `handoff replay` stamps and paces its pings by
+    /// (the demo's runs faster than real time).
+    pub now: String,
     /// The logs that failed, each `{event, relay, problem}`.
     #[schema(value_type = Option<Vec<Object>>)]
     pub unverified_custody: Option<Vec<Value>>,

@@ -1,5 +1,10 @@
-//! `handoff replay`: a recorded GPX track sent as live pings through the batch API, its times
-//! shifted so the first point is now, paced like the recording (or `--speed` times faster).
+//! `handoff replay`: recorded GPX tracks sent as live pings through the batch API, in the
+//! server's time. The earliest point of all the tracks becomes the server's now, every point
+//! keeps its recorded offset from it (so the legs of a relay, recorded one after another, stay
+//! one after another), and each ping is sent when the server's clock reaches its stamp. That
+//! clock is read from `/healthz`: real time on a real server, faster on `handoff demo`'s. So the
+//! pings are as a phone would send them while the plan runs, and the server's ETAs mean
+//! something; dividing the stamps by a speed while the plan runs in real time did not.
 
 use anyhow::{Context, bail};
 use handoff_core::schedule::fmt_duration;
@@ -7,17 +12,29 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// Untimed track points are this far apart.
 const UNTIMED_STEP_S: f64 = 5.0;
 
-/// One track point: seconds from the first point, lon, lat, elevation.
+/// How long the server's clock is watched before the first ping, to measure its rate.
+const RATE_WINDOW: Duration = Duration::from_millis(1500);
+
+/// How often the server's clock is read again while waiting (its rate may change: the demo's
+/// runs each leg at its own rate).
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// A `--speed` within this fraction of the server's measured rate is the same rate.
+const RATE_TOLERANCE: f64 = 0.15;
+
+/// One track point: seconds from the track's first timed point, lon, lat, elevation.
 type TrackPoint = (f64, f64, f64, Option<f64>);
 
-/// Every track point of a GPX file, timed.
-fn points(track: &Path) -> anyhow::Result<Vec<TrackPoint>> {
+/// Every track point of a GPX file, timed, and the time of its first timed point (`None` for
+/// an untimed track).
+fn points(track: &Path) -> anyhow::Result<(Vec<TrackPoint>, Option<Timestamp>)> {
     let text = std::fs::read_to_string(track)
         .with_context(|| format!("cannot read {}", track.display()))?;
     let gpx = gpx::read(text.as_bytes())
@@ -50,33 +67,188 @@ fn points(track: &Path) -> anyhow::Result<Vec<TrackPoint>> {
         let p = w.point();
         out.push((offset, p.x(), p.y(), w.elevation));
     }
-    Ok(out)
+    Ok((out, first))
+}
+
+/// The server's clock as seen from here: at local instant `at` it read `now`, and it runs
+/// `rate` times as fast as real time.
+struct ServerClock {
+    http: reqwest::Client,
+    url: String,
+    at: Instant,
+    now: Timestamp,
+    rate: f64,
+}
+
+impl ServerClock {
+    /// One reading of `/healthz`'s `now`, placed at the middle of the request.
+    async fn read(http: &reqwest::Client, url: &str) -> anyhow::Result<(Instant, Timestamp)> {
+        let sent = Instant::now();
+        let resp = http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let now = body["now"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .with_context(|| {
+                format!("{url} answered {status} without its clock (`now`): {body}")
+            })?;
+        Ok((sent + sent.elapsed() / 2, now))
+    }
+
+    /// Watches the server's clock for [`RATE_WINDOW`] to learn how fast it runs.
+    async fn measure(server: &str) -> anyhow::Result<ServerClock> {
+        let http = reqwest::Client::new();
+        let url = format!("{server}/healthz");
+        let (a, first) = Self::read(&http, &url).await?;
+        tokio::time::sleep(RATE_WINDOW).await;
+        let (at, now) = Self::read(&http, &url).await?;
+        let rate = first.duration_until(now).as_secs_f64() / at.duration_since(a).as_secs_f64();
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("{url}: the server's clock does not move forward ({first}, then {now})");
+        }
+        Ok(ServerClock {
+            http,
+            url,
+            at,
+            now,
+            rate,
+        })
+    }
+
+    /// The server's time now, as estimated.
+    fn estimate(&self) -> anyhow::Result<Timestamp> {
+        let ahead = self.at.elapsed().as_secs_f64() * self.rate;
+        Ok(self.now.checked_add(SignedDuration::from_secs_f64(ahead))?)
+    }
+
+    /// Waits until the server's clock reaches `t`, reading it again every [`RESYNC`] (and the
+    /// rate from the two readings) while the wait is long.
+    async fn wait_until(&mut self, t: Timestamp) -> anyhow::Result<()> {
+        loop {
+            let left = self.estimate()?.duration_until(t).as_secs_f64() / self.rate;
+            if left <= 0.0 {
+                return Ok(());
+            }
+            let nap = Duration::from_secs_f64(left).min(RESYNC);
+            tokio::time::sleep(nap).await;
+            if nap == RESYNC {
+                let (at, now) = Self::read(&self.http, &self.url).await?;
+                let real = at.duration_since(self.at).as_secs_f64();
+                let rate = self.now.duration_until(now).as_secs_f64() / real;
+                if rate.is_finite() && rate > 0.0 {
+                    self.rate = rate;
+                }
+                (self.at, self.now) = (at, now);
+            }
+        }
+    }
+}
+
+/// One device's part of the replay.
+struct Part<'a> {
+    device: &'a str,
+    token: &'a str,
+    track: &'a Path,
+    points: Vec<TrackPoint>,
+    /// The track's first point, in seconds after the earliest first point of all the tracks.
+    offset_s: f64,
+    accepted: u64,
+    duplicates: u64,
 }
 
 pub fn run(
     server: &str,
-    device: &str,
-    token: &str,
-    track: &Path,
-    speed: f64,
+    devices: &[String],
+    tokens: &[String],
+    tracks: &[PathBuf],
+    speed: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
-    if !(speed.is_finite() && speed > 0.0) {
+    if devices.len() != tracks.len() || tokens.len() != tracks.len() {
+        bail!(
+            "give one --device and one --token per track, in the same order: got {} device(s), \
+             {} token(s) and {} track(s)",
+            devices.len(),
+            tokens.len(),
+            tracks.len()
+        );
+    }
+    if let Some(s) = speed
+        && !(s.is_finite() && s > 0.0)
+    {
         bail!("--speed must be a positive number");
     }
-    let pts = points(track)?;
-    let url = format!("{}/api/v1/pings", server.trim_end_matches('/'));
-    let span_s = pts.last().map_or(0.0, |p| p.0) / speed;
+    let mut parts = Vec::with_capacity(tracks.len());
+    for ((device, token), track) in devices.iter().zip(tokens).zip(tracks) {
+        let (points, first) = points(track)?;
+        parts.push((device, token, track, points, first));
+    }
+    // The tracks keep their recorded times relative to one another (untimed ones start with
+    // the earliest).
+    let earliest = parts.iter().filter_map(|p| p.4).min();
+    let mut parts: Vec<Part> = parts
+        .into_iter()
+        .map(|(device, token, track, points, first)| Part {
+            device,
+            token,
+            track,
+            points,
+            offset_s: first
+                .zip(earliest)
+                .map_or(0.0, |(f, e)| e.duration_until(f).as_secs_f64()),
+            accepted: 0,
+            duplicates: 0,
+        })
+        .collect();
+    // Every ping of every track, in the order of its offset: (offset, part, point).
+    let mut order: Vec<(f64, usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (0..p.points.len()).map(move |j| (p.offset_s + p.points[j].0, i, j)))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let server = server.trim_end_matches('/');
+    let url = format!("{server}/api/v1/pings");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut clock = rt.block_on(ServerClock::measure(server))?;
+    if let Some(s) = speed
+        && (clock.rate - s).abs() > s * RATE_TOLERANCE
+    {
+        bail!(
+            "--speed {s}: the server's clock runs at {:.1}× real time, so pings paced {s}× \
+             faster would not match its plan. Leave --speed out to replay in the server's time \
+             (real time on a real server), or replay against a server whose clock runs {s}× \
+             faster (as handoff demo's does)",
+            clock.rate
+        );
+    }
+    let start = clock.estimate()?;
+    let span_s = order.last().map_or(0.0, |o| o.0);
     println!(
-        "replaying {} ({} points) to {url} as device {device}: about {} at speed {speed}",
-        track.display(),
-        pts.len(),
-        fmt_duration(SignedDuration::from_secs_f64(span_s.max(0.0)))
+        "replaying {} track(s) ({} points) to {url} in the server's time (its clock runs at \
+         {:.1}× real time): {} of it, about {} here",
+        parts.len(),
+        order.len(),
+        clock.rate,
+        fmt_duration(SignedDuration::from_secs_f64(span_s.max(0.0))),
+        fmt_duration(SignedDuration::from_secs_f64(
+            (span_s / clock.rate).max(0.0)
+        )),
     );
-    let start = Timestamp::now();
-    // A bar on a terminal; elsewhere (a pipe, a log) a line at each tenth of the track.
+    for p in &parts {
+        println!("  {} as device {}", p.track.display(), p.device);
+    }
+    // A bar on a terminal; elsewhere (a pipe, a log) a line at each tenth of the pings.
     let tty = std::io::stderr().is_terminal();
+    let n = order.len() as u64;
     let bar = if tty {
-        ProgressBar::new(pts.len() as u64)
+        ProgressBar::new(n)
     } else {
         ProgressBar::hidden()
     };
@@ -84,25 +256,22 @@ pub fn run(
         ProgressStyle::with_template("{prefix} [{bar:40.cyan/blue}] {pos}/{len} pings  {msg}")?
             .progress_chars("█▌ "),
     );
-    bar.set_prefix(device.to_string());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let n = pts.len() as u64;
-    let (accepted, duplicates) = rt.block_on(async {
+    bar.set_prefix(if parts.len() == 1 {
+        parts[0].device.to_string()
+    } else {
+        format!("{} devices", parts.len())
+    });
+    rt.block_on(async {
         let http = reqwest::Client::new();
-        let (mut accepted, mut duplicates) = (0, 0);
-        for (offset, lon, lat, ele) in &pts {
-            let due = std::time::Duration::from_secs_f64(offset.max(0.0) / speed);
-            let elapsed = start.duration_until(Timestamp::now()).unsigned_abs();
-            if due > elapsed {
-                tokio::time::sleep(due - elapsed).await;
-            }
-            let t = start.checked_add(SignedDuration::from_secs_f64(offset / speed))?;
+        for &(offset, i, j) in &order {
+            let t = start.checked_add(SignedDuration::from_secs_f64(offset))?;
+            clock.wait_until(t).await?;
+            let part = &mut parts[i];
+            let (_, lon, lat, ele) = part.points[j];
             let ping = json!([{ "t": t.to_string(), "lon": lon, "lat": lat, "alt": ele }]);
             let resp = http
                 .post(&url)
-                .bearer_auth(token)
+                .bearer_auth(part.token)
                 .json(&ping)
                 .send()
                 .await
@@ -110,30 +279,35 @@ pub fn run(
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                bail!("{url} answered {status}: {body}");
+                bail!("{url} answered {status} for device {}: {body}", part.device);
             }
             if let Some(r) = body["rejected"].as_array().and_then(|r| r.first()) {
-                let line = format!("refused: {}", r["error"]["message"]);
+                let line = format!("{}: refused: {}", part.device, r["error"]["message"]);
                 if tty {
                     bar.println(line);
                 } else {
                     eprintln!("{line}");
                 }
             }
-            accepted += body["accepted"].as_u64().unwrap_or(0);
-            duplicates += body["duplicates"].as_u64().unwrap_or(0);
+            part.accepted += body["accepted"].as_u64().unwrap_or(0);
+            part.duplicates += body["duplicates"].as_u64().unwrap_or(0);
             bar.inc(1);
             let sent = bar.position();
             if !tty && sent * 10 / n > (sent - 1) * 10 / n {
-                println!("  {sent}/{n} pings sent ({accepted} accepted)");
+                println!("  {sent}/{n} pings sent");
             }
         }
-        anyhow::Ok((accepted, duplicates))
+        anyhow::Ok(())
     })?;
     bar.finish_with_message("done");
-    println!(
-        "{}: {accepted} pings accepted, {duplicates} duplicates",
-        track.display()
-    );
+    for p in &parts {
+        println!(
+            "{} ({}): {} pings accepted, {} duplicates",
+            p.track.display(),
+            p.device,
+            p.accepted,
+            p.duplicates
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
