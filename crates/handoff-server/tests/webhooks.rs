@@ -481,8 +481,13 @@ async fn a_delivery_pending_at_shutdown_is_retried_after_a_restart() -> Result<(
 async fn a_handoff_committed_but_never_queued_is_queued_at_the_next_start() -> Result<()> {
     let rx = Receiver::start(0).await?;
     let s = start(at(60)).await?;
-    // Registered in the store only, so this server's cache does not know it: the handoff below
-    // is committed and nothing is queued, as when a server stops between the two writes.
+    s.set_clock(at(121));
+    s.handoff(EVENT, "flag").await?;
+    let (dir, clock, _) = s.stop().await?;
+    // Written to the store while no server runs: a webhook registered before the handoff
+    // (at 60 s) that nothing was queued for, as when a server stops between the commit and
+    // the outbox insert; and one registered after it, which is not owed it. (With a server
+    // running, a follower on PostgreSQL would load the first in time to queue it.)
     let hook = |id: &str, created_at| handoff_store::NewWebhook {
         event_id: EVENT.to_owned(),
         webhook_id: id.to_owned(),
@@ -491,13 +496,11 @@ async fn a_handoff_committed_but_never_queued_is_queued_at_the_next_start() -> R
         kinds: vec!["handoff".to_owned()],
         created_at,
     };
-    s.state.store.add_webhook(hook("wh_before", at(60))).await?;
-    s.set_clock(at(121));
-    s.handoff(EVENT, "flag").await?;
-    assert!(s.state.store.notifications(EVENT, 100).await?.is_empty());
-    // A webhook registered after the handoff is not owed it.
-    s.state.store.add_webhook(hook("wh_after", at(130))).await?;
-    let (dir, clock, _) = s.stop().await?;
+    let store = dir.store().await?;
+    store.add_webhook(hook("wh_before", at(60))).await?;
+    store.add_webhook(hook("wh_after", at(130))).await?;
+    assert!(store.notifications(EVENT, 100).await?.is_empty());
+    drop(store);
     assert!(rx.got().is_empty());
 
     let s = Server::open(dir, clock).await?;
