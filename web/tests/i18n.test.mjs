@@ -70,6 +70,29 @@ test('every key the pages use is defined, and every defined key is used', () => 
   }
 });
 
+test('the pages\' HTML says in English what the dictionary says (shown before the script runs)', () => {
+  const { html } = sources();
+  const decode = (v) => v.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"');
+  let checked = 0;
+  for (const [, tag, rest] of html.matchAll(/<([a-z0-9]+)(\s[^>]*)>/g)) {
+    const attrs = Object.fromEntries([...rest.matchAll(/([a-z-]+)(?:="([^"]*)")?/g)].map(([, k, v]) => [k, decode(v ?? '')]));
+    for (const [name, key] of Object.entries(attrs)) {
+      const attr = name.match(/^data-i18n-(aria-label|placeholder|alt)$/)?.[1];
+      if (!attr) continue;
+      assert.equal(attrs[attr], MESSAGES.en[key], `${tag} ${attr}: ${key}`);
+      checked += 1;
+    }
+  }
+  // An element of only text says its message; one with a slot, the words around it.
+  for (const [, key, inner] of html.matchAll(/\bdata-i18n="([^"]+)"[^>]*>(.*?)<\/[a-z0-9]+>\s*(?:<|$)/gm)) {
+    const words = decode(inner.replace(/<([a-z]+)[^>]*data-i18n-slot="(\w+)"[^>]*>.*?<\/\1>/g, '{$2}'));
+    if (/</.test(words)) continue; // Elements nested inside: each checked on its own.
+    assert.equal(words, MESSAGES.en[key], key);
+    checked += 1;
+  }
+  assert.ok(checked >= 80, `only ${checked} checked`);
+});
+
 test('the language: the address, else the saved choice, else the browser, else English', () => {
   assert.equal(chooseLanguage({ param: 'fr', saved: 'en', preferred: ['en-US'] }), 'fr');
   assert.equal(chooseLanguage({ param: 'de', saved: 'fr', preferred: ['en-US'] }), 'fr', 'an unknown ?lang= is ignored');

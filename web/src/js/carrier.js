@@ -64,7 +64,7 @@ const readQueue = () => {
 const writeQueue = (q) => localStorage.setItem(queueKey(), JSON.stringify(q.slice(-MAX_QUEUE)));
 
 /** The queue's length in words; `note` (a function giving words) says what the last send met. */
-function showQueue(note = state.queueNote) {
+function showQueue(note = null) {
   state.queueNote = note;
   const n = readQueue().length;
   const text = n === 0 ? msg('carrier.allSent') : msg(navigator.onLine ? 'carrier.waiting' : 'carrier.waitingOffline', { count: n });
@@ -535,7 +535,7 @@ function relabel() {
   showWho();
   showConn();
   showShare();
-  showQueue();
+  showQueue(state.queueNote);
   showCode();
   showConfirmed();
   if (state.map) localizeMap(state.map.map);
