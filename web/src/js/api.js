@@ -1,5 +1,8 @@
 // The JSON API as the pages use it. Errors come back as {"error":{"code","message"}}: we
-// surface the server's message, which is written for people.
+// surface the server's message, which is written for people (and shown as it comes, in the
+// server's language).
+
+import { msg } from './i18n.js';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -24,7 +27,7 @@ async function request(method, path, { token, body, accept } = {}) {
       cache: 'no-cache',
     });
   } catch (e) {
-    throw new ApiError(0, 'network', `The server cannot be reached (${e.message}).`);
+    throw new ApiError(0, 'network', msg('api.unreachable', { reason: e.message }));
   }
   if (!res.ok) {
     let code = 'http';

@@ -10,6 +10,7 @@
 import { escapeHtml } from './dom.js';
 import { fitView, followTarget, nearEdge, viewFor } from './follow.js';
 import { cumulative, splitAt, unwrap } from './geo.js';
+import { msg } from './i18n.js';
 import { RENDER_PADDING, STYLE, worldBasemap } from './map.js';
 
 const ll = (points) => unwrap(points).map(([lon, lat]) => [lat, lon]);
@@ -79,7 +80,7 @@ export class CarrierMap {
     }, exchange?.label);
     this.me = this.point(this.me, here, {
       radius: 9, color: '#ffffff', weight: 3, fillColor: '#0842a0', fillOpacity: 1, className: 'me-marker',
-    }, 'You');
+    }, msg('carrier.mapYou'));
     this.target = { relay, r, legs, holding, here, exchange, key: `${key}/${here ? 'fix' : 'nofix'}` };
     this.track();
   }

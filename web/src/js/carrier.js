@@ -7,16 +7,20 @@
 // The page guides: at the top, in words, what needs doing now (off the route, holding the
 // object while nothing is shared, the exchange just ahead and who takes over), then the leg,
 // the handoff (only where custody changes: a change of mode by the same carriers asks for
-// nothing), and a map of the carrier, their route and the exchange point.
+// nothing), and a map of the carrier, their route and the exchange point. A switch of
+// language renders it again in place: sharing, the queue and a code on screen carry on (a
+// reload would need the signal a carrier may not have).
 
 import { ApiError, getJSON, paths, postJSON } from './api.js';
 import { CarrierMap } from './carrier-map.js';
 import { $, fill, h, names, problem } from './dom.js';
 import { distanceM, formatDistance, locate } from './geo.js';
+import { mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
 import { LiveModel } from './live-model.js';
+import { localizeMap } from './map.js';
 import { exchangeName, model, placeNear, stintEnd } from './plan.js';
 import { follow } from './stream.js';
-import { clock, ms, now, span, syncClock, tick, zoned } from './time.js';
+import { clock, ms, now, span, syncClock, tick, untilData, zoned } from './time.js';
 
 const KEY = { token: 'handoff.device.token', sharing: 'handoff.device.sharing' };
 /** One queue per token: a phone handed to another carrier never sends the last one's fixes as theirs. */
@@ -40,7 +44,13 @@ const state = {
   token: null, me: null, m: null, live: null, watch: null, fix: null, lastQueued: 0,
   flushing: false, retry: null, wakeLock: null, role: null, stream: null,
   map: null, sharingSince: NaN, ownFixAt: NaN, ownSentT: NaN, guideText: '',
+  // What the page says, kept as what it means so a switch of language can say it again:
+  // the sharing line ({ kind: 'off' | 'waiting' | 'fix' | 'error', code }), the queue's note
+  // (a function giving its words), the handoff code shown and the handoff confirmed.
+  share: { kind: 'off' }, queueNote: null, code: null, confirmed: null, conn: null,
 };
+
+const modeName = (mode) => word('mode', mode);
 
 // ------------------------------------------------------------------ the queue
 
@@ -53,10 +63,12 @@ const readQueue = () => {
 };
 const writeQueue = (q) => localStorage.setItem(queueKey(), JSON.stringify(q.slice(-MAX_QUEUE)));
 
-function showQueue(extra) {
+/** The queue's length in words; `note` (a function giving words) says what the last send met. */
+function showQueue(note = null) {
+  state.queueNote = note;
   const n = readQueue().length;
-  const text = n === 0 ? 'All positions sent.' : `${n} position${n === 1 ? '' : 's'} waiting to send${navigator.onLine ? '' : ' (offline)'}.`;
-  $('#queue-status').textContent = extra ? `${text} ${extra}` : text;
+  const text = n === 0 ? msg('carrier.allSent') : msg(navigator.onLine ? 'carrier.waiting' : 'carrier.waitingOffline', { count: n });
+  $('#queue-status').textContent = note ? `${text} ${note()}` : text;
   $('#queue-status').dataset.queued = String(n);
 }
 
@@ -76,7 +88,7 @@ async function flush() {
   if (state.flushing || !navigator.onLine || !state.token) return;
   state.flushing = true;
   clearTimeout(state.retry);
-  let note = '';
+  let note = null;
   try {
     for (;;) {
       const batch = readQueue().slice(0, BATCH);
@@ -84,18 +96,21 @@ async function flush() {
       try {
         const res = await postJSON(paths.pings(), batch, { token: state.token });
         // Refused pings (bad values) can never succeed: they leave the queue too.
-        if (res.rejected?.length) note = `${res.rejected.length} refused by the server: ${res.rejected[0].error?.message ?? ''}`;
+        if (res.rejected?.length) {
+          const [count, message] = [res.rejected.length, res.rejected[0].error?.message ?? ''];
+          note = () => msg('carrier.refused', { count, message });
+        }
         writeQueue(readQueue().slice(batch.length));
         $('#share-status').dataset.sent = String(Number($('#share-status').dataset.sent ?? 0) + res.accepted);
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) {
-          forget('This phone\'s token is no longer accepted; enter a new one.');
+          forget(msg('carrier.tokenGone'));
           return;
         }
         if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
           // The request as a whole can never succeed as it is: drop it, say so.
           writeQueue(readQueue().slice(batch.length));
-          note = `Positions refused: ${e.message}`;
+          note = () => msg('carrier.positionsRefused', { message: e.message });
           continue;
         }
         // No signal or a server hiccup: keep them and try again shortly.
@@ -115,9 +130,7 @@ function onFix(pos) {
   state.fix = pos;
   // On the server's clock, as the device's newest fix (`/carrier/me`) is.
   state.ownFixAt = now();
-  const c = pos.coords;
-  fill($('#share-status'), `Sharing · last fix ${clock(pos.timestamp, Intl.DateTimeFormat().resolvedOptions().timeZone)}`,
-    Number.isFinite(c.accuracy) ? ` (±${Math.round(c.accuracy)} m)` : '');
+  showShare({ kind: 'fix' });
   if (pos.timestamp - state.lastQueued >= MIN_INTERVAL_MS) {
     state.lastQueued = pos.timestamp;
     const q = readQueue();
@@ -132,14 +145,29 @@ function onFix(pos) {
   renderLeg();
 }
 
+/** The sharing line: off, waiting for a first fix, the last fix, or why there is none. */
+function showShare(share = state.share) {
+  state.share = share;
+  const el = $('#share-status');
+  if (share.kind === 'fix' && state.fix) {
+    const c = state.fix.coords;
+    fill(el, msg('carrier.sharingFix', { time: clock(state.fix.timestamp, Intl.DateTimeFormat().resolvedOptions().timeZone) }),
+      Number.isFinite(c.accuracy) ? ` ${msg('carrier.accuracy', { m: Math.round(c.accuracy) })}` : '');
+  } else if (share.kind === 'error') {
+    const key = { 1: 'carrier.geoDenied', 2: 'carrier.geoUnavailable', 3: 'carrier.geoTimeout' }[share.code];
+    el.textContent = key ? msg(key) : share.message;
+  } else {
+    el.textContent = msg(share.kind === 'waiting' ? 'carrier.waitingFix' : 'carrier.notSharing');
+  }
+  const button = $('#share');
+  button.textContent = msg(state.watch === null ? 'carrier.startSharing' : 'carrier.stopSharing');
+  button.setAttribute('aria-pressed', String(state.watch !== null));
+}
+
 function onGeoError(err) {
-  const why = {
-    1: 'Location permission was refused: allow it for this site in the browser settings, then start again.',
-    2: 'The phone cannot find its position right now; it keeps trying.',
-    3: 'Finding the position is taking long; it keeps trying.',
-  }[err.code] ?? err.message;
-  $('#share-status').textContent = why;
+  // Refused permission stops sharing, and the line says why (not merely "Not sharing").
   if (err.code === 1) stopSharing();
+  showShare({ kind: 'error', code: err.code, message: err.message });
 }
 
 async function keepAwake() {
@@ -155,7 +183,7 @@ async function keepAwake() {
 
 function startSharing() {
   if (!('geolocation' in navigator)) {
-    problem('This browser cannot share its position.');
+    problem(msg('carrier.noGeolocation'));
     return;
   }
   state.watch = navigator.geolocation.watchPosition(onFix, onGeoError, {
@@ -163,9 +191,7 @@ function startSharing() {
   });
   localStorage.setItem(KEY.sharing, 'on');
   state.sharingSince = now();
-  $('#share').textContent = 'Stop sharing';
-  $('#share').setAttribute('aria-pressed', 'true');
-  $('#share-status').textContent = 'Sharing · waiting for the first fix…';
+  showShare({ kind: 'waiting' });
   keepAwake();
   renderLeg();
 }
@@ -176,9 +202,7 @@ function stopSharing() {
   localStorage.setItem(KEY.sharing, 'off');
   state.wakeLock?.release().catch(() => {});
   state.wakeLock = null;
-  $('#share').textContent = 'Start sharing';
-  $('#share').setAttribute('aria-pressed', 'false');
-  $('#share-status').textContent = 'Not sharing.';
+  showShare({ kind: 'off' });
   if (state.live?.snapshot) renderLeg();
 }
 
@@ -204,14 +228,17 @@ function myLeg() {
 
 function when(t, zone) {
   const z = zoned(t, zone);
-  return [h('time', { datetime: new Date(t).toISOString() }, z.place), z.viewer ? ` (${z.viewer}, your time)` : ''];
+  return [h('time', { datetime: new Date(t).toISOString() }, z.place), z.viewer ? ` (${msg('time.yourTime', { time: z.viewer })})` : ''];
 }
+
+/** A ticking "in 4 min 12 s", "due now" once the time has come. */
+const until = (t) => h('span', untilData(t, 'time.dueNow'));
 
 /** Where the stint of leg `i` ends in a handoff, as "; then hand to … at …" (or nothing). */
 function handAfter(relay, i) {
   const end = stintEnd(relay, i);
   const to = relay.legs[end + 1];
-  return to ? `; then hand to ${names(to.carriers)} at ${exchangeName(state.m, relay, end)}` : '';
+  return to ? msg('carrier.thenHandTo', { to: names(to.carriers), place: exchangeName(state.m, relay, end) }) : '';
 }
 
 function renderLeg() {
@@ -221,7 +248,7 @@ function renderLeg() {
   const box = $('#leg-info');
   state.role = null;
   if (!mine) {
-    fill(box, h('p', {}, 'You have no leg still to come in this event. Thank you!'));
+    fill(box, h('p', {}, msg('carrier.noLeg')));
   } else {
     const { relay, leg, r, holding } = mine;
     const n = relay.legs.length;
@@ -235,34 +262,40 @@ function renderLeg() {
       const t = ms(lv.eta_end);
       const remaining = r.progress ? Math.max(0, (r.progress.length_m || leg.lengthM) - r.progress.along_m) : leg.lengthM;
       fill(box,
-        h('p', { class: 'status' }, h('strong', { class: 'holders' }, `You hold the ${what}`), ` · leg ${leg.index + 1} of ${n} · ${leg.mode}`),
+        h('p', { class: 'status' }, h('strong', { class: 'holders' }, msg('carrier.youHold', { object: what })),
+          ` · ${msg('live.legOf', { n: leg.index + 1, total: n })} · ${modeName(leg.mode)}`),
         h('dl', { class: 'next' },
-          h('dt', {}, last ? 'Finish' : change ? 'Next' : 'Next exchange'),
+          h('dt', {}, msg(last ? 'plan.finish' : change ? 'carrier.next' : 'carrier.nextExchange')),
           h('dd', { id: 'next-exchange' }, exchangeName(state.m, relay, leg.index),
             last ? '' : change
-              ? ` · you carry on by ${nextLeg.mode} (no handoff: nothing to confirm)${handAfter(relay, leg.index)}`
-              : ` · hand to ${names(nextLeg.carriers)}`),
-          h('dt', {}, 'Distance'),
-          h('dd', { id: 'distance' }, `${formatDistance(remaining)} along the route`,
-            here && leg.end ? ` (${formatDistance(distanceM(here, leg.end))} in a straight line)` : ''),
-          h('dt', {}, 'Expected'),
-          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
+              ? ` · ${msg('carrier.carryOn', { mode: modeName(nextLeg.mode) })}${handAfter(relay, leg.index)}`
+              : ` · ${msg('carrier.handTo', { to: names(nextLeg.carriers) })}`),
+          h('dt', {}, msg('carrier.distance')),
+          h('dd', { id: 'distance' }, msg('carrier.alongRoute', { distance: formatDistance(remaining) }),
+            here && leg.end ? ` ${msg('carrier.straightLine', { distance: formatDistance(distanceM(here, leg.end)) })}` : ''),
+          h('dt', {}, msg('carrier.expected')),
+          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · ', until(t))));
       // A code only where custody changes: at the end of the stint, never for a change of mode.
       state.role = last || change ? null : { kind: 'give', relay };
     } else {
       const lv = r.legs[leg.index];
       const t = ms(lv.eta_start);
       const prev = relay.legs[leg.index - 1];
-      const at = leg.start && (placeNear(state.m, leg.start)?.name ?? (prev ? exchangeName(state.m, relay, prev.index) : 'the start'));
+      const at = leg.start && (placeNear(state.m, leg.start)?.name ?? (prev ? exchangeName(state.m, relay, prev.index) : msg('carrier.theStart')));
       fill(box,
-        h('p', { class: 'status' }, h('strong', { class: 'holders' }, `Next: leg ${leg.index + 1} of ${n}`), ` · ${leg.mode}`),
+        h('p', { class: 'status' }, h('strong', { class: 'holders' }, msg('carrier.nextLeg', { n: leg.index + 1, total: n })),
+          ` · ${modeName(leg.mode)}`),
         h('dl', { class: 'next' },
-          h('dt', {}, 'You take over'),
-          h('dd', { id: 'next-exchange' }, prev ? `from ${names(prev.carriers)} at ${at}` : `at ${at} (the start)`),
-          h('dt', {}, 'Distance'),
-          h('dd', { id: 'distance' }, here && leg.start ? `${formatDistance(distanceM(here, leg.start))} from you` : 'Start sharing to see how far you are.'),
-          h('dt', {}, 'Expected'),
-          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · ', h('span', { class: 'countdown', dataset: { until: String(t), done: 'due now', prefix: 'in ' } }))));
+          h('dt', {}, msg('carrier.youTakeOver')),
+          h('dd', { id: 'next-exchange' }, prev
+            ? msg('carrier.fromAt', { from: names(prev.carriers), place: at })
+            : msg('carrier.atStart', { place: at })),
+          h('dt', {}, msg('carrier.distance')),
+          h('dd', { id: 'distance' }, here && leg.start
+            ? msg('carrier.fromYou', { distance: formatDistance(distanceM(here, leg.start)) })
+            : msg('carrier.shareToSee')),
+          h('dt', {}, msg('carrier.expected')),
+          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · ', until(t))));
       if (prev && r.current_leg === prev.index && !prev.segment) state.role = { kind: 'receive', relay };
     }
   }
@@ -314,14 +347,15 @@ function notSharing({ relay, leg }) {
   if (state.watch !== null) {
     const since = Math.max(own, server, state.sharingSince);
     if (t - since <= silentMs) return null;
-    return `No position from this phone for ${span(t - since)}: check that location is on for this site, and keep this page open in front.`;
+    return msg('carrier.silentPage', { span: span(t - since) });
   }
   // The server's newest fix of this device is one this page sent, or another app's.
   const sent = Number.isFinite(state.ownSentT) ? state.ownSentT : -Infinity;
   const otherApp = server > sent;
   if (otherApp && t - server <= silentMs) return null;
-  if (otherApp) return `You hold the ${what} but no position has come from this phone for ${span(t - server)}: check your tracking app, or press “Start sharing”.`;
-  return `You hold the ${what} but this phone is not sharing its position: press “Start sharing”.`;
+  const start = msg('carrier.startSharing');
+  if (otherApp) return msg('carrier.silentApp', { object: what, span: span(t - server), start });
+  return msg('carrier.notSharingHolding', { object: what, start });
 }
 
 /** What needs doing now, most urgent first: [{ kind, warn, text }]. */
@@ -337,7 +371,9 @@ function guidance(mine) {
     const off = ownFixFresh() && leg.points.length > 1 ? locate(leg.points, leg.cum, here).offM : NaN;
     out.push({
       kind: 'off-route', warn: true,
-      text: `You are off your route${Number.isFinite(off) ? ` (${formatDistance(off)} from it)` : ''}: get back to the line on the map, towards ${at}.`,
+      text: Number.isFinite(off)
+        ? msg('carrier.offRouteBy', { distance: formatDistance(off), place: at })
+        : msg('carrier.offRoute', { place: at }),
     });
   }
   const quiet = notSharing(mine);
@@ -347,13 +383,14 @@ function guidance(mine) {
   for (let i = leg.index + 1; i <= end; i++) remainingM += relay.legs[i].lengthM;
   const etaIn = ms(r.legs[end]?.eta_end) - now();
   if (remainingM <= NEAR_M || (etaIn > 0 && etaIn <= NEAR_MS)) {
-    const soon = etaIn > 0 ? `, in about ${span(etaIn)}` : '';
+    const soon = etaIn > 0 ? msg('carrier.inAbout', { span: span(etaIn) }) : '';
     const to = relay.legs[end + 1];
+    const distance = formatDistance(remainingM);
     out.push({
       kind: 'near', warn: false,
       text: to
-        ? `Exchange near: ${at} is ${formatDistance(remainingM)} ahead${soon}. Hand the ${relay.object || relay.name} to ${names(to.carriers)}: show them your handoff code.`
-        : `The finish is near: ${at} is ${formatDistance(remainingM)} ahead${soon}.`,
+        ? msg('carrier.exchangeNear', { place: at, distance, soon, object: relay.object || relay.name, to: names(to.carriers) })
+        : msg('carrier.finishNear', { place: at, distance, soon }),
     });
   }
   return out;
@@ -381,8 +418,8 @@ function renderMap(mine, here) {
   const name = exchangeName(state.m, relay, end);
   const to = relay.legs[end + 1];
   const exchange = holding
-    ? { at: relay.legs[end].end, label: to ? `Exchange: ${name} · hand to ${names(to.carriers)}` : `Finish: ${name}` }
-    : { at: leg.start, label: prev ? `You take over from ${names(prev.carriers)} here` : 'Your start' };
+    ? { at: relay.legs[end].end, label: to ? msg('carrier.mapExchange', { place: name, to: names(to.carriers) }) : msg('map.finishTip', { place: name }) }
+    : { at: leg.start, label: prev ? msg('carrier.mapTakeOver', { from: names(prev.carriers) }) : msg('carrier.mapYourStart') };
   state.map.show({
     relay, r, holding, here, exchange,
     legs: relay.legs.slice(leg.index, end + 1),
@@ -404,11 +441,22 @@ async function refreshMe() {
 async function getCode() {
   const { relay } = state.role;
   const c = await postJSON(paths.code(state.me.event, relay.id), undefined, { token: state.token });
+  state.code = { ...c, relay };
   $('#code-box').hidden = false;
   $('#code').textContent = c.code;
-  const t = ms(c.expires_at);
-  fill($('#code-expiry'), `For the handoff to ${names(relay.legs[c.to_leg].carriers)}; valid until ${clock(t, relay.legs[c.from_leg].end_zone)} (`,
-    h('span', { class: 'countdown', dataset: { until: String(t), done: 'expired' } }), ' left).');
+  showCode();
+}
+
+/** What the code shown is for, and until when. */
+function showCode() {
+  if (!state.code) return;
+  const { relay, to_leg: toLeg, from_leg: fromLeg, expires_at: expires } = state.code;
+  const t = ms(expires);
+  fill($('#code-expiry'), msgParts('carrier.codeFor', {
+    to: names(relay.legs[toLeg].carriers),
+    time: clock(t, relay.legs[fromLeg].end_zone),
+    left: h('span', untilData(t, 'time.expired', false)),
+  }));
   tick();
 }
 
@@ -416,10 +464,16 @@ async function receive(code) {
   const { relay } = state.role;
   const entry = await postJSON(paths.handoffs(state.me.event, relay.id), { code }, { token: state.token });
   $('#receive-code').value = '';
+  state.confirmed = { object: relay.object || relay.name, seq: String(entry.seq) };
+  showConfirmed();
+  await refreshLive();
+}
+
+function showConfirmed() {
+  if (!state.confirmed) return;
   const el = $('#handoff-result');
   el.hidden = false;
-  el.textContent = `Handoff confirmed: you hold the ${relay.object || relay.name} (custody entry ${entry.seq}).`;
-  await refreshLive();
+  el.textContent = msg('carrier.confirmed', state.confirmed);
 }
 
 // ------------------------------------------------------------------ wiring
@@ -436,7 +490,7 @@ async function act(fn) {
   try {
     await fn();
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) forget('This phone\'s token is not accepted; enter the one the organisers gave you.');
+    if (e instanceof ApiError && e.status === 401) forget(msg('carrier.tokenRefused'));
     else problem(e.message);
   }
 }
@@ -459,8 +513,33 @@ function forget(message) {
   stopSharing();
   $('#app').hidden = true;
   $('#setup').hidden = false;
-  fill($('#who'), 'Carrier');
+  showWho();
   problem(message ?? null);
+}
+
+/** The top bar and the title: who carries, once a token says (none after "Forget"). */
+function showWho() {
+  const me = state.token ? state.me : null;
+  fill($('#who'), me ? msg('carrier.titleCarrier', { carrier: me.carrier }) : msg('carrier.title'));
+  document.title = me ? msg('carrier.docTitleCarrier', { carrier: me.carrier }) : msg('carrier.docTitle');
+  if (state.m && me) $('#event').textContent = msg('carrier.event', { event: state.m.event.name, device: me.device });
+}
+
+function showConn() {
+  $('#conn').className = state.conn ? `conn ${state.conn}` : 'conn';
+  $('#conn').textContent = state.conn ? msg(state.conn === 'live' ? 'common.live' : 'common.reconnecting') : '';
+}
+
+/** After a switch of language: everything the page says, in the new words. */
+function relabel() {
+  showWho();
+  showConn();
+  showShare();
+  showQueue(state.queueNote);
+  showCode();
+  showConfirmed();
+  if (state.map) localizeMap(state.map.map);
+  if (state.live?.snapshot) renderLeg();
 }
 
 /** The event's plan and live view (again when a new plan version arrives). */
@@ -468,7 +547,7 @@ async function loadEvent() {
   const body = await getJSON(paths.plan(state.me.event));
   state.m = model(body);
   state.live = new LiveModel(state.m);
-  $('#event').textContent = `${state.m.event.name} · device “${state.me.device}”`;
+  showWho();
   await refreshLive();
 }
 
@@ -479,8 +558,7 @@ async function start() {
   $('#app').hidden = false;
   state.map ??= new CarrierMap($('#map'), { onFollowChange: (on) => { $('#recentre').hidden = on; } });
   state.map.map.invalidateSize();
-  fill($('#who'), `${state.me.carrier} · carrier`);
-  document.title = `${state.me.carrier} · carrier · handoff`;
+  showWho();
   await loadEvent();
   state.stream?.close();
   state.stream = follow(paths.stream(state.me.event), {
@@ -500,8 +578,8 @@ async function start() {
       renderLeg();
     },
     onStatus: (s) => {
-      $('#conn').className = `conn ${s}`;
-      $('#conn').textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+      state.conn = s;
+      showConn();
     },
     resync: () => act(refreshLive),
   });
@@ -511,6 +589,10 @@ async function start() {
 }
 
 function main() {
+  mountSwitch();
+  onLanguageChange(relabel);
+  showWho();
+  showShare();
   const url = new URL(location.href);
   const given = url.searchParams.get('token');
   if (given) {

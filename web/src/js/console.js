@@ -1,10 +1,12 @@
 // The operator console (`/e/{event}/console`): every relay and leg with plan, ETA, delta and
 // status; the alerts; recording, voiding and re-timing handoffs; shifting the plan; the list and
 // map of every phone; and registering phones (token shown once, as text and QR codes). The admin token is asked for
-// once and kept in sessionStorage (this tab only), and sent as a bearer token.
+// once and kept in sessionStorage (this tab only), and sent as a bearer token. Its words are
+// in messages.js; a switch of language reloads it (the token survives in sessionStorage).
 
 import { ApiError, deleteJSON, eventFromPath, getJSON, getText, paths, postJSON } from './api.js';
 import { $, coalesce, fill, h, names, problem } from './dom.js';
+import { mountSwitch, msg, word } from './i18n.js';
 import { LiveModel } from './live-model.js';
 import { endedBy, model, stintEnd } from './plan.js';
 import { PhonesMap } from './phones-map.js';
@@ -42,7 +44,7 @@ async function act(fn, where) {
   try {
     await fn();
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) signOut('The admin token was refused; sign in again.');
+    if (e instanceof ApiError && e.status === 401) signOut(msg('console.tokenRefused'));
     else if (where) showError(where, e.message);
     else problem(e.message);
   }
@@ -117,30 +119,31 @@ function buildBlock(relay) {
   b.el = h('details', { class: 'card relay-block', 'data-relay': relay.id, open: state.m.relays.length <= 10 },
     h('summary', {}, h('strong', {}, relay.name), ' ', b.summary = h('span', { class: 'relay-status' })),
     h('div', { class: 'actions' },
-      b.record = h('button', { type: 'button', class: 'record', onclick: () => act(() => record(relay, b), b.recordError) }, 'Record handoff'),
+      b.record = h('button', { type: 'button', class: 'record', onclick: () => act(() => record(relay, b), b.recordError) }, msg('console.recordHandoff')),
       h('div', { class: 'field' },
-        h('label', { for: `${id}-at` }, 'When (your time; empty = now)'),
+        h('label', { for: `${id}-at` }, msg('console.when')),
         b.at = h('input', { id: `${id}-at`, type: 'datetime-local', step: 1 }))),
     b.recordError = errorLine(),
     h('div', { class: 'actions' },
       // Voiding asks first: one click only opens the confirmation below.
-      b.void = h('button', { type: 'button', class: 'danger void', 'aria-expanded': 'false', onclick: () => confirmVoid(b, true) }, 'Void last recorded handoff'),
+      b.void = h('button', { type: 'button', class: 'danger void', 'aria-expanded': 'false', onclick: () => confirmVoid(b, true) }, msg('console.voidLast')),
       h('div', { class: 'field' },
-        h('label', { for: `${id}-fix` }, 'Correct its time to (your time)'),
+        h('label', { for: `${id}-fix` }, msg('console.correctTo')),
         b.fixAt = h('input', { id: `${id}-fix`, type: 'datetime-local', step: 1 })),
-      b.retime = h('button', { type: 'button', class: 'secondary retime', onclick: () => act(() => correct(relay, b, false), b.fixError) }, 'Change time'),
+      b.retime = h('button', { type: 'button', class: 'secondary retime', onclick: () => act(() => correct(relay, b, false), b.fixError) }, msg('console.changeTime')),
       h('div', { class: 'field' },
-        h('label', { for: `${id}-note` }, 'Note for the log (optional)'),
-        b.note = h('input', { id: `${id}-note`, maxlength: 1000, placeholder: 'e.g. the receiver dropped the flag' }))),
-    b.confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm the void', hidden: true },
+        h('label', { for: `${id}-note` }, msg('console.note')),
+        b.note = h('input', { id: `${id}-note`, maxlength: 1000, placeholder: msg('console.voidPlaceholder') }))),
+    b.confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': msg('console.confirmVoid'), hidden: true },
       b.confirmText = h('p', {}),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'danger confirm-void', onclick: () => act(() => correct(relay, b, true), b.fixError) }, 'Yes, void it'),
-        h('button', { type: 'button', class: 'secondary', onclick: () => confirmVoid(b, false) }, 'Keep it'))),
+        h('button', { type: 'button', class: 'danger confirm-void', onclick: () => act(() => correct(relay, b, true), b.fixError) }, msg('console.yesVoid')),
+        h('button', { type: 'button', class: 'secondary', onclick: () => confirmVoid(b, false) }, msg('console.keep')))),
     b.fixError = errorLine(),
-    h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': `Legs of ${relay.name}` },
+    h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': msg('console.legsOf', { relay: relay.name }) },
       h('table', { class: 'legs' },
-        h('thead', {}, h('tr', {}, ['Leg', 'Carriers', 'Mode', 'Planned start', 'Planned end', 'ETA / actual end', 'Δ', 'Status', 'Handoff']
+        h('thead', {}, h('tr', {}, [msg('console.thLeg'), msg('console.thCarriers'), msg('console.thMode'), msg('console.thPlannedStart'),
+          msg('console.thPlannedEnd'), msg('console.thEnd'), 'Δ', msg('console.thStatus'), msg('console.thHandoff')]
           .map((c) => h('th', { scope: 'col' }, c)))),
         b.tbody = h('tbody'))));
   return b;
@@ -150,11 +153,11 @@ function updateBlock(relay, b, r) {
   const ends = state.custody.get(relay.id) ?? new Map();
   const cur = r.current_leg;
   const n = relay.legs.length;
-  const flags = [r.off_route && 'off route', r.overdue && 'overdue', r.silent && 'silent',
-    r.custody_unverified && 'custody log failed verification: no new entry until the store is restored'].filter(Boolean);
+  const flags = [r.off_route && msg('console.flagOffRoute'), r.overdue && msg('console.flagOverdue'), r.silent && msg('console.flagSilent'),
+    r.custody_unverified && msg('console.flagUnverified')].filter(Boolean);
   fill(b.summary, r.status === 'running'
-    ? `· leg ${cur + 1}/${n}, ${names(r.holders)}${flags.length ? ` · ${flags.join(', ')}` : ''}`
-    : `· ${r.status}`);
+    ? `· ${msg('console.legShort', { n: cur + 1, total: n })}, ${names(r.holders)}${flags.length ? ` · ${flags.join(', ')}` : ''}`
+    : `· ${word('status', r.status)}`);
 
   // The next handoff per the custody log: the end of the stint after the last recorded one
   // (a change of mode by the same carriers is no handoff: nothing to record there).
@@ -163,28 +166,28 @@ function updateBlock(relay, b, r) {
   if (from < n) {
     const to = relay.legs[from + 1];
     b.record.textContent = to
-      ? `Record handoff: ${names(relay.legs[from].carriers)} → ${names(to.carriers)} (leg ${from + 1} → ${from + 2})`
-      : `Record arrival: ${names(relay.legs[from].carriers)} finished leg ${from + 1}`;
+      ? msg('console.recordStep', { from: names(relay.legs[from].carriers), to: names(to.carriers), a: from + 1, b: from + 2 })
+      : msg('console.recordArrival', { who: names(relay.legs[from].carriers), n: from + 1 });
     b.record.disabled = false;
   } else {
-    b.record.textContent = 'All handoffs recorded';
+    b.record.textContent = msg('console.allRecorded');
     b.record.disabled = true;
   }
   const last = ends.get(lastLeg);
   b.void.disabled = !last;
   b.retime.disabled = !last;
-  b.void.textContent = last ? `Void handoff after leg ${lastLeg + 1} (entry ${last.seq})` : 'Void last recorded handoff';
+  b.void.textContent = last ? msg('console.voidAfter', { n: lastLeg + 1, seq: String(last.seq) }) : msg('console.voidLast');
 
   fill(b.tbody, r.legs.map((l, i) => {
     const leg = relay.legs[i];
     const end = ms(l.actual_end ?? l.eta_end);
     const rec = ends.get(i);
-    let status = l.status;
-    if (l.status === 'current' && i === cur) status = `current${flags.length ? ` (${flags.join(', ')})` : ''}`;
+    let status = word('legStatus', l.status);
+    if (l.status === 'current' && i === cur) status = `${word('legStatus', 'current')}${flags.length ? ` (${flags.join(', ')})` : ''}`;
     return h('tr', { class: l.status },
       h('td', {}, String(i + 1)),
       h('td', {}, names(leg.carriers)),
-      h('td', {}, leg.mode),
+      h('td', {}, word('mode', leg.mode)),
       h('td', {}, clock(ms(l.planned_start), leg.start_zone)),
       h('td', {}, clock(ms(l.planned_end), leg.end_zone)),
       h('td', {}, `${l.status === 'done' ? '' : '≈ '}${clock(end, leg.end_zone)}`),
@@ -196,10 +199,10 @@ function updateBlock(relay, b, r) {
 
 /** What the legs table says of a leg's end: a segment change, or how its handoff is known. */
 function handoffCell(leg, l, rec) {
-  if (leg.segment) return 'segment change (same carriers: nothing to record)';
+  if (leg.segment) return msg('console.segmentChange');
   if (rec) {
     const how = endedBy(rec.method ?? 'operator');
-    return h('span', { class: 'how verified' }, `${how.icon} ${how.text} (entry ${rec.seq})`);
+    return h('span', { class: 'how verified' }, `${how.icon} ${how.text} ${msg('console.entry', { seq: String(rec.seq) })}`);
   }
   if (l.status !== 'done') return '';
   const how = endedBy(l.ended_by);
@@ -219,8 +222,10 @@ async function record(relay, b) {
   const entry = await postJSON(paths.handoffs(eventId, relay.id), body, auth());
   b.at.value = '';
   say(entry.to
-    ? `Recorded: ${names(entry.from.carriers)} → ${names(entry.to.carriers)} at ${clock(ms(entry.at), relay.legs[entry.from.leg].end_zone)} (custody entry ${entry.seq}).`
-    : `Recorded the arrival of ${names(entry.from.carriers)} (custody entry ${entry.seq}).`);
+    ? msg('console.recorded', {
+      from: names(entry.from.carriers), to: names(entry.to.carriers), time: clock(ms(entry.at), relay.legs[entry.from.leg].end_zone), seq: String(entry.seq),
+    })
+    : msg('console.recordedArrival', { who: names(entry.from.carriers), seq: String(entry.seq) }));
   await refresh(relay.id);
 }
 
@@ -229,7 +234,7 @@ function confirmVoid(b, open) {
   b.confirm.hidden = !open;
   b.void.setAttribute('aria-expanded', String(open));
   if (open) {
-    fill(b.confirmText, `${b.void.textContent}? This appends a correction to the custody log; the relay goes back to the leg before, and you can undo it by recording the handoff again.`);
+    fill(b.confirmText, msg('console.voidQuestion', { action: b.void.textContent }));
     b.confirm.querySelector('.confirm-void').focus();
   }
 }
@@ -246,7 +251,7 @@ async function correct(relay, b, voidIt) {
     const at = instant(b.fixAt);
     if (!at) {
       b.fixAt.focus();
-      throw new Error('Enter the corrected time first.');
+      throw new Error(msg('console.enterTime'));
     }
     body = { kind: 'correction', corrects: seq, at, note };
   }
@@ -262,13 +267,13 @@ async function correct(relay, b, voidIt) {
       onclick: () => act(async () => {
         const again = await postJSON(paths.handoffs(eventId, relay.id),
           { from_leg: leg, at: was, note: `recorded again: undoes the void (entry ${entry.seq}) of entry ${seq}` }, auth());
-        say(`Undone: the handoff after leg ${leg + 1} is recorded again at ${clock(ms(again.at), relay.legs[leg].end_zone)} (custody entry ${again.seq}).`);
+        say(msg('console.undone', { n: leg + 1, time: clock(ms(again.at), relay.legs[leg].end_zone), seq: String(again.seq) }));
         await refresh(relay.id);
       }, b.fixError),
-    }, 'Undo');
-    say(`Voided the handoff after leg ${leg + 1} (correction entry ${entry.seq}). `, undo);
+    }, msg('console.undo'));
+    say(msg('console.voided', { n: leg + 1, seq: String(entry.seq) }), undo);
   } else {
-    say(`Corrected the handoff after leg ${leg + 1} to ${clock(ms(entry.at), relay.legs[leg].end_zone)} (correction entry ${entry.seq}).`);
+    say(msg('console.corrected', { n: leg + 1, time: clock(ms(entry.at), relay.legs[leg].end_zone), seq: String(entry.seq) }));
   }
   await refresh(relay.id);
 }
@@ -280,22 +285,22 @@ function alertsNow() {
   for (const relay of state.m.relays) {
     const r = state.live.relay(relay.id);
     if (!r) continue;
-    const who = `${relay.name}, leg ${(r.current_leg ?? 0) + 1} (${names(r.holders)})`;
-    if (r.overdue) items.push(h('li', { class: 'alert overdue' }, h('strong', {}, 'Overdue: '), `${who} is running past its planned window.`));
-    if (r.off_route) items.push(h('li', { class: 'alert off_route' }, h('strong', {}, 'Off route: '), `${who} is away from the route.`));
-    if (r.silent) items.push(h('li', { class: 'alert silent' }, h('strong', {}, 'Silent: '), `${who} has not reported a position lately.`));
+    const who = msg('console.alertWho', { relay: relay.name, n: (r.current_leg ?? 0) + 1, holders: names(r.holders) });
+    if (r.overdue) items.push(h('li', { class: 'alert overdue' }, h('strong', {}, msg('console.alertOverdue')), msg('console.overdueText', { who })));
+    if (r.off_route) items.push(h('li', { class: 'alert off_route' }, h('strong', {}, msg('console.alertOffRoute')), msg('console.offRouteText', { who })));
+    if (r.silent) items.push(h('li', { class: 'alert silent' }, h('strong', {}, msg('console.alertSilent')), msg('console.silentText', { who })));
   }
-  fill($('#alert-now'), items.length ? items : h('li', { class: 'none' }, 'No alerts.'));
+  fill($('#alert-now'), items.length ? items : h('li', { class: 'none' }, msg('console.noAlerts')));
 }
 
-const KIND = { overdue: 'Overdue', off_route: 'Off route', silent: 'Silent' };
+const KIND = { overdue: msg('console.kindOverdue'), off_route: msg('console.kindOffRoute'), silent: msg('console.kindSilent') };
 
 function logAlert(a) {
   const relay = state.m.relays.find((x) => x.id === a.relay);
   const zone = relay?.legs[a.leg ?? 0]?.start_zone ?? 'UTC';
   $('#alert-log').prepend(h('li', { class: `alert ${a.kind}` },
     h('strong', {}, `${KIND[a.kind] ?? a.kind}: `),
-    `${relay?.name ?? a.relay}, leg ${(a.leg ?? 0) + 1} (${names(a.holders)}) at ${clock(ms(a.at), zone)}`));
+    msg('console.alertLogged', { relay: relay?.name ?? a.relay, n: (a.leg ?? 0) + 1, holders: names(a.holders), time: clock(ms(a.at), zone) })));
   while ($('#alert-log').children.length > 100) $('#alert-log').lastChild.remove();
 }
 
@@ -307,7 +312,7 @@ async function shift() {
   const note = $('#shift-note').value.trim() || undefined;
   await postJSON(paths.shift(eventId), { minutes, relay, note }, auth());
   $('#shift-note').value = '';
-  say(`Shifted the remaining plan of ${relay ? state.m.relays.find((x) => x.id === relay)?.name : 'every relay'} by ${minutes} min.`);
+  say(msg('console.shifted', { relay: relay ? state.m.relays.find((x) => x.id === relay)?.name : msg('console.everyRelay'), minutes }));
   await refresh();
 }
 
@@ -338,17 +343,17 @@ async function showToken(device, carrier, token, reissued = false) {
   const out = $('#device-result');
   out.hidden = false;
   fill(out, h('div', { class: 'card', id: 'device-token' },
-    h('h3', {}, `${reissued ? 'New token' : 'Token'} for ${device} (${carrier})`),
-    h('p', {}, h('strong', {}, 'Shown only now: '), 'give it to the carrier before leaving this page.',
-      reissued ? ' The old token no longer works: the phone must be set up again with this one.' : ''),
+    h('h3', {}, msg(reissued ? 'console.newTokenFor' : 'console.tokenFor', { device, carrier })),
+    h('p', {}, h('strong', {}, msg('console.shownOnce')), msg('console.giveNow'),
+      reissued ? msg('console.oldTokenGone') : ''),
     h('p', { class: 'token', id: 'new-token' }, token),
     h('div', { class: 'qr-pair' },
       h('figure', {},
-        h('img', { src: osmandQr, alt: 'QR code of the OsmAnd address with this token, for Traccar Client', class: 'qr-osmand' }),
-        h('figcaption', {}, 'Traccar Client / OsmAnd: ', h('span', { class: 'token' }, osmand))),
+        h('img', { src: osmandQr, alt: msg('console.qrOsmand'), class: 'qr-osmand' }),
+        h('figcaption', {}, msg('console.captionOsmand'), h('span', { class: 'token' }, osmand))),
       h('figure', {},
-        h('img', { src: pageQr, alt: 'QR code of the carrier page with this token', class: 'qr-carrier' }),
-        h('figcaption', {}, 'Carrier page in the phone\'s browser: ', h('span', { class: 'token' }, page))))));
+        h('img', { src: pageQr, alt: msg('console.qrCarrier'), class: 'qr-carrier' }),
+        h('figcaption', {}, msg('console.captionCarrier'), h('span', { class: 'token' }, page))))));
   out.querySelector('h3').setAttribute('tabindex', '-1');
   out.querySelector('h3').focus();
   await loadPhones();
@@ -357,9 +362,9 @@ async function showToken(device, carrier, token, reissued = false) {
 /** How long ago `t` (ms) was, in words with its unit: "12 s ago", "4 min ago", "2 h ago". */
 function ago(t) {
   const s = Math.max(0, Math.round((now() - t) / 1000));
-  if (s < 90) return `${s} s ago`;
-  if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
-  return `${Math.round(s / 3600)} h ago`;
+  if (s < 90) return msg('time.ago', { span: msg('time.s', { n: s }) });
+  if (s < 90 * 60) return msg('time.ago', { span: msg('time.min', { n: Math.round(s / 60) }) });
+  return msg('time.ago', { span: msg('time.h', { n: Math.round(s / 3600) }) });
 }
 
 /** The registered phones: reporting or not, their last fix and battery, and the reports each
@@ -379,12 +384,12 @@ async function loadPhones() {
       tokenCell(d),
       h('td', {}, d.carrier),
       h('td', {}, d.relay ?? '—'),
-      h('td', { class: d.online ? 'online' : 'offline' }, d.online ? '● online' : (fix ? '○ offline' : '○ no fix yet')),
+      h('td', { class: d.online ? 'online' : 'offline' }, d.online ? msg('console.online') : (fix ? msg('console.offline') : msg('console.noFixYet'))),
       h('td', { class: 'last-fix' }, fix ? ago(ms(fix.received_at)) : '—'),
-      h('td', { class: batt !== undefined && batt < 20 ? 'battery warn' : 'battery' }, batt !== undefined ? `${Math.round(batt)} %` : '—'),
+      h('td', { class: batt !== undefined && batt < 20 ? 'battery warn' : 'battery' }, batt !== undefined ? msg('console.battery', { pct: Math.round(batt) }) : '—'),
       h('td', {}, d.speed_unit?.used ?? '—'),
       h('td', { class: n ? 'dropped warn' : 'dropped' },
-        n ? `${n} · last: ${last?.reason ?? '?'} (${last?.format ?? '?'}): ${last?.message ?? ''}` : 'none'));
+        n ? msg('console.dropped', { count: n, reason: last?.reason ?? '?', format: last?.format ?? '?', message: last?.message ?? '' }) : msg('console.droppedNone')));
   }));
 }
 
@@ -395,18 +400,18 @@ async function loadPhones() {
 function tokenCell(d) {
   const revoked = d.token === 'revoked';
   const status = h('span', { class: revoked ? 'token-state revoked' : 'token-state' },
-    `${revoked ? 'revoked' : 'active'} since ${ago(ms(d.token_at))}`);
+    msg(revoked ? 'console.tokenRevokedSince' : 'console.tokenActiveSince', { ago: ago(ms(d.token_at)) }));
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
-  const reissue = h('button', { type: 'button', class: 'secondary reissue' }, revoked ? 'Issue a token' : 'New token');
-  const revoke = h('button', { type: 'button', class: 'danger revoke', 'aria-expanded': 'false', hidden: revoked }, 'Revoke');
-  const confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': `Confirm revoking ${d.device}'s token`, hidden: true },
-    h('p', {}, `Revoke ${d.device}'s token? Its reports are refused from now on, until you issue a new one.`),
+  const reissue = h('button', { type: 'button', class: 'secondary reissue' }, msg(revoked ? 'console.issueToken' : 'console.newToken'));
+  const revoke = h('button', { type: 'button', class: 'danger revoke', 'aria-expanded': 'false', hidden: revoked }, msg('console.revoke'));
+  const confirm = h('div', { class: 'confirm', role: 'group', 'aria-label': msg('console.confirmRevokeLabel', { device: d.device }), hidden: true },
+    h('p', {}, msg('console.confirmRevoke', { device: d.device })),
     h('button', { type: 'button', class: 'danger confirm-revoke', onclick: () => act(async () => {
       await deleteJSON(paths.token(eventId, d.device), auth());
-      say(`Revoked the token of ${d.device} (${d.carrier}).`);
+      say(msg('console.revoked', { device: d.device, carrier: d.carrier }));
       await loadPhones();
-    }, error) }, 'Yes, revoke it'),
-    h('button', { type: 'button', class: 'secondary', onclick: () => open(false) }, 'Keep it'));
+    }, error) }, msg('console.yesRevoke')),
+    h('button', { type: 'button', class: 'secondary', onclick: () => open(false) }, msg('console.keep')));
   const open = (yes) => {
     confirm.hidden = !yes;
     revoke.setAttribute('aria-expanded', String(yes));
@@ -453,15 +458,15 @@ async function loadPlan() {
   const body = await getJSON(paths.plan(eventId), auth());
   state.m = model(body);
   state.live = new LiveModel(state.m);
-  document.title = `${state.m.event.name} · console · handoff`;
-  fill($('#event-name'), `Console: ${state.m.event.name}`);
+  document.title = msg('console.docTitleEvent', { event: state.m.event.name });
+  fill($('#event-name'), msg('console.titleEvent', { event: state.m.event.name }));
   state.blocks.clear();
   fill($('#relay-list'), state.m.relays.map((relay) => {
     const b = buildBlock(relay);
     state.blocks.set(relay.id, b);
     return b.el;
   }));
-  fill($('#shift-relay'), h('option', { value: '' }, 'All relays'),
+  fill($('#shift-relay'), h('option', { value: '' }, msg('console.allRelays')),
     state.m.relays.map((r) => h('option', { value: r.id }, r.name)));
   const carriers = [...new Set(state.m.relays.flatMap((r) => r.legs.flatMap((l) => l.carriers)))].sort();
   fill($('#device-carrier'), carriers.map((c) => h('option', { value: c }, c)));
@@ -496,13 +501,14 @@ async function start() {
     },
     onStatus: (s) => {
       $('#conn').className = `conn ${s}`;
-      $('#conn').textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+      $('#conn').textContent = s === 'live' ? msg('common.live') : msg('common.reconnecting');
     },
     resync: () => act(() => refresh()),
   });
 }
 
 async function main() {
+  mountSwitch();
   if (!eventId) return;
   $('#live-link').href = `/e/${encodeURIComponent(eventId)}`;
   $('#login-form').addEventListener('submit', (e) => {
@@ -510,7 +516,7 @@ async function main() {
     act(async () => {
       const token = $('#token').value.trim();
       if (!(await checkToken(token))) {
-        problem('That is not the admin token of this server.');
+        problem(msg('console.notAdmin'));
         return;
       }
       sessionStorage.setItem(TOKEN_KEY, token);
@@ -531,7 +537,7 @@ async function main() {
   if (state.token) {
     await act(async () => {
       if (await checkToken(state.token)) await start();
-      else signOut('The saved admin token was refused; sign in again.');
+      else signOut(msg('console.savedTokenRefused'));
     });
   } else {
     $('#login').hidden = false;

@@ -1,6 +1,8 @@
 // Building the DOM from data. Every page builds its elements with `h`, which sets text as
 // text: names in a plan (carriers, places) never become markup.
 
+import { msg } from './i18n.js';
+
 /**
  * Creates an element. `attrs` keys: `class`, `text`, `on<Event>` (listeners), `dataset`,
  * anything else as an attribute (false/null/undefined skip it). Children may be strings,
@@ -48,9 +50,9 @@ export function escapeHtml(text) {
   return el.innerHTML;
 }
 
-/** "Karen Bass & Simone Biles" */
+/** "Karen Bass & Simone Biles", in every language (the map's `data-holder` is written so). */
 export function names(list) {
-  if (!list || list.length === 0) return 'nobody';
+  if (!list || list.length === 0) return msg('common.nobody');
   if (list.length === 1) return list[0];
   return `${list.slice(0, -1).join(', ')} & ${list[list.length - 1]}`;
 }

@@ -3,6 +3,8 @@
 // measures progress on the WGS 84 ellipsoid; here we only split lines and place labels, so
 // a sphere is accurate enough, and we scale by the server's length where it gives one.
 
+import { formatNumber } from './i18n.js';
+
 const R = 6371008.8;
 const rad = (d) => (d * Math.PI) / 180;
 
@@ -89,10 +91,10 @@ export function locate(points, cum, p) {
   return best;
 }
 
-/** "850 m", "12.4 km", "9,098 km". */
+/** "850 m", "12.4 km", "9,098 km" (in French "12,4 km", "9 098 km"). */
 export function formatDistance(m) {
   if (!Number.isFinite(m)) return '—';
-  if (m < 1000) return `${Math.round(m)} m`;
-  if (m < 100000) return `${(m / 1000).toFixed(1)} km`;
-  return `${Math.round(m / 1000).toLocaleString()} km`;
+  if (m < 1000) return `${formatNumber(Math.round(m))} m`;
+  if (m < 100000) return `${formatNumber(m / 1000, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} km`;
+  return `${formatNumber(Math.round(m / 1000))} km`;
 }

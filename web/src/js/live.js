@@ -3,17 +3,19 @@
 // progress, countdowns), the milestones, the schedule ("when does it pass here") and the
 // planned-versus-actual chart; in race mode a leaderboard. It loads the plan and `/live`,
 // then follows the SSE stream; every part re-renders from the one live model, so they never
-// disagree.
+// disagree. A switch of language renders it all again in place: the map keeps its view, the
+// followed relay and the team shown stay.
 
 import { eventFromPath, getJSON, paths } from './api.js';
 import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
 import { formatDistance } from './geo.js';
+import { formatNumber, mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
 import { LiveModel } from './live-model.js';
 import { OSM, RelayMap } from './map.js';
-import { courseOffsets, endedBy, exchangeName, model, stintEnd, stintStart, stopTime } from './plan.js';
+import { courseOffsets, endedBy, exchangeName, model, nameStops, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { clock, dateOnly, delta, ms, now, syncClock, tick, viewerZone, zoned } from './time.js';
+import { clock, dateOnly, delta, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -27,20 +29,21 @@ const state = {
   // ("Show on map"), else the page chooses (see `followed`).
   following: true,
   pick: null,
+  conn: 'connecting', // the stream's state, as `#conn` says it
 };
 
-const modeName = (mode) => (mode ? mode.replace(/_/g, ' ') : '');
+const modeName = (mode) => (mode ? word('mode', mode) : '');
 
 /** A time in the place's zone, and the viewer's after it when it differs. */
 function when(t, zone) {
   const z = zoned(t, zone);
   return h('span', { class: 'when' },
     h('time', { datetime: Number.isFinite(t) ? new Date(t).toISOString() : null }, z.place),
-    z.viewer ? h('span', { class: 'viewer-time' }, ` (${z.viewer}, your time)`) : null);
+    z.viewer ? h('span', { class: 'viewer-time' }, ` (${msg('time.yourTime', { time: z.viewer })})`) : null);
 }
 
-/** A ticking "in 4 min 12 s" that becomes `done` when the time comes. */
-const until = (t, done = 'now', prefix = 'in ') => h('span', { class: 'countdown', dataset: { until: String(t), done, prefix } });
+/** A ticking "in 4 min 12 s" that becomes message `done` when the time comes. */
+const until = (t, done = 'time.now', inWords = true) => h('span', untilData(t, done, inWords));
 
 // ------------------------------------------------------------------ tiles
 
@@ -52,7 +55,7 @@ function tileConfig() {
   if (/^https?:\/\/.+\{z\}/.test(chosen)) {
     const host = chosen.replace(/^https?:\/\/([^/]+).*/, '$1');
     // From the address: shown as text, never as markup.
-    return { url: chosen, attribution: escapeHtml(params.get('attribution') ?? `Tiles: ${host}`) };
+    return { url: chosen, attribution: escapeHtml(params.get('attribution') ?? msg('live.tilesFrom', { host })) };
   }
   return null;
 }
@@ -83,10 +86,12 @@ function followed() {
     ?? null;
 }
 
-/** "the Olympic flag", "the stage", "Team 417": what the follow button names. */
-function objectName(relay) {
-  if (relay.course || !relay.object) return relay.name;
-  return /^(the|a|an) /i.test(relay.object) ? relay.object : `the ${relay.object}`;
+/** "Follow the Olympic flag", "Follow the stage", "Follow Team 417": what the follow button says. */
+function followLabel(relay) {
+  if (relay.course || !relay.object) return msg('live.followNamed', { name: relay.name });
+  return /^(the|a|an) /i.test(relay.object)
+    ? msg('live.followNamed', { name: relay.object })
+    : msg('live.followThe', { object: relay.object });
 }
 
 const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
@@ -98,7 +103,7 @@ function showFollow(on) {
   button.setAttribute('aria-pressed', String(on));
   $('#follow-off').hidden = on;
   const relay = state.m && followed();
-  const label = relay ? `Follow ${objectName(relay)}` : 'Follow it';
+  const label = relay ? followLabel(relay) : msg('live.followIt');
   if ($('#follow-label').textContent !== label) $('#follow-label').textContent = label;
 }
 
@@ -118,8 +123,8 @@ function buildPanel(relay) {
     f.fix = h('p', { class: 'fix' }),
     f.flags = h('p', { class: 'flags' }),
     h('dl', { class: 'next' },
-      h('dt', {}, 'Next handoff'), f.next = h('dd', { class: 'next-handoff' }),
-      h('dt', {}, 'Finish'), f.finish = h('dd', { class: 'finish' })),
+      h('dt', {}, msg('live.nextHandoff')), f.next = h('dd', { class: 'next-handoff' }),
+      h('dt', {}, msg('live.finish')), f.finish = h('dd', { class: 'finish' })),
     h('button', {
       type: 'button',
       class: 'secondary',
@@ -129,7 +134,7 @@ function buildPanel(relay) {
         render();
         $('#map').scrollIntoView?.({ block: 'nearest' });
       },
-    }, 'Show on map'));
+    }, msg('live.showOnMap')));
   return { el, f };
 }
 
@@ -152,14 +157,17 @@ function holderLine(relay, r, more = '') {
   const n = relay.legs.length;
   const how = custodyInto(relay, r);
   if (r.status === 'running' && relay.legs[r.current_leg]) {
-    return [how && !how.verified ? 'Probably held by ' : 'Held by ', h('strong', { class: 'holders' }, names(r.holders)),
+    return [msgParts(how && !how.verified ? 'live.probablyHeldBy' : 'live.heldBy', { holders: h('strong', { class: 'holders' }, names(r.holders)) }),
       ` · ${modeName(r.mode)}${more}`];
   }
   if (r.status === 'finished') {
-    return [h('strong', { class: 'holders' }, 'Finished'), ' at ', when(ms(r.eta_finish), relay.legs[n - 1].end_zone)];
+    return msgParts('live.finishedAt', {
+      finished: h('strong', { class: 'holders' }, msg('live.finished')), time: when(ms(r.eta_finish), relay.legs[n - 1].end_zone),
+    });
   }
   const start = ms(r.legs[0]?.eta_start);
-  return [h('strong', { class: 'holders' }, 'Not started'), ' · starts ', when(start, relay.legs[0].start_zone), ' · ', until(start)];
+  return [h('strong', { class: 'holders' }, msg('live.notStarted')), ' · ',
+    msgParts('live.starts', { time: when(start, relay.legs[0].start_zone) }), ' · ', until(start)];
 }
 
 function updatePanel(relay, { f }, r) {
@@ -168,13 +176,13 @@ function updatePanel(relay, { f }, r) {
   const n = relay.legs.length;
   const how = custodyInto(relay, r);
   const into = how?.leg ?? -1;
-  fill(f.status, holderLine(relay, r, ` · leg ${(cur ?? 0) + 1} of ${n}`));
+  fill(f.status, holderLine(relay, r, ` · ${msg('live.legOf', { n: (cur ?? 0) + 1, total: n })}`));
 
   f.how.hidden = !(r.status === 'running' && how);
   if (!f.how.hidden) {
     f.how.className = `how ${how.verified ? 'verified' : 'assumed'}`;
     fill(f.how, h('span', { class: 'how-icon', 'aria-hidden': 'true' }, how.icon), ' ',
-      `Handoff from ${names(relay.legs[into].carriers)} ${how.text}`);
+      msg('live.handoffFrom', { giver: names(relay.legs[into].carriers), how: how.text }));
   }
 
   const p = r.progress;
@@ -184,25 +192,29 @@ function updatePanel(relay, { f }, r) {
   f.progress.setAttribute('aria-valuenow', String(pct));
   f.progressText.hidden = f.progress.hidden;
   if (leg && p) {
-    fill(f.progressText, `Leg ${cur + 1}: ${formatDistance(p.along_m)} of ${formatDistance(p.length_m || leg.lengthM)} (${pct}%)`);
+    fill(f.progressText, msg('live.progress', {
+      n: cur + 1, along: formatDistance(p.along_m), length: formatDistance(p.length_m || leg.lengthM),
+      pct: formatNumber(pct / 100, { style: 'percent' }),
+    }));
   }
 
   if (r.position) {
     const t = ms(r.position.t);
     const stale = r.position.stale || now() - t > 60000;
     f.fix.className = stale ? 'fix stale' : 'fix';
-    fill(f.fix, stale ? 'Last position (stale): ' : 'Last position: ', when(t, leg?.start_zone ?? 'UTC'),
-      ', ', h('span', { dataset: { since: String(t) } }));
+    fill(f.fix, msgParts(stale ? 'live.lastPositionStale' : 'live.lastPosition', {
+      time: when(t, leg?.start_zone ?? 'UTC'), age: h('span', { dataset: { since: String(t) } }),
+    }));
   } else {
     f.fix.className = 'fix';
-    fill(f.fix, leg && leg.points.length > 1 ? 'No position reported on this leg yet.' : '');
+    fill(f.fix, leg && leg.points.length > 1 ? msg('live.noPosition') : '');
   }
 
   const flags = [];
-  if (r.off_route) flags.push(h('span', { class: 'badge warn' }, 'Off route'));
-  if (r.custody_unverified) flags.push(h('span', { class: 'badge warn' }, 'Custody log unverified'));
-  if (r.overdue) flags.push(h('span', { class: 'badge warn' }, 'Overdue'));
-  if (r.silent) flags.push(h('span', { class: 'badge' }, 'No signal'));
+  if (r.off_route) flags.push(h('span', { class: 'badge warn' }, msg('live.offRoute')));
+  if (r.custody_unverified) flags.push(h('span', { class: 'badge warn' }, msg('live.unverified')));
+  if (r.overdue) flags.push(h('span', { class: 'badge warn' }, msg('live.overdue')));
+  if (r.silent) flags.push(h('span', { class: 'badge' }, msg('live.noSignal')));
   fill(f.flags, flags);
   f.flags.hidden = flags.length === 0;
 
@@ -213,19 +225,21 @@ function updatePanel(relay, { f }, r) {
     const endLeg = relay.legs[end];
     const t = ms(lv.eta_end);
     const then = leg.segment
-      ? h('span', { class: 'segment-note' }, ` (after ${relay.legs.slice(cur + 1, end + 1).map((l) => modeName(l.mode)).join(', then ')}: the same carrier)`)
+      ? h('span', { class: 'segment-note' }, ` ${msg('live.afterModes', {
+        modes: relay.legs.slice(cur + 1, end + 1).map((l) => modeName(l.mode)).join(msg('live.thenJoin')),
+      })}`)
       : null;
     fill(f.next, h('span', { class: 'who' }, `${names(endLeg.carriers)} → ${names(relay.legs[end + 1].carriers)}`),
-      ` at ${exchangeName(state.m, relay, end)}`, then, h('br'),
-      until(t, 'due now'), ' · ', when(t, endLeg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+      ` ${msg('live.atPlace', { place: exchangeName(state.m, relay, end) })}`, then, h('br'),
+      until(t, 'time.dueNow'), ' · ', when(t, endLeg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
   } else {
-    fill(f.next, r.status === 'finished' ? 'None: the relay has finished.' : leg ? 'None: this is the last leg.' : '—');
+    fill(f.next, r.status === 'finished' ? msg('live.noneFinished') : leg ? msg('live.noneLastLeg') : '—');
   }
   const fin = ms(r.eta_finish);
   const finDelta = (fin - ms(r.planned_finish)) / 1000;
   if (r.status === 'finished') fill(f.finish, when(fin, relay.legs[n - 1].end_zone));
   else {
-    fill(f.finish, until(fin, 'due now'), ' · ', when(fin, relay.legs[n - 1].end_zone),
+    fill(f.finish, until(fin, 'time.dueNow'), ' · ', when(fin, relay.legs[n - 1].end_zone),
       h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
   }
 }
@@ -263,15 +277,17 @@ function glance(relay) {
     if (end < n - 1) {
       const t = ms(lv.eta_end);
       // The giver is named only when the line above does not (before the start).
-      const giver = cur === undefined ? `${names(relay.legs[end].carriers)} ` : '';
-      $('#glance-next-label').textContent = 'Next handoff';
-      fill($('#glance-next'), `${giver}to `, h('strong', {}, names(relay.legs[end + 1].carriers)),
-        ` at ${exchangeName(state.m, relay, end)} · `, until(t, 'due now'),
-        h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+      $('#glance-next-label').textContent = msg('live.nextHandoff');
+      fill($('#glance-next'), msgParts(cur === undefined ? 'live.giverToReceiver' : 'live.toReceiver', {
+        giver: names(relay.legs[end].carriers),
+        receiver: h('strong', {}, names(relay.legs[end + 1].carriers)),
+        place: exchangeName(state.m, relay, end),
+      }), ' · ', until(t, 'time.dueNow'),
+      h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
     } else {
       const t = ms(r.eta_finish);
-      $('#glance-next-label').textContent = 'Finish';
-      fill($('#glance-next'), `at ${exchangeName(state.m, relay, end)} · `, until(t, 'due now'),
+      $('#glance-next-label').textContent = msg('live.finish');
+      fill($('#glance-next'), `${msg('live.atPlace', { place: exchangeName(state.m, relay, end) })} · `, until(t, 'time.dueNow'),
         h('span', { class: 'delta' }, ` · ${delta((t - ms(r.planned_finish)) / 1000)}`));
     }
   }
@@ -280,7 +296,7 @@ function glance(relay) {
   $('#glance-milestone-row').hidden = !c;
   if (c) {
     // Its date is in the countdowns below; here, how long to go.
-    fill($('#glance-milestone'), h('strong', {}, c.name), ' · ', until(ms(c.at), 'now'));
+    fill($('#glance-milestone'), h('strong', {}, c.name), ' · ', until(ms(c.at)));
   }
 }
 
@@ -306,18 +322,18 @@ function leaderboard() {
   fill($('#leaderboard'), rows.map(({ relay, r, dist }, i) => {
     const cur = r?.current_leg;
     let next = '—';
-    if (r?.status === 'finished') next = 'Finished';
+    if (r?.status === 'finished') next = msg('live.finished');
     else if (cur !== undefined) {
       const t = ms(r.legs[cur].eta_end);
-      next = [exchangeName(state.m, relay, cur), h('br'), until(t, 'due now'), ' · ', when(t, relay.legs[cur].end_zone)];
+      next = [exchangeName(state.m, relay, cur), h('br'), until(t, 'time.dueNow'), ' · ', when(t, relay.legs[cur].end_zone)];
     } else if (r) {
       const t = ms(r.legs[0].eta_start);
-      next = ['Starts ', until(t), h('br'), when(t, relay.legs[0].start_zone)];
+      next = [msgParts('live.startsIn', { countdown: until(t) }), h('br'), when(t, relay.legs[0].start_zone)];
     }
     return h('tr', { 'data-relay': relay.id },
       h('td', {}, String(i + 1)),
       h('th', { scope: 'row' }, relay.name),
-      h('td', { class: 'num' }, cur === undefined ? (r?.status === 'finished' ? 'done' : '—') : `${cur + 1}/${relay.legs.length}`),
+      h('td', { class: 'num' }, cur === undefined ? (r?.status === 'finished' ? msg('live.legDone') : '—') : `${cur + 1}/${relay.legs.length}`),
       h('td', {}, names(r?.holders ?? [])),
       h('td', { class: 'num' }, formatDistance(dist)),
       h('td', {}, next));
@@ -328,15 +344,17 @@ function leaderboard() {
 // ------------------------------------------------------------------ schedule, chart
 
 function describe(stop, liveLeg, passed) {
-  if (stop.kind === 'start') return `Start: ${names(stop.who)}`;
-  if (stop.kind === 'finish') return `Finish: ${names(stop.who)}`;
-  if (stop.kind === 'segment') return `${names(stop.who)} change${stop.who.length > 1 ? '' : 's'} to ${modeName(stop.toMode)}`;
+  if (stop.kind === 'start') return msg('live.stopStart', { who: names(stop.who) });
+  if (stop.kind === 'finish') return msg('live.stopFinish', { who: names(stop.who) });
+  if (stop.kind === 'segment') {
+    return msg('live.stopSegment', { count: stop.who.length, who: names(stop.who), mode: modeName(stop.toMode) });
+  }
   if (stop.kind === 'exchange') {
     const how = passed ? endedBy(liveLeg?.ended_by) : null;
     return [`${names(stop.who)} → ${names(stop.to)}`,
       how ? h('span', { class: `how ${how.verified ? 'verified' : 'assumed'}` }, ` · ${how.icon} ${how.text}`) : null];
   }
-  return `Passes with ${names(stop.who)}`;
+  return msg('live.stopPass', { who: names(stop.who) });
 }
 
 function scheduleOf(relay, r) {
@@ -349,9 +367,13 @@ function scheduleOf(relay, r) {
     return h('li', { class: `stop ${passed ? 'passed' : isNext ? 'next' : 'upcoming'}` },
       h('span', { class: 'stop-name' }, stop.name),
       h('span', { class: 'stop-what' }, describe(stop, r?.legs[stop.leg], passed)),
-      h('span', { class: 'stop-time' }, passed ? 'Passed ' : isNext ? 'Next: ' : '', when(at, stop.zone)),
-      h('span', { class: 'stop-delta' }, Math.abs(late) >= 60 ? `${delta(late)} (planned ${clock(planned, stop.zone)})` : 'as planned'),
-      isNext ? h('span', { class: 'stop-countdown' }, until(at, 'due now')) : null);
+      h('span', { class: 'stop-time' }, passed || isNext
+        ? msgParts(passed ? 'live.passed' : 'live.nextStop', { time: when(at, stop.zone) })
+        : when(at, stop.zone)),
+      h('span', { class: 'stop-delta' }, Math.abs(late) >= 60
+        ? msg('live.deltaPlanned', { delta: delta(late), time: clock(planned, stop.zone) })
+        : msg('live.asPlanned')),
+      isNext ? h('span', { class: 'stop-countdown' }, until(at, 'time.dueNow')) : null);
   }));
 }
 
@@ -392,7 +414,7 @@ function countdowns() {
       : when(t, c.timezone);
     return h('li', {},
       h('span', { class: 'cd-name' }, c.name),
-      h('span', { class: 'cd-left' }, until(t, 'now', '')),
+      h('span', { class: 'cd-left' }, until(t, 'time.now', false)),
       day);
   }));
   // Filled at once: the list is redrawn on every snapshot, and `render` (which ticks) runs
@@ -402,7 +424,7 @@ function countdowns() {
 
 /** The visually hidden summary of what the map shows, spoken when a holder changes. */
 function summarize() {
-  const parts = [];
+  const lines = [];
   let changed = false;
   for (const relay of state.m.relays.filter((x) => !x.course)) {
     const r = state.live.relay(relay.id);
@@ -413,17 +435,19 @@ function summarize() {
     const what = relay.object || relay.name;
     const into = r.status === 'running' ? stintStart(relay, r.current_leg) - 1 : -1;
     const assumed = into >= 0 && endedBy(r.legs[into]?.ended_by)?.verified === false;
-    if (r.status === 'running') parts.push(`${what}: ${assumed ? 'probably ' : ''}held by ${names(r.holders)} (${modeName(r.mode)}), leg ${r.current_leg + 1} of ${relay.legs.length}.`);
-    else if (r.status === 'finished') parts.push(`${what}: finished.`);
-    else parts.push(`${what}: not started.`);
+    if (r.status === 'running') {
+      lines.push(msg(assumed ? 'live.summaryProbably' : 'live.summaryHeld', {
+        object: what, holders: names(r.holders), mode: modeName(r.mode), n: r.current_leg + 1, total: relay.legs.length,
+      }));
+    } else lines.push(msg(r.status === 'finished' ? 'live.summaryFinished' : 'live.summaryNotStarted', { object: what }));
   }
-  if (changed) $('#map-summary').textContent = parts.join(' ');
+  if (changed) $('#map-summary').textContent = lines.join(' ');
 }
 
 // ------------------------------------------------------------------ wiring
 
 function setup() {
-  document.title = `${state.m.event.name} · live · handoff`;
+  document.title = msg('live.docTitleEvent', { event: state.m.event.name });
   fill($('#event-name'), state.m.event.name);
   $('#tz').textContent = viewerZone;
   state.panels.clear();
@@ -438,7 +462,8 @@ function setup() {
   $('#race').hidden = race.length === 0;
   $('#team-pick').hidden = race.length === 0;
   fill($('#team'), race.map((relay) => h('option', { value: relay.id }, relay.name)));
-  state.team = null;
+  // The team shown stays while the plan still has it (a new version, a switch of language).
+  if (!race.some((x) => x.id === state.team)) state.team = null;
   state.map.drawPlan(state.m);
 }
 
@@ -518,9 +543,38 @@ function onMessage(kind, data) {
   render();
 }
 
+/** The stream's state in `#conn`: connecting, live, reconnecting, or nothing (no event). */
+function showConn() {
+  const el = $('#conn');
+  el.className = state.conn ? `conn ${state.conn}` : 'conn';
+  el.textContent = state.conn ? msg({ connecting: 'common.connecting', live: 'common.live' }[state.conn] ?? 'common.reconnecting') : '';
+}
+
+/** After a switch of language: every part again in the new words (the map keeps its view). */
+function relabel() {
+  showConn();
+  state.map.localize(tileConfig());
+  if (!state.m) {
+    document.title = msg('live.docTitle');
+    $('#event-name').textContent = msg('live.title');
+    return;
+  }
+  nameStops(state.m);
+  setup();
+  state.summary.clear();
+  if (state.live?.snapshot) {
+    countdowns();
+    render();
+  }
+}
+
 async function main() {
+  mountSwitch();
+  document.title = msg('live.docTitle');
+  $('#event-name').textContent = msg('live.title');
+  showConn();
   if (!eventId) {
-    problem('No event in this address.');
+    problem(msg('live.noEventInAddress'));
     return;
   }
   const street = $('#street-tiles');
@@ -543,19 +597,20 @@ async function main() {
     state.team = e.target.value;
     render();
   });
+  onLanguageChange(relabel);
   try {
     await loadPlan();
   } catch (e) {
-    problem(e.status === 404 ? `There is no event “${eventId}” on this server.` : e.message);
-    fill($('#conn'), '');
+    problem(e.status === 404 ? msg('live.noSuchEvent', { event: eventId }) : e.message);
+    state.conn = null;
+    showConn();
     return;
   }
   follow(paths.stream(eventId), {
     onMessage,
     onStatus: (s) => {
-      const el = $('#conn');
-      el.className = `conn ${s}`;
-      el.textContent = s === 'live' ? 'Live' : 'Reconnecting…';
+      state.conn = s;
+      showConn();
     },
     resync: refreshLive,
   });

@@ -15,13 +15,14 @@
 // (`onFollowChange(false)`) until follow is asked for again. With prefers-reduced-motion the
 // map jumps instead of gliding. For tests outside the repo, the map element carries its
 // visible area as `data-view-bounds="west,south,east,north"` and each object's marker the
-// names of who holds it as `data-holder` (see DESIGN.md).
+// names of who holds it as `data-holder` (see DESIGN.md), the same in every language.
 
 /* global L, topojson */
 
 import { escapeHtml, names } from './dom.js';
 import { followTarget, nearEdge, viewFor } from './follow.js';
 import { pointAt, splitAt, unwrap } from './geo.js';
+import { msg } from './i18n.js';
 
 export const OSM = {
   url: 'https://tile.openstreetmap.org/{z}/{x}/{y}.png',
@@ -84,13 +85,36 @@ const STALE_MS = 60000;
 /** The pane of the world basemap: beneath Leaflet's tile pane (200), so tiles draw over it. */
 const WORLD_PANE = 'world';
 
+const credits = new WeakMap();
+
+/**
+ * The words Leaflet shows on map `map` in the page's language: the basemap's credit and the
+ * zoom buttons' names. Called again after a switch of language.
+ */
+export function localizeMap(map) {
+  const credit = escapeHtml(msg('map.basemap', { source: 'Natural Earth' }));
+  const was = credits.get(map);
+  if (was !== credit) {
+    if (was) map.attributionControl.removeAttribution(was);
+    map.attributionControl.addAttribution(credit);
+    credits.set(map, credit);
+  }
+  const zoom = map.zoomControl?.getContainer();
+  for (const [button, key] of [['.leaflet-control-zoom-in', 'map.zoomIn'], ['.leaflet-control-zoom-out', 'map.zoomOut']]) {
+    const el = zoom?.querySelector(button);
+    if (!el) continue;
+    el.title = msg(key);
+    el.setAttribute('aria-label', msg(key));
+  }
+}
+
 /**
  * Draws the built-in world basemap under Leaflet map `map`, in a pane beneath any tiles:
  * coarse at first, the finer one once zoomed in close. Then the server's street basemap
  * above it, if it has one. The carrier page's map uses it too.
  */
 export async function worldBasemap(map) {
-  map.attributionControl.addAttribution('Basemap: Natural Earth');
+  localizeMap(map);
   if (!map.getPane(WORLD_PANE)) map.createPane(WORLD_PANE).style.zIndex = 150;
   const renderer = L.svg({ pane: WORLD_PANE, padding: RENDER_PADDING });
   // The page may replace the map (the street-tiles switch) while a file is still loading.
@@ -216,11 +240,25 @@ export class RelayMap {
     }
     // The world basemap always, beneath; configured tiles over it.
     worldBasemap(this.map);
-    if (tiles) {
-      L.tileLayer(tiles.url, { attribution: tiles.attribution ?? '', maxZoom: 19 }).addTo(this.map);
-    }
+    this.tileLayer = tiles
+      ? L.tileLayer(tiles.url, { attribution: tiles.attribution ?? '', maxZoom: 19 }).addTo(this.map)
+      : null;
     this.map.setView([20, 0], 2);
     this.publishView();
+  }
+
+  /**
+   * Leaflet's words again in the page's language, after a switch: the credits (the tiles'
+   * from `tiles`, as the page configures them) and the zoom buttons. The exchange points'
+   * tooltips follow with the next `drawPlan`.
+   */
+  localize(tiles) {
+    localizeMap(this.map);
+    const credit = tiles?.attribution ?? '';
+    if (!this.tileLayer || this.tileLayer.getAttribution() === credit) return;
+    this.map.attributionControl.removeAttribution(this.tileLayer.getAttribution());
+    this.tileLayer.options.attribution = credit;
+    this.map.attributionControl.addAttribution(credit);
   }
 
   /**
@@ -326,7 +364,7 @@ export class RelayMap {
         add(L.circleMarker([leg.end[1], leg.end[0]], {
           ...this.pane('points'), radius: last ? 7 : 5, color: '#111111', weight: 2,
           fillColor: last ? '#111111' : '#ffffff', fillOpacity: 1, className: 'exchange-point',
-        }).bindTooltip(escapeHtml(last ? `Finish: ${name}` : `Exchange: ${name}`)));
+        }).bindTooltip(escapeHtml(msg(last ? 'map.finishTip' : 'map.exchangeTip', { place: name }))));
       });
     }
     for (const place of m.places) {
@@ -436,7 +474,7 @@ export class RelayMap {
       const leg = relay.legs[r.current_leg];
       if (leg?.points.length === 1) {
         at = leg.points[0];
-        place = leg.placeName ?? 'its place';
+        place = leg.placeName ? msg('map.atPlace', { place: leg.placeName }) : msg('map.atItsPlace');
       } else if (leg?.points.length) {
         at = pointAt(leg.points, leg.cum, leg.cum[leg.cum.length - 1] * (r.progress?.fraction ?? 0));
         estimated = true;
@@ -468,9 +506,9 @@ export class RelayMap {
     mk.setStyle({ fillColor: stale || estimated ? '#6b6b6b' : '#c8004f' });
     const who = r.holders?.join(' & ') || relay.name;
     let text = relay.course ? `${relay.name}: ${who}` : who;
-    if (place) text += ` · at ${place}`;
-    else if (estimated) text += ' (no fix yet)';
-    else if (stale) text += ` · fix ${Math.round((now - Date.parse(r.position.t)) / 60000)} min old`;
+    if (place) text += ` · ${place}`;
+    else if (estimated) text += ` (${msg('map.noFixYet')})`;
+    else if (stale) text += ` · ${msg('map.fixAge', { min: Math.round((now - Date.parse(r.position.t)) / 60000) })}`;
     // Leaflet takes tooltip content as HTML; names come from the plan.
     const html = escapeHtml(text);
     if (mk.getTooltip()) mk.setTooltipContent(html);

@@ -7,6 +7,7 @@
 /* global L */
 
 import { escapeHtml } from './dom.js';
+import { msg } from './i18n.js';
 import { RENDER_PADDING, worldBasemap } from './map.js';
 
 export class PhonesMap {
@@ -43,8 +44,11 @@ export class PhonesMap {
       m.setStyle(d.online
         ? { color: '#0b6b2f', fillColor: '#1f9d4c', fillOpacity: 0.9 }
         : { color: '#555555', fillColor: '#9a9a9a', fillOpacity: 0.9 });
-      const batt = fix.batt_pct === undefined ? '' : ` · battery ${Math.round(fix.batt_pct)} %`;
-      m.bindTooltip(`${escapeHtml(d.carrier)} (${escapeHtml(d.device)}) · ${d.online ? 'reporting' : 'silent'} · fix ${escapeHtml(age(Date.parse(fix.received_at)))}${batt}`);
+      const batt = fix.batt_pct === undefined ? '' : msg('phones.battery', { pct: Math.round(fix.batt_pct) });
+      // Leaflet takes tooltip content as HTML: the whole line is escaped (names come from the plan).
+      m.bindTooltip(escapeHtml(`${msg('phones.tip', {
+        carrier: d.carrier, device: d.device, state: msg(d.online ? 'phones.reporting' : 'phones.silent'), age: age(Date.parse(fix.received_at)),
+      })}${batt}`));
       const el = m.getElement();
       if (el) {
         el.dataset.device = d.device;

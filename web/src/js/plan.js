@@ -3,6 +3,7 @@
 // nearest place, and the stops of the schedule ("when does it pass here").
 
 import { cumulative, distanceM, locate } from './geo.js';
+import { msg } from './i18n.js';
 
 /** A place closer than this to an exchange point names it. */
 const NAME_RADIUS_M = 500;
@@ -51,8 +52,13 @@ export function model(body) {
     relays,
     race: relays.some((r) => r.course),
   };
-  for (const r of relays) r.stops = stops(m, r);
+  nameStops(m);
   return m;
+}
+
+/** (Re)names every relay's stops, in the page's language: after a switch of language too. */
+export function nameStops(m) {
+  for (const r of m.relays) r.stops = stops(m, r);
 }
 
 /**
@@ -75,11 +81,11 @@ export function stintStart(relay, i) {
 /** How a done leg's end is known (`ended_by` on the live leg), in words and an icon. */
 export function endedBy(by) {
   switch (by) {
-    case 'operator': return { verified: true, icon: '✓', text: 'verified: recorded by an operator' };
-    case 'two_party': return { verified: true, icon: '✓', text: 'verified: the receiver entered the giver’s code' };
-    case 'proximity': return { verified: true, icon: '✓', text: 'verified: both phones met at the exchange' };
-    case 'planned_time': return { verified: false, icon: '≈', text: 'assumed: the planned time ran out (nothing recorded)' };
-    case 'positions': return { verified: false, icon: '≈', text: 'assumed: inferred from positions (not recorded)' };
+    case 'operator': return { verified: true, icon: '✓', text: msg('ended.operator') };
+    case 'two_party': return { verified: true, icon: '✓', text: msg('ended.twoParty') };
+    case 'proximity': return { verified: true, icon: '✓', text: msg('ended.proximity') };
+    case 'planned_time': return { verified: false, icon: '≈', text: msg('ended.plannedTime') };
+    case 'positions': return { verified: false, icon: '≈', text: msg('ended.positions') };
     default: return null;
   }
 }
@@ -98,18 +104,18 @@ export function placeNear(m, p, radiusM = NAME_RADIUS_M) {
 /** The name of where leg `i` of `relay` ends (its exchange point). */
 export function exchangeName(m, relay, i) {
   const leg = relay.legs[i];
-  if (!leg?.end) return `Exchange ${i + 1}`;
+  if (!leg?.end) return msg('plan.exchange', { n: i + 1 });
   const place = m.places.find((p) => p.id === leg.placeId)
     ?? placeNear(m, leg.end, Math.max(NAME_RADIUS_M, leg.exchange_radius_m ?? 0));
   if (place) return place.name;
-  return i === relay.legs.length - 1 ? 'Finish' : `Exchange ${i + 1} → ${i + 2}`;
+  return i === relay.legs.length - 1 ? msg('plan.finish') : msg('plan.exchangeBetween', { from: i + 1, to: i + 2 });
 }
 
 function startName(m, relay) {
   const leg = relay.legs[0];
   const place = m.places.find((p) => p.id === leg?.placeId)
     ?? (leg?.start && placeNear(m, leg.start, Math.max(NAME_RADIUS_M, leg.exchange_radius_m ?? 0)));
-  return place ? place.name : 'Start';
+  return place ? place.name : msg('plan.start');
 }
 
 /**

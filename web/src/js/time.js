@@ -1,8 +1,11 @@
 // Time as the pages show it. Instants are milliseconds since the epoch (UTC); they are
 // zoned only when shown: in the zone of the place (the leg's start or end zone, the
 // milestone's) and, when that differs, in the viewer's own, named by the zone's abbreviation
-// (CEST, PDT) whatever the browser's locale. Countdowns count from the
-// server's clock, so a phone whose clock is off still counts right.
+// (CEST, PDT) whatever the locale. Countdowns count from the server's clock, so a phone whose
+// clock is off still counts right. Words and formats are those of the page's language
+// (i18n.js): "in 4 min 20 s" or "dans 4 min 20 s", 3:09 PM or 15:09.
+
+import { currentLocale, msg } from './i18n.js';
 
 // The server's clock as last seen (its `now`, and our own clock then), and how fast it runs
 // against ours: 1 for a real event; faster in `handoff demo`, where a day's relay is compressed
@@ -58,13 +61,14 @@ function formatter(locale, zone, opts) {
 function format(zone, withDate) {
   const opts = { hour: '2-digit', minute: '2-digit', timeZoneName: 'short' };
   if (withDate) Object.assign(opts, { weekday: 'short', day: 'numeric', month: 'short' });
-  return formatter(undefined, zone, opts);
+  return formatter(currentLocale(), zone, opts);
 }
 
-// Locales whose short zone names are the places' abbreviations (CEST, PDT, AEST, IST): a
-// browser's own locale knows only some ("GMT+2" beside "PDT" in en-US), so the name is taken
-// from the first of these that has a letters-only one for the zone, at that instant.
-const NAMING = [undefined, 'en-US', 'en-GB', 'en-AU', 'en-IN', 'en-CA', 'en-NZ'];
+// Locales whose short zone names are the places' abbreviations (CEST, PDT, AEST, IST): the
+// page's own locale knows only some ("GMT+2" beside "PDT" in en-US; only "UTC+2" and "UTC−7"
+// in French), so the name is taken from the first of these that has a letters-only one for
+// the zone, at that instant: the same names in every language.
+const NAMING = ['en-US', 'en-GB', 'en-AU', 'en-IN', 'en-CA', 'en-NZ'];
 const OFFSET_NAME = /^(GMT|UTC)([+\-−]|$)/;
 
 const zoneNames = new Map();
@@ -73,14 +77,14 @@ const zoneNames = new Map();
 export function zoneName(t, zone) {
   // Looked up once per zone and hour (abbreviations change at offset changes, on the hour or
   // half hour): a page shows hundreds of times per render.
-  const key = `${zone}|${Math.floor(t / 1800000)}`;
+  const key = `${currentLocale()}|${zone}|${Math.floor(t / 1800000)}`;
   if (!zoneNames.has(key)) zoneNames.set(key, lookUpZoneName(t, zone));
   return zoneNames.get(key);
 }
 
 function lookUpZoneName(t, zone) {
   let first = null;
-  for (const locale of NAMING) {
+  for (const locale of [currentLocale(), ...NAMING]) {
     const part = formatter(locale, zone, { timeZoneName: 'short' }).formatToParts(t)
       .find((p) => p.type === 'timeZoneName')?.value;
     if (!part) continue;
@@ -108,12 +112,12 @@ export function clock(t, zone = 'UTC') {
     .map((p) => (p.type === 'timeZoneName' ? name : p.value)).join('');
 }
 
-/** "Fri 14 Jul 2028": a date-only milestone's day (`YYYY-MM-DD`), with its year, no time. */
+/** "Fri, Jul 14, 2028", "ven. 14 juil. 2028": a date-only milestone's day (`YYYY-MM-DD`), no time. */
 export function dateOnly(date) {
   const [y, m, d] = String(date).split('-').map(Number);
   const t = Date.UTC(y, m - 1, d, 12);
   if (!Number.isFinite(t)) return String(date);
-  return formatter(undefined, 'UTC', { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric' }).format(t);
+  return formatter(currentLocale(), 'UTC', { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric' }).format(t);
 }
 
 /**
@@ -130,9 +134,13 @@ export function zoned(t, zone = 'UTC') {
   return { place, viewer: sameWall ? null : mine };
 }
 
+// Amounts of time in the page's words: "4 min", "3 d" / "3 j".
+const unit = (name, n) => msg(`time.${name}`, { n });
+const both = (a, b) => `${a} ${b}`;
+
 /**
  * The time left, always with its units: "42 s", "4 min 20 s", "1 h 43 min", "3 d 4 h",
- * "590 days".
+ * "590 days" (in French "3 j 4 h", "590 jours").
  */
 export function countdown(remainingMs) {
   const s = Math.max(0, Math.floor(remainingMs / 1000));
@@ -140,41 +148,58 @@ export function countdown(remainingMs) {
   const hh = Math.floor((s % 86400) / 3600);
   const mm = Math.floor((s % 3600) / 60);
   const ss = s % 60;
-  if (d >= 7) return `${d.toLocaleString()} days`;
-  if (d > 0) return hh ? `${d} d ${hh} h` : `${d} d`;
-  if (hh > 0) return mm ? `${hh} h ${mm} min` : `${hh} h`;
-  if (mm > 0) return ss ? `${mm} min ${ss} s` : `${mm} min`;
-  return `${ss} s`;
+  if (d >= 7) return msg('time.days', { count: d });
+  if (d > 0) return hh ? both(unit('d', d), unit('h', hh)) : unit('d', d);
+  if (hh > 0) return mm ? both(unit('h', hh), unit('min', mm)) : unit('h', hh);
+  if (mm > 0) return ss ? both(unit('min', mm), unit('s', ss)) : unit('min', mm);
+  return unit('s', ss);
 }
 
 /** "12 s", "3 min", "2 h 5 min", "4 d": an age or a delay. */
 export function span(msAbs) {
   const s = Math.round(Math.abs(msAbs) / 1000);
-  if (s < 60) return `${s} s`;
+  if (s < 60) return unit('s', s);
   const m = Math.round(s / 60);
-  if (m < 60) return `${m} min`;
+  if (m < 60) return unit('min', m);
   const h = Math.floor(m / 60);
-  if (h < 48) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
-  return `${Math.round(h / 24).toLocaleString()} d`;
+  if (h < 48) return m % 60 ? both(unit('h', h), unit('min', m % 60)) : unit('h', h);
+  return unit('d', Math.round(h / 24));
 }
 
-/** "5 min late", "2 min early", "on time" (within a minute). */
+/** "5 min late", "2 min early", "on time" (within a minute); "en retard de 5 min" in French. */
 export function delta(seconds) {
-  if (!Number.isFinite(seconds) || Math.abs(seconds) < 60) return 'on time';
-  return `${span(seconds * 1000)} ${seconds > 0 ? 'late' : 'early'}`;
+  if (!Number.isFinite(seconds) || Math.abs(seconds) < 60) return msg('time.onTime');
+  return msg(seconds > 0 ? 'time.late' : 'time.early', { span: span(seconds * 1000) });
 }
+
+/** "3 min ago", "il y a 3 min": how long ago `t` was (ms, on the server's clock). */
+export const ago = (at) => msg('time.ago', { span: span(now() - at) });
 
 /**
  * Updates every `[data-until]` (a countdown to that instant, ms) and `[data-since]` (an age)
  * under `root`. One timer per page calls this each second; the elements are rebuilt freely.
+ * A countdown's `data-done` is the message key of what it says once the time has come
+ * (`time.now` when absent); `data-phrase="in"` words it "in 4 min" rather than "4 min". Both
+ * are looked up at each tick, so a switch of language reaches them at the next.
  */
 export function tick(root = document) {
-  const t = now();
+  const at = now();
   for (const el of root.querySelectorAll('[data-until]')) {
-    const left = Number(el.dataset.until) - t;
-    el.textContent = left > 0 ? `${el.dataset.prefix ?? ''}${countdown(left)}` : (el.dataset.done ?? 'now');
+    const left = Number(el.dataset.until) - at;
+    let text = msg(el.dataset.done ?? 'time.now');
+    if (left > 0) text = el.dataset.phrase === 'in' ? msg('time.in', { left: countdown(left) }) : countdown(left);
+    if (el.textContent !== text) el.textContent = text;
   }
   for (const el of root.querySelectorAll('[data-since]')) {
-    el.textContent = `${span(t - Number(el.dataset.since))} ago`;
+    const text = ago(Number(el.dataset.since));
+    if (el.textContent !== text) el.textContent = text;
   }
 }
+
+/**
+ * The attributes of a ticking countdown to `at` (ms) for `h`: `done` the key of what it says
+ * once the time has come, `inWords` "in 4 min" rather than "4 min".
+ */
+export const untilData = (at, done = 'time.now', inWords = true) => ({
+  class: 'countdown', dataset: { until: String(at), done, ...(inWords ? { phrase: 'in' } : {}) },
+});

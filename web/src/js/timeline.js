@@ -4,6 +4,7 @@
 // readable on a phone. The schedule beside it is its text alternative.
 
 import { h } from './dom.js';
+import { currentLocale, msg } from './i18n.js';
 import { endedBy } from './plan.js';
 import { viewerZone } from './time.js';
 
@@ -14,14 +15,18 @@ const AXIS = 28;
 const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 43200, 525600];
 
 const DAY_MS = 86400000;
-const tickFormats = {
-  time: new Intl.DateTimeFormat(undefined, { timeZone: viewerZone, hour: '2-digit', minute: '2-digit' }),
-  day: new Intl.DateTimeFormat(undefined, { timeZone: viewerZone, day: 'numeric', month: 'short' }),
-};
+const tickFormats = new Map();
 
-/** A tick's label: the time of day, or the date for steps of a day or more. */
+/** A tick's label: the time of day, or the date for steps of a day or more (in the page's locale). */
 function tickLabel(t, stepMs) {
-  return (stepMs >= DAY_MS ? tickFormats.day : tickFormats.time).format(t);
+  const kind = stepMs >= DAY_MS ? 'day' : 'time';
+  const key = `${currentLocale()}|${kind}`;
+  if (!tickFormats.has(key)) {
+    tickFormats.set(key, new Intl.DateTimeFormat(currentLocale(), kind === 'day'
+      ? { timeZone: viewerZone, day: 'numeric', month: 'short' }
+      : { timeZone: viewerZone, hour: '2-digit', minute: '2-digit' }));
+  }
+  return tickFormats.get(key).format(t);
 }
 
 export function timeline(container, relay, liveRelay, now) {
@@ -50,7 +55,7 @@ export function timeline(container, relay, liveRelay, now) {
   const svg = h('svg:svg', {
     width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': titleId, class: 'timeline-svg',
   });
-  svg.append(h('svg:title', { id: titleId, text: `${relay.name}: each leg's planned window (outline) and actual or predicted window (filled); times in the schedule` }));
+  svg.append(h('svg:title', { id: titleId, text: msg('timeline.title', { relay: relay.name }) }));
 
   legs.forEach((l, i) => {
     const y = i * ROW + 4;
@@ -80,7 +85,7 @@ export function timeline(container, relay, liveRelay, now) {
       svg.append(h('svg:text', {
         x: Math.min(width - 10, x(ae) + 3), y: y + 22, class: `tl-how ${how.verified ? 'verified' : 'assumed'}`,
         'data-leg': String(i),
-      }, how.icon, h('svg:title', { text: `Handoff after leg ${i + 1}: ${how.text}` })));
+      }, how.icon, h('svg:title', { text: msg('timeline.handoffAfter', { n: i + 1, how: how.text }) })));
     }
   });
 
@@ -97,7 +102,7 @@ export function timeline(container, relay, liveRelay, now) {
   }
   if (now >= t0 && now <= t1) {
     svg.append(h('svg:line', { x1: x(now), x2: x(now), y1: 0, y2: axisY, class: 'tl-now' }));
-    svg.append(h('svg:text', { x: x(now) + 3, y: 10, class: 'tl-now-label' }, 'now'));
+    svg.append(h('svg:text', { x: x(now) + 3, y: 10, class: 'tl-now-label' }, msg('time.now')));
   }
   container.replaceChildren(svg);
 }
