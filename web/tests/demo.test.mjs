@@ -81,6 +81,13 @@ test('the live page shows the finished handover and the LA28 countdown', async (
   for (const relay of ['flag', 'stage']) {
     await page.locator(`article.relay[data-relay="${relay}"]`).getByText('Finished', { exact: true }).waitFor();
   }
+  // Over, the flag is still on the map: at the end of its relay, named, with nobody's name.
+  const flagMarker = page.locator('.position-marker[data-relay="flag"]');
+  await flagMarker.waitFor();
+  assert.equal(await flagMarker.getAttribute('data-holder'), null);
+  // (The stage's marker is at the same place, on top: the flag's tooltip is opened directly.)
+  await flagMarker.dispatchEvent('mouseover');
+  await page.locator('.leaflet-tooltip', { hasText: /^Olympic flag · finished at / }).waitFor();
   // The list is drawn first and the time left filled in by the page's ticker, and the list is
   // redrawn on every snapshot: so each wait reads the DOM afresh until the text it needs is
   // there, rather than holding an element or waiting for a fixed time.

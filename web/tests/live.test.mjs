@@ -85,6 +85,15 @@ test('shows the relays, the schedule, the chart and ticking countdowns', async (
   assert.equal(await chart.locator('.tl-planned').count(), 3);
   assert.ok(await chart.locator('.tl-current, .tl-predicted, .tl-done').count() >= 3);
   assert.equal(await chart.locator('.tl-now').count(), 1);
+  // Every bar can be seen, however short its leg; the "now" label is inside the chart.
+  const geometry = await chart.evaluate((el) => {
+    const svg = el.getBoundingClientRect();
+    const label = el.querySelector('.tl-now-label')?.getBoundingClientRect();
+    const bars = [...el.querySelectorAll('.tl-planned, .tl-current, .tl-predicted, .tl-done')].map((r) => r.getBoundingClientRect().width);
+    return { bars, inside: !label || (label.left >= svg.left && label.right <= svg.right) };
+  });
+  assert.ok(geometry.bars.every((w) => w >= 6), `bars ${geometry.bars}`);
+  assert.ok(geometry.inside, 'the now label is cut off');
 
   assertClean(seen, 'live page');
   await context.close();
@@ -242,7 +251,8 @@ test('reconnects by itself after the server restarts', async () => {
   const before = await progress(page);
 
   await server.stop({ keep: true });
-  await page.locator('#conn', { hasText: 'Reconnecting' }).waitFor({ timeout: 5000 });
+  // Cut off, it says how old what it shows is.
+  await page.locator('#conn', { hasText: /^Reconnecting… · last update \d\d:\d\d:\d\d/ }).waitFor({ timeout: 5000 });
   server = await startServer({ dir: server.dir, port: server.port });
   await page.locator('#conn', { hasText: 'Live' }).waitFor({ timeout: 15000 });
 
@@ -350,3 +360,12 @@ for (const [name, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
     await context.close();
   });
 }
+
+test('an unknown event is said plainly, with no empty map under it', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/no-such-event`);
+  await page.locator('#problem', { hasText: 'no-such-event' }).waitFor();
+  assert.equal(await page.locator('#map').isVisible(), false);
+  assert.equal(await page.locator('.live-layout').isVisible(), false);
+  assertClean(seen, 'live page', [/404 \(Not Found\)/]);
+  await context.close();
+});

@@ -122,9 +122,9 @@ test('an assumed handoff is labelled as assumed; a stage nobody tracks is at its
   // The concert's performers carry no phone: the stage is shown at its place, not as a lost fix.
   const label = page.locator('.leaflet-tooltip', { hasText: 'Band' });
   await label.waitFor();
-  assert.equal(await label.textContent(), 'Band · at Beach Stage');
+  assert.equal(await label.textContent(), 'Stage: Band · at Beach Stage');
   // (Tom's leg is tracked: his marker, at the start of his route, honestly has no fix yet.)
-  assert.equal(await page.locator('.leaflet-tooltip', { hasText: 'Tom' }).textContent(), 'Tom (no fix yet)');
+  assert.equal(await page.locator('.leaflet-tooltip', { hasText: 'Tom' }).textContent(), 'Flag: Tom (no fix yet)');
   const concert = page.locator('.relay[data-relay="concert"]');
   assert.equal(await concert.locator('.fix').textContent(), '');
 

@@ -9,7 +9,7 @@
 import { eventFromPath, getJSON, paths } from './api.js';
 import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
 import { formatDistance } from './geo.js';
-import { formatNumber, mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
+import { currentLocale, formatNumber, mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
 import { LiveModel } from './live-model.js';
 import { OSM, RelayMap } from './map.js';
 import { courseOffsets, endedBy, exchangeName, model, nameStops, stintEnd, stintStart, stopTime } from './plan.js';
@@ -30,6 +30,7 @@ const state = {
   following: true,
   pick: null,
   conn: 'connecting', // the stream's state, as `#conn` says it
+  updatedAt: null, // when the page last heard from the server (the viewer's clock, ms)
 };
 
 const modeName = (mode) => (mode ? word('mode', mode) : '');
@@ -495,6 +496,7 @@ async function refreshLive() {
     const snap = await getJSON(paths.live(eventId));
     syncClock(snap.now);
     state.live.replace(snap);
+    state.updatedAt = Date.now();
     countdowns();
     render();
   } catch (e) {
@@ -522,6 +524,7 @@ async function loadPlan() {
 
 function onMessage(kind, data) {
   if (!state.live) return;
+  state.updatedAt = Date.now();
   if (kind === 'plan') {
     // A shift moves the schedule (in `/live`); a new plan version changes the plan itself.
     if (data.kind === 'shift') refreshSoon();
@@ -547,7 +550,13 @@ function onMessage(kind, data) {
 function showConn() {
   const el = $('#conn');
   el.className = state.conn ? `conn ${state.conn}` : 'conn';
-  el.textContent = state.conn ? msg({ connecting: 'common.connecting', live: 'common.live' }[state.conn] ?? 'common.reconnecting') : '';
+  let text = state.conn ? msg({ connecting: 'common.connecting', live: 'common.live' }[state.conn] ?? 'common.reconnecting') : '';
+  // Cut off: say how old what the page shows is (on the viewer's clock).
+  if (state.conn && state.conn !== 'live' && state.conn !== 'connecting' && state.updatedAt) {
+    const time = new Intl.DateTimeFormat(currentLocale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(state.updatedAt);
+    text += ` · ${msg('live.lastUpdate', { time })}`;
+  }
+  el.textContent = text;
 }
 
 /** After a switch of language: every part again in the new words (the map keeps its view). */
@@ -575,6 +584,7 @@ async function main() {
   showConn();
   if (!eventId) {
     problem(msg('live.noEventInAddress'));
+    document.querySelector('main.live-layout').hidden = true;
     return;
   }
   const street = $('#street-tiles');
@@ -602,6 +612,8 @@ async function main() {
     await loadPlan();
   } catch (e) {
     problem(e.status === 404 ? msg('live.noSuchEvent', { event: eventId }) : e.message);
+    // Nothing to show: no empty map under the error.
+    document.querySelector('main.live-layout').hidden = true;
     state.conn = null;
     showConn();
     return;

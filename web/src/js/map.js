@@ -207,6 +207,9 @@ async function streetBasemap(map, removed) {
   map.getContainer().dataset.basemap = 'streets';
 }
 
+/** "the Olympic flag" → "The Olympic flag" (as a label begins). */
+const capitalise = (s) => s.charAt(0).toLocaleUpperCase() + s.slice(1);
+
 export class RelayMap {
   /** `tiles`: null (built-in basemap) or { url, attribution }. */
   constructor(el, { tiles = null, onFollowChange = () => {} } = {}) {
@@ -469,8 +472,17 @@ export class RelayMap {
     // A stationary leg nobody tracks (performers on a fixed stage) is at its place: that is
     // where the object is, not a lost signal.
     let place = null;
+    let finished = false;
     if (r.position) at = [r.position.lon, r.position.lat];
-    else if (r.current_leg !== undefined) {
+    else if (r.status === 'finished' && relay.legs.length) {
+      // Over: the object is where the relay ended (a place of the plan, nobody's position).
+      const i = relay.legs.length - 1;
+      const leg = relay.legs[i];
+      at = leg.points.length === 1 ? leg.points[0] : (leg.end ?? leg.points[leg.points.length - 1]);
+      const name = leg.points.length === 1 ? leg.placeName : relay.stops.find((s) => s.leg === i && s.fraction === 1)?.name;
+      place = name ? msg('map.finishedAt', { place: name }) : msg('map.finished');
+      finished = true;
+    } else if (r.current_leg !== undefined) {
       const leg = relay.legs[r.current_leg];
       if (leg?.points.length === 1) {
         at = leg.points[0];
@@ -504,11 +516,13 @@ export class RelayMap {
     else el?.removeAttribute('data-holder');
     const stale = r.position && (r.position.stale || now - Date.parse(r.position.t) > STALE_MS);
     mk.setStyle({ fillColor: stale || estimated ? '#6b6b6b' : '#c8004f' });
-    const who = r.holders?.join(' & ') || relay.name;
-    let text = relay.course ? `${relay.name}: ${who}` : who;
+    // The label names the object (or the team, in a race) and who holds it.
+    const what = relay.course || !relay.object ? relay.name : capitalise(relay.object);
+    const who = !finished && r.holders?.length ? names(r.holders) : '';
+    let text = who && who !== what ? `${what}: ${who}` : what;
     if (place) text += ` · ${place}`;
     else if (estimated) text += ` (${msg('map.noFixYet')})`;
-    else if (stale) text += ` · ${msg('map.fixAge', { min: Math.round((now - Date.parse(r.position.t)) / 60000) })}`;
+    else if (stale) text += ` · ${msg('map.fixAge', { span: msg('time.min', { n: Math.max(1, Math.round((now - Date.parse(r.position.t)) / 60000)) }) })}`;
     // Leaflet takes tooltip content as HTML; names come from the plan.
     const html = escapeHtml(text);
     if (mk.getTooltip()) mk.setTooltipContent(html);

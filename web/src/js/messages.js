@@ -14,6 +14,7 @@ const en = {
   'common.live': 'Live',
   'common.connecting': 'Connecting…',
   'common.reconnecting': 'Reconnecting…',
+  'live.lastUpdate': 'last update {time}',
   'common.loading': 'Loading…',
   'api.unreachable': 'The server cannot be reached ({reason}).',
 
@@ -73,7 +74,9 @@ const en = {
   'map.atPlace': 'at {place}',
   'map.atItsPlace': 'at its place',
   'map.noFixYet': 'no fix yet',
-  'map.fixAge': 'fix {min} min old',
+  'map.fixAge': 'fix {span} ago',
+  'map.finishedAt': 'finished at {place}',
+  'map.finished': 'finished',
 
   // ---------------------------------------------------------------- timeline.js
   'timeline.title': "{relay}: each leg's planned window (outline) and actual or predicted window (filled); times in the schedule",
@@ -378,6 +381,7 @@ const fr = {
   'common.live': 'En direct',
   'common.connecting': 'Connexion…',
   'common.reconnecting': 'Reconnexion…',
+  'live.lastUpdate': 'dernière mise à jour à {time}',
   'common.loading': 'Chargement…',
   'api.unreachable': 'Le serveur est injoignable ({reason}).',
 
@@ -433,7 +437,9 @@ const fr = {
   'map.atPlace': 'à {place}',
   'map.atItsPlace': 'sur place',
   'map.noFixYet': 'pas encore de position',
-  'map.fixAge': 'position d’il y a {min} min',
+  'map.fixAge': 'position d’il y a {span}',
+  'map.finishedAt': 'arrivé à {place}',
+  'map.finished': 'arrivé',
 
   'timeline.title': '{relay} : pour chaque étape, la plage prévue (contour) et la plage réelle ou estimée (pleine) ; les horaires sont dans le programme',
   'timeline.handoffAfter': 'Relais après l’étape {n} : {how}',

@@ -10,6 +10,8 @@ import { viewerZone } from './time.js';
 
 const ROW = 26;
 const AXIS = 28;
+/** The narrowest bar drawn, in pixels. */
+const MIN_BAR = 6;
 
 /** Nice tick steps, in minutes. */
 const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 43200, 525600];
@@ -49,7 +51,8 @@ export function timeline(container, relay, liveRelay, now) {
   t0 -= pad;
   t1 += pad;
   const x = (t) => gutter + ((t - t0) / (t1 - t0)) * (width - gutter - 8);
-  const w = (a, b) => Math.max(2, x(b) - x(a));
+  // A leg of seconds in a relay of hours still gets a bar one can see (and point at).
+  const w = (a, b) => Math.max(MIN_BAR, x(b) - x(a));
 
   const titleId = `tl-title-${relay.id}`;
   const svg = h('svg:svg', {
@@ -102,7 +105,12 @@ export function timeline(container, relay, liveRelay, now) {
   }
   if (now >= t0 && now <= t1) {
     svg.append(h('svg:line', { x1: x(now), x2: x(now), y1: 0, y2: axisY, class: 'tl-now' }));
-    svg.append(h('svg:text', { x: x(now) + 3, y: 10, class: 'tl-now-label' }, msg('time.now')));
+    // Right of the line, or left of it near the right edge (never cut off).
+    const label = msg('time.now');
+    const room = width - x(now) > label.length * 7.5 + 6;
+    svg.append(h('svg:text', {
+      x: room ? x(now) + 3 : x(now) - 3, y: 10, class: 'tl-now-label', 'text-anchor': room ? 'start' : 'end',
+    }, label));
   }
   container.replaceChildren(svg);
 }
