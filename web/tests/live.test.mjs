@@ -336,6 +336,15 @@ for (const [name, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
     // The basemap is drawn before the picture is taken.
     await page.waitForFunction(() => document.querySelectorAll('.leaflet-world-pane path').length > 20);
     assert.deepEqual(await layoutProblems(page), []);
+    // An object's label on the map is wholly on it (one out of view is simply not shown).
+    const labels = await page.evaluate(() => {
+      const map = document.querySelector('#map').getBoundingClientRect();
+      const shown = [...document.querySelectorAll('.object-label')].map((el) => el.getBoundingClientRect())
+        .filter((r) => r.right > map.left && r.left < map.right && r.bottom > map.top && r.top < map.bottom);
+      return { shown: shown.length, spill: shown.filter((r) => r.left < map.left - 1 || r.right > map.right + 1).map((r) => [r.left, r.right, map.left, map.right]) };
+    });
+    assert.ok(labels.shown > 0, 'no label on the map');
+    assert.deepEqual(labels.spill, [], 'a label runs past the map');
 
     await mkdir(SHOTS, { recursive: true });
     const file = `${SHOTS}/live-${name}.png`;
