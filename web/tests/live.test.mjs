@@ -378,3 +378,22 @@ test('an unknown event is said plainly, with no empty map under it', async () =>
   assertClean(seen, 'live page', [/404 \(Not Found\)/]);
   await context.close();
 });
+
+test("the plan's places are named on the map at city zoom, not over the world", async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`);
+  await flag(page).locator('.holders').waitFor();
+  // Following the flag: street level in Paris, where the places are.
+  await page.locator('#map.labels-on').waitFor();
+  await page.locator('.place-label', { hasText: 'Exchange Square' }).waitFor({ state: 'visible' });
+  // Zoomed out to the world (each click one level), the names go.
+  for (let i = 0; i < 12 && await page.locator('#map.labels-on').count(); i++) {
+    const before = await page.locator('#map').getAttribute('data-view-bounds');
+    await page.locator('.leaflet-control-zoom-out').click();
+    // One level at a time: the next click once this zoom has happened.
+    await page.waitForFunction((b) => document.querySelector('#map').dataset.viewBounds !== b, before);
+  }
+  await page.locator('#map:not(.labels-on)').waitFor();
+  assert.equal(await page.locator('.place-label', { hasText: 'Exchange Square' }).isVisible(), false);
+  assertClean(seen, 'live page');
+  await context.close();
+});

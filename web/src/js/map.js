@@ -79,6 +79,8 @@ function flat(geometry) {
 }
 
 const flatFeatures = (fc) => ({ ...fc, features: fc.features.map((f) => ({ ...f, geometry: flat(f.geometry) })) });
+/** From this zoom on (a city), the plan's places are named on the map. */
+const PLACE_LABEL_ZOOM = 9;
 /** A fix older than this is stale (the server's rule, `STALE_MS` in the tracker). */
 const STALE_MS = 60000;
 
@@ -228,6 +230,7 @@ export class RelayMap {
     this.onFollowChange = onFollowChange;
     this.viewerGestures(el);
     this.map.on('move moveend zoomend resize viewreset', () => this.publishView());
+    this.map.on('zoomend viewreset', () => el.classList.toggle('labels-on', this.map.getZoom() >= PLACE_LABEL_ZOOM));
     this.map.on('resize', () => {
       this.followKey = null;
       this.track();
@@ -374,7 +377,10 @@ export class RelayMap {
       add(L.circleMarker([place.point[1], place.point[0]], {
         ...this.pane('points'), radius: 4, color: '#0842a0', weight: 2, fillColor: '#ffd400', fillOpacity: 1,
         className: 'place-point',
-      }).bindTooltip(escapeHtml(place.name))).getElement()?.setAttribute('data-place', place.id);
+      // Named on the map once zoomed in to a city (the offline basemap has no names of its
+      // own): `labels-on` on the map's element shows them.
+      }).bindTooltip(escapeHtml(place.name), { permanent: true, direction: 'right', offset: [6, 0], className: 'place-label' }))
+        .getElement()?.setAttribute('data-place', place.id);
       all.push([place.point[1], place.point[0]]);
     }
     this.bounds = all.length ? L.latLngBounds(all) : null;
