@@ -397,3 +397,24 @@ test("the plan's places are named on the map at city zoom, not over the world", 
   assertClean(seen, 'live page');
   await context.close();
 });
+
+test('the story, the leg under way in the plan\'s words, and what can be taken away', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`);
+  await flag(page).locator('.holders').waitFor();
+  await page.locator('#event-story', { hasText: 'A test flag carried across Paris by Ann, Ben and Cleo.' }).waitFor();
+  assert.equal(await flag(page).locator('.leg-note').textContent(), 'Along the river, east.');
+  const links = await page.locator('#downloads a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  assert.deepEqual(links.slice(0, 3), [
+    '/api/v1/events/e2e/calendar.ics',
+    '/api/v1/events/e2e/relays/flag/track.gpx',
+    '/api/v1/events/e2e/relays/flag/track.geojson',
+  ]);
+  // Each is served, as what it says it is.
+  for (const [href, type] of [[links[0], /text\/calendar/], [links[1], /gpx/], [links[2], /geo\+json|json/]]) {
+    const res = await fetch(`${server.url}${href}`);
+    assert.equal(res.status, 200, href);
+    assert.match(res.headers.get('content-type'), type, href);
+  }
+  assertClean(seen, 'live page');
+  await context.close();
+});

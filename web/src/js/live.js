@@ -117,6 +117,7 @@ function buildPanel(relay) {
     h('h3', { id: `${id}-h` }, relay.name),
     f.status = h('p', { class: 'status' }),
     f.how = h('p', { class: 'how' }),
+    f.note = h('p', { class: 'leg-note' }),
     f.progress = h('div', {
       class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-labelledby': `${id}-pt`,
     }, f.bar = h('div', { class: 'bar' })),
@@ -185,6 +186,10 @@ function updatePanel(relay, { f }, r) {
     fill(f.how, h('span', { class: 'how-icon', 'aria-hidden': 'true' }, how.icon), ' ',
       msg('live.handoffFrom', { giver: names(relay.legs[into].carriers), how: how.text }));
   }
+
+  // The plan's word on the leg under way ("Rides up the ramp of the cargo aircraft").
+  f.note.hidden = !(r.status === 'running' && leg?.note);
+  if (!f.note.hidden && f.note.textContent !== leg.note) f.note.textContent = leg.note;
 
   const p = r.progress;
   const pct = p && leg ? Math.round(Math.min(1, p.fraction ?? 0) * 100) : r.status === 'finished' ? 100 : 0;
@@ -466,6 +471,27 @@ function setup() {
   // The team shown stays while the plan still has it (a new version, a switch of language).
   if (!race.some((x) => x.id === state.team)) state.team = null;
   state.map.drawPlan(state.m);
+  about();
+}
+
+/**
+ * The event's story, and what the server offers to take away: the schedule for a calendar,
+ * and each relay's track (public positions only) as GPX and GeoJSON.
+ */
+function about() {
+  const story = state.m.event.description ?? '';
+  $('#event-story').hidden = !story;
+  $('#event-story').textContent = story;
+  const e = encodeURIComponent(state.m.event.id);
+  const links = [h('li', {}, h('a', { href: `/api/v1/events/${e}/calendar.ics`, download: '' }, msg('live.addCalendar')))];
+  for (const relay of state.m.relays.filter((x) => !x.course)) {
+    const r = `/api/v1/events/${e}/relays/${encodeURIComponent(relay.id)}`;
+    links.push(h('li', {}, msg('live.trackOf', { relay: relay.name }), ' ',
+      h('a', { href: `${r}/track.gpx`, download: '' }, 'GPX'), ' · ',
+      h('a', { href: `${r}/track.geojson`, download: '' }, 'GeoJSON')));
+  }
+  fill($('#downloads'), links);
+  $('#about').hidden = false;
 }
 
 const render = coalesce(() => {

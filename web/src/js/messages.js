@@ -15,6 +15,9 @@ const en = {
   'common.connecting': 'Connecting…',
   'common.reconnecting': 'Reconnecting…',
   'live.lastUpdate': 'last update {time}',
+  'live.about': 'About this relay',
+  'live.addCalendar': 'Add the schedule to your calendar (.ics)',
+  'live.trackOf': 'Track of {relay}:',
   'common.loading': 'Loading…',
   'api.unreachable': 'The server cannot be reached ({reason}).',
 
@@ -382,6 +385,9 @@ const fr = {
   'common.connecting': 'Connexion…',
   'common.reconnecting': 'Reconnexion…',
   'live.lastUpdate': 'dernière mise à jour à {time}',
+  'live.about': 'À propos de ce relais',
+  'live.addCalendar': 'Ajouter le programme à votre agenda (.ics)',
+  'live.trackOf': 'Tracé de {relay} :',
   'common.loading': 'Chargement…',
   'api.unreachable': 'Le serveur est injoignable ({reason}).',
 

@@ -118,6 +118,7 @@ export function testPlan(event = 'e2e') {
 [event]
 id = "${event}"
 name = "Test relay across Paris"
+description = "A test flag carried across Paris by Ann, Ben and Cleo."
 
 [[places]]
 id = "start"
@@ -159,6 +160,7 @@ mode = "run"
 route = { points = ${fmt(LEG0)} }
 start = "${at(-10)}"
 duration = "15m"
+note = "Along the river, east."
 
 [[relays.legs]]
 carriers = ["Ben"]
