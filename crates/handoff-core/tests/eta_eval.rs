@@ -35,8 +35,8 @@ fn tracks() -> Vec<Track> {
 }
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
-const CURRENT_MAX: [f64; 3] = [14.5, 5.0, 2.5];
-const NEXT_MAX: [f64; 3] = [19.0, 17.5, 10.0];
+const CURRENT_MAX: [f64; 3] = [9.0, 4.5, 2.0];
+const NEXT_MAX: [f64; 3] = [17.5, 16.5, 10.0];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS
