@@ -84,6 +84,18 @@ fn engine_errors_stay_within_the_recorded_bounds() {
             NEXT_MAX[i]
         );
     }
+    // The bands hold 80 % ± 10 % of the real ends, for the current leg's and the next one's, at
+    // each point (12 and 8 predictions: one prediction is 8 and 12 points).
+    for target in [Target::Current, Target::Next] {
+        for f in FRACTIONS {
+            let c = report.band_coverage(target, Some(f)).expect("bands");
+            assert!(
+                (0.7..=0.9).contains(&c),
+                "{target:?} at {f}: {:.0} % inside",
+                c * 100.0
+            );
+        }
+    }
     // Every leg ends, each at a stamp of its own.
     assert_eq!(report.stamp_errors().len(), 12, "{:?}", report.stamps);
 }

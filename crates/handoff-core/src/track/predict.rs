@@ -17,7 +17,7 @@ const PREDICTION_EVERY_MS: i64 = 20_000;
 /// Predictions are kept for the current leg's end and this many handoffs after it.
 const PREDICTION_LEGS: usize = 4;
 /// A silent carrier is assumed to keep moving this long after their last fix, then stopped.
-const SILENT_MOVING_MS: i64 = 30_000;
+pub(crate) const SILENT_MOVING_MS: i64 = 30_000;
 /// Predictions kept per leg; beyond it the record thins out evenly.
 const PREDICTIONS_MAX: usize = 512;
 
@@ -213,6 +213,51 @@ pub(crate) fn eta_times(
         out.push((s, e));
     }
     out
+}
+
+/// The band around each ETA of `times` ([`eta_times`] at `now`): none for the legs done; the
+/// current leg's end with the current quantiles, every later end with the later ones; all
+/// widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the last fix,
+/// or the public one for a delayed view).
+pub(crate) fn eta_bands(
+    cx: Ctx<'_>,
+    st: &RelayState,
+    now: Timestamp,
+    times: &[(Timestamp, Timestamp)],
+    public_fix: Option<Fix>,
+) -> Vec<Option<(Timestamp, Timestamp)>> {
+    let cur = st.current;
+    let q = super::band::quantiles(st);
+    let silent_ms = st
+        .legs
+        .get(cur)
+        .filter(|lt| lt.actual_start.is_some())
+        .and_then(|lt| {
+            let leg = &cx.relay.legs[cur];
+            let since = public_fix
+                .or(lt.last_fix)
+                .map(|f| f.t)
+                .or(lt.actual_start)?;
+            (leg.geometry.route().is_some() || lt.last_fix.is_some())
+                .then(|| now.as_millisecond() - since.as_millisecond() - SILENT_MOVING_MS)
+        })
+        .unwrap_or(0);
+    let started = st.legs.get(cur).is_some_and(|lt| lt.actual_start.is_some());
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, eta))| {
+            if i < cur {
+                return None;
+            }
+            let quantiles = if i == cur && started {
+                q.current
+            } else {
+                q.later
+            };
+            Some(super::band::band(eta, now, quantiles, silent_ms))
+        })
+        .collect()
 }
 
 /// The relay's pace against its plan so far: time really taken over the time planned for the
