@@ -26,6 +26,8 @@ const HISTORY_MAX_S: f64 = 900.0;
 /// The share of time stopped counts this much time as moving before any is observed, so one
 /// early pause does not read as a carrier who is stopped most of the time.
 const STOP_PRIOR_S: f64 = 300.0;
+/// Movement is judged over stretches at least this long (ms).
+const STRETCH_MS: i64 = 30_000;
 /// Slower than this share of the mode's usual speed between two fixes is stopped.
 const STOPPED_SHARE_OF_PRIOR: f64 = 0.1;
 
@@ -122,7 +124,7 @@ impl PaceWindow {
 /// the last sample, whatever the leg's length: it is kept for the whole leg, not a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PaceEvidence {
-    /// The last sample: time (ms since the epoch), metres along.
+    /// Where the stretch being observed began: time (ms since the epoch), metres along.
     last: Option<(i64, f64)>,
     moving_s: f64,
     stopped_s: f64,
@@ -133,14 +135,15 @@ pub struct PaceEvidence {
 
 impl PaceEvidence {
     /// Adds a sample (ms since the epoch, metres along the leg); `stopped_below_mps` is the speed
-    /// under which the interval since the last sample counts as stopped.
+    /// under which a stretch counts as stopped. Stretches are judged once they span
+    /// [`STRETCH_MS`], not fix by fix: a noisy fix that projects behind the progress held adds
+    /// nothing for one fix interval, and that is not a stop.
     pub fn push(&mut self, t_ms: i64, along_m: f64, stopped_below_mps: f64) {
         let Some((t0, a0)) = self.last else {
             self.last = Some((t_ms, along_m));
             return;
         };
-        if t_ms <= t0 {
-            self.last = Some((t0, a0.max(along_m)));
+        if t_ms - t0 < STRETCH_MS {
             return;
         }
         #[allow(clippy::cast_precision_loss)]
@@ -201,7 +204,7 @@ impl PaceEvidence {
         (w * observed + (1.0 - w) * prior).max(prior * 0.1)
     }
 
-    /// The saved form: the last sample and the four sums.
+    /// The saved form: the stretch's start and the four sums.
     #[must_use]
     pub fn parts(&self) -> (Option<(i64, f64)>, [f64; 4]) {
         (
@@ -307,6 +310,21 @@ mod tests {
         assert_eq!(ev.moving_mps(), None);
         let v = ev.blended_mps(3.0);
         assert!((0.3..3.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn a_fix_that_adds_nothing_between_two_that_do_is_not_a_stop() {
+        // A steady 3 m/s whose progress arrives every other fix (noise behind the progress held).
+        let mut ev = PaceEvidence::default();
+        for i in 0..=120 {
+            ev.push(
+                i * 5000,
+                f64::from(i32::try_from(i / 2 * 2).unwrap_or(0)) * 15.0,
+                0.3,
+            );
+        }
+        assert!(ev.stopped_share() < 1e-12, "{}", ev.stopped_share());
+        assert!((ev.moving_mps().unwrap() - 3.0).abs() < 0.1);
     }
 
     #[test]
