@@ -1,14 +1,17 @@
 //! The full ETA evaluation (docs/eta.md): every recorded track in `tests/tracks/` (or the
 //! folder given), replayed through the engine; prints the report as Markdown.
 //!
-//! `cargo run --release -p handoff-core --example eta [DIR]`
+//! `cargo run --release -p handoff-core --example eta [DIR] [--samples]` (`--samples`: every
+//! prediction's signed error, one a line, instead of the tables)
 
 use handoff_core::eval::{Options, Track, evaluate};
 use handoff_core::plan::Mode;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let samples = std::env::args().any(|a| a == "--samples");
     let dir = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tracks").to_string());
     let mut names: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(Result::ok)
@@ -43,6 +46,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ] {
         let report = evaluate(&tracks, options)?;
+        if samples {
+            // Every prediction's signed error, one a line (tab-separated), to see where a
+            // median comes from.
+            for s in &report.samples {
+                println!(
+                    "{}\t{}\t{}\t{:?}\t{:?}\t{:.1}",
+                    s.track, s.leg, s.fraction, s.target, s.predictor, s.error_pct
+                );
+            }
+            continue;
+        }
         println!(
             "### {title}\n\n{} tracks: {}\n",
             report.tracks.len(),

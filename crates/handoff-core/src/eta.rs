@@ -1,14 +1,35 @@
 //! The pace model behind every ETA: start from the plan's own pace for the leg (its length over
 //! its planned duration), adjust foot and bike legs for the slope still ahead (Tobler's hiking
-//! function), and blend in the pace the carrier is really making as evidence accumulates.
+//! function), scale it by how the relay's finished legs went against their plan, and hand over
+//! to the pace the carrier is really making as evidence accumulates ([`PaceEvidence`]).
+//!
+//! The observed pace is split into how fast the carrier goes while moving (recency-weighted,
+//! so a change of pace shows within minutes) and how much of the time they stop (over the whole
+//! leg): a rest in progress then moves the ETA with the clock instead of collapsing the pace, and
+//! rests already taken are expected again in proportion.
 
 use crate::plan::Leg;
 use std::collections::VecDeque;
 
-/// How much recent movement the observed pace looks at.
+/// How much recent movement [`PaceWindow`] holds (the plausibility check's anchors).
 pub const PACE_WINDOW_MS: i64 = 180_000;
-/// Observed pace counts fully once it spans this long; less, and the plan's pace weighs more.
-const FULL_TRUST_MS: f64 = 120_000.0;
+
+/// How fast the moving pace forgets: a moving interval this long ago weighs 1/e of one now.
+const MOVING_MEMORY_S: f64 = 180.0;
+/// Observation and plan weigh the same after this long observed on the leg; after 3 minutes
+/// the observation weighs 86 %, after 30 minutes 98 % (with no finished legs behind the prior).
+const EVIDENCE_HALF_S: f64 = 30.0;
+/// A prior made of the relay's finished legs weighs as this share of their time observed …
+const HISTORY_WEIGHT: f64 = 0.5;
+/// … up to this long.
+const HISTORY_MAX_S: f64 = 900.0;
+/// The share of time stopped counts this much time as moving before any is observed, so one
+/// early pause does not read as a carrier who is stopped most of the time.
+const STOP_PRIOR_S: f64 = 300.0;
+/// Movement is judged over stretches at least this long (ms).
+const STRETCH_MS: i64 = 30_000;
+/// Slower than this share of the mode's usual speed between two fixes is stopped.
+const STOPPED_SHARE_OF_PRIOR: f64 = 0.1;
 
 /// Tobler's hiking function: walking speed (km/h) on a slope `grade` (rise over run).
 #[must_use]
@@ -50,7 +71,8 @@ pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
     base * tobler_kmh(rest) / tobler_kmh(whole)
 }
 
-/// Recent (time, distance along) samples of the current leg, for observed pace.
+/// Recent (time, distance along) samples of the current leg: the anchors of the plausibility
+/// check, and the recent pace the tracker compares to see whether an ETA moved.
 #[derive(Debug, Clone, Default)]
 pub struct PaceWindow {
     samples: VecDeque<(i64, f64)>,
@@ -95,21 +117,120 @@ impl PaceWindow {
         #[allow(clippy::cast_precision_loss)]
         (dt >= 10_000).then(|| ((a1 - a0).max(0.0) / (dt as f64 / 1000.0), dt))
     }
+}
 
-    /// The pace to predict with: the plan's pace ahead, blended with what is observed in
-    /// proportion to how long it has been observed. Never zero, so an ETA always exists.
+/// The evidence of the carrier's pace on the leg so far: time moving and stopped, and the
+/// distance and time while moving weighted by recency ([`MOVING_MEMORY_S`]). Four numbers and
+/// the last sample, whatever the leg's length: it is kept for the whole leg, not a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PaceEvidence {
+    /// Where the stretch being observed began: time (ms since the epoch), metres along.
+    last: Option<(i64, f64)>,
+    moving_s: f64,
+    stopped_s: f64,
+    /// Recency-weighted metres and seconds of the moving intervals.
+    recent_m: f64,
+    recent_s: f64,
+}
+
+impl PaceEvidence {
+    /// Adds a sample (ms since the epoch, metres along the leg); `stopped_below_mps` is the speed
+    /// under which a stretch counts as stopped. Stretches are judged once they span
+    /// [`STRETCH_MS`], not fix by fix: a noisy fix that projects behind the progress held adds
+    /// nothing for one fix interval, and that is not a stop.
+    pub fn push(&mut self, t_ms: i64, along_m: f64, stopped_below_mps: f64) {
+        let Some((t0, a0)) = self.last else {
+            self.last = Some((t_ms, along_m));
+            return;
+        };
+        if t_ms - t0 < STRETCH_MS {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let dt_s = (t_ms - t0) as f64 / 1000.0;
+        let dd_m = (along_m - a0).max(0.0);
+        if dd_m / dt_s >= stopped_below_mps {
+            let keep = (-dt_s / MOVING_MEMORY_S).exp();
+            self.recent_m = self.recent_m * keep + dd_m;
+            self.recent_s = self.recent_s * keep + dt_s;
+            self.moving_s += dt_s;
+        } else {
+            self.stopped_s += dt_s;
+        }
+        self.last = Some((t_ms, a0.max(along_m)));
+    }
+
+    /// Seconds observed on the leg (moving and stopped).
     #[must_use]
-    pub fn blended_mps(&self, planned_mps: f64) -> f64 {
-        let planned = planned_mps.max(0.1);
-        match self.observed() {
-            #[allow(clippy::cast_precision_loss)]
-            Some((obs, span_ms)) => {
-                let w = (span_ms as f64 / FULL_TRUST_MS).min(1.0) * 0.8;
-                (w * obs + (1.0 - w) * planned).max(planned * 0.1)
-            }
-            None => planned,
+    pub fn observed_s(&self) -> f64 {
+        self.moving_s + self.stopped_s
+    }
+
+    /// The share of the time the carrier is expected to spend stopped: the time stopped so far
+    /// over the time observed plus [`STOP_PRIOR_S`].
+    #[must_use]
+    pub fn stopped_share(&self) -> f64 {
+        self.stopped_s / (self.observed_s() + STOP_PRIOR_S)
+    }
+
+    /// Speed while moving (m/s), recency-weighted; none before the carrier has moved.
+    #[must_use]
+    pub fn moving_mps(&self) -> Option<f64> {
+        (self.recent_s > 0.0).then(|| self.recent_m / self.recent_s)
+    }
+
+    /// The pace to predict with (m/s): the prior, handing over to the observed pace (moving
+    /// speed × share of time moving) as time on the leg is observed. Never below a tenth of the
+    /// prior, so an ETA always exists.
+    #[must_use]
+    pub fn blended_mps(&self, prior_mps: f64) -> f64 {
+        self.blended_with_history_mps(prior_mps, 0.0)
+    }
+
+    /// [`Self::blended_mps`] with a prior backed by `history_s` seconds of the relay's finished
+    /// legs: it weighs as much as [`HISTORY_WEIGHT`] of that time observed (at most
+    /// [`HISTORY_MAX_S`]) on top of [`EVIDENCE_HALF_S`].
+    #[must_use]
+    pub fn blended_with_history_mps(&self, prior_mps: f64, history_s: f64) -> f64 {
+        let prior = prior_mps.max(0.1);
+        let observed_s = self.observed_s();
+        if observed_s <= 0.0 {
+            return prior;
+        }
+        let moving = self.moving_mps().unwrap_or(prior);
+        let observed = moving * (1.0 - self.stopped_share());
+        let prior_s = EVIDENCE_HALF_S + (history_s.max(0.0) * HISTORY_WEIGHT).min(HISTORY_MAX_S);
+        let w = observed_s / (observed_s + prior_s);
+        (w * observed + (1.0 - w) * prior).max(prior * 0.1)
+    }
+
+    /// The saved form: the stretch's start and the four sums.
+    #[must_use]
+    pub fn parts(&self) -> (Option<(i64, f64)>, [f64; 4]) {
+        (
+            self.last,
+            [self.moving_s, self.stopped_s, self.recent_m, self.recent_s],
+        )
+    }
+
+    /// Evidence from [`Self::parts`].
+    #[must_use]
+    pub fn from_parts(last: Option<(i64, f64)>, sums: [f64; 4]) -> Self {
+        let [moving_s, stopped_s, recent_m, recent_s] = sums;
+        Self {
+            last,
+            moving_s,
+            stopped_s,
+            recent_m,
+            recent_s,
         }
     }
+}
+
+/// The speed under which a carrier of `mode` counts as stopped (m/s).
+#[must_use]
+pub fn stopped_below_mps(mode: crate::plan::Mode) -> f64 {
+    mode.prior_speed_mps() * STOPPED_SHARE_OF_PRIOR
 }
 
 #[cfg(test)]
@@ -124,17 +245,94 @@ mod tests {
         assert!(tobler_kmh(-0.3) < tobler_kmh(-0.05));
     }
 
-    #[test]
-    fn blended_pace_moves_from_plan_to_observation() {
-        let mut w = PaceWindow::default();
-        assert!((w.blended_mps(3.0) - 3.0).abs() < 1e-12);
-        for i in 0..=180 {
-            w.push(i * 1000, f64::from(i32::try_from(i).unwrap_or(0)) * 5.0);
+    /// A carrier at `mps` for `secs`, a fix every 5 s, on top of `ev`.
+    fn moving(ev: &mut PaceEvidence, from_s: i64, secs: i64, mps: f64, along_m: f64) -> f64 {
+        let mut along = along_m;
+        for i in 1..=secs / 5 {
+            along += mps * 5.0;
+            ev.push((from_s + i * 5) * 1000, along, 0.3);
         }
-        let (obs, span) = w.observed().unwrap();
-        assert!((obs - 5.0).abs() < 1e-9);
-        assert_eq!(span, 180_000);
-        let b = w.blended_mps(3.0);
-        assert!(b > 4.5 && b < 5.0, "{b}");
+        along
+    }
+
+    #[test]
+    fn evidence_moves_the_pace_from_prior_to_observation_as_time_is_observed() {
+        let mut ev = PaceEvidence::default();
+        assert!((ev.blended_mps(3.0) - 3.0).abs() < 1e-12);
+        ev.push(0, 0.0, 0.3);
+        let mut along = 0.0;
+        let mut last_gap = f64::INFINITY;
+        for minute in 0..30 {
+            along = moving(&mut ev, minute * 60, 60, 2.0, along);
+            let gap = (ev.blended_mps(3.0) - 2.0).abs();
+            assert!(gap < last_gap, "minute {minute}: {gap} !< {last_gap}");
+            last_gap = gap;
+        }
+        // Half an hour observed: within 3 % of the observed pace.
+        assert!(last_gap < 0.03 * 2.0, "{last_gap}");
+    }
+
+    #[test]
+    fn the_moving_pace_follows_a_change_within_minutes() {
+        let mut ev = PaceEvidence::default();
+        ev.push(0, 0.0, 0.3);
+        let along = moving(&mut ev, 0, 1800, 3.0, 0.0);
+        moving(&mut ev, 1800, 600, 2.0, along);
+        let v = ev.moving_mps().unwrap();
+        assert!((v - 2.0).abs() < 0.1, "{v}");
+    }
+
+    #[test]
+    fn a_rest_slows_the_pace_by_its_share_not_to_a_halt() {
+        let mut ev = PaceEvidence::default();
+        ev.push(0, 0.0, 0.3);
+        let along = moving(&mut ev, 0, 1200, 3.0, 0.0);
+        let before = ev.blended_mps(3.0);
+        // Ten minutes standing still (fixes every 5 s at the same place).
+        for i in 1..=120 {
+            ev.push((1200 + i * 5) * 1000, along, 0.3);
+        }
+        let during = ev.blended_mps(3.0);
+        // The moving pace is remembered; the rest counts by its share of the time (10 of 35 min).
+        assert!((ev.moving_mps().unwrap() - 3.0).abs() < 1e-9);
+        assert!(
+            during < before && during > 0.6 * before,
+            "{before} → {during}"
+        );
+    }
+
+    #[test]
+    fn a_carrier_who_never_moved_is_slowed_by_the_time_stopped() {
+        let mut ev = PaceEvidence::default();
+        for i in 0..=120 {
+            ev.push(i * 5000, 0.0, 0.3);
+        }
+        assert_eq!(ev.moving_mps(), None);
+        let v = ev.blended_mps(3.0);
+        assert!((0.3..3.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn a_fix_that_adds_nothing_between_two_that_do_is_not_a_stop() {
+        // A steady 3 m/s whose progress arrives every other fix (noise behind the progress held).
+        let mut ev = PaceEvidence::default();
+        for i in 0..=120 {
+            ev.push(
+                i * 5000,
+                f64::from(i32::try_from(i / 2 * 2).unwrap_or(0)) * 15.0,
+                0.3,
+            );
+        }
+        assert!(ev.stopped_share() < 1e-12, "{}", ev.stopped_share());
+        assert!((ev.moving_mps().unwrap() - 3.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn evidence_survives_its_saved_form() {
+        let mut ev = PaceEvidence::default();
+        ev.push(0, 0.0, 0.3);
+        moving(&mut ev, 0, 300, 2.5, 0.0);
+        let (last, sums) = ev.parts();
+        assert_eq!(PaceEvidence::from_parts(last, sums), ev);
     }
 }

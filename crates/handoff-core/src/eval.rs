@@ -157,6 +157,11 @@ pub struct Sample {
     pub predictor: Predictor,
     /// Signed error (predicted − real), % of the real duration of the predicted leg.
     pub error_pct: f64,
+    /// The engine's only: whether the real end was inside the ETA's band (`eta_lo`–`eta_hi`).
+    pub inside_band: Option<bool>,
+    /// The engine's only: `ln(real time to go / predicted time to go)`, what the band's prior
+    /// quantiles are measured from (`track::BAND_PRIOR`).
+    pub ln_to_go: Option<f64>,
 }
 
 /// How far the engine's stamp of a leg's end was from the real one.
@@ -357,22 +362,45 @@ fn evaluate_track(track: &Track, options: Options, report: &mut Report) -> Resul
         let Some(view) = tr.relay_view("r", now, false) else {
             continue;
         };
-        let mut push = |target: Target, predictor: Predictor, eta: Timestamp| {
-            let j = if target == Target::Current { k } else { k + 1 };
-            report.samples.push(Sample {
-                track: track.name.clone(),
-                leg: k,
-                fraction: f,
-                target,
-                predictor,
-                error_pct: secs_f64(eta.duration_since(real_end[j])) / real_s[j] * 100.0,
-            });
-        };
+        let mut push_banded =
+            |target: Target, predictor: Predictor, eta: Timestamp, band: Option<_>| {
+                let j = if target == Target::Current { k } else { k + 1 };
+                let to_go = |t: Timestamp| secs_f64(t.duration_since(now));
+                report.samples.push(Sample {
+                    track: track.name.clone(),
+                    leg: k,
+                    fraction: f,
+                    target,
+                    predictor,
+                    error_pct: secs_f64(eta.duration_since(real_end[j])) / real_s[j] * 100.0,
+                    inside_band: band.map(|(lo, hi): (Timestamp, Timestamp)| {
+                        lo <= real_end[j] && real_end[j] <= hi
+                    }),
+                    ln_to_go: (predictor == Predictor::Handoff
+                        && to_go(eta) > 0.0
+                        && to_go(real_end[j]) > 0.0)
+                        .then(|| (to_go(real_end[j]) / to_go(eta)).ln()),
+                });
+            };
         let has_next = k + 1 < LEGS;
-        push(Target::Current, Predictor::Handoff, view.legs[k].eta_end);
+        let band = |l: &crate::snapshot::LegView| l.eta_lo.zip(l.eta_hi);
+        push_banded(
+            Target::Current,
+            Predictor::Handoff,
+            view.legs[k].eta_end,
+            band(&view.legs[k]),
+        );
+        if has_next {
+            push_banded(
+                Target::Next,
+                Predictor::Handoff,
+                view.legs[k + 1].eta_end,
+                band(&view.legs[k + 1]),
+            );
+        }
+        let mut push = |target, predictor, eta| push_banded(target, predictor, eta, None);
         push(Target::Current, Predictor::Planned, cases[k].planned_end);
         if has_next {
-            push(Target::Next, Predictor::Handoff, view.legs[k + 1].eta_end);
             push(Target::Next, Predictor::Planned, cases[k + 1].planned_end);
         }
         // The baselines, from the fixes of this leg up to now.
@@ -474,6 +502,36 @@ impl Report {
         Some((quantile(&e, 0.5)?, quantile(&e, 0.9)?))
     }
 
+    /// The share (0–1) of real ends inside the engine's band, for one target at one fraction of
+    /// the leg (all three when `fraction` is `None`).
+    #[must_use]
+    pub fn band_coverage(&self, target: Target, fraction: Option<f64>) -> Option<f64> {
+        let inside: Vec<bool> = self
+            .samples
+            .iter()
+            .filter(|s| {
+                s.target == target && fraction.is_none_or(|f| (s.fraction - f).abs() < 1e-9)
+            })
+            .filter_map(|s| s.inside_band)
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        (!inside.is_empty())
+            .then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+    }
+
+    /// The 10th and 90th percentiles of `ln(real / predicted time to go)` of the engine's
+    /// predictions for one target, over the three fractions.
+    #[must_use]
+    pub fn to_go_spread(&self, target: Target) -> Option<(f64, f64)> {
+        let v: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.target == target)
+            .filter_map(|s| s.ln_to_go)
+            .collect();
+        Some((quantile(&v, 0.1)?, quantile(&v, 0.9)?))
+    }
+
     /// Stamp errors (engine − real, seconds) of the legs that ended.
     #[must_use]
     pub fn stamp_errors(&self) -> Vec<f64> {
@@ -507,6 +565,36 @@ impl Report {
             }
             out.push('\n');
         }
+        let _ = writeln!(
+            out,
+            "**Error bands** (`eta_lo`–`eta_hi`, meant to hold 80 %): share of real ends inside\n"
+        );
+        let _ = writeln!(
+            out,
+            "| end | at 25 % | at 50 % | at 75 % | all | spread of ln(real ÷ predicted time to go), 10th / 90th pct |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for (target, title) in [
+            (Target::Current, "current leg's"),
+            (Target::Next, "next leg's"),
+        ] {
+            let pct =
+                |c: Option<f64>| c.map_or_else(|| "–".into(), |c| format!("{:.0} %", c * 100.0));
+            let cells: Vec<String> = FRACTIONS
+                .iter()
+                .map(|&f| pct(self.band_coverage(target, Some(f))))
+                .collect();
+            let spread = self
+                .to_go_spread(target)
+                .map_or_else(|| "–".into(), |(a, b)| format!("{a:+.2} / {b:+.2}"));
+            let _ = writeln!(
+                out,
+                "| {title} | {} | {} | {spread} |",
+                cells.join(" | "),
+                pct(self.band_coverage(target, None))
+            );
+        }
+        out.push('\n');
         let stamps = self.stamp_errors();
         let never = self.stamps.len() - stamps.len();
         let abs: Vec<f64> = stamps.iter().map(|x| x.abs()).collect();

@@ -279,6 +279,18 @@ pub struct LegView {
     pub eta_start: Timestamp,
     #[serde(serialize_with = "wire::second")]
     pub eta_end: Timestamp,
+    /// The band around `eta_end` meant to hold the real end four times out of five (10th to
+    /// 90th percentile of the errors this relay and the evaluation showed); absent once done.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::second_opt"
+    )]
+    pub eta_lo: Option<Timestamp>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::second_opt"
+    )]
+    pub eta_hi: Option<Timestamp>,
     /// ETA minus plan at the leg's end, seconds (positive = late).
     pub delta_s: i64,
     #[serde(serialize_with = "wire::decimetre")]
@@ -347,6 +359,17 @@ pub struct LegLive {
     pub eta_start: Option<Timestamp>,
     #[serde(serialize_with = "wire::second")]
     pub eta_end: Timestamp,
+    /// [`LegView::eta_lo`], [`LegView::eta_hi`].
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::second_opt"
+    )]
+    pub eta_lo: Option<Timestamp>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::second_opt"
+    )]
+    pub eta_hi: Option<Timestamp>,
     pub delta_s: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub shift_s: i64,
@@ -409,6 +432,8 @@ impl LegView {
             actual_end,
             eta_start,
             eta_end,
+            eta_lo: None,
+            eta_hi: None,
             delta_s: i64::try_from((late_ns + 500_000_000).div_euclid(1_000_000_000)).unwrap_or(0),
             along_m: if status == LegStatus::Done {
                 leg.length_m()
@@ -427,6 +452,15 @@ impl LegView {
     #[must_use]
     pub fn ended_by(mut self, by: Option<EndedBy>) -> Self {
         self.ended_by = by.filter(|_| self.status == LegStatus::Done);
+        self
+    }
+
+    /// The same leg with the band around its ETA (kept only while it is not done).
+    #[must_use]
+    pub fn band(mut self, band: Option<(Timestamp, Timestamp)>) -> Self {
+        let band = band.filter(|_| self.status != LegStatus::Done);
+        self.eta_lo = band.map(|b| b.0);
+        self.eta_hi = band.map(|b| b.1);
         self
     }
 
@@ -452,6 +486,8 @@ impl LegView {
             status: self.status,
             eta_start: (!chained_eta).then_some(self.eta_start),
             eta_end: self.eta_end,
+            eta_lo: self.eta_lo,
+            eta_hi: self.eta_hi,
             delta_s: self.delta_s,
             shift_s: self.shift_s,
             actual_start: self.actual_start.filter(|_| !chained_actual),

@@ -342,11 +342,13 @@ async fn a_new_plan_version_ends_old_streams_after_saying_so() -> Result<()> {
 }
 
 /// The leg fields of the default `/live`: what changes while a relay runs.
-const COMPACT_LEG: [&str; 10] = [
+const COMPACT_LEG: [&str; 12] = [
     "index",
     "status",
     "eta_start",
     "eta_end",
+    "eta_lo",
+    "eta_hi",
     "delta_s",
     "shift_s",
     "actual_start",

@@ -29,6 +29,7 @@
 //! holder at the end of one segment, or seen along the next), never a handoff to verify.
 
 mod approach;
+mod band;
 mod predict;
 #[cfg(test)]
 mod props;
@@ -47,6 +48,7 @@ use crate::geodesic::Coord;
 use crate::ping::Ping;
 use crate::plan::Plan;
 
+pub use band::{PRIOR as BAND_PRIOR, Quantiles as BandQuantiles, band};
 pub use predict::{LEAD_BUCKETS_S, LeadAccuracy, LegAccuracy, Sample, by_lead};
 pub use saved::{FORMAT, Frozen, SavedError};
 use step::{Ctx, RelayState};

@@ -17,7 +17,7 @@ const PREDICTION_EVERY_MS: i64 = 20_000;
 /// Predictions are kept for the current leg's end and this many handoffs after it.
 const PREDICTION_LEGS: usize = 4;
 /// A silent carrier is assumed to keep moving this long after their last fix, then stopped.
-const SILENT_MOVING_MS: i64 = 30_000;
+pub(crate) const SILENT_MOVING_MS: i64 = 30_000;
 /// Predictions kept per leg; beyond it the record thins out evenly.
 const PREDICTIONS_MAX: usize = 512;
 
@@ -177,7 +177,8 @@ pub(crate) fn eta_times(
 ) -> Vec<(Timestamp, Timestamp)> {
     let relay: &Relay = cx.relay;
     let cur = st.current;
-    let ratio = pace_ratio(relay, st, now);
+    let (ratio, _) = pace_ratio(relay, st, now, st.current + 1);
+    let finished = pace_ratio(relay, st, now, st.current);
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
     for (i, (leg, lt)) in relay.legs.iter().zip(st.legs.iter()).enumerate().take(upto) {
@@ -196,7 +197,11 @@ pub(crate) fn eta_times(
                 // With a public delay, spectators get the ETA as of the last public fix.
                 let (along_m, fix) =
                     public_fix.map_or((lt.along_m, lt.last_fix), |f| (f.along_m, Some(f)));
-                shifted(current_eta(leg, lt, along_m, fix, start, now), held).max(now)
+                shifted(
+                    current_eta(leg, lt, along_m, fix, start, now, finished),
+                    held,
+                )
+                .max(now)
             };
             (start, end)
         } else {
@@ -210,21 +215,67 @@ pub(crate) fn eta_times(
     out
 }
 
+/// The band around each ETA of `times` ([`eta_times`] at `now`): none for the legs done; the
+/// current leg's end with the current quantiles, every later end with the later ones; all
+/// widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the last fix,
+/// or the public one for a delayed view).
+pub(crate) fn eta_bands(
+    cx: Ctx<'_>,
+    st: &RelayState,
+    now: Timestamp,
+    times: &[(Timestamp, Timestamp)],
+    public_fix: Option<Fix>,
+) -> Vec<Option<(Timestamp, Timestamp)>> {
+    let cur = st.current;
+    let q = super::band::quantiles(st);
+    let silent_ms = st
+        .legs
+        .get(cur)
+        .filter(|lt| lt.actual_start.is_some())
+        .and_then(|lt| {
+            let leg = &cx.relay.legs[cur];
+            let since = public_fix
+                .or(lt.last_fix)
+                .map(|f| f.t)
+                .or(lt.actual_start)?;
+            (leg.geometry.route().is_some() || lt.last_fix.is_some())
+                .then(|| now.as_millisecond() - since.as_millisecond() - SILENT_MOVING_MS)
+        })
+        .unwrap_or(0);
+    let started = st.legs.get(cur).is_some_and(|lt| lt.actual_start.is_some());
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, eta))| {
+            if i < cur {
+                return None;
+            }
+            let quantiles = if i == cur && started {
+                q.current
+            } else {
+                q.later
+            };
+            Some(super::band::band(eta, now, quantiles, silent_ms))
+        })
+        .collect()
+}
+
 /// The relay's pace against its plan so far: time really taken over the time planned for the
-/// distance really covered, on the legs with a route that have ended and the one in progress
-/// (clamped to 4× either way; 1 before there is any evidence). A relay that runs 20 % slower
-/// than planned on its first legs will likely do so on the next: this scales the planned
-/// duration of every leg still to come. (Scaling the current leg's planned pace as well was
-/// measured worse on the evaluation: a rest inflates the ratio just when the carrier's own
-/// recent pace is the better guide; docs/eta.md.)
-fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp) -> f64 {
+/// distance really covered, on the legs with a route among the first `legs` (those that have
+/// ended, and the one in progress if it is among them; clamped to 4× either way; 1 before there
+/// is any evidence). A relay that runs 20 % slower than planned on its first legs will likely
+/// do so on the next: with the current leg, this scales the planned duration of every leg
+/// still to come; without it, the current leg's prior pace (which the carrier's own observed
+/// pace takes over from within minutes).
+/// Also returns the seconds it is made of.
+fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f64, f64) {
     let (mut taken_s, mut planned_s) = (0.0, 0.0);
     for (i, (leg, lt)) in relay
         .legs
         .iter()
         .zip(st.legs.iter())
         .enumerate()
-        .take(st.current + 1)
+        .take(legs.min(st.current + 1))
     {
         let (Some(_), Some(start)) = (leg.geometry.route(), lt.actual_start) else {
             continue;
@@ -245,9 +296,9 @@ fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp) -> f64 {
         planned_s += along_m / planned_speed_mps(leg).max(0.1);
     }
     if planned_s < 60.0 || taken_s <= 0.0 {
-        return 1.0;
+        return (1.0, 0.0);
     }
-    (taken_s / planned_s).clamp(0.25, 4.0)
+    ((taken_s / planned_s).clamp(0.25, 4.0), taken_s)
 }
 
 /// How long an upcoming leg is expected to take: its plan, scaled by the relay's pace ratio
@@ -261,7 +312,8 @@ fn expected_ms(leg: &Leg, ratio: f64) -> i64 {
     ms
 }
 
-/// The current leg's end from the pace still to come.
+/// The current leg's end from the pace still to come: the plan's pace ahead scaled by the
+/// relay's ratio on its finished legs, handing over to the carrier's observed pace.
 fn current_eta(
     leg: &Leg,
     lt: &LegTrack,
@@ -269,13 +321,15 @@ fn current_eta(
     fix: Option<Fix>,
     start: Timestamp,
     now: Timestamp,
+    (finished_ratio, history_s): (f64, f64),
 ) -> Timestamp {
     let planned_end = shifted(start, leg.duration_ms());
     let Some(route) = leg.geometry.route() else {
         return planned_end.max(now);
     };
     let remaining_m = (route.length_m() - along_m).max(0.0);
-    let speed = lt.pace.blended_mps(planned_speed_ahead_mps(leg, along_m));
+    let prior_mps = planned_speed_ahead_mps(leg, along_m) / finished_ratio;
+    let speed = lt.evidence.blended_with_history_mps(prior_mps, history_s);
     let from = fix.map_or(start, |f| f.t);
     let left_m = silent_remaining_m(remaining_m, speed, leg.exchange_radius_m, from, now);
     let eta = now

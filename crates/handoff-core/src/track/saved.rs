@@ -22,13 +22,13 @@ use sha2::Digest;
 
 use super::step::{LegTrack, Legs, Near, RelayState};
 use super::{Fix, HistoryRequest, Input, Key, RelayTrack, Shift, Tracker};
-use crate::eta::PaceWindow;
+use crate::eta::{PaceEvidence, PaceWindow};
 use crate::ping::Ping;
 use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
@@ -230,6 +230,8 @@ struct SavedLeg {
     off_route_run: u32,
     off_route_since: Option<Nanos>,
     pace: Vec<(i64, f64)>,
+    /// [`PaceEvidence::parts`].
+    evidence: (Option<(i64, f64)>, [f64; 4]),
     predictions: Vec<(i64, i64)>,
 }
 
@@ -384,6 +386,7 @@ impl Writer {
             off_route_run: l.off_route_run,
             off_route_since: l.off_route_since.map(nanos),
             pace: l.pace.samples().collect(),
+            evidence: l.evidence.parts(),
             predictions: l.predictions.clone(),
         });
         self.leg_ids.insert(ptr, i);
@@ -523,6 +526,7 @@ impl Reader {
                 off_route_run: l.off_route_run,
                 off_route_since: opt_time(l.off_route_since)?,
                 pace: PaceWindow::from_samples(l.pace.iter().copied()),
+                evidence: PaceEvidence::from_parts(l.evidence.0, l.evidence.1),
                 predictions: l.predictions.clone(),
             }));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::eta::PaceWindow;
+use crate::eta::{PaceEvidence, PaceWindow, stopped_below_mps};
 use crate::geodesic::{Coord, distance_m};
 use crate::ping::Ping;
 use crate::plan::{Leg, Relay};
@@ -47,6 +47,8 @@ pub(crate) struct LegTrack {
     /// The device time of the first ping of the current run off the route (`None` while on it).
     pub off_route_since: Option<Timestamp>,
     pub pace: PaceWindow,
+    /// The carrier's pace over the whole leg so far: what the current leg's ETA is made of.
+    pub evidence: PaceEvidence,
     /// (when predicted, predicted end) in milliseconds, for ETA accuracy.
     pub predictions: Vec<(i64, i64)>,
 }
@@ -582,6 +584,11 @@ pub(crate) fn apply_ping(
         lt.recent.drain(..RECENT_FIXES / 2);
     }
     lt.pace.push(ping.t.as_millisecond(), lt.along_m);
+    lt.evidence.push(
+        ping.t.as_millisecond(),
+        lt.along_m,
+        stopped_below_mps(leg.mode),
+    );
     let length_m = leg.length_m();
     let fraction = if length_m > 0.0 {
         (lt.along_m / length_m).clamp(0.0, 1.0)

@@ -45,13 +45,15 @@ pub(crate) fn relay_view(
         },
         relay.legs.len(),
     );
+    let bands = super::predict::eta_bands(cx, st, now, &times, public_fix);
     let legs = relay
         .legs
         .iter()
         .zip(st.legs.iter())
         .zip(times)
+        .zip(bands)
         .enumerate()
-        .map(|(i, ((leg, lt), (eta_start, eta_end)))| {
+        .map(|(i, (((leg, lt), (eta_start, eta_end)), band))| {
             let status = if i < cur {
                 LegStatus::Done
             } else if i == cur && lt.actual_start.is_some() {
@@ -76,6 +78,7 @@ pub(crate) fn relay_view(
                 i < st.verified,
             )
             .ended_by(lt.ended_by.map(|by| ended_by(cx, st, by)))
+            .band(band)
         })
         .collect();
     let position = public_fix.map(|fix| Position::new(fix, now, STALE_MS));

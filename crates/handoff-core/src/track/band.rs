@@ -1,0 +1,212 @@
+//! Error bands around ETAs: for every leg still to end, an interval meant to hold its real end
+//! four times out of five (the 10th to the 90th percentile).
+//!
+//! The one idea: what is uncertain is the time still to go, and it is uncertain in proportion.
+//! A prediction made `R` before its end turns out to need `R × r`; the band is
+//! `now + R × [r₁₀, r₉₀]`, with the quantiles of `ln r` taken from the errors this relay's own
+//! finished legs showed (each prediction recorded for them, [`super::predict`]), shrunk toward a
+//! prior measured on the evaluation's real tracks ([`PRIOR`]) until the relay has a few legs of
+//! its own. The current leg's end and the ends after it have separate quantiles: a later end
+//! also carries the pace of legs nobody has seen yet. A silent carrier's band widens by the time
+//! beyond [`super::predict::SILENT_MOVING_MS`]: they may have moved on unseen, or stopped.
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::step::RelayState;
+
+/// The quantiles of `ln(real time to go / predicted time to go)` (10th, 90th percentile) the
+/// bands start from, for the current leg's end and for the ends after it. Measured with
+/// `cargo run --release -p handoff-core --example eta` (the "spread" lines of its report) on the
+/// four tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-02 (current −0.40 /
+/// +0.20, later −0.48 / +0.29), and rounded outward. In-sample on those tracks: a relay's own
+/// legs take over ([`PRIOR_LEGS`]).
+pub const PRIOR: Quantiles = Quantiles {
+    current: (-0.45, 0.25),
+    later: (-0.50, 0.30),
+};
+/// The prior weighs as much as this many finished legs of the relay's own.
+const PRIOR_LEGS: f64 = 3.0;
+/// The finished legs (the latest) whose predictions calibrate the band.
+const HISTORY_LEGS: usize = 8;
+/// Predictions used per finished leg (evenly spread over its record).
+const PER_LEG: usize = 16;
+/// Predictions made less than this long before the end are left out: seconds before a handoff
+/// any error is a large share of the time to go.
+const MIN_LEAD_MS: i64 = 60_000;
+
+/// Lower and upper quantile of `ln r`, for the current leg's end and the later ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantiles {
+    pub current: (f64, f64),
+    pub later: (f64, f64),
+}
+
+/// The `q` quantile (0–1) of `v` (sorted in place), linearly interpolated.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (pos - pos.floor()))
+}
+
+/// This relay's quantiles: its finished legs' errors, shrunk toward [`PRIOR`].
+pub(crate) fn quantiles(st: &RelayState) -> Quantiles {
+    let (mut current, mut later) = (Vec::new(), Vec::new());
+    let (mut legs_current, mut legs_later) = (0usize, 0usize);
+    let done = st.current.min(st.legs.len());
+    for lt in st
+        .legs
+        .iter()
+        .take(done)
+        .skip(done.saturating_sub(HISTORY_LEGS))
+    {
+        let (Some(start), Some(end)) = (lt.actual_start, lt.actual_end) else {
+            continue;
+        };
+        let (start_ms, end_ms) = (start.as_millisecond(), end.as_millisecond());
+        let usable: Vec<(i64, i64)> = lt
+            .predictions
+            .iter()
+            .copied()
+            .filter(|&(t, eta)| end_ms - t >= MIN_LEAD_MS && eta > t)
+            .collect();
+        let step = usable.len().div_ceil(PER_LEG).max(1);
+        let (n_current, n_later) = (current.len(), later.len());
+        for &(t, eta) in usable.iter().step_by(step) {
+            #[allow(clippy::cast_precision_loss)]
+            let ln_r = ((end_ms - t) as f64 / (eta - t) as f64).ln();
+            if t >= start_ms {
+                current.push(ln_r);
+            } else {
+                later.push(ln_r);
+            }
+        }
+        legs_current += usize::from(current.len() > n_current);
+        legs_later += usize::from(later.len() > n_later);
+    }
+    Quantiles {
+        current: shrink(PRIOR.current, &mut current, legs_current),
+        later: shrink(PRIOR.later, &mut later, legs_later),
+    }
+}
+
+/// The prior's quantiles and the observed ones, weighted by legs.
+#[allow(clippy::cast_precision_loss)]
+fn shrink(prior: (f64, f64), seen: &mut [f64], legs: usize) -> (f64, f64) {
+    let (Some(lo), Some(hi)) = (quantile(seen, 0.1), quantile(seen, 0.9)) else {
+        return prior;
+    };
+    let w = legs as f64 / (legs as f64 + PRIOR_LEGS);
+    (
+        (1.0 - w) * prior.0 + w * lo.min(0.0),
+        (1.0 - w) * prior.1 + w * hi.max(0.0),
+    )
+}
+
+/// The band of an ETA `eta` read at `now`, `silent_ms` past the time a silent carrier is
+/// assumed to keep moving: `now + (eta − now) × [e^lo, e^hi]`, widened by the silence on both
+/// sides (never before `now`). Always holds `eta`.
+#[must_use]
+pub fn band(
+    eta: Timestamp,
+    now: Timestamp,
+    (lo, hi): (f64, f64),
+    silent_ms: i64,
+) -> (Timestamp, Timestamp) {
+    let to_go_s = eta.duration_since(now).as_secs_f64().max(0.0);
+    #[allow(clippy::cast_precision_loss)]
+    let silent_s = silent_ms.max(0) as f64 / 1000.0;
+    let at = |s: f64| {
+        now.checked_add(SignedDuration::from_secs_f64(s.clamp(0.0, 1.0e9)))
+            .unwrap_or(eta)
+    };
+    let lo_s = (to_go_s * lo.min(0.0).exp() - silent_s).max(0.0);
+    let hi_s = to_go_s * hi.max(0.0).exp() + silent_s;
+    (at(lo_s).min(eta), at(hi_s).max(eta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_723_410_000 + s).expect("valid")
+    }
+
+    #[test]
+    fn the_band_scales_with_the_time_to_go() {
+        let q = (-0.2, 0.3);
+        let (lo, hi) = band(ts(1000), ts(0), q, 0);
+        let (lo2, hi2) = band(ts(2000), ts(0), q, 0);
+        let width = |a: Timestamp, b: Timestamp| b.duration_since(a).as_secs_f64();
+        assert!((width(lo2, hi2) - 2.0 * width(lo, hi)).abs() < 1e-3);
+        assert!(
+            (ts(1000).duration_since(lo).as_secs_f64() - 1000.0 * (1.0 - (-0.2f64).exp())).abs()
+                < 1e-3
+        );
+        // At the end, nothing is left to be wrong about.
+        assert_eq!(band(ts(0), ts(0), q, 0), (ts(0), ts(0)));
+    }
+
+    #[test]
+    fn a_silent_carriers_band_widens_with_the_silence() {
+        let q = PRIOR.current;
+        let mut last = 0.0;
+        for silent_s in [0, 60, 300, 900] {
+            let (lo, hi) = band(ts(1200), ts(0), q, silent_s * 1000);
+            let width = hi.duration_since(lo).as_secs_f64();
+            assert!(width > last, "{silent_s} s silent: {width} !> {last}");
+            assert!(lo >= ts(0));
+            last = width;
+        }
+    }
+
+    #[test]
+    fn with_no_history_the_prior_holds() {
+        let st = RelayState::new(3);
+        assert_eq!(quantiles(&st), PRIOR);
+    }
+
+    #[test]
+    fn a_relay_that_ran_late_widens_the_upper_side() {
+        let mut st = RelayState::new(3);
+        // Leg 0 took 1000 s; every prediction said half the time really left.
+        let leg = st.leg_mut(0);
+        leg.actual_start = Some(ts(0));
+        leg.actual_end = Some(ts(1000));
+        let (start, end) = (ts(0).as_millisecond(), ts(1000).as_millisecond());
+        leg.predictions = (0..50)
+            .map(|i| start + i * 20_000)
+            .map(|t| (t, t + (end - t) / 2))
+            .collect();
+        st.current = 1;
+        let q = quantiles(&st);
+        assert!(q.current.1 > PRIOR.current.1, "{q:?}");
+        assert_eq!(q.later, PRIOR.later);
+    }
+
+    proptest! {
+        #[test]
+        fn the_band_holds_its_eta_and_is_never_negative(
+            to_go in 0i64..200_000,
+            lo in -3.0f64..1.0,
+            hi in -1.0f64..3.0,
+            silent in -10_000i64..5_000_000,
+        ) {
+            let now = ts(0);
+            let eta = ts(to_go);
+            let (a, b) = band(eta, now, (lo, hi), silent);
+            prop_assert!(a <= eta && eta <= b);
+            prop_assert!(a >= now);
+        }
+    }
+}
