@@ -80,6 +80,13 @@ test('shows the relays, the schedule, the chart and ticking countdowns', async (
   const time = await page.locator('.stops[data-relay="flag"] .stop.next .stop-time').textContent();
   assert.match(time, /(CET|CEST).*(PST|PDT), your time/);
 
+  // The next handoff's ETA with the band it is likely in (four times in five).
+  const bandText = (await flag(page).locator('.next-handoff .band').textContent()).trim();
+  // (In the page's locale: en-US counts 12 hours.)
+  const [lo, hi] = (bandText.match(/^\((\d\d:\d\d(?: [AP]M)?)–(\d\d:\d\d(?: [AP]M)?)\)$/) ?? assert.fail(bandText)).slice(1);
+  assert.notEqual(lo, hi, bandText);
+  assert.match(await flag(page).locator('.next-handoff .band').getAttribute('title'), /^Four times in five it is between /);
+
   // The chart: a planned and an actual/predicted bar per leg.
   const chart = page.locator('.chart[data-relay="flag"] svg');
   assert.equal(await chart.locator('.tl-planned').count(), 3);

@@ -91,6 +91,8 @@ export class LiveModel {
         status: l.status,
         eta_start: l.eta_start,
         eta_end: l.eta_end,
+        eta_lo: l.eta_lo,
+        eta_hi: l.eta_hi,
         delta_s: l.delta_s,
         shift_s: l.shift_s,
         actual_start: l.actual_start,

@@ -15,7 +15,7 @@ import { OSM, RelayMap } from './map.js';
 import { courseOffsets, endedBy, exchangeName, model, nameStops, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { clock, dateOnly, delta, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
+import { clock, dateOnly, delta, hhmm, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -41,6 +41,18 @@ function when(t, zone) {
   return h('span', { class: 'when' },
     h('time', { datetime: Number.isFinite(t) ? new Date(t).toISOString() : null }, z.place),
     z.viewer ? h('span', { class: 'viewer-time' }, ` (${msg('time.yourTime', { time: z.viewer })})`) : null);
+}
+
+/**
+ * The band an ETA is likely in (four times in five), in the place's zone: " (18:39–18:47)";
+ * nothing when the server gave none (a leg done, a stage).
+ */
+function band(lv, zone) {
+  const [lo, hi] = [ms(lv?.eta_lo), ms(lv?.eta_hi)];
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
+  const [a, b] = [hhmm(lo, zone), hhmm(hi, zone)];
+  if (a === b) return null;
+  return h('span', { class: 'band', title: msg('time.bandTitle', { lo: a, hi: b }) }, ` ${msg('time.band', { lo: a, hi: b })}`);
 }
 
 /** A ticking "in 4 min 12 s" that becomes message `done` when the time comes. */
@@ -237,7 +249,8 @@ function updatePanel(relay, { f }, r) {
       : null;
     fill(f.next, h('span', { class: 'who' }, `${names(endLeg.carriers)} → ${names(relay.legs[end + 1].carriers)}`),
       ` ${msg('live.atPlace', { place: exchangeName(state.m, relay, end) })}`, then, h('br'),
-      until(t, 'time.dueNow'), ' · ', when(t, endLeg.end_zone), h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
+      until(t, 'time.dueNow'), ' · ', when(t, endLeg.end_zone), band(lv, endLeg.end_zone),
+      h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
   } else {
     fill(f.next, r.status === 'finished' ? msg('live.noneFinished') : leg ? msg('live.noneLastLeg') : '—');
   }
@@ -246,7 +259,7 @@ function updatePanel(relay, { f }, r) {
   if (r.status === 'finished') fill(f.finish, when(fin, relay.legs[n - 1].end_zone));
   else {
     fill(f.finish, until(fin, 'time.dueNow'), ' · ', when(fin, relay.legs[n - 1].end_zone),
-      h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
+      band(r.legs[n - 1], relay.legs[n - 1].end_zone), h('span', { class: 'delta' }, ` · ${delta(finDelta)}`));
   }
 }
 
@@ -288,7 +301,7 @@ function glance(relay) {
         giver: names(relay.legs[end].carriers),
         receiver: h('strong', {}, names(relay.legs[end + 1].carriers)),
         place: exchangeName(state.m, relay, end),
-      }), ' · ', until(t, 'time.dueNow'),
+      }), ' · ', until(t, 'time.dueNow'), band(lv, relay.legs[end].end_zone),
       h('span', { class: 'delta' }, ` · ${delta(lv.delta_s)}`));
     } else {
       const t = ms(r.eta_finish);

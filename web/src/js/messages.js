@@ -36,6 +36,8 @@ const en = {
   'time.dueNow': 'due now',
   'time.expired': 'expired',
   'time.yourTime': '{time}, your time',
+  'time.band': '({lo}–{hi})',
+  'time.bandTitle': 'Four times in five it is between {lo} and {hi}',
 
   // ---------------------------------------------------------------- fixed sets
   'mode.stage': 'stage',
@@ -405,6 +407,8 @@ const fr = {
   'time.dueNow': 'attendu maintenant',
   'time.expired': 'expiré',
   'time.yourTime': '{time} chez vous',
+  'time.band': '({lo}–{hi})',
+  'time.bandTitle': 'Quatre fois sur cinq, entre {lo} et {hi}',
 
   'mode.stage': 'scène',
   'mode.walk': 'marche',

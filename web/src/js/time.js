@@ -112,6 +112,12 @@ export function clock(t, zone = 'UTC') {
     .map((p) => (p.type === 'timeZoneName' ? name : p.value)).join('');
 }
 
+/** "18:39" in `zone`, without its name (a band beside a time that has it). */
+export function hhmm(t, zone = 'UTC') {
+  if (!Number.isFinite(t)) return '—';
+  return formatter(currentLocale(), zone, { hour: '2-digit', minute: '2-digit' }).format(t);
+}
+
 /** "Fri, Jul 14, 2028", "ven. 14 juil. 2028": a date-only milestone's day (`YYYY-MM-DD`), no time. */
 export function dateOnly(date) {
   const [y, m, d] = String(date).split('-').map(Number);
