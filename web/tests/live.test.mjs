@@ -4,7 +4,7 @@
 // accessibility; and no request leaving 127.0.0.1.
 
 import assert from 'node:assert/strict';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -422,6 +422,33 @@ test('the story, the leg under way in the plan\'s words, and what can be taken a
     assert.equal(res.status, 200, href);
     assert.match(res.headers.get('content-type'), type, href);
   }
+  assertClean(seen, 'live page');
+  await context.close();
+});
+
+test('a tap on the route says when the object passes there, with its band and a calendar entry', async () => {
+  const { page, seen, context } = await open(browser, `${server.url}/e/e2e`, { acceptDownloads: true });
+  await flag(page).locator('.holders').waitFor();
+  await page.getByRole('button', { name: 'Whole route' }).click();
+  // Halfway along Ben's leg, still to come: the place marked there is on the route.
+  const bridge = page.locator('path[data-place="bridge"]');
+  await bridge.waitFor();
+  await bridge.click();
+  const popup = page.locator('.pass-here');
+  await popup.waitFor();
+  assert.match(await popup.locator('.pass-time').textContent(), /^Passes here \d\d:\d\d [AP]M (CET|CEST).*\(\d\d:\d\d [AP]M–\d\d:\d\d [AP]M\)/);
+  assert.match(await popup.textContent(), /Test flag · Ben · bike/);
+  assert.match(await popup.textContent(), /in \d+ min/);
+  const [download] = await Promise.all([page.waitForEvent('download'), popup.locator('a.add-calendar').click()]);
+  const ics = await readFile(await download.path(), 'utf8');
+  assert.match(ics, /^BEGIN:VCALENDAR\r\n/);
+  assert.match(ics, /\r\nSUMMARY:Test flag · Test relay across Paris\r\n/);
+  const [, lat, lon] = ics.match(/\r\nGEO:([\d.]+);([\d.]+)\r\n/);
+  assert.ok(Math.abs(Number(lat) - 48.865) < 0.002 && Math.abs(Number(lon) - 2.37) < 0.002, `${lat},${lon}`);
+  // The entry is at the time the popup says (the minute), in UTC.
+  const start = ics.match(/\r\nDTSTART:(\d{8}T\d{6}Z)\r\n/)[1];
+  const shown = await popup.locator('.pass-time time').getAttribute('datetime');
+  assert.equal(start.slice(0, 13), shown.replace(/[-:]/g, '').slice(0, 13));
   assertClean(seen, 'live page');
   await context.close();
 });

@@ -75,9 +75,53 @@ function tileConfig() {
 
 function buildMap() {
   state.map?.map.remove();
-  state.map = new RelayMap($('#map'), { tiles: tileConfig(), onFollowChange: showFollow });
+  state.map = new RelayMap($('#map'), { tiles: tileConfig(), onFollowChange: showFollow, onRouteTap: passesHere });
   state.map.setFollow(state.following);
   if (state.m) state.map.drawPlan(state.m);
+}
+
+// ------------------------------------------------------------------ when does it pass here
+
+/**
+ * A tap on a route: when the object passes that point (or passed it), with the band it is
+ * likely in, and an add-to-calendar for it. Interpolated along the leg as the schedule's
+ * stops are (its actual times where known, else its live ETA).
+ */
+function passesHere({ relayId, leg, alongM, at }) {
+  const relay = state.m?.relays.find((x) => x.id === relayId);
+  const lv = state.live?.relay(relayId)?.legs[leg.index];
+  if (!relay || !lv) return;
+  const fraction = leg.lengthM > 0 ? Math.min(1, alongM / leg.lengthM) : 0;
+  const { at: t, passed } = stopTime({ fraction, kind: 'point' }, lv);
+  if (!Number.isFinite(t)) return;
+  const zone = fraction < 0.5 ? leg.start_zone : leg.end_zone;
+  const what = capital(relay.course || !relay.object ? relay.name : relay.object);
+  const start = ms(lv.actual_start ?? lv.eta_start);
+  const within = (edge) => (Number.isFinite(edge) && Number.isFinite(start) ? start + (edge - start) * fraction : NaN);
+  const content = h('div', { class: 'pass-here' },
+    h('p', {}, h('strong', {}, what), ` · ${names(leg.carriers)} · ${modeName(leg.mode)}`),
+    h('p', { class: 'pass-time' }, msg(passed ? 'live.passedHere' : 'live.passesHere'), ' ', when(t, zone),
+      passed ? null : band({ eta_lo: iso(within(ms(lv.eta_lo))), eta_hi: iso(within(ms(lv.eta_hi))) }, zone)),
+    passed ? null : h('p', {}, until(t, 'time.now')),
+    passed ? null : h('p', {}, h('a', {
+      href: URL.createObjectURL(new Blob([icsOf(`${what} · ${state.m.event.name}`, t, at)], { type: 'text/calendar' })),
+      download: `${state.m.event.id}-${relay.id}-passes-here.ics`,
+      class: 'add-calendar',
+    }, msg('live.addPassCalendar'))));
+  state.map.popup(at, content);
+  tick();
+}
+
+const iso = (t) => (Number.isFinite(t) ? new Date(t).toISOString() : undefined);
+
+/** One calendar event of 10 minutes from `t` at `at` ([lon, lat]), as iCalendar text. */
+function icsOf(summary, t, at) {
+  const stamp = (x) => new Date(x).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const text = (x) => x.replace(/[\\;,]/g, (c) => `\\${c}`).replace(/\n/g, '\\n');
+  return ['BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//handoff//live page//EN', 'BEGIN:VEVENT',
+    `UID:${stamp(t)}-${at[0].toFixed(5)}-${at[1].toFixed(5)}@handoff`, `DTSTAMP:${stamp(Date.now())}`,
+    `DTSTART:${stamp(t)}`, `DTEND:${stamp(t + 10 * 60000)}`, `SUMMARY:${text(summary)}`,
+    `GEO:${at[1].toFixed(6)};${at[0].toFixed(6)}`, 'END:VEVENT', 'END:VCALENDAR', ''].join('\r\n');
 }
 
 // ------------------------------------------------------------------ follow mode

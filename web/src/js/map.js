@@ -21,7 +21,7 @@
 
 import { escapeHtml, names } from './dom.js';
 import { followTarget, nearEdge, viewFor } from './follow.js';
-import { pointAt, splitAt, unwrap } from './geo.js';
+import { locate, pointAt, splitAt, unwrap } from './geo.js';
 import { msg } from './i18n.js';
 
 export const OSM = {
@@ -213,8 +213,11 @@ async function streetBasemap(map, removed) {
 const capitalise = (s) => s.charAt(0).toLocaleUpperCase() + s.slice(1);
 
 export class RelayMap {
-  /** `tiles`: null (built-in basemap) or { url, attribution }. */
-  constructor(el, { tiles = null, onFollowChange = () => {} } = {}) {
+  /**
+   * `tiles`: null (built-in basemap) or { url, attribution }. `onRouteTap({ relayId, leg,
+   * alongM, at })`: a tap (or click) on or near a route, with the route's nearest point.
+   */
+  constructor(el, { tiles = null, onFollowChange = () => {}, onRouteTap = () => {} } = {}) {
     // Motion only for those who have not asked for less: no glide, no zoom animation, no fade.
     this.animate = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
     this.map = L.map(el, {
@@ -229,6 +232,10 @@ export class RelayMap {
     this.held = false; // a pointer is pressed on the map
     this.onFollowChange = onFollowChange;
     this.viewerGestures(el);
+    this.map.on('click', (e) => {
+      const hit = this.routeAt(e.latlng);
+      if (hit) onRouteTap(hit);
+    });
     this.map.on('move moveend zoomend resize viewreset', () => this.publishView());
     this.map.on('zoomend viewreset', () => el.classList.toggle('labels-on', this.map.getZoom() >= PLACE_LABEL_ZOOM));
     this.map.on('resize', () => {
@@ -323,6 +330,31 @@ export class RelayMap {
   /** Where a layer of ours is drawn: its pane, and that pane's renderer. */
   pane(name) {
     return { pane: name, renderer: this.renderers[name] };
+  }
+
+  /**
+   * The route point nearest to `latlng`, within a finger's width (24 px) of it:
+   * { relayId, leg (the plan model's), alongM, at: [lon, lat] }, or null.
+   */
+  routeAt(latlng) {
+    const p = [latlng.lng, latlng.lat];
+    // Metres per pixel here, at this zoom (Web Mercator, 256 px tiles).
+    const mPerPx = (40075016.686 * Math.cos((latlng.lat * Math.PI) / 180)) / 2 ** (this.map.getZoom() + 8);
+    let best = null;
+    for (const [key, { leg }] of this.legs) {
+      if (leg.points.length < 2) continue;
+      const found = locate(leg.points, leg.cum, p);
+      if (found.offM <= 24 * mPerPx && (!best || found.offM < best.offM)) {
+        best = { relayId: key.slice(0, key.lastIndexOf('/')), leg, alongM: found.alongM, offM: found.offM };
+      }
+    }
+    if (!best) return null;
+    return { ...best, at: pointAt(best.leg.points, best.leg.cum, best.alongM) };
+  }
+
+  /** Shows `content` (an element) in a popup at `at` ([lon, lat]). */
+  popup(at, content) {
+    L.popup({ className: 'pass-popup', maxWidth: 260 }).setLatLng([at[1], at[0]]).setContent(content).openOn(this.map);
   }
 
   /** Draws every relay of the plan model (once per plan version). */
