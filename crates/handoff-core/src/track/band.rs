@@ -111,26 +111,30 @@ fn shrink(prior: (f64, f64), seen: &mut [f64], legs: usize) -> (f64, f64) {
     )
 }
 
-/// The band of an ETA `eta` read at `now`, `silent_ms` past the time a silent carrier is
-/// assumed to keep moving: `now + (eta − now) × [e^lo, e^hi]`, widened by the silence on both
-/// sides (never before `now`). Always holds `eta`.
+/// The band of an ETA `eta` that stands on evidence taken at `from` (the holder's last fix, the
+/// leg's start; or, before a relay starts, its planned start), read at `now`, `silent_ms` past
+/// the time a silent carrier is assumed to keep moving: `from + (eta − from) × [e^lo, e^hi]`,
+/// widened by the silence on both sides, never before `now`. It moves only with its evidence
+/// (and the silence), not with the clock: two reads between two fixes give the same band.
+/// Always holds `eta`.
 #[must_use]
 pub fn band(
     eta: Timestamp,
+    from: Timestamp,
     now: Timestamp,
     (lo, hi): (f64, f64),
     silent_ms: i64,
 ) -> (Timestamp, Timestamp) {
-    let to_go_s = eta.duration_since(now).as_secs_f64().max(0.0);
+    let to_go_s = eta.duration_since(from).as_secs_f64().max(0.0);
     #[allow(clippy::cast_precision_loss)]
     let silent_s = silent_ms.max(0) as f64 / 1000.0;
     let at = |s: f64| {
-        now.checked_add(SignedDuration::from_secs_f64(s.clamp(0.0, 1.0e9)))
+        from.checked_add(SignedDuration::from_secs_f64(s.clamp(-1.0e9, 1.0e9)))
             .unwrap_or(eta)
     };
-    let lo_s = (to_go_s * lo.min(0.0).exp() - silent_s).max(0.0);
+    let lo_s = to_go_s * lo.min(0.0).exp() - silent_s;
     let hi_s = to_go_s * hi.max(0.0).exp() + silent_s;
-    (at(lo_s).min(eta), at(hi_s).max(eta))
+    (at(lo_s).max(now).min(eta), at(hi_s).max(eta))
 }
 
 #[cfg(test)]
@@ -145,8 +149,8 @@ mod tests {
     #[test]
     fn the_band_scales_with_the_time_to_go() {
         let q = (-0.2, 0.3);
-        let (lo, hi) = band(ts(1000), ts(0), q, 0);
-        let (lo2, hi2) = band(ts(2000), ts(0), q, 0);
+        let (lo, hi) = band(ts(1000), ts(0), ts(0), q, 0);
+        let (lo2, hi2) = band(ts(2000), ts(0), ts(0), q, 0);
         let width = |a: Timestamp, b: Timestamp| b.duration_since(a).as_secs_f64();
         assert!((width(lo2, hi2) - 2.0 * width(lo, hi)).abs() < 1e-3);
         assert!(
@@ -154,7 +158,7 @@ mod tests {
                 < 1e-3
         );
         // At the end, nothing is left to be wrong about.
-        assert_eq!(band(ts(0), ts(0), q, 0), (ts(0), ts(0)));
+        assert_eq!(band(ts(0), ts(0), ts(0), q, 0), (ts(0), ts(0)));
     }
 
     #[test]
@@ -162,12 +166,25 @@ mod tests {
         let q = PRIOR.current;
         let mut last = 0.0;
         for silent_s in [0, 60, 300, 900] {
-            let (lo, hi) = band(ts(1200), ts(0), q, silent_s * 1000);
+            let (lo, hi) = band(ts(1200), ts(0), ts(0), q, silent_s * 1000);
             let width = hi.duration_since(lo).as_secs_f64();
             assert!(width > last, "{silent_s} s silent: {width} !> {last}");
             assert!(lo >= ts(0));
             last = width;
         }
+    }
+
+    #[test]
+    fn the_band_moves_with_its_evidence_not_with_the_clock() {
+        let q = PRIOR.later;
+        // Read twice between two fixes: the same band (an unchanged view keeps its ETag).
+        let first = band(ts(1200), ts(0), ts(10), q, 0);
+        assert_eq!(band(ts(1200), ts(0), ts(25), q, 0), first);
+        // A newer fix with the same ETA: less time to go from it, a narrower band.
+        let (lo, hi) = band(ts(1200), ts(600), ts(610), q, 0);
+        assert!(hi.duration_since(lo) < first.1.duration_since(first.0));
+        // Never a lower end already past.
+        assert_eq!(band(ts(1200), ts(0), ts(1100), q, 0).0, ts(1100));
     }
 
     #[test]
@@ -204,7 +221,7 @@ mod tests {
         ) {
             let now = ts(0);
             let eta = ts(to_go);
-            let (a, b) = band(eta, now, (lo, hi), silent);
+            let (a, b) = band(eta, now, now, (lo, hi), silent);
             prop_assert!(a <= eta && eta <= b);
             prop_assert!(a >= now);
         }

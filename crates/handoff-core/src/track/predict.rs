@@ -216,9 +216,10 @@ pub(crate) fn eta_times(
 }
 
 /// The band around each ETA of `times` ([`eta_times`] at `now`): none for the legs done; the
-/// current leg's end with the current quantiles, every later end with the later ones; all
-/// widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the last fix,
-/// or the public one for a delayed view).
+/// current leg's end with the current quantiles, every later end with the later ones; each
+/// measured from the evidence the ETAs stand on (so it does not move with the clock between
+/// fixes), and widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the
+/// last fix, or the public one for a delayed view).
 pub(crate) fn eta_bands(
     cx: Ctx<'_>,
     st: &RelayState,
@@ -228,21 +229,25 @@ pub(crate) fn eta_bands(
 ) -> Vec<Option<(Timestamp, Timestamp)>> {
     let cur = st.current;
     let q = super::band::quantiles(st);
-    let silent_ms = st
+    // What the ETAs stand on: the holder's newest fix (or the public one, for a delayed view),
+    // else the leg's start; before the relay starts, its predicted start.
+    let started = st.legs.get(cur).filter(|lt| lt.actual_start.is_some());
+    let evidence =
+        started.and_then(|lt| public_fix.or(lt.last_fix).map(|f| f.t).or(lt.actual_start));
+    let from = evidence
+        .or_else(|| times.get(cur).map(|&(start, _)| start))
+        .unwrap_or(now);
+    // A silent carrier (a tracked leg, or one whose phone has reported) may have moved on
+    // unseen or stopped: beyond the time they are assumed to keep moving, the band widens.
+    let tracked = cx
+        .relay
         .legs
         .get(cur)
-        .filter(|lt| lt.actual_start.is_some())
-        .and_then(|lt| {
-            let leg = &cx.relay.legs[cur];
-            let since = public_fix
-                .or(lt.last_fix)
-                .map(|f| f.t)
-                .or(lt.actual_start)?;
-            (leg.geometry.route().is_some() || lt.last_fix.is_some())
-                .then(|| now.as_millisecond() - since.as_millisecond() - SILENT_MOVING_MS)
-        })
-        .unwrap_or(0);
-    let started = st.legs.get(cur).is_some_and(|lt| lt.actual_start.is_some());
+        .is_some_and(|leg| leg.geometry.route().is_some())
+        || started.is_some_and(|lt| lt.last_fix.is_some());
+    let silent_ms = evidence.filter(|_| tracked).map_or(0, |since| {
+        now.as_millisecond() - since.as_millisecond() - SILENT_MOVING_MS
+    });
     times
         .iter()
         .enumerate()
@@ -250,12 +255,12 @@ pub(crate) fn eta_bands(
             if i < cur {
                 return None;
             }
-            let quantiles = if i == cur && started {
+            let quantiles = if i == cur && started.is_some() {
                 q.current
             } else {
                 q.later
             };
-            Some(super::band::band(eta, now, quantiles, silent_ms))
+            Some(super::band::band(eta, from, now, quantiles, silent_ms))
         })
         .collect()
 }
