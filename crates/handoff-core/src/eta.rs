@@ -181,14 +181,8 @@ impl PaceEvidence {
 
     /// The pace to predict with (m/s): the prior, handing over to the observed pace (moving
     /// speed × share of time moving) as time on the leg is observed. Never below a tenth of the
-    /// prior, so an ETA always exists.
-    #[must_use]
-    pub fn blended_mps(&self, prior_mps: f64) -> f64 {
-        self.blended_with_history_mps(prior_mps, 0.0)
-    }
-
-    /// [`Self::blended_mps`] with a prior backed by `history_s` seconds of the relay's finished
-    /// legs: it weighs as much as [`HISTORY_WEIGHT`] of that time observed (at most
+    /// prior, so an ETA always exists. The prior is backed by `history_s` seconds of the relay's
+    /// finished legs: it weighs as much as [`HISTORY_WEIGHT`] of that time observed (at most
     /// [`HISTORY_MAX_S`]) on top of [`EVIDENCE_HALF_S`].
     #[must_use]
     pub fn blended_with_history_mps(&self, prior_mps: f64, history_s: f64) -> f64 {
@@ -258,13 +252,13 @@ mod tests {
     #[test]
     fn evidence_moves_the_pace_from_prior_to_observation_as_time_is_observed() {
         let mut ev = PaceEvidence::default();
-        assert!((ev.blended_mps(3.0) - 3.0).abs() < 1e-12);
+        assert!((ev.blended_with_history_mps(3.0, 0.0) - 3.0).abs() < 1e-12);
         ev.push(0, 0.0, 0.3);
         let mut along = 0.0;
         let mut last_gap = f64::INFINITY;
         for minute in 0..30 {
             along = moving(&mut ev, minute * 60, 60, 2.0, along);
-            let gap = (ev.blended_mps(3.0) - 2.0).abs();
+            let gap = (ev.blended_with_history_mps(3.0, 0.0) - 2.0).abs();
             assert!(gap < last_gap, "minute {minute}: {gap} !< {last_gap}");
             last_gap = gap;
         }
@@ -287,12 +281,12 @@ mod tests {
         let mut ev = PaceEvidence::default();
         ev.push(0, 0.0, 0.3);
         let along = moving(&mut ev, 0, 1200, 3.0, 0.0);
-        let before = ev.blended_mps(3.0);
+        let before = ev.blended_with_history_mps(3.0, 0.0);
         // Ten minutes standing still (fixes every 5 s at the same place).
         for i in 1..=120 {
             ev.push((1200 + i * 5) * 1000, along, 0.3);
         }
-        let during = ev.blended_mps(3.0);
+        let during = ev.blended_with_history_mps(3.0, 0.0);
         // The moving pace is remembered; the rest counts by its share of the time (10 of 35 min).
         assert!((ev.moving_mps().unwrap() - 3.0).abs() < 1e-9);
         assert!(
@@ -308,7 +302,7 @@ mod tests {
             ev.push(i * 5000, 0.0, 0.3);
         }
         assert_eq!(ev.moving_mps(), None);
-        let v = ev.blended_mps(3.0);
+        let v = ev.blended_with_history_mps(3.0, 0.0);
         assert!((0.3..3.0).contains(&v), "{v}");
     }
 
