@@ -284,13 +284,14 @@ pub async fn add_device(
         })
         .transpose()?;
     let token = new_token()?;
+    let hash = token_hash(&token);
     let registered_at = state.now();
     let nd = NewDevice {
         event_id: event.clone(),
         device_id: device.clone(),
         carrier: carrier.clone(),
         relay_id: relay.clone(),
-        token_hash: token_hash(&token),
+        token_hash: hash.clone(),
         speed_unit,
         created_at: registered_at,
     };
@@ -306,7 +307,7 @@ pub async fn add_device(
         device_id: device.clone(),
         carrier: carrier.clone(),
         relay_id: relay.clone(),
-        token_hash: Some(token_hash(&token)),
+        token_hash: Some(hash),
         speed_unit,
         created_at: registered_at,
         token_at: registered_at,
@@ -344,13 +345,7 @@ pub async fn reissue_token(
     Path((event, device)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
-    state.admin.require(&headers)?;
-    state.live_event(&event)?;
-    let token = new_token()?;
-    let d = set_token(&state, &event, &device, Some(&token_hash(&token))).await?;
-    Ok(Json(
-        json!({ "device": d.device_id, "carrier": d.carrier, "token": token, "token_at": d.token_at }),
-    ))
+    set_token(&state, &headers, &event, &device, Some(new_token()?)).await
 }
 
 /// `DELETE /api/v1/events/{event}/devices/{device}/token` (admin): revokes a device's token.
@@ -375,24 +370,24 @@ pub async fn revoke_token(
     Path((event, device)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
-    state.admin.require(&headers)?;
-    state.live_event(&event)?;
-    let d = set_token(&state, &event, &device, None).await?;
-    Ok(Json(
-        json!({ "device": d.device_id, "carrier": d.carrier, "token": null, "token_at": d.token_at }),
-    ))
+    set_token(&state, &headers, &event, &device, None).await
 }
 
-/// Stores a device's new token (or its revocation) and puts it in force on this server.
+/// Stores a device's new token (or, with `None`, its revocation), puts it in force on this
+/// server, and answers with it (shown this once).
 async fn set_token(
     state: &AppState,
+    headers: &HeaderMap,
     event: &str,
     device: &str,
-    hash: Option<&str>,
-) -> Result<handoff_store::Device> {
+    token: Option<String>,
+) -> Result<Json<serde_json::Value>> {
+    state.admin.require(headers)?;
+    state.live_event(event)?;
+    let hash = token.as_deref().map(token_hash);
     let d = state
         .store
-        .set_device_token(event, device, hash, state.now())
+        .set_device_token(event, device, hash.as_deref(), state.now())
         .await
         .map_err(|e| match e {
             handoff_store::StoreError::NotFound(_) => ApiError::not_found(format!(
@@ -401,8 +396,9 @@ async fn set_token(
             .field("device"),
             other => other.into(),
         })?;
-    state.remember_device(d.clone());
-    Ok(d)
+    let answer = json!({ "device": d.device_id, "carrier": d.carrier, "token": token, "token_at": d.token_at });
+    state.remember_device(d);
+    Ok(Json(answer))
 }
 
 /// `GET /api/v1/events/{event}/devices` (admin): every registered device, with what the
