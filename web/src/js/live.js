@@ -9,13 +9,13 @@
 import { eventFromPath, getJSON, paths } from './api.js';
 import { $, coalesce, escapeHtml, fill, h, names, problem } from './dom.js';
 import { formatDistance } from './geo.js';
-import { currentLocale, formatNumber, mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
+import { formatNumber, mountSwitch, msg, msgParts, onLanguageChange, word } from './i18n.js';
 import { LiveModel } from './live-model.js';
 import { OSM, RelayMap } from './map.js';
-import { courseOffsets, endedBy, exchangeName, model, nameStops, stintEnd, stintStart, stopTime } from './plan.js';
+import { courseOffsets, endedBy, exchangeName, model, nameStops, objectTitle, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { clock, dateOnly, delta, hhmm, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
+import { clock, dateOnly, delta, hhmm, hhmmss, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -95,7 +95,7 @@ function passesHere({ relayId, leg, alongM, at }) {
   const { at: t, passed } = stopTime({ fraction, kind: 'point' }, lv);
   if (!Number.isFinite(t)) return;
   const zone = fraction < 0.5 ? leg.start_zone : leg.end_zone;
-  const what = capital(relay.course || !relay.object ? relay.name : relay.object);
+  const what = objectTitle(relay);
   const start = ms(lv.actual_start ?? lv.eta_start);
   const within = (edge) => (Number.isFinite(edge) && Number.isFinite(start) ? start + (edge - start) * fraction : NaN);
   const content = h('div', { class: 'pass-here' },
@@ -104,12 +104,20 @@ function passesHere({ relayId, leg, alongM, at }) {
       passed ? null : band({ eta_lo: iso(within(ms(lv.eta_lo))), eta_hi: iso(within(ms(lv.eta_hi))) }, zone)),
     passed ? null : h('p', {}, until(t, 'time.now')),
     passed ? null : h('p', {}, h('a', {
-      href: URL.createObjectURL(new Blob([icsOf(`${what} · ${state.m.event.name}`, t, at)], { type: 'text/calendar' })),
+      href: calendarUrl(icsOf(`${what} · ${state.m.event.name}`, t, at)),
       download: `${state.m.event.id}-${relay.id}-passes-here.ics`,
       class: 'add-calendar',
     }, msg('live.addPassCalendar'))));
   state.map.popup(at, content);
   tick();
+}
+
+/** A download address for `ics`; the previous one is let go (one popup is open at a time). */
+let calendarBlob = null;
+function calendarUrl(ics) {
+  if (calendarBlob) URL.revokeObjectURL(calendarBlob);
+  calendarBlob = URL.createObjectURL(new Blob([ics], { type: 'text/calendar' }));
+  return calendarBlob;
 }
 
 const iso = (t) => (Number.isFinite(t) ? new Date(t).toISOString() : undefined);
@@ -150,8 +158,6 @@ function followLabel(relay) {
     ? msg('live.followNamed', { name: relay.object })
     : msg('live.followThe', { object: relay.object });
 }
-
-const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 /** The follow button and its state, as the map reports it. */
 function showFollow(on) {
@@ -326,7 +332,7 @@ function glance(relay) {
   $('#glance').hidden = !r;
   if (!r) return;
   $('#glance').dataset.relay = relay.id;
-  const title = capital(relay.course ? relay.name : relay.object || relay.name);
+  const title = objectTitle(relay);
   if ($('#glance-object').textContent !== title) $('#glance-object').textContent = title;
   fill($('#glance-holder'), holderLine(relay, r));
 
@@ -636,8 +642,7 @@ function showConn() {
   let text = state.conn ? msg({ connecting: 'common.connecting', live: 'common.live' }[state.conn] ?? 'common.reconnecting') : '';
   // Cut off: say how old what the page shows is (on the viewer's clock).
   if (state.conn && state.conn !== 'live' && state.conn !== 'connecting' && state.updatedAt) {
-    const time = new Intl.DateTimeFormat(currentLocale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(state.updatedAt);
-    text += ` · ${msg('live.lastUpdate', { time })}`;
+    text += ` · ${msg('live.lastUpdate', { time: hhmmss(state.updatedAt) })}`;
   }
   el.textContent = text;
 }

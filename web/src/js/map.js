@@ -23,6 +23,7 @@ import { escapeHtml, names } from './dom.js';
 import { followTarget, nearEdge, viewFor } from './follow.js';
 import { locate, pointAt, splitAt, unwrap } from './geo.js';
 import { msg } from './i18n.js';
+import { objectTitle } from './plan.js';
 
 export const OSM = {
   url: 'https://tile.openstreetmap.org/{z}/{x}/{y}.png',
@@ -208,9 +209,6 @@ async function streetBasemap(map, removed) {
   layer.addTo(map);
   map.getContainer().dataset.basemap = 'streets';
 }
-
-/** "the Olympic flag" → "The Olympic flag" (as a label begins). */
-const capitalise = (s) => s.charAt(0).toLocaleUpperCase() + s.slice(1);
 
 export class RelayMap {
   /**
@@ -555,7 +553,7 @@ export class RelayMap {
     const stale = r.position && (r.position.stale || now - Date.parse(r.position.t) > STALE_MS);
     mk.setStyle({ fillColor: stale || estimated ? '#6b6b6b' : '#c8004f' });
     // The label names the object (or the team, in a race) and who holds it.
-    const what = relay.course || !relay.object ? relay.name : capitalise(relay.object);
+    const what = objectTitle(relay);
     const who = !finished && r.holders?.length ? names(r.holders) : '';
     let text = who && who !== what ? `${what}: ${who}` : what;
     if (place) text += ` · ${place}`;

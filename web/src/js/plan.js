@@ -177,6 +177,15 @@ export function stopTime(stop, liveLeg) {
   return { at: t0 + (t1 - t0) * f, planned: p0 + (p1 - p0) * f, passed };
 }
 
+/**
+ * What a relay carries, as a title: "Olympic flag", "The stage" (its object, capitalised), or
+ * in a race (or with no object) the relay's name, "Team 417".
+ */
+export function objectTitle(relay) {
+  const text = relay.course || !relay.object ? relay.name : relay.object;
+  return text.charAt(0).toLocaleUpperCase() + text.slice(1);
+}
+
 /** Distance along a race course at the start of each of its legs, metres. */
 export function courseOffsets(relay) {
   const out = [0];

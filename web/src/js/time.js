@@ -118,6 +118,11 @@ export function hhmm(t, zone = 'UTC') {
   return formatter(currentLocale(), zone, { hour: '2-digit', minute: '2-digit' }).format(t);
 }
 
+/** "18:42:10" on the viewer's own clock (when the page last heard from the server). */
+export function hhmmss(t) {
+  return formatter(currentLocale(), viewerZone, { hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(t);
+}
+
 /** "Fri, Jul 14, 2028", "ven. 14 juil. 2028": a date-only milestone's day (`YYYY-MM-DD`), no time. */
 export function dateOnly(date) {
   const [y, m, d] = String(date).split('-').map(Number);
