@@ -13,12 +13,11 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { assertClean, launch, open, PHONE } from './support/browser.mjs';
+import { assertClean, launch, open, PHONE, SHOTS } from './support/browser.mjs';
 import { pingAt, LEG0, putPlan, registerDevice, sendPings, startServer, testPlan } from './support/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // As in live.test.mjs: an ignored folder, or the README's with scripts/screenshots.
-const SHOTS = process.env.HANDOFF_SCREENSHOTS ? resolve(process.env.HANDOFF_SCREENSHOTS) : join(here, 'screenshots');
 const FIXTURE_BIN = process.env.HANDOFF_PMTILES_FIXTURE ?? resolve(here, '../../target/debug/pmtiles-fixture');
 
 // Two streets across the test relay's first leg (Paris, 2.34–2.37 E on 48.85 N).

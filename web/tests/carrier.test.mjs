@@ -8,17 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-import { assertAccessible, assertClean, centre, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
+import { assertAccessible, assertClean, centre, launch, layoutProblems, open, PHONE, SHOTS } from './support/browser.mjs';
 import { at, LEG0, line, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan } from './support/server.mjs';
 
-// As live.test.mjs: an ignored folder unless HANDOFF_SCREENSHOTS names another.
-const SHOTS = process.env.HANDOFF_SCREENSHOTS
-  ? resolve(process.env.HANDOFF_SCREENSHOTS)
-  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
 
 // Tom rides a motorcycle (4.4 km), then runs (730 m): one stint; then Cat runs.
 const MOTO = line([2.34, 48.85], [2.40, 48.85], 12);

@@ -5,17 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-import { assertAccessible, assertClean, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
+import { assertAccessible, assertClean, launch, layoutProblems, open, PHONE, SHOTS } from './support/browser.mjs';
 import { ADMIN, LEG0, pingAt, putPlan, sendPings, startServer, testPlan } from './support/server.mjs';
 
-// As live.test.mjs: an ignored folder unless HANDOFF_SCREENSHOTS names another.
-const SHOTS = process.env.HANDOFF_SCREENSHOTS
-  ? resolve(process.env.HANDOFF_SCREENSHOTS)
-  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
 
 let server;
 let browser;

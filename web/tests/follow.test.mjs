@@ -9,16 +9,11 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-import { assertAccessible, assertClean, DESKTOP, launch, layoutProblems, open, PHONE } from './support/browser.mjs';
+import { assertAccessible, assertClean, DESKTOP, launch, layoutProblems, open, PHONE, SHOTS } from './support/browser.mjs';
 import { startDemo } from './support/demo.mjs';
 
-const SHOTS = process.env.HANDOFF_SCREENSHOTS
-  ? resolve(process.env.HANDOFF_SCREENSHOTS)
-  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
 
 // Fast enough to run the whole relay in about 80 s, slow enough that every moment lasts
 // several seconds (the ride through Paris 12 s, the flight 15 s, the concert 14 s).

@@ -5,22 +5,15 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, readFile, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
-  assertAccessible, assertClean, centre, DESKTOP, launch, layoutProblems, open, PHONE,
+  assertAccessible, assertClean, centre, DESKTOP, launch, layoutProblems, open, PHONE, SHOTS,
 } from './support/browser.mjs';
 import {
   at, LEG0, LEG2, line, live, pingAt, putPlan, registerDevice, sendPings, startServer, testPlan,
 } from './support/server.mjs';
 
-// Screenshots go to an ignored folder, so a test run leaves the tree clean; the README's
-// pictures are updated on purpose with `scripts/screenshots` (HANDOFF_SCREENSHOTS=docs/screenshots).
-const SHOTS = process.env.HANDOFF_SCREENSHOTS
-  ? resolve(process.env.HANDOFF_SCREENSHOTS)
-  : resolve(dirname(fileURLToPath(import.meta.url)), 'screenshots');
 
 let server;
 let browser;

@@ -47,6 +47,15 @@ async fn answers(s: &Server, token: &str, t: i64) -> Result<[StatusCode; 3]> {
     Ok([json_api, osmand, owntracks])
 }
 
+/// `POST` (re-issue) or `DELETE` (revoke) of the runner's token with the admin token: its
+/// answer, which must be 200.
+async fn set_token(s: &Server, method: reqwest::Method) -> Result<Value> {
+    let req = s.http.request(method, s.url(&token_path(DEVICES[RUN])));
+    let (status, body) = answer(req.bearer_auth(ADMIN)).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    Ok(body)
+}
+
 const OK3: [StatusCode; 3] = [StatusCode::OK; 3];
 const REFUSED3: [StatusCode; 3] = [StatusCode::UNAUTHORIZED; 3];
 
@@ -59,13 +68,7 @@ async fn a_reissued_token_replaces_the_old_and_a_revoked_one_works_nowhere() -> 
 
     // Re-issued: the new token is shown once; the old one is refused by every protocol.
     s.set_clock(at(210));
-    let (status, body) = answer(
-        s.http
-            .post(s.url(&token_path(DEVICES[RUN])))
-            .bearer_auth(ADMIN),
-    )
-    .await?;
-    ensure!(status == StatusCode::OK, "{status} {body}");
+    let body = set_token(&s, reqwest::Method::POST).await?;
     let second = body["token"].as_str().context("a new token")?.to_owned();
     ensure!(second != first && second.len() >= 32, "{body}");
     ensure!(
@@ -84,16 +87,8 @@ async fn a_reissued_token_replaces_the_old_and_a_revoked_one_works_nowhere() -> 
 
     // Revoked: nothing gets through until a new token is issued; what was sent stays.
     s.set_clock(at(240));
-    let (status, body) = answer(
-        s.http
-            .delete(s.url(&token_path(DEVICES[RUN])))
-            .bearer_auth(ADMIN),
-    )
-    .await?;
-    ensure!(
-        status == StatusCode::OK && body["token"].is_null(),
-        "{status} {body}"
-    );
+    let body = set_token(&s, reqwest::Method::DELETE).await?;
+    ensure!(body["token"].is_null(), "{body}");
     ensure!(answers(&s, &second, 250).await? == REFUSED3);
     let listed = s.listed_device(DEVICES[RUN]).await?;
     ensure!(
@@ -110,13 +105,7 @@ async fn a_reissued_token_replaces_the_old_and_a_revoked_one_works_nowhere() -> 
     let s = Server::open(db, clock).await?;
     ensure!(answers(&s, &second, 260).await? == REFUSED3);
     ensure!(answers(&s, &first, 270).await? == REFUSED3);
-    let (status, body) = answer(
-        s.http
-            .post(s.url(&token_path(DEVICES[RUN])))
-            .bearer_auth(ADMIN),
-    )
-    .await?;
-    ensure!(status == StatusCode::OK, "{status} {body}");
+    let body = set_token(&s, reqwest::Method::POST).await?;
     let third = body["token"].as_str().context("a new token")?.to_owned();
     ensure!(answers(&s, &third, 280).await? == OK3);
     ensure!(s.ping_count().await? == stored + 3);

@@ -8,7 +8,7 @@ mod common;
 use common::{KillOnDrop, curl, json_of};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// A real `handoff serve` on 127.0.0.1:0 with a one-relay plan (Ann runs, then Bob), and the
 /// two devices' tokens.
@@ -107,13 +107,20 @@ fn track(dir: &Path, name: &str, lon: f64, second: u32, n: u32) -> PathBuf {
     path
 }
 
-fn replay(base: &str, args: &[&str], tracks: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_handoff"))
+/// Runs `handoff replay` against `base`: its standard output if it succeeded, else its
+/// standard error.
+fn replay(base: &str, args: &[&str], tracks: &[&Path]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["replay", "--server", base])
         .args(args)
         .args(tracks)
         .output()
-        .expect("replay")
+        .expect("replay");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// The stored pings (`pings.csv`): (device, time) of each.
@@ -142,17 +149,12 @@ fn a_recorded_track_arrives_as_live_pings_in_the_servers_time() {
     let s = serve();
     let gpx = track(s.dir.path(), "run.gpx", 2.351, 0, 5);
     let before = jiff::Timestamp::now();
-    let out = replay(
+    let text = replay(
         &s.base,
         &["--device", "ann-watch", "--token", &s.tokens[0]],
         &[&gpx],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
     assert!(text.contains("runs at 1.0× real time"), "{text}");
     assert!(
         text.contains("(ann-watch): 5 pings accepted, 0 duplicates"),
@@ -187,7 +189,7 @@ fn several_devices_of_a_relay_keep_their_recorded_times_relative_to_one_another(
     // Ann's watch from 21:00:00, Bob's phone from 21:00:02 (the exchange), 3 points each.
     let ann = track(s.dir.path(), "ann.gpx", 2.3646, 0, 3);
     let bob = track(s.dir.path(), "bob.gpx", 2.3650, 2, 3);
-    let out = replay(
+    let text = replay(
         &s.base,
         &[
             "--device",
@@ -200,13 +202,8 @@ fn several_devices_of_a_relay_keep_their_recorded_times_relative_to_one_another(
             &s.tokens[1],
         ],
         &[&ann, &bob],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
     assert!(text.contains("(ann-watch): 3 pings accepted"), "{text}");
     assert!(text.contains("(bob-phone): 3 pings accepted"), "{text}");
     let pings = stored(&s.base);
@@ -228,7 +225,7 @@ fn several_devices_of_a_relay_keep_their_recorded_times_relative_to_one_another(
 fn a_speed_the_servers_clock_does_not_run_at_is_refused_before_anything_is_sent() {
     let s = serve();
     let gpx = track(s.dir.path(), "run.gpx", 2.351, 0, 5);
-    let out = replay(
+    let err = replay(
         &s.base,
         &[
             "--device",
@@ -239,9 +236,8 @@ fn a_speed_the_servers_clock_does_not_run_at_is_refused_before_anything_is_sent(
             "20",
         ],
         &[&gpx],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    )
+    .expect_err("refused");
     assert!(
         err.contains("--speed 20: the server's clock runs at 1.0× real time"),
         "{err}"
@@ -249,13 +245,12 @@ fn a_speed_the_servers_clock_does_not_run_at_is_refused_before_anything_is_sent(
     assert!(stored(&s.base).is_empty());
 
     // One device and token per track, or nothing.
-    let out = replay(
+    let err = replay(
         &s.base,
         &["--device", "ann-watch", "--token", &s.tokens[0]],
         &[&gpx, &gpx],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    )
+    .expect_err("refused");
     assert!(
         err.contains("got 1 device(s), 1 token(s) and 2 track(s)"),
         "{err}"

@@ -5,11 +5,22 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * Where the tests save their screenshots: an ignored folder, so a test run leaves the tree
+ * clean, unless HANDOFF_SCREENSHOTS names another (`scripts/screenshots` updates the README's
+ * pictures with HANDOFF_SCREENSHOTS=docs/screenshots).
+ */
+export const SHOTS = process.env.HANDOFF_SCREENSHOTS
+  ? resolve(process.env.HANDOFF_SCREENSHOTS)
+  : resolve(dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
 
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
