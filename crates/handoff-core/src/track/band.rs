@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn the_band_moves_with_its_evidence_not_with_the_clock() {
         let q = PRIOR.later;
-        // Read twice between two fixes: the same band (an unchanged view keeps its ETag).
+        // Read twice between two fixes: the same band (two servers, or two reads, agree).
         let first = band(ts(1200), ts(0), ts(10), q, 0);
         assert_eq!(band(ts(1200), ts(0), ts(25), q, 0), first);
         // A newer fix with the same ETA: less time to go from it, a narrower band.
