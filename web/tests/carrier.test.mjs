@@ -240,6 +240,10 @@ test('guides on a phone: the map, off the route and back, the exchange near with
   await exchange.waitFor({ state: 'attached' });
   assert.equal(await page.locator('#map path.me-marker').count(), 0, 'no fix yet: no marker');
 
+  // When the exchange is expected, with the band it is likely in (four times in five).
+  assert.match(await page.locator('#eta .band').textContent(), /^ \(\d\d:\d\d–\d\d:\d\d\)$/);
+  assert.match(await page.locator('#eta .band').getAttribute('title'), /^Four times in five it is between /);
+
   // The phone reports (through an app): the carrier's marker shows, the view around it.
   await report(tokens.guide, [[LEG0, 0.3, 300]]);
   const me = page.locator('#map path.me-marker');

@@ -164,7 +164,8 @@ test('the carrier page in French; switched to English while sharing, it carries 
   assert.equal(await text(page.locator('#who')), 'Ann · porteur');
   assert.match(await text(page.locator('#next-exchange')), /^Exchange Square · passez le relais à Ben$/);
   assert.match(await text(page.locator('#distance')), /^\d,\d km par le parcours$/);
-  assert.match(await text(page.locator('#eta')), new RegExp(`^${HOUR} (CET|CEST) \\((${DAY}, )?${HOUR} (PST|PDT) chez vous\\) · dans \\d+ min`));
+  // The time, the viewer's, the band it is likely in (four times in five), and the countdown.
+  assert.match(await text(page.locator('#eta')), new RegExp(`^${HOUR} (CET|CEST) \\((${DAY}, )?${HOUR} (PST|PDT) chez vous\\) \\(${HOUR}–${HOUR}\\) · dans \\d+ min`));
   // Holding the flag and sharing nothing: the guidance says so, naming the French button.
   assert.equal(await text(page.locator('[data-warning="not-sharing"]')),
     'Vous portez « test flag » mais ce téléphone ne partage pas sa position : appuyez sur « Partager ma position ».');

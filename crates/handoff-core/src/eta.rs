@@ -52,23 +52,40 @@ pub fn planned_speed_mps(leg: &Leg) -> f64 {
 }
 
 /// The planned speed for what is left of a leg from `along_m`: on foot or by bike with an
-/// elevation profile, scaled by how much harder (or easier) the rest is than the whole leg.
+/// elevation profile, the plan's pace is read as its pace on flat ground and slowed (or sped up)
+/// by the slopes still ahead ([`Route::flat_equivalent_m`]).
+///
+/// [`Route::flat_equivalent_m`]: crate::route::Route::flat_equivalent_m
 #[must_use]
 pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
     let base = planned_speed_mps(leg);
-    if !leg.mode.is_muscle_powered() {
+    let Some(route) = leg
+        .geometry
+        .route()
+        .filter(|_| leg.mode.is_muscle_powered())
+    else {
+        return base;
+    };
+    let rest_m = route.length_m() - along_m;
+    let flat_m = route.flat_equivalent_m(along_m, route.length_m());
+    if rest_m < 1.0 || flat_m <= 0.0 {
         return base;
     }
-    let Some(route) = leg.geometry.route() else {
-        return base;
-    };
-    let (Some(whole), Some(rest)) = (
-        route.grade_between(0.0, route.length_m()),
-        route.grade_between(along_m, route.length_m()),
-    ) else {
-        return base;
-    };
-    base * tobler_kmh(rest) / tobler_kmh(whole)
+    base * rest_m / flat_m
+}
+
+/// The time (s) the plan gives the stretch of a leg from `from_m` to `to_m`: at its planned
+/// pace, on flat ground, slowed by the stretch's slopes on foot or by bike (see
+/// [`planned_speed_ahead_mps`]). Over a whole leg with no elevation, its planned duration.
+#[must_use]
+pub fn planned_s(leg: &Leg, from_m: f64, to_m: f64) -> f64 {
+    let speed = planned_speed_mps(leg).max(0.1);
+    match leg.geometry.route() {
+        Some(route) if leg.mode.is_muscle_powered() => {
+            route.flat_equivalent_m(from_m, to_m) / speed
+        }
+        _ => (to_m - from_m).max(0.0) / speed,
+    }
 }
 
 /// Recent (time, distance along) samples of the current leg: the anchors of the plausibility

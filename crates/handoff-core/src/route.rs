@@ -11,6 +11,7 @@
 
 use crate::geodesic::{Coord, along, distance_m};
 use rstar::{AABB, PointDistance, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams};
+use std::sync::OnceLock;
 
 /// Candidates whose cross-track distance is within `max(nearest + this, 2 × nearest)` metres
 /// compete on their along-distance when a hint is given.
@@ -37,7 +38,13 @@ pub struct Route {
     units: Vec<[f64; 3]>,
     has_elevation: bool,
     index: RTree<ArcSegment, IndexParams>,
+    /// [`Route::flat_equivalent_m`]'s profile, made on first use.
+    flat_equivalent: OnceLock<Vec<f64>>,
 }
+
+/// A route's slopes are judged over stretches this long: an elevation profile (a GPS recording,
+/// a terrain model) is too noisy at the scale of a few metres to take grade from.
+const TERRAIN_STRETCH_M: f64 = 100.0;
 
 /// Why a list of points cannot be a route.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,6 +114,7 @@ impl Route {
             units,
             has_elevation,
             index: RTree::bulk_load_with_params(arcs),
+            flat_equivalent: OnceLock::new(),
         })
     }
 
@@ -263,6 +271,46 @@ impl Route {
         }
         let rise_m = self.elevation_at(to_m)? - self.elevation_at(from_m)?;
         Some(rise_m / run_m)
+    }
+
+    /// How far the stretch from `from_m` to `to_m` (clamped, in order) is worth on flat ground
+    /// for someone on foot: its length weighted by Tobler's hiking function on the slope of
+    /// each [`TERRAIN_STRETCH_M`] of the route (a climb counts longer, a gentle descent
+    /// shorter). The stretch's own length when the route has no elevation.
+    #[must_use]
+    pub fn flat_equivalent_m(&self, from_m: f64, to_m: f64) -> f64 {
+        let (from_m, to_m) = (self.clamp_along(from_m), self.clamp_along(to_m));
+        if to_m <= from_m {
+            return 0.0;
+        }
+        if !self.has_elevation {
+            return to_m - from_m;
+        }
+        let profile = self.flat_equivalent.get_or_init(|| {
+            // The flat-equivalent distance from the start at every stretch's boundary.
+            let len = self.length_m();
+            let mut cum = vec![0.0];
+            let mut a = 0.0;
+            while a < len {
+                let b = (a + TERRAIN_STRETCH_M).min(len);
+                let cost = self.grade_between(a, b).map_or(1.0, |g| {
+                    crate::eta::tobler_kmh(0.0) / crate::eta::tobler_kmh(g)
+                });
+                cum.push(cum.last().copied().unwrap_or(0.0) + (b - a) * cost);
+                a = b;
+            }
+            cum
+        });
+        let at = |x: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let k = ((x / TERRAIN_STRETCH_M) as usize).min(profile.len().saturating_sub(2));
+            #[allow(clippy::cast_precision_loss)]
+            let start = k as f64 * TERRAIN_STRETCH_M;
+            let next = profile.get(k + 1).copied().unwrap_or(profile[k]);
+            let span = (self.length_m().min(start + TERRAIN_STRETCH_M) - start).max(1e-9);
+            profile[k] + (next - profile[k]) * ((x - start) / span).clamp(0.0, 1.0)
+        };
+        at(to_m) - at(from_m)
     }
 
     fn clamp_along(&self, along_m: f64) -> f64 {
@@ -704,6 +752,52 @@ mod tests {
         assert!(r.grade_between(10.0, 10.0).is_none());
         let down = r.grade_between(r.length_m(), 0.0).unwrap_or(0.0);
         assert!((down - grade).abs() < 1e-12, "same direction of the route");
+    }
+
+    #[test]
+    fn a_climb_is_worth_more_flat_ground_than_its_length_and_the_same_descent_less_or_more() {
+        // 1.1 km east, flat for the first 500 m, then up 60 m over 600 m (10 %), elevation at
+        // every 100 m.
+        let mut pts = Vec::new();
+        for i in 0..=11 {
+            let ele = if i <= 5 {
+                100.0
+            } else {
+                100.0 + 10.0 * f64::from(i - 5)
+            };
+            pts.push(Coord::with_ele(f64::from(i) * 0.0009, 0.0, Some(ele)));
+        }
+        let up = Route::new(pts.clone()).expect("route");
+        let len = up.length_m();
+        let flat_part = up.flat_equivalent_m(0.0, 400.0);
+        assert!((flat_part - 400.0).abs() < 1e-6, "{flat_part}");
+        // Tobler: 10 % up is walked at 6 e^(-3.5 × 0.15) km/h against 6 e^(-3.5 × 0.05) on the
+        // flat, 1.42 times as long.
+        let climb = up.flat_equivalent_m(len - 500.0, len);
+        let cost = (3.5_f64 * 0.10).exp();
+        assert!((climb / 500.0 - cost).abs() < 0.02, "{climb}");
+        // In order, clamped, additive, and linear inside a stretch.
+        assert!(up.flat_equivalent_m(300.0, 200.0).abs() < 1e-12);
+        assert!((up.flat_equivalent_m(-50.0, 1e9) - up.flat_equivalent_m(0.0, len)).abs() < 1e-9);
+        let whole = up.flat_equivalent_m(0.0, len);
+        let split = up.flat_equivalent_m(0.0, 777.0) + up.flat_equivalent_m(777.0, len);
+        assert!((whole - split).abs() < 1e-9);
+        // The same route the other way: 10 % down is walked as fast as the flat (Tobler's function
+        // peaks on a 5 % descent and falls off on either side of it), a gentle descent faster.
+        pts.reverse();
+        let down = Route::new(pts).expect("route");
+        let descent = down.flat_equivalent_m(0.0, 500.0);
+        assert!((descent / 500.0 - 1.0).abs() < 0.01, "{descent}");
+        let gentle = Route::new(vec![
+            Coord::with_ele(0.0, 0.0, Some(100.0)),
+            Coord::with_ele(0.009, 0.0, Some(50.0)),
+        ])
+        .expect("route");
+        let eased = gentle.flat_equivalent_m(0.0, gentle.length_m()) / gentle.length_m();
+        assert!((eased - (-3.5_f64 * 0.05).exp()).abs() < 0.01, "{eased}");
+        // Without elevation, the length itself.
+        let plain = route(&[(0.0, 0.0), (0.01, 0.0)]);
+        assert!((plain.flat_equivalent_m(10.0, 510.0) - 500.0).abs() < 1e-9);
     }
 
     #[test]

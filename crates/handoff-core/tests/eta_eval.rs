@@ -56,7 +56,7 @@ fn tracks() -> Vec<Track> {
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
 const CURRENT_MAX: [f64; 3] = [6.5, 4.0, 2.0];
-const NEXT_MAX: [f64; 3] = [13.5, 10.0, 11.0];
+const NEXT_MAX: [f64; 3] = [12.0, 8.5, 10.0];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS

@@ -445,7 +445,8 @@ async fn a_token_revoked_on_one_node_is_refused_by_the_other_within_a_second() -
     a.tick_at(at(130)).await;
     b.tick_at(at(130)).await;
     let p = plan();
-    let fixes = walk(&p, RUN, at(121), planned_speed_mps(&p, RUN), 40, None);
+    // A fix every 4 s: enough for one request every 20 ms for the second B may take.
+    let fixes = walk(&p, RUN, at(121), planned_speed_mps(&p, RUN), 4, None);
     let old = a.tokens[RUN].clone();
     b.send(&old, &[fixes[0].json()]).await?;
     let path = format!("/api/v1/events/{EVENT}/devices/{}/token", DEVICES[RUN]);

@@ -20,7 +20,7 @@ import { LiveModel } from './live-model.js';
 import { localizeMap } from './map.js';
 import { exchangeName, model, placeNear, stintEnd } from './plan.js';
 import { follow } from './stream.js';
-import { clock, ms, now, span, syncClock, tick, untilData, zoned } from './time.js';
+import { band, clock, ms, now, span, syncClock, tick, untilData, zoned } from './time.js';
 
 const KEY = { token: 'handoff.device.token', sharing: 'handoff.device.sharing' };
 /** One queue per token: a phone handed to another carrier never sends the last one's fixes as theirs. */
@@ -274,7 +274,7 @@ function renderLeg() {
           h('dd', { id: 'distance' }, msg('carrier.alongRoute', { distance: formatDistance(remaining) }),
             here && leg.end ? ` ${msg('carrier.straightLine', { distance: formatDistance(distanceM(here, leg.end)) })}` : ''),
           h('dt', {}, msg('carrier.expected')),
-          h('dd', { id: 'eta' }, when(t, leg.end_zone), ' · ', until(t))));
+          h('dd', { id: 'eta' }, when(t, leg.end_zone), band(lv, leg.end_zone), ' · ', until(t))));
       // A code only where custody changes: at the end of the stint, never for a change of mode.
       state.role = last || change ? null : { kind: 'give', relay };
     } else {
@@ -295,7 +295,7 @@ function renderLeg() {
             ? msg('carrier.fromYou', { distance: formatDistance(distanceM(here, leg.start)) })
             : msg('carrier.shareToSee')),
           h('dt', {}, msg('carrier.expected')),
-          h('dd', { id: 'eta' }, when(t, leg.start_zone), ' · ', until(t))));
+          h('dd', { id: 'eta' }, when(t, leg.start_zone), prev ? band(r.legs[prev.index], leg.start_zone) : null, ' · ', until(t))));
       if (prev && r.current_leg === prev.index && !prev.segment) state.role = { kind: 'receive', relay };
     }
   }

@@ -15,7 +15,7 @@ import { OSM, RelayMap } from './map.js';
 import { courseOffsets, endedBy, exchangeName, model, nameStops, objectTitle, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { clock, dateOnly, delta, hhmm, hhmmss, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
+import { band, clock, dateOnly, delta, hhmm, hhmmss, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -41,18 +41,6 @@ function when(t, zone) {
   return h('span', { class: 'when' },
     h('time', { datetime: Number.isFinite(t) ? new Date(t).toISOString() : null }, z.place),
     z.viewer ? h('span', { class: 'viewer-time' }, ` (${msg('time.yourTime', { time: z.viewer })})`) : null);
-}
-
-/**
- * The band an ETA is likely in (four times in five), in the place's zone: " (18:39–18:47)";
- * nothing when the server gave none (a leg done, a stage).
- */
-function band(lv, zone) {
-  const [lo, hi] = [ms(lv?.eta_lo), ms(lv?.eta_hi)];
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
-  const [a, b] = [hhmm(lo, zone), hhmm(hi, zone)];
-  if (a === b) return null;
-  return h('span', { class: 'band', title: msg('time.bandTitle', { lo: a, hi: b }) }, ` ${msg('time.band', { lo: a, hi: b })}`);
 }
 
 /** A ticking "in 4 min 12 s" that becomes message `done` when the time comes. */

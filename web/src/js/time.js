@@ -5,6 +5,7 @@
 // clock is off still counts right. Words and formats are those of the page's language
 // (i18n.js): "in 4 min 20 s" or "dans 4 min 20 s", 3:09 PM or 15:09.
 
+import { h } from './dom.js';
 import { currentLocale, msg } from './i18n.js';
 
 // The server's clock as last seen (its `now`, and our own clock then), and how fast it runs
@@ -116,6 +117,18 @@ export function clock(t, zone = 'UTC') {
 export function hhmm(t, zone = 'UTC') {
   if (!Number.isFinite(t)) return '—';
   return formatter(currentLocale(), zone, { hour: '2-digit', minute: '2-digit' }).format(t);
+}
+
+/**
+ * The band an ETA is likely in (four times in five), in the place's zone: " (18:39–18:47)";
+ * nothing when the server gave none (a leg done, a stage).
+ */
+export function band(lv, zone) {
+  const [lo, hi] = [ms(lv?.eta_lo), ms(lv?.eta_hi)];
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
+  const [a, b] = [hhmm(lo, zone), hhmm(hi, zone)];
+  if (a === b) return null;
+  return h('span', { class: 'band', title: msg('time.bandTitle', { lo: a, hi: b }) }, ` ${msg('time.band', { lo: a, hi: b })}`);
 }
 
 /** "18:42:10" on the viewer's own clock (when the page last heard from the server). */

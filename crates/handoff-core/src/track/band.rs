@@ -17,12 +17,12 @@ use super::step::RelayState;
 /// The quantiles of `ln(real time to go / predicted time to go)` (10th, 90th percentile) the
 /// bands start from, for the current leg's end and for the ends after it. Measured with
 /// `cargo run --release -p handoff-core --example eta` (the "spread" lines of its report) on the
-/// four tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-02 (current −0.40 /
-/// +0.20, later −0.48 / +0.29), and rounded outward. In-sample on those tracks: a relay's own
-/// legs take over ([`PRIOR_LEGS`]).
+/// eight tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-02 (current −0.30 /
+/// +0.19, later −0.21 / +0.11), and rounded outward to 0.05. In-sample on those tracks: a relay's
+/// own legs take over ([`PRIOR_LEGS`]).
 pub const PRIOR: Quantiles = Quantiles {
-    current: (-0.45, 0.25),
-    later: (-0.50, 0.30),
+    current: (-0.30, 0.20),
+    later: (-0.25, 0.15),
 };
 /// The prior weighs as much as this many finished legs of the relay's own.
 const PRIOR_LEGS: f64 = 3.0;

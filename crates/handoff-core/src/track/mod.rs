@@ -1462,6 +1462,56 @@ duration = "6m"
     }
 
     #[test]
+    fn a_later_leg_that_climbs_is_expected_to_take_longer_than_its_flat_plan() {
+        // Bob's 1.1 km rises 110 m (10 %): Tobler walks it 1.42 times as long as the flat, and
+        // the plan's 6 minutes are read as flat ground.
+        let duration = |plan: &str| {
+            let mut tr = Tracker::new(Arc::new(parse(plan, &NoFiles).unwrap()));
+            tr.tick(t(241));
+            let snap = tr.snapshot(t(241), false);
+            let bob = &snap.relay("r").unwrap().legs[2];
+            bob.eta_end.duration_since(bob.eta_start).as_secs_f64()
+        };
+        let flat = duration(PLAN);
+        assert!((flat - 360.0).abs() < 1.0, "{flat}");
+        let climb = PLAN.replace(
+            "[[2.3650, 48.8500], [2.3800, 48.8500]]",
+            "[[2.3650, 48.8500, 100], [2.3800, 48.8500, 210]]",
+        );
+        let up = duration(&climb);
+        assert!((up / flat - (3.5_f64 * 0.1).exp()).abs() < 0.03, "{up} s");
+    }
+
+    #[test]
+    fn an_announced_delay_moves_the_band_and_does_not_widen_it() {
+        let mut tr = tracker();
+        tr.tick(t(241));
+        ann_until(&mut tr, 12);
+        let band = |tr: &Tracker| {
+            let snap = tr.snapshot(t(365), false);
+            let l = &snap.relay("r").unwrap().legs[1];
+            let (lo, hi) = (l.eta_lo.unwrap(), l.eta_hi.unwrap());
+            (l.eta_end, lo, hi.duration_since(lo).as_secs_f64())
+        };
+        let (eta, _, width) = band(&tr);
+        tr.set_shifts(
+            "r",
+            vec![Shift {
+                at: t(362),
+                from_leg: 1,
+                ms: 300_000,
+            }],
+            t(362),
+        );
+        let (later, _, shifted_width) = band(&tr);
+        assert_eq!(later.duration_since(eta).as_secs(), 300);
+        assert!(
+            (shifted_width - width).abs() < 1.0,
+            "{width} s wide, {shifted_width} s after the shift"
+        );
+    }
+
+    #[test]
     fn public_view_lags_by_the_public_delay() {
         let plan = PLAN.replace("name = \"T\"", "name = \"T\"\npublic_delay = \"30s\"");
         let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));

@@ -6,7 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::eta::{planned_speed_ahead_mps, planned_speed_mps};
+use crate::eta::{planned_s, planned_speed_ahead_mps};
 use crate::plan::{Leg, Relay};
 
 use super::Fix;
@@ -219,10 +219,12 @@ pub(crate) fn eta_times(
 /// current leg's end with the current quantiles, every later end with the later ones; each
 /// measured from the evidence the ETAs stand on (so it does not move with the clock between
 /// fixes), and widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the
-/// last fix, or the public one for a delayed view).
+/// last fix, or the public one for a delayed view). A delay an operator announced for the
+/// current leg (the first `known` shifts) is not uncertain: the band is around the rest.
 pub(crate) fn eta_bands(
     cx: Ctx<'_>,
     st: &RelayState,
+    known: usize,
     now: Timestamp,
     times: &[(Timestamp, Timestamp)],
     public_fix: Option<Fix>,
@@ -234,9 +236,15 @@ pub(crate) fn eta_bands(
     let started = st.legs.get(cur).filter(|lt| lt.actual_start.is_some());
     let evidence =
         started.and_then(|lt| public_fix.or(lt.last_fix).map(|f| f.t).or(lt.actual_start));
-    let from = evidence
-        .or_else(|| times.get(cur).map(|&(start, _)| start))
-        .unwrap_or(now);
+    let announced_ms = started
+        .and_then(|lt| lt.actual_start)
+        .map_or(0, |start| cx.held_ms(cur, start, known));
+    let from = shifted(
+        evidence
+            .or_else(|| times.get(cur).map(|&(start, _)| start))
+            .unwrap_or(now),
+        announced_ms.max(0),
+    );
     // A silent carrier (a tracked leg, or one whose phone has reported) may have moved on
     // unseen or stopped: beyond the time they are assumed to keep moving, the band widens.
     let tracked = cx
@@ -274,7 +282,7 @@ pub(crate) fn eta_bands(
 /// pace takes over from within minutes).
 /// Also returns the seconds it is made of.
 fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f64, f64) {
-    let (mut taken_s, mut planned_s) = (0.0, 0.0);
+    let (mut taken_s, mut planned_total_s) = (0.0, 0.0);
     for (i, (leg, lt)) in relay
         .legs
         .iter()
@@ -298,22 +306,23 @@ fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f
         #[allow(clippy::cast_precision_loss)]
         let taken = (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0;
         taken_s += taken;
-        planned_s += along_m / planned_speed_mps(leg).max(0.1);
+        planned_total_s += planned_s(leg, 0.0, along_m);
     }
-    if planned_s < 60.0 || taken_s <= 0.0 {
+    if planned_total_s < 60.0 || taken_s <= 0.0 {
         return (1.0, 0.0);
     }
-    ((taken_s / planned_s).clamp(0.25, 4.0), taken_s)
+    ((taken_s / planned_total_s).clamp(0.25, 4.0), taken_s)
 }
 
-/// How long an upcoming leg is expected to take: its plan, scaled by the relay's pace ratio
-/// when it is a leg with a route (a stage keeps its planned time).
+/// How long an upcoming leg is expected to take: its plan (on foot or by bike, slowed by its
+/// slopes: [`planned_s`]), scaled by the relay's pace ratio when it is a leg with a route (a
+/// stage keeps its planned time).
 fn expected_ms(leg: &Leg, ratio: f64) -> i64 {
-    if leg.geometry.route().is_none() {
+    let Some(route) = leg.geometry.route() else {
         return leg.duration_ms();
-    }
+    };
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    let ms = (leg.duration_ms() as f64 * ratio).round() as i64;
+    let ms = (planned_s(leg, 0.0, route.length_m()) * 1000.0 * ratio).round() as i64;
     ms
 }
 

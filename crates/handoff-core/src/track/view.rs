@@ -45,7 +45,7 @@ pub(crate) fn relay_view(
         },
         relay.legs.len(),
     );
-    let bands = super::predict::eta_bands(cx, st, now, &times, public_fix);
+    let bands = super::predict::eta_bands(cx, st, known, now, &times, public_fix);
     let legs = relay
         .legs
         .iter()
