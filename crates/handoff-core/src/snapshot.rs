@@ -359,17 +359,11 @@ pub struct LegLive {
     pub eta_start: Option<Timestamp>,
     #[serde(serialize_with = "wire::second")]
     pub eta_end: Timestamp,
-    /// [`LegView::eta_lo`], [`LegView::eta_hi`].
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "wire::second_opt"
-    )]
-    pub eta_lo: Option<Timestamp>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "wire::second_opt"
-    )]
-    pub eta_hi: Option<Timestamp>,
+    /// The band around `eta_end` ([`LegView::eta_lo`] to [`LegView::eta_hi`]) as seconds from it
+    /// as written, `[lo, hi]` with `lo ≤ 0 ≤ hi`: two small numbers instead of two more instants
+    /// on every leg of a 1,000-team race. Absent once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band_s: Option<[i64; 2]>,
     pub delta_s: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub shift_s: i64,
@@ -466,6 +460,16 @@ impl LegView {
 
     /// Only what changes while the relay runs; `prev` is the leg before it.
     #[must_use]
+    /// [`LegLive::band_s`]: the band's ends less `eta_end`, each as written (to the second).
+    fn band_s(&self) -> Option<[i64; 2]> {
+        let second = |t: Timestamp| wire::round(t, jiff::Unit::Second).as_second();
+        let end = second(self.eta_end);
+        Some([
+            (second(self.eta_lo?) - end).min(0),
+            (second(self.eta_hi?) - end).max(0),
+        ])
+    }
+
     pub fn live(&self, prev: Option<&LegView>) -> LegLive {
         let same = |a: Option<Timestamp>, b: Option<Timestamp>, unit| {
             a.is_some() && a.map(|t| wire::round(t, unit)) == b.map(|t| wire::round(t, unit))
@@ -486,8 +490,7 @@ impl LegView {
             status: self.status,
             eta_start: (!chained_eta).then_some(self.eta_start),
             eta_end: self.eta_end,
-            eta_lo: self.eta_lo,
-            eta_hi: self.eta_hi,
+            band_s: self.band_s(),
             delta_s: self.delta_s,
             shift_s: self.shift_s,
             actual_start: self.actual_start.filter(|_| !chained_actual),

@@ -342,13 +342,12 @@ async fn a_new_plan_version_ends_old_streams_after_saying_so() -> Result<()> {
 }
 
 /// The leg fields of the default `/live`: what changes while a relay runs.
-const COMPACT_LEG: [&str; 12] = [
+const COMPACT_LEG: [&str; 11] = [
     "index",
     "status",
     "eta_start",
     "eta_end",
-    "eta_lo",
-    "eta_hi",
+    "band_s",
     "delta_s",
     "shift_s",
     "actual_start",
@@ -419,7 +418,28 @@ async fn live_legs_are_compact_unless_full_ones_are_asked_for() -> Result<()> {
             let leg = cl.as_object().context("a leg")?;
             for (key, value) in leg {
                 anyhow::ensure!(COMPACT_LEG.contains(&key.as_str()), "leg {i}: {key}");
+                if key == "band_s" {
+                    // The full leg's band as seconds from its ETA (each as written).
+                    let second = |k: &str| -> Result<i64> {
+                        let t: jiff::Timestamp = fl[k].as_str().context("an instant")?.parse()?;
+                        Ok(t.as_second())
+                    };
+                    let end = second("eta_end")?;
+                    let band = json!([second("eta_lo")? - end, second("eta_hi")? - end]);
+                    anyhow::ensure!(*value == band, "leg {i}: {value} vs {band} ({fl})");
+                    continue;
+                }
                 anyhow::ensure!(*value == fl[key], "leg {i} {key}: {value} vs {}", fl[key]);
+            }
+            // Every leg not yet done has a band, around its ETA.
+            let done = fl["status"] == "done";
+            anyhow::ensure!(leg.contains_key("band_s") != done, "leg {i}: {cl}");
+            if let Some(band) = leg.get("band_s") {
+                let (lo, hi) = (band[0].as_i64(), band[1].as_i64());
+                anyhow::ensure!(
+                    lo.is_some_and(|lo| lo <= 0) && hi.is_some_and(|hi| hi > 0),
+                    "leg {i}: {band}"
+                );
             }
             // A start left out is the end of the leg before.
             if i > 0 {

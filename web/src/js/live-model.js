@@ -2,8 +2,8 @@
 // `position`, `eta`, `handoff` and `segment` messages patch it in place so the page moves at once, and
 // the page re-reads `/live` after handoffs to stay exactly in step with the server.
 //
-// `/live` and the `eta` message send of each leg only what changes live (status, ETAs, actual
-// times, `shift_s`; a start that is the previous leg's end left out); the model completes
+// `/live` and the `eta` message send of each leg only what changes live (status, ETAs and their
+// band, actual times, `shift_s`; a start that is the previous leg's end left out); the model completes
 // every leg from the leg before it, the plan (carriers, mode, length, and the planned times
 // moved by `shift_s`) and the relay's progress, so the pages read one whole leg as before.
 
@@ -33,6 +33,10 @@ export class LiveModel {
   complete(r, leg) {
     const before = r.legs[leg.index - 1];
     leg.eta_start ??= before?.eta_end;
+    // The band comes as seconds either side of the ETA (`band_s`); the pages read instants.
+    // (A `?legs=full` document has them as `eta_lo`/`eta_hi` already.) None once done.
+    if (leg.band_s) [leg.eta_lo, leg.eta_hi] = leg.band_s.map((s) => iso(Date.parse(leg.eta_end) + s * 1000));
+    if (leg.status === 'done') leg.eta_lo = leg.eta_hi = undefined;
     if (leg.status !== 'upcoming') leg.actual_start ??= before?.actual_end;
     const p = this.planById.get(r.id)?.legs[leg.index];
     if (!p) return;
@@ -91,8 +95,9 @@ export class LiveModel {
         status: l.status,
         eta_start: l.eta_start,
         eta_end: l.eta_end,
-        eta_lo: l.eta_lo,
-        eta_hi: l.eta_hi,
+        band_s: l.band_s,
+        eta_lo: undefined,
+        eta_hi: undefined,
         delta_s: l.delta_s,
         shift_s: l.shift_s,
         actual_start: l.actual_start,
