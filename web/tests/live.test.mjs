@@ -43,7 +43,8 @@ test('shows the relays, the schedule, the chart and ticking countdowns', async (
   // The map: the built-in basemap (no tiles), every leg of the flag drawn, places, a marker.
   assert.equal(await page.locator('.leaflet-tile').count(), 0, 'no tiles by default');
   assert.ok(await page.locator('.leaflet-routes-pane path').count() > 3);
-  assert.ok(await page.locator('.leaflet-world-pane path').count() > 0, 'the built-in basemap');
+  // (The built-in basemap's file loads after the page: wait for it.)
+  await page.locator('.leaflet-world-pane path').first().waitFor({ state: 'attached' });
   assert.equal(await page.locator('.place-point').count(), 4);
   assert.equal(await page.locator('.position-marker[data-relay="flag"]').count(), 1);
 

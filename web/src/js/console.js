@@ -50,6 +50,27 @@ async function act(fn, where) {
   }
 }
 
+/**
+ * Runs what the page does by itself (a refresh after a stream message): its error shows in the
+ * alert area, and what the operator's last action said stays (a void's Undo must not vanish
+ * because the log was read again).
+ */
+let quietProblem = false;
+async function quietly(fn) {
+  try {
+    await fn();
+    // A refresh that failed before and works now takes its own error away, nothing else.
+    if (quietProblem) problem(null);
+    quietProblem = false;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) signOut(msg('console.tokenRefused'));
+    else {
+      problem(e.message);
+      quietProblem = true;
+    }
+  }
+}
+
 // ------------------------------------------------------------------ sign in
 
 /** Whether `token` is the admin token (asked before any action, so a typo shows at once). */
@@ -451,7 +472,7 @@ async function refresh(relayId) {
 let refreshTimer = null;
 const refreshSoon = (relayId) => {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => act(() => refresh(relayId)), 300);
+  refreshTimer = setTimeout(() => quietly(() => refresh(relayId)), 300);
 };
 
 async function loadPlan() {
@@ -503,7 +524,7 @@ async function start() {
       $('#conn').className = `conn ${s}`;
       $('#conn').textContent = s === 'live' ? msg('common.live') : msg('common.reconnecting');
     },
-    resync: () => act(() => refresh()),
+    resync: () => quietly(() => refresh()),
   });
 }
 
