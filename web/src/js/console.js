@@ -50,12 +50,14 @@ async function act(fn, where) {
   }
 }
 
+/** Whether the alert area shows an error of a refresh the page made by itself. */
+let quietProblem = false;
+
 /**
  * Runs what the page does by itself (a refresh after a stream message): its error shows in the
  * alert area, and what the operator's last action said stays (a void's Undo must not vanish
  * because the log was read again).
  */
-let quietProblem = false;
 async function quietly(fn) {
   try {
     await fn();
