@@ -458,18 +458,16 @@ impl LegView {
         self
     }
 
-    /// Only what changes while the relay runs; `prev` is the leg before it.
-    #[must_use]
-    /// [`LegLive::band_s`]: the band's ends less `eta_end`, each as written (to the second).
+    /// [`LegLive::band_s`]: the band's ends less `eta_end`, each as written (to the second; the
+    /// band holds its ETA, so the first is never above 0 nor the second below).
     fn band_s(&self) -> Option<[i64; 2]> {
         let second = |t: Timestamp| wire::round(t, jiff::Unit::Second).as_second();
         let end = second(self.eta_end);
-        Some([
-            (second(self.eta_lo?) - end).min(0),
-            (second(self.eta_hi?) - end).max(0),
-        ])
+        Some([second(self.eta_lo?) - end, second(self.eta_hi?) - end])
     }
 
+    /// Only what changes while the relay runs; `prev` is the leg before it.
+    #[must_use]
     pub fn live(&self, prev: Option<&LegView>) -> LegLive {
         let same = |a: Option<Timestamp>, b: Option<Timestamp>, unit| {
             a.is_some() && a.map(|t| wire::round(t, unit)) == b.map(|t| wire::round(t, unit))

@@ -44,10 +44,23 @@ async function act(fn, where) {
   try {
     await fn();
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) signOut(msg('console.tokenRefused'));
-    else if (where) showError(where, e.message);
-    else problem(e.message);
+    report(e, where);
   }
+}
+
+/**
+ * Shows a failure: a refused token asks to sign in again; any other error goes next to its
+ * control (`where`), or in the page's alert area without one. Returns whether it went to the
+ * alert area.
+ */
+function report(e, where) {
+  if (e instanceof ApiError && e.status === 401) signOut(msg('console.tokenRefused'));
+  else if (where) showError(where, e.message);
+  else {
+    problem(e.message);
+    return true;
+  }
+  return false;
 }
 
 /** Whether the alert area shows an error of a refresh the page made by itself. */
@@ -65,11 +78,7 @@ async function quietly(fn) {
     if (quietProblem) problem(null);
     quietProblem = false;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) signOut(msg('console.tokenRefused'));
-    else {
-      problem(e.message);
-      quietProblem = true;
-    }
+    quietProblem = report(e);
   }
 }
 

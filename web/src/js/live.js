@@ -15,7 +15,7 @@ import { OSM, RelayMap } from './map.js';
 import { courseOffsets, endedBy, exchangeName, model, nameStops, objectTitle, stintEnd, stintStart, stopTime } from './plan.js';
 import { follow } from './stream.js';
 import { timeline } from './timeline.js';
-import { band, clock, dateOnly, delta, hhmm, hhmmss, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
+import { band, bandBetween, clock, dateOnly, delta, hhmmss, ms, now, syncClock, tick, untilData, viewerZone, zoned } from './time.js';
 
 const eventId = eventFromPath();
 const state = {
@@ -89,7 +89,7 @@ function passesHere({ relayId, leg, alongM, at }) {
   const content = h('div', { class: 'pass-here' },
     h('p', {}, h('strong', {}, what), ` · ${names(leg.carriers)} · ${modeName(leg.mode)}`),
     h('p', { class: 'pass-time' }, msg(passed ? 'live.passedHere' : 'live.passesHere'), ' ', when(t, zone),
-      passed ? null : band({ eta_lo: iso(within(ms(lv.eta_lo))), eta_hi: iso(within(ms(lv.eta_hi))) }, zone)),
+      passed ? null : bandBetween(within(ms(lv.eta_lo)), within(ms(lv.eta_hi)), zone)),
     passed ? null : h('p', {}, until(t, 'time.now')),
     passed ? null : h('p', {}, h('a', {
       href: calendarUrl(icsOf(`${what} · ${state.m.event.name}`, t, at)),
@@ -107,8 +107,6 @@ function calendarUrl(ics) {
   calendarBlob = URL.createObjectURL(new Blob([ics], { type: 'text/calendar' }));
   return calendarBlob;
 }
-
-const iso = (t) => (Number.isFinite(t) ? new Date(t).toISOString() : undefined);
 
 /** One calendar event of 10 minutes from `t` at `at` ([lon, lat]), as iCalendar text. */
 function icsOf(summary, t, at) {

@@ -124,7 +124,11 @@ export function hhmm(t, zone = 'UTC') {
  * nothing when the server gave none (a leg done, a stage).
  */
 export function band(lv, zone) {
-  const [lo, hi] = [ms(lv?.eta_lo), ms(lv?.eta_hi)];
+  return bandBetween(ms(lv?.eta_lo), ms(lv?.eta_hi), zone);
+}
+
+/** {@link band} from its two ends (ms since the epoch). */
+export function bandBetween(lo, hi, zone) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
   const [a, b] = [hhmm(lo, zone), hhmm(hi, zone)];
   if (a === b) return null;
