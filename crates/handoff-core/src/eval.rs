@@ -502,6 +502,34 @@ impl Report {
         Some((quantile(&e, 0.5)?, quantile(&e, 0.9)?))
     }
 
+    /// Head to head with a baseline: on how many of the predictions for one target at one
+    /// fraction of the leg the engine was closer to the real end than `baseline` (same track,
+    /// leg and instant), and of how many. A median can move by a point when one prediction
+    /// crosses it; this says whether the engine is better prediction by prediction.
+    #[must_use]
+    pub fn closer_than(
+        &self,
+        baseline: Predictor,
+        target: Target,
+        fraction: f64,
+    ) -> Option<(usize, usize)> {
+        let at = |p: Predictor| {
+            self.samples.iter().filter(move |s| {
+                s.predictor == p && s.target == target && (s.fraction - fraction).abs() < 1e-9
+            })
+        };
+        let (mut closer, mut n) = (0, 0);
+        for ours in at(Predictor::Handoff) {
+            let Some(theirs) = at(baseline).find(|s| s.track == ours.track && s.leg == ours.leg)
+            else {
+                continue;
+            };
+            n += 1;
+            closer += usize::from(ours.error_pct.abs() < theirs.error_pct.abs());
+        }
+        (n > 0).then_some((closer, n))
+    }
+
     /// The share (0–1) of real ends inside the engine's band, for one target at one fraction of
     /// the leg (all three when `fraction` is `None`).
     #[must_use]
@@ -567,6 +595,30 @@ impl Report {
         }
         let _ = writeln!(
             out,
+            "**Head to head**: predictions on which handoff was closer to the real end than the baseline (same leg, same instant)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| end | baseline | at 25 % | at 50 % | at 75 % |\n|---|---|---|---|---|"
+        );
+        for (target, title) in [
+            (Target::Current, "current leg's"),
+            (Target::Next, "next leg's"),
+        ] {
+            for p in Predictor::ALL.into_iter().skip(1) {
+                let cells: Vec<String> = FRACTIONS
+                    .iter()
+                    .map(|&f| {
+                        self.closer_than(p, target, f)
+                            .map_or_else(|| "–".into(), |(w, n)| format!("{w} of {n}"))
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {title} | {} | {} |", p.label(), cells.join(" | "));
+            }
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
             "**Error bands** (`eta_lo`–`eta_hi`, meant to hold 80 %): share of real ends inside\n"
         );
         let _ = writeln!(
@@ -619,6 +671,49 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(track: &str, predictor: Predictor, error_pct: f64) -> Sample {
+        Sample {
+            track: track.into(),
+            leg: 0,
+            fraction: 0.25,
+            target: Target::Current,
+            predictor,
+            error_pct,
+            inside_band: None,
+            ln_to_go: None,
+        }
+    }
+
+    #[test]
+    fn head_to_head_compares_the_same_prediction_by_its_absolute_error() {
+        let report = Report {
+            tracks: vec!["a".into(), "b".into(), "c".into()],
+            samples: vec![
+                sample("a", Predictor::Handoff, -2.0),
+                sample("a", Predictor::RecentPace, 3.0),
+                sample("b", Predictor::Handoff, 5.0),
+                sample("b", Predictor::RecentPace, -4.0),
+                // A tie is not closer; a prediction with no baseline beside it is not counted.
+                sample("c", Predictor::Handoff, 1.0),
+                sample("c", Predictor::RecentPace, -1.0),
+                sample("d", Predictor::Handoff, 0.0),
+            ],
+            stamps: Vec::new(),
+        };
+        assert_eq!(
+            report.closer_than(Predictor::RecentPace, Target::Current, 0.25),
+            Some((1, 3))
+        );
+        assert_eq!(
+            report.closer_than(Predictor::LegAverage, Target::Current, 0.25),
+            None
+        );
+        assert_eq!(
+            report.closer_than(Predictor::RecentPace, Target::Next, 0.25),
+            None
+        );
+    }
 
     #[test]
     fn quantiles_interpolate() {
