@@ -57,17 +57,22 @@ fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (pos - pos.floor()))
 }
 
-/// This relay's quantiles: its finished legs' errors, shrunk toward [`PRIOR`].
-pub(crate) fn quantiles(st: &RelayState) -> Quantiles {
-    let (mut current, mut later) = (Vec::new(), Vec::new());
-    let (mut legs_current, mut legs_later) = (0usize, 0usize);
+/// The errors a relay's finished legs showed: `ln r` of their predictions, for the current
+/// leg's end and for later ends, and how many legs each set comes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Errors {
+    current: Vec<f64>,
+    later: Vec<f64>,
+    legs_current: usize,
+    legs_later: usize,
+}
+
+/// The errors of a relay's latest `legs` finished legs ([`PER_LEG`] predictions each, evenly
+/// spread over its record; none made less than [`MIN_LEAD_MS`] before the end).
+pub(crate) fn errors(st: &RelayState, legs: usize) -> Errors {
+    let mut out = Errors::default();
     let done = st.current.min(st.legs.len());
-    for lt in st
-        .legs
-        .iter()
-        .take(done)
-        .skip(done.saturating_sub(HISTORY_LEGS))
-    {
+    for lt in st.legs.iter().take(done).skip(done.saturating_sub(legs)) {
         let (Some(start), Some(end)) = (lt.actual_start, lt.actual_end) else {
             continue;
         };
@@ -79,22 +84,94 @@ pub(crate) fn quantiles(st: &RelayState) -> Quantiles {
             .filter(|&(t, eta)| end_ms - t >= MIN_LEAD_MS && eta > t)
             .collect();
         let step = usable.len().div_ceil(PER_LEG).max(1);
-        let (n_current, n_later) = (current.len(), later.len());
+        let (n_current, n_later) = (out.current.len(), out.later.len());
         for &(t, eta) in usable.iter().step_by(step) {
             #[allow(clippy::cast_precision_loss)]
             let ln_r = ((end_ms - t) as f64 / (eta - t) as f64).ln();
             if t >= start_ms {
-                current.push(ln_r);
+                out.current.push(ln_r);
             } else {
-                later.push(ln_r);
+                out.later.push(ln_r);
             }
         }
-        legs_current += usize::from(current.len() > n_current);
-        legs_later += usize::from(later.len() > n_later);
+        out.legs_current += usize::from(out.current.len() > n_current);
+        out.legs_later += usize::from(out.later.len() > n_later);
     }
+    out
+}
+
+/// This relay's quantiles: its latest finished legs' errors, shrunk toward `prior` ([`PRIOR`],
+/// or in race mode the course's [`Pool`]).
+pub(crate) fn quantiles(st: &RelayState, prior: Quantiles) -> Quantiles {
+    let mut own = errors(st, HISTORY_LEGS);
     Quantiles {
-        current: shrink(PRIOR.current, &mut current, legs_current),
-        later: shrink(PRIOR.later, &mut later, legs_later),
+        current: shrink(prior.current, &mut own.current, own.legs_current),
+        later: shrink(prior.later, &mut own.later, own.legs_later),
+    }
+}
+
+/// Finished legs of each team that go into its course's pool.
+const POOL_LEGS: usize = 2;
+
+/// Race mode: the errors of every team on one course, pooled. A team that has finished no leg
+/// yet has its bands from the teams ahead of it on the same course rather than from the prior
+/// alone, and every team's own legs are shrunk toward the pool instead of toward [`PRIOR`]. Each
+/// team gives its latest [`POOL_LEGS`] finished legs (its own count too: with a thousand teams,
+/// one is a thousandth of the pool; with two, the pool leans toward each team's own legs).
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    /// Each team's part, by its place on the course.
+    parts: Vec<Errors>,
+    /// The pool's quantiles: every part, shrunk toward [`PRIOR`] by the legs they come from.
+    quantiles: Quantiles,
+    /// A part changed since the quantiles were made.
+    stale: bool,
+}
+
+impl Pool {
+    pub(crate) fn new(teams: usize) -> Self {
+        Self {
+            parts: vec![Errors::default(); teams],
+            quantiles: PRIOR,
+            stale: false,
+        }
+    }
+
+    /// Team `k`'s part from its state now: the quantiles go stale if it changed.
+    pub(crate) fn update(&mut self, k: usize, st: &RelayState) {
+        let part = errors(st, POOL_LEGS);
+        if let Some(slot) = self.parts.get_mut(k)
+            && *slot != part
+        {
+            *slot = part;
+            self.stale = true;
+        }
+    }
+
+    /// Makes the quantiles again if a part changed (once per batch of changes, not per team:
+    /// a catch-up ends thousands of legs).
+    pub(crate) fn refresh(&mut self) {
+        if !self.stale {
+            return;
+        }
+        self.stale = false;
+        let (mut current, mut later) = (Vec::new(), Vec::new());
+        let (mut legs_current, mut legs_later) = (0, 0);
+        for p in &self.parts {
+            current.extend_from_slice(&p.current);
+            later.extend_from_slice(&p.later);
+            legs_current += p.legs_current;
+            legs_later += p.legs_later;
+        }
+        self.quantiles = Quantiles {
+            current: shrink(PRIOR.current, &mut current, legs_current),
+            later: shrink(PRIOR.later, &mut later, legs_later),
+        };
+    }
+
+    /// The quantiles a team of this course starts from.
+    pub(crate) fn quantiles(&self) -> Quantiles {
+        self.quantiles
     }
 }
 
@@ -190,7 +267,7 @@ mod tests {
     #[test]
     fn with_no_history_the_prior_holds() {
         let st = RelayState::new(3);
-        assert_eq!(quantiles(&st), PRIOR);
+        assert_eq!(quantiles(&st, PRIOR), PRIOR);
     }
 
     #[test]
@@ -206,7 +283,7 @@ mod tests {
             .map(|t| (t, t + (end - t) / 2))
             .collect();
         st.current = 1;
-        let q = quantiles(&st);
+        let q = quantiles(&st, PRIOR);
         assert!(q.current.1 > PRIOR.current.1, "{q:?}");
         assert_eq!(q.later, PRIOR.later);
     }

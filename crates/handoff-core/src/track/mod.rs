@@ -304,6 +304,10 @@ pub struct Tracker {
     pending: Vec<HistoryRequest>,
     /// Carrier and device names, shared by the pings held.
     names: std::collections::HashSet<Arc<str>>,
+    /// Race mode: the band errors of each course's teams ([`band::Pool`]) …
+    pools: Vec<band::Pool>,
+    /// … and each relay's (pool, place in it), for the relays that run a course.
+    pool_of: Vec<Option<(usize, usize)>>,
 }
 
 impl Tracker {
@@ -331,6 +335,25 @@ impl Tracker {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
+        let mut courses: Vec<(&str, usize)> = Vec::new();
+        let pool_of: Vec<Option<(usize, usize)>> = plan
+            .relays
+            .iter()
+            .map(|r| {
+                let course = r.course.as_deref()?;
+                let p = match courses.iter().position(|(c, _)| *c == course) {
+                    Some(p) => p,
+                    None => {
+                        courses.push((course, 0));
+                        courses.len() - 1
+                    }
+                };
+                let k = courses[p].1;
+                courses[p].1 += 1;
+                Some((p, k))
+            })
+            .collect();
+        let pools = courses.iter().map(|&(_, n)| band::Pool::new(n)).collect();
         Self {
             plan,
             relays,
@@ -341,6 +364,41 @@ impl Tracker {
             history: Vec::new(),
             pending: Vec::new(),
             names: std::collections::HashSet::new(),
+            pools,
+            pool_of,
+        }
+    }
+
+    /// Relay `ri`'s part of its course's pool, from its state now (the pool's quantiles are made
+    /// again by [`Self::refresh_pools`]).
+    fn update_pool(&mut self, ri: usize) {
+        if let Some(&Some((p, k))) = self.pool_of.get(ri) {
+            self.pools[p].update(k, &self.relays[ri].state);
+        }
+    }
+
+    /// Makes every pool whose parts changed again: once at the end of each change to the
+    /// tracker.
+    fn refresh_pools(&mut self) {
+        for pool in &mut self.pools {
+            pool.refresh();
+        }
+    }
+
+    /// Every relay's part of its pool, after a restore.
+    pub(crate) fn rebuild_pools(&mut self) {
+        for ri in 0..self.relays.len() {
+            self.update_pool(ri);
+        }
+        self.refresh_pools();
+    }
+
+    /// The band quantiles relay `ri`'s own legs are shrunk toward: its course's pool in race
+    /// mode, else [`band::PRIOR`].
+    fn band_prior(&self, ri: usize) -> band::Quantiles {
+        match self.pool_of.get(ri) {
+            Some(&Some((p, _))) => self.pools[p].quantiles(),
+            _ => band::PRIOR,
         }
     }
 
@@ -399,7 +457,8 @@ impl Tracker {
     /// earliest.
     pub fn apply_batch<'a>(&mut self, pings: impl IntoIterator<Item = PingOf<'a>>) -> Vec<Change> {
         let plan = Arc::clone(&self.plan);
-        let mut touched: Vec<usize> = Vec::new();
+        // relay → the leg it held before the batch
+        let mut touched: Vec<(usize, usize)> = Vec::new();
         // relay → the earliest late key that can change it
         let mut late: HashMap<usize, Key> = HashMap::new();
         let mut changes = Vec::new();
@@ -439,8 +498,8 @@ impl Tracker {
                     device: Arc::clone(&device_name),
                     ping: *ping,
                 };
-                if !touched.contains(&ri) {
-                    touched.push(ri);
+                if !touched.iter().any(|&(r, _)| r == ri) {
+                    touched.push((ri, rt.state.current));
                 }
                 // A ping goes before the events of its own instant: one at the instant of the
                 // latest event is late too.
@@ -476,15 +535,22 @@ impl Tracker {
                 }
             }
         }
-        for &ri in &touched {
+        for &(ri, held) in &touched {
             let rt = &mut self.relays[ri];
-            if let Some(from) = late.remove(&ri) {
+            let replayed = late.remove(&ri);
+            if let Some(from) = replayed {
                 changes.extend(replay(&plan, ri, rt, from));
             } else if let Some(w) = rt.watermark {
                 advance(&plan, ri, rt, w, &mut changes);
             }
             release(rt, self.keep_ms);
+            // In order, a relay's finished legs change only when one more ends; a replay may
+            // change any of them.
+            if replayed.is_some() || rt.state.current != held {
+                self.update_pool(ri);
+            }
         }
+        self.refresh_pools();
         changes
     }
 
@@ -547,6 +613,8 @@ impl Tracker {
         let from = base.map_or((Timestamp::MIN, 0), |(t, s)| (t, s + 1));
         let changes = replay(&plan, ri, rt, from);
         release(rt, self.keep_ms);
+        self.update_pool(ri);
+        self.refresh_pools();
         changes
     }
 
@@ -612,6 +680,19 @@ impl Tracker {
         changed_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Vec<Change> {
+        let changes = self.replay_input(ri, changed_at, now);
+        self.update_pool(ri);
+        self.refresh_pools();
+        changes
+    }
+
+    /// [`Self::input_changed`]'s replay.
+    fn replay_input(
+        &mut self,
+        ri: usize,
+        changed_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Vec<Change> {
         let plan = Arc::clone(&self.plan);
         let rt = &mut self.relays[ri];
         // Has the state already passed the change? If not, it takes effect as time reaches it.
@@ -635,10 +716,20 @@ impl Tracker {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
         let mut changes = Vec::new();
         let plan = Arc::clone(&self.plan);
+        let mut ended = Vec::new();
         for (ri, rt) in self.relays.iter_mut().enumerate() {
             rt.see(now);
+            let before = rt.state.current;
             advance(&plan, ri, rt, now, &mut changes);
+            // Time alone changes a relay's finished legs only by ending one.
+            if rt.state.current != before {
+                ended.push(ri);
+            }
         }
+        for ri in ended {
+            self.update_pool(ri);
+        }
+        self.refresh_pools();
         changes
     }
 
@@ -664,9 +755,8 @@ impl Tracker {
             cx(&self.plan, ri, rt),
             &rt.state,
             &self.plan,
-            now,
-            as_of,
-            public,
+            (now, as_of, public),
+            self.band_prior(ri),
         )
     }
 
@@ -1509,6 +1599,120 @@ duration = "6m"
             (shifted_width - width).abs() < 1.0,
             "{width} s wide, {shifted_width} s after the shift"
         );
+    }
+
+    /// Race mode: two legs of a course (~1.1 km each, 6 minutes planned), and the teams given.
+    fn race(teams: &[(&str, i64)]) -> Tracker {
+        let mut plan = String::from(
+            r#"[event]
+id = "race"
+name = "Race"
+[[courses]]
+id = "c"
+[[courses.legs]]
+mode = "run"
+route = { points = [[2.3500, 48.8500], [2.3650, 48.8500]] }
+duration = "6m"
+[[courses.legs]]
+mode = "run"
+route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
+duration = "6m"
+"#,
+        );
+        for (id, start_s) in teams {
+            plan.push_str(&format!(
+                "[[relays]]\nid = \"{id}\"\ncourse = \"c\"\nstart = \"{}\"\ncarriers = [\"{id}1\", \"{id}2\"]\n",
+                t(*start_s)
+            ));
+        }
+        Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()))
+    }
+
+    /// `carrier` runs from `lon0` to `lon1` at 48.85° N, from `from_s` for `secs`, a fix every
+    /// 10 s.
+    fn run_along(tr: &mut Tracker, carrier: &str, from_s: i64, secs: i64, lon0: f64, lon1: f64) {
+        for k in 0..=secs / 10 {
+            #[allow(clippy::cast_precision_loss)]
+            let f = (k * 10) as f64 / secs as f64;
+            tr.apply(
+                carrier,
+                carrier,
+                &ping(from_s + k * 10, lon0 + (lon1 - lon0) * f, 48.85),
+            );
+        }
+    }
+
+    /// Team `b`'s band for its first leg, a minute after its start with a fix at the start
+    /// line: (seconds from the fix to the upper end) ÷ (seconds from the fix to the ETA).
+    fn upper_share(tr: &mut Tracker, start_s: i64) -> f64 {
+        tr.tick(t(start_s));
+        tr.apply("b1", "b1", &ping(start_s + 60, 2.3500, 48.85));
+        let snap = tr.snapshot(t(start_s + 60), false);
+        let leg = &snap.relay("b").unwrap().legs[0];
+        let from = t(start_s + 60);
+        leg.eta_hi.unwrap().duration_since(from).as_secs_f64()
+            / leg.eta_end.duration_since(from).as_secs_f64()
+    }
+
+    #[test]
+    fn a_team_that_has_finished_no_leg_has_its_band_from_the_teams_ahead_on_its_course() {
+        // Team a's runners each ran half their leg at the planned pace, stood still for six
+        // minutes (nobody could see that coming), then ran the rest: the predictions made
+        // before each rest came out short. Team b starts an hour later and has run nothing.
+        let mut with_a = race(&[("a", 0), ("b", 3600)]);
+        with_a.tick(t(0));
+        for (carrier, from_s, lon) in [("a1", 0, 2.3500), ("a2", 730, 2.3650)] {
+            run_along(&mut with_a, carrier, from_s, 180, lon, lon + 0.0075);
+            run_along(
+                &mut with_a,
+                carrier,
+                from_s + 190,
+                350,
+                lon + 0.0075,
+                lon + 0.0075,
+            );
+            run_along(
+                &mut with_a,
+                carrier,
+                from_s + 550,
+                180,
+                lon + 0.0075,
+                lon + 0.015,
+            );
+        }
+        assert_eq!(with_a.current_leg("a"), Some(2), "team a finished");
+        let a_own = super::band::quantiles(&with_a.relays[0].state, super::band::PRIOR);
+        assert!(
+            a_own.current.1 > super::band::PRIOR.current.1 + 0.1,
+            "{a_own:?}"
+        );
+        // One team ahead: the pool is that team's errors shrunk toward the prior.
+        assert_eq!(with_a.band_prior(1), a_own);
+        let pooled = upper_share(&mut with_a, 3600);
+        // The same team b on a course where nobody has run: the prior's band.
+        let mut alone = race(&[("b", 3600)]);
+        let prior = upper_share(&mut alone, 3600);
+        assert!(
+            (prior - super::band::PRIOR.current.1.exp()).abs() < 0.01,
+            "{prior}"
+        );
+        assert!(
+            (pooled - a_own.current.1.exp()).abs() < 0.01,
+            "pooled {pooled}, team a's {a_own:?}"
+        );
+        assert!(pooled > prior + 0.1, "pooled {pooled}, prior {prior}");
+
+        // The pool is derived state: a restored tracker gives the same band.
+        let plan = Arc::clone(with_a.plan());
+        let bytes = with_a.freeze().encode(&plan, "h");
+        let restored = Tracker::restore(plan, &bytes, "h").unwrap();
+        let view = |tr: &Tracker| tr.snapshot(t(3660), false).relay("b").unwrap().legs[0].eta_hi;
+        assert_eq!(view(&restored), view(&with_a));
+        // A relay not in a race keeps the prior alone.
+        let mut flag = tracker();
+        assert_eq!(flag.band_prior(0), super::band::PRIOR);
+        flag.tick(t(241));
+        assert_eq!(flag.band_prior(0), super::band::PRIOR);
     }
 
     #[test]

@@ -220,7 +220,8 @@ pub(crate) fn eta_times(
 /// measured from the evidence the ETAs stand on (so it does not move with the clock between
 /// fixes), and widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the
 /// last fix, or the public one for a delayed view). A delay an operator announced for the
-/// current leg (the first `known` shifts) is not uncertain: the band is around the rest.
+/// current leg (the first `known` shifts) is not uncertain: the band is around the rest. The
+/// relay's own errors are shrunk toward `band_prior` ([`super::band::quantiles`]).
 pub(crate) fn eta_bands(
     cx: Ctx<'_>,
     st: &RelayState,
@@ -228,9 +229,10 @@ pub(crate) fn eta_bands(
     now: Timestamp,
     times: &[(Timestamp, Timestamp)],
     public_fix: Option<Fix>,
+    band_prior: super::band::Quantiles,
 ) -> Vec<Option<(Timestamp, Timestamp)>> {
     let cur = st.current;
-    let q = super::band::quantiles(st);
+    let q = super::band::quantiles(st, band_prior);
     // What the ETAs stand on: the holder's newest fix (or the public one, for a delayed view),
     // else the leg's start; before the relay starts, its predicted start.
     let started = st.legs.get(cur).filter(|lt| lt.actual_start.is_some());

@@ -122,6 +122,7 @@ impl Tracker {
         }
         let mut tr = Tracker::new(plan);
         Reader::new(&saved, &mut tr)?.fill(saved, &mut tr)?;
+        tr.rebuild_pools();
         Ok(tr)
     }
 }

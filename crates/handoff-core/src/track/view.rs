@@ -15,9 +15,8 @@ pub(crate) fn relay_view(
     cx: Ctx<'_>,
     st: &RelayState,
     plan: &Plan,
-    now: Timestamp,
-    as_of: Timestamp,
-    public: bool,
+    (now, as_of, public): (Timestamp, Timestamp, bool),
+    band_prior: super::band::Quantiles,
 ) -> RelayView {
     let relay = cx.relay;
     let cur = st.current;
@@ -45,7 +44,7 @@ pub(crate) fn relay_view(
         },
         relay.legs.len(),
     );
-    let bands = super::predict::eta_bands(cx, st, known, now, &times, public_fix);
+    let bands = super::predict::eta_bands(cx, st, known, now, &times, public_fix, band_prior);
     let legs = relay
         .legs
         .iter()
