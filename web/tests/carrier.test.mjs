@@ -169,6 +169,9 @@ test('two-party handoff: the giver shows a code, the receiver enters it', async 
 
   await receiver.page.locator('#leg-info .holders', { hasText: 'Next: leg 2 of 3' }).waitFor();
   assert.match(await receiver.page.locator('#next-exchange').textContent(), /from Ann at Exchange Square/);
+  // The next carrier sees when the giver is expected, with the band it is likely in too.
+  assert.match(await receiver.page.locator('#eta .band').textContent(), /^ \(\d\d:\d\d( [AP]M)?–\d\d:\d\d( [AP]M)?\)$/);
+  assert.match(await receiver.page.locator('#eta .band').getAttribute('title'), /^Four times in five it is between /);
   assert.equal(await receiver.page.locator('#give').isHidden(), true);
   await receiver.page.locator('#receive').waitFor();
 

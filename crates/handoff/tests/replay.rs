@@ -257,3 +257,114 @@ fn a_speed_the_servers_clock_does_not_run_at_is_refused_before_anything_is_sent(
     );
     assert!(stored(&s.base).is_empty());
 }
+
+/// `handoff demo` on 127.0.0.1:0 (its clock faster than real time): its base URL and admin
+/// token.
+fn demo(dir: &Path) -> (KillOnDrop, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = KillOnDrop(child);
+    let (mut base, mut admin) = (String::new(), String::new());
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(url) = line.trim().strip_prefix("live page") {
+            base = url
+                .trim()
+                .split("/e/")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+        if let Some(t) = line.trim().strip_prefix("admin token") {
+            admin = t.trim().to_string();
+            break;
+        }
+    }
+    assert!(base.starts_with("http://127.0.0.1:") && !admin.is_empty());
+    // The demo goes on printing its progress: keep reading it (a closed pipe would stop it).
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base, admin)
+}
+
+#[test]
+fn against_the_demos_fast_clock_a_track_is_sent_in_its_time_not_in_real_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_demo, base, admin) = demo(dir.path());
+    let (_, dev) = curl(
+        "POST",
+        &format!("{base}/api/v1/events/flag-handover/devices"),
+        Some(&admin),
+        Some(r#"{"device":"biles-replay","carrier":"Simone Biles"}"#),
+    );
+    let token = json_of(&dev)["token"].as_str().expect("token").to_string();
+    // The demo's clock runs at real time for its first seconds, then compresses each leg: wait
+    // for the compressed part (its clock moving ten times as fast as real time, or more).
+    let clock = || -> jiff::Timestamp {
+        let (_, health) = curl("GET", &format!("{base}/healthz"), None, None);
+        json_of(&health)["now"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("the server's clock")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let before = loop {
+        let (a, real) = (clock(), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let b = clock();
+        if a.duration_until(b).as_secs_f64() > 10.0 * real.elapsed().as_secs_f64() {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "the demo's clock stays slow");
+    };
+    // 58 s of recording near Paris, a point a second.
+    let gpx = track(dir.path(), "stade.gpx", 2.3601, 0, 59);
+    let sent = std::time::Instant::now();
+    let text = replay(
+        &base,
+        &["--device", "biles-replay", "--token", &token],
+        &[&gpx],
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    let took = sent.elapsed().as_secs_f64();
+    let rate: f64 = text
+        .split("runs at ")
+        .nth(1)
+        .and_then(|r| r.split('×').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {text}"));
+    assert!(rate > 10.0, "{text}");
+    assert!(
+        text.contains("(biles-replay): 59 pings accepted, 0 duplicates"),
+        "{text}"
+    );
+    // 58 s of recording sent in a few seconds of real time (1.5 s of them measuring the clock).
+    assert!(took < 20.0, "{took} s");
+    let (status, csv) = curl(
+        "GET",
+        &format!("{base}/api/v1/events/flag-handover/pings.csv"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{csv}");
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).expect(name);
+    let (device, t) = (col("device"), col("t"));
+    let mine: Vec<jiff::Timestamp> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[device] == "biles-replay")
+        .map(|f| f[t].parse().expect("a time"))
+        .collect();
+    assert_eq!(mine.len(), 59, "{csv}");
+    // In the demo's time (not the recording's 2024), 58 s apart end to end as recorded.
+    assert!(mine[0] > before, "{before} {mine:?}");
+    let span = mine[0].duration_until(mine[58]).as_secs_f64();
+    assert!((span - 58.0).abs() < 1e-3, "{span}");
+}

@@ -26,6 +26,18 @@ const RATE_WINDOW: Duration = Duration::from_millis(1500);
 /// runs each leg at its own rate).
 const RESYNC: Duration = Duration::from_secs(2);
 
+/// How far (seconds of the server's time) the estimate of its clock may drift between two
+/// readings. The demo's clock changes rate from leg to leg, up to an eleven-hour flight in half a
+/// minute (1,320×): read every 2 s there, a drop in rate would leave the estimate 44 minutes
+/// ahead, and pings stamped that far ahead are refused (ingest allows 10 minutes).
+const MAX_DRIFT_S: f64 = 30.0;
+
+/// How often the clock is read while waiting, at `rate`: every [`RESYNC`], or sooner on a fast
+/// clock ([`MAX_DRIFT_S`]), never more often than every 20 ms.
+fn resync_every(rate: f64) -> Duration {
+    RESYNC.min(Duration::from_secs_f64((MAX_DRIFT_S / rate).max(0.02)))
+}
+
 /// A `--speed` within this fraction of the server's measured rate is the same rate.
 const RATE_TOLERANCE: f64 = 0.15;
 
@@ -126,17 +138,18 @@ impl ServerClock {
         Ok(self.now.checked_add(SignedDuration::from_secs_f64(ahead))?)
     }
 
-    /// Waits until the server's clock reaches `t`, reading it again every [`RESYNC`] (and the
-    /// rate from the two readings) while the wait is long.
+    /// Waits until the server's clock reaches `t`, reading it again every [`resync_every`] (and
+    /// the rate from the two readings) while the wait is long.
     async fn wait_until(&mut self, t: Timestamp) -> anyhow::Result<()> {
         loop {
             let left = self.estimate()?.duration_until(t).as_secs_f64() / self.rate;
             if left <= 0.0 {
                 return Ok(());
             }
-            let nap = Duration::from_secs_f64(left).min(RESYNC);
+            let every = resync_every(self.rate);
+            let nap = Duration::from_secs_f64(left).min(every);
             tokio::time::sleep(nap).await;
-            if nap == RESYNC {
+            if nap == every {
                 let (at, now) = Self::read(&self.http, &self.url).await?;
                 let real = at.duration_since(self.at).as_secs_f64();
                 let rate = self.now.duration_until(now).as_secs_f64() / real;
@@ -310,4 +323,19 @@ pub fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fast_clock_is_read_often_enough_to_drift_half_a_minute_at_most() {
+        assert_eq!(resync_every(1.0), RESYNC);
+        assert_eq!(resync_every(15.0), RESYNC);
+        // The demo's flight: 1,320× real time, read every 23 ms (30 s of its time).
+        let flight = resync_every(1320.0).as_secs_f64();
+        assert!((flight * 1320.0 - MAX_DRIFT_S).abs() < 1e-6, "{flight}");
+        assert_eq!(resync_every(1.0e6), Duration::from_millis(20));
+    }
 }
