@@ -321,7 +321,10 @@ fn against_the_demos_fast_clock_a_track_is_sent_in_its_time_not_in_real_time() {
         if a.duration_until(b).as_secs_f64() > 10.0 * real.elapsed().as_secs_f64() {
             break b;
         }
-        assert!(std::time::Instant::now() < deadline, "the demo's clock stays slow");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's clock stays slow"
+        );
     };
     // 58 s of recording near Paris, a point a second.
     let gpx = track(dir.path(), "stade.gpx", 2.3601, 0, 59);
