@@ -138,18 +138,13 @@ impl ServerClock {
         Ok(self.now.checked_add(SignedDuration::from_secs_f64(ahead))?)
     }
 
-    /// Waits until the server's clock reaches `t`, reading it again every [`resync_every`] (and
-    /// the rate from the two readings) while the wait is long.
+    /// Waits until the server's clock reaches `t`. The clock (and its rate, from the two
+    /// readings) is read again whenever [`resync_every`] has passed since the last reading,
+    /// however short the waits: pings a second apart are under a millisecond apart on the
+    /// demo's fastest clock.
     async fn wait_until(&mut self, t: Timestamp) -> anyhow::Result<()> {
         loop {
-            let left = self.estimate()?.duration_until(t).as_secs_f64() / self.rate;
-            if left <= 0.0 {
-                return Ok(());
-            }
-            let every = resync_every(self.rate);
-            let nap = Duration::from_secs_f64(left).min(every);
-            tokio::time::sleep(nap).await;
-            if nap == every {
+            if self.at.elapsed() >= resync_every(self.rate) {
                 let (at, now) = Self::read(&self.http, &self.url).await?;
                 let real = at.duration_since(self.at).as_secs_f64();
                 let rate = self.now.duration_until(now).as_secs_f64() / real;
@@ -158,6 +153,12 @@ impl ServerClock {
                 }
                 (self.at, self.now) = (at, now);
             }
+            let left = self.estimate()?.duration_until(t).as_secs_f64() / self.rate;
+            if left <= 0.0 {
+                return Ok(());
+            }
+            let nap = Duration::from_secs_f64(left).min(resync_every(self.rate));
+            tokio::time::sleep(nap).await;
         }
     }
 }
