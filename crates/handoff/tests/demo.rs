@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{curl, json_of};
+use common::{curl, demo_address, json_of};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,17 +25,7 @@ fn the_demo_runs_the_flag_handover_to_the_end() {
     let deadline = Instant::now() + Duration::from_secs(120);
     for line in out.lines() {
         let line = line.expect("line");
-        if let Some(url) = line.trim().strip_prefix("live page") {
-            base = url
-                .trim()
-                .split("/e/")
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-        if let Some(t) = line.trim().strip_prefix("admin token") {
-            admin = t.trim().to_string();
-        }
+        demo_address(&line, &mut base, &mut admin);
         let over = line.contains("The relay is over");
         lines.push(line);
         if over || Instant::now() > deadline {

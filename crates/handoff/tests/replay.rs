@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KillOnDrop, curl, json_of};
+use common::{KillOnDrop, curl, demo_address, json_of, stored_pings};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -123,25 +123,9 @@ fn replay(base: &str, args: &[&str], tracks: &[&Path]) -> Result<String, String>
     }
 }
 
-/// The stored pings (`pings.csv`): (device, time) of each.
+/// The stored pings of the test's event: (device, time) of each.
 fn stored(base: &str) -> Vec<(String, jiff::Timestamp)> {
-    let (status, csv) = curl(
-        "GET",
-        &format!("{base}/api/v1/events/rp/pings.csv"),
-        Some("adm"),
-        None,
-    );
-    assert_eq!(status, 200, "{csv}");
-    let mut lines = csv.lines();
-    let head: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    let col = |name: &str| head.iter().position(|h| *h == name).expect(name);
-    let (device, t) = (col("device"), col("t"));
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[device].to_owned(), f[t].parse().expect("a time"))
-        })
-        .collect()
+    stored_pings(base, "rp", "adm")
 }
 
 #[test]
@@ -273,17 +257,8 @@ fn demo(dir: &Path) -> (KillOnDrop, String, String) {
     let (mut base, mut admin) = (String::new(), String::new());
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(url) = line.trim().strip_prefix("live page") {
-            base = url
-                .trim()
-                .split("/e/")
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-        if let Some(t) = line.trim().strip_prefix("admin token") {
-            admin = t.trim().to_string();
+        demo_address(&line.expect("line"), &mut base, &mut admin);
+        if !admin.is_empty() {
             break;
         }
     }
@@ -349,23 +324,12 @@ fn against_the_demos_fast_clock_a_track_is_sent_in_its_time_not_in_real_time() {
     );
     // 58 s of recording sent in a few seconds of real time (1.5 s of them measuring the clock).
     assert!(took < 20.0, "{took} s");
-    let (status, csv) = curl(
-        "GET",
-        &format!("{base}/api/v1/events/flag-handover/pings.csv"),
-        Some(&admin),
-        None,
-    );
-    assert_eq!(status, 200, "{csv}");
-    let mut lines = csv.lines();
-    let head: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    let col = |name: &str| head.iter().position(|h| *h == name).expect(name);
-    let (device, t) = (col("device"), col("t"));
-    let mine: Vec<jiff::Timestamp> = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f[device] == "biles-replay")
-        .map(|f| f[t].parse().expect("a time"))
+    let mine: Vec<jiff::Timestamp> = stored_pings(&base, "flag-handover", &admin)
+        .into_iter()
+        .filter(|(device, _)| device == "biles-replay")
+        .map(|(_, t)| t)
         .collect();
-    assert_eq!(mine.len(), 59, "{csv}");
+    assert_eq!(mine.len(), 59, "{mine:?}");
     // In the demo's time (not the recording's 2024), 58 s apart end to end as recorded.
     assert!(mine[0] > before, "{before} {mine:?}");
     let span = mine[0].duration_until(mine[58]).as_secs_f64();

@@ -69,3 +69,41 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Reads one line of what `handoff demo` prints into where it serves: its base URL (the line
+/// "live page …/e/…") and its admin token (the line "admin token …").
+pub fn demo_address(line: &str, base: &mut String, admin: &mut String) {
+    let line = line.trim();
+    if let Some(url) = line.strip_prefix("live page") {
+        *base = url
+            .trim()
+            .split("/e/")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    if let Some(t) = line.strip_prefix("admin token") {
+        *admin = t.trim().to_string();
+    }
+}
+
+/// The stored pings of an event (its admin export `pings.csv`): (device, time) of each.
+pub fn stored_pings(base: &str, event: &str, admin: &str) -> Vec<(String, jiff::Timestamp)> {
+    let (status, csv) = curl(
+        "GET",
+        &format!("{base}/api/v1/events/{event}/pings.csv"),
+        Some(admin),
+        None,
+    );
+    assert_eq!(status, 200, "{csv}");
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).expect(name);
+    let (device, t) = (col("device"), col("t"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[device].to_owned(), f[t].parse().expect("a time"))
+        })
+        .collect()
+}
