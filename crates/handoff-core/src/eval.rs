@@ -33,6 +33,9 @@ pub const RECENT_MS: i64 = 180_000;
 /// The planned route is the track simplified (Ramer–Douglas–Peucker) to this tolerance in
 /// degrees (~3 m): a course as drawn on a map, without the jitter of every fix.
 const SIMPLIFY_DEG: f64 = 0.000_03;
+/// A recording ends at the carrier's arrival: the first fix from which every later one is within
+/// this distance of the last (a device left recording at the finish adds only GPS jitter).
+const ARRIVED_M: f64 = 15.0;
 /// A waiting receiver reports from the exchange point this often ([`Options::receiver_waits`]).
 const WAIT_EVERY_MS: i64 = 30_000;
 
@@ -59,7 +62,9 @@ pub struct Track {
 
 impl Track {
     /// The timed points of every track segment of a GPX file, in order (a point not later than
-    /// the one before it is dropped).
+    /// the one before it is dropped), up to the arrival ([`arrival`]): a recording that goes on
+    /// while its carrier stands at the finish is cut where they got there, since the truth the
+    /// evaluation measures against is when the track reached the end.
     ///
     /// # Errors
     /// Unreadable GPX, or fewer than 20 timed points.
@@ -86,6 +91,7 @@ impl Track {
             let p = w.point();
             fixes.push((t, Coord::with_ele(p.x(), p.y(), w.elevation)));
         }
+        fixes.truncate(arrival(&fixes) + 1);
         if fixes.len() < 20 {
             return Err(EvalError::TooShort(name.into(), fixes.len()));
         }
@@ -95,6 +101,18 @@ impl Track {
             fixes,
         })
     }
+}
+
+/// The index of the fix at which a recording arrives at its end: the first from which it stays
+/// within [`ARRIVED_M`] of its last fix (the last index of an empty recording is 0).
+fn arrival(fixes: &[(Timestamp, Coord)]) -> usize {
+    let Some(&(_, end)) = fixes.last() else {
+        return 0;
+    };
+    fixes
+        .iter()
+        .rposition(|&(_, c)| distance_m(c, end) > ARRIVED_M)
+        .map_or(0, |i| i + 1)
 }
 
 /// How a track is replayed.
@@ -671,6 +689,28 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_left_on_at_the_finish_ends_at_the_arrival() {
+        let t0: Timestamp = "2024-08-11T20:00:00Z".parse().expect("time");
+        let at = |s: i32| {
+            t0.checked_add(SignedDuration::from_secs(i64::from(s)))
+                .expect("time")
+        };
+        // 100 fixes 5 s and ~20 m apart eastward, then 40 fixes standing there, a few metres off.
+        let mut fixes: Vec<(Timestamp, Coord)> = (0..100_i32)
+            .map(|i| (at(i * 5), Coord::new(2.0 + f64::from(i) * 0.000_27, 48.0)))
+            .collect();
+        let stop = fixes[99].1;
+        for i in 0..40_i32 {
+            let off = f64::from(i % 3) * 0.000_02;
+            fixes.push((at(500 + i * 5), Coord::new(stop.lon + off, stop.lat - off)));
+        }
+        assert_eq!(arrival(&fixes), 99);
+        // Without a tail the recording is whole; an empty one has nothing to cut.
+        assert_eq!(arrival(&fixes[..100]), 99);
+        assert_eq!(arrival(&[]), 0);
+    }
 
     fn sample(track: &str, predictor: Predictor, error_pct: f64) -> Sample {
         Sample {

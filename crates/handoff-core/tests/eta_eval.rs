@@ -48,6 +48,11 @@ fn tracks() -> Vec<Track> {
             Mode::Walk,
             include_str!("tracks/hike-tenerife-5km.gpx"),
         ),
+        (
+            "ride-stavelot-58km",
+            Mode::Bike,
+            include_str!("tracks/ride-stavelot-58km.gpx"),
+        ),
     ]
     .into_iter()
     .map(|(name, mode, text)| Track::from_gpx(name, mode, text).expect("fixture parses"))
@@ -56,7 +61,7 @@ fn tracks() -> Vec<Track> {
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
 const CURRENT_MAX: [f64; 3] = [6.5, 4.0, 2.0];
-const NEXT_MAX: [f64; 3] = [12.0, 8.5, 10.0];
+const NEXT_MAX: [f64; 3] = [16.5, 8.5, 10.0];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS
@@ -73,19 +78,19 @@ fn medians(report: &Report, target: Target) -> Vec<f64> {
 #[test]
 fn engine_errors_stay_within_the_recorded_bounds() {
     let report = evaluate(&tracks(), Options::default()).expect("tracks evaluate");
-    // 8 tracks × 3 legs × 3 points for the current leg, the first two legs for the next.
+    // 9 tracks × 3 legs × 3 points for the current leg, the first two legs for the next.
     assert_eq!(
         report
             .errors(Predictor::Handoff, Target::Current, 0.5)
             .len(),
-        24
+        27
     );
     assert_eq!(
         report.errors(Predictor::Handoff, Target::Next, 0.5).len(),
-        16
+        18
     );
     for p in Predictor::ALL {
-        assert_eq!(report.errors(p, Target::Current, 0.25).len(), 24, "{p:?}");
+        assert_eq!(report.errors(p, Target::Current, 0.25).len(), 27, "{p:?}");
     }
     let current = medians(&report, Target::Current);
     let next = medians(&report, Target::Next);
@@ -105,7 +110,7 @@ fn engine_errors_stay_within_the_recorded_bounds() {
         );
     }
     // The bands hold 80 % ± 10 % of the real ends, for the current leg's and the next one's, at
-    // each point (24 and 16 predictions: one prediction is 4.2 and 6.2 points).
+    // each point (27 and 18 predictions: one prediction is 3.7 and 5.6 points).
     for target in [Target::Current, Target::Next] {
         for f in FRACTIONS {
             let c = report.band_coverage(target, Some(f)).expect("bands");
@@ -117,7 +122,7 @@ fn engine_errors_stay_within_the_recorded_bounds() {
         }
     }
     // Every leg ends, each at a stamp of its own.
-    assert_eq!(report.stamp_errors().len(), 24, "{:?}", report.stamps);
+    assert_eq!(report.stamp_errors().len(), 27, "{:?}", report.stamps);
 }
 
 #[test]
@@ -126,16 +131,16 @@ fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_nea
     for receiver_waits in [false, true] {
         let report = evaluate(&tracks(), Options { receiver_waits }).expect("tracks evaluate");
         let errs = report.stamp_errors();
-        assert_eq!(errs.len(), 24, "{:?}", report.stamps);
+        assert_eq!(errs.len(), 27, "{:?}", report.stamps);
         let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
         // Entering the 50–75 m radius stamped legs up to 37 s early (240 s with a receiver
         // waiting there); the closest approach is within a few seconds. Without a receiver the
-        // worst is ride-berkelland's finish: its recording goes on 11 s after the rider stopped
-        // at the last point (0.4 m from it in the 1 s original), the last fix is the "real" end,
-        // and the engine's stamp at the arrival reads 14 s early.
+        // worst is hike-tenerife's finish, 7 s early (the hiker ambles the last metres inside
+        // the radius); with one, hike-gpsmap64s's first handoff, 34 s early (one fix of its
+        // ~30 s recording).
         let median = quantile(&abs, 0.5).expect("stamps");
         let worst = abs.iter().copied().fold(0.0, f64::max);
-        let bound = if receiver_waits { 40.0 } else { 20.0 };
+        let bound = if receiver_waits { 40.0 } else { 10.0 };
         assert!(
             median <= 5.0 && worst <= bound,
             "waiting {receiver_waits}: {errs:?}"
