@@ -8,7 +8,7 @@
 //! leg): a rest in progress then moves the ETA with the clock instead of collapsing the pace, and
 //! rests already taken are expected again in proportion.
 
-use crate::plan::Leg;
+use crate::plan::{Leg, Locomotion};
 use std::collections::VecDeque;
 
 /// How much recent movement [`PaceWindow`] holds (the plausibility check's anchors).
@@ -37,6 +37,54 @@ pub fn tobler_kmh(grade: f64) -> f64 {
     6.0 * (-3.5 * (grade + 0.05).abs()).exp()
 }
 
+/// A rider and bike's weight (kg), rolling resistance coefficient, and air drag `½ ρ CdA`
+/// (kg/m: air at 1.2 kg/m³, an upright rider's CdA of 0.4 m²): a recreational road rider,
+/// textbook values, not fitted to any track.
+const BIKE_MASS_KG: f64 = 85.0;
+const BIKE_CRR: f64 = 0.005;
+const BIKE_DRAG_KG_PER_M: f64 = 0.24;
+/// The rider's steady power (W): about 28 km/h on the flat with the values above.
+const BIKE_POWER_W: f64 = 150.0;
+/// Downhill a rider brakes for bends and traffic rather than reach terminal speed (m/s, 50 km/h);
+/// on a climb too steep to ride they push, at walking pace.
+const BIKE_MAX_MPS: f64 = 13.9;
+const BIKE_MIN_MPS: f64 = 1.4;
+const GRAVITY_MPS2: f64 = 9.81;
+
+/// A rider's speed (m/s) on a slope `grade` (rise over run) at [`BIKE_POWER_W`]: the `v` where
+/// `v × (m g (Crr cos θ + sin θ) + ½ ρ CdA v²)` is the power (one positive root whatever the
+/// slope), between walking pace and [`BIKE_MAX_MPS`].
+#[must_use]
+pub fn bike_speed_mps(grade: f64) -> f64 {
+    let theta = grade.atan();
+    let force_n = BIKE_MASS_KG * GRAVITY_MPS2 * (BIKE_CRR * theta.cos() + theta.sin());
+    let excess = |v: f64| BIKE_DRAG_KG_PER_M * v.powi(3) + force_n * v - BIKE_POWER_W;
+    // Negative at 0 and rising past its only positive root: bisect to a millimetre a second.
+    let (mut lo, mut hi) = (0.0, 2.0 * BIKE_MAX_MPS);
+    if excess(hi) < 0.0 {
+        return BIKE_MAX_MPS;
+    }
+    while hi - lo > 1e-3 {
+        let mid = 0.5 * (lo + hi);
+        if excess(mid) < 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (0.5 * (lo + hi)).clamp(BIKE_MIN_MPS, BIKE_MAX_MPS)
+}
+
+/// How much longer (or shorter) a stretch on a slope `grade` takes than the same length on
+/// flat ground, for a leg that climbs as `how` does.
+#[must_use]
+pub fn slope_cost(how: Locomotion, grade: f64) -> f64 {
+    match how {
+        Locomotion::Foot => tobler_kmh(0.0) / tobler_kmh(grade),
+        Locomotion::Bike => bike_speed_mps(0.0) / bike_speed_mps(grade),
+    }
+}
+
 /// The speed the plan expects on this leg (m/s): its length over its planned duration, or
 /// the mode's prior when the leg has no length or no duration.
 #[must_use]
@@ -59,15 +107,11 @@ pub fn planned_speed_mps(leg: &Leg) -> f64 {
 #[must_use]
 pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
     let base = planned_speed_mps(leg);
-    let Some(route) = leg
-        .geometry
-        .route()
-        .filter(|_| leg.mode.is_muscle_powered())
-    else {
+    let (Some(route), Some(how)) = (leg.geometry.route(), leg.mode.locomotion()) else {
         return base;
     };
     let rest_m = route.length_m() - along_m;
-    let flat_m = route.flat_equivalent_m(along_m, route.length_m());
+    let flat_m = route.flat_equivalent_m(how, along_m, route.length_m());
     if rest_m < 1.0 || flat_m <= 0.0 {
         return base;
     }
@@ -80,10 +124,8 @@ pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
 #[must_use]
 pub fn planned_s(leg: &Leg, from_m: f64, to_m: f64) -> f64 {
     let speed = planned_speed_mps(leg).max(0.1);
-    match leg.geometry.route() {
-        Some(route) if leg.mode.is_muscle_powered() => {
-            route.flat_equivalent_m(from_m, to_m) / speed
-        }
+    match (leg.geometry.route(), leg.mode.locomotion()) {
+        (Some(route), Some(how)) => route.flat_equivalent_m(how, from_m, to_m) / speed,
         _ => (to_m - from_m).max(0.0) / speed,
     }
 }
@@ -254,6 +296,29 @@ mod tests {
         assert!((tobler_kmh(0.0) - 5.036).abs() < 0.01);
         assert!(tobler_kmh(0.2) < tobler_kmh(0.0));
         assert!(tobler_kmh(-0.3) < tobler_kmh(-0.05));
+    }
+
+    #[test]
+    fn a_rider_slows_on_every_climb_and_speeds_up_downhill_to_a_cap() {
+        let kmh = |g: f64| bike_speed_mps(g) * 3.6;
+        // 150 W against rolling and air alone: 28 km/h; the power checks out at the root.
+        assert!((27.0..29.0).contains(&kmh(0.0)), "{}", kmh(0.0));
+        let v = bike_speed_mps(0.0);
+        let watts = v * (BIKE_MASS_KG * GRAVITY_MPS2 * BIKE_CRR + BIKE_DRAG_KG_PER_M * v * v);
+        assert!((watts - BIKE_POWER_W).abs() < 0.1, "{watts}");
+        // A 6 % climb costs about three times the flat (Tobler would say 1.23): gravity's
+        // 50 N outweighs the air at any speed a rider holds there.
+        assert!((9.0..10.5).contains(&kmh(0.06)), "{}", kmh(0.06));
+        assert!((slope_cost(Locomotion::Bike, 0.06) - 2.9).abs() < 0.2);
+        // Slower on every steeper climb, faster on every steeper descent, until the cap.
+        let grades: Vec<f64> = (-20..=20).map(|i| f64::from(i) * 0.01).collect();
+        for w in grades.windows(2) {
+            assert!(kmh(w[1]) <= kmh(w[0]), "{w:?}");
+        }
+        assert!((kmh(-0.08) - 50.0).abs() < 0.1, "{}", kmh(-0.08));
+        assert!((slope_cost(Locomotion::Bike, -0.02) - 0.75).abs() < 0.1);
+        // A wall is walked, pushing.
+        assert!((kmh(0.25) - 1.4 * 3.6).abs() < 1e-9);
     }
 
     /// A carrier at `mps` for `secs`, a fix every 5 s, on top of `ev`.

@@ -10,6 +10,7 @@
 //! picks the branch, and going backwards costs more than going forwards.
 
 use crate::geodesic::{Coord, along, distance_m};
+use crate::plan::Locomotion;
 use rstar::{AABB, PointDistance, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams};
 use std::sync::OnceLock;
 
@@ -38,8 +39,8 @@ pub struct Route {
     units: Vec<[f64; 3]>,
     has_elevation: bool,
     index: RTree<ArcSegment, IndexParams>,
-    /// [`Route::flat_equivalent_m`]'s profile, made on first use.
-    flat_equivalent: OnceLock<Vec<f64>>,
+    /// [`Route::flat_equivalent_m`]'s profiles, on foot and by bike, each made on first use.
+    flat_equivalent: [OnceLock<Vec<f64>>; 2],
 }
 
 /// A route's slopes are judged over stretches this long: an elevation profile (a GPS recording,
@@ -114,7 +115,7 @@ impl Route {
             units,
             has_elevation,
             index: RTree::bulk_load_with_params(arcs),
-            flat_equivalent: OnceLock::new(),
+            flat_equivalent: [OnceLock::new(), OnceLock::new()],
         })
     }
 
@@ -274,11 +275,14 @@ impl Route {
     }
 
     /// How far the stretch from `from_m` to `to_m` (clamped, in order) is worth on flat ground
-    /// for someone on foot: its length weighted by Tobler's hiking function on the slope of
-    /// each [`TERRAIN_STRETCH_M`] of the route (a climb counts longer, a gentle descent
-    /// shorter). The stretch's own length when the route has no elevation.
+    /// for someone who climbs as `how` does: its length weighted by [`slope_cost`] on the slope
+    /// of each [`TERRAIN_STRETCH_M`] of the route (Tobler's hiking function on foot, a rider's
+    /// constant power by bike: a climb counts longer, a descent shorter). The stretch's own
+    /// length when the route has no elevation.
+    ///
+    /// [`slope_cost`]: crate::eta::slope_cost
     #[must_use]
-    pub fn flat_equivalent_m(&self, from_m: f64, to_m: f64) -> f64 {
+    pub fn flat_equivalent_m(&self, how: Locomotion, from_m: f64, to_m: f64) -> f64 {
         let (from_m, to_m) = (self.clamp_along(from_m), self.clamp_along(to_m));
         if to_m <= from_m {
             return 0.0;
@@ -286,16 +290,20 @@ impl Route {
         if !self.has_elevation {
             return to_m - from_m;
         }
-        let profile = self.flat_equivalent.get_or_init(|| {
+        let slot = match how {
+            Locomotion::Foot => &self.flat_equivalent[0],
+            Locomotion::Bike => &self.flat_equivalent[1],
+        };
+        let profile = slot.get_or_init(|| {
             // The flat-equivalent distance from the start at every stretch's boundary.
             let len = self.length_m();
             let mut cum = vec![0.0];
             let mut a = 0.0;
             while a < len {
                 let b = (a + TERRAIN_STRETCH_M).min(len);
-                let cost = self.grade_between(a, b).map_or(1.0, |g| {
-                    crate::eta::tobler_kmh(0.0) / crate::eta::tobler_kmh(g)
-                });
+                let cost = self
+                    .grade_between(a, b)
+                    .map_or(1.0, |g| crate::eta::slope_cost(how, g));
                 cum.push(cum.last().copied().unwrap_or(0.0) + (b - a) * cost);
                 a = b;
             }
@@ -769,35 +777,51 @@ mod tests {
         }
         let up = Route::new(pts.clone()).expect("route");
         let len = up.length_m();
-        let flat_part = up.flat_equivalent_m(0.0, 400.0);
+        let flat_part = up.flat_equivalent_m(Locomotion::Foot, 0.0, 400.0);
         assert!((flat_part - 400.0).abs() < 1e-6, "{flat_part}");
         // Tobler: 10 % up is walked at 6 e^(-3.5 × 0.15) km/h against 6 e^(-3.5 × 0.05) on the
         // flat, 1.42 times as long.
-        let climb = up.flat_equivalent_m(len - 500.0, len);
+        let climb = up.flat_equivalent_m(Locomotion::Foot, len - 500.0, len);
         let cost = (3.5_f64 * 0.10).exp();
         assert!((climb / 500.0 - cost).abs() < 0.02, "{climb}");
         // In order, clamped, additive, and linear inside a stretch.
-        assert!(up.flat_equivalent_m(300.0, 200.0).abs() < 1e-12);
-        assert!((up.flat_equivalent_m(-50.0, 1e9) - up.flat_equivalent_m(0.0, len)).abs() < 1e-9);
-        let whole = up.flat_equivalent_m(0.0, len);
-        let split = up.flat_equivalent_m(0.0, 777.0) + up.flat_equivalent_m(777.0, len);
+        assert!(up.flat_equivalent_m(Locomotion::Foot, 300.0, 200.0).abs() < 1e-12);
+        assert!(
+            (up.flat_equivalent_m(Locomotion::Foot, -50.0, 1e9)
+                - up.flat_equivalent_m(Locomotion::Foot, 0.0, len))
+            .abs()
+                < 1e-9
+        );
+        let whole = up.flat_equivalent_m(Locomotion::Foot, 0.0, len);
+        let split = up.flat_equivalent_m(Locomotion::Foot, 0.0, 777.0)
+            + up.flat_equivalent_m(Locomotion::Foot, 777.0, len);
         assert!((whole - split).abs() < 1e-9);
         // The same route the other way: 10 % down is walked as fast as the flat (Tobler's function
         // peaks on a 5 % descent and falls off on either side of it), a gentle descent faster.
         pts.reverse();
         let down = Route::new(pts).expect("route");
-        let descent = down.flat_equivalent_m(0.0, 500.0);
+        let descent = down.flat_equivalent_m(Locomotion::Foot, 0.0, 500.0);
         assert!((descent / 500.0 - 1.0).abs() < 0.01, "{descent}");
         let gentle = Route::new(vec![
             Coord::with_ele(0.0, 0.0, Some(100.0)),
             Coord::with_ele(0.009, 0.0, Some(50.0)),
         ])
         .expect("route");
-        let eased = gentle.flat_equivalent_m(0.0, gentle.length_m()) / gentle.length_m();
+        let eased =
+            gentle.flat_equivalent_m(Locomotion::Foot, 0.0, gentle.length_m()) / gentle.length_m();
         assert!((eased - (-3.5_f64 * 0.05).exp()).abs() < 0.01, "{eased}");
+        // By bike the same climb costs its rider's power model, far more than on foot, and the
+        // descent far less; each profile is its own (asking for one does not change the other).
+        let by_bike = up.flat_equivalent_m(Locomotion::Bike, len - 500.0, len) / 500.0;
+        assert!((by_bike - crate::eta::slope_cost(Locomotion::Bike, 0.10)).abs() < 0.05);
+        assert!(by_bike > 2.0 * climb / 500.0, "{by_bike}");
+        assert!((up.flat_equivalent_m(Locomotion::Foot, len - 500.0, len) - climb).abs() < 1e-9);
+        let coasting = down.flat_equivalent_m(Locomotion::Bike, 0.0, 500.0) / 500.0;
+        assert!(coasting < 0.6, "{coasting}");
         // Without elevation, the length itself.
         let plain = route(&[(0.0, 0.0), (0.01, 0.0)]);
-        assert!((plain.flat_equivalent_m(10.0, 510.0) - 500.0).abs() < 1e-9);
+        assert!((plain.flat_equivalent_m(Locomotion::Foot, 10.0, 510.0) - 500.0).abs() < 1e-9);
+        assert!((plain.flat_equivalent_m(Locomotion::Bike, 10.0, 510.0) - 500.0).abs() < 1e-9);
     }
 
     #[test]

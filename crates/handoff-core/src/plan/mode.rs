@@ -107,11 +107,28 @@ impl Mode {
         }
     }
 
-    /// Legs on foot or by bike, whose pace depends on the slope.
+    /// How a leg in this mode climbs and descends, for the legs on foot or by bike whose pace
+    /// depends on the slope; `None` for the rest. A skateboard is pushed like walking (Tobler's
+    /// function), not yet measured on a recorded ride.
     #[must_use]
-    pub const fn is_muscle_powered(self) -> bool {
-        matches!(self, Self::Walk | Self::Run | Self::Bike | Self::Skateboard)
+    pub const fn locomotion(self) -> Option<Locomotion> {
+        match self {
+            Self::Walk | Self::Run | Self::Skateboard => Some(Locomotion::Foot),
+            Self::Bike => Some(Locomotion::Bike),
+            _ => None,
+        }
     }
+}
+
+/// How the slope of the ground changes a muscle-powered pace ([`Mode::locomotion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Locomotion {
+    /// Tobler's hiking function: slower uphill, fastest on a gentle descent, slower again on a
+    /// steep one.
+    Foot,
+    /// A rider's constant power against rolling, air and gravity: much slower uphill, faster
+    /// downhill up to a cap.
+    Bike,
 }
 
 impl fmt::Display for Mode {
