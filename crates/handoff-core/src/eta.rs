@@ -1,6 +1,6 @@
 //! The pace model behind every ETA: start from the plan's own pace for the leg (its length over
 //! its planned duration), adjust foot and bike legs for the slope still ahead (Tobler's hiking
-//! function), scale it by how the relay's finished legs went against their plan, and hand over
+//! function on foot, a rider's constant power by bike: [`slope_cost`]), scale it by how the relay's finished legs went against their plan, and hand over
 //! to the pace the carrier is really making as evidence accumulates ([`PaceEvidence`]).
 //!
 //! The observed pace is split into how fast the carrier goes while moving (recency-weighted,

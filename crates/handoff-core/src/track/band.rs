@@ -18,7 +18,8 @@ use super::step::RelayState;
 /// bands start from, for the current leg's end and for the ends after it. Measured with
 /// `cargo run --release -p handoff-core --example eta` (the "spread" lines of its report) on the
 /// eight tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-02 (current −0.30 /
-/// +0.19, later −0.21 / +0.11), and rounded outward to 0.05. In-sample on those tracks: a relay's
+/// +0.19, later −0.21 / +0.11; on the nine of 2026-12-03 −0.31 / +0.18 and −0.20 / +0.10, inside
+/// the same rounding), and rounded outward to 0.05. In-sample on those tracks: a relay's
 /// own legs take over ([`PRIOR_LEGS`]).
 pub const PRIOR: Quantiles = Quantiles {
     current: (-0.30, 0.20),
