@@ -51,9 +51,9 @@ const BIKE_MAX_MPS: f64 = 13.9;
 const BIKE_MIN_MPS: f64 = 1.4;
 const GRAVITY_MPS2: f64 = 9.81;
 
-/// A rider's speed (m/s) on a slope `grade` (rise over run) at [`BIKE_POWER_W`]: the `v` where
+/// A rider's speed (m/s) on a slope `grade` (rise over run) at a steady 150 W: the `v` where
 /// `v × (m g (Crr cos θ + sin θ) + ½ ρ CdA v²)` is the power (one positive root whatever the
-/// slope), between walking pace and [`BIKE_MAX_MPS`].
+/// slope), between walking pace and 50 km/h.
 #[must_use]
 pub fn bike_speed_mps(grade: f64) -> f64 {
     let theta = grade.atan();
