@@ -11,7 +11,7 @@
 
 use crate::plan::{Leg, Mode, Plan, Relay};
 use crate::track::Fix;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 /// The live view of an event, with legs of type `L` ([`LegView`] or [`LegLive`]).
@@ -385,6 +385,21 @@ pub struct LegLive {
     pub ended_by: Option<EndedBy>,
 }
 
+/// `s` seconds rounded away from zero to two significant figures: −4,088 → −4,100, 2,991 →
+/// 3,000; under 100 s unchanged. A band is an estimate from a few dozen errors: beyond two
+/// figures its seconds are noise, and they were a third of a 1,000-team race's `/live`
+/// gzipped (docs/benchmarks.md). Away from zero, so a band is only ever widened, by under 10 %.
+fn outward_2sf(s: f64) -> f64 {
+    let mut step = 1.0;
+    while s.abs() >= 100.0 * step {
+        step *= 10.0;
+    }
+    if step == 1.0 {
+        return s;
+    }
+    (s.abs() / step).ceil() * step * s.signum()
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 fn is_zero(n: &i64) -> bool {
     *n == 0
@@ -449,12 +464,20 @@ impl LegView {
         self
     }
 
-    /// The same leg with the band around its ETA (kept only while it is not done).
+    /// The same leg with the band around its ETA (kept only while it is not done), each end's
+    /// distance from `eta_end` rounded away from it to two significant figures
+    /// ([`outward_2sf`]).
     #[must_use]
     pub fn band(mut self, band: Option<(Timestamp, Timestamp)>) -> Self {
         let band = band.filter(|_| self.status != LegStatus::Done);
-        self.eta_lo = band.map(|b| b.0);
-        self.eta_hi = band.map(|b| b.1);
+        let end = self.eta_end;
+        let widened = |edge: Timestamp| {
+            let s = outward_2sf(edge.duration_since(end).as_secs_f64());
+            end.checked_add(SignedDuration::from_secs_f64(s))
+                .unwrap_or(edge)
+        };
+        self.eta_lo = band.map(|b| widened(b.0));
+        self.eta_hi = band.map(|b| widened(b.1));
         self
     }
 
@@ -640,5 +663,30 @@ pub mod wire {
     #[allow(clippy::trivially_copy_pass_by_ref)] // the signature serde's `serialize_with` calls
     pub fn fraction<S: Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((f * 10_000.0).round() / 10_000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_band_is_widened_to_two_significant_figures_and_never_narrowed() {
+        assert_eq!(outward_2sf(-4088.0), -4100.0);
+        assert_eq!(outward_2sf(2991.0), 3000.0);
+        assert_eq!(outward_2sf(100.0), 100.0);
+        assert_eq!(outward_2sf(101.0), 110.0);
+        assert_eq!(outward_2sf(-99.5), -99.5);
+        assert_eq!(outward_2sf(0.0), 0.0);
+        assert_eq!(outward_2sf(123_456.0), 130_000.0);
+        for s in (-300_000..300_000).step_by(7) {
+            let s = f64::from(s) + 0.25;
+            let w = outward_2sf(s);
+            assert!(
+                w.abs() >= s.abs() && w.abs() < 1.1 * s.abs() + 1e-9,
+                "{s} → {w}"
+            );
+            assert!(w.signum() == s.signum(), "{s} → {w}");
+        }
     }
 }
