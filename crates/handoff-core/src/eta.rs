@@ -179,7 +179,7 @@ impl PaceWindow {
 }
 
 /// The evidence of the carrier's pace on the leg so far: time moving and stopped, and the
-/// distance and time while moving weighted by recency ([`MOVING_MEMORY_S`]). Four numbers and
+/// distance and time while moving weighted by recency (an interval 3 minutes old weighs 1/e). Four numbers and
 /// the last sample, whatever the leg's length: it is kept for the whole leg, not a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PaceEvidence {
