@@ -340,52 +340,52 @@ mod tests {
         assert_eq!(resync_every(1.0e6), Duration::from_millis(20));
     }
 
-    /// A `/healthz` on 127.0.0.1:0 whose clock runs 1,000× real time for its first 2 s, then
-    /// 50× (the demo slowing from its flight to a leg on foot), one connection per request.
-    async fn server_whose_clock_slows() -> (String, impl Fn() -> Timestamp) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// A real server on 127.0.0.1:0 (a SQLite file in `dir`) on the demo's own clock, running
+    /// 1,000× real time for its first 2 s, then 50× (the demo slowing from its flight to a leg
+    /// on foot), and that clock.
+    async fn server_whose_clock_slows(
+        dir: &std::path::Path,
+    ) -> (String, std::sync::Arc<crate::demo::clock::DemoClock>) {
+        use handoff_server::auth::{AdminToken, new_token};
+        use handoff_server::{AppState, Config};
+        use std::sync::Arc;
+        let base: Timestamp = "2026-01-01T00:00:00Z".parse().expect("instant");
+        let clock = Arc::new(crate::demo::clock::DemoClock::new(
+            base,
+            0.0,
+            &[
+                (SignedDuration::from_secs(2_000), 2.0),
+                (SignedDuration::from_secs(5_000), 100.0),
+            ],
+        ));
+        let store = handoff_store::SqliteStore::open(&dir.join("h.db")).expect("store");
+        let c = Arc::clone(&clock);
+        let state = AppState::open(
+            Arc::new(store),
+            Config {
+                admin: AdminToken::new(&new_token().expect("token")),
+                clock: Some(Arc::new(move || c.now())),
+            },
+        )
+        .await
+        .expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
-        let start = Instant::now();
-        let base: Timestamp = "2026-01-01T00:00:00Z".parse().expect("instant");
-        let now = move || {
-            let real = start.elapsed().as_secs_f64();
-            let ahead = if real < 2.0 {
-                real * 1000.0
-            } else {
-                2000.0 + (real - 2.0) * 50.0
-            };
-            base.checked_add(SignedDuration::from_secs_f64(ahead))
-                .expect("in range")
-        };
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let body = json!({ "now": now().to_string() }).to_string();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
-                });
-            }
-        });
-        (url, now)
+        tokio::spawn(handoff_server::launch(
+            state,
+            listener,
+            None,
+            std::future::pending(),
+        ));
+        (url, clock)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waits_a_millisecond_apart_still_follow_a_drop_in_the_servers_rate() {
-        let (url, server_now) = server_whose_clock_slows().await;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let (url, server) = server_whose_clock_slows(dir.path()).await;
         let started = Instant::now();
         let mut clock = ServerClock::measure(&url).await.expect("clock");
         // Pings a second apart in the server's time: a millisecond apart at 1,000×, 20 ms at
@@ -393,14 +393,16 @@ mod tests {
         // that long: after the drop the estimate ran on at 1,000× and the pings ran ahead of the
         // server's clock by minutes within a second (ingest refuses stamps 10 minutes ahead).
         let mut t = clock.estimate().expect("estimate");
-        let mut waits = 0;
+        let drop_at: Timestamp = "2026-01-01T00:33:20Z".parse().expect("instant");
+        let (mut waits, mut after_drop) = (0, 0);
         while started.elapsed() < Duration::from_millis(3500) {
             t = t
                 .checked_add(SignedDuration::from_secs(1))
                 .expect("in range");
             clock.wait_until(t).await.expect("wait");
             waits += 1;
-            let ahead_s = server_now().duration_until(t).as_secs_f64();
+            after_drop += usize::from(t > drop_at);
+            let ahead_s = server.now().duration_until(t).as_secs_f64();
             // The estimate may drift MAX_DRIFT_S between readings, plus the error of placing a
             // reading at the middle of its request (a few ms on loopback: seconds at 1,000×).
             assert!(
@@ -409,10 +411,14 @@ mod tests {
                 started.elapsed()
             );
         }
+        // Both rates were waited through: ~500 pings at 1,000×, then ~75 at 50×.
         assert!(
-            started.elapsed() > Duration::from_secs(2),
-            "the drop was reached"
+            waits - after_drop > 100,
+            "{waits} waits, {after_drop} after the drop"
         );
-        assert!(waits > 100, "{waits} waits");
+        assert!(
+            after_drop > 20,
+            "{waits} waits, {after_drop} after the drop"
+        );
     }
 }

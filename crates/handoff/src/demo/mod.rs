@@ -5,7 +5,7 @@
 //! end the planned-versus-actual summary with the ETA error at each handoff and the custody
 //! logs verified.
 
-mod clock;
+pub(crate) mod clock;
 mod scenario;
 mod sim;
 
