@@ -1,7 +1,8 @@
 //! The pace model behind every ETA: start from the plan's own pace for the leg (its length over
 //! its planned duration), adjust foot and bike legs for the slope still ahead (Tobler's hiking
-//! function on foot, a rider's constant power by bike: [`slope_cost`]), scale it by how the relay's finished legs went against their plan, and hand over
-//! to the pace the carrier is really making as evidence accumulates ([`PaceEvidence`]).
+//! function on foot, a rider's constant power by bike: [`slope_cost`]), scale it by how the
+//! relay's finished legs went against their plan, and hand over to the pace the carrier is
+//! really making as evidence accumulates ([`PaceEvidence`]).
 //!
 //! The observed pace is split into how fast the carrier goes while moving (recency-weighted,
 //! so a change of pace shows within minutes) and how much of the time they stop (over the whole
@@ -10,6 +11,7 @@
 
 use crate::plan::{Leg, Locomotion};
 use std::collections::VecDeque;
+use std::sync::LazyLock;
 
 /// How much recent movement [`PaceWindow`] holds (the plausibility check's anchors).
 pub const PACE_WINDOW_MS: i64 = 180_000;
@@ -81,7 +83,11 @@ pub fn bike_speed_mps(grade: f64) -> f64 {
 pub fn slope_cost(how: Locomotion, grade: f64) -> f64 {
     match how {
         Locomotion::Foot => tobler_kmh(0.0) / tobler_kmh(grade),
-        Locomotion::Bike => bike_speed_mps(0.0) / bike_speed_mps(grade),
+        Locomotion::Bike => {
+            // The flat speed is the same for every stretch of every route: solved once.
+            static FLAT_MPS: LazyLock<f64> = LazyLock::new(|| bike_speed_mps(0.0));
+            *FLAT_MPS / bike_speed_mps(grade)
+        }
     }
 }
 
@@ -179,8 +185,9 @@ impl PaceWindow {
 }
 
 /// The evidence of the carrier's pace on the leg so far: time moving and stopped, and the
-/// distance and time while moving weighted by recency (an interval 3 minutes old weighs 1/e). Four numbers and
-/// the last sample, whatever the leg's length: it is kept for the whole leg, not a window.
+/// distance and time while moving weighted by recency (an interval 3 minutes old weighs 1/e).
+/// Four numbers and the last sample, whatever the leg's length: it is kept for the whole leg, not
+/// a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PaceEvidence {
     /// Where the stretch being observed began: time (ms since the epoch), metres along.

@@ -152,14 +152,11 @@ fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_nea
 /// over stretches of `chunk_m` of its own line, with slopes weighed as `how` does: the better
 /// the model of slopes, the steadier that rate over climbs and descents.
 fn spread_over_chunks(track: &Track, how: Locomotion, chunk_m: f64) -> f64 {
-    use handoff_core::geodesic::distance_m;
     use handoff_core::route::Route;
+    // The fixes are the route's vertices: its distance along at each is the fix's.
     let route = Route::new(track.fixes.iter().map(|f| f.1).collect()).expect("route");
-    let mut cum = vec![0.0];
-    for w in track.fixes.windows(2) {
-        cum.push(cum.last().copied().unwrap_or(0.0) + distance_m(w[0].1, w[1].1));
-    }
-    let len = cum.last().copied().unwrap_or(0.0);
+    let cum = route.cumulative_m();
+    let len = route.length_m();
     let secs_at = |x: f64| {
         let i = cum.partition_point(|&c| c < x).min(cum.len() - 1);
         (track.fixes[i].0 - track.fixes[0].0).as_secs_f64()
