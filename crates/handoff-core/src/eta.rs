@@ -1,8 +1,10 @@
 //! The pace model behind every ETA: start from the plan's own pace for the leg (its length over
-//! its planned duration), adjust foot and bike legs for the slope still ahead (Tobler's hiking
-//! function on foot, a rider's constant power by bike: [`slope_cost`]), scale it by how the
-//! relay's finished legs went against their plan, and hand over to the pace the carrier is
-//! really making as evidence accumulates ([`PaceEvidence`]).
+//! its planned duration, read as its pace on flat ground), scale it by how the relay's finished
+//! legs went against their plan, and hand over to the pace the carrier is really making as
+//! evidence accumulates ([`PaceEvidence`]). Foot and bike legs with an elevation profile count
+//! every distance in flat-equivalent metres (Tobler's hiking function on foot, a rider's
+//! constant power by bike: [`slope_cost`]), the distance observed and the distance ahead alike,
+//! so a carrier seen climbing slowly is not expected to descend slowly.
 //!
 //! The observed pace is split into how fast the carrier goes while moving (recency-weighted,
 //! so a change of pace shows within minutes) and how much of the time they stop (over the whole
@@ -105,34 +107,24 @@ pub fn planned_speed_mps(leg: &Leg) -> f64 {
     }
 }
 
-/// The planned speed for what is left of a leg from `along_m`: on foot or by bike with an
-/// elevation profile, the plan's pace is read as its pace on flat ground and slowed (or sped up)
-/// by the slopes still ahead ([`Route::flat_equivalent_m`]).
+/// The time (s) the plan gives the stretch of a leg from `from_m` to `to_m`: its planned pace is
+/// read as its pace on flat ground, and the stretch is as long as its flat equivalent
+/// ([`flat_m`]). Over a whole leg with no elevation, its planned duration.
+#[must_use]
+pub fn planned_s(leg: &Leg, from_m: f64, to_m: f64) -> f64 {
+    flat_m(leg, from_m, to_m) / planned_speed_mps(leg).max(0.1)
+}
+
+/// The flat-equivalent length of the stretch of a leg from `from_m` to `to_m`: on foot or by
+/// bike with an elevation profile, as long as the flat ground that takes the same time
+/// ([`Route::flat_equivalent_m`]); otherwise its length.
 ///
 /// [`Route::flat_equivalent_m`]: crate::route::Route::flat_equivalent_m
 #[must_use]
-pub fn planned_speed_ahead_mps(leg: &Leg, along_m: f64) -> f64 {
-    let base = planned_speed_mps(leg);
-    let (Some(route), Some(how)) = (leg.geometry.route(), leg.mode.locomotion()) else {
-        return base;
-    };
-    let rest_m = route.length_m() - along_m;
-    let flat_m = route.flat_equivalent_m(how, along_m, route.length_m());
-    if rest_m < 1.0 || flat_m <= 0.0 {
-        return base;
-    }
-    base * rest_m / flat_m
-}
-
-/// The time (s) the plan gives the stretch of a leg from `from_m` to `to_m`: at its planned
-/// pace, on flat ground, slowed by the stretch's slopes on foot or by bike (see
-/// [`planned_speed_ahead_mps`]). Over a whole leg with no elevation, its planned duration.
-#[must_use]
-pub fn planned_s(leg: &Leg, from_m: f64, to_m: f64) -> f64 {
-    let speed = planned_speed_mps(leg).max(0.1);
+pub fn flat_m(leg: &Leg, from_m: f64, to_m: f64) -> f64 {
     match (leg.geometry.route(), leg.mode.locomotion()) {
-        (Some(route), Some(how)) => route.flat_equivalent_m(how, from_m, to_m) / speed,
-        _ => (to_m - from_m).max(0.0) / speed,
+        (Some(route), Some(how)) => route.flat_equivalent_m(how, from_m, to_m),
+        _ => (to_m - from_m).max(0.0),
     }
 }
 
@@ -185,7 +177,8 @@ impl PaceWindow {
 }
 
 /// The evidence of the carrier's pace on the leg so far: time moving and stopped, and the
-/// distance and time while moving weighted by recency (an interval 3 minutes old weighs 1/e).
+/// flat-equivalent distance and time while moving weighted by recency (an interval 3 minutes
+/// old weighs 1/e).
 /// Four numbers and the last sample, whatever the leg's length: it is kept for the whole leg, not
 /// a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -194,17 +187,25 @@ pub struct PaceEvidence {
     last: Option<(i64, f64)>,
     moving_s: f64,
     stopped_s: f64,
-    /// Recency-weighted metres and seconds of the moving intervals.
+    /// Recency-weighted flat-equivalent metres and seconds of the moving intervals.
     recent_m: f64,
     recent_s: f64,
 }
 
 impl PaceEvidence {
     /// Adds a sample (ms since the epoch, metres along the leg); `stopped_below_mps` is the speed
-    /// under which a stretch counts as stopped. Stretches are judged once they span
+    /// (real metres a second) under which a stretch counts as stopped; `flat_m` gives a stretch's
+    /// flat-equivalent length from its ends ([`flat_m`], or their difference on level ground).
+    /// Stretches are judged once they span
     /// [`STRETCH_MS`], not fix by fix: a noisy fix that projects behind the progress held adds
     /// nothing for one fix interval, and that is not a stop.
-    pub fn push(&mut self, t_ms: i64, along_m: f64, stopped_below_mps: f64) {
+    pub fn push(
+        &mut self,
+        t_ms: i64,
+        along_m: f64,
+        stopped_below_mps: f64,
+        flat_m: impl Fn(f64, f64) -> f64,
+    ) {
         let Some((t0, a0)) = self.last else {
             self.last = Some((t_ms, along_m));
             return;
@@ -217,7 +218,7 @@ impl PaceEvidence {
         let dd_m = (along_m - a0).max(0.0);
         if dd_m / dt_s >= stopped_below_mps {
             let keep = (-dt_s / MOVING_MEMORY_S).exp();
-            self.recent_m = self.recent_m * keep + dd_m;
+            self.recent_m = self.recent_m * keep + flat_m(a0, a0 + dd_m);
             self.recent_s = self.recent_s * keep + dt_s;
             self.moving_s += dt_s;
         } else {
@@ -239,13 +240,14 @@ impl PaceEvidence {
         self.stopped_s / (self.observed_s() + STOP_PRIOR_S)
     }
 
-    /// Speed while moving (m/s), recency-weighted; none before the carrier has moved.
+    /// Speed while moving (flat-equivalent m/s), recency-weighted; none before the carrier has
+    /// moved.
     #[must_use]
     pub fn moving_mps(&self) -> Option<f64> {
         (self.recent_s > 0.0).then(|| self.recent_m / self.recent_s)
     }
 
-    /// The pace to predict with (m/s): the prior, handing over to the observed pace (moving
+    /// The pace to predict with (flat-equivalent m/s, as the prior must be): the prior, handing over to the observed pace (moving
     /// speed × share of time moving) as time on the leg is observed. Never below a tenth of the
     /// prior, so an ETA always exists. The prior is backed by `history_s` seconds of the relay's
     /// finished legs: it weighs as much as [`HISTORY_WEIGHT`] of that time observed (at most
@@ -329,11 +331,16 @@ mod tests {
     }
 
     /// A carrier at `mps` for `secs`, a fix every 5 s, on top of `ev`.
+    /// Flat ground: a stretch is as long as it is.
+    fn level(from_m: f64, to_m: f64) -> f64 {
+        to_m - from_m
+    }
+
     fn moving(ev: &mut PaceEvidence, from_s: i64, secs: i64, mps: f64, along_m: f64) -> f64 {
         let mut along = along_m;
         for i in 1..=secs / 5 {
             along += mps * 5.0;
-            ev.push((from_s + i * 5) * 1000, along, 0.3);
+            ev.push((from_s + i * 5) * 1000, along, 0.3, level);
         }
         along
     }
@@ -342,7 +349,7 @@ mod tests {
     fn evidence_moves_the_pace_from_prior_to_observation_as_time_is_observed() {
         let mut ev = PaceEvidence::default();
         assert!((ev.blended_with_history_mps(3.0, 0.0) - 3.0).abs() < 1e-12);
-        ev.push(0, 0.0, 0.3);
+        ev.push(0, 0.0, 0.3, level);
         let mut along = 0.0;
         let mut last_gap = f64::INFINITY;
         for minute in 0..30 {
@@ -358,7 +365,7 @@ mod tests {
     #[test]
     fn the_moving_pace_follows_a_change_within_minutes() {
         let mut ev = PaceEvidence::default();
-        ev.push(0, 0.0, 0.3);
+        ev.push(0, 0.0, 0.3, level);
         let along = moving(&mut ev, 0, 1800, 3.0, 0.0);
         moving(&mut ev, 1800, 600, 2.0, along);
         let v = ev.moving_mps().unwrap();
@@ -368,12 +375,12 @@ mod tests {
     #[test]
     fn a_rest_slows_the_pace_by_its_share_not_to_a_halt() {
         let mut ev = PaceEvidence::default();
-        ev.push(0, 0.0, 0.3);
+        ev.push(0, 0.0, 0.3, level);
         let along = moving(&mut ev, 0, 1200, 3.0, 0.0);
         let before = ev.blended_with_history_mps(3.0, 0.0);
         // Ten minutes standing still (fixes every 5 s at the same place).
         for i in 1..=120 {
-            ev.push((1200 + i * 5) * 1000, along, 0.3);
+            ev.push((1200 + i * 5) * 1000, along, 0.3, level);
         }
         let during = ev.blended_with_history_mps(3.0, 0.0);
         // The moving pace is remembered; the rest counts by its share of the time (10 of 35 min).
@@ -388,7 +395,7 @@ mod tests {
     fn a_carrier_who_never_moved_is_slowed_by_the_time_stopped() {
         let mut ev = PaceEvidence::default();
         for i in 0..=120 {
-            ev.push(i * 5000, 0.0, 0.3);
+            ev.push(i * 5000, 0.0, 0.3, level);
         }
         assert_eq!(ev.moving_mps(), None);
         let v = ev.blended_with_history_mps(3.0, 0.0);
@@ -404,6 +411,7 @@ mod tests {
                 i * 5000,
                 f64::from(i32::try_from(i / 2 * 2).unwrap_or(0)) * 15.0,
                 0.3,
+                level,
             );
         }
         assert!(ev.stopped_share() < 1e-12, "{}", ev.stopped_share());
@@ -413,7 +421,7 @@ mod tests {
     #[test]
     fn evidence_survives_its_saved_form() {
         let mut ev = PaceEvidence::default();
-        ev.push(0, 0.0, 0.3);
+        ev.push(0, 0.0, 0.3, level);
         moving(&mut ev, 0, 300, 2.5, 0.0);
         let (last, sums) = ev.parts();
         assert_eq!(PaceEvidence::from_parts(last, sums), ev);

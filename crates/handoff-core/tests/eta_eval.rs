@@ -60,8 +60,8 @@ fn tracks() -> Vec<Track> {
 }
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
-const CURRENT_MAX: [f64; 3] = [6.5, 4.0, 2.0];
-const NEXT_MAX: [f64; 3] = [9.0, 9.5, 11.0];
+const CURRENT_MAX: [f64; 3] = [4.5, 3.5, 2.0];
+const NEXT_MAX: [f64; 3] = [12.5, 9.5, 12.5];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS

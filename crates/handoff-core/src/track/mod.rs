@@ -1089,6 +1089,7 @@ fn replay(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key) -> Vec<Change>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eta::tobler_kmh;
     use crate::plan::{NoFiles, parse};
     use crate::snapshot::{LegStatus, RelayStatus};
 
@@ -1570,6 +1571,41 @@ duration = "6m"
         );
         let up = duration(&climb);
         assert!((up / flat - (3.5_f64 * 0.1).exp()).abs() < 0.03, "{up} s");
+    }
+
+    #[test]
+    fn a_carrier_seen_climbing_slowly_is_not_expected_to_descend_slowly() {
+        // Ann's 1.1 km climbs 55 m in its first half (10 %) and comes down 27.5 m in its second
+        // (5 %, Tobler's fastest). She runs the climb at the plan's flat pace slowed by the
+        // slope (1.42 ×): 550 m in 255 s. On the descent the same effort is 0.84 × the flat:
+        // 151 s to go, not the 255 s her climbing speed would take.
+        let plan = PLAN.replace(
+            "[[2.3500, 48.8500], [2.3650, 48.8500]]",
+            "[[2.3500, 48.8500, 100], [2.3575, 48.8500, 155], [2.3650, 48.8500, 127.5]]",
+        );
+        let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
+        tr.set_recorded("r", vec![(0, t(240))], t(241));
+        let climb_s = 550.0 * 1.42 / (1100.0 / 360.0);
+        let fixes = 26;
+        for k in 0..=fixes {
+            let f = f64::from(k) / f64::from(fixes);
+            #[allow(clippy::cast_possible_truncation)]
+            let s = 240 + (climb_s * f).round() as i64;
+            tr.apply("Ann", "Ann", &ping(s, 2.35 + 0.0075 * f, 48.85));
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let now = t(240 + climb_s.round() as i64);
+        tr.tick(now);
+        let snap = tr.snapshot(now, false);
+        let to_go = snap.relay("r").unwrap().legs[1]
+            .eta_end
+            .duration_since(now)
+            .as_secs_f64();
+        let descent_s = 550.0 * (tobler_kmh(0.0) / tobler_kmh(-0.05)) / (1100.0 / 360.0);
+        assert!(
+            (to_go - descent_s).abs() < 10.0,
+            "{to_go} s to go, {descent_s} s expected"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::eta::{planned_s, planned_speed_ahead_mps};
+use crate::eta::{flat_m, planned_s, planned_speed_mps};
 use crate::plan::{Leg, Relay};
 
 use super::Fix;
@@ -328,8 +328,10 @@ fn expected_ms(leg: &Leg, ratio: f64) -> i64 {
     ms
 }
 
-/// The current leg's end from the pace still to come: the plan's pace ahead scaled by the
-/// relay's ratio on its finished legs, handing over to the carrier's observed pace.
+/// The current leg's end from the pace still to come: the plan's flat-ground pace scaled by the
+/// relay's ratio on its finished legs, handing over to the carrier's observed pace on flat-ground
+/// terms ([`PaceEvidence`](crate::eta::PaceEvidence)), then slowed or sped up by the terrain
+/// of the rest of the leg.
 fn current_eta(
     leg: &Leg,
     lt: &LegTrack,
@@ -344,8 +346,17 @@ fn current_eta(
         return planned_end.max(now);
     };
     let remaining_m = (route.length_m() - along_m).max(0.0);
-    let prior_mps = planned_speed_ahead_mps(leg, along_m) / finished_ratio;
-    let speed = lt.evidence.blended_with_history_mps(prior_mps, history_s);
+    // Paces are in flat-equivalent metres a second (the prior and the observation alike), so a
+    // climb observed is not carried onto the descent ahead: the speed over the rest is the
+    // blended one on the rest's terrain.
+    let prior_mps = planned_speed_mps(leg) / finished_ratio;
+    let flat_mps = lt.evidence.blended_with_history_mps(prior_mps, history_s);
+    let remaining_flat_m = flat_m(leg, along_m, route.length_m());
+    let speed = if remaining_m > 1.0 && remaining_flat_m > 1.0 {
+        flat_mps * remaining_m / remaining_flat_m
+    } else {
+        flat_mps
+    };
     let from = fix.map_or(start, |f| f.t);
     let left_m = silent_remaining_m(remaining_m, speed, leg.exchange_radius_m, from, now);
     let eta = now

@@ -588,6 +588,7 @@ pub(crate) fn apply_ping(
         ping.t.as_millisecond(),
         lt.along_m,
         stopped_below_mps(leg.mode),
+        |a, b| crate::eta::flat_m(leg, a, b),
     );
     let length_m = leg.length_m();
     let fraction = if length_m > 0.0 {
