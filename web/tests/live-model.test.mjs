@@ -59,3 +59,33 @@ test('an eta message moves the band with the ETA; a leg done has none', () => {
   assert.equal(a.eta_lo, undefined);
   assert.equal(a.eta_hi, undefined);
 });
+
+test('when a point passes: from where the holder was seen to the ETA, not from the leg start', async () => {
+  const { stopTime } = await import('../src/js/plan.js');
+  const m = new LiveModel(plan);
+  // Ann started at 10:00, was seen 400 m along at 10:04 (a slow start: 1.67 m/s), and is now
+  // expected at the end at 10:07 (600 m in 3 minutes, 3.33 m/s).
+  const s = snapshot();
+  s.relays[0].position = { t: '2026-12-02T10:04:00Z', lon: 0, lat: 0 };
+  m.replace(s);
+  const leg = m.relay('r').legs[0];
+  assert.equal(leg.along_t, '2026-12-02T10:04:00Z');
+  const at = (fraction) => stopTime({ fraction, kind: 'point' }, leg);
+  // 700 m: half of the 600 m ahead, half of the 3 minutes: 10:05:30. From the start it read
+  // 10:04:54 (0.7 of the 7 minutes), 36 s early.
+  const ahead = at(0.7);
+  assert.equal(ahead.passed, false);
+  assert.equal(new Date(ahead.at).toISOString(), '2026-12-02T10:05:30.000Z');
+  // Its band is the leg's (10:06:30–10:07:45) brought back the same way: 10:05:15–10:05:52.5.
+  assert.equal(new Date(ahead.lo).toISOString(), '2026-12-02T10:05:15.000Z');
+  assert.equal(new Date(ahead.hi).toISOString(), '2026-12-02T10:05:52.500Z');
+  // 200 m, behind her: passed, half way to where she was seen at 10:04, so 10:02; no band.
+  const behind = at(0.2);
+  assert.equal(behind.passed, true);
+  assert.equal(new Date(behind.at).toISOString(), '2026-12-02T10:02:00.000Z');
+  assert.ok(Number.isNaN(behind.lo));
+  // The exchange is the ETA itself, and a position message moves the point she was seen at.
+  assert.equal(new Date(at(1).at).toISOString(), '2026-12-02T10:07:00.000Z');
+  m.apply('position', { relay: 'r', leg: 0, t: '2026-12-02T10:05:00Z', along_m: 700, fraction: 0.7, lon: 0, lat: 0 });
+  assert.equal(new Date(at(0.85).at).toISOString(), '2026-12-02T10:06:00.000Z');
+});

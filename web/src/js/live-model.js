@@ -47,8 +47,11 @@ export class LiveModel {
     leg.planned_start = iso(Date.parse(p.startAt) + shiftMs);
     leg.planned_end = iso(Date.parse(p.endAt) + shiftMs);
     if (leg.status === 'done') leg.along_m = p.lengthM;
-    else if (leg.status === 'current' && r.current_leg === leg.index) leg.along_m = r.progress?.along_m ?? leg.along_m ?? 0;
-    else leg.along_m ??= 0;
+    else if (leg.status === 'current' && r.current_leg === leg.index) {
+      leg.along_m = r.progress?.along_m ?? leg.along_m ?? 0;
+      // When the holder was there: what "when does it pass here" interpolates from.
+      leg.along_t = r.position?.t ?? leg.along_t;
+    } else leg.along_m ??= 0;
   }
 
   relay(id) {
@@ -72,7 +75,7 @@ export class LiveModel {
 
   position(r, p) {
     const leg = r.legs[p.leg];
-    if (leg) leg.along_m = p.along_m;
+    if (leg) Object.assign(leg, { along_m: p.along_m, along_t: p.t });
     // A late ping of an earlier leg backfills the track, not the marker.
     if (r.current_leg !== undefined && p.leg !== r.current_leg) return;
     r.position = { t: p.t, lon: p.lon, lat: p.lat, acc_m: p.acc_m, age_s: 0, stale: false };

@@ -80,16 +80,14 @@ function passesHere({ relayId, leg, alongM, at }) {
   const lv = state.live?.relay(relayId)?.legs[leg.index];
   if (!relay || !lv) return;
   const fraction = leg.lengthM > 0 ? Math.min(1, alongM / leg.lengthM) : 0;
-  const { at: t, passed } = stopTime({ fraction, kind: 'point' }, lv);
+  const { at: t, passed, lo, hi } = stopTime({ fraction, kind: 'point' }, lv);
   if (!Number.isFinite(t)) return;
   const zone = fraction < 0.5 ? leg.start_zone : leg.end_zone;
   const what = objectTitle(relay);
-  const start = ms(lv.actual_start ?? lv.eta_start);
-  const within = (edge) => (Number.isFinite(edge) && Number.isFinite(start) ? start + (edge - start) * fraction : NaN);
   const content = h('div', { class: 'pass-here' },
     h('p', {}, h('strong', {}, what), ` · ${names(leg.carriers)} · ${modeName(leg.mode)}`),
     h('p', { class: 'pass-time' }, msg(passed ? 'live.passedHere' : 'live.passesHere'), ' ', when(t, zone),
-      passed ? null : bandBetween(within(ms(lv.eta_lo)), within(ms(lv.eta_hi)), zone)),
+      passed ? null : bandBetween(lo, hi, zone)),
     passed ? null : h('p', {}, until(t, 'time.now')),
     passed ? null : h('p', {}, h('a', {
       href: calendarUrl(icsOf(`${what} · ${state.m.event.name}`, t, at)),

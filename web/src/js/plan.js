@@ -159,22 +159,36 @@ function stops(m, relay) {
 }
 
 /**
- * When the object is (or was) at a stop: { at, planned, passed }. Within a leg the time is
- * interpolated between its start and end (actual where known, else the ETA).
+ * When the object is (or was) at a stop: { at, planned, passed, lo, hi } (`lo`–`hi`: the band it
+ * is likely in, while it is still to come and the leg's ETA has one). Within a leg the time is
+ * interpolated by distance between its start and end (actual where known, else the ETA); on the
+ * leg under way, between the start and where the holder was last seen (`along_m` at `along_t`)
+ * for a point behind them, and from there to the leg's ETA for a point ahead: a carrier who
+ * started slowly and is now on time passes the rest of the leg at the time now expected, not
+ * early by the slow start.
  */
 export function stopTime(stop, liveLeg) {
-  if (!liveLeg) return { at: NaN, planned: NaN, passed: false };
+  if (!liveLeg) return { at: NaN, planned: NaN, passed: false, lo: NaN, hi: NaN };
   const t0 = Date.parse(liveLeg.actual_start ?? liveLeg.eta_start);
   const t1 = Date.parse(liveLeg.actual_end ?? liveLeg.eta_end);
   const p0 = Date.parse(liveLeg.planned_start);
   const p1 = Date.parse(liveLeg.planned_end);
   const f = stop.fraction;
   let passed = liveLeg.status === 'done';
+  // By default the leg's start and end; on the leg under way, the holder's last seen point.
+  let at = (end) => t0 + (end - t0) * f;
   if (liveLeg.status === 'current') {
     const progress = liveLeg.length_m > 0 ? liveLeg.along_m / liveLeg.length_m : 0;
     passed = stop.kind === 'start' || (f < 1 && progress >= f);
+    const seen = Date.parse(liveLeg.along_t);
+    if (progress > 0 && progress < 1 && seen >= t0 && seen <= t1) {
+      at = f < progress
+        ? () => t0 + (seen - t0) * (f / progress)
+        : (end) => seen + (end - seen) * ((f - progress) / (1 - progress));
+    }
   }
-  return { at: t0 + (t1 - t0) * f, planned: p0 + (p1 - p0) * f, passed };
+  const edge = (x) => (Number.isFinite(Date.parse(x)) && !passed ? at(Date.parse(x)) : NaN);
+  return { at: at(t1), planned: p0 + (p1 - p0) * f, passed, lo: edge(liveLeg.eta_lo), hi: edge(liveLeg.eta_hi) };
 }
 
 /**
