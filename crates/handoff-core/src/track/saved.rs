@@ -28,7 +28,7 @@ use crate::plan::Plan;
 
 /// The version of the saved form. Bump it whenever what is saved, or what it means, changes:
 /// a saved state of another version is refused (and the state rebuilt from the inputs).
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 
 /// The first bytes of a saved tracker, then [`FORMAT`] (4 bytes, little-endian), the SHA-256
 /// of the body (32 bytes: a flipped bit would otherwise decode as another state), the body.
