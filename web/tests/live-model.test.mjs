@@ -79,6 +79,9 @@ test('when a point passes: from where the holder was seen to the ETA, not from t
   // Its band is the leg's (10:06:30–10:07:45) brought back the same way: 10:05:15–10:05:52.5.
   assert.equal(new Date(ahead.lo).toISOString(), '2026-12-02T10:05:15.000Z');
   assert.equal(new Date(ahead.hi).toISOString(), '2026-12-02T10:05:52.500Z');
+  // 500 m, just ahead of her: 10:04:30, after she was seen there. From the start it read
+  // 10:03:30, a time already past for a point still to come.
+  assert.equal(new Date(at(0.5).at).toISOString(), '2026-12-02T10:04:30.000Z');
   // 200 m, behind her: passed, half way to where she was seen at 10:04, so 10:02; no band.
   const behind = at(0.2);
   assert.equal(behind.passed, true);

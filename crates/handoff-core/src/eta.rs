@@ -196,9 +196,9 @@ impl PaceEvidence {
     /// Adds a sample (ms since the epoch, metres along the leg); `stopped_below_mps` is the speed
     /// (real metres a second) under which a stretch counts as stopped; `flat_m` gives a stretch's
     /// flat-equivalent length from its ends ([`flat_m`], or their difference on level ground).
-    /// Stretches are judged once they span
-    /// [`STRETCH_MS`], not fix by fix: a noisy fix that projects behind the progress held adds
-    /// nothing for one fix interval, and that is not a stop.
+    /// Stretches are judged once they span [`STRETCH_MS`], not fix by fix: a noisy fix that
+    /// projects behind the progress held adds nothing for one fix interval, and that is not a
+    /// stop.
     pub fn push(
         &mut self,
         t_ms: i64,
@@ -247,11 +247,12 @@ impl PaceEvidence {
         (self.recent_s > 0.0).then(|| self.recent_m / self.recent_s)
     }
 
-    /// The pace to predict with (flat-equivalent m/s, as the prior must be): the prior, handing over to the observed pace (moving
-    /// speed × share of time moving) as time on the leg is observed. Never below a tenth of the
-    /// prior, so an ETA always exists. The prior is backed by `history_s` seconds of the relay's
-    /// finished legs: it weighs as much as [`HISTORY_WEIGHT`] of that time observed (at most
-    /// [`HISTORY_MAX_S`]) on top of [`EVIDENCE_HALF_S`].
+    /// The pace to predict with (flat-equivalent m/s, as the prior must be): the prior, handing
+    /// over to the observed pace (moving speed × share of time moving) as time on the leg is
+    /// observed. Never below a tenth of the prior, so an ETA always exists. The prior is backed
+    /// by `history_s` seconds of the relay's finished legs: it weighs as much as
+    /// [`HISTORY_WEIGHT`] of that time observed (at most [`HISTORY_MAX_S`]) on top of
+    /// [`EVIDENCE_HALF_S`].
     #[must_use]
     pub fn blended_with_history_mps(&self, prior_mps: f64, history_s: f64) -> f64 {
         let prior = prior_mps.max(0.1);
@@ -330,12 +331,12 @@ mod tests {
         assert!((kmh(0.25) - 1.4 * 3.6).abs() < 1e-9);
     }
 
-    /// A carrier at `mps` for `secs`, a fix every 5 s, on top of `ev`.
     /// Flat ground: a stretch is as long as it is.
     fn level(from_m: f64, to_m: f64) -> f64 {
         to_m - from_m
     }
 
+    /// A carrier at `mps` for `secs`, a fix every 5 s, on top of `ev`.
     fn moving(ev: &mut PaceEvidence, from_s: i64, secs: i64, mps: f64, along_m: f64) -> f64 {
         let mut along = along_m;
         for i in 1..=secs / 5 {

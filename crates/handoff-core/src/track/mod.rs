@@ -1578,14 +1578,16 @@ duration = "6m"
         // Ann's 1.1 km climbs 55 m in its first half (10 %) and comes down 27.5 m in its second
         // (5 %, Tobler's fastest). She runs the climb at the plan's flat pace slowed by the
         // slope (1.42 ×): 550 m in 255 s. On the descent the same effort is 0.84 × the flat:
-        // 151 s to go, not the 255 s her climbing speed would take.
+        // 151 s to go, not the 255 s her climbing speed would take (the code before said 239).
+        let flat_mps = 1100.0 / 360.0;
+        let cost = |grade: f64| tobler_kmh(0.0) / tobler_kmh(grade);
         let plan = PLAN.replace(
             "[[2.3500, 48.8500], [2.3650, 48.8500]]",
             "[[2.3500, 48.8500, 100], [2.3575, 48.8500, 155], [2.3650, 48.8500, 127.5]]",
         );
         let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
         tr.set_recorded("r", vec![(0, t(240))], t(241));
-        let climb_s = 550.0 * 1.42 / (1100.0 / 360.0);
+        let climb_s = 550.0 * cost(0.10) / flat_mps;
         let fixes = 26;
         for k in 0..=fixes {
             let f = f64::from(k) / f64::from(fixes);
@@ -1601,7 +1603,7 @@ duration = "6m"
             .eta_end
             .duration_since(now)
             .as_secs_f64();
-        let descent_s = 550.0 * (tobler_kmh(0.0) / tobler_kmh(-0.05)) / (1100.0 / 360.0);
+        let descent_s = 550.0 * cost(-0.05) / flat_mps;
         assert!(
             (to_go - descent_s).abs() < 10.0,
             "{to_go} s to go, {descent_s} s expected"
