@@ -22,7 +22,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::geodesic::{Coord, distance_m};
 use crate::ping::Ping;
 use crate::plan::{Mode, NoFiles, Plan, parse};
-use crate::track::Tracker;
+use crate::track::{BAND_PRIOR, BandQuantiles, Tracker};
 
 /// Legs each track is split into.
 pub const LEGS: usize = 3;
@@ -197,6 +197,10 @@ pub struct Report {
     pub tracks: Vec<String>,
     pub samples: Vec<Sample>,
     pub stamps: Vec<Stamp>,
+    /// The engine's samples again, each track replayed with its bands' prior measured on the
+    /// other tracks only ([`held_out_prior`]): the bands' calibration out of sample. Only the
+    /// bands differ from [`Self::samples`] (a band never moves an ETA).
+    pub held_out: Vec<Sample>,
 }
 
 /// One leg of the evaluation's plan, with its truth.
@@ -214,10 +218,41 @@ struct LegCase {
 pub fn evaluate(tracks: &[Track], options: Options) -> Result<Report> {
     let mut report = Report::default();
     for track in tracks {
-        evaluate_track(track, options, &mut report)?;
+        evaluate_track(track, options, BAND_PRIOR, &mut report)?;
         report.tracks.push(track.name.clone());
     }
+    for track in tracks {
+        let Some(prior) = held_out_prior(&report.samples, &track.name) else {
+            continue;
+        };
+        let mut again = Report::default();
+        evaluate_track(track, options, prior, &mut again)?;
+        report.held_out.extend(
+            again
+                .samples
+                .into_iter()
+                .filter(|s| s.predictor == Predictor::Handoff),
+        );
+    }
     Ok(report)
+}
+
+/// The bands' prior as [`BAND_PRIOR`] is made (the 10th and 90th percentiles of the engine's
+/// `ln(real / predicted time to go)`, the current leg's end and the next's), from every track's
+/// samples but `left_out`'s; `None` when no other track has any.
+fn held_out_prior(samples: &[Sample], left_out: &str) -> Option<BandQuantiles> {
+    let spread = |target: Target| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.track != left_out && s.target == target)
+            .filter_map(|s| s.ln_to_go)
+            .collect();
+        Some((quantile(&v, 0.1)?, quantile(&v, 0.9)?))
+    };
+    Some(BandQuantiles {
+        current: spread(Target::Current)?,
+        later: spread(Target::Next)?,
+    })
 }
 
 fn secs_f64(d: SignedDuration) -> f64 {
@@ -330,7 +365,12 @@ fn progress(plan: &Plan, track: &Track, k: usize, case: &LegCase) -> Vec<(Timest
         .collect()
 }
 
-fn evaluate_track(track: &Track, options: Options, report: &mut Report) -> Result<()> {
+fn evaluate_track(
+    track: &Track,
+    options: Options,
+    band_prior: BandQuantiles,
+    report: &mut Report,
+) -> Result<()> {
     let (plan, cases) = plan_of(track)?;
     let legs = &plan.relays[0].legs;
     let real_end: Vec<Timestamp> = cases.iter().map(|c| track.fixes[c.to].0).collect();
@@ -366,7 +406,7 @@ fn evaluate_track(track: &Track, options: Options, report: &mut Report) -> Resul
     }
     reads.sort_by_key(|(t, k, _)| (*t, *k));
     let carriers: Vec<String> = (0..LEGS).map(|k| format!("C{k}")).collect();
-    let mut tr = Tracker::new(Arc::clone(&plan));
+    let mut tr = Tracker::new(Arc::clone(&plan)).with_band_prior(band_prior);
     let mut next = 0;
     for (now, k, f) in reads {
         while let Some((t, who, p)) = pings.get(next) {
@@ -493,6 +533,18 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (pos - pos.floor()))
 }
 
+/// The share (0–1) of `samples`' real ends inside the engine's band, for one target at one
+/// fraction of the leg (all three when `fraction` is `None`).
+fn coverage(samples: &[Sample], target: Target, fraction: Option<f64>) -> Option<f64> {
+    let inside: Vec<bool> = samples
+        .iter()
+        .filter(|s| s.target == target && fraction.is_none_or(|f| (s.fraction - f).abs() < 1e-9))
+        .filter_map(|s| s.inside_band)
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    (!inside.is_empty()).then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+}
+
 impl Report {
     /// The absolute errors (%) of one predictor for one target at one fraction of the leg.
     #[must_use]
@@ -552,17 +604,14 @@ impl Report {
     /// the leg (all three when `fraction` is `None`).
     #[must_use]
     pub fn band_coverage(&self, target: Target, fraction: Option<f64>) -> Option<f64> {
-        let inside: Vec<bool> = self
-            .samples
-            .iter()
-            .filter(|s| {
-                s.target == target && fraction.is_none_or(|f| (s.fraction - f).abs() < 1e-9)
-            })
-            .filter_map(|s| s.inside_band)
-            .collect();
-        #[allow(clippy::cast_precision_loss)]
-        (!inside.is_empty())
-            .then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+        coverage(&self.samples, target, fraction)
+    }
+
+    /// [`Self::band_coverage`] with each track's bands' prior measured on the other tracks
+    /// ([`Self::held_out`]).
+    #[must_use]
+    pub fn held_out_coverage(&self, target: Target, fraction: Option<f64>) -> Option<f64> {
+        coverage(&self.held_out, target, fraction)
     }
 
     /// The 10th and 90th percentiles of `ln(real / predicted time to go)` of the engine's
@@ -663,6 +712,18 @@ impl Report {
                 cells.join(" | "),
                 pct(self.band_coverage(target, None))
             );
+            if !self.held_out.is_empty() {
+                let cells: Vec<String> = FRACTIONS
+                    .iter()
+                    .map(|&f| pct(self.held_out_coverage(target, Some(f))))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {title}, prior from the other tracks | {} | {} | – |",
+                    cells.join(" | "),
+                    pct(self.held_out_coverage(target, None))
+                );
+            }
         }
         out.push('\n');
         let stamps = self.stamp_errors();
@@ -726,6 +787,31 @@ mod tests {
     }
 
     #[test]
+    fn a_held_out_prior_comes_from_the_other_tracks_only() {
+        let spread = |track: &str, target: Target, lns: &[f64]| -> Vec<Sample> {
+            lns.iter()
+                .map(|&ln| Sample {
+                    target,
+                    ln_to_go: Some(ln),
+                    ..sample(track, Predictor::Handoff, 0.0)
+                })
+                .collect()
+        };
+        let mut samples = spread("a", Target::Current, &[-9.0, 9.0]);
+        samples.extend(spread("a", Target::Next, &[-9.0, 9.0]));
+        samples.extend(spread("b", Target::Current, &[-0.1, 0.0, 0.1]));
+        samples.extend(spread("b", Target::Next, &[-0.2, 0.2]));
+        let prior = held_out_prior(&samples, "a").expect("b has samples");
+        assert!((prior.current.0 - -0.08).abs() < 1e-9, "{prior:?}");
+        assert!((prior.current.1 - 0.08).abs() < 1e-9, "{prior:?}");
+        assert!((prior.later.0 - -0.16).abs() < 1e-9, "{prior:?}");
+        assert!((prior.later.1 - 0.16).abs() < 1e-9, "{prior:?}");
+        // Leaving out the only track with samples of a kind leaves no prior.
+        samples.retain(|s| s.track == "a" || s.target == Target::Current);
+        assert!(held_out_prior(&samples, "a").is_none());
+    }
+
+    #[test]
     fn head_to_head_compares_the_same_prediction_by_its_absolute_error() {
         let report = Report {
             tracks: vec!["a".into(), "b".into(), "c".into()],
@@ -740,6 +826,7 @@ mod tests {
                 sample("d", Predictor::Handoff, 0.0),
             ],
             stamps: Vec::new(),
+            held_out: Vec::new(),
         };
         assert_eq!(
             report.closer_than(Predictor::RecentPace, Target::Current, 0.25),

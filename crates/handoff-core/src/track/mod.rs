@@ -308,6 +308,9 @@ pub struct Tracker {
     pools: Vec<band::Pool>,
     /// … and each relay's (pool, place in it), for the relays that run a course.
     pool_of: Vec<Option<(usize, usize)>>,
+    /// What a relay outside a race shrinks its own band errors toward: [`band::PRIOR`], except in
+    /// the ETA evaluation, which holds each track's own errors out of it ([`crate::eval`]).
+    band_prior: band::Quantiles,
 }
 
 impl Tracker {
@@ -366,7 +369,15 @@ impl Tracker {
             names: std::collections::HashSet::new(),
             pools,
             pool_of,
+            band_prior: band::PRIOR,
         }
+    }
+
+    /// The same tracker with `prior` in place of [`band::PRIOR`] for relays outside a race (not
+    /// saved: the evaluation's, to measure bands out of sample).
+    pub(crate) fn with_band_prior(mut self, prior: band::Quantiles) -> Self {
+        self.band_prior = prior;
+        self
     }
 
     /// Relay `ri`'s part of its course's pool, from its state now (the pool's quantiles are made
@@ -394,11 +405,11 @@ impl Tracker {
     }
 
     /// The band quantiles relay `ri`'s own legs are shrunk toward: its course's pool in race
-    /// mode, else [`band::PRIOR`].
+    /// mode, else [`band::PRIOR`] (or the evaluation's, [`Self::with_band_prior`]).
     fn band_prior(&self, ri: usize) -> band::Quantiles {
         match self.pool_of.get(ri) {
             Some(&Some((p, _))) => self.pools[p].quantiles(),
-            _ => band::PRIOR,
+            _ => self.band_prior,
         }
     }
 
