@@ -92,3 +92,41 @@ test('when a point passes: from where the holder was seen to the ETA, not from t
   m.apply('position', { relay: 'r', leg: 0, t: '2026-12-02T10:05:00Z', along_m: 700, fraction: 0.7, lon: 0, lat: 0 });
   assert.equal(new Date(at(0.85).at).toISOString(), '2026-12-02T10:06:00.000Z');
 });
+
+test('a point of a hilly leg is timed by its terrain: a climb takes more of the leg than its length', async () => {
+  const { stopTime, timeShare } = await import('../src/js/plan.js');
+  // 1 km: a climb for the first 500 m that takes as long as 600 m on the flat, then 500 m that
+  // take as long as 400 (the plan's `flat_m` for the leg: one distance a route point).
+  const leg = { cum: [0, 500, 1000], flatM: [0, 600, 1000] };
+  assert.equal(timeShare(leg, 0.5), 0.6);
+  assert.equal(timeShare(leg, 0.25), 0.3);
+  assert.equal(timeShare(leg, 0.75), 0.8);
+  // With no profile (a flat route, or a mode slopes do not slow) time goes with distance.
+  assert.equal(timeShare({ cum: [0, 1000], flatM: null }, 0.5), 0.5);
+  assert.equal(timeShare(null, 0.25), 0.25);
+  const done = {
+    status: 'done', actual_start: '2026-12-02T10:00:00Z', actual_end: '2026-12-02T10:10:00Z',
+    planned_start: '2026-12-02T10:00:00Z', planned_end: '2026-12-02T10:10:00Z',
+  };
+  const top = stopTime({ fraction: 0.5, kind: 'pass' }, done, leg);
+  assert.equal(new Date(top.at).toISOString(), '2026-12-02T10:06:00.000Z');
+  assert.equal(new Date(top.planned).toISOString(), '2026-12-02T10:06:00.000Z');
+  // By distance (no plan leg given) the top of the climb read half way, 10:05.
+  assert.equal(new Date(stopTime({ fraction: 0.5, kind: 'pass' }, done).at).toISOString(), '2026-12-02T10:05:00.000Z');
+  // On the leg under way: seen 250 m along (0.3 of its time) at 10:03, expected at the end at
+  // 10:10: the top is 0.3 of the 0.7 still to go ahead of her, 3 of the 7 minutes: 10:06 (by
+  // distance, 250 of the 750 m to go: 10:05:20).
+  const current = {
+    status: 'current', eta_start: '2026-12-02T10:00:00Z', actual_start: '2026-12-02T10:00:00Z',
+    eta_end: '2026-12-02T10:10:00Z', planned_start: '2026-12-02T10:00:00Z',
+    planned_end: '2026-12-02T10:10:00Z', along_m: 250, length_m: 1000, along_t: '2026-12-02T10:03:00Z',
+  };
+  const ahead = stopTime({ fraction: 0.5, kind: 'pass' }, current, leg);
+  assert.equal(ahead.passed, false);
+  assert.equal(new Date(ahead.at).toISOString(), '2026-12-02T10:06:00.000Z');
+  assert.equal(new Date(stopTime({ fraction: 0.5, kind: 'pass' }, current).at).toISOString(), '2026-12-02T10:05:20.000Z');
+  // Behind her, on the climb: 125 m is 0.15 of the leg's time, half of her 0.3: 10:01:30.
+  const behind = stopTime({ fraction: 0.125, kind: 'pass' }, current, leg);
+  assert.equal(behind.passed, true);
+  assert.equal(new Date(behind.at).toISOString(), '2026-12-02T10:01:30.000Z');
+});

@@ -201,6 +201,68 @@ pub struct Report {
     /// other tracks only ([`held_out_prior`]): the bands' calibration out of sample. Only the
     /// bands differ from [`Self::samples`] (a band never moves an ETA).
     pub held_out: Vec<Sample>,
+    /// "When does it pass here": points of the route ahead, timed as the live page times them.
+    pub passes: Vec<Pass>,
+}
+
+/// A point of the route ahead of the holder, timed as the live page times a tapped point or a
+/// stop (`stopTime` in `web/src/js/plan.js`, mirrored by [`pass_time`]): between the holder's
+/// last seen point (or the leg's start) and the leg's ETA, by distance or by the leg's terrain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    pub track: String,
+    /// The leg under way when the time was read, and how far into it (of its real duration).
+    pub leg: usize,
+    pub fraction: f64,
+    /// A point of the current leg (a third and two thirds of the way from the holder to its
+    /// end) or of the next (a quarter, half and three quarters of its length).
+    pub target: Target,
+    /// Timed by the leg's terrain ([`crate::plan::Leg::flat_m`]) rather than evenly by distance.
+    pub by_terrain: bool,
+    /// Signed error (predicted − real time the recording passed the point), % of the real
+    /// duration of the point's leg.
+    pub error_pct: f64,
+}
+
+/// When a point `along_m` metres along a leg is passed, as the live page reckons it: the leg's
+/// ETA view `lv` (actual start, else its ETA; its ETA end), interpolated by `share` (the share
+/// of the leg's time up to a distance along it); on the leg under way, from the holder's last
+/// seen point (`seen`: metres along, time) for a point ahead of them.
+fn pass_time(
+    lv: &crate::snapshot::LegView,
+    seen: Option<(f64, Timestamp)>,
+    share: impl Fn(f64) -> f64,
+    along_m: f64,
+) -> Timestamp {
+    let t0 = lv.actual_start.unwrap_or(lv.eta_start);
+    let t1 = lv.actual_end.unwrap_or(lv.eta_end);
+    let s = share(along_m);
+    let between = |from: Timestamp, to: Timestamp, x: f64| {
+        plus_secs(from, secs_f64(to.duration_since(from)) * x)
+    };
+    if let Some((seen_m, seen_t)) = seen {
+        let p = share(seen_m);
+        if p > 0.0 && p < 1.0 && seen_t >= t0 && seen_t <= t1 && s >= p {
+            return between(seen_t, t1, (s - p) / (1.0 - p));
+        }
+    }
+    between(t0, t1, s)
+}
+
+/// When the recording passed `along_m` metres along its leg: `progress` ([`progress`])
+/// interpolated between the fixes either side.
+fn passed_at(progress: &[(Timestamp, f64)], along_m: f64) -> Option<Timestamp> {
+    let i = progress.iter().position(|&(_, a)| a >= along_m)?;
+    let Some(&(t0, a0)) = i.checked_sub(1).and_then(|j| progress.get(j)) else {
+        return Some(progress[i].0);
+    };
+    let (t1, a1) = progress[i];
+    let x = if a1 > a0 {
+        (along_m - a0) / (a1 - a0)
+    } else {
+        1.0
+    };
+    Some(plus_secs(t0, secs_f64(t1.duration_since(t0)) * x))
 }
 
 /// One leg of the evaluation's plan, with its truth.
@@ -441,6 +503,48 @@ fn evaluate_track(
                 });
             };
         let has_next = k + 1 < LEGS;
+        // "When does it pass here", for points ahead: on the current leg from where the holder
+        // was last seen, and on the next leg.
+        let seen = view
+            .position
+            .map(|p| (view.legs[k].along_m, p.t))
+            .filter(|_| view.current_leg == Some(k));
+        for (target, j) in [(Target::Current, k), (Target::Next, k + 1)] {
+            if j >= LEGS {
+                continue;
+            }
+            let leg = &legs[j];
+            let points: Vec<f64> = if target == Target::Current {
+                let from = seen.map_or(0.0, |(a, _)| a);
+                [1.0 / 3.0, 2.0 / 3.0]
+                    .map(|x| from + (leg.length_m() - from) * x)
+                    .to_vec()
+            } else {
+                [0.25, 0.5, 0.75].map(|x| leg.length_m() * x).to_vec()
+            };
+            for along_m in points {
+                let Some(real) = passed_at(&progress[j], along_m) else {
+                    continue;
+                };
+                for by_terrain in [false, true] {
+                    let flat = leg.flat_m.as_deref().filter(|_| by_terrain);
+                    let at = pass_time(
+                        &view.legs[j],
+                        seen.filter(|_| j == k),
+                        |a| leg.time_share(flat, a),
+                        along_m,
+                    );
+                    report.passes.push(Pass {
+                        track: track.name.clone(),
+                        leg: k,
+                        fraction: f,
+                        target,
+                        by_terrain,
+                        error_pct: secs_f64(at.duration_since(real)) / real_s[j] * 100.0,
+                    });
+                }
+            }
+        }
         let band = |l: &crate::snapshot::LegView| l.eta_lo.zip(l.eta_hi);
         push_banded(
             Target::Current,
@@ -627,6 +731,28 @@ impl Report {
         Some((quantile(&v, 0.1)?, quantile(&v, 0.9)?))
     }
 
+    /// "When does it pass here": median and 90th percentile of |error| (%) of the points of one
+    /// target read at one fraction of the leg, timed by terrain or by distance, and how many.
+    #[must_use]
+    pub fn pass_summary(
+        &self,
+        target: Target,
+        fraction: f64,
+        by_terrain: bool,
+    ) -> Option<(f64, f64, usize)> {
+        let e: Vec<f64> = self
+            .passes
+            .iter()
+            .filter(|p| {
+                p.target == target
+                    && p.by_terrain == by_terrain
+                    && (p.fraction - fraction).abs() < 1e-9
+            })
+            .map(|p| p.error_pct.abs())
+            .collect();
+        Some((quantile(&e, 0.5)?, quantile(&e, 0.9)?, e.len()))
+    }
+
     /// Stamp errors (engine − real, seconds) of the legs that ended.
     #[must_use]
     pub fn stamp_errors(&self) -> Vec<f64> {
@@ -726,6 +852,37 @@ impl Report {
             }
         }
         out.push('\n');
+        if !self.passes.is_empty() {
+            let n = |target| {
+                self.pass_summary(target, FRACTIONS[0], false)
+                    .map_or(0, |(_, _, n)| n)
+            };
+            let _ = writeln!(
+                out,
+                "**When does it pass here** (points ahead, timed as the live page times them: {} on the current leg, a third and two thirds of the way from the holder to its end; {} on the next, at a quarter, half and three quarters of it, at each point): median / 90th percentile of |error|, % of the point's leg's real duration\n",
+                n(Target::Current),
+                n(Target::Next)
+            );
+            let _ = writeln!(
+                out,
+                "| timed | current leg, at 25 % | at 50 % | at 75 % | next leg, at 25 % | at 50 % | at 75 % |\n|---|---|---|---|---|---|---|"
+            );
+            for (by_terrain, label) in [
+                (false, "evenly by distance"),
+                (true, "by the leg's terrain"),
+            ] {
+                let cells: Vec<String> = [Target::Current, Target::Next]
+                    .iter()
+                    .flat_map(|&t| FRACTIONS.iter().map(move |&f| (t, f)))
+                    .map(|(t, f)| {
+                        self.pass_summary(t, f, by_terrain)
+                            .map_or_else(|| "–".into(), |(m, p90, _)| format!("{m:.1} / {p90:.1}"))
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+            }
+            out.push('\n');
+        }
         let stamps = self.stamp_errors();
         let never = self.stamps.len() - stamps.len();
         let abs: Vec<f64> = stamps.iter().map(|x| x.abs()).collect();
@@ -827,6 +984,7 @@ mod tests {
             ],
             stamps: Vec::new(),
             held_out: Vec::new(),
+            passes: Vec::new(),
         };
         assert_eq!(
             report.closer_than(Predictor::RecentPace, Target::Current, 0.25),

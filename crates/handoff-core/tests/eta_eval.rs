@@ -131,7 +131,27 @@ fn engine_errors_stay_within_the_recorded_bounds() {
     }
     // Every leg ends, each at a stamp of its own.
     assert_eq!(report.stamp_errors().len(), 30, "{:?}", report.stamps);
+    // "When does it pass here" on the leg under way: timed by its terrain, its points ahead
+    // stay within these medians (% of the leg's real duration), and closer than timed evenly by
+    // distance, as the page did until then (4.1 / 2.6 / 1.2 %).
+    for (i, f) in FRACTIONS.iter().enumerate() {
+        let (terrain, _, n) = report
+            .pass_summary(Target::Current, *f, true)
+            .expect("points");
+        let (distance, _, _) = report
+            .pass_summary(Target::Current, *f, false)
+            .expect("points");
+        assert_eq!(n, 60, "two points ahead on each of the 30 legs");
+        assert!(
+            terrain <= PASS_CURRENT_MAX[i] && terrain < distance,
+            "points ahead at {f}: {terrain:.2} % by terrain, {distance:.2} % by distance"
+        );
+    }
 }
+
+/// Median |error| of "when does it pass here" for points ahead on the leg under way, timed by
+/// its terrain, at 25/50/75 % (docs/eta.md).
+const PASS_CURRENT_MAX: [f64; 3] = [3.0, 2.5, 1.5];
 
 #[test]
 fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_near() {

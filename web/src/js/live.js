@@ -80,7 +80,7 @@ function passesHere({ relayId, leg, alongM, at }) {
   const lv = state.live?.relay(relayId)?.legs[leg.index];
   if (!relay || !lv) return;
   const fraction = leg.lengthM > 0 ? Math.min(1, alongM / leg.lengthM) : 0;
-  const { at: t, passed, lo, hi } = stopTime({ fraction, kind: 'point' }, lv);
+  const { at: t, passed, lo, hi } = stopTime({ fraction, kind: 'point' }, lv, leg);
   if (!Number.isFinite(t)) return;
   const zone = fraction < 0.5 ? leg.start_zone : leg.end_zone;
   const what = objectTitle(relay);
@@ -413,7 +413,7 @@ function describe(stop, liveLeg, passed) {
 function scheduleOf(relay, r) {
   let nextFound = false;
   return h('ol', { class: 'stops', 'data-relay': relay.id }, relay.stops.map((stop) => {
-    const { at, planned, passed } = stopTime(stop, r?.legs[stop.leg]);
+    const { at, planned, passed } = stopTime(stop, r?.legs[stop.leg], relay.legs[stop.leg]);
     const isNext = !passed && !nextFound && r?.status !== 'finished';
     if (isNext) nextFound = true;
     const late = (at - planned) / 1000;

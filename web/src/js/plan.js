@@ -32,6 +32,9 @@ export function model(body) {
         endAt: leg.end,
         points,
         cum,
+        // The flat-equivalent distance to each route point, where the terrain changes the
+        // pace (see `timeShare`); a race leg's is its course leg's.
+        flatM: leg.flat_m ?? course?.legs?.[leg.course_leg]?.flat_m ?? null,
         lengthM: geometry?.route?.length_m ?? cum[cum.length - 1] ?? 0,
         start: points[0],
         end: points[points.length - 1],
@@ -159,32 +162,54 @@ function stops(m, relay) {
 }
 
 /**
+ * The share (0–1) of a leg's time spent by `fraction` of its length, as the engine reckons it
+ * (`Leg::time_share` on the server): by the leg's terrain where the plan gives it (`flatM`, the
+ * flat-equivalent distance to each route point: a climb takes longer than its length, a gentle
+ * descent less), else evenly by distance.
+ */
+export function timeShare(leg, fraction) {
+  const f = Math.max(0, Math.min(1, fraction));
+  const flat = leg?.flatM;
+  const cum = leg?.cum;
+  if (!flat || !cum || flat.length !== cum.length || cum.length < 2) return f;
+  const total = flat[flat.length - 1];
+  if (!(total > 0)) return f;
+  const a = f * cum[cum.length - 1];
+  let i = 1;
+  while (i < cum.length - 1 && cum[i] < a) i++;
+  const x = Math.max(0, Math.min(1, (a - cum[i - 1]) / (cum[i] - cum[i - 1] || 1)));
+  return Math.max(0, Math.min(1, (flat[i - 1] + (flat[i] - flat[i - 1]) * x) / total));
+}
+
+/**
  * When the object is (or was) at a stop: { at, planned, passed, lo, hi } (`lo`–`hi`: the band it
  * is likely in, while it is still to come and the leg's ETA has one). Within a leg the time is
- * interpolated by distance between its start and end (actual where known, else the ETA); on the
- * leg under way, between the start and where the holder was last seen (`along_m` at `along_t`)
- * for a point behind them, and from there to the leg's ETA for a point ahead: a carrier who
- * started slowly and is now on time passes the rest of the leg at the time now expected, not
- * early by the slow start.
+ * interpolated between its start and end (actual where known, else the ETA) by the share of the
+ * leg's time up to the stop (`timeShare`: by the terrain of `leg`, the plan's leg, where it has
+ * one, else by distance); on the leg under way, between the start and where the holder was last
+ * seen (`along_m` at `along_t`) for a point behind them, and from there to the leg's ETA for a
+ * point ahead: a carrier who started slowly and is now on time passes the rest of the leg at the
+ * time now expected, not early by the slow start.
  */
-export function stopTime(stop, liveLeg) {
+export function stopTime(stop, liveLeg, leg = null) {
   if (!liveLeg) return { at: NaN, planned: NaN, passed: false, lo: NaN, hi: NaN };
   const t0 = Date.parse(liveLeg.actual_start ?? liveLeg.eta_start);
   const t1 = Date.parse(liveLeg.actual_end ?? liveLeg.eta_end);
   const p0 = Date.parse(liveLeg.planned_start);
   const p1 = Date.parse(liveLeg.planned_end);
-  const f = stop.fraction;
+  const f = timeShare(leg, stop.fraction);
   let passed = liveLeg.status === 'done';
   // By default the leg's start and end; on the leg under way, the holder's last seen point.
   let at = (end) => t0 + (end - t0) * f;
   if (liveLeg.status === 'current') {
     const progress = liveLeg.length_m > 0 ? liveLeg.along_m / liveLeg.length_m : 0;
-    passed = stop.kind === 'start' || (f < 1 && progress >= f);
+    passed = stop.kind === 'start' || (stop.fraction < 1 && progress >= stop.fraction);
     const seen = Date.parse(liveLeg.along_t);
-    if (progress > 0 && progress < 1 && seen >= t0 && seen <= t1) {
-      at = f < progress
-        ? () => t0 + (seen - t0) * (f / progress)
-        : (end) => seen + (end - seen) * ((f - progress) / (1 - progress));
+    const p = timeShare(leg, progress);
+    if (p > 0 && p < 1 && seen >= t0 && seen <= t1) {
+      at = f < p
+        ? () => t0 + (seen - t0) * (f / p)
+        : (end) => seen + (end - seen) * ((f - p) / (1 - p));
     }
   }
   const edge = (x) => (Number.isFinite(Date.parse(x)) && !passed ? at(Date.parse(x)) : NaN);

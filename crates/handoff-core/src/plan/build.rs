@@ -4,7 +4,8 @@
 use super::raw::{RawLeg, RawPlan, RawRoute, Sp};
 use super::routefile::{RouteFiles, parse_route_file, safe_relative};
 use super::{
-    Course, CourseLeg, Event, Geometry, Leg, Milestone, Mode, Place, Plan, Problem, Problems, Relay,
+    Course, CourseLeg, Event, Geometry, Leg, Milestone, Mode, Place, Plan, Problem, Problems,
+    Relay, terrain_profile,
 };
 use crate::geodesic::{Coord, densify, distance_m};
 use crate::route::{Route, RouteError};
@@ -133,6 +134,7 @@ pub(super) fn build(src: &str, files: &dyn RouteFiles) -> Result<Plan, Problems>
                 name: rl.name.as_ref().map(|n| n.get_ref().clone()),
                 carriers,
                 mode,
+                flat_m: terrain_profile(mode, &geometry),
                 geometry,
                 duration_ms: duration.as_millis().try_into().unwrap_or(i64::MAX),
                 exchange_radius_m: radius,
@@ -972,6 +974,7 @@ fn relay_legs(
                 .map(|d| d.get_ref().iter().map(|s| s.get_ref().clone()).collect())
                 .unwrap_or_default(),
             course_leg: None,
+            flat_m: terrain_profile(mode, &geometry),
             geometry,
             start,
             end,
@@ -1091,6 +1094,7 @@ fn race_legs(
             mode: cl.mode,
             devices: Vec::new(),
             course_leg: Some(i),
+            flat_m: None,
             geometry,
             start: t,
             end,

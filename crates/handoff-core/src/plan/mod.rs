@@ -82,6 +82,9 @@ pub struct CourseLeg {
     pub carriers: Option<Vec<String>>,
     pub mode: Mode,
     pub geometry: Geometry,
+    /// [`Leg::flat_m`], for the relays that run this leg of the course.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flat_m: Option<Vec<f64>>,
     pub duration_ms: i64,
     pub exchange_radius_m: f64,
 }
@@ -172,6 +175,12 @@ pub struct Leg {
     pub course_leg: Option<usize>,
     #[serde(skip_serializing_if = "Geometry::is_from_course")]
     pub geometry: Geometry,
+    /// The leg's terrain as the pages need it to time a point of it as the engine does: the
+    /// flat-equivalent distance from the leg's start to each point of its route
+    /// ([`terrain_profile`]). Absent where time goes evenly with distance (no elevation, or a
+    /// mode slopes do not slow), and on a race's legs, whose course leg has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flat_m: Option<Vec<f64>>,
     pub start: Timestamp,
     pub end: Timestamp,
     pub exchange_radius_m: f64,
@@ -206,6 +215,45 @@ impl Leg {
     pub fn length_m(&self) -> f64 {
         self.geometry.length_m()
     }
+
+    /// The share (0–1) of the leg's time spent by `along_m` metres along it, as the pages
+    /// reckon it (`timeShare` in `web/src/js/plan.js`) from a terrain profile `flat_m` (the leg's
+    /// [`Self::flat_m`], or a race leg's course leg's): its flat-equivalent distance,
+    /// interpolated between the route's points, over the whole leg's. By distance without one.
+    #[must_use]
+    pub fn time_share(&self, flat_m: Option<&[f64]>, along_m: f64) -> f64 {
+        let len = self.length_m();
+        let a = along_m.clamp(0.0, len.max(0.0));
+        let cum = self.geometry.route().map(|r| r.cumulative_m());
+        let (Some(cum), Some(flat)) = (cum, flat_m) else {
+            return if len > 0.0 { a / len } else { 0.0 };
+        };
+        let total = flat.last().copied().unwrap_or(0.0);
+        if flat.len() != cum.len() || cum.len() < 2 || total <= 0.0 {
+            return if len > 0.0 { a / len } else { 0.0 };
+        }
+        let i = cum.partition_point(|&c| c < a).clamp(1, cum.len() - 1);
+        let span = (cum[i] - cum[i - 1]).max(1e-9);
+        let f = flat[i - 1] + (flat[i] - flat[i - 1]) * ((a - cum[i - 1]) / span).clamp(0.0, 1.0);
+        (f / total).clamp(0.0, 1.0)
+    }
+}
+
+/// The flat-equivalent distance (m, to a decimetre) from the start of a route to each of its
+/// points ([`Route::flat_equivalent_m`]), for a leg of `mode` on `geometry`: what the pages time
+/// a point of a leg by ([`Leg::flat_m`]). `None` where it would be the plain distance: no route,
+/// no elevation, or a mode whose pace slopes do not change.
+#[must_use]
+pub fn terrain_profile(mode: Mode, geometry: &Geometry) -> Option<Vec<f64>> {
+    let route = geometry.route().filter(|r| r.has_elevation())?;
+    let how = mode.locomotion()?;
+    Some(
+        route
+            .cumulative_m()
+            .iter()
+            .map(|&a| (route.flat_equivalent_m(how, 0.0, a) * 10.0).round() / 10.0)
+            .collect(),
+    )
 }
 
 /// Where a leg happens: along a route or at one place.
@@ -352,6 +400,63 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    /// A walk up a steady 10 % climb for 1 km, then 1 km on the flat at the top; then a ride on
+    /// a route with no elevation.
+    fn climb_then_flat() -> Plan {
+        let deg_per_m = 1.0 / 111_319.5;
+        let walk: Vec<String> = (0..=20)
+            .map(|i| {
+                let x = f64::from(i) * 100.0;
+                format!("[{}, 0.0, {}]", x * deg_per_m, (x.min(1000.0)) * 0.1)
+            })
+            .collect();
+        let toml = format!(
+            "[event]\nid = \"t\"\nname = \"t\"\n[[relays]]\nid = \"r\"\n\
+             [[relays.legs]]\ncarriers = [\"A\"]\nmode = \"walk\"\nroute = {{ points = [{}] }}\nduration = \"30m\"\nstart = \"2024-08-11T20:00:00Z\"\n\
+             [[relays.legs]]\ncarriers = [\"B\"]\nmode = \"bike\"\nroute = {{ points = [[{}, 0.0], [{}, 0.0]] }}\nduration = \"10m\"\n",
+            walk.join(", "),
+            2000.0 * deg_per_m,
+            5000.0 * deg_per_m,
+        );
+        parse(&toml, &NoFiles).expect("plan parses")
+    }
+
+    #[test]
+    fn a_point_of_a_leg_is_timed_by_its_terrain_where_the_route_has_one() {
+        let plan = climb_then_flat();
+        let (walk, ride) = (&plan.relays[0].legs[0], &plan.relays[0].legs[1]);
+        let flat = walk
+            .flat_m
+            .as_deref()
+            .expect("a walk with elevation has a profile");
+        assert_eq!(flat.len(), 21, "one distance a route point");
+        // Tobler: a 10 % climb takes 1.42 × as long as the flat, so the climb is 1.42 / 2.42 of
+        // the walk's time, not half of it.
+        let climb = (tobler_at(0.0) / tobler_at(0.1)) / (tobler_at(0.0) / tobler_at(0.1) + 1.0);
+        let half = walk.time_share(Some(flat), 1000.0);
+        assert!((half - climb).abs() < 0.01, "{half} against {climb}");
+        assert!(
+            (walk.time_share(Some(flat), 500.0) - climb / 2.0).abs() < 0.01,
+            "even within the climb"
+        );
+        assert!((walk.time_share(Some(flat), 1500.0) - (1.0 + climb) / 2.0).abs() < 0.01);
+        assert!((walk.time_share(Some(flat), 5000.0) - 1.0).abs() < 1e-12);
+        // Without a profile (or with a route that has no elevation), time goes with distance.
+        assert!((walk.time_share(None, walk.length_m() / 2.0) - 0.5).abs() < 1e-9);
+        assert!(ride.flat_m.is_none());
+        let quarter = ride.length_m() / 4.0;
+        assert!((ride.time_share(ride.flat_m.as_deref(), quarter) - 0.25).abs() < 1e-9);
+        // The pages get the profile with the plan's leg, and nothing for the ride.
+        let json = serde_json::to_value(&plan).expect("plan serialises");
+        let legs = &json["relays"][0]["legs"];
+        assert_eq!(legs[0]["flat_m"].as_array().map(Vec::len), Some(21));
+        assert!(legs[1].get("flat_m").is_none(), "{}", legs[1]);
+    }
+
+    fn tobler_at(grade: f64) -> f64 {
+        crate::eta::tobler_kmh(grade)
     }
 
     #[test]
