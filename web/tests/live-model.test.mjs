@@ -130,3 +130,29 @@ test('a point of a hilly leg is timed by its terrain: a climb takes more of the 
   assert.equal(behind.passed, true);
   assert.equal(new Date(behind.at).toISOString(), '2026-12-02T10:01:30.000Z');
 });
+
+test('a point of a leg still to come is as uncertain as the exchange before it', async () => {
+  const { stopTime } = await import('../src/js/plan.js');
+  const m = new LiveModel(plan);
+  m.replace(snapshot());
+  const [a, b] = m.relay('r').legs;
+  // Ben's leg starts when Ann's ends: 10:07, band 10:06:30–10:07:45.
+  assert.equal(b.start_lo, a.eta_lo);
+  assert.equal(b.start_hi, a.eta_hi);
+  const iso = (x) => new Date(x).toISOString();
+  // Just after the exchange the band is the exchange's, not one instant (it was 10:07–10:07).
+  const start = stopTime({ fraction: 0, kind: 'point' }, b);
+  assert.equal(iso(start.at), '2026-12-02T10:07:00.000Z');
+  assert.equal(iso(start.lo), '2026-12-02T10:06:30.000Z');
+  assert.equal(iso(start.hi), '2026-12-02T10:07:45.000Z');
+  // Half way: 10:10, between the start's band and the end's (10:11:30–10:15): 10:09–10:11:22.5
+  // (from the start's ETA alone it read 10:09:15–10:11).
+  const half = stopTime({ fraction: 0.5, kind: 'point' }, b);
+  assert.equal(iso(half.at), '2026-12-02T10:10:00.000Z');
+  assert.equal(iso(half.lo), '2026-12-02T10:09:00.000Z');
+  assert.equal(iso(half.hi), '2026-12-02T10:11:22.500Z');
+  // Once Ann hands over, Ben's leg is under way and its start is known.
+  m.apply('handoff', { relay: 'r', from_leg: 0, to_leg: 1, at: '2026-12-02T10:07:10Z', verified: true });
+  assert.equal(b.status, 'current');
+  assert.equal(iso(stopTime({ fraction: 0.5, kind: 'point' }, b).lo), '2026-12-02T10:09:20.000Z');
+});

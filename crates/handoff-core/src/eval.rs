@@ -222,31 +222,50 @@ pub struct Pass {
     /// Signed error (predicted − real time the recording passed the point), % of the real
     /// duration of the point's leg.
     pub error_pct: f64,
+    /// Whether the recording passed the point inside the band the page gives it.
+    pub inside_band: Option<bool>,
 }
 
 /// When a point `along_m` metres along a leg is passed, as the live page reckons it: the leg's
 /// ETA view `lv` (actual start, else its ETA; its ETA end), interpolated by `share` (the share
 /// of the leg's time up to a distance along it); on the leg under way, from the holder's last
-/// seen point (`seen`: metres along, time) for a point ahead of them.
+/// seen point (`seen`: metres along, time) for a point ahead of them. With it the band the
+/// point is likely passed in, while the leg is not done and its ETA has one: its edges brought
+/// back the same way, and on a leg still to come from the band of its start (`start_band`, the
+/// leg before's), which is as uncertain as that leg's end.
 fn pass_time(
     lv: &crate::snapshot::LegView,
     seen: Option<(f64, Timestamp)>,
     share: impl Fn(f64) -> f64,
     along_m: f64,
-) -> Timestamp {
+    start_band: Option<(Timestamp, Timestamp)>,
+) -> (Timestamp, Option<(Timestamp, Timestamp)>) {
+    use crate::snapshot::LegStatus;
     let t0 = lv.actual_start.unwrap_or(lv.eta_start);
     let t1 = lv.actual_end.unwrap_or(lv.eta_end);
     let s = share(along_m);
     let between = |from: Timestamp, to: Timestamp, x: f64| {
         plus_secs(from, secs_f64(to.duration_since(from)) * x)
     };
-    if let Some((seen_m, seen_t)) = seen {
+    let ahead_of_seen = seen.and_then(|(seen_m, seen_t)| {
         let p = share(seen_m);
-        if p > 0.0 && p < 1.0 && seen_t >= t0 && seen_t <= t1 && s >= p {
-            return between(seen_t, t1, (s - p) / (1.0 - p));
-        }
-    }
-    between(t0, t1, s)
+        (p > 0.0 && p < 1.0 && seen_t >= t0 && seen_t <= t1 && s >= p).then_some((seen_t, p))
+    });
+    let at = |start: Timestamp, end: Timestamp| match ahead_of_seen {
+        Some((seen_t, p)) => between(seen_t, end, (s - p) / (1.0 - p)),
+        None => between(start, end, s),
+    };
+    let band = lv
+        .eta_lo
+        .zip(lv.eta_hi)
+        .filter(|_| lv.status != LegStatus::Done)
+        .map(|(lo, hi)| {
+            let (start_lo, start_hi) = start_band
+                .filter(|_| lv.status == LegStatus::Upcoming)
+                .unwrap_or((t0, t0));
+            (at(start_lo, lo), at(start_hi, hi))
+        });
+    (at(t0, t1), band)
 }
 
 /// When the recording passed `along_m` metres along its leg: `progress` ([`progress`])
@@ -528,11 +547,13 @@ fn evaluate_track(
                 };
                 for by_terrain in [false, true] {
                     let flat = leg.flat_m.as_deref().filter(|_| by_terrain);
-                    let at = pass_time(
+                    let (at, band) = pass_time(
                         &view.legs[j],
                         seen.filter(|_| j == k),
                         |a| leg.time_share(flat, a),
                         along_m,
+                        j.checked_sub(1)
+                            .and_then(|i| view.legs[i].eta_lo.zip(view.legs[i].eta_hi)),
                     );
                     report.passes.push(Pass {
                         track: track.name.clone(),
@@ -541,6 +562,7 @@ fn evaluate_track(
                         target,
                         by_terrain,
                         error_pct: secs_f64(at.duration_since(real)) / real_s[j] * 100.0,
+                        inside_band: band.map(|(lo, hi)| lo <= real && real <= hi),
                     });
                 }
             }
@@ -753,6 +775,21 @@ impl Report {
         Some((quantile(&e, 0.5)?, quantile(&e, 0.9)?, e.len()))
     }
 
+    /// The share (0–1) of points ahead (of one target, read at one fraction of the leg, timed by
+    /// terrain) passed inside the band the page gives them.
+    #[must_use]
+    pub fn pass_band_coverage(&self, target: Target, fraction: f64) -> Option<f64> {
+        let inside: Vec<bool> = self
+            .passes
+            .iter()
+            .filter(|p| p.target == target && p.by_terrain && (p.fraction - fraction).abs() < 1e-9)
+            .filter_map(|p| p.inside_band)
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        (!inside.is_empty())
+            .then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+    }
+
     /// Stamp errors (engine − real, seconds) of the legs that ended.
     #[must_use]
     pub fn stamp_errors(&self) -> Vec<f64> {
@@ -881,6 +918,19 @@ impl Report {
                     .collect();
                 let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
             }
+            let cells: Vec<String> = [Target::Current, Target::Next]
+                .iter()
+                .flat_map(|&t| FRACTIONS.iter().map(move |&f| (t, f)))
+                .map(|(t, f)| {
+                    self.pass_band_coverage(t, f)
+                        .map_or_else(|| "–".into(), |c| format!("{:.0} %", c * 100.0))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| passed inside the band shown (by terrain) | {} |",
+                cells.join(" | ")
+            );
             out.push('\n');
         }
         let stamps = self.stamp_errors();

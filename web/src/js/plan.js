@@ -183,7 +183,8 @@ export function timeShare(leg, fraction) {
 
 /**
  * When the object is (or was) at a stop: { at, planned, passed, lo, hi } (`lo`–`hi`: the band it
- * is likely in, while it is still to come and the leg's ETA has one). Within a leg the time is
+ * is likely in, while it is still to come and the leg's ETA has one; on a leg not yet started,
+ * from the band of its start). Within a leg the time is
  * interpolated between its start and end (actual where known, else the ETA) by the share of the
  * leg's time up to the stop (`timeShare`: by the terrain of `leg`, the plan's leg, where it has
  * one, else by distance); on the leg under way, between the start and where the holder was last
@@ -200,7 +201,7 @@ export function stopTime(stop, liveLeg, leg = null) {
   const f = timeShare(leg, stop.fraction);
   let passed = liveLeg.status === 'done';
   // By default the leg's start and end; on the leg under way, the holder's last seen point.
-  let at = (end) => t0 + (end - t0) * f;
+  let at = (end, start = t0) => start + (end - start) * f;
   if (liveLeg.status === 'current') {
     const progress = liveLeg.length_m > 0 ? liveLeg.along_m / liveLeg.length_m : 0;
     passed = stop.kind === 'start' || (stop.fraction < 1 && progress >= stop.fraction);
@@ -212,8 +213,21 @@ export function stopTime(stop, liveLeg, leg = null) {
         : (end) => seen + (end - seen) * ((f - p) / (1 - p));
     }
   }
-  const edge = (x) => (Number.isFinite(Date.parse(x)) && !passed ? at(Date.parse(x)) : NaN);
-  return { at: at(t1), planned: p0 + (p1 - p0) * f, passed, lo: edge(liveLeg.eta_lo), hi: edge(liveLeg.eta_hi) };
+  // The band's edges are brought back the same way; on a leg still to come, from the band of
+  // its start (the leg before's end, `start_lo`–`start_hi`), not from one instant: a point just
+  // after an exchange is as uncertain as the exchange.
+  const edge = (x, from) => {
+    if (!Number.isFinite(Date.parse(x)) || passed) return NaN;
+    const start = liveLeg.status === 'upcoming' ? Date.parse(from) : NaN;
+    return at(Date.parse(x), Number.isFinite(start) ? start : t0);
+  };
+  return {
+    at: at(t1),
+    planned: p0 + (p1 - p0) * f,
+    passed,
+    lo: edge(liveLeg.eta_lo, liveLeg.start_lo),
+    hi: edge(liveLeg.eta_hi, liveLeg.start_hi),
+  };
 }
 
 /**
