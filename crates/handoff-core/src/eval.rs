@@ -662,13 +662,24 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
 /// The share (0–1) of `samples`' real ends inside the engine's band, for one target at one
 /// fraction of the leg (all three when `fraction` is `None`).
 fn coverage(samples: &[Sample], target: Target, fraction: Option<f64>) -> Option<f64> {
-    let inside: Vec<bool> = samples
-        .iter()
-        .filter(|s| s.target == target && fraction.is_none_or(|f| (s.fraction - f).abs() < 1e-9))
-        .filter_map(|s| s.inside_band)
-        .collect();
-    #[allow(clippy::cast_precision_loss)]
-    (!inside.is_empty()).then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+    share_inside(
+        samples
+            .iter()
+            .filter(|s| {
+                s.target == target && fraction.is_none_or(|f| (s.fraction - f).abs() < 1e-9)
+            })
+            .filter_map(|s| s.inside_band),
+    )
+}
+
+/// The share (0–1) of `inside` that is true; `None` when empty.
+fn share_inside(inside: impl Iterator<Item = bool>) -> Option<f64> {
+    let (mut yes, mut n) = (0_u32, 0_u32);
+    for b in inside {
+        yes += u32::from(b);
+        n += 1;
+    }
+    (n > 0).then(|| f64::from(yes) / f64::from(n))
 }
 
 impl Report {
@@ -779,15 +790,14 @@ impl Report {
     /// terrain) passed inside the band the page gives them.
     #[must_use]
     pub fn pass_band_coverage(&self, target: Target, fraction: f64) -> Option<f64> {
-        let inside: Vec<bool> = self
-            .passes
-            .iter()
-            .filter(|p| p.target == target && p.by_terrain && (p.fraction - fraction).abs() < 1e-9)
-            .filter_map(|p| p.inside_band)
-            .collect();
-        #[allow(clippy::cast_precision_loss)]
-        (!inside.is_empty())
-            .then(|| inside.iter().filter(|b| **b).count() as f64 / inside.len() as f64)
+        share_inside(
+            self.passes
+                .iter()
+                .filter(|p| {
+                    p.target == target && p.by_terrain && (p.fraction - fraction).abs() < 1e-9
+                })
+                .filter_map(|p| p.inside_band),
+        )
     }
 
     /// Stamp errors (engine − real, seconds) of the legs that ended.

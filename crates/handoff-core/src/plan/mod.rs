@@ -434,7 +434,8 @@ mod tests {
         assert_eq!(flat.len(), 21, "one distance a route point");
         // Tobler: a 10 % climb takes 1.42 × as long as the flat, so the climb is 1.42 / 2.42 of
         // the walk's time, not half of it.
-        let climb = (tobler_at(0.0) / tobler_at(0.1)) / (tobler_at(0.0) / tobler_at(0.1) + 1.0);
+        let cost = crate::eta::slope_cost(Locomotion::Foot, 0.1);
+        let climb = cost / (cost + 1.0);
         let half = walk.time_share(Some(flat), 1000.0);
         assert!((half - climb).abs() < 0.01, "{half} against {climb}");
         assert!(
@@ -453,10 +454,6 @@ mod tests {
         let legs = &json["relays"][0]["legs"];
         assert_eq!(legs[0]["flat_m"].as_array().map(Vec::len), Some(21));
         assert!(legs[1].get("flat_m").is_none(), "{}", legs[1]);
-    }
-
-    fn tobler_at(grade: f64) -> f64 {
-        crate::eta::tobler_kmh(grade)
     }
 
     #[test]
