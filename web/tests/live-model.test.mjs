@@ -137,22 +137,26 @@ test('a point of a leg still to come is as uncertain as the exchange before it',
   m.replace(snapshot());
   const [a, b] = m.relay('r').legs;
   // Ben's leg starts when Ann's ends: 10:07, band 10:06:30–10:07:45.
-  assert.equal(b.start_lo, a.eta_lo);
-  assert.equal(b.start_hi, a.eta_hi);
+  assert.equal(a.eta_lo, '2026-12-02T10:06:30.000Z');
+  assert.equal(a.eta_hi, '2026-12-02T10:07:45.000Z');
   const iso = (x) => new Date(x).toISOString();
-  // Just after the exchange the band is the exchange's, not one instant (it was 10:07–10:07).
-  const start = stopTime({ fraction: 0, kind: 'point' }, b);
+  // Just after the exchange the band is the exchange's, not one instant (it was 10:07–10:07,
+  // as it still is without the leg before).
+  const start = stopTime({ fraction: 0, kind: 'point' }, b, null, a);
   assert.equal(iso(start.at), '2026-12-02T10:07:00.000Z');
   assert.equal(iso(start.lo), '2026-12-02T10:06:30.000Z');
   assert.equal(iso(start.hi), '2026-12-02T10:07:45.000Z');
   // Half way: 10:10, between the start's band and the end's (10:11:30–10:15): 10:09–10:11:22.5
   // (from the start's ETA alone it read 10:09:15–10:11).
-  const half = stopTime({ fraction: 0.5, kind: 'point' }, b);
+  assert.equal(iso(stopTime({ fraction: 0, kind: 'point' }, b).hi), '2026-12-02T10:07:00.000Z');
+  const half = stopTime({ fraction: 0.5, kind: 'point' }, b, null, a);
   assert.equal(iso(half.at), '2026-12-02T10:10:00.000Z');
   assert.equal(iso(half.lo), '2026-12-02T10:09:00.000Z');
   assert.equal(iso(half.hi), '2026-12-02T10:11:22.500Z');
+  const alone = stopTime({ fraction: 0.5, kind: 'point' }, b);
+  assert.deepEqual([iso(alone.lo), iso(alone.hi)], ['2026-12-02T10:09:15.000Z', '2026-12-02T10:11:00.000Z']);
   // Once Ann hands over, Ben's leg is under way and its start is known.
   m.apply('handoff', { relay: 'r', from_leg: 0, to_leg: 1, at: '2026-12-02T10:07:10Z', verified: true });
   assert.equal(b.status, 'current');
-  assert.equal(iso(stopTime({ fraction: 0.5, kind: 'point' }, b).lo), '2026-12-02T10:09:20.000Z');
+  assert.equal(iso(stopTime({ fraction: 0.5, kind: 'point' }, b, null, a).lo), '2026-12-02T10:09:20.000Z');
 });

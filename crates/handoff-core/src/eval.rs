@@ -914,33 +914,27 @@ impl Report {
                 out,
                 "| timed | current leg, at 25 % | at 50 % | at 75 % | next leg, at 25 % | at 50 % | at 75 % |\n|---|---|---|---|---|---|---|"
             );
+            // One row: a cell for each target at each fraction.
+            let mut row = |label: &str, cell: &dyn Fn(Target, f64) -> Option<String>| {
+                let cells: Vec<String> = [Target::Current, Target::Next]
+                    .iter()
+                    .flat_map(|&t| FRACTIONS.iter().map(move |&f| (t, f)))
+                    .map(|(t, f)| cell(t, f).unwrap_or_else(|| "–".into()))
+                    .collect();
+                let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+            };
             for (by_terrain, label) in [
                 (false, "evenly by distance"),
                 (true, "by the leg's terrain"),
             ] {
-                let cells: Vec<String> = [Target::Current, Target::Next]
-                    .iter()
-                    .flat_map(|&t| FRACTIONS.iter().map(move |&f| (t, f)))
-                    .map(|(t, f)| {
-                        self.pass_summary(t, f, by_terrain)
-                            .map_or_else(|| "–".into(), |(m, p90, _)| format!("{m:.1} / {p90:.1}"))
-                    })
-                    .collect();
-                let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+                row(label, &|t, f| {
+                    let (m, p90, _) = self.pass_summary(t, f, by_terrain)?;
+                    Some(format!("{m:.1} / {p90:.1}"))
+                });
             }
-            let cells: Vec<String> = [Target::Current, Target::Next]
-                .iter()
-                .flat_map(|&t| FRACTIONS.iter().map(move |&f| (t, f)))
-                .map(|(t, f)| {
-                    self.pass_band_coverage(t, f)
-                        .map_or_else(|| "–".into(), |c| format!("{:.0} %", c * 100.0))
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "| passed inside the band shown (by terrain) | {} |",
-                cells.join(" | ")
-            );
+            row("passed inside the band shown (by terrain)", &|t, f| {
+                Some(format!("{:.0} %", self.pass_band_coverage(t, f)? * 100.0))
+            });
             out.push('\n');
         }
         let stamps = self.stamp_errors();

@@ -37,9 +37,6 @@ export class LiveModel {
     // (A `?legs=full` document has them as `eta_lo`/`eta_hi` already.) None once done.
     if (leg.band_s) [leg.eta_lo, leg.eta_hi] = leg.band_s.map((s) => iso(Date.parse(leg.eta_end) + s * 1000));
     if (leg.status === 'done') leg.eta_lo = leg.eta_hi = undefined;
-    // A leg still to come starts when the one before it ends, as uncertain as that end: the
-    // band its points are passed in starts from that leg's (`stopTime`).
-    [leg.start_lo, leg.start_hi] = leg.status === 'upcoming' ? [before?.eta_lo, before?.eta_hi] : [undefined, undefined];
     if (leg.status !== 'upcoming') leg.actual_start ??= before?.actual_end;
     const p = this.planById.get(r.id)?.legs[leg.index];
     if (!p) return;

@@ -77,10 +77,11 @@ function buildMap() {
  */
 function passesHere({ relayId, leg, alongM, at }) {
   const relay = state.m?.relays.find((x) => x.id === relayId);
-  const lv = state.live?.relay(relayId)?.legs[leg.index];
+  const legs = state.live?.relay(relayId)?.legs;
+  const lv = legs?.[leg.index];
   if (!relay || !lv) return;
   const fraction = leg.lengthM > 0 ? Math.min(1, alongM / leg.lengthM) : 0;
-  const { at: t, passed, lo, hi } = stopTime({ fraction, kind: 'point' }, lv, leg);
+  const { at: t, passed, lo, hi } = stopTime({ fraction, kind: 'point' }, lv, leg, legs[leg.index - 1]);
   if (!Number.isFinite(t)) return;
   const zone = fraction < 0.5 ? leg.start_zone : leg.end_zone;
   const what = objectTitle(relay);
@@ -413,7 +414,7 @@ function describe(stop, liveLeg, passed) {
 function scheduleOf(relay, r) {
   let nextFound = false;
   return h('ol', { class: 'stops', 'data-relay': relay.id }, relay.stops.map((stop) => {
-    const { at, planned, passed } = stopTime(stop, r?.legs[stop.leg], relay.legs[stop.leg]);
+    const { at, planned, passed } = stopTime(stop, r?.legs[stop.leg], relay.legs[stop.leg], r?.legs[stop.leg - 1]);
     const isNext = !passed && !nextFound && r?.status !== 'finished';
     if (isNext) nextFound = true;
     const late = (at - planned) / 1000;

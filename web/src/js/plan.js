@@ -184,7 +184,7 @@ export function timeShare(leg, fraction) {
 /**
  * When the object is (or was) at a stop: { at, planned, passed, lo, hi } (`lo`–`hi`: the band it
  * is likely in, while it is still to come and the leg's ETA has one; on a leg not yet started,
- * from the band of its start). Within a leg the time is
+ * from the band of its start, the end of `before`, the live leg before it). Within a leg the time is
  * interpolated between its start and end (actual where known, else the ETA) by the share of the
  * leg's time up to the stop (`timeShare`: by the terrain of `leg`, the plan's leg, where it has
  * one, else by distance); on the leg under way, between the start and where the holder was last
@@ -192,7 +192,7 @@ export function timeShare(leg, fraction) {
  * point ahead: a carrier who started slowly and is now on time passes the rest of the leg at the
  * time now expected, not early by the slow start.
  */
-export function stopTime(stop, liveLeg, leg = null) {
+export function stopTime(stop, liveLeg, leg = null, before = null) {
   if (!liveLeg) return { at: NaN, planned: NaN, passed: false, lo: NaN, hi: NaN };
   const t0 = Date.parse(liveLeg.actual_start ?? liveLeg.eta_start);
   const t1 = Date.parse(liveLeg.actual_end ?? liveLeg.eta_end);
@@ -214,8 +214,8 @@ export function stopTime(stop, liveLeg, leg = null) {
     }
   }
   // The band's edges are brought back the same way; on a leg still to come, from the band of
-  // its start (the leg before's end, `start_lo`–`start_hi`), not from one instant: a point just
-  // after an exchange is as uncertain as the exchange.
+  // its start (the end of the leg before), not from one instant: a point just after an exchange
+  // is as uncertain as the exchange.
   const edge = (x, from) => {
     if (!Number.isFinite(Date.parse(x)) || passed) return NaN;
     const start = liveLeg.status === 'upcoming' ? Date.parse(from) : NaN;
@@ -225,8 +225,8 @@ export function stopTime(stop, liveLeg, leg = null) {
     at: at(t1),
     planned: p0 + (p1 - p0) * f,
     passed,
-    lo: edge(liveLeg.eta_lo, liveLeg.start_lo),
-    hi: edge(liveLeg.eta_hi, liveLeg.start_hi),
+    lo: edge(liveLeg.eta_lo, before?.eta_lo),
+    hi: edge(liveLeg.eta_hi, before?.eta_hi),
   };
 }
 

@@ -225,13 +225,13 @@ impl Leg {
         let len = self.length_m();
         let a = along_m.clamp(0.0, len.max(0.0));
         let cum = self.geometry.route().map(|r| r.cumulative_m());
-        let (Some(cum), Some(flat)) = (cum, flat_m) else {
+        let profile = cum.zip(flat_m).filter(|(cum, flat)| {
+            cum.len() >= 2 && flat.len() == cum.len() && flat.last().is_some_and(|&t| t > 0.0)
+        });
+        let Some((cum, flat)) = profile else {
             return if len > 0.0 { a / len } else { 0.0 };
         };
-        let total = flat.last().copied().unwrap_or(0.0);
-        if flat.len() != cum.len() || cum.len() < 2 || total <= 0.0 {
-            return if len > 0.0 { a / len } else { 0.0 };
-        }
+        let total = flat[flat.len() - 1];
         let i = cum.partition_point(|&c| c < a).clamp(1, cum.len() - 1);
         let span = (cum[i] - cum[i - 1]).max(1e-9);
         let f = flat[i - 1] + (flat[i] - flat[i - 1]) * ((a - cum[i - 1]) / span).clamp(0.0, 1.0);

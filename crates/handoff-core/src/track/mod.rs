@@ -1100,7 +1100,6 @@ fn replay(plan: &Plan, ri: usize, rt: &mut RelayTrack, from: Key) -> Vec<Change>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eta::tobler_kmh;
     use crate::plan::{NoFiles, parse};
     use crate::snapshot::{LegStatus, RelayStatus};
 
@@ -1591,7 +1590,7 @@ duration = "6m"
         // slope (1.42 ×): 550 m in 255 s. On the descent the same effort is 0.84 × the flat:
         // 151 s to go, not the 255 s her climbing speed would take (the code before said 239).
         let flat_mps = 1100.0 / 360.0;
-        let cost = |grade: f64| tobler_kmh(0.0) / tobler_kmh(grade);
+        let cost = |grade: f64| crate::eta::slope_cost(crate::plan::Locomotion::Foot, grade);
         let plan = PLAN.replace(
             "[[2.3500, 48.8500], [2.3650, 48.8500]]",
             "[[2.3500, 48.8500, 100], [2.3575, 48.8500, 155], [2.3650, 48.8500, 127.5]]",
