@@ -172,6 +172,8 @@ test('the carrier page in French; switched to English while sharing, it carries 
 
   await page.getByRole('button', { name: 'Partager ma position' }).click();
   await page.locator('#queue-status', { hasText: 'Toutes les positions sont envoyées.' }).waitFor();
+  // The queue is empty (so "all sent") before the phone's first fix too: wait for that fix.
+  await page.locator('#share-status', { hasText: 'dernière position' }).waitFor();
   assert.match(await text(page.locator('#share-status')), new RegExp(`^Partage en cours · dernière position à ${HOUR} (PST|PDT) \\(±10 m\\)$`));
   await page.locator('[data-warning="not-sharing"]').waitFor({ state: 'detached' });
 
