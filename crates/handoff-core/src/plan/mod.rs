@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
-pub use mode::{Locomotion, Mode};
+pub use mode::{Locomotion, Mode, PaceClass};
 pub use problem::{Problem, Problems};
 pub use routefile::{NoFiles, RouteFiles};
 

@@ -118,6 +118,34 @@ impl Mode {
             _ => None,
         }
     }
+
+    /// The class of legs whose pace against the plan this leg's is learned with
+    /// ([`PaceClass`]); `None` for a leg kept to its own plan whatever the others did: a stage,
+    /// a flight (its schedule), a parachute jump or a rappel (its physics), anything else.
+    #[must_use]
+    pub const fn pace_class(self) -> Option<PaceClass> {
+        match self {
+            Self::Walk | Self::Run | Self::Skateboard | Self::Bike => Some(PaceClass::Muscle),
+            Self::Motorcycle | Self::Car | Self::Boat => Some(PaceClass::Vehicle),
+            Self::Stage | Self::Flight | Self::Parachute | Self::Rappel | Self::Other => None,
+        }
+    }
+}
+
+/// Which legs a relay's pace against its plan is learned from and applied to
+/// ([`Mode::pace_class`]): a relay whose runners run 20 % slow will likely have slow cyclists
+/// too (the same planner's optimism, the same weather), but a motorcycle escort stuck in
+/// traffic says nothing about them, nor about how long a flight takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaceClass {
+    /// On foot, on a board or by bike: the carriers' own effort.
+    Muscle,
+    /// On the road or the water in a vehicle: traffic, escorts, the sea.
+    Vehicle,
+}
+
+impl PaceClass {
+    pub const ALL: [Self; 2] = [Self::Muscle, Self::Vehicle];
 }
 
 /// How the slope of the ground changes a muscle-powered pace ([`Mode::locomotion`]).

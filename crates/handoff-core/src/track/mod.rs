@@ -1563,6 +1563,61 @@ duration = "6m"
     }
 
     #[test]
+    fn a_slow_motorcycle_slows_the_car_after_it_not_the_flight_or_the_runner() {
+        // The flag handover's shape: a motorcycle through the city, a flight, a runner, then a
+        // car. The rider is stuck in traffic, at half the planned speed.
+        let plan = PLAN.replace(
+            r#"mode = "run"
+route = { points = [[2.3500, 48.8500], [2.3650, 48.8500]] }
+duration = "6m"
+[[relays.legs]]
+carriers = ["Bob"]
+mode = "run"
+route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
+duration = "6m""#,
+            r#"mode = "motorcycle"
+route = { points = [[2.3500, 48.8500], [2.3800, 48.8500]] }
+duration = "6m"
+[[relays.legs]]
+carriers = ["Pilot"]
+mode = "flight"
+route = { points = [[2.3800, 48.8500], [3.3800, 48.8500]] }
+duration = "20m"
+[[relays.legs]]
+carriers = ["Bob"]
+mode = "run"
+route = { points = [[3.3800, 48.8500], [3.3950, 48.8500]] }
+duration = "6m"
+[[relays.legs]]
+carriers = ["Cat"]
+mode = "car"
+route = { points = [[3.3950, 48.8500], [3.4250, 48.8500]] }
+duration = "6m""#,
+        );
+        let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
+        tr.tick(t(241));
+        // 2.2 km planned in 6 minutes; three quarters of it ridden in 9.
+        for k in 0..=54 {
+            #[allow(clippy::cast_precision_loss)]
+            let f = k as f64 / 72.0;
+            tr.apply("Ann", "Ann", &ping(240 + k * 10, 2.35 + 0.03 * f, 48.85));
+        }
+        let snap = tr.snapshot(t(781), false);
+        let legs = &snap.relay("r").unwrap().legs;
+        let took = |i: usize| {
+            legs[i]
+                .eta_end
+                .duration_since(legs[i].eta_start)
+                .as_secs_f64()
+        };
+        // The flight keeps its schedule and the runner their plan (both were doubled before);
+        // the car, in the same traffic, is expected at the motorcycle's pace.
+        assert!((took(2) - 1200.0).abs() < 1.0, "flight: {} s", took(2));
+        assert!((took(3) - 360.0).abs() < 1.0, "run: {} s", took(3));
+        assert!(took(4) > 1.8 * 360.0, "car: {} s", took(4));
+    }
+
+    #[test]
     fn a_later_leg_that_climbs_is_expected_to_take_longer_than_its_flat_plan() {
         // Bob's 1.1 km rises 110 m (10 %): Tobler walks it 1.42 times as long as the flat, and
         // the plan's 6 minutes are read as flat ground.

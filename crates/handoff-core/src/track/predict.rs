@@ -1,5 +1,5 @@
 //! Predictions: when every remaining handoff of a relay will happen (the current leg's end from
-//! its pace, each later leg its planned duration after the one before), the delays an operator
+//! its pace, each later leg its expected duration after the one before), the delays an operator
 //! announced, and the record of earlier predictions that lets accuracy be measured at the real
 //! handoff.
 
@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::eta::{flat_m, planned_s, planned_speed_mps};
-use crate::plan::{Leg, Relay};
+use crate::plan::{Leg, PaceClass, Relay};
 
 use super::Fix;
 use super::step::{Ctx, LegTrack, RelayState, shifted, untracked_end};
@@ -165,8 +165,8 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
 
 /// The predicted (or, once done, actual) start and end of every leg at `now`, counting the
 /// first `known` shifts: the current leg's end from its pace plus the delays announced while it
-/// is on, each later leg its planned duration after the one before it. Only the first `upto`
-/// legs (a prediction needs the next few, a view all of them).
+/// is on, each later leg its expected duration ([`expected_ms`]) after the one before it. Only
+/// the first `upto` legs (a prediction needs the next few, a view all of them).
 pub(crate) fn eta_times(
     cx: Ctx<'_>,
     st: &RelayState,
@@ -177,8 +177,18 @@ pub(crate) fn eta_times(
 ) -> Vec<(Timestamp, Timestamp)> {
     let relay: &Relay = cx.relay;
     let cur = st.current;
-    let (ratio, _) = pace_ratio(relay, st, now, st.current + 1);
-    let finished = pace_ratio(relay, st, now, st.current);
+    // Each class of leg by its own pace against the plan; a leg of none keeps its plan.
+    let ratio = PaceClass::ALL.map(|class| pace_ratio(relay, st, now, cur + 1, class).0);
+    let ratio_of = |leg: &Leg| {
+        leg.mode
+            .pace_class()
+            .map_or(1.0, |class| ratio[class as usize])
+    };
+    let finished = relay
+        .legs
+        .get(cur)
+        .and_then(|leg| leg.mode.pace_class())
+        .map_or((1.0, 0.0), |class| pace_ratio(relay, st, now, cur, class));
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
     for (i, (leg, lt)) in relay.legs.iter().zip(st.legs.iter()).enumerate().take(upto) {
@@ -207,7 +217,7 @@ pub(crate) fn eta_times(
         } else {
             // An upcoming leg starts when the one before it ends.
             let start = next_start.unwrap_or(planned_start);
-            (start, shifted(start, expected_ms(leg, ratio)))
+            (start, shifted(start, expected_ms(leg, ratio_of(leg))))
         };
         next_start = Some(e);
         out.push((s, e));
@@ -275,15 +285,21 @@ pub(crate) fn eta_bands(
         .collect()
 }
 
-/// The relay's pace against its plan so far: time really taken over the time planned for the
-/// distance really covered, on the legs with a route among the first `legs` (those that have
-/// ended, and the one in progress if it is among them; clamped to 4× either way; 1 before there
-/// is any evidence). A relay that runs 20 % slower than planned on its first legs will likely
-/// do so on the next: with the current leg, this scales the planned duration of every leg
-/// still to come; without it, the current leg's prior pace (which the carrier's own observed
-/// pace takes over from within minutes).
-/// Also returns the seconds it is made of.
-fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f64, f64) {
+/// The relay's pace against its plan so far on the legs of one `class`: time really taken over
+/// the time planned for the distance really covered, on the legs of that class with a route
+/// among the first `legs` (those that have ended, and the one in progress if it is among
+/// them; clamped to 4× either way; 1 before there is any evidence). A relay that runs 20 %
+/// slower than planned on its first legs will likely do so on the next of their kind: with the
+/// current leg, this scales the planned duration of every leg of the class still to come;
+/// without it, the current leg's prior pace (which the carrier's own observed pace takes over
+/// from within minutes). Also returns the seconds it is made of.
+fn pace_ratio(
+    relay: &Relay,
+    st: &RelayState,
+    now: Timestamp,
+    legs: usize,
+    class: PaceClass,
+) -> (f64, f64) {
     let (mut taken_s, mut planned_total_s) = (0.0, 0.0);
     for (i, (leg, lt)) in relay
         .legs
@@ -291,6 +307,7 @@ fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f
         .zip(st.legs.iter())
         .enumerate()
         .take(legs.min(st.current + 1))
+        .filter(|(_, (leg, _))| leg.mode.pace_class() == Some(class))
     {
         let (Some(_), Some(start)) = (leg.geometry.route(), lt.actual_start) else {
             continue;
@@ -317,8 +334,8 @@ fn pace_ratio(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> (f
 }
 
 /// How long an upcoming leg is expected to take: its plan (on foot or by bike, slowed by its
-/// slopes: [`planned_s`]), scaled by the relay's pace ratio when it is a leg with a route (a
-/// stage keeps its planned time).
+/// slopes: [`planned_s`]), scaled by the pace ratio of its class when it is a leg with a route
+/// (a stage keeps its planned time; a flight, a jump, its plan on its route).
 fn expected_ms(leg: &Leg, ratio: f64) -> i64 {
     let Some(route) = leg.geometry.route() else {
         return leg.duration_ms();
