@@ -114,8 +114,11 @@ test('shares positions that the live page shows; buffers them while offline', as
   assert.match(await page.locator('#next-exchange').textContent(), /Exchange Square · hand to Ben/);
   assert.match(await page.locator('#distance').textContent(), /km along the route/);
 
+  // A phone that has sent nothing does not read "all sent".
+  await page.locator('#queue-status', { hasText: 'No position sent yet.' }).waitFor();
   await page.getByRole('button', { name: 'Start sharing' }).click();
   await page.locator('#queue-status', { hasText: 'All positions sent.' }).waitFor();
+  assert.equal(await queued(page), 0);
   await spectator.page.waitForFunction(() => Number(document.querySelector('.relay[data-relay="flag"] [role=progressbar]')?.getAttribute('aria-valuenow')) >= 28);
   const p0 = await progressOf(spectator.page);
   const x0 = (await centre(marker)).x;

@@ -170,9 +170,10 @@ test('the carrier page in French; switched to English while sharing, it carries 
   assert.equal(await text(page.locator('[data-warning="not-sharing"]')),
     'Vous portez « test flag » mais ce téléphone ne partage pas sa position : appuyez sur « Partager ma position ».');
 
+  // Nothing sent yet: the empty queue does not read "all sent" before the phone's first fix.
+  await page.locator('#queue-status', { hasText: 'Aucune position envoyée pour l’instant.' }).waitFor();
   await page.getByRole('button', { name: 'Partager ma position' }).click();
   await page.locator('#queue-status', { hasText: 'Toutes les positions sont envoyées.' }).waitFor();
-  // The queue is empty (so "all sent") before the phone's first fix too: wait for that fix.
   await page.locator('#share-status', { hasText: 'dernière position' }).waitFor();
   assert.match(await text(page.locator('#share-status')), new RegExp(`^Partage en cours · dernière position à ${HOUR} (PST|PDT) \\(±10 m\\)$`));
   await page.locator('[data-warning="not-sharing"]').waitFor({ state: 'detached' });

@@ -63,11 +63,16 @@ const readQueue = () => {
 };
 const writeQueue = (q) => localStorage.setItem(queueKey(), JSON.stringify(q.slice(-MAX_QUEUE)));
 
-/** The queue's length in words; `note` (a function giving words) says what the last send met. */
+/**
+ * The queue's length in words; `note` (a function giving words) says what the last send met.
+ * An empty queue is "all sent" only once this phone has queued a position (kept across reloads):
+ * before its first fix nothing has been sent at all.
+ */
 function showQueue(note = null) {
   state.queueNote = note;
   const n = readQueue().length;
-  const text = n === 0 ? msg('carrier.allSent') : msg(navigator.onLine ? 'carrier.waiting' : 'carrier.waitingOffline', { count: n });
+  const empty = Number.isFinite(state.ownSentT) ? 'carrier.allSent' : 'carrier.noneSent';
+  const text = n === 0 ? msg(empty) : msg(navigator.onLine ? 'carrier.waiting' : 'carrier.waitingOffline', { count: n });
   $('#queue-status').textContent = note ? `${text} ${note()}` : text;
   $('#queue-status').dataset.queued = String(n);
 }
