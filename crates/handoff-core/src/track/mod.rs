@@ -1618,6 +1618,42 @@ duration = "6m""#,
     }
 
     #[test]
+    fn a_flight_whose_phone_is_off_lands_on_its_plan_not_a_whole_flight_from_now() {
+        // Bob's leg is a 20-minute flight; his phone is off (airplane mode) from the handoff.
+        let plan = PLAN.replace(
+            r#"carriers = ["Bob"]
+mode = "run"
+route = { points = [[2.3650, 48.8500], [2.3800, 48.8500]] }
+duration = "6m""#,
+            r#"carriers = ["Bob"]
+mode = "flight"
+route = { points = [[2.3650, 48.8500], [3.3800, 48.8500]] }
+duration = "20m""#,
+        );
+        let mut tr = Tracker::new(Arc::new(parse(&plan, &NoFiles).unwrap()));
+        tr.set_recorded("r", vec![(0, t(240)), (1, t(600))], t(601));
+        let read = |tr: &mut Tracker, s: i64| {
+            tr.tick(t(s));
+            let view = tr.relay_view("r", t(s), false).unwrap();
+            let l = &view.legs[2];
+            (l.eta_end, l.eta_lo.unwrap(), l.eta_hi.unwrap())
+        };
+        // Nothing says the plane stopped at the gate: the landing stays at the plan's 1,800 s,
+        // and its band does not widen with a silence nothing was expected to break (it slid a
+        // second a second before: 2,670 s at 900 s in).
+        let first = read(&mut tr, 600);
+        assert_eq!(first.0, t(1800));
+        for s in [660, 900, 1500] {
+            assert_eq!(read(&mut tr, s), first, "{s} s");
+        }
+        // Seen once, mid-flight, then silent: that carrier ages as any silent carrier does.
+        tr.apply("Bob", "Bob", &ping(1200, 2.8725, 48.85));
+        let seen = read(&mut tr, 1200).0;
+        let later = read(&mut tr, 1500).0;
+        assert!(later > seen && later > t(1800), "{seen} → {later}");
+    }
+
+    #[test]
     fn a_later_leg_that_climbs_is_expected_to_take_longer_than_its_flat_plan() {
         // Bob's 1.1 km rises 110 m (10 %): Tobler walks it 1.42 times as long as the flat, and
         // the plan's 6 minutes are read as flat ground.

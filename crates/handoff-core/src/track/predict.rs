@@ -166,13 +166,15 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
 /// The predicted (or, once done, actual) start and end of every leg at `now`, counting the
 /// first `known` shifts: the current leg's end from its pace plus the delays announced while it
 /// is on, each later leg its expected duration ([`expected_ms`]) after the one before it. Only
-/// the first `upto` legs (a prediction needs the next few, a view all of them).
+/// the first `upto` legs (a prediction needs the next few, a view all of them). With `public`,
+/// the current leg's end as of the last fix spectators may see under the public delay (none:
+/// its holder not yet seen, as far as they may know); without, as of the holder's last fix.
 pub(crate) fn eta_times(
     cx: Ctx<'_>,
     st: &RelayState,
     known: usize,
     now: Timestamp,
-    public_fix: Option<Fix>,
+    public: Option<Option<Fix>>,
     upto: usize,
 ) -> Vec<(Timestamp, Timestamp)> {
     let relay: &Relay = cx.relay;
@@ -205,8 +207,9 @@ pub(crate) fn eta_times(
                 untracked_end(cx, i, start, known).max(now)
             } else {
                 // With a public delay, spectators get the ETA as of the last public fix.
-                let (along_m, fix) =
-                    public_fix.map_or((lt.along_m, lt.last_fix), |f| (f.along_m, Some(f)));
+                let (along_m, fix) = public.map_or((lt.along_m, lt.last_fix), |f| {
+                    (f.map_or(0.0, |f| f.along_m), f)
+                });
                 shifted(
                     current_eta(leg, lt, along_m, fix, start, now, finished),
                     held,
@@ -228,26 +231,28 @@ pub(crate) fn eta_times(
 /// The band around each ETA of `times` ([`eta_times`] at `now`): none for the legs done; the
 /// current leg's end with the current quantiles, every later end with the later ones; each
 /// measured from the evidence the ETAs stand on (so it does not move with the clock between
-/// fixes), and widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] (since the
-/// last fix, or the public one for a delayed view). A delay an operator announced for the
-/// current leg (the first `known` shifts) is not uncertain: the band is around the rest. The
-/// relay's own errors are shrunk toward `band_prior` ([`super::band::quantiles`]).
+/// fixes), and widened by the current carrier's silence beyond [`SILENT_MOVING_MS`] since
+/// `seen`, the holder's fix the view stands on (for a delayed view, the last public one). A
+/// holder not seen on the leg is not silent: their ETA is the plan's, and so is its band. A
+/// delay an operator announced for the current leg (the first `known` shifts) is not
+/// uncertain: the band is around the rest. The relay's own errors are shrunk toward
+/// `band_prior` ([`super::band::quantiles`]).
 pub(crate) fn eta_bands(
     cx: Ctx<'_>,
     st: &RelayState,
     known: usize,
     now: Timestamp,
     times: &[(Timestamp, Timestamp)],
-    public_fix: Option<Fix>,
+    seen: Option<Fix>,
     band_prior: super::band::Quantiles,
 ) -> Vec<Option<(Timestamp, Timestamp)>> {
     let cur = st.current;
     let q = super::band::quantiles(st, band_prior);
-    // What the ETAs stand on: the holder's newest fix (or the public one, for a delayed view),
-    // else the leg's start; before the relay starts, its predicted start.
+    // What the ETAs stand on: the holder's fix, else the leg's start; before the relay starts,
+    // its predicted start.
     let started = st.legs.get(cur).filter(|lt| lt.actual_start.is_some());
-    let evidence =
-        started.and_then(|lt| public_fix.or(lt.last_fix).map(|f| f.t).or(lt.actual_start));
+    let seen = seen.filter(|_| started.is_some());
+    let evidence = started.and_then(|lt| seen.map(|f| f.t).or(lt.actual_start));
     let announced_ms = started
         .and_then(|lt| lt.actual_start)
         .map_or(0, |start| cx.held_ms(cur, start, known));
@@ -257,16 +262,10 @@ pub(crate) fn eta_bands(
             .unwrap_or(now),
         announced_ms.max(0),
     );
-    // A silent carrier (a tracked leg, or one whose phone has reported) may have moved on
-    // unseen or stopped: beyond the time they are assumed to keep moving, the band widens.
-    let tracked = cx
-        .relay
-        .legs
-        .get(cur)
-        .is_some_and(|leg| leg.geometry.route().is_some())
-        || started.is_some_and(|lt| lt.last_fix.is_some());
-    let silent_ms = evidence.filter(|_| tracked).map_or(0, |since| {
-        now.as_millisecond() - since.as_millisecond() - SILENT_MOVING_MS
+    // A silent carrier may have moved on unseen or stopped: beyond the time they are assumed
+    // to keep moving after their last fix, the band widens.
+    let silent_ms = seen.map_or(0, |f| {
+        now.as_millisecond() - f.t.as_millisecond() - SILENT_MOVING_MS
     });
     times
         .iter()
@@ -374,10 +373,16 @@ fn current_eta(
     } else {
         flat_mps
     };
-    let from = fix.map_or(start, |f| f.t);
-    let left_m = silent_remaining_m(remaining_m, speed, leg.exchange_radius_m, from, now);
-    let eta = now
-        .max(from)
+    // A carrier not seen on the leg yet (a phone off on a flight, or never switched on) is
+    // expected at the pace from the start, not assumed stopped there: nothing says they did.
+    let (from, left_m) = match fix {
+        Some(f) => (
+            f.t.max(now),
+            silent_remaining_m(remaining_m, speed, leg.exchange_radius_m, f.t, now),
+        ),
+        None => (start, remaining_m),
+    };
+    let eta = from
         .checked_add(SignedDuration::from_secs_f64(left_m / speed))
         .unwrap_or(planned_end);
     eta.max(now)

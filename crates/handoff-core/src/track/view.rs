@@ -4,12 +4,11 @@
 
 use jiff::Timestamp;
 
-use crate::geodesic::Coord;
 use crate::plan::Plan;
 use crate::snapshot::{EndedBy, LegStatus, LegView, Position, RelayView};
 
 use super::step::{Ctx, OFF_ROUTE_PINGS, RelayState, shifted};
-use super::{EndCause, Fix, STALE_MS};
+use super::{EndCause, STALE_MS};
 
 pub(crate) fn relay_view(
     cx: Ctx<'_>,
@@ -37,14 +36,17 @@ pub(crate) fn relay_view(
         st,
         known,
         now,
-        if delayed {
-            Some(public_fix.unwrap_or_else(|| start_fix(cx, st)))
-        } else {
-            None
-        },
+        delayed.then_some(public_fix),
         relay.legs.len(),
     );
-    let bands = super::predict::eta_bands(cx, st, known, now, &times, public_fix, band_prior);
+    // The holder's fix the bands stand on: with a delay, only one spectators may see (a newer
+    // one would give away when the carrier last reported).
+    let seen = if delayed {
+        public_fix
+    } else {
+        public_fix.or_else(|| st.legs.get(cur).and_then(|lt| lt.last_fix))
+    };
+    let bands = super::predict::eta_bands(cx, st, known, now, &times, seen, band_prior);
     let legs = relay
         .legs
         .iter()
@@ -143,34 +145,5 @@ pub(crate) fn flags(cx: Ctx<'_>, st: &RelayState, plan: &Plan, now: Timestamp) -
             .then(|| crate::snapshot::overdue_after(planned_start, planned_end, start)),
         off_route_since: lt.off_route_since.filter(|_| off_route),
         silent_since: silent.then(|| shifted(since, plan.event.silent_after_ms)),
-    }
-}
-
-/// A stand-in fix at the start of the current leg, for a delayed view before any public fix.
-fn start_fix(cx: Ctx<'_>, st: &RelayState) -> Fix {
-    let relay = cx.relay;
-    let cur = st.current.min(relay.legs.len().saturating_sub(1));
-    let at = relay
-        .legs
-        .get(cur)
-        .map_or(Coord::new(0.0, 0.0), |l| l.geometry.start());
-    let t = st
-        .legs
-        .get(cur)
-        .and_then(|l| l.actual_start)
-        .unwrap_or_else(|| {
-            relay
-                .legs
-                .get(cur)
-                .map_or(Timestamp::UNIX_EPOCH, |l| l.start)
-        });
-    Fix {
-        t,
-        lon: at.lon,
-        lat: at.lat,
-        acc_m: None,
-        along_m: 0.0,
-        cross_track_m: 0.0,
-        on_course: true,
     }
 }
