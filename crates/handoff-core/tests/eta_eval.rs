@@ -58,6 +58,51 @@ fn tracks() -> Vec<Track> {
             Mode::Run,
             include_str!("tracks/run-stavanger-9km.gpx"),
         ),
+        (
+            "run-chapel-hill-4km",
+            Mode::Run,
+            include_str!("tracks/run-chapel-hill-4km.gpx"),
+        ),
+        (
+            "ride-hendersonville-17km",
+            Mode::Bike,
+            include_str!("tracks/ride-hendersonville-17km.gpx"),
+        ),
+        (
+            "ride-milton-keynes-18km",
+            Mode::Bike,
+            include_str!("tracks/ride-milton-keynes-18km.gpx"),
+        ),
+        (
+            "run-twin-cities-marathon-42km",
+            Mode::Run,
+            include_str!("tracks/run-twin-cities-marathon-42km.gpx"),
+        ),
+        (
+            "run-new-river-50km",
+            Mode::Run,
+            include_str!("tracks/run-new-river-50km.gpx"),
+        ),
+        (
+            "run-maribor-5km",
+            Mode::Run,
+            include_str!("tracks/run-maribor-5km.gpx"),
+        ),
+        (
+            "ride-ioannina-51km",
+            Mode::Bike,
+            include_str!("tracks/ride-ioannina-51km.gpx"),
+        ),
+        (
+            "ride-belfort-25km",
+            Mode::Bike,
+            include_str!("tracks/ride-belfort-25km.gpx"),
+        ),
+        (
+            "run-vasteras-5km",
+            Mode::Run,
+            include_str!("tracks/run-vasteras-5km.gpx"),
+        ),
     ]
     .into_iter()
     .map(|(name, mode, text)| Track::from_gpx(name, mode, text).expect("fixture parses"))
@@ -65,8 +110,8 @@ fn tracks() -> Vec<Track> {
 }
 
 /// Median |error| (% of the leg's real duration) the engine may not exceed, at 25/50/75 %.
-const CURRENT_MAX: [f64; 3] = [6.5, 3.5, 2.5];
-const NEXT_MAX: [f64; 3] = [13.5, 10.5, 15.5];
+const CURRENT_MAX: [f64; 3] = [7.5, 4.0, 2.5];
+const NEXT_MAX: [f64; 3] = [15.5, 12.0, 15.5];
 
 fn medians(report: &Report, target: Target) -> Vec<f64> {
     FRACTIONS
@@ -83,19 +128,19 @@ fn medians(report: &Report, target: Target) -> Vec<f64> {
 #[test]
 fn engine_errors_stay_within_the_recorded_bounds() {
     let report = evaluate(&tracks(), Options::default()).expect("tracks evaluate");
-    // 10 tracks × 3 legs × 3 points for the current leg, the first two legs for the next.
+    // 19 tracks × 3 legs × 3 points for the current leg, the first two legs for the next.
     assert_eq!(
         report
             .errors(Predictor::Handoff, Target::Current, 0.5)
             .len(),
-        30
+        57
     );
     assert_eq!(
         report.errors(Predictor::Handoff, Target::Next, 0.5).len(),
-        20
+        38
     );
     for p in Predictor::ALL {
-        assert_eq!(report.errors(p, Target::Current, 0.25).len(), 30, "{p:?}");
+        assert_eq!(report.errors(p, Target::Current, 0.25).len(), 57, "{p:?}");
     }
     let current = medians(&report, Target::Current);
     let next = medians(&report, Target::Next);
@@ -115,8 +160,8 @@ fn engine_errors_stay_within_the_recorded_bounds() {
         );
     }
     // The bands hold 80 % ± 10 % of the real ends, for the current leg's and the next one's, at
-    // each point (30 and 20 predictions: one prediction is 3.3 and 5 points); and so they do
-    // out of sample, each track's bands starting from a prior measured on the other nine.
+    // each point (57 and 38 predictions: one prediction is 1.8 and 2.6 points); and so they do
+    // out of sample, each track's bands starting from a prior measured on the other eighteen.
     for target in [Target::Current, Target::Next] {
         for f in FRACTIONS {
             let c = report.band_coverage(target, Some(f)).expect("bands");
@@ -130,10 +175,10 @@ fn engine_errors_stay_within_the_recorded_bounds() {
         }
     }
     // Every leg ends, each at a stamp of its own.
-    assert_eq!(report.stamp_errors().len(), 30, "{:?}", report.stamps);
+    assert_eq!(report.stamp_errors().len(), 57, "{:?}", report.stamps);
     // "When does it pass here" on the leg under way: timed by its terrain, its points ahead
     // stay within these medians (% of the leg's real duration), and closer than timed evenly by
-    // distance, as the page did until then (4.1 / 2.6 / 1.2 %).
+    // distance, as the page did until then (4.3 / 2.7 / 1.2 % on the nineteen tracks).
     for (i, f) in FRACTIONS.iter().enumerate() {
         let (terrain, _, n) = report
             .pass_summary(Target::Current, *f, true)
@@ -141,7 +186,7 @@ fn engine_errors_stay_within_the_recorded_bounds() {
         let (distance, _, _) = report
             .pass_summary(Target::Current, *f, false)
             .expect("points");
-        assert_eq!(n, 60, "two points ahead on each of the 30 legs");
+        assert_eq!(n, 114, "two points ahead on each of the 57 legs");
         assert!(
             terrain <= PASS_CURRENT_MAX[i] && terrain < distance,
             "points ahead at {f}: {terrain:.2} % by terrain, {distance:.2} % by distance"
@@ -161,7 +206,7 @@ fn engine_errors_stay_within_the_recorded_bounds() {
 
 /// Median |error| of "when does it pass here" for points ahead on the leg under way, timed by
 /// its terrain, at 25/50/75 % (docs/eta.md).
-const PASS_CURRENT_MAX: [f64; 3] = [3.0, 2.5, 1.5];
+const PASS_CURRENT_MAX: [f64; 3] = [4.5, 2.5, 1.5];
 
 #[test]
 fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_near() {
@@ -169,7 +214,7 @@ fn legs_are_stamped_when_the_carrier_reached_the_exchange_not_when_they_came_nea
     for receiver_waits in [false, true] {
         let report = evaluate(&tracks(), Options { receiver_waits }).expect("tracks evaluate");
         let errs = report.stamp_errors();
-        assert_eq!(errs.len(), 30, "{:?}", report.stamps);
+        assert_eq!(errs.len(), 57, "{:?}", report.stamps);
         let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
         // Entering the 50–75 m radius stamped legs up to 37 s early (240 s with a receiver
         // waiting there); the closest approach is within a few seconds. Without a receiver the
@@ -215,14 +260,23 @@ fn spread_over_chunks(track: &Track, how: Locomotion, chunk_m: f64) -> f64 {
 #[test]
 fn a_riders_power_explains_the_recorded_rides_slopes_better_than_a_hikers_function() {
     // Over 5 km stretches, the hilly Stavelot ride's seconds per metre vary by a factor of
-    // e^0.37 (sd) on flat distance, e^0.27 weighed by Tobler's function, e^0.19 by the rider's
-    // power; on the two flat rides the power model is steadier too, if only a little.
-    for track in tracks().iter().filter(|t| t.mode == Mode::Bike) {
-        let foot = spread_over_chunks(track, Locomotion::Foot, 5_000.0);
-        let bike = spread_over_chunks(track, Locomotion::Bike, 5_000.0);
-        assert!(bike < foot, "{}: {bike:.3} against {foot:.3}", track.name);
+    // e^0.37 (sd) on flat distance, e^0.24 weighed by Tobler's function, e^0.18 by the rider's
+    // power. Over the seven rides together the power model is steadier too, but not on each:
+    // the Hendersonville and Belfort rides (added in session 15, both with fast descents) are
+    // steadier by Tobler's function (docs/eta.md).
+    let rides: Vec<Track> = tracks().into_iter().filter(|t| t.mode == Mode::Bike).collect();
+    assert_eq!(rides.len(), 7);
+    let (mut foot, mut bike) = (0.0, 0.0);
+    for track in &rides {
+        let (f, b) = (
+            spread_over_chunks(track, Locomotion::Foot, 5_000.0),
+            spread_over_chunks(track, Locomotion::Bike, 5_000.0),
+        );
         if track.name == "ride-stavelot-58km" {
-            assert!(bike < 0.8 * foot, "{bike:.3} against {foot:.3}");
+            assert!(b < 0.8 * f, "{b:.3} against {f:.3}");
         }
+        foot += f;
+        bike += b;
     }
+    assert!(bike < 0.95 * foot, "{bike:.3} against {foot:.3}");
 }
