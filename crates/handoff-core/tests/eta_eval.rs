@@ -264,7 +264,10 @@ fn a_riders_power_explains_the_recorded_rides_slopes_better_than_a_hikers_functi
     // power. Over the seven rides together the power model is steadier too, but not on each:
     // the Hendersonville and Belfort rides (added in session 15, both with fast descents) are
     // steadier by Tobler's function (docs/eta.md).
-    let rides: Vec<Track> = tracks().into_iter().filter(|t| t.mode == Mode::Bike).collect();
+    let rides: Vec<Track> = tracks()
+        .into_iter()
+        .filter(|t| t.mode == Mode::Bike)
+        .collect();
     assert_eq!(rides.len(), 7);
     let (mut foot, mut bike) = (0.0, 0.0);
     for track in &rides {
