@@ -46,6 +46,14 @@ pub struct Route {
 /// A route's slopes are judged over stretches this long: an elevation profile (a GPS recording,
 /// a terrain model) is too noisy at the scale of a few metres to take grade from.
 const TERRAIN_STRETCH_M: f64 = 100.0;
+/// … between elevations smoothed over this far either side (the mean of the profile every
+/// [`TERRAIN_SAMPLE_M`], the window narrowed near the route's ends so that its total rise is
+/// kept): a recorded route's elevation jumps by tens of metres where its GPS settles, and read
+/// as a climb that the carrier took at a run, that misleads every ETA after it (docs/eta.md,
+/// session 15: chosen among 0–1,000 m on the evaluation's tracks, checked leaving each out).
+const TERRAIN_SMOOTH_M: f64 = 300.0;
+/// The step at which the elevation is sampled for [`TERRAIN_SMOOTH_M`].
+const TERRAIN_SAMPLE_M: f64 = 10.0;
 
 /// Why a list of points cannot be a route.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -276,7 +284,8 @@ impl Route {
 
     /// How far the stretch from `from_m` to `to_m` (clamped, in order) is worth on flat ground
     /// for someone who climbs as `how` does: its length weighted by [`slope_cost`] on the slope
-    /// of each [`TERRAIN_STRETCH_M`] of the route (Tobler's hiking function on foot, a rider's
+    /// of each [`TERRAIN_STRETCH_M`] of the route, between elevations smoothed over
+    /// [`TERRAIN_SMOOTH_M`] either side (Tobler's hiking function on foot, a rider's
     /// constant power by bike: a climb counts longer, a descent shorter). The stretch's own
     /// length when the route has no elevation.
     ///
@@ -301,9 +310,12 @@ impl Route {
             let mut a = 0.0;
             while a < len {
                 let b = (a + TERRAIN_STRETCH_M).min(len);
-                let cost = self
-                    .grade_between(a, b)
-                    .map_or(1.0, |g| crate::eta::slope_cost(how, g));
+                let cost = match (self.smoothed_elevation(a), self.smoothed_elevation(b)) {
+                    (Some(ea), Some(eb)) if b - a > 1e-3 => {
+                        crate::eta::slope_cost(how, (eb - ea) / (b - a))
+                    }
+                    _ => 1.0,
+                };
                 cum.push(cum.last().copied().unwrap_or(0.0) + (b - a) * cost);
                 a = b;
             }
@@ -319,6 +331,28 @@ impl Route {
             profile[k] + (next - profile[k]) * ((x - start) / span).clamp(0.0, 1.0)
         };
         at(to_m) - at(from_m)
+    }
+
+    /// The elevation `along_m` from the start averaged over [`TERRAIN_SMOOTH_M`] either side
+    /// (less near the ends, so the first and last points keep their own), when the route has
+    /// elevation.
+    fn smoothed_elevation(&self, along_m: f64) -> Option<f64> {
+        let along_m = self.clamp_along(along_m);
+        let half = TERRAIN_SMOOTH_M
+            .min(along_m)
+            .min(self.length_m() - along_m)
+            .max(0.0);
+        #[allow(clippy::cast_possible_truncation)]
+        let n = (half / TERRAIN_SAMPLE_M).floor() as i64;
+        let mut sum = 0.0;
+        for k in -n..=n {
+            #[allow(clippy::cast_precision_loss)]
+            let x = along_m + k as f64 * TERRAIN_SAMPLE_M;
+            sum += self.elevation_at(x)?;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mean = sum / (2 * n + 1) as f64;
+        Some(mean)
     }
 
     fn clamp_along(&self, along_m: f64) -> f64 {
@@ -763,27 +797,60 @@ mod tests {
     }
 
     #[test]
+    fn a_spike_in_a_recorded_elevation_is_not_read_as_a_climb() {
+        // 2 km of flat street, the first 300 m of its recording's elevation a GPS settling:
+        // 179 → 214 → 180 m (the Chapel Hill run's, tests/tracks). Taken as it is, that is a
+        // 17 % climb and a 38 % descent; smoothed over a few hundred metres, a bump.
+        let eles = [178.9, 193.4, 214.5, 180.4, 178.9];
+        let mut pts: Vec<Coord> = eles
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                Coord::with_ele(f64::from(u8::try_from(i).unwrap()) * 0.0009, 0.0, Some(e))
+            })
+            .collect();
+        for i in 5..=20 {
+            pts.push(Coord::with_ele(f64::from(i) * 0.0009, 0.0, Some(178.9)));
+        }
+        let r = Route::new(pts).expect("route");
+        let len = r.length_m();
+        let whole = r.flat_equivalent_m(Locomotion::Foot, 0.0, len) / len;
+        // Raw, stretch by stretch of 100 m: the climb and the descent add 15 % to the 2 km.
+        let raw: f64 = (0..20)
+            .map(|k| {
+                let (a, b) = (f64::from(k) * len / 20.0, f64::from(k + 1) * len / 20.0);
+                r.grade_between(a, b)
+                    .map_or(1.0, |g| crate::eta::slope_cost(Locomotion::Foot, g))
+            })
+            .sum::<f64>()
+            / 20.0;
+        assert!(raw > 1.1, "{raw}");
+        assert!(whole - 1.0 < (raw - 1.0) / 3.0, "{whole} against {raw}");
+    }
+
+    #[test]
     fn a_climb_is_worth_more_flat_ground_than_its_length_and_the_same_descent_less_or_more() {
-        // 1.1 km east, flat for the first 500 m, then up 60 m over 600 m (10 %), elevation at
-        // every 100 m.
+        // 11 km east, flat for the first 5 km, then up 600 m over 6 km (10 %), elevation at
+        // every 100 m (long enough that the elevation's smoothing, a few hundred metres either
+        // side, rounds only the foot of the climb).
         let mut pts = Vec::new();
-        for i in 0..=11 {
-            let ele = if i <= 5 {
+        for i in 0..=110 {
+            let ele = if i <= 50 {
                 100.0
             } else {
-                100.0 + 10.0 * f64::from(i - 5)
+                100.0 + 10.0 * f64::from(i - 50)
             };
             pts.push(Coord::with_ele(f64::from(i) * 0.0009, 0.0, Some(ele)));
         }
         let up = Route::new(pts.clone()).expect("route");
         let len = up.length_m();
-        let flat_part = up.flat_equivalent_m(Locomotion::Foot, 0.0, 400.0);
-        assert!((flat_part - 400.0).abs() < 1e-6, "{flat_part}");
+        let flat_part = up.flat_equivalent_m(Locomotion::Foot, 0.0, 4000.0);
+        assert!((flat_part - 4000.0).abs() < 1e-6, "{flat_part}");
         // Tobler: 10 % up is walked at 6 e^(-3.5 × 0.15) km/h against 6 e^(-3.5 × 0.05) on the
         // flat, 1.42 times as long.
-        let climb = up.flat_equivalent_m(Locomotion::Foot, len - 500.0, len);
+        let climb = up.flat_equivalent_m(Locomotion::Foot, len - 5000.0, len);
         let cost = (3.5_f64 * 0.10).exp();
-        assert!((climb / 500.0 - cost).abs() < 0.02, "{climb}");
+        assert!((climb / 5000.0 - cost).abs() < 0.02, "{climb}");
         // In order, clamped, additive, and linear inside a stretch.
         assert!(up.flat_equivalent_m(Locomotion::Foot, 300.0, 200.0).abs() < 1e-12);
         assert!(
@@ -800,8 +867,8 @@ mod tests {
         // peaks on a 5 % descent and falls off on either side of it), a gentle descent faster.
         pts.reverse();
         let down = Route::new(pts).expect("route");
-        let descent = down.flat_equivalent_m(Locomotion::Foot, 0.0, 500.0);
-        assert!((descent / 500.0 - 1.0).abs() < 0.01, "{descent}");
+        let descent = down.flat_equivalent_m(Locomotion::Foot, 0.0, 5000.0);
+        assert!((descent / 5000.0 - 1.0).abs() < 0.01, "{descent}");
         let gentle = Route::new(vec![
             Coord::with_ele(0.0, 0.0, Some(100.0)),
             Coord::with_ele(0.009, 0.0, Some(50.0)),
@@ -812,11 +879,11 @@ mod tests {
         assert!((eased - (-3.5_f64 * 0.05).exp()).abs() < 0.01, "{eased}");
         // By bike the same climb costs its rider's power model, far more than on foot, and the
         // descent far less; each profile is its own (asking for one does not change the other).
-        let by_bike = up.flat_equivalent_m(Locomotion::Bike, len - 500.0, len) / 500.0;
+        let by_bike = up.flat_equivalent_m(Locomotion::Bike, len - 5000.0, len) / 5000.0;
         assert!((by_bike - crate::eta::slope_cost(Locomotion::Bike, 0.10)).abs() < 0.05);
-        assert!(by_bike > 2.0 * climb / 500.0, "{by_bike}");
-        assert!((up.flat_equivalent_m(Locomotion::Foot, len - 500.0, len) - climb).abs() < 1e-9);
-        let coasting = down.flat_equivalent_m(Locomotion::Bike, 0.0, 500.0) / 500.0;
+        assert!(by_bike > 2.0 * climb / 5000.0, "{by_bike}");
+        assert!((up.flat_equivalent_m(Locomotion::Foot, len - 5000.0, len) - climb).abs() < 1e-9);
+        let coasting = down.flat_equivalent_m(Locomotion::Bike, 0.0, 5000.0) / 5000.0;
         assert!(coasting < 0.6, "{coasting}");
         // Without elevation, the length itself.
         let plain = route(&[(0.0, 0.0), (0.01, 0.0)]);

@@ -402,23 +402,24 @@ mod tests {
         list.iter().map(|s| (*s).to_string()).collect()
     }
 
-    /// A walk up a steady 10 % climb for 1 km, then 1 km on the flat at the top; then a ride on
-    /// a route with no elevation.
+    /// A walk up a steady 10 % climb for 10 km, then 10 km on the flat at the top (long enough
+    /// that smoothing the elevation over a few hundred metres rounds only a sliver of the
+    /// brow); then a ride on a route with no elevation.
     fn climb_then_flat() -> Plan {
         let deg_per_m = 1.0 / 111_319.5;
         let walk: Vec<String> = (0..=20)
             .map(|i| {
-                let x = f64::from(i) * 100.0;
-                format!("[{}, 0.0, {}]", x * deg_per_m, (x.min(1000.0)) * 0.1)
+                let x = f64::from(i) * 1000.0;
+                format!("[{}, 0.0, {}]", x * deg_per_m, (x.min(10_000.0)) * 0.1)
             })
             .collect();
         let toml = format!(
             "[event]\nid = \"t\"\nname = \"t\"\n[[relays]]\nid = \"r\"\n\
-             [[relays.legs]]\ncarriers = [\"A\"]\nmode = \"walk\"\nroute = {{ points = [{}] }}\nduration = \"30m\"\nstart = \"2024-08-11T20:00:00Z\"\n\
-             [[relays.legs]]\ncarriers = [\"B\"]\nmode = \"bike\"\nroute = {{ points = [[{}, 0.0], [{}, 0.0]] }}\nduration = \"10m\"\n",
+             [[relays.legs]]\ncarriers = [\"A\"]\nmode = \"walk\"\nroute = {{ points = [{}] }}\nduration = \"4h\"\nstart = \"2024-08-11T20:00:00Z\"\n\
+             [[relays.legs]]\ncarriers = [\"B\"]\nmode = \"bike\"\nroute = {{ points = [[{}, 0.0], [{}, 0.0]] }}\nduration = \"1h\"\n",
             walk.join(", "),
-            2000.0 * deg_per_m,
-            5000.0 * deg_per_m,
+            20_000.0 * deg_per_m,
+            50_000.0 * deg_per_m,
         );
         parse(&toml, &NoFiles).expect("plan parses")
     }
@@ -436,14 +437,14 @@ mod tests {
         // the walk's time, not half of it.
         let cost = crate::eta::slope_cost(Locomotion::Foot, 0.1);
         let climb = cost / (cost + 1.0);
-        let half = walk.time_share(Some(flat), 1000.0);
+        let half = walk.time_share(Some(flat), 10_000.0);
         assert!((half - climb).abs() < 0.01, "{half} against {climb}");
         assert!(
-            (walk.time_share(Some(flat), 500.0) - climb / 2.0).abs() < 0.01,
+            (walk.time_share(Some(flat), 5000.0) - climb / 2.0).abs() < 0.01,
             "even within the climb"
         );
-        assert!((walk.time_share(Some(flat), 1500.0) - (1.0 + climb) / 2.0).abs() < 0.01);
-        assert!((walk.time_share(Some(flat), 5000.0) - 1.0).abs() < 1e-12);
+        assert!((walk.time_share(Some(flat), 15_000.0) - (1.0 + climb) / 2.0).abs() < 0.01);
+        assert!((walk.time_share(Some(flat), 50_000.0) - 1.0).abs() < 1e-12);
         // Without a profile (or with a route that has no elevation), time goes with distance.
         assert!((walk.time_share(None, walk.length_m() / 2.0) - 0.5).abs() < 1e-9);
         assert!(ride.flat_m.is_none());

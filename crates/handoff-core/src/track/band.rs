@@ -17,13 +17,15 @@ use super::step::RelayState;
 /// The quantiles of `ln(real time to go / predicted time to go)` (10th, 90th percentile) the
 /// bands start from, for the current leg's end and for the ends after it: the spread measured
 /// with `cargo run --release -p handoff-core --example eta` (the "spread" lines of its report)
-/// on the nineteen tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-04. On
-/// the ten tracks before it was −0.21 / +0.21 and −0.21 / +0.14; until session 13, −0.30 /
+/// on the nineteen tracks of `tests/tracks/` at 25, 50 and 75 % of each leg on 2026-12-04,
+/// with the routes' elevation smoothed. On the nineteen before the smoothing it was −0.20 /
+/// +0.22 and −0.25 / +0.21; on the ten tracks before them −0.21 / +0.21 and −0.21 / +0.14;
+/// until session 13, −0.30 /
 /// +0.20 and −0.25 / +0.15 (eight tracks, rounded outward to 0.05). In-sample on those tracks:
 /// a relay's own legs take over ([`PRIOR_LEGS`]).
 pub const PRIOR: Quantiles = Quantiles {
-    current: (-0.20, 0.22),
-    later: (-0.25, 0.21),
+    current: (-0.29, 0.19),
+    later: (-0.30, 0.15),
 };
 /// The prior weighs as much as this many finished legs of the relay's own.
 const PRIOR_LEGS: f64 = 3.0;
