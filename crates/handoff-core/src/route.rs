@@ -308,16 +308,19 @@ impl Route {
             let len = self.length_m();
             let mut cum = vec![0.0];
             let mut a = 0.0;
+            // Each boundary's smoothed elevation once: it ends one stretch and starts the next.
+            let mut ea = self.smoothed_elevation(0.0);
             while a < len {
                 let b = (a + TERRAIN_STRETCH_M).min(len);
-                let cost = match (self.smoothed_elevation(a), self.smoothed_elevation(b)) {
+                let eb = self.smoothed_elevation(b);
+                let cost = match (ea, eb) {
                     (Some(ea), Some(eb)) if b - a > 1e-3 => {
                         crate::eta::slope_cost(how, (eb - ea) / (b - a))
                     }
                     _ => 1.0,
                 };
                 cum.push(cum.last().copied().unwrap_or(0.0) + (b - a) * cost);
-                a = b;
+                (a, ea) = (b, eb);
             }
             cum
         });
@@ -801,17 +804,12 @@ mod tests {
         // 2 km of flat street, the first 300 m of its recording's elevation a GPS settling:
         // 179 → 214 → 180 m (the Chapel Hill run's, tests/tracks). Taken as it is, that is a
         // 17 % climb and a 38 % descent; smoothed over a few hundred metres, a bump.
-        let eles = [178.9, 193.4, 214.5, 180.4, 178.9];
-        let mut pts: Vec<Coord> = eles
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| {
-                Coord::with_ele(f64::from(u8::try_from(i).unwrap()) * 0.0009, 0.0, Some(e))
-            })
+        let settling = [178.9, 193.4, 214.5, 180.4];
+        let eles = settling.into_iter().chain(std::iter::repeat(178.9));
+        let pts = (0..=20_u32)
+            .zip(eles)
+            .map(|(i, e)| Coord::with_ele(f64::from(i) * 0.0009, 0.0, Some(e)))
             .collect();
-        for i in 5..=20 {
-            pts.push(Coord::with_ele(f64::from(i) * 0.0009, 0.0, Some(178.9)));
-        }
         let r = Route::new(pts).expect("route");
         let len = r.length_m();
         let whole = r.flat_equivalent_m(Locomotion::Foot, 0.0, len) / len;

@@ -145,6 +145,7 @@ pub enum PaceClass {
 }
 
 impl PaceClass {
+    /// Every class, each at the index of its discriminant.
     pub const ALL: [Self; 2] = [Self::Muscle, Self::Vehicle];
 }
 
@@ -179,6 +180,14 @@ impl FromStr for Mode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pace_classes_stand_in_all_at_their_own_index() {
+        // Ratios kept per class are indexed by `class as usize` (`track::predict`).
+        for (i, class) in PaceClass::ALL.into_iter().enumerate() {
+            assert_eq!(class as usize, i, "{class:?}");
+        }
+    }
 
     #[test]
     fn every_mode_round_trips() {

@@ -180,17 +180,11 @@ pub(crate) fn eta_times(
     let relay: &Relay = cx.relay;
     let cur = st.current;
     // Each class of leg by its own pace against the plan; a leg of none keeps its plan.
-    let ratio = PaceClass::ALL.map(|class| pace_ratio(relay, st, now, cur + 1, class).0);
-    let ratio_of = |leg: &Leg| {
-        leg.mode
-            .pace_class()
-            .map_or(1.0, |class| ratio[class as usize])
-    };
+    let ratios = pace_ratios(relay, st, now, cur + 1);
     let finished = relay
         .legs
         .get(cur)
-        .and_then(|leg| leg.mode.pace_class())
-        .map_or((1.0, 0.0), |class| pace_ratio(relay, st, now, cur, class));
+        .map_or((1.0, 0.0), |leg| pace_ratios(relay, st, now, cur).of(leg));
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
     for (i, (leg, lt)) in relay.legs.iter().zip(st.legs.iter()).enumerate().take(upto) {
@@ -220,7 +214,7 @@ pub(crate) fn eta_times(
         } else {
             // An upcoming leg starts when the one before it ends.
             let start = next_start.unwrap_or(planned_start);
-            (start, shifted(start, expected_ms(leg, ratio_of(leg))))
+            (start, shifted(start, expected_ms(leg, ratios.of(leg).0)))
         };
         next_start = Some(e);
         out.push((s, e));
@@ -284,31 +278,27 @@ pub(crate) fn eta_bands(
         .collect()
 }
 
-/// The relay's pace against its plan so far on the legs of one `class`: time really taken over
-/// the time planned for the distance really covered, on the legs of that class with a route
-/// among the first `legs` (those that have ended, and the one in progress if it is among
-/// them; clamped to 4× either way; 1 before there is any evidence). A relay that runs 20 %
-/// slower than planned on its first legs will likely do so on the next of their kind: with the
-/// current leg, this scales the planned duration of every leg of the class still to come;
-/// without it, the current leg's prior pace (which the carrier's own observed pace takes over
-/// from within minutes). Also returns the seconds it is made of.
-fn pace_ratio(
-    relay: &Relay,
-    st: &RelayState,
-    now: Timestamp,
-    legs: usize,
-    class: PaceClass,
-) -> (f64, f64) {
-    let (mut taken_s, mut planned_total_s) = (0.0, 0.0);
+/// The relay's pace against its plan so far, for each class of leg ([`PaceClass`], at its
+/// place in [`PaceClass::ALL`]): time really taken over the time planned for the distance
+/// really covered, on the legs of that class with a route among the first `legs` (those that
+/// have ended, and the one in progress if it is among them; clamped to 4× either way; 1 before
+/// there is any evidence), with the seconds it is made of. A relay that runs 20 % slower than
+/// planned on its first legs will likely do so on the next of their kind: with the current
+/// leg, this scales the planned duration of every leg of the class still to come; without it,
+/// the current leg's prior pace (which the carrier's own observed pace takes over from within
+/// minutes). One pass over the legs for every class.
+fn pace_ratios(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> PaceRatios {
+    let mut sums = [(0.0, 0.0); PaceClass::ALL.len()];
     for (i, (leg, lt)) in relay
         .legs
         .iter()
         .zip(st.legs.iter())
         .enumerate()
         .take(legs.min(st.current + 1))
-        .filter(|(_, (leg, _))| leg.mode.pace_class() == Some(class))
     {
-        let (Some(_), Some(start)) = (leg.geometry.route(), lt.actual_start) else {
+        let (Some(class), Some(_), Some(start)) =
+            (leg.mode.pace_class(), leg.geometry.route(), lt.actual_start)
+        else {
             continue;
         };
         let end = if i < st.current {
@@ -323,13 +313,30 @@ fn pace_ratio(
         };
         #[allow(clippy::cast_precision_loss)]
         let taken = (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0;
-        taken_s += taken;
-        planned_total_s += planned_s(leg, 0.0, along_m);
+        let (taken_s, planned_total_s) = &mut sums[class as usize];
+        *taken_s += taken;
+        *planned_total_s += planned_s(leg, 0.0, along_m);
     }
-    if planned_total_s < 60.0 || taken_s <= 0.0 {
-        return (1.0, 0.0);
+    PaceRatios(sums.map(|(taken_s, planned_total_s)| {
+        if planned_total_s < 60.0 || taken_s <= 0.0 {
+            (1.0, 0.0)
+        } else {
+            ((taken_s / planned_total_s).clamp(0.25, 4.0), taken_s)
+        }
+    }))
+}
+
+/// [`pace_ratios`]: (ratio, seconds it is made of) for each class of leg.
+struct PaceRatios([(f64, f64); PaceClass::ALL.len()]);
+
+impl PaceRatios {
+    /// The ratio `leg` is expected at: its class's, or 1 (no seconds) for a leg that keeps its
+    /// plan.
+    fn of(&self, leg: &Leg) -> (f64, f64) {
+        leg.mode
+            .pace_class()
+            .map_or((1.0, 0.0), |class| self.0[class as usize])
     }
-    ((taken_s / planned_total_s).clamp(0.25, 4.0), taken_s)
 }
 
 /// How long an upcoming leg is expected to take: its plan (on foot or by bike, slowed by its
