@@ -1621,6 +1621,42 @@ duration = "6m"
     }
 
     #[test]
+    fn the_next_runner_is_expected_at_the_pace_the_current_leg_is_expected_to_end_at() {
+        // Ann and Bob have the same 1.1 km, 6-minute leg. Ann waits 3 minutes at the start,
+        // then runs at the plan's pace; three quarters of the way along, 7.5 minutes in, her
+        // leg is expected to take what it is expected to take, and so is Bob's: not her time so
+        // far over the distance she covered, which counts her wait against a quarter of the leg
+        // she has not run yet (that gave Bob 600 s against her 565 s).
+        let mut tr = tracker();
+        tr.tick(t(241));
+        for k in 0..=45 {
+            let lon = if k <= 18 {
+                2.35
+            } else {
+                #[allow(clippy::cast_precision_loss)]
+                let f = (k - 18) as f64 / 36.0;
+                2.35 + 0.015 * f
+            };
+            tr.apply("Ann", "Ann", &ping(240 + k * 10, lon, 48.85));
+        }
+        let snap = tr.snapshot(t(691), false);
+        let legs = &snap.relay("r").unwrap().legs;
+        let took = |i: usize| {
+            legs[i]
+                .eta_end
+                .duration_since(legs[i].eta_start)
+                .as_secs_f64()
+        };
+        assert!(took(1) > 450.0, "Ann: {} s", took(1));
+        assert!(
+            (took(2) - took(1)).abs() < 1.0,
+            "Bob {} s, Ann {} s",
+            took(2),
+            took(1)
+        );
+    }
+
+    #[test]
     fn a_flight_whose_phone_is_off_lands_on_its_plan_not_a_whole_flight_from_now() {
         // Bob's leg is a 20-minute flight; his phone is off (airplane mode) from the handoff.
         let plan = after_the_stage(

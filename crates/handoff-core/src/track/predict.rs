@@ -165,7 +165,10 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
 
 /// The predicted (or, once done, actual) start and end of every leg at `now`, counting the
 /// first `known` shifts: the current leg's end from its pace plus the delays announced while it
-/// is on, each later leg its expected duration ([`expected_ms`]) after the one before it. Only
+/// is on, each later leg its expected duration ([`expected_ms`]) after the one before it, at
+/// the pace ratio of its class on the finished legs and the current one as it is expected to
+/// end (so a leg predicted to take 1.2 × its plan expects the same of the legs of its kind that
+/// follow, however its first minutes went). Only
 /// the first `upto` legs (a prediction needs the next few, a view all of them). With `public`,
 /// the current leg's end as of the last fix spectators may see under the public delay (none:
 /// its holder not yet seen, as far as they may know); without, as of the holder's last fix.
@@ -180,11 +183,8 @@ pub(crate) fn eta_times(
     let relay: &Relay = cx.relay;
     let cur = st.current;
     // Each class of leg by its own pace against the plan; a leg of none keeps its plan.
-    let ratios = pace_ratios(relay, st, now, cur + 1);
-    let finished = relay
-        .legs
-        .get(cur)
-        .map_or((1.0, 0.0), |leg| pace_ratios(relay, st, now, cur).of(leg));
+    let finished = pace_ratios(relay, st, now);
+    let mut ratios = finished;
     let mut out = Vec::with_capacity(relay.legs.len());
     let mut next_start: Option<Timestamp> = None;
     for (i, (leg, lt)) in relay.legs.iter().zip(st.legs.iter()).enumerate().take(upto) {
@@ -204,11 +204,16 @@ pub(crate) fn eta_times(
                 let (along_m, fix) = public.map_or((lt.along_m, lt.last_fix), |f| {
                     (f.map_or(0.0, |f| f.along_m), f)
                 });
-                shifted(
-                    current_eta(leg, lt, along_m, fix, start, now, finished),
+                let end = shifted(
+                    current_eta(leg, lt, along_m, fix, start, now, finished.of(leg)),
                     held,
                 )
-                .max(now)
+                .max(now);
+                // The legs still to come count this one as it is expected to end: its time so
+                // far alone, over the distance covered, would keep a slow start the carrier
+                // has long made up, or miss a stop they are in.
+                ratios = finished.counting(leg, start, shifted(end, -held));
+                end
             };
             (start, end)
         } else {
@@ -278,64 +283,61 @@ pub(crate) fn eta_bands(
         .collect()
 }
 
-/// The relay's pace against its plan so far, for each class of leg ([`PaceClass`], at its
-/// place in [`PaceClass::ALL`]): time really taken over the time planned for the distance
-/// really covered, on the legs of that class with a route among the first `legs` (those that
-/// have ended, and the one in progress if it is among them; clamped to 4× either way; 1 before
-/// there is any evidence), with the seconds it is made of. A relay that runs 20 % slower than
-/// planned on its first legs will likely do so on the next of their kind: with the current
-/// leg, this scales the planned duration of every leg of the class still to come; without it,
-/// the current leg's prior pace (which the carrier's own observed pace takes over from within
-/// minutes). One pass over the legs for every class.
-fn pace_ratios(relay: &Relay, st: &RelayState, now: Timestamp, legs: usize) -> PaceRatios {
-    let mut sums = [(0.0, 0.0); PaceClass::ALL.len()];
-    for (i, (leg, lt)) in relay
-        .legs
-        .iter()
-        .zip(st.legs.iter())
-        .enumerate()
-        .take(legs.min(st.current + 1))
-    {
-        let (Some(class), Some(_), Some(start)) =
-            (leg.mode.pace_class(), leg.geometry.route(), lt.actual_start)
-        else {
-            continue;
-        };
-        let end = if i < st.current {
-            lt.actual_end.unwrap_or(now)
-        } else {
-            lt.last_fix.map_or(start, |f| f.t)
-        };
-        let along_m = if i < st.current {
-            leg.length_m()
-        } else {
-            lt.along_m
-        };
-        #[allow(clippy::cast_precision_loss)]
-        let taken = (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0;
-        let (taken_s, planned_total_s) = &mut sums[class as usize];
-        *taken_s += taken;
-        *planned_total_s += planned_s(leg, 0.0, along_m);
-    }
-    PaceRatios(sums.map(|(taken_s, planned_total_s)| {
-        if planned_total_s < 60.0 || taken_s <= 0.0 {
-            (1.0, 0.0)
-        } else {
-            ((taken_s / planned_total_s).clamp(0.25, 4.0), taken_s)
+/// The relay's pace against its plan on its finished legs, for each class of leg
+/// ([`PaceClass`], at its place in [`PaceClass::ALL`]): the time really taken and the time
+/// planned for it, summed over the ended legs of that class with a route. A relay that runs
+/// 20 % slower than planned on its first legs will likely do so on the next of their kind: it
+/// is the current leg's prior pace (which the carrier's own observed pace takes over from
+/// within minutes), and, with the current leg counted ([`PaceRatios::counting`]), it scales
+/// the planned duration of every leg of the class still to come. One pass over the legs for
+/// every class.
+fn pace_ratios(relay: &Relay, st: &RelayState, now: Timestamp) -> PaceRatios {
+    let mut ratios = PaceRatios([(0.0, 0.0); PaceClass::ALL.len()]);
+    for (leg, lt) in relay.legs.iter().zip(st.legs.iter()).take(st.current) {
+        if let Some(start) = lt.actual_start {
+            ratios.add(leg, start, lt.actual_end.unwrap_or(now), leg.length_m());
         }
-    }))
+    }
+    ratios
 }
 
-/// [`pace_ratios`]: (ratio, seconds it is made of) for each class of leg.
+/// [`pace_ratios`]: for each class of leg, the seconds taken and the seconds planned for them.
+#[derive(Clone, Copy)]
 struct PaceRatios([(f64, f64); PaceClass::ALL.len()]);
 
 impl PaceRatios {
-    /// The ratio `leg` is expected at: its class's, or 1 (no seconds) for a leg that keeps its
-    /// plan.
+    /// The ratio `leg` is expected at, and the seconds taken it is made of: its class's (time
+    /// taken over time planned, clamped to 4× either way; 1 before a minute of plan is behind
+    /// it), or 1 (no seconds) for a leg that keeps its plan.
     fn of(&self, leg: &Leg) -> (f64, f64) {
-        leg.mode
-            .pace_class()
-            .map_or((1.0, 0.0), |class| self.0[class as usize])
+        leg.mode.pace_class().map_or((1.0, 0.0), |class| {
+            let (taken_s, planned_s) = self.0[class as usize];
+            if planned_s < 60.0 || taken_s <= 0.0 {
+                (1.0, 0.0)
+            } else {
+                ((taken_s / planned_s).clamp(0.25, 4.0), taken_s)
+            }
+        })
+    }
+
+    /// These ratios with `leg` counted whole, from `start` to `end` (the current leg's ETA,
+    /// without the delays an operator announced for it).
+    fn counting(mut self, leg: &Leg, start: Timestamp, end: Timestamp) -> Self {
+        self.add(leg, start, end, leg.length_m());
+        self
+    }
+
+    /// Counts `along_m` of `leg` covered from `start` to `end`, if it is a leg of a class with
+    /// a route.
+    fn add(&mut self, leg: &Leg, start: Timestamp, end: Timestamp, along_m: f64) {
+        let (Some(class), Some(_)) = (leg.mode.pace_class(), leg.geometry.route()) else {
+            return;
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let taken = (end.as_millisecond() - start.as_millisecond()).max(0) as f64 / 1000.0;
+        let (taken_s, planned_total_s) = &mut self.0[class as usize];
+        *taken_s += taken;
+        *planned_total_s += planned_s(leg, 0.0, along_m);
     }
 }
 
