@@ -1657,6 +1657,41 @@ duration = "6m"
     }
 
     #[test]
+    fn a_silent_carrier_delays_the_next_handoff_not_the_next_runners_pace() {
+        // Ann runs her 1.1 km at the plan's pace to halfway, then goes silent (a dead phone).
+        // Her ETA ages with the silence, and Bob's handoff with it; Bob's own leg is still
+        // expected to take what hers was expected to take at her last fix (read as of now, her
+        // silence slowed every later leg as if the relay had: Bob 361 s at 31 s silent, 630 s
+        // at 300 s).
+        let mut tr = tracker();
+        tr.tick(t(241));
+        for k in 0..=18 {
+            #[allow(clippy::cast_precision_loss)]
+            let lon = 2.35 + 0.015 * (k as f64 / 36.0);
+            tr.apply("Ann", "Ann", &ping(240 + k * 10, lon, 48.85));
+        }
+        let read = |tr: &mut Tracker, s: i64| {
+            tr.tick(t(s));
+            let snap = tr.snapshot(t(s), false);
+            let legs = &snap.relay("r").unwrap().legs;
+            let took = |i: usize| {
+                legs[i]
+                    .eta_end
+                    .duration_since(legs[i].eta_start)
+                    .as_secs_f64()
+            };
+            (legs[1].eta_end, took(2))
+        };
+        let (ann_soon, bob_soon) = read(&mut tr, 451);
+        let (ann_late, bob_late) = read(&mut tr, 720);
+        assert!(ann_late > ann_soon, "Ann's ETA {ann_soon} → {ann_late}");
+        assert!(
+            (bob_late - bob_soon).abs() < 1.0,
+            "Bob {bob_soon} s → {bob_late} s"
+        );
+    }
+
+    #[test]
     fn a_flight_whose_phone_is_off_lands_on_its_plan_not_a_whole_flight_from_now() {
         // Bob's leg is a 20-minute flight; his phone is off (airplane mode) from the handoff.
         let plan = after_the_stage(

@@ -166,9 +166,9 @@ pub(crate) fn record_predictions(cx: Ctx<'_>, st: &mut RelayState, t: Timestamp)
 /// The predicted (or, once done, actual) start and end of every leg at `now`, counting the
 /// first `known` shifts: the current leg's end from its pace plus the delays announced while it
 /// is on, each later leg its expected duration ([`expected_ms`]) after the one before it, at
-/// the pace ratio of its class on the finished legs and the current one as it is expected to
-/// end (so a leg predicted to take 1.2 × its plan expects the same of the legs of its kind that
-/// follow, however its first minutes went). Only
+/// the pace ratio of its class on the finished legs and the current one as it was expected to
+/// end at its holder's last fix (so a leg predicted to take 1.2 × its plan expects the same of
+/// the legs of its kind that follow, however its first minutes went). Only
 /// the first `upto` legs (a prediction needs the next few, a view all of them). With `public`,
 /// the current leg's end as of the last fix spectators may see under the public delay (none:
 /// its holder not yet seen, as far as they may know); without, as of the holder's last fix.
@@ -204,16 +204,13 @@ pub(crate) fn eta_times(
                 let (along_m, fix) = public.map_or((lt.along_m, lt.last_fix), |f| {
                     (f.map_or(0.0, |f| f.along_m), f)
                 });
-                let end = shifted(
-                    current_eta(leg, lt, along_m, fix, start, now, finished.of(leg)),
-                    held,
-                )
-                .max(now);
-                // The legs still to come count this one as it is expected to end: its time so
-                // far alone, over the distance covered, would keep a slow start the carrier
-                // has long made up, or miss a stop they are in.
-                ratios = finished.counting(leg, start, shifted(end, -held));
-                end
+                let eta = |at| current_eta(leg, lt, along_m, fix, start, at, finished.of(leg));
+                // The legs still to come count this one as it was expected to end at the fix
+                // the ETA stands on: its time so far alone, over the distance covered, would
+                // keep a slow start the carrier has long made up. Not as of now: a silence is
+                // this carrier's (a dead phone, a fall) and slows only the handoffs after it.
+                ratios = finished.counting(leg, start, eta(fix.map_or(start, |f| f.t)));
+                shifted(eta(now), held).max(now)
             };
             (start, end)
         } else {
